@@ -1,0 +1,16 @@
+//! The crate's one public error type.
+
+/// Everything that can go wrong in logban.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading a log, state or config file failed.
+    #[error("I/O error on {path}")]
+    Io {
+        /// The file at fault.
+        path: std::path::PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+}

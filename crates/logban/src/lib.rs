@@ -1,0 +1,14 @@
+//! Log-scanning IP banning that runs fail2ban's filters.
+//!
+//! Pipeline: a source yields log lines, a filter turns a line into a [`Failure`] (a validated,
+//! canonical address with its time), a jail counts failures and decides bans, and a ban sink
+//! applies them (nftables, an argv command, or memory).
+
+mod error;
+mod failure;
+
+pub use error::Error;
+pub use failure::{Failure, canonical_addr};
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
