@@ -13,4 +13,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A configuration value is invalid.
+    #[error("invalid configuration `{field}`: {reason}")]
+    InvalidConfig {
+        /// The option at fault.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }

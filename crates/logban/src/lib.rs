@@ -6,9 +6,11 @@
 
 mod error;
 mod failure;
+pub mod jail;
 
 pub use error::Error;
 pub use failure::{Failure, canonical_addr};
+pub use jail::{Ban, BanIncrement, BanTime, Jail, JailConfig, Verdict};
 
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
