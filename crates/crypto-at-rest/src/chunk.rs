@@ -79,13 +79,30 @@ impl ChunkKey {
         Nonce::assume_unique_for_key(n)
     }
 
-    /// Seals `buf` in place and appends the tag.
-    pub(crate) fn seal(&self, counter: u64, last: bool, aad: &[u8], buf: &mut Vec<u8>) {
+    /// Seals `slot[..len]` in place and writes the tag to `slot[len..len + TAG_LEN]`.
+    ///
+    /// `slot` must hold at least `len + TAG_LEN` bytes; callers size their slots that way.
+    pub(crate) fn seal_slot(
+        &self,
+        counter: u64,
+        last: bool,
+        aad: &[u8],
+        slot: &mut [u8],
+        len: usize,
+    ) {
+        let (data, rest) = slot.split_at_mut(len);
         let tag = self
             .key
-            .seal_in_place_separate_tag(Self::nonce(counter, last), Aad::from(aad), buf)
+            .seal_in_place_separate_tag(Self::nonce(counter, last), Aad::from(aad), data)
             .expect("chunk length within AEAD limits");
-        buf.extend_from_slice(tag.as_ref());
+        rest[..TAG_LEN].copy_from_slice(tag.as_ref());
+    }
+
+    /// Seals `buf` in place and appends the tag.
+    pub(crate) fn seal(&self, counter: u64, last: bool, aad: &[u8], buf: &mut Vec<u8>) {
+        let len = buf.len();
+        buf.resize(len + TAG_LEN, 0);
+        self.seal_slot(counter, last, aad, buf, len);
     }
 
     /// Opens `buf` (ciphertext followed by tag) in place, returning the plaintext part.

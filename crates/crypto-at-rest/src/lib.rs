@@ -3,9 +3,11 @@
 
 mod chunk;
 mod error;
+mod stream;
 
 pub use chunk::Algorithm;
-pub use error::Error;
+pub use error::{Error, Stage};
+pub use stream::{DecryptReader, EncryptWriter};
 
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
