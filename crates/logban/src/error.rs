@@ -21,4 +21,21 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A ban sink could not apply a change (the change is not applied).
+    #[error("{sink} sink: {reason}")]
+    Sink {
+        /// Which sink.
+        sink: String,
+        /// What went wrong (the backend's own message, when it gave one).
+        reason: String,
+    },
+    /// A program could not be run.
+    #[error("cannot run `{program}`")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
 }

@@ -7,10 +7,14 @@
 mod error;
 mod failure;
 pub mod jail;
+pub mod sink;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 
 pub use error::Error;
 pub use failure::{Failure, canonical_addr};
 pub use jail::{Ban, BanIncrement, BanTime, Jail, JailConfig, Verdict};
+pub use sink::{BanAction, BanSink, CommandSink, MemorySink, NftablesSink, SinkJail};
 
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,120 @@
+//! A sink that keeps bans in memory: for embedding (the host application checks
+//! [`MemorySink::is_banned`]) and for tests (it can be told to fail).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use ipnet::IpNet;
+use tokio::time::Instant;
+
+use super::{BanAction, BanSink, sink_error};
+use crate::Result;
+
+/// Bans held in memory, expiring on their own like kernel set timeouts.
+#[derive(Debug, Default)]
+pub struct MemorySink {
+    bans: Mutex<HashMap<String, HashMap<IpNet, Option<Instant>>>>,
+    fail_next: AtomicU32,
+    applied_batches: AtomicU64,
+}
+
+impl MemorySink {
+    /// An empty sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes the next `n` calls to `apply` fail without changing anything (for tests of retry
+    /// and reporting).
+    pub fn fail_next(&self, n: u32) {
+        self.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// How many batches were applied successfully.
+    pub fn applied_batches(&self) -> u64 {
+        self.applied_batches.load(Ordering::SeqCst)
+    }
+
+    /// True if `addr` falls in a live ban of `jail`.
+    pub fn is_banned(&self, jail: &str, addr: IpAddr) -> bool {
+        let now = Instant::now();
+        let bans = self.bans.lock().unwrap_or_else(|e| e.into_inner());
+        bans.get(jail).is_some_and(|set| {
+            set.iter()
+                .any(|(net, until)| net.contains(&addr) && until.is_none_or(|u| u > now))
+        })
+    }
+}
+
+#[async_trait]
+impl BanSink for MemorySink {
+    async fn apply(&self, actions: &[BanAction]) -> Result<()> {
+        let injected = self
+            .fail_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if injected.is_ok() {
+            return Err(sink_error("memory", "injected failure"));
+        }
+        let now = Instant::now();
+        let mut bans = self.bans.lock().unwrap_or_else(|e| e.into_inner());
+        for action in actions {
+            let set = bans.entry(action.jail().to_owned()).or_default();
+            match action {
+                BanAction::Ban {
+                    target, timeout, ..
+                } => {
+                    set.insert(*target, timeout.map(|t| now + t));
+                }
+                BanAction::Unban { target, .. } => {
+                    set.remove(target);
+                }
+            }
+        }
+        self.applied_batches.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn list(&self, jail: &str) -> Result<Vec<IpNet>> {
+        let now = Instant::now();
+        let mut bans = self.bans.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(bans.get_mut(jail).map_or_else(Vec::new, |set| {
+            set.retain(|_, until| until.is_none_or(|u| u > now));
+            set.keys().copied().collect()
+        }))
+    }
+
+    async fn cleanup(&self) -> Result<()> {
+        self.bans.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        Ok(())
+    }
+
+    fn name(&self) -> &str {
+        "memory"
+    }
+}
+
+#[cfg(all(test, feature = "conformance"))]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_sink_conforms() {
+        let sink = MemorySink::new();
+        crate::conformance::run_all(&sink).await;
+    }
+
+    #[tokio::test]
+    async fn injected_failures_change_nothing() {
+        let sink = MemorySink::new();
+        sink.fail_next(1);
+        let target: IpNet = "192.0.2.1/32".parse().expect("net");
+        assert!(sink.ban("j", target, None).await.is_err());
+        assert!(sink.list("j").await.expect("list").is_empty());
+        sink.ban("j", target, None).await.expect("second try works");
+        assert!(sink.is_banned("j", "192.0.2.1".parse().expect("ip")));
+        assert_eq!(sink.applied_batches(), 1);
+    }
+}

@@ -1,0 +1,60 @@
+//! The BanSink conformance suite against real nftables, inside a network namespace the test makes.
+
+mod netns;
+
+use logban::sink::{NftVerdict, NftablesSink, SinkJail};
+
+#[tokio::test]
+async fn nftables_sink_conforms_in_a_namespace() {
+    if !netns::can_make_namespaces() {
+        return;
+    }
+    let ns = netns::Netns::create("conf");
+    let sink = NftablesSink::builder()
+        .with_netns(&ns.name)
+        .build()
+        .expect("valid sink");
+    logban::conformance::run_all(&sink).await;
+    // After the suite's cleanup the table is gone.
+    let out = ns.exec(&["nft", "list", "tables"]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("logban"));
+}
+
+#[tokio::test]
+async fn nftables_ruleset_has_ports_and_reject() {
+    if !netns::can_make_namespaces() {
+        return;
+    }
+    let ns = netns::Netns::create("rules");
+    let sink = NftablesSink::builder()
+        .with_netns(&ns.name)
+        .with_table("hg_test")
+        .with_verdict(NftVerdict::Reject)
+        .build()
+        .expect("valid sink");
+    let mut jail = SinkJail::new("nginx-http-auth").expect("valid");
+    jail.ports = logban::jail::parse_ports("80,443").expect("ports");
+    use logban::BanSink;
+    sink.prepare(&jail).await.expect("prepare");
+    sink.prepare(&jail).await.expect("prepare again");
+    let out = ns.exec(&["nft", "list", "table", "inet", "hg_test"]);
+    let ruleset = String::from_utf8_lossy(&out.stdout);
+    // Re-preparing does not duplicate rules.
+    assert_eq!(
+        ruleset
+            .matches("ip saddr @v4_nginx_2dhttp_2dauth reject")
+            .count(),
+        1,
+        "{ruleset}"
+    );
+    assert_eq!(
+        ruleset
+            .matches("ip6 saddr @v6_nginx_2dhttp_2dauth reject")
+            .count(),
+        1,
+        "{ruleset}"
+    );
+    assert!(ruleset.contains("tcp dport { 80, 443 }"), "{ruleset}");
+    assert!(ruleset.contains("flags interval,timeout"), "{ruleset}");
+    sink.cleanup().await.expect("cleanup");
+}
