@@ -1,6 +1,7 @@
 //! Encryption at rest for hostguard.
 #![doc = "(crate docs: to be written with the first runnable example)"]
 
+pub mod age;
 mod chunk;
 mod error;
 mod stream;
