@@ -38,4 +38,21 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The state database failed.
+    #[error("state database {path}")]
+    State {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// What redb said.
+        #[source]
+        source: redb::Error,
+    },
+    /// Saved state could not be decoded.
+    #[error("corrupt state in {path}: {reason}")]
+    Corrupt {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 }

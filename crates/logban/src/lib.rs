@@ -8,6 +8,9 @@ mod error;
 mod failure;
 pub mod jail;
 pub mod sink;
+pub mod state;
+pub mod metrics;
+pub mod engine;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
@@ -15,6 +18,9 @@ pub use error::Error;
 pub use failure::{Failure, canonical_addr};
 pub use jail::{Ban, BanIncrement, BanTime, Jail, JailConfig, Verdict};
 pub use sink::{BanAction, BanSink, CommandSink, MemorySink, NftablesSink, SinkJail};
+pub use state::{StateStore, StoredBan};
+pub use metrics::{JailCounters, Metrics};
+pub use engine::{Engine, EngineBuilder, JailStatus, LineMatcher, LineOutcome};
 
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

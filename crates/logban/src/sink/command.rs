@@ -222,17 +222,7 @@ impl BanSink for CommandSink {
 
     async fn prepare(&self, jail: &SinkJail) -> Result<()> {
         if !self.templates.prepare.is_empty() {
-            let ports: Vec<String> = jail
-                .ports
-                .iter()
-                .map(|p| {
-                    if p.first == p.last {
-                        p.first.to_string()
-                    } else {
-                        format!("{}:{}", p.first, p.last)
-                    }
-                })
-                .collect();
+            let ports = super::join_ports(&jail.ports, ":", ",");
             let protocol = match jail.protocol {
                 Protocol::Tcp => "tcp",
                 Protocol::Udp => "udp",
@@ -240,7 +230,7 @@ impl BanSink for CommandSink {
             };
             let values = [
                 ("<jail>", jail.name.clone()),
-                ("<ports>", ports.join(",")),
+                ("<ports>", ports),
                 ("<protocol>", protocol.to_owned()),
             ];
             self.run(&self.templates.prepare, &values).await?;

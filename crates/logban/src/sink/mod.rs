@@ -153,6 +153,21 @@ pub fn target_text(target: &IpNet) -> String {
     }
 }
 
+/// Renders ports as `22<sep>8000<range>8100`.
+fn join_ports(ports: &[PortRange], range: &str, sep: &str) -> String {
+    let texts: Vec<String> = ports
+        .iter()
+        .map(|p| {
+            if p.first == p.last {
+                p.first.to_string()
+            } else {
+                format!("{}{range}{}", p.first, p.last)
+            }
+        })
+        .collect();
+    texts.join(sep)
+}
+
 fn sink_error(sink: &str, reason: impl Into<String>) -> crate::Error {
     crate::Error::Sink {
         sink: sink.to_owned(),

@@ -232,18 +232,7 @@ fn port_match(jail: &SinkJail) -> String {
     if jail.ports.is_empty() {
         return String::new();
     }
-    let ports: Vec<String> = jail
-        .ports
-        .iter()
-        .map(|p| {
-            if p.first == p.last {
-                p.first.to_string()
-            } else {
-                format!("{}-{}", p.first, p.last)
-            }
-        })
-        .collect();
-    let ports = ports.join(", ");
+    let ports = super::join_ports(&jail.ports, "-", ", ");
     match jail.protocol {
         Protocol::Tcp => format!("tcp dport {{ {ports} }} "),
         Protocol::Udp => format!("udp dport {{ {ports} }} "),

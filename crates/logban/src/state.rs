@@ -1,0 +1,251 @@
+//! Persistent state in an embedded database (redb): bans with their end times and whether a
+//! sink has applied them, how often each target was banned (for incremental bans), and the
+//! positions sources have reached in their logs (file offsets, journal cursors).
+//!
+//! redb was chosen because it is pure Rust, crash-safe (copy-on-write B-trees, every commit
+//! durable), needs no server, and its single file is easy to back up.
+//!
+//! ```
+//! # fn main() -> logban::Result<()> {
+//! let dir = tempfile::tempdir().expect("tempdir");
+//! let state = logban::StateStore::open(dir.path().join("logban.redb"))?;
+//! state.set_position("file:/var/log/auth.log", b"inode=12 offset=4096")?;
+//! assert_eq!(state.position("file:/var/log/auth.log")?.as_deref(), Some(&b"inode=12 offset=4096"[..]));
+//! # Ok(()) }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use redb::{Database, ReadableTable, TableDefinition};
+
+use crate::jail::Ban;
+use crate::{Error, Result};
+
+const BANS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("bans");
+const BAN_COUNTS: TableDefinition<'_, &str, u32> = TableDefinition::new("ban_counts");
+const POSITIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("positions");
+
+/// A saved ban and whether a sink confirmed it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredBan {
+    /// The ban.
+    pub ban: Ban,
+    /// True once a sink applied it; false while it waits for a retry.
+    pub applied: bool,
+}
+
+/// The state database; cheap to clone (clones share one open database).
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+fn key(jail: &str, target: &IpNet) -> String {
+    format!("{jail} {target}")
+}
+
+impl StateStore {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let err = |source: redb::Error| Error::State {
+            path: path.clone(),
+            source,
+        };
+        let db = Database::create(&path).map_err(|e| err(e.into()))?;
+        // Create the tables so that readers never meet a missing one.
+        let tx = db.begin_write().map_err(|e| err(e.into()))?;
+        tx.open_table(BANS).map_err(|e| err(e.into()))?;
+        tx.open_table(BAN_COUNTS).map_err(|e| err(e.into()))?;
+        tx.open_table(POSITIONS).map_err(|e| err(e.into()))?;
+        tx.commit().map_err(|e| err(e.into()))?;
+        Ok(StateStore {
+            db: Arc::new(db),
+            path,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, source: impl Into<redb::Error>) -> Error {
+        Error::State {
+            path: self.path.clone(),
+            source: source.into(),
+        }
+    }
+
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T> {
+        let tx = self.db.begin_write().map_err(|e| self.error(e))?;
+        let value = f(&tx).map_err(|e| self.error(e))?;
+        tx.commit().map_err(|e| self.error(e))?;
+        Ok(value)
+    }
+
+    /// Saves (or updates) a ban, and its target's ban count.
+    pub fn save_ban(&self, stored: &StoredBan) -> Result<()> {
+        let k = key(&stored.ban.jail, &stored.ban.target);
+        let value = serde_json::to_vec(stored).map_err(|e| Error::Corrupt {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })?;
+        self.write(|tx| {
+            tx.open_table(BANS)?.insert(k.as_str(), value.as_slice())?;
+            tx.open_table(BAN_COUNTS)?
+                .insert(k.as_str(), stored.ban.count)?;
+            Ok(())
+        })
+    }
+
+    /// Forgets a ban (its ban count stays, for incremental bans).
+    pub fn remove_ban(&self, jail: &str, target: &IpNet) -> Result<()> {
+        let k = key(jail, target);
+        self.write(|tx| {
+            tx.open_table(BANS)?.remove(k.as_str())?;
+            Ok(())
+        })
+    }
+
+    /// All saved bans.
+    pub fn bans(&self) -> Result<Vec<StoredBan>> {
+        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = tx.open_table(BANS).map_err(|e| self.error(e))?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(|e| self.error(e))? {
+            let (k, v) = entry.map_err(|e| self.error(e))?;
+            let stored: StoredBan =
+                serde_json::from_slice(v.value()).map_err(|e| Error::Corrupt {
+                    path: self.path.clone(),
+                    reason: format!("ban `{}`: {e}", k.value()),
+                })?;
+            out.push(stored);
+        }
+        Ok(out)
+    }
+
+    /// How often each target of `jail` was banned.
+    pub fn ban_counts(&self, jail: &str) -> Result<Vec<(IpNet, u32)>> {
+        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = tx.open_table(BAN_COUNTS).map_err(|e| self.error(e))?;
+        let prefix = format!("{jail} ");
+        let mut out = Vec::new();
+        for entry in table.range(prefix.as_str()..).map_err(|e| self.error(e))? {
+            let (k, v) = entry.map_err(|e| self.error(e))?;
+            let Some(target) = k.value().strip_prefix(&prefix) else {
+                break;
+            };
+            if let Ok(target) = target.parse::<IpNet>() {
+                out.push((target, v.value()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The position saved under `key` (a source's own encoding).
+    pub fn position(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = tx.open_table(POSITIONS).map_err(|e| self.error(e))?;
+        let value = table.get(key).map_err(|e| self.error(e))?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    /// Saves a source's position under `key` (durable when this returns).
+    pub fn set_position(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.write(|tx| {
+            tx.open_table(POSITIONS)?.insert(key, value)?;
+            Ok(())
+        })
+    }
+
+    /// Forgets the position under `key`.
+    pub fn remove_position(&self, key: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.open_table(POSITIONS)?.remove(key)?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ban(jail: &str, target: &str, count: u32) -> StoredBan {
+        StoredBan {
+            ban: Ban {
+                jail: jail.into(),
+                target: target.parse().expect("net"),
+                start: 100,
+                until: Some(200),
+                count,
+            },
+            applied: true,
+        }
+    }
+
+    #[test]
+    fn bans_counts_and_positions_survive_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.redb");
+        {
+            let state = StateStore::open(&path).expect("open");
+            state
+                .save_ban(&ban("sshd", "192.0.2.1/32", 1))
+                .expect("save");
+            state
+                .save_ban(&ban("sshd", "2001:db8::/64", 3))
+                .expect("save");
+            state
+                .save_ban(&ban("sshd-x", "192.0.2.9/32", 2))
+                .expect("save");
+            state
+                .remove_ban("sshd", &"192.0.2.1/32".parse().expect("net"))
+                .expect("remove");
+            state
+                .set_position("file:/var/log/a", b"42")
+                .expect("position");
+        }
+        let state = StateStore::open(&path).expect("reopen");
+        let mut bans = state.bans().expect("bans");
+        bans.sort_by_key(|b| b.ban.count);
+        assert_eq!(
+            bans,
+            vec![
+                ban("sshd-x", "192.0.2.9/32", 2),
+                ban("sshd", "2001:db8::/64", 3)
+            ]
+        );
+        let mut counts = state.ban_counts("sshd").expect("counts");
+        counts.sort();
+        assert_eq!(
+            counts,
+            vec![
+                ("192.0.2.1/32".parse().expect("net"), 1),
+                ("2001:db8::/64".parse().expect("net"), 3)
+            ]
+        );
+        assert_eq!(
+            state.position("file:/var/log/a").expect("get"),
+            Some(b"42".to_vec())
+        );
+        assert_eq!(state.position("nope").expect("get"), None);
+        state.remove_position("file:/var/log/a").expect("remove");
+        assert_eq!(state.position("file:/var/log/a").expect("get"), None);
+    }
+
+    #[test]
+    fn garbage_file_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.redb");
+        std::fs::write(&path, vec![0x5a; 8192]).expect("write");
+        assert!(matches!(StateStore::open(&path), Err(Error::State { .. })));
+    }
+}
