@@ -6,6 +6,7 @@
 //! loses the last flag, and appended data follows a chunk that claimed to be last.
 
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+use ring::hkdf;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Stage};
@@ -98,13 +99,6 @@ impl ChunkKey {
         rest[..TAG_LEN].copy_from_slice(tag.as_ref());
     }
 
-    /// Seals `buf` in place and appends the tag.
-    pub(crate) fn seal(&self, counter: u64, last: bool, aad: &[u8], buf: &mut Vec<u8>) {
-        let len = buf.len();
-        buf.resize(len + TAG_LEN, 0);
-        self.seal_slot(counter, last, aad, buf, len);
-    }
-
     /// Opens `buf` (ciphertext followed by tag) in place, returning the plaintext part.
     pub(crate) fn open<'a>(
         &self,
@@ -117,4 +111,22 @@ impl ChunkKey {
             .open_in_place(Self::nonce(counter, last), Aad::from(aad), buf)
             .map_err(|_| Error::Authentication(Stage::PayloadChunk))
     }
+}
+
+/// HKDF-SHA256 (extract with `salt`, expand with `info`) to 32 bytes: how every key in this
+/// crate is derived from another.
+pub(crate) fn hkdf_sha256(salt: &[u8], ikm: &[u8], info: &[u8]) -> Zeroizing<[u8; 32]> {
+    struct Len32;
+    impl hkdf::KeyType for Len32 {
+        fn len(&self) -> usize {
+            32
+        }
+    }
+    let mut out = Zeroizing::new([0u8; 32]);
+    hkdf::Salt::new(hkdf::HKDF_SHA256, salt)
+        .extract(ikm)
+        .expand(&[info], Len32)
+        .and_then(|okm| okm.fill(&mut out[..]))
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    out
 }

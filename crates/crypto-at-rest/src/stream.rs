@@ -81,6 +81,16 @@ impl Body {
         self.key.seal_slot(counter, last, &self.aad, slot, len);
     }
 
+    /// Opens chunk `counter` in place, its position (last or not) known from the body's length.
+    pub(crate) fn open_at<'a>(
+        &self,
+        counter: u64,
+        last: bool,
+        buf: &'a mut [u8],
+    ) -> Result<&'a mut [u8], Error> {
+        self.key.open(counter, last, &self.aad, buf)
+    }
+
     /// Opens sealed chunk `ct` (number `counter`) into `out[..plaintext len]`.
     ///
     /// `data_follows` says whether the input holds more bytes after `ct`; `out` must hold at
@@ -134,7 +144,7 @@ impl Body {
 }
 
 /// Reads until `buf` is full or the reader ends; returns the bytes read.
-fn fill<R: Read + ?Sized>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn fill<R: Read + ?Sized>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match reader.read(&mut buf[n..]) {
@@ -718,13 +728,12 @@ impl<R: Read> Read for DecryptReader<R> {
             if n > 0 || out.is_empty() || !self.state.needs_input() {
                 return Ok(n);
             }
-            let space = self.state.input_space();
-            let got = fill(&mut self.inner, space)?;
-            let ended = got < space.len();
+            let got = match self.inner.read(self.state.input_space()) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
             self.state.input_read(got).map_err(Error::into_io)?;
-            if ended && got > 0 {
-                self.state.input_read(0).map_err(Error::into_io)?;
-            }
         }
     }
 }

@@ -1,0 +1,75 @@
+//! One-shot envelopes: a header and one sealed chunk, opened all at once.
+
+use crate::chunk::TAG_LEN;
+use crate::config::CipherConfig;
+use crate::error::Error;
+use crate::header::{HEADER_LEN, Header, Kind};
+use crate::keyring::{KeyId, Keyring};
+
+impl Keyring {
+    /// Seals `plaintext` as an envelope under the primary key with the default settings
+    /// (AES-256-GCM). `aad` names the object (for example its path or id): the envelope opens
+    /// only with the same `aad`, so a ciphertext copied under another name fails.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+        self.seal_with(&CipherConfig::default(), aad, plaintext)
+    }
+
+    /// Seals `plaintext` as an envelope with `config`'s algorithm (its chunk size and threads do
+    /// not apply: an envelope is one chunk).
+    pub fn seal_with(
+        &self,
+        config: &CipherConfig,
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        let (header, opened) = Header::create(self, Kind::Envelope, config.algorithm(), 0, aad)?;
+        let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
+        out.extend_from_slice(header.bytes());
+        out.extend_from_slice(plaintext);
+        out.resize(out.len() + TAG_LEN, 0);
+        let body = &mut out[HEADER_LEN..];
+        opened
+            .key
+            .seal_slot(0, true, &opened.chunk_aad, body, plaintext.len());
+        Ok(out)
+    }
+
+    /// Opens an envelope sealed with the same `aad`. Nothing is released unless the whole
+    /// envelope verifies.
+    pub fn open(&self, aad: &[u8], envelope: &[u8]) -> Result<Vec<u8>, Error> {
+        let header = Header::parse(Kind::Envelope, envelope)?;
+        let opened = header.open(self, aad)?;
+        let mut body = envelope[HEADER_LEN..].to_vec();
+        if body.len() < TAG_LEN {
+            return Err(Error::InvalidHeader(
+                "truncated envelope: no room for the tag",
+            ));
+        }
+        let len = opened
+            .key
+            .open(0, true, &opened.chunk_aad, &mut body)?
+            .len();
+        body.truncate(len);
+        Ok(body)
+    }
+
+    /// Moves an envelope's or stream's data key to the primary key, in place, without touching
+    /// the payload: `object` needs to hold only the header (its first [`Keyring::HEADER_LEN`]
+    /// bytes), which keeps its length. Returns the key id it was wrapped under before.
+    pub fn rewrap(&self, object: &mut [u8]) -> Result<KeyId, Error> {
+        let mut header = Header::parse_any(object)?;
+        let before = header.key_id();
+        header.rewrap(self)?;
+        object[..HEADER_LEN].copy_from_slice(header.bytes());
+        Ok(before)
+    }
+
+    /// Length of the header at the start of every envelope and stream.
+    pub const HEADER_LEN: usize = HEADER_LEN;
+
+    /// The key id an envelope's or stream's header names, without opening it (for example to
+    /// find objects still under a retired key).
+    pub fn key_id_of(object: &[u8]) -> Result<KeyId, Error> {
+        Ok(Header::parse_any(object)?.key_id())
+    }
+}
