@@ -55,4 +55,13 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A TOML configuration file is malformed.
+    #[error("{path}: invalid configuration")]
+    Toml {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the TOML parser said.
+        #[source]
+        source: toml::de::Error,
+    },
 }

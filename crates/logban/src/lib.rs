@@ -4,6 +4,8 @@
 //! canonical address with its time), a jail counts failures and decides bans, and a ban sink
 //! applies them (nftables, an argv command, or memory).
 
+pub mod config;
+pub mod control;
 mod error;
 mod failure;
 pub mod jail;

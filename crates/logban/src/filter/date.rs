@@ -1,0 +1,681 @@
+//! Finding and parsing the date of a log line, the way fail2ban's date detector does.
+//!
+//! Default templates cover syslog without a year, ISO 8601, CLF (`14/Aug/2005:12:00:00 +0200`),
+//! Unix epoch (plain, `[epoch]`, SELinux `audit(epoch:serial)`), TAI64N and more. A filter's own
+//! `datepattern` uses strptime fields (`%Y`, `%b`, fail2ban's `%Ex*` strict variants), `{^LN-BEG}`,
+//! `{DATE}` (default templates wrapped by a pre-match), `EPOCH`, `LEPOCH`, `TAI64N`, `{NONE}`.
+
+use jiff::civil::DateTime;
+use jiff::tz::TimeZone;
+
+use super::pyregex::{Captures, Matcher};
+
+/// The clock and zone used to complete dates: syslog dates have no year, times have no zone.
+#[derive(Debug, Clone)]
+pub struct Clock {
+    /// Zone of log times that carry none (fail2ban uses the host's local zone).
+    pub zone: TimeZone,
+    /// A fixed "now" in Unix seconds (tests, replays), or `None` for the system clock.
+    pub fixed_now: Option<i64>,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self {
+            zone: TimeZone::system(),
+            fixed_now: None,
+        }
+    }
+}
+
+impl Clock {
+    /// Current time, Unix seconds.
+    pub fn now(&self) -> i64 {
+        self.fixed_now
+            .unwrap_or_else(|| jiff::Timestamp::now().as_second())
+    }
+
+    fn local_now(&self) -> DateTime {
+        let ts = jiff::Timestamp::from_second(self.now()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        self.zone.to_datetime(ts)
+    }
+}
+
+// strptime fields, as fail2ban's `timeRE` has them (with its own overrides).
+const FIELDS: &[(&str, &str)] = &[
+    ("ExY", r"(?P<Y>20[0-3]\d)"),
+    ("Exy", r"(?P<y>\d{2})"),
+    ("Exm", r"(?P<m>0[1-9]|1[0-2])"),
+    ("Exd", r"(?P<d>[1-2]\d|0[1-9]|3[0-1])"),
+    ("ExH", r"(?P<H>[0-1]\d|2[0-3])"),
+    ("ExM", r"(?P<M>[0-5]\d)"),
+    ("ExS", r"(?P<S>[0-5]\d|6[0-1])"),
+    ("Exk", r" ?(?P<H>[0-1]?\d|2[0-3])"),
+    ("Exl", r" ?(?P<I>1[0-2]|\d)"),
+    ("ExZ", r"(?P<Z>[A-Z](?:[A-Z]{2,4})?)"),
+    (
+        "Exz",
+        r"(?P<z>(?:[A-Z](?:[A-Z]{2,4})?)?[+-][01]\d(?::?\d{2})?|[A-Z](?:[A-Z]{2,4})?)",
+    ),
+    ("%", "%"),
+    (
+        "A",
+        r"(?P<A>wednesday|thursday|saturday|tuesday|monday|friday|sunday)",
+    ),
+    (
+        "B",
+        r"(?P<B>september|february|november|december|january|october|august|march|april|june|july|may)",
+    ),
+    ("H", r"(?P<H>[0-1]?\d|2[0-3])"),
+    ("I", r"(?P<I>1[0-2]|0[1-9]|[1-9])"),
+    ("M", r"(?P<M>[0-5]?\d)"),
+    ("S", r"(?P<S>[0-5]?\d|6[0-1])"),
+    ("Y", r"(?P<Y>\d{4})"),
+    ("Z", r"(?P<Z>Z|[A-Z]{3,5})"),
+    ("a", r"(?P<a>mon|tue|wed|thu|fri|sat|sun)"),
+    (
+        "b",
+        r"(?P<b>jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)",
+    ),
+    ("d", r"(?P<d>[1-2]\d|[0 ]?[1-9]|3[0-1])"),
+    ("f", r"(?P<f>[0-9]{1,6})"),
+    (
+        "j",
+        r"(?P<j>36[0-6]|3[0-5]\d|[1-2]\d\d|0[1-9]\d|00[1-9]|[1-9]\d|0[1-9]|[1-9])",
+    ),
+    ("k", r" ?(?P<H>[0-2]?\d)"),
+    ("l", r" ?(?P<I>1?\d)"),
+    ("m", r"(?P<m>0?[1-9]|1[0-2])"),
+    ("p", r"(?P<p>am|pm)"),
+    ("y", r"(?P<y>\d\d)"),
+    ("z", r"(?P<z>Z|UTC|GMT|[+-][01]\d(?::?\d{2})?)"),
+];
+
+/// fail2ban's default templates, in its order.
+const DEFAULT_TEMPLATES: &[&str] = &[
+    r"%ExY(?P<_sep>[-/.])%m(?P=_sep)%d(?:T|  ?)%H:%M:%S(?:[.,]%f)?(?:\s*%z)?",
+    r"(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?",
+    r"(?:%a )?%b %d %ExY %k:%M:%S(?:\.%f)?",
+    r"%d(?P<_sep>[-/])%m(?P=_sep)(?:%ExY|%Exy) %k:%M:%S",
+    r"%d(?P<_sep>[-/])%b(?P=_sep)%ExY[ :]?%H:%M:%S(?:\.%f)?(?: %z)?",
+    r"%m/%d/%ExY:%H:%M:%S",
+    r"%m-%d-%ExY %k:%M:%S(?:\.%f)?",
+    "EPOCH",
+    r"{^LN-BEG}%H:%M:%S",
+    r"^<%m/%d/%Exy@%H:%M:%S>",
+    r"%Exy%Exm%Exd  ?%H:%M:%S",
+    r"%b %d, %ExY %I:%M:%S %p",
+    r"^%b-%d-%Exy %k:%M:%S",
+    r"%ExY%Exm%Exd(?:T|  ?)%ExH%ExM%ExS(?:[.,]%f)?(?:\s*%z)?",
+    r"(?:%Z )?(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?",
+    r"(?:%z )?(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?",
+    "TAI64N",
+];
+
+const EPOCH_RE: &str = r"\d{10,11}\b(?:\.\d{3,6})?";
+const LEPOCH_RE: &str = r"\d{10,11}(?:\d{3}(?:\.\d{1,6}|\d{3})?)?";
+const BOUND: &str = r"(?:\b{start-half}|\b{end-half})";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Fields,
+    Epoch {
+        long: bool,
+    },
+    Tai64n,
+    /// `{NONE}`: matches empty at the line start; the date is "now".
+    None,
+}
+
+/// One compiled date template.
+#[derive(Debug, Clone)]
+struct Template {
+    matcher: Matcher,
+    kind: Kind,
+    /// Group holding the value (epoch/TAI64N); group 1 is always the date text.
+    value_group: usize,
+    line_anchored: bool,
+    /// Two separators that must be equal (`(?P<_sep>…)…(?P=_sep)`).
+    sep_check: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WordBegin {
+    No,
+    Yes,
+    Start,
+}
+
+impl Template {
+    fn from_pattern(pattern: &str) -> Result<Self, String> {
+        let key = if pattern.contains('%') {
+            pattern.to_string()
+        } else {
+            pattern.to_uppercase()
+        };
+        let stripped = key
+            .strip_prefix("{^LN-BEG}")
+            .or_else(|| key.strip_prefix('^'))
+            .unwrap_or(&key);
+        let anchored_key = stripped.len() != key.len();
+        match stripped {
+            "EPOCH" | "LEPOCH" => {
+                let long = stripped == "LEPOCH";
+                let num = if long { LEPOCH_RE } else { EPOCH_RE };
+                let re = if anchored_key {
+                    format!(r"^(?:\W{{0,2}})?({num}){BOUND}")
+                } else {
+                    format!(r"^({num}){BOUND}|^\[({num})\]|\baudit\(({num}):\d+\)")
+                };
+                return Self::build(&re, Kind::Epoch { long }, 1, anchored_key, false);
+            }
+            "TAI64N" => {
+                let re = if anchored_key {
+                    format!(r"^(?:\W{{0,2}})?(@[0-9a-f]{{24}}){BOUND}")
+                } else {
+                    format!(r"(@[0-9a-f]{{24}}){BOUND}")
+                };
+                return Self::build(&re, Kind::Tai64n, 1, anchored_key, false);
+            }
+            "{NONE}" => return Self::build("^()", Kind::None, 1, true, false),
+            _ => {}
+        }
+        if regex_epoch_tag(pattern) {
+            let long = pattern.to_uppercase().contains("{LEPOCH}");
+            let num = if long { LEPOCH_RE } else { EPOCH_RE };
+            let replaced = pattern
+                .replace("{LEPOCH}", &format!("({num})"))
+                .replace("{EPOCH}", &format!("({num})"));
+            let (re, anchored) = bound_regex(&format!("({replaced})"), WordBegin::Yes, true);
+            return Self::build(&re, Kind::Epoch { long }, 2, anchored, false);
+        }
+        let mut pattern = pattern.to_string();
+        let (mut word_begin, mut word_end) = (WordBegin::Yes, true);
+        if let Some(rest) = pattern.strip_prefix("{UNB}") {
+            pattern = rest.to_string();
+            word_begin = WordBegin::No;
+            word_end = false;
+        }
+        if word_begin != WordBegin::No {
+            if let Some(rest) = pattern.strip_prefix("{^LN-BEG}") {
+                pattern = rest.to_string();
+                word_begin = WordBegin::Start;
+            }
+        }
+        let alpha = has_alpha_field(&pattern);
+        let mut regex = substitute_fields(&pattern)?;
+        if alpha {
+            regex = format!("(?i){regex}");
+        }
+        let (mut regex, anchored) = bound_regex(&regex, word_begin, word_end);
+        let sep_check = regex.contains("(?P=_sep)");
+        if sep_check {
+            let class = regex
+                .split_once("(?P<_sep>")
+                .and_then(|(_, rest)| rest.split_once(')'))
+                .map(|(class, _)| class.to_string())
+                .ok_or("backreference to a missing _sep group")?;
+            regex = regex.replace("(?P=_sep)", &format!("(?P<_sep2>{class})"));
+        }
+        Self::build(&regex, Kind::Fields, 1, anchored, sep_check)
+    }
+
+    fn build(
+        re: &str,
+        kind: Kind,
+        value_group: usize,
+        line_anchored: bool,
+        sep_check: bool,
+    ) -> Result<Self, String> {
+        let matcher = Matcher::compile(re, false).map_err(|e| e.reason)?;
+        Ok(Self {
+            matcher,
+            kind,
+            value_group,
+            line_anchored,
+            sep_check,
+        })
+    }
+
+    /// Finds this template in `line`: the captures and the span of the date text.
+    fn find(&self, line: &str) -> Option<(Captures, (usize, usize))> {
+        let mut from = 0;
+        loop {
+            let caps = self.matcher.search_at(line, from)?;
+            let ok = !self.sep_check || {
+                let a = caps.name("_sep").map(|(s, e)| &line[s..e]);
+                let b = caps.name("_sep2").map(|(s, e)| &line[s..e]);
+                a == b
+            };
+            if ok {
+                // Date text: group 1, or the first participating value group (epoch alternatives).
+                let span = (1..caps.spans.len())
+                    .find_map(|i| caps.spans[i])
+                    .unwrap_or_else(|| caps.whole());
+                return Some((caps, span));
+            }
+            let start = caps.whole().0;
+            from = start + line[start..].chars().next().map_or(1, char::len_utf8);
+            if from > line.len() {
+                return None;
+            }
+        }
+    }
+
+    fn value(&self, line: &str, caps: &Captures, clock: &Clock) -> Option<f64> {
+        match self.kind {
+            Kind::None => Some(clock.now() as f64),
+            Kind::Epoch { long } => {
+                let span = if self.value_group == 2 {
+                    caps.spans.get(2).copied().flatten()
+                } else {
+                    (1..caps.spans.len()).find_map(|i| caps.spans[i])
+                }?;
+                let text = &line[span.0..span.1];
+                let mut v: f64 = text.parse().ok()?;
+                if long && text.len() >= 13 {
+                    v /= if text.len() >= 16 && !text.contains('.') {
+                        1_000_000.0
+                    } else {
+                        1000.0
+                    };
+                }
+                Some(v)
+            }
+            Kind::Tai64n => {
+                let (s, e) = caps.spans.get(1).copied().flatten()?;
+                let hex = line.get(s + 2..e.min(s + 17))?;
+                i64::from_str_radix(hex, 16).ok().map(|v| v as f64)
+            }
+            Kind::Fields => fields_to_time(line, caps, clock),
+        }
+    }
+}
+
+fn regex_epoch_tag(pattern: &str) -> bool {
+    let up = pattern.to_uppercase();
+    (up.contains("{EPOCH}") || up.contains("{LEPOCH}")) && !pattern.contains("\\{")
+}
+
+fn has_alpha_field(pattern: &str) -> bool {
+    let b = pattern.as_bytes();
+    b.windows(2)
+        .enumerate()
+        .any(|(i, w)| w[0] == b'%' && b"aAbBpc".contains(&w[1]) && (i == 0 || b[i - 1] != b'%'))
+}
+
+/// Replaces `%X` strptime fields with their regexes.
+fn substitute_fields(pattern: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(pattern.len() * 4);
+    let mut rest = pattern;
+    while let Some(pos) = rest.find('%') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        let (key, re) = FIELDS
+            .iter()
+            .find(|(k, _)| after.starts_with(k))
+            .ok_or_else(|| format!("unknown date field in {pattern:?}"))?;
+        out.push_str(re);
+        rest = &after[key.len()..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// fail2ban's `DateTemplate.setRegex`: group the date, add word or line boundaries.
+fn bound_regex(regex: &str, word_begin: WordBegin, word_end: bool) -> (String, bool) {
+    let mut regex = regex.trim().to_string();
+    // Global flags go first again at the end.
+    let mut flags = String::new();
+    if let Some(start) = regex.find("(?") {
+        let tail = &regex[start + 2..];
+        let n = tail.chars().take_while(|c| c.is_ascii_lowercase()).count();
+        if n > 0 && tail[n..].starts_with(')') {
+            flags = regex[start..start + 2 + n + 1].to_string();
+            regex.replace_range(start..start + 2 + n + 1, "");
+        }
+    }
+    let no_begin = {
+        let r = regex.trim_start_matches('(');
+        r.starts_with('^') || r.starts_with("**") || r.starts_with("?:^")
+    };
+    let no_end = {
+        let r = regex.trim_end_matches(')');
+        (regex.ends_with('$') || regex.ends_with("$)")) && !regex.ends_with("\\$")
+            || regex.ends_with("\\b")
+            || regex.ends_with("\\s")
+            || r.ends_with("**")
+    };
+    let bound_begin = word_begin != WordBegin::No && !no_begin;
+    let bound_end = word_end && !no_end;
+    if !has_plain_group(&regex) {
+        // `^(?:flags)?^?` prefix and `$?` suffix stay outside the group.
+        let (pre, body) = match regex.strip_prefix('^') {
+            Some(b) => ("^", b.to_string()),
+            None => ("", regex.clone()),
+        };
+        let (body, post) = match body.strip_suffix('$') {
+            Some(b) if !b.ends_with('\\') => (b.to_string(), "$"),
+            _ => (body, ""),
+        };
+        regex = format!("{pre}({body}){post}");
+    }
+    let mut anchored = false;
+    if bound_begin {
+        if word_begin == WordBegin::Start {
+            regex = format!(r"^(?:\W{{0,2}})?{regex}");
+            anchored = true;
+        } else {
+            regex = format!("(?=^|\\b|\\W){regex}");
+        }
+    }
+    if bound_end {
+        regex.push_str(r"(?=\b|\W|$)");
+    }
+    {
+        let r = regex.trim_start_matches("(?:");
+        if r.starts_with('^') || r.starts_with("(^") {
+            anchored = true;
+        }
+    }
+    // `**` disables a boundary; drop the markers.
+    let regex = regex.replace("**", "");
+    (format!("{flags}{regex}"), anchored)
+}
+
+/// True when `regex` has a capturing group `(` not followed by `?` (and not escaped).
+fn has_plain_group(regex: &str) -> bool {
+    let b = regex.as_bytes();
+    (0..b.len())
+        .any(|i| b[i] == b'(' && b.get(i + 1) != Some(&b'?') && (i == 0 || b[i - 1] != b'\\'))
+}
+
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+
+fn fields_to_time(line: &str, caps: &Captures, clock: &Clock) -> Option<f64> {
+    let get = |name: &str| caps.name(name).map(|(s, e)| &line[s..e]);
+    let num = |name: &str| get(name).and_then(|v| v.trim().parse::<i32>().ok());
+    let mut year = num("Y");
+    if year.is_none() {
+        year = num("y").map(|y| if y <= 2000 { y + 2000 } else { y });
+    }
+    let month = num("m")
+        .or_else(|| {
+            get("b").and_then(|b| {
+                let b = b.to_lowercase();
+                MONTHS.iter().position(|m| *m == b).map(|i| i as i32 + 1)
+            })
+        })
+        .or_else(|| {
+            get("B").and_then(|b| {
+                let b = b.to_lowercase();
+                MONTHS
+                    .iter()
+                    .position(|m| b.starts_with(m))
+                    .map(|i| i as i32 + 1)
+            })
+        });
+    let day = num("d");
+    let mut hour = num("H").unwrap_or(0);
+    if let Some(h) = num("I") {
+        let pm = get("p").map(str::to_lowercase);
+        hour = match pm.as_deref() {
+            Some("pm") if h != 12 => h + 12,
+            Some("pm") => h,
+            _ if h == 12 => 0,
+            _ => h,
+        };
+    }
+    let minute = num("M").unwrap_or(0);
+    let second = num("S").unwrap_or(0);
+    let tz_offset = get("z").or_else(|| get("Z")).and_then(zone_offset_minutes);
+
+    let now = clock.local_now();
+    let assume_year = year.is_none();
+    let year = year.unwrap_or(i32::from(now.year()));
+    let (month, day, assume_today) = match (month, day) {
+        (Some(m), Some(d)) => (m, d, false),
+        (None, None) => (i32::from(now.month()), i32::from(now.day()), true),
+        _ => return None,
+    };
+    let civil = |y: i32| -> Option<DateTime> {
+        DateTime::new(
+            i16::try_from(y).ok()?,
+            i8::try_from(month).ok()?,
+            i8::try_from(day).ok()?,
+            i8::try_from(hour).ok()?,
+            i8::try_from(minute).ok()?,
+            i8::try_from(second.min(59)).ok()?,
+            0,
+        )
+        .ok()
+    };
+    let mut dt = civil(year)?;
+    if let Some(off) = tz_offset {
+        dt = dt.checked_sub(jiff::Span::new().minutes(off)).ok()?;
+    }
+    if assume_today && dt > now {
+        dt = dt.checked_sub(jiff::Span::new().days(1)).ok()?;
+    }
+    if assume_year && dt > now.checked_add(jiff::Span::new().days(1)).ok()? {
+        dt = civil(year - 1)?;
+        if let Some(off) = tz_offset {
+            dt = dt.checked_sub(jiff::Span::new().minutes(off)).ok()?;
+        }
+    }
+    let ts = match tz_offset {
+        Some(_) => TimeZone::UTC.to_timestamp(dt).ok()?,
+        None => clock.zone.to_ambiguous_timestamp(dt).compatible().ok()?,
+    };
+    Some(ts.as_second() as f64)
+}
+
+/// Offset in minutes of `Z`, `UTC`, `+hh[:]mm`, `CET`, `CEST+01` and the like.
+fn zone_offset_minutes(z: &str) -> Option<i64> {
+    if matches!(z, "Z" | "UTC" | "GMT") {
+        return Some(0);
+    }
+    let split = z.find(['+', '-']).unwrap_or(z.len());
+    let (abbr, off) = z.split_at(split);
+    let base = if abbr.is_empty() {
+        0
+    } else {
+        abbr_offset(abbr)?
+    };
+    if off.is_empty() {
+        return Some(base);
+    }
+    let sign = if off.starts_with('-') { -1 } else { 1 };
+    let digits: String = off[1..].chars().filter(char::is_ascii_digit).collect();
+    let h: i64 = digits.get(..2)?.parse().ok()?;
+    let m: i64 = digits.get(2..4).map_or(Some(0), |m| m.parse().ok())?;
+    Some(base + sign * (h * 60 + m))
+}
+
+fn abbr_offset(abbr: &str) -> Option<i64> {
+    // A subset of fail2ban's TZ_ABBR table: the zones seen in logs.
+    const TABLE: &[(&str, i64)] = &[
+        ("UTC", 0),
+        ("GMT", 0),
+        ("Z", 0),
+        ("WET", 0),
+        ("CET", 60),
+        ("WEST", 60),
+        ("CEST", 120),
+        ("EET", 120),
+        ("EEST", 180),
+        ("MSK", 180),
+        ("EST", -300),
+        ("EDT", -240),
+        ("CST", -360),
+        ("CDT", -300),
+        ("MST", -420),
+        ("MDT", -360),
+        ("PST", -480),
+        ("PDT", -420),
+        ("JST", 540),
+        ("AEST", 600),
+        ("AEDT", 660),
+        ("IST", 330),
+        ("A", 60),
+        ("B", 120),
+    ];
+    TABLE.iter().find(|(a, _)| *a == abbr).map(|(_, o)| *o)
+}
+
+/// A found date: where its text is in the line and its Unix time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FoundDate {
+    /// Byte span of the date text in the line (removed before failregexes run).
+    pub span: (usize, usize),
+    /// Unix time in seconds (fractional for epoch dates).
+    pub time: Option<f64>,
+}
+
+/// A set of date templates with fail2ban's "last template first" shortcut.
+#[derive(Debug, Clone)]
+pub struct DateDetector {
+    templates: Vec<Template>,
+    last: Option<(usize, usize)>,
+}
+
+impl DateDetector {
+    /// fail2ban's default templates (line-anchored variants first).
+    pub fn default_templates() -> Self {
+        let mut templates = Vec::new();
+        for p in DEFAULT_TEMPLATES {
+            if !p.starts_with('^') && !p.starts_with("{^LN-BEG}") {
+                if let Ok(t) = Template::from_pattern(&format!("{{^LN-BEG}}{p}")) {
+                    templates.push(t);
+                }
+            }
+        }
+        templates.extend(
+            DEFAULT_TEMPLATES
+                .iter()
+                .filter_map(|p| Template::from_pattern(p).ok()),
+        );
+        Self {
+            templates,
+            last: None,
+        }
+    }
+
+    /// Templates from a filter's `datepattern` (one per line).
+    pub fn from_datepattern(value: &str) -> Result<Self, String> {
+        let mut templates = Vec::new();
+        for pattern in value.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let key = if pattern.contains('%') {
+                pattern.to_string()
+            } else {
+                pattern.to_uppercase()
+            };
+            if key == "{^LN-BEG}" || key == "{DEFAULT}" {
+                let all = Self::default_templates().templates;
+                templates.extend(
+                    all.into_iter()
+                        .filter(|t| key == "{DEFAULT}" || t.line_anchored),
+                );
+            } else if key.contains("{DATE}") {
+                for p in DEFAULT_TEMPLATES {
+                    let unbound = p.strip_prefix("{^LN-BEG}").unwrap_or(p);
+                    let wrapped = match *p {
+                        "EPOCH" => pattern.replacen("{DATE}", "{EPOCH}", 1),
+                        "TAI64N" => continue,
+                        _ => pattern.replacen("{DATE}", unbound, 1),
+                    };
+                    templates.push(Template::from_pattern(&wrapped)?);
+                }
+            } else {
+                templates.push(Template::from_pattern(pattern)?);
+            }
+        }
+        Ok(Self {
+            templates,
+            last: None,
+        })
+    }
+
+    /// Finds the date in `line`.
+    pub fn find(&mut self, line: &str, clock: &Clock) -> Option<FoundDate> {
+        if let Some((idx, pos)) = self.last {
+            let t = &self.templates[idx];
+            if let Some((caps, span)) = t.find(line) {
+                if t.line_anchored || span.0 == pos {
+                    return Some(FoundDate {
+                        span,
+                        time: t.value(line, &caps, clock),
+                    });
+                }
+            }
+        }
+        for (idx, t) in self.templates.iter().enumerate() {
+            if let Some((caps, span)) = t.find(line) {
+                self.last = Some((idx, span.0));
+                return Some(FoundDate {
+                    span,
+                    time: t.value(line, &caps, clock),
+                });
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn test_clock() -> Clock {
+        Clock {
+            zone: TimeZone::posix("CET-01CEST-02,M3.5.0,M10.5.0").expect("tz"),
+            fixed_now: Some(1_124_013_600),
+        }
+    }
+
+    fn iso(ts: f64) -> String {
+        jiff::Timestamp::from_second(ts as i64)
+            .expect("ts")
+            .to_string()
+    }
+
+    #[test]
+    fn default_formats() {
+        let clock = test_clock();
+        let mut dd = DateDetector::default_templates();
+        let cases = [
+            ("Aug 14 11:59:59 host sshd[1]: x", "2005-08-14T09:59:59Z"),
+            // Year-less date after "now" belongs to the previous year.
+            ("Dec 31 23:00:00 host x", "2004-12-31T22:00:00Z"),
+            ("2005-08-14T12:00:00+02:00 x", "2005-08-14T10:00:00Z"),
+            ("2005-08-14 12:00:00 x", "2005-08-14T10:00:00Z"),
+            (
+                r#"1.2.3.4 - - [14/Aug/2005:12:00:00 +0200] "GET / HTTP/1.1""#,
+                "2005-08-14T10:00:00Z",
+            ),
+            ("1124013600 x", "2005-08-14T10:00:00Z"),
+            ("[1124013600] x", "2005-08-14T10:00:00Z"),
+            (
+                "type=USER_AUTH msg=audit(1124013600.123:27): x",
+                "2005-08-14T10:00:00Z",
+            ),
+        ];
+        for (line, want) in cases {
+            let found = dd
+                .find(line, &clock)
+                .unwrap_or_else(|| panic!("no date in {line}"));
+            assert_eq!(iso(found.time.expect("time")), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn custom_datepattern() {
+        let clock = test_clock();
+        let mut dd = DateDetector::from_datepattern(r"^\[%d/%b/%Y %H:%M:%S\]").expect("ok");
+        let f = dd.find("[14/Aug/2005 12:00:00] x", &clock).expect("found");
+        assert_eq!(iso(f.time.expect("t")), "2005-08-14T10:00:00Z");
+        assert_eq!(f.span, (0, 22));
+    }
+}

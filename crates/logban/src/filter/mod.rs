@@ -1,0 +1,829 @@
+//! Filters: turn log lines into failures, with fail2ban's semantics.
+//!
+//! A [`Filter`] is built from a [`FilterDefinition`] (failregex, ignoreregex, prefregex,
+//! datepattern, maxlines), usually loaded from a fail2ban filter file with
+//! [`crate::fail2ban::load_filter`]. Feed it lines with [`Filter::process_line`] (dates detected
+//! in the line) or [`Filter::process_line_at`] (journal entries, time known); it returns
+//! [`FilterMatch`]es, and [`FilterMatch::to_failure`] keeps only validated addresses.
+
+mod date;
+mod pyregex;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+pub use date::{Clock, DateDetector, FoundDate};
+pub use pyregex::{BACKTRACK_LIMIT, TranslateError};
+use pyregex::{Captures, Matcher};
+
+use crate::{Error, Failure, Result, canonical_addr};
+
+/// The raw parts of a filter, in fail2ban's (Python regex) syntax.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilterDefinition {
+    /// Name, for messages.
+    pub name: String,
+    /// Failure patterns; each needs a failure id (`<HOST>`, `<ADDR>`, `<F-ID>`, ...).
+    pub failregex: Vec<String>,
+    /// Lines matching one of these are never failures.
+    pub ignoreregex: Vec<String>,
+    /// Pre-filter every line must match; its `<F-CONTENT>` is what failregexes then see.
+    pub prefregex: Option<String>,
+    /// Date templates (one per line); `None` means fail2ban's defaults.
+    pub datepattern: Option<String>,
+    /// Lines kept together for multi-line regexes.
+    pub maxlines: usize,
+    /// systemd journal matches (`_SYSTEMD_UNIT=sshd.service + _COMM=sshd`), one alternative each.
+    pub journalmatch: Vec<String>,
+}
+
+/// How `<HOST>` treats host names (never resolved by logban).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UseDns {
+    /// `<HOST>` also matches host names; they are reported as ids but never banned.
+    #[default]
+    Report,
+    /// `<HOST>` matches addresses only (fail2ban's `usedns = no`).
+    No,
+}
+
+/// Builds a [`Filter`].
+#[derive(Debug, Clone)]
+pub struct FilterBuilder {
+    def: FilterDefinition,
+    clock: Clock,
+    check_all_regex: bool,
+    use_dns: UseDns,
+}
+
+impl FilterBuilder {
+    /// Starts from a definition.
+    pub fn new(def: FilterDefinition) -> Self {
+        Self {
+            def,
+            clock: Clock::default(),
+            check_all_regex: false,
+            use_dns: UseDns::default(),
+        }
+    }
+
+    /// Clock and time zone for dates without year or zone (default: system).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Try every failregex on each line instead of stopping at the first match (fail2ban-regex
+    /// and its test suite do this).
+    pub fn with_check_all_regex(mut self, yes: bool) -> Self {
+        self.check_all_regex = yes;
+        self
+    }
+
+    /// Whether `<HOST>` matches host names.
+    pub fn with_use_dns(mut self, use_dns: UseDns) -> Self {
+        self.use_dns = use_dns;
+        self
+    }
+
+    /// Compiles every regex.
+    pub fn build(self) -> Result<Filter> {
+        let maxlines = self.def.maxlines.max(1);
+        let multiline = maxlines > 1;
+        let compile = |py: &str, multiline: bool| -> Result<Matcher> {
+            let resolved = resolve_tags(py, self.use_dns);
+            Matcher::compile(&resolved, multiline).map_err(|e| Error::Regex {
+                pattern: py.to_string(),
+                reason: e.reason,
+            })
+        };
+        let prefregex = match self.def.prefregex.as_deref() {
+            Some(p) if !p.trim().is_empty() => Some(compile(p, false)?),
+            _ => None,
+        };
+        let pref_has_id = prefregex
+            .as_ref()
+            .is_some_and(|p| has_failure_id(p.names()));
+        let mut failregex = Vec::new();
+        for r in &self.def.failregex {
+            if r.trim().is_empty() {
+                continue;
+            }
+            let m = compile(r, multiline)?;
+            if !pref_has_id && !has_failure_id(m.names()) {
+                return Err(Error::Regex {
+                    pattern: r.clone(),
+                    reason: "no failure-id group (<HOST>, <ADDR>, <F-ID>, ...)".into(),
+                });
+            }
+            failregex.push(m);
+        }
+        let ignoreregex = self
+            .def
+            .ignoreregex
+            .iter()
+            .filter(|r| !r.trim().is_empty())
+            .map(|r| compile(r, false))
+            .collect::<Result<Vec<_>>>()?;
+        let dates = match self.def.datepattern.as_deref() {
+            Some(p) if !p.trim().is_empty() => {
+                DateDetector::from_datepattern(p).map_err(|reason| Error::Regex {
+                    pattern: p.to_string(),
+                    reason,
+                })?
+            }
+            _ => DateDetector::default_templates(),
+        };
+        Ok(Filter {
+            stats: FilterStats {
+                failregex_hits: vec![0; failregex.len()],
+                ignoreregex_hits: vec![0; ignoreregex.len()],
+                ..FilterStats::default()
+            },
+            def: self.def,
+            failregex,
+            ignoreregex,
+            prefregex,
+            dates,
+            maxlines,
+            clock: self.clock,
+            check_all_regex: self.check_all_regex,
+            buffer: Vec::new(),
+            mlfid: HashMap::new(),
+            last_date: None,
+        })
+    }
+}
+
+fn has_failure_id(names: &[Option<String>]) -> bool {
+    names
+        .iter()
+        .flatten()
+        .any(|n| matches!(n.as_str(), "fid" | "ip4" | "ip6" | "dns" | "mlfid"))
+}
+
+const IP4: &str = r"(?:\d{1,3}\.){3}\d{1,3}";
+const IP6: &str = r"(?:[0-9a-fA-F]{1,4}::?|::){1,7}(?:[0-9a-fA-F]{1,4}|(?<=:):)";
+
+/// Expands fail2ban's tags (`<HOST>`, `<ADDR>`, `<F-USER>…</F-USER>`, `<SKIPLINES>`, ...).
+fn resolve_tags(regex: &str, use_dns: UseDns) -> String {
+    let ipv4 = format!("(?:::f{{4,6}}:)?(?P<ip4>{IP4})");
+    let ipv6 = format!("(?P<ip6>{IP6})");
+    let dns = r"(?P<dns>[\w\-.^_]*\w)";
+    let addr = format!(r"\[?(?:{ipv4}|{ipv6})\]?");
+    let host = match use_dns {
+        UseDns::Report => format!("(?:{addr}|{dns})"),
+        UseDns::No => addr.clone(),
+    };
+    let cidr = r"(?P<cidr>\d+)";
+    let subnet = format!(r"\[?(?:{ipv4}|{ipv6})(?:/{cidr})?\]?");
+    let mut out = String::with_capacity(regex.len() * 2);
+    let mut open: BTreeSet<String> = BTreeSet::new();
+    let mut skiplines = 0;
+    let mut rest = regex;
+    while let Some(lt) = rest.find('<') {
+        out.push_str(&rest[..lt]);
+        let tail = &rest[lt..];
+        let end = tail[1..].find(['<', '>']).map(|e| e + 1);
+        let Some(end) = end.filter(|&e| tail.as_bytes()[e] == b'>') else {
+            out.push('<');
+            rest = &tail[1..];
+            continue;
+        };
+        let tag = &tail[..=end];
+        let name = &tag[1..tag.len() - 1];
+        let valid = {
+            let n = name.trim_start_matches('/').trim_end_matches('/');
+            !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        };
+        let repl: Option<String> = if !valid {
+            None
+        } else {
+            match name {
+                "HOST" => Some(host.clone()),
+                "ADDR" | "F-ADDR/" => Some(addr.clone()),
+                "IP4" | "F-IP4/" => Some(ipv4.clone()),
+                "IP6" | "F-IP6/" => Some(ipv6.clone()),
+                "DNS" | "F-DNS/" => Some(dns.to_string()),
+                "CIDR" | "F-CIDR/" => Some(cidr.to_string()),
+                "SUBNET" | "F-SUBNET/" => Some(subnet.clone()),
+                "F-ID/" => Some(r"(?P<fid>\S+)".into()),
+                "F-PORT/" => Some(r"(?P<fport>\w+)".into()),
+                "SKIPLINES" => {
+                    let r = format!(r"\n(?P<skiplines{skiplines}>(?:(?:.*\n)*?))");
+                    skiplines += 1;
+                    Some(r)
+                }
+                _ => {
+                    let (closing, n) = match name.strip_prefix('/') {
+                        Some(n) => (true, n),
+                        None => (false, name),
+                    };
+                    match n.strip_prefix("F-") {
+                        Some(t)
+                            if t.chars().all(|c| {
+                                c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_' || c == '-'
+                            }) =>
+                        {
+                            if closing {
+                                open.remove(t).then(|| ")".to_string())
+                            } else {
+                                open.insert(t.to_string());
+                                Some(format!("(?P<{}>", group_name(t)))
+                            }
+                        }
+                        _ => None,
+                    }
+                }
+            }
+        };
+        match repl {
+            Some(r) => out.push_str(&r),
+            None => out.push_str(tag),
+        }
+        rest = &tail[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// fail2ban's tag-to-group mapping (`F-ID` → `fid`, `F-PORT` → `fport`, else lower case).
+fn group_name(tag: &str) -> String {
+    let lower = tag.to_lowercase().replace('-', "_");
+    match lower.as_str() {
+        "id" => "fid".into(),
+        "port" => "fport".into(),
+        _ => lower,
+    }
+}
+
+/// Counters of one filter, like fail2ban-regex's summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilterStats {
+    /// Lines fed in.
+    pub lines: u64,
+    /// Lines where a date was found.
+    pub dated: u64,
+    /// Lines (or buffers) that matched a failregex.
+    pub matched: u64,
+    /// Lines dropped by an ignoreregex.
+    pub ignored: u64,
+    /// Hits per failregex, by index.
+    pub failregex_hits: Vec<u64>,
+    /// Hits per ignoreregex, by index.
+    pub ignoreregex_hits: Vec<u64>,
+}
+
+/// One failregex match, as fail2ban reports it before any ban decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterMatch {
+    /// Index of the failregex that matched.
+    pub regex: usize,
+    /// The failure id as captured (address text, host name, `<F-ID>` value); `None` while a
+    /// multi-line failure waits for its id.
+    pub id: Option<String>,
+    /// The id as a validated canonical address, if it is one. Host names and malformed
+    /// addresses (leading zeros...) stay `None` and are never banned.
+    pub addr: Option<IpAddr>,
+    /// Time of the failure (Unix seconds, fractional for epoch dates), if a date was found.
+    pub time: Option<f64>,
+    /// Not (yet) a failure: `<F-NOFAIL>` or a multi-line session still pending.
+    pub nofail: bool,
+    /// Named groups (`user`, `fport`, custom `<F-*>` tags) with their text.
+    pub groups: BTreeMap<String, String>,
+    /// Distinct users seen in a multi-line session (`<F-MLFID>`).
+    pub users: Vec<String>,
+    /// Lines that make up this failure; their count is the attempt count.
+    pub lines: Vec<String>,
+}
+
+impl FilterMatch {
+    /// How many failures this match counts for (fail2ban's `len(matches)`, at least 1).
+    pub fn attempts(&self) -> u32 {
+        u32::try_from(self.lines.len()).unwrap_or(u32::MAX).max(1)
+    }
+
+    /// The [`Failure`] for a jail, if this match is one and its id is a valid address.
+    pub fn to_failure(&self) -> Option<Failure> {
+        if self.nofail {
+            return None;
+        }
+        Some(Failure {
+            addr: self.addr?,
+            time: self.time? as i64,
+            user: self.groups.get("user").cloned(),
+            attempts: self.attempts(),
+        })
+    }
+}
+
+/// Parses a failure id into a canonical address; anything else is not an address.
+pub fn parse_addr(id: &str) -> Option<IpAddr> {
+    let id = id.trim_start_matches('[').trim_end_matches(']');
+    let addr: IpAddr = id.parse().ok()?;
+    Some(canonical_addr(addr))
+}
+
+/// A line split around its date: the regexes see `pre + post`.
+#[derive(Debug, Clone)]
+struct TupleLine {
+    pre: String,
+    date: String,
+    post: String,
+}
+
+impl TupleLine {
+    fn text(&self) -> String {
+        let mut s = String::with_capacity(self.pre.len() + self.post.len());
+        s.push_str(&self.pre);
+        s.push_str(&self.post);
+        s
+    }
+
+    fn full(&self) -> String {
+        format!("{}{}{}", self.pre, self.date, self.post)
+    }
+}
+
+fn buffer_text(lines: &[TupleLine]) -> String {
+    let mut s = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        if i > 0 {
+            s.push('\n');
+        }
+        s.push_str(&l.pre);
+        s.push_str(&l.post);
+    }
+    s.push('\n');
+    s
+}
+
+/// The failure being built for one regex match (fail2ban's `fail` dict).
+#[derive(Debug, Clone, Default)]
+struct Fail {
+    groups: BTreeMap<String, String>,
+    matches: Option<Vec<String>>,
+    nofail_matches: Option<Vec<String>>,
+    users: Option<BTreeSet<String>>,
+    mlfpending: bool,
+}
+
+impl Fail {
+    fn truthy(&self, k: &str) -> bool {
+        self.groups.get(k).is_some_and(|v| !v.is_empty())
+    }
+
+    fn pop_truthy(&mut self, k: &str) -> bool {
+        self.groups.remove(k).is_some_and(|v| !v.is_empty())
+    }
+
+    fn update_users(&mut self) -> Option<BTreeSet<String>> {
+        if let Some(user) = self.groups.get("user").filter(|u| !u.is_empty()).cloned() {
+            self.users.get_or_insert_with(BTreeSet::new).insert(user);
+        }
+        self.users.clone()
+    }
+}
+
+/// A compiled filter with its multi-line state.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    def: FilterDefinition,
+    failregex: Vec<Matcher>,
+    ignoreregex: Vec<Matcher>,
+    prefregex: Option<Matcher>,
+    dates: DateDetector,
+    maxlines: usize,
+    clock: Clock,
+    check_all_regex: bool,
+    buffer: Vec<TupleLine>,
+    mlfid: HashMap<String, Fail>,
+    last_date: Option<(f64, String)>,
+    stats: FilterStats,
+}
+
+impl Filter {
+    /// The definition this filter was built from.
+    pub fn definition(&self) -> &FilterDefinition {
+        &self.def
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &FilterStats {
+        &self.stats
+    }
+
+    /// Indexes of failregexes that run on the backtracking engine (with a budget).
+    pub fn backtracking_regexes(&self) -> Vec<usize> {
+        (0..self.failregex.len())
+            .filter(|&i| self.failregex[i].is_backtracking())
+            .collect()
+    }
+
+    /// Processes one log line (date detected in the line).
+    pub fn process_line(&mut self, line: &str) -> Vec<FilterMatch> {
+        self.stats.lines += 1;
+        let found = self.dates.find(line, &self.clock);
+        let (tuple, date) = match found {
+            Some(f) => {
+                self.stats.dated += 1;
+                let (s, e) = f.span;
+                let tuple = TupleLine {
+                    pre: line[..s].to_string(),
+                    date: line[s..e].to_string(),
+                    post: line[e..].to_string(),
+                };
+                let date = if s == e {
+                    // Empty date ({NONE}): last known if recent, else now.
+                    match &self.last_date {
+                        Some((t, _)) if *t > (self.clock.now() - 60) as f64 => Some(*t),
+                        _ => Some(self.clock.now() as f64),
+                    }
+                } else {
+                    f.time
+                };
+                if let Some(t) = date.filter(|_| s != e) {
+                    self.last_date = Some((t, tuple.date.clone()));
+                }
+                (tuple, date)
+            }
+            None => (
+                TupleLine {
+                    pre: String::new(),
+                    date: String::new(),
+                    post: line.to_string(),
+                },
+                None,
+            ),
+        };
+        let date = date.or_else(|| {
+            self.last_date
+                .as_ref()
+                .filter(|(t, _)| *t > (self.clock.now() - 60) as f64)
+                .map(|(t, _)| *t)
+        });
+        self.find_failures(tuple, date)
+    }
+
+    /// Processes a line whose time is already known (a journal entry).
+    pub fn process_line_at(&mut self, line: &str, time: f64) -> Vec<FilterMatch> {
+        self.stats.lines += 1;
+        self.stats.dated += 1;
+        let tuple = TupleLine {
+            pre: String::new(),
+            date: String::new(),
+            post: line.to_string(),
+        };
+        self.last_date = Some((time, String::new()));
+        self.find_failures(tuple, Some(time))
+    }
+
+    /// Convenience: the failures (validated addresses only) a line yields.
+    pub fn failures(&mut self, line: &str) -> Vec<Failure> {
+        self.process_line(line)
+            .iter()
+            .filter_map(FilterMatch::to_failure)
+            .collect()
+    }
+
+    fn ignored(&mut self, buf: &str) -> bool {
+        for (i, re) in self.ignoreregex.iter().enumerate() {
+            if re.is_match(buf) {
+                self.stats.ignoreregex_hits[i] += 1;
+                self.stats.ignored += 1;
+                return true;
+            }
+        }
+        false
+    }
+
+    fn find_failures(&mut self, tuple: TupleLine, date: Option<f64>) -> Vec<FilterMatch> {
+        let mut out = Vec::new();
+        let org: Vec<TupleLine> = if self.maxlines > 1 {
+            self.buffer.push(tuple);
+            let excess = self.buffer.len().saturating_sub(self.maxlines);
+            self.buffer.drain(..excess);
+            self.buffer.clone()
+        } else {
+            self.buffer = vec![tuple];
+            self.buffer.clone()
+        };
+        let mut buf = Some(buffer_text(&org));
+        if !self.ignoreregex.is_empty()
+            && self.ignoreregex.len() + 2 < self.failregex.len()
+            && self.ignored(buf.as_deref().unwrap_or_default())
+        {
+            return out;
+        }
+        let mut pre_groups = BTreeMap::new();
+        if let Some(pref) = &self.prefregex {
+            let text = buf.clone().unwrap_or_default();
+            let Some(caps) = pref.search(&text) else {
+                return out;
+            };
+            pre_groups = groups_of(&caps, &text);
+            if let Some(content) = pre_groups.remove("content").filter(|c| !c.is_empty()) {
+                self.buffer = vec![TupleLine {
+                    pre: String::new(),
+                    date: String::new(),
+                    post: content,
+                }];
+                buf = None;
+            }
+        }
+        let mut matched_any = false;
+        for idx in 0..self.failregex.len() {
+            let text = match &buf {
+                Some(b) => b.clone(),
+                None => {
+                    let b = buffer_text(&self.buffer);
+                    buf = Some(b.clone());
+                    b
+                }
+            };
+            let Some(caps) = self.failregex[idx].search(&text) else {
+                continue;
+            };
+            let (matched_lines, unmatched) = self.split_matched(&caps, &text, &org);
+            let mut groups = groups_of(&caps, &text);
+            if !self.ignoreregex.is_empty() {
+                let ignore_buf = if self.maxlines > 1 {
+                    buffer_text(&matched_lines)
+                } else {
+                    text.clone()
+                };
+                if self.ignored(&ignore_buf) {
+                    if self.maxlines > 1 {
+                        self.buffer = unmatched;
+                    }
+                    buf = None;
+                    if !self.check_all_regex {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            if !self.check_all_regex || self.maxlines > 1 {
+                self.buffer = unmatched;
+                buf = None;
+            }
+            matched_any = true;
+            self.stats.failregex_hits[idx] += 1;
+            if !pre_groups.is_empty() {
+                let mut merged = pre_groups.clone();
+                merged.append(&mut groups);
+                groups = merged;
+            }
+            let matched_text: Vec<String> = matched_lines.iter().map(TupleLine::full).collect();
+            let mut fail = Fail {
+                groups,
+                ..Fail::default()
+            };
+            let mlfid = fail.groups.get("mlfid").cloned();
+            let mut keep_in_cache = false;
+            match &mlfid {
+                Some(id) => {
+                    keep_in_cache = self.merge_failure(id, &mut fail, matched_text);
+                    if fail.truthy("nofail") && !self.check_all_regex {
+                        if keep_in_cache {
+                            self.mlfid.insert(id.clone(), fail);
+                        }
+                        return out;
+                    }
+                }
+                None => {
+                    fail.matches
+                        .get_or_insert_with(Vec::new)
+                        .extend(matched_text);
+                }
+            }
+            let id = ["fid", "ip4", "ip6", "dns"]
+                .iter()
+                .find_map(|k| fail.groups.get(*k).cloned());
+            if id.is_none() {
+                fail.mlfpending = true;
+            }
+            if let (Some(key), true) = (&mlfid, keep_in_cache) {
+                self.mlfid.insert(key.clone(), fail.clone());
+            }
+            let addr_text = ["ip4", "ip6"]
+                .iter()
+                .find_map(|k| fail.groups.get(*k).cloned());
+            let addr = addr_text.as_deref().and_then(parse_addr);
+            let nofail = fail.truthy("nofail") || id.is_none();
+            out.push(FilterMatch {
+                regex: idx,
+                id,
+                addr,
+                time: date,
+                nofail,
+                groups: fail
+                    .groups
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with("skiplines"))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                users: fail.users.iter().flatten().cloned().collect(),
+                lines: fail.matches.unwrap_or_default(),
+            });
+            if !self.check_all_regex {
+                break;
+            }
+        }
+        if matched_any {
+            self.stats.matched += 1;
+        }
+        out
+    }
+
+    /// Splits the buffer into the lines a match covers and the rest (fail2ban's
+    /// matched/unmatched tuple lines, with `<SKIPLINES>` lines moved to the rest).
+    fn split_matched(
+        &self,
+        caps: &Captures,
+        text: &str,
+        org: &[TupleLine],
+    ) -> (Vec<TupleLine>, Vec<TupleLine>) {
+        if org.len() <= 1 {
+            return (org.to_vec(), Vec::new());
+        }
+        let (start, end) = caps.whole();
+        let line_start = text[..(start + 1).min(text.len())]
+            .rfind('\n')
+            .map_or(0, |p| p + 1);
+        let line_end = text[end.saturating_sub(1)..]
+            .find('\n')
+            .map_or(text.len(), |p| end.saturating_sub(1) + p + 1);
+        let c1 = text[..line_start].matches('\n').count().min(org.len());
+        let c2 = text[..line_end].matches('\n').count().clamp(c1, org.len());
+        let mut matched: Vec<TupleLine> = org[c1..c2].to_vec();
+        let mut unmatched: Vec<TupleLine> = org[..c1].to_vec();
+        let skipped: Vec<String> = caps
+            .names
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.as_deref().is_some_and(|n| n.starts_with("skiplines")))
+            .filter_map(|(i, _)| caps.spans.get(i).copied().flatten())
+            .flat_map(|(s, e)| text[s..e].lines().map(str::to_string).collect::<Vec<_>>())
+            .collect();
+        let mut n = 0;
+        for sk in skipped {
+            if let Some(m) = matched[n.min(matched.len())..]
+                .iter()
+                .position(|l| l.text() == sk)
+            {
+                unmatched.push(matched.remove(n + m));
+                n += m;
+            }
+        }
+        unmatched.extend_from_slice(&org[c2..]);
+        (matched, unmatched)
+    }
+
+    /// fail2ban's `_mergeFailure`: joins the lines of one multi-line session (`<F-MLFID>`).
+    /// Returns whether `fail` is (still) the session's cached state.
+    fn merge_failure(&mut self, mlfid: &str, fail: &mut Fail, matched: Vec<String>) -> bool {
+        let mut flags = 0u8;
+        if fail.truthy("mlfgained") {
+            flags |= 8 | 1;
+            if !fail.truthy("nofail") {
+                let v = fail.groups.get("mlfgained").cloned().unwrap_or_default();
+                fail.groups.insert("nofail".into(), v);
+            }
+        } else if fail.truthy("nofail") {
+            flags |= 1;
+        }
+        if fail.pop_truthy("mlfforget") {
+            flags |= 2;
+        }
+        let users;
+        let cached;
+        if let Some(mut prev) = self.mlfid.remove(mlfid) {
+            if let Some(user) = fail.groups.get("user").filter(|u| !u.is_empty()) {
+                prev.users
+                    .get_or_insert_with(BTreeSet::new)
+                    .insert(user.clone());
+            }
+            users = prev.users.clone();
+            if prev.pop_truthy("nofail") {
+                flags |= 4;
+            }
+            if prev.pop_truthy("mlfgained") {
+                flags |= 4;
+            }
+            if flags & 8 != 0 {
+                prev.mlfpending = false;
+            }
+            if flags & 4 == 0 && !prev.mlfpending {
+                prev.matches = None;
+            }
+            for (k, v) in std::mem::take(&mut fail.groups) {
+                prev.groups.insert(k, v);
+            }
+            *fail = prev;
+            cached = flags & 2 == 0;
+        } else if flags & 2 == 0 {
+            users = fail.update_users();
+            cached = true;
+        } else {
+            users = None;
+            cached = false;
+        }
+        let was_pending = std::mem::take(&mut fail.mlfpending);
+        if was_pending || users.as_ref().is_some_and(|u| u.len() > 1) {
+            fail.groups.remove("nofail");
+            fail.groups.remove("mlfgained");
+            flags &= !(8 | 1);
+        }
+        if flags & 1 == 0 {
+            let mut m = fail.nofail_matches.take().unwrap_or_default();
+            m.extend(fail.matches.take().unwrap_or_default());
+            if flags & 8 == 0 {
+                m.extend(matched);
+            }
+            fail.matches = Some(m);
+        } else if flags & 3 == 1 {
+            fail.nofail_matches
+                .get_or_insert_with(Vec::new)
+                .extend(matched);
+        }
+        cached
+    }
+}
+
+/// Named groups that took part, with fail2ban's `alt_` groups folded into their base name.
+fn groups_of(caps: &Captures, text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut alts = Vec::new();
+    for (i, name) in caps.names.iter().enumerate() {
+        let (Some(name), Some((s, e))) = (name, caps.spans.get(i).copied().flatten()) else {
+            continue;
+        };
+        let value = text[s..e].to_string();
+        if let Some(base) = name.strip_prefix("alt_") {
+            let base = base.trim_end_matches(|c: char| c.is_ascii_digit());
+            let base = base.strip_suffix('_').unwrap_or(base);
+            alts.push((name.clone(), group_name(base), value.clone()));
+        }
+        out.insert(name.clone(), value);
+    }
+    alts.sort();
+    for (_, base, value) in alts {
+        if !value.is_empty() && out.get(&base).is_none_or(|v| v.is_empty()) {
+            out.insert(base, value);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(failregex: &[&str]) -> Filter {
+        FilterBuilder::new(FilterDefinition {
+            name: "t".into(),
+            failregex: failregex.iter().map(|s| s.to_string()).collect(),
+            ..FilterDefinition::default()
+        })
+        .with_clock(Clock {
+            zone: jiff::tz::TimeZone::UTC,
+            fixed_now: Some(1_124_013_600),
+        })
+        .build()
+        .expect("builds")
+    }
+
+    #[test]
+    fn host_and_user_are_captured() {
+        let mut f = filter(&[
+            r"^\s*\S+ sshd\[\d+\]: Failed password for <F-USER>\S+</F-USER> from <HOST> port \d+",
+        ]);
+        let m = f.process_line("Aug 14 11:00:00 srv sshd[1]: Failed password for root from ::ffff:192.0.2.7 port 22 ssh2");
+        assert_eq!(m.len(), 1);
+        let fail = m[0].to_failure().expect("failure");
+        assert_eq!(fail.addr, "192.0.2.7".parse::<IpAddr>().expect("ip"));
+        assert_eq!(fail.user.as_deref(), Some("root"));
+        assert_eq!(fail.time, 1_124_017_200);
+    }
+
+    #[test]
+    fn hostnames_are_reported_not_banned() {
+        let mut f = filter(&[r"^\s*\S+ x: fail from <HOST>$"]);
+        let m = f.process_line("Aug 14 11:00:00 srv x: fail from evil.example.com");
+        assert_eq!(m[0].id.as_deref(), Some("evil.example.com"));
+        assert!(m[0].to_failure().is_none());
+    }
+
+    #[test]
+    fn missing_failure_id_is_rejected() {
+        let err = FilterBuilder::new(FilterDefinition {
+            failregex: vec!["no id here".into()],
+            ..FilterDefinition::default()
+        })
+        .build();
+        assert!(matches!(err, Err(Error::Regex { .. })));
+    }
+}
