@@ -1,0 +1,87 @@
+//! zstd compression of blobs, skipping data that does not compress.
+//!
+//! A blob's plaintext (before sealing) starts with one flag byte: 0 = stored as is, 1 = zstd.
+
+const RAW: u8 = 0;
+const ZSTD: u8 = 1;
+/// Bytes compressed at level 1 to decide whether a chunk is worth compressing.
+const PROBE_LEN: usize = 64 * 1024;
+
+/// Compresses `data` at `level` unless it does not shrink by at least 1/32.
+pub(crate) fn encode(data: &[u8], level: i32) -> Vec<u8> {
+    if data.len() > 2 * PROBE_LEN && !shrinks(&data[..PROBE_LEN], 1) {
+        return raw(data);
+    }
+    match zstd::bulk::compress(data, level) {
+        Ok(c) if c.len() + c.len() / 32 < data.len() => {
+            let mut out = Vec::with_capacity(c.len() + 1);
+            out.push(ZSTD);
+            out.extend_from_slice(&c);
+            out
+        }
+        _ => raw(data),
+    }
+}
+
+fn shrinks(sample: &[u8], level: i32) -> bool {
+    zstd::bulk::compress(sample, level).is_ok_and(|c| c.len() + c.len() / 16 < sample.len())
+}
+
+fn raw(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 1);
+    out.push(RAW);
+    out.extend_from_slice(data);
+    out
+}
+
+/// Reverses [`encode`]; `raw_length` (from the index) bounds the output.
+pub(crate) fn decode(plain: &[u8], raw_length: usize) -> Result<Vec<u8>, String> {
+    match plain.split_first() {
+        Some((&RAW, body)) => Ok(body.to_vec()),
+        Some((&ZSTD, body)) => {
+            let out = zstd::bulk::decompress(body, raw_length)
+                .map_err(|e| format!("zstd data does not decompress: {e}"))?;
+            if out.len() == raw_length {
+                Ok(out)
+            } else {
+                Err(format!(
+                    "decompressed to {} bytes, index says {raw_length}",
+                    out.len()
+                ))
+            }
+        }
+        Some((flag, _)) => Err(format!("unknown compression flag {flag}")),
+        None => Err("empty blob".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_compresses_and_round_trips() {
+        let data = b"hello hostguard ".repeat(20_000);
+        let enc = encode(&data, 3);
+        assert_eq!(enc[0], ZSTD);
+        assert!(enc.len() < data.len() / 10);
+        assert_eq!(decode(&enc, data.len()).unwrap(), data);
+    }
+
+    #[test]
+    fn random_data_is_stored_raw() {
+        let mut data = vec![0u8; 300_000];
+        blake3::Hasher::new().finalize_xof().fill(&mut data);
+        let enc = encode(&data, 3);
+        assert_eq!(enc[0], RAW);
+        assert_eq!(decode(&enc, data.len()).unwrap(), data);
+    }
+
+    #[test]
+    fn lying_lengths_and_flags_are_errors() {
+        let enc = encode(&b"abc".repeat(1000), 3);
+        assert!(decode(&enc, 10).is_err());
+        assert!(decode(&[9, 1, 2], 2).is_err());
+        assert!(decode(&[], 0).is_err());
+    }
+}

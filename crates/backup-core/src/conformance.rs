@@ -1,0 +1,355 @@
+//! The repository conformance suite: plain async functions every object store must pass
+//! (InMemory, LocalFileSystem and S3 run it in this crate's tests).
+//!
+//! Each function takes an empty store (or a fresh prefix of one) and panics with a description
+//! on failure. [`run_all`] runs every check, each under its own prefix.
+
+use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
+
+use crate::{
+    BackupOptions, ChunkerParams, Error, InitOptions, KeySource, NoProgress, Repository,
+    RestoreOptions, backup, ops, restore,
+};
+
+fn key() -> KeySource {
+    KeySource::passphrase("conformance passphrase")
+}
+
+/// Small chunks and packs so a small tree exercises many chunks and several packs.
+pub fn small_options() -> InitOptions {
+    InitOptions::new()
+        .with_chunker(ChunkerParams {
+            min_size: 16 * 1024,
+            avg_size: 64 * 1024,
+            max_size: 256 * 1024,
+        })
+        .with_pack_size(256 * 1024)
+}
+
+/// Writes a sample tree exercising every entry type the format stores.
+pub fn write_sample_tree(root: &Path) {
+    use std::fs;
+    let w = |p: &str, data: &[u8]| fs::write(root.join(p), data).expect("write sample");
+    fs::create_dir_all(root.join("dir/sub/deeper")).expect("mkdir");
+    w("empty", b"");
+    w("small.txt", b"hello, world\n");
+    let mut big = Vec::with_capacity(1 << 20);
+    for i in 0u32..(1 << 18) {
+        big.extend_from_slice(&i.wrapping_mul(2_654_435_761).to_le_bytes());
+    }
+    w("dir/big.bin", &big);
+    w(
+        "dir/sub/text.txt",
+        &b"some text that compresses well ".repeat(4000),
+    );
+    w("dir/sub/deeper/x", b"x");
+    std::os::unix::fs::symlink("../small.txt", root.join("dir/link")).expect("symlink");
+    fs::hard_link(root.join("small.txt"), root.join("dir/hardlink")).expect("hard link");
+    let odd = std::ffi::OsStr::from_bytes(b"caf\xc3\xa9 \xff\xfe name");
+    fs::write(root.join("dir").join(odd), b"non-UTF-8 name").expect("write odd");
+    let sparse = fs::File::create(root.join("sparse")).expect("create sparse");
+    sparse.set_len(8 << 20).expect("extend sparse");
+    use std::os::unix::fs::FileExt;
+    sparse
+        .write_all_at(b"island", 4 << 20)
+        .expect("write island");
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(root.join("small.txt"), fs::Permissions::from_mode(0o640)).expect("chmod");
+    let _ = xattr::set(root.join("dir/sub/text.txt"), "user.hostguard", b"kept");
+}
+
+/// Asserts `b` is a faithful copy of `a`: same entries, types, bytes, mode, uid/gid, mtime (ns),
+/// symlink targets, xattrs and hard-link groups.
+pub fn assert_same_tree(a: &Path, b: &Path) {
+    let mut groups_a: HashMap<(u64, u64), Vec<Vec<u8>>> = HashMap::new();
+    let mut groups_b: HashMap<(u64, u64), Vec<Vec<u8>>> = HashMap::new();
+    compare_dir(a, b, Path::new(""), &mut groups_a, &mut groups_b);
+    let norm = |g: HashMap<(u64, u64), Vec<Vec<u8>>>| {
+        let mut v: Vec<Vec<Vec<u8>>> = g.into_values().filter(|v| v.len() > 1).collect();
+        v.iter_mut().for_each(|g| g.sort());
+        v.sort();
+        v
+    };
+    assert_eq!(norm(groups_a), norm(groups_b), "hard-link groups differ");
+}
+
+fn compare_dir(
+    a: &Path,
+    b: &Path,
+    rel: &Path,
+    groups_a: &mut HashMap<(u64, u64), Vec<Vec<u8>>>,
+    groups_b: &mut HashMap<(u64, u64), Vec<Vec<u8>>>,
+) {
+    let names = |p: &Path| {
+        let mut v: Vec<_> = std::fs::read_dir(p)
+            .unwrap_or_else(|e| panic!("read_dir {}: {e}", p.display()))
+            .map(|e| e.expect("dir entry").file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    let (na, nb) = (names(&a.join(rel)), names(&b.join(rel)));
+    assert_eq!(na, nb, "entries of {} differ", rel.display());
+    for name in na {
+        let r = rel.join(&name);
+        let (pa, pb) = (a.join(&r), b.join(&r));
+        let ma = std::fs::symlink_metadata(&pa).expect("stat a");
+        let mb = std::fs::symlink_metadata(&pb).expect("stat b");
+        let what = r.display();
+        assert_eq!(ma.file_type(), mb.file_type(), "type of {what}");
+        assert_eq!(ma.uid(), mb.uid(), "uid of {what}");
+        assert_eq!(ma.gid(), mb.gid(), "gid of {what}");
+        if !ma.file_type().is_symlink() {
+            assert_eq!(ma.mode(), mb.mode(), "mode of {what}");
+            let xa = xattrs(&pa);
+            assert_eq!(xa, xattrs(&pb), "xattrs of {what}");
+        }
+        assert_eq!(
+            (ma.mtime(), ma.mtime_nsec()),
+            (mb.mtime(), mb.mtime_nsec()),
+            "mtime of {what}"
+        );
+        if ma.is_dir() {
+            compare_dir(a, b, &r, groups_a, groups_b);
+        } else if ma.file_type().is_symlink() {
+            assert_eq!(
+                std::fs::read_link(&pa).expect("readlink a"),
+                std::fs::read_link(&pb).expect("readlink b"),
+                "target of {what}"
+            );
+        } else if ma.is_file() {
+            assert_eq!(ma.len(), mb.len(), "size of {what}");
+            assert!(
+                std::fs::read(&pa).expect("read a") == std::fs::read(&pb).expect("read b"),
+                "content of {what}"
+            );
+            let key = r.as_os_str().as_bytes().to_vec();
+            groups_a
+                .entry((ma.dev(), ma.ino()))
+                .or_default()
+                .push(key.clone());
+            groups_b.entry((mb.dev(), mb.ino())).or_default().push(key);
+        }
+    }
+}
+
+fn xattrs(p: &Path) -> Vec<(std::ffi::OsString, Option<Vec<u8>>)> {
+    let mut v: Vec<_> = xattr::list(p)
+        .map(|names| {
+            names
+                .map(|n| {
+                    let value = xattr::get(p, &n).ok().flatten();
+                    (n, value)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// `init` on a location holding a repository fails and leaves the first one usable.
+pub async fn init_refuses_overwrite(store: Arc<dyn ObjectStore>) {
+    Repository::init(store.clone(), "first", &key(), small_options())
+        .await
+        .expect("first init");
+    let second = Repository::init(store.clone(), "second", &key(), small_options()).await;
+    assert!(
+        matches!(second, Err(Error::RepositoryExists { .. })),
+        "second init: {second:?}"
+    );
+    Repository::open(store, "first", &key())
+        .await
+        .expect("the first repository still opens");
+}
+
+/// A wrong passphrase is [`Error::WrongKey`]; an empty location is [`Error::NoRepository`].
+pub async fn wrong_key_and_missing_repository(store: Arc<dyn ObjectStore>) {
+    let missing = Repository::open(store.clone(), "empty", &key()).await;
+    assert!(
+        matches!(missing, Err(Error::NoRepository { .. })),
+        "{missing:?}"
+    );
+    Repository::init(store.clone(), "r", &key(), small_options())
+        .await
+        .expect("init");
+    let wrong = Repository::open(store, "r", &KeySource::passphrase("not it")).await;
+    assert!(matches!(wrong, Err(Error::WrongKey)), "{wrong:?}");
+}
+
+/// Backup then restore gives a faithful copy; a rerun skips every file; a second backup with
+/// the first as parent reads nothing and stores no new data.
+pub async fn backup_restore_roundtrip(store: Arc<dyn ObjectStore>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).expect("mkdir");
+    write_sample_tree(&src);
+    let repo = Arc::new(
+        Repository::init(store, "roundtrip", &key(), small_options())
+            .await
+            .expect("init"),
+    );
+    let (id, snap) = backup(
+        repo.clone(),
+        BackupOptions::new([&src])
+            .with_tag("t1")
+            .build()
+            .expect("options"),
+        Arc::new(NoProgress),
+    )
+    .await
+    .expect("backup");
+    assert!(snap.skipped.is_empty(), "{:?}", snap.skipped);
+    assert_eq!(snap.tags, ["t1"]);
+    assert!(snap.summary.files >= 8, "{:?}", snap.summary);
+    assert!(snap.summary.chunks_new > 10, "{:?}", snap.summary);
+
+    let target = dir.path().join("restored");
+    let summary = restore(
+        repo.clone(),
+        &id[..8],
+        RestoreOptions::new(&target).build().expect("options"),
+        Arc::new(NoProgress),
+    )
+    .await
+    .expect("restore");
+    assert!(summary.files_restored >= 7, "{summary:?}");
+    assert_same_tree(&src, &target.join("src"));
+    let sparse = std::fs::metadata(target.join("src/sparse")).expect("stat sparse");
+    assert!(
+        sparse.blocks() * 512 < 1 << 20,
+        "sparse file kept sparse: {} blocks",
+        sparse.blocks()
+    );
+
+    let again = restore(
+        repo.clone(),
+        "latest",
+        RestoreOptions::new(&target).build().expect("options"),
+        Arc::new(NoProgress),
+    )
+    .await
+    .expect("second restore");
+    assert_eq!(again.files_restored, 0, "{again:?}");
+    assert_eq!(again.files_unchanged, summary.files_restored);
+
+    let (_, second) = backup(
+        repo.clone(),
+        BackupOptions::new([&src])
+            .with_parent(id.clone())
+            .build()
+            .expect("options"),
+        Arc::new(NoProgress),
+    )
+    .await
+    .expect("second backup");
+    assert_eq!(second.summary.bytes_read, 0, "{:?}", second.summary);
+    assert_eq!(second.summary.chunks_new, 0, "{:?}", second.summary);
+    assert_eq!(second.tree, snap.tree, "unchanged tree, same root id");
+    assert_eq!(second.parent.as_deref(), Some(id.as_str()));
+
+    assert_eq!(repo.snapshots().await.expect("list").len(), 2);
+    let entries = ops::list(&repo, &id).await.expect("ls");
+    assert!(entries.iter().any(|e| e.path == b"src/dir/sub/deeper/x"));
+    let stats = ops::stats(&repo, &[]).await.expect("stats");
+    assert!(
+        stats.dedup_ratio > 1.5,
+        "two identical snapshots: {stats:?}"
+    );
+
+    // A sub-path restore.
+    let part = dir.path().join("part");
+    restore(
+        repo.clone(),
+        &id,
+        RestoreOptions::new(&part)
+            .with_sub_path("src/dir/sub")
+            .build()
+            .expect("options"),
+        Arc::new(NoProgress),
+    )
+    .await
+    .expect("sub-path restore");
+    assert_same_tree(&src.join("dir/sub"), &part.join("sub"));
+}
+
+/// A damaged pack makes restore fail with [`Error::Corrupt`] naming the pack object.
+pub async fn corrupt_pack_is_named(store: Arc<dyn ObjectStore>) {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).expect("mkdir");
+    std::fs::write(src.join("f"), b"precious data ".repeat(10_000)).expect("write");
+    let repo = Arc::new(
+        Repository::init(store.clone(), "corrupt", &key(), small_options())
+            .await
+            .expect("init"),
+    );
+    let (id, _) = backup(
+        repo.clone(),
+        BackupOptions::new([&src]).build().expect("options"),
+        Arc::new(NoProgress),
+    )
+    .await
+    .expect("backup");
+    let packs: Vec<_> = store
+        .list(Some(&ObjectPath::from("data")))
+        .try_collect()
+        .await
+        .expect("list packs");
+    assert!(!packs.is_empty());
+    for meta in &packs {
+        let mut bytes = store
+            .get(&meta.location)
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("bytes")
+            .to_vec();
+        bytes[0] ^= 0x40;
+        store
+            .put(&meta.location, bytes.into())
+            .await
+            .expect("overwrite pack");
+    }
+    let reopened = Arc::new(
+        Repository::open(store, "corrupt", &key())
+            .await
+            .expect("open"),
+    );
+    let err = restore(
+        reopened,
+        &id,
+        RestoreOptions::new(dir.path().join("out"))
+            .build()
+            .expect("options"),
+        Arc::new(NoProgress),
+    )
+    .await
+    .expect_err("restore from a damaged pack must fail");
+    let message = err.to_string();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+    assert!(
+        packs.iter().any(|m| message.contains(m.location.as_ref())),
+        "error names the pack: {message}"
+    );
+}
+
+/// Runs every check above, each under its own prefix of `store`.
+pub async fn run_all(store: Arc<dyn ObjectStore>) {
+    let sub = |p: &str| -> Arc<dyn ObjectStore> { Arc::new(PrefixStore::new(store.clone(), p)) };
+    init_refuses_overwrite(sub("init")).await;
+    wrong_key_and_missing_repository(sub("keys")).await;
+    backup_restore_roundtrip(sub("roundtrip")).await;
+    corrupt_pack_is_named(sub("corrupt")).await;
+}

@@ -1,0 +1,123 @@
+//! Reading file metadata into tree nodes and applying it back on restore.
+
+use std::ffi::OsStr;
+use std::fs::Metadata;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::format::{Node, NodeKind, Xattr};
+
+pub(crate) fn time_ns(secs: i64, nsecs: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsecs)
+}
+
+/// A node for `name` with the metadata of `meta` (no content yet).
+pub(crate) fn node_from(name: &OsStr, path: &Path, meta: &Metadata) -> Result<Node> {
+    let ft = meta.file_type();
+    let kind = if ft.is_file() {
+        NodeKind::File
+    } else if ft.is_dir() {
+        NodeKind::Dir
+    } else if ft.is_symlink() {
+        NodeKind::Symlink
+    } else if ft.is_fifo() {
+        NodeKind::Fifo
+    } else if ft.is_char_device() {
+        NodeKind::CharDevice
+    } else if ft.is_block_device() {
+        NodeKind::BlockDevice
+    } else {
+        NodeKind::Socket
+    };
+    let target = if kind == NodeKind::Symlink {
+        Some(
+            std::fs::read_link(path)
+                .map_err(|e| Error::io(path, e))?
+                .into_os_string()
+                .into_vec(),
+        )
+    } else {
+        None
+    };
+    let rdev = matches!(kind, NodeKind::CharDevice | NodeKind::BlockDevice).then(|| meta.rdev());
+    Ok(Node {
+        name: name.as_bytes().to_vec(),
+        kind,
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        mtime_ns: time_ns(meta.mtime(), meta.mtime_nsec()),
+        ctime_ns: time_ns(meta.ctime(), meta.ctime_nsec()),
+        inode: meta.ino(),
+        size: if kind == NodeKind::File || kind == NodeKind::Symlink {
+            meta.size()
+        } else {
+            0
+        },
+        content: Vec::new(),
+        subtree: None,
+        target,
+        rdev,
+        link_group: None,
+        xattrs: read_xattrs(path),
+    })
+}
+
+/// Extended attributes of `path` (not following symlinks); empty where unsupported.
+fn read_xattrs(path: &Path) -> Vec<Xattr> {
+    let Ok(names) = xattr::list(path) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Xattr> = names
+        .filter_map(|name| {
+            let value = xattr::get(path, &name).ok().flatten()?;
+            Some(Xattr {
+                name: name.as_bytes().to_vec(),
+                value,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Applies xattrs, ownership, mode and mtime of `node` to `path` (which is not a symlink unless
+/// the node is one). Returns warnings for what could not be applied.
+pub(crate) fn apply(path: &Path, node: &Node) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let is_link = node.kind == NodeKind::Symlink;
+    if !is_link {
+        for x in &node.xattrs {
+            if let Err(e) = xattr::set(path, OsStr::from_bytes(&x.name), &x.value) {
+                warnings.push(format!(
+                    "{}: xattr {}: {e}",
+                    path.display(),
+                    String::from_utf8_lossy(&x.name)
+                ));
+            }
+        }
+    }
+    if let Err(e) = std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid)) {
+        // Without privilege ownership cannot be restored; that is expected, not an error.
+        if e.kind() != std::io::ErrorKind::PermissionDenied {
+            warnings.push(format!("{}: chown: {e}", path.display()));
+        }
+    }
+    if !is_link {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(e) =
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode & 0o7777))
+        {
+            warnings.push(format!("{}: chmod: {e}", path.display()));
+        }
+    }
+    let secs = node.mtime_ns.div_euclid(1_000_000_000);
+    let nanos = node.mtime_ns.rem_euclid(1_000_000_000) as u32;
+    let mtime = filetime::FileTime::from_unix_time(secs, nanos);
+    if let Err(e) = filetime::set_symlink_file_times(path, mtime, mtime) {
+        warnings.push(format!("{}: set times: {e}", path.display()));
+    }
+    warnings
+}

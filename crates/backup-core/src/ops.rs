@@ -1,0 +1,189 @@
+//! Read-only operations: list a snapshot's entries, diff two snapshots, repository statistics.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::format::{ChunkId, Node, NodeKind};
+use crate::repo::Repository;
+
+/// One entry of a snapshot with its path inside the snapshot (raw bytes, `/`-separated).
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// Path inside the snapshot.
+    pub path: Vec<u8>,
+    /// The entry.
+    pub node: Node,
+}
+
+impl Listed {
+    /// The path, lossily decoded for display.
+    pub fn display_path(&self) -> String {
+        String::from_utf8_lossy(&self.path).into_owned()
+    }
+}
+
+/// Every entry of the snapshot, parents before children, in name order.
+pub async fn list(repo: &Repository, snapshot: &str) -> Result<Vec<Listed>> {
+    let (_, snap) = repo.find_snapshot(snapshot).await?;
+    list_tree(repo, &snap.tree).await
+}
+
+/// Every entry under tree `root`.
+pub async fn list_tree(repo: &Repository, root: &ChunkId) -> Result<Vec<Listed>> {
+    let mut out = Vec::new();
+    let mut stack = vec![(Vec::new(), *root)];
+    while let Some((prefix, id)) = stack.pop() {
+        let tree = repo.load_tree(&id).await?;
+        let mut subdirs = Vec::new();
+        for node in tree.nodes {
+            let mut path = prefix.clone();
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.extend_from_slice(&node.name);
+            if let (NodeKind::Dir, Some(sub)) = (node.kind, node.subtree) {
+                subdirs.push((path.clone(), sub));
+            }
+            out.push(Listed { path, node });
+        }
+        stack.extend(subdirs.into_iter().rev());
+    }
+    Ok(out)
+}
+
+/// How an entry differs between two snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// Only in the second snapshot.
+    Added,
+    /// Only in the first snapshot.
+    Removed,
+    /// Content (or type or symlink target) differs.
+    Modified,
+    /// Same content, different mode, owner or mtime.
+    Metadata,
+}
+
+/// One line of a diff.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffEntry {
+    /// What changed.
+    pub change: Change,
+    /// Path inside the snapshots (lossy UTF-8).
+    pub path: String,
+}
+
+/// Entries that differ between snapshots `a` and `b`, in path order.
+pub async fn diff(repo: &Repository, a: &str, b: &str) -> Result<Vec<DiffEntry>> {
+    let index = |l: Vec<Listed>| -> BTreeMap<Vec<u8>, Node> {
+        l.into_iter().map(|e| (e.path, e.node)).collect()
+    };
+    let old = index(list(repo, a).await?);
+    let new = index(list(repo, b).await?);
+    let mut out = Vec::new();
+    let paths: std::collections::BTreeSet<&Vec<u8>> = old.keys().chain(new.keys()).collect();
+    for path in paths {
+        let change = match (old.get(path), new.get(path)) {
+            (Some(_), None) => Some(Change::Removed),
+            (None, Some(_)) => Some(Change::Added),
+            (Some(o), Some(n)) => {
+                if o.kind != n.kind || o.content != n.content || o.target != n.target {
+                    Some(Change::Modified)
+                } else if o.kind != NodeKind::Dir
+                    && (o.mode != n.mode
+                        || o.uid != n.uid
+                        || o.gid != n.gid
+                        || o.mtime_ns != n.mtime_ns
+                        || o.xattrs != n.xattrs)
+                {
+                    Some(Change::Metadata)
+                } else {
+                    None
+                }
+            }
+            (None, None) => None,
+        };
+        if let Some(change) = change {
+            out.push(DiffEntry {
+                change,
+                path: String::from_utf8_lossy(path).into_owned(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Sizes of a repository or of some of its snapshots.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Stats {
+    /// Snapshots counted.
+    pub snapshots: u64,
+    /// Files over those snapshots (a file in two snapshots counts twice).
+    pub files: u64,
+    /// Logical bytes: the sum of file sizes over those snapshots.
+    pub logical_bytes: u64,
+    /// Distinct chunks those snapshots reference.
+    pub unique_chunks: u64,
+    /// Plaintext bytes of those distinct chunks.
+    pub unique_bytes: u64,
+    /// Bytes those distinct chunks (and their trees) take in pack objects.
+    pub stored_bytes: u64,
+    /// Size of all pack objects in the repository.
+    pub repository_bytes: u64,
+    /// `logical_bytes / stored_bytes`.
+    pub dedup_ratio: f64,
+}
+
+/// Statistics over the given snapshots (all snapshots when `snapshots` is empty).
+pub async fn stats(repo: &Repository, snapshots: &[String]) -> Result<Stats> {
+    let chosen = if snapshots.is_empty() {
+        repo.snapshots().await?
+    } else {
+        let mut v = Vec::new();
+        for s in snapshots {
+            v.push(repo.find_snapshot(s).await?);
+        }
+        v
+    };
+    let mut stats = Stats {
+        snapshots: chosen.len() as u64,
+        ..Stats::default()
+    };
+    let mut seen: HashSet<ChunkId> = HashSet::new();
+    for (_, snap) in &chosen {
+        if seen.insert(snap.tree) {
+            stats.stored_bytes += u64::from(repo.locate(&snap.tree)?.length);
+        }
+        for entry in list_tree(repo, &snap.tree).await? {
+            let node = entry.node;
+            if let Some(t) = node.subtree {
+                if seen.insert(t) {
+                    stats.stored_bytes += u64::from(repo.locate(&t)?.length);
+                }
+            }
+            if node.kind != NodeKind::File {
+                continue;
+            }
+            stats.files += 1;
+            stats.logical_bytes += node.size;
+            for id in node.content {
+                if seen.insert(id) {
+                    let loc = repo.locate(&id)?;
+                    stats.unique_chunks += 1;
+                    stats.unique_bytes += u64::from(loc.raw_length);
+                    stats.stored_bytes += u64::from(loc.length);
+                }
+            }
+        }
+    }
+    stats.repository_bytes = repo.packs_size().await?;
+    stats.dedup_ratio = if stats.stored_bytes == 0 {
+        0.0
+    } else {
+        stats.logical_bytes as f64 / stats.stored_bytes as f64
+    };
+    Ok(stats)
+}

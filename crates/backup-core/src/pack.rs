@@ -1,0 +1,69 @@
+//! Pack objects: many sealed blobs, then a sealed header listing them, then the header's length.
+//!
+//! ```text
+//! blob_0 || blob_1 || ... || seal(aad = "<pack path>#header", CBOR [PackEntry]) || u32 LE header length
+//! ```
+
+use crate::cipher::RepoCipher;
+use crate::error::Result;
+use crate::format::{self, BlobKind, ChunkId, IndexPack, PackEntry};
+
+/// A pack being filled.
+#[derive(Default)]
+pub(crate) struct PackBuilder {
+    bytes: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+/// A finished pack ready to upload.
+pub(crate) struct FinishedPack {
+    pub(crate) path: String,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) index: IndexPack,
+}
+
+pub(crate) fn header_aad(path: &str) -> Vec<u8> {
+    format!("{path}#header").into_bytes()
+}
+
+impl PackBuilder {
+    /// Bytes held so far.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Appends one sealed blob.
+    pub(crate) fn add(&mut self, id: ChunkId, kind: BlobKind, sealed: &[u8], raw_length: usize) {
+        self.entries.push(PackEntry {
+            id,
+            kind,
+            offset: self.bytes.len() as u32,
+            length: sealed.len() as u32,
+            raw_length: raw_length as u32,
+        });
+        self.bytes.extend_from_slice(sealed);
+    }
+
+    /// Seals the header and returns the pack, or `None` when empty.
+    pub(crate) fn finish(&mut self, cipher: &RepoCipher) -> Result<Option<FinishedPack>> {
+        if self.entries.is_empty() {
+            return Ok(None);
+        }
+        let id = format::random_id();
+        let path = format::pack_path(&id);
+        let mut bytes = std::mem::take(&mut self.bytes);
+        let entries = std::mem::take(&mut self.entries);
+        let header = cipher.seal(&header_aad(&path), &format::encode(&entries))?;
+        bytes.extend_from_slice(&header);
+        bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        Ok(Some(FinishedPack {
+            path,
+            index: IndexPack {
+                id,
+                size: bytes.len() as u64,
+                entries,
+            },
+            bytes,
+        }))
+    }
+}

@@ -1,0 +1,475 @@
+//! Opening and creating repositories; reading and writing their objects.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::chunker::{Chunker, ChunkerParams};
+use crate::cipher::{KeySource, MASTER_LEN, RepoCipher};
+use crate::error::{Error, Result};
+use crate::format::{self, ChunkId, Config, FORMAT_VERSION, IndexFile, IndexPack, Snapshot, Tree};
+
+const CONFIG: &str = "config";
+
+/// Options for [`Repository::init`].
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    chunker: ChunkerParams,
+    pack_size: u32,
+    compression_level: i32,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            chunker: ChunkerParams::default(),
+            pack_size: 16 * 1024 * 1024,
+            compression_level: 3,
+        }
+    }
+}
+
+impl InitOptions {
+    /// Default options: chunks of 256 KiB to 4 MiB (1 MiB average), 16 MiB packs, zstd level 3.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the chunk size bounds.
+    pub fn with_chunker(mut self, params: ChunkerParams) -> Self {
+        self.chunker = params;
+        self
+    }
+
+    /// Sets the target pack size in bytes.
+    pub fn with_pack_size(mut self, bytes: u32) -> Self {
+        self.pack_size = bytes;
+        self
+    }
+
+    /// Sets the zstd level (1 to 19).
+    pub fn with_compression_level(mut self, level: i32) -> Self {
+        self.compression_level = level;
+        self
+    }
+
+    /// Checks the options.
+    pub fn build(self) -> Result<Self> {
+        self.chunker.validate()?;
+        if !(64 * 1024..=1 << 30).contains(&self.pack_size) {
+            return Err(Error::Config(format!(
+                "pack size {} outside 64 KiB..1 GiB",
+                self.pack_size
+            )));
+        }
+        if !(1..=19).contains(&self.compression_level) {
+            return Err(Error::Config(format!(
+                "zstd level {} outside 1..19",
+                self.compression_level
+            )));
+        }
+        Ok(self)
+    }
+}
+
+/// What a `keys/<id>` object holds (sealed under the key source's wrapping key).
+#[derive(Serialize, Deserialize)]
+struct KeyObject {
+    #[serde(with = "serde_bytes")]
+    wrapped_master: Vec<u8>,
+}
+
+/// Where a blob is stored.
+#[derive(Debug, Clone)]
+pub(crate) struct BlobLocation {
+    pub(crate) pack: Arc<str>,
+    pub(crate) offset: u32,
+    pub(crate) length: u32,
+    pub(crate) raw_length: u32,
+}
+
+/// The secrets derived from the master key.
+pub(crate) struct Keys {
+    pub(crate) cipher: RepoCipher,
+    id_key: Zeroizing<[u8; 32]>,
+    pub(crate) chunker: Chunker,
+}
+
+impl Keys {
+    fn derive(master: &[u8; MASTER_LEN], config: &Config) -> Self {
+        let id_key = Zeroizing::new(blake3::derive_key(
+            "hostguard backup-core chunk id key",
+            master,
+        ));
+        let gear_key = Zeroizing::new(blake3::derive_key(
+            "hostguard backup-core chunker gear key",
+            master,
+        ));
+        Keys {
+            cipher: RepoCipher::from_master(master),
+            id_key,
+            chunker: Chunker::new(config.chunker, &gear_key),
+        }
+    }
+
+    /// The keyed id of a plaintext blob.
+    pub(crate) fn chunk_id(&self, data: &[u8]) -> ChunkId {
+        ChunkId(*blake3::keyed_hash(&self.id_key, data).as_bytes())
+    }
+}
+
+/// An open repository on an object store.
+pub struct Repository {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    location: String,
+    pub(crate) config: Config,
+    pub(crate) keys: Arc<Keys>,
+    pub(crate) index: RwLock<HashMap<ChunkId, BlobLocation>>,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("location", &self.location)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn blob_aad(id: &ChunkId) -> Vec<u8> {
+    let mut aad = b"blob:".to_vec();
+    aad.extend_from_slice(&id.0);
+    aad
+}
+
+impl Repository {
+    /// Creates a repository; refuses (with [`Error::RepositoryExists`]) if one is already there.
+    ///
+    /// `location` names the store in messages (a path or URL).
+    pub async fn init(
+        store: Arc<dyn ObjectStore>,
+        location: impl Into<String>,
+        key: &KeySource,
+        options: InitOptions,
+    ) -> Result<Repository> {
+        let location = location.into();
+        let options = options.build()?;
+        let mut master = Zeroizing::new([0u8; MASTER_LEN]);
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), master.as_mut())
+            .map_err(|_| Error::Config("the system random generator failed".into()))?;
+        let config = Config {
+            version: FORMAT_VERSION,
+            id: format::random_id(),
+            chunker: options.chunker,
+            pack_size: options.pack_size,
+            compression_level: options.compression_level,
+        };
+        let keys = Arc::new(Keys::derive(&master, &config));
+        // Claim the location first: the conditional put is the atomic "does a repository exist".
+        let config_bytes = keys
+            .cipher
+            .seal(CONFIG.as_bytes(), &format::encode(&config))?;
+        let path = ObjectPath::from(CONFIG);
+        match store
+            .put_opts(
+                &path,
+                config_bytes.into(),
+                PutOptions::from(PutMode::Create),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                return Err(Error::RepositoryExists { location });
+            }
+            Err(e) => return Err(Error::store(CONFIG, e)),
+        }
+        let repo = Repository {
+            store,
+            location,
+            config,
+            keys,
+            index: RwLock::new(HashMap::new()),
+        };
+        repo.add_key(&master, key).await?;
+        Ok(repo)
+    }
+
+    async fn add_key(&self, master: &[u8; MASTER_LEN], key: &KeySource) -> Result<()> {
+        let name = format!("keys/{}", format::random_id());
+        let object = KeyObject {
+            wrapped_master: key.wrap(master, name.as_bytes())?,
+        };
+        self.put(&name, format::encode(&object), true).await
+    }
+
+    /// Opens the repository with a passphrase or key file.
+    pub async fn open(
+        store: Arc<dyn ObjectStore>,
+        location: impl Into<String>,
+        key: &KeySource,
+    ) -> Result<Repository> {
+        let location = location.into();
+        let config_sealed = match store.get(&ObjectPath::from(CONFIG)).await {
+            Ok(r) => r.bytes().await.map_err(|e| Error::store(CONFIG, e))?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(Error::NoRepository { location });
+            }
+            Err(e) => return Err(Error::store(CONFIG, e)),
+        };
+        let key_names = list_names(store.as_ref(), "keys").await?;
+        let mut master = None;
+        for name in key_names {
+            let bytes = get_bytes(store.as_ref(), &name).await?;
+            let object: KeyObject = format::decode(&name, &bytes)?;
+            if let Ok(m) = key.unwrap(&object.wrapped_master, name.as_bytes()) {
+                master = Some(m);
+                break;
+            }
+        }
+        let master = master.ok_or(Error::WrongKey)?;
+        let probe = RepoCipher::from_master(&master);
+        let config_plain = probe
+            .open(CONFIG.as_bytes(), &config_sealed)
+            .map_err(|_| Error::corrupt(CONFIG, "fails authentication under the repository key"))?;
+        let config: Config = format::decode(CONFIG, &config_plain)?;
+        if config.version != FORMAT_VERSION {
+            return Err(Error::corrupt(
+                CONFIG,
+                format!("unsupported format version {}", config.version),
+            ));
+        }
+        config.chunker.validate()?;
+        let repo = Repository {
+            store,
+            location,
+            keys: Arc::new(Keys::derive(&master, &config)),
+            config,
+            index: RwLock::new(HashMap::new()),
+        };
+        repo.load_index().await?;
+        Ok(repo)
+    }
+
+    /// The location string given at open or init.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The repository's config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The underlying object store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    async fn load_index(&self) -> Result<()> {
+        let names = list_names(self.store.as_ref(), "index").await?;
+        let loads = names.iter().map(|name| self.get_sealed::<IndexFile>(name));
+        let files = futures::future::try_join_all(loads).await?;
+        let mut index = self.index.write().map_err(poisoned)?;
+        for file in files {
+            for pack in file.packs {
+                insert_pack(&mut index, &pack);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn add_to_index(&self, pack: &IndexPack) -> Result<()> {
+        insert_pack(&mut *self.index.write().map_err(poisoned)?, pack);
+        Ok(())
+    }
+
+    /// Whether a blob with this id is stored.
+    pub(crate) fn has_blob(&self, id: &ChunkId) -> bool {
+        self.index.read().is_ok_and(|i| i.contains_key(id))
+    }
+
+    pub(crate) fn locate(&self, id: &ChunkId) -> Result<BlobLocation> {
+        self.index
+            .read()
+            .map_err(poisoned)?
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                what: format!("blob {id} (not in any index)"),
+            })
+    }
+
+    /// Writes an object; `create_only` makes an existing object an error.
+    pub(crate) async fn put(&self, name: &str, bytes: Vec<u8>, create_only: bool) -> Result<()> {
+        let mode = if create_only {
+            PutMode::Create
+        } else {
+            PutMode::Overwrite
+        };
+        self.store
+            .put_opts(
+                &ObjectPath::from(name),
+                PutPayload::from(bytes),
+                PutOptions::from(mode),
+            )
+            .await
+            .map_err(|e| Error::store(name, e))?;
+        Ok(())
+    }
+
+    /// Seals `value` under its own name and writes it.
+    pub(crate) async fn put_sealed<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        let sealed = self
+            .keys
+            .cipher
+            .seal(name.as_bytes(), &format::encode(value))?;
+        self.put(name, sealed, true).await
+    }
+
+    /// Reads, opens and decodes a whole-object (config, index, snapshot).
+    pub(crate) async fn get_sealed<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T> {
+        let bytes = get_bytes(self.store.as_ref(), name).await?;
+        let plain = self
+            .keys
+            .cipher
+            .open(name.as_bytes(), &bytes)
+            .map_err(|_| Error::corrupt(name, "fails authentication (damaged or tampered)"))?;
+        format::decode(name, &plain)
+    }
+
+    /// Reads one blob, checks it against its id and returns its plaintext.
+    pub async fn load_blob(&self, id: &ChunkId) -> Result<Vec<u8>> {
+        let loc = self.locate(id)?;
+        let path = format::pack_path(&loc.pack);
+        let range = u64::from(loc.offset)..u64::from(loc.offset) + u64::from(loc.length);
+        let sealed = self
+            .store
+            .get_range(&ObjectPath::from(path.as_str()), range)
+            .await
+            .map_err(|e| Error::store(&path, e))?;
+        self.decode_blob(id, &loc, &path, &sealed)
+    }
+
+    /// Opens, decompresses and verifies one sealed blob read from pack `path`.
+    pub(crate) fn decode_blob(
+        &self,
+        id: &ChunkId,
+        loc: &BlobLocation,
+        path: &str,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>> {
+        let object = || format!("{path} (blob {id})");
+        let plain = self
+            .keys
+            .cipher
+            .open(&blob_aad(id), sealed)
+            .map_err(|_| Error::corrupt(object(), "blob fails authentication"))?;
+        let data = crate::compress::decode(&plain, loc.raw_length as usize)
+            .map_err(|reason| Error::corrupt(object(), reason))?;
+        if self.keys.chunk_id(&data) != *id {
+            return Err(Error::corrupt(object(), "content does not match its id"));
+        }
+        Ok(data)
+    }
+
+    /// Loads a tree blob.
+    pub async fn load_tree(&self, id: &ChunkId) -> Result<Tree> {
+        let bytes = self.load_blob(id).await?;
+        let tree: Tree = format::decode(&format!("tree {id}"), &bytes)?;
+        Ok(tree)
+    }
+
+    /// All snapshots, oldest first, with their ids.
+    pub async fn snapshots(&self) -> Result<Vec<(String, Snapshot)>> {
+        let names = list_names(self.store.as_ref(), "snapshots").await?;
+        let loads = names.iter().map(|name| async move {
+            let snap: Snapshot = self.get_sealed(name).await?;
+            let id = name.trim_start_matches("snapshots/").to_string();
+            Ok::<_, Error>((id, snap))
+        });
+        let mut all = futures::future::try_join_all(loads).await?;
+        all.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
+        Ok(all)
+    }
+
+    /// Finds a snapshot by id, unique id prefix, or `latest`.
+    pub async fn find_snapshot(&self, wanted: &str) -> Result<(String, Snapshot)> {
+        let all = self.snapshots().await?;
+        if wanted == "latest" {
+            return all.into_iter().last().ok_or_else(|| Error::NotFound {
+                what: "any snapshot (the repository is empty)".into(),
+            });
+        }
+        let mut matching: Vec<_> = all
+            .into_iter()
+            .filter(|(id, _)| id.starts_with(wanted))
+            .collect();
+        match matching.len() {
+            1 => Ok(matching.remove(0)),
+            0 => Err(Error::NotFound {
+                what: format!("snapshot {wanted}"),
+            }),
+            n => Err(Error::Config(format!(
+                "snapshot prefix {wanted} is ambiguous ({n} match)"
+            ))),
+        }
+    }
+
+    /// Total size of all pack objects (what the repository stores for data and trees).
+    pub async fn packs_size(&self) -> Result<u64> {
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&ObjectPath::from("data")))
+            .try_collect()
+            .await
+            .map_err(|e| Error::store("data/", e))?;
+        Ok(metas.iter().map(|m| m.size).sum())
+    }
+}
+
+fn insert_pack(index: &mut HashMap<ChunkId, BlobLocation>, pack: &IndexPack) {
+    let pack_id: Arc<str> = Arc::from(pack.id.as_str());
+    for e in &pack.entries {
+        index.insert(
+            e.id,
+            BlobLocation {
+                pack: pack_id.clone(),
+                offset: e.offset,
+                length: e.length,
+                raw_length: e.raw_length,
+            },
+        );
+    }
+}
+
+pub(crate) fn poisoned<T>(_: T) -> Error {
+    Error::Worker("a worker panicked while holding the index lock".into())
+}
+
+async fn list_names(store: &dyn ObjectStore, dir: &str) -> Result<Vec<String>> {
+    let metas: Vec<_> = store
+        .list(Some(&ObjectPath::from(dir)))
+        .try_collect()
+        .await
+        .map_err(|e| Error::store(format!("{dir}/"), e))?;
+    let mut names: Vec<String> = metas.into_iter().map(|m| m.location.to_string()).collect();
+    names.sort();
+    Ok(names)
+}
+
+pub(crate) async fn get_bytes(store: &dyn ObjectStore, name: &str) -> Result<bytes::Bytes> {
+    let path = ObjectPath::from(name);
+    let result = store.get(&path).await.map_err(|e| match e {
+        object_store::Error::NotFound { .. } => Error::NotFound {
+            what: format!("object {name}"),
+        },
+        e => Error::store(name, e),
+    })?;
+    result.bytes().await.map_err(|e| Error::store(name, e))
+}

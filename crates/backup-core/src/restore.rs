@@ -1,0 +1,520 @@
+//! Restore: recreate a snapshot (or part of it) under a target directory.
+//!
+//! Safety against a hostile repository: every name is checked to be one plain path component
+//! (no `/`, `.`, `..`, NUL, empty, or duplicate); directories are created top-down and an existing
+//! non-directory (such as a planted symlink) where a directory belongs is removed, never followed;
+//! files are written to a fresh temporary name (created exclusively) and renamed over the entry;
+//! symlinks are created last, after every file and directory, so no write goes through them.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{File, OpenOptions};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::format::{ChunkId, Node, NodeKind, Tree};
+use crate::fsmeta;
+use crate::progress::Progress;
+use crate::repo::{Repository, poisoned};
+
+/// Block size for sparse-file detection: all-zero blocks become holes.
+const SPARSE_BLOCK: usize = 4096;
+
+/// Options for [`restore`].
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    target: PathBuf,
+    sub_path: Option<PathBuf>,
+    threads: usize,
+}
+
+impl RestoreOptions {
+    /// Restore into `target` (created if missing).
+    pub fn new(target: impl Into<PathBuf>) -> Self {
+        RestoreOptions {
+            target: target.into(),
+            sub_path: None,
+            threads: 0,
+        }
+    }
+
+    /// Restores only this path inside the snapshot (e.g. `src/lib`), as `target/<its last name>`.
+    pub fn with_sub_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.sub_path = Some(path.into());
+        self
+    }
+
+    /// Worker threads (default: every core).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// Checks the options.
+    pub fn build(mut self) -> Result<Self> {
+        if self.threads == 0 {
+            self.threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        }
+        Ok(self)
+    }
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RestoreSummary {
+    /// Files written.
+    pub files_restored: u64,
+    /// Files already present with the right content (left alone, metadata refreshed).
+    pub files_unchanged: u64,
+    /// Directories created or refreshed.
+    pub dirs: u64,
+    /// Symlinks created.
+    pub symlinks: u64,
+    /// Extra names of hard-linked files.
+    pub hard_links: u64,
+    /// Bytes of file content written.
+    pub bytes_written: u64,
+    /// Metadata that could not be applied, entries that cannot be restored (sockets, devices
+    /// without privilege).
+    pub warnings: Vec<String>,
+}
+
+/// A file to write.
+struct FileJob {
+    path: PathBuf,
+    node: Node,
+}
+
+#[derive(Default)]
+struct Plan {
+    dirs: Vec<(PathBuf, Node)>,
+    files: Vec<FileJob>,
+    links: Vec<(PathBuf, PathBuf)>,
+    symlinks: Vec<(PathBuf, Node)>,
+    others: Vec<(PathBuf, Node)>,
+    groups: HashMap<u64, PathBuf>,
+}
+
+/// Checks that `name` is one plain path component.
+fn check_name(name: &[u8], tree: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        Some("empty name")
+    } else if name == b"." || name == b".." {
+        Some("relative directory name")
+    } else if name.contains(&b'/') {
+        Some("contains a path separator")
+    } else if name.contains(&0) {
+        Some("contains a NUL byte")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::UnsafeName {
+            name: String::from_utf8_lossy(name).into_owned(),
+            object: tree.to_string(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Makes `path` a real directory: keeps an existing one, replaces anything else (never follows).
+fn ensure_dir(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => {
+            std::fs::remove_file(path).map_err(|e| Error::io(path, e))?;
+            std::fs::create_dir(path).map_err(|e| Error::io(path, e))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir(path).map_err(|e| Error::io(path, e))
+        }
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Removes a non-directory entry at `path` if present.
+fn clear_entry(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => Err(Error::io(
+            path,
+            std::io::Error::other("a directory is in the way of a file from the snapshot"),
+        )),
+        Ok(_) => std::fs::remove_file(path).map_err(|e| Error::io(path, e)),
+        Err(_) => Ok(()),
+    }
+}
+
+struct Restorer<'a> {
+    repo: &'a Repository,
+    handle: tokio::runtime::Handle,
+    progress: &'a dyn Progress,
+    warnings: Mutex<Vec<String>>,
+    restored: AtomicU64,
+    unchanged: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Restorer<'_> {
+    fn load_tree(&self, id: &ChunkId) -> Result<Tree> {
+        self.handle.block_on(self.repo.load_tree(id))
+    }
+
+    /// Walks `tree` (whose directory already exists at `dir`), creating directories and planning
+    /// the rest.
+    fn plan_tree(&self, tree: &Tree, tree_name: &str, dir: &Path, plan: &mut Plan) -> Result<()> {
+        let mut previous: Option<&[u8]> = None;
+        for node in &tree.nodes {
+            check_name(&node.name, tree_name)?;
+            if previous.is_some_and(|p| p >= node.name.as_slice()) {
+                return Err(Error::UnsafeName {
+                    name: String::from_utf8_lossy(&node.name).into_owned(),
+                    object: tree_name.to_string(),
+                    reason: "duplicate or unsorted name",
+                });
+            }
+            previous = Some(&node.name);
+            self.plan_node(node, &dir.join(OsStr::from_bytes(&node.name)), plan)?;
+        }
+        Ok(())
+    }
+
+    fn plan_node(&self, node: &Node, path: &Path, plan: &mut Plan) -> Result<()> {
+        match node.kind {
+            NodeKind::Dir => {
+                ensure_dir(path)?;
+                plan.dirs.push((path.to_path_buf(), node.clone()));
+                if let Some(id) = &node.subtree {
+                    let tree = self.load_tree(id)?;
+                    self.plan_tree(&tree, &format!("tree {id}"), path, plan)?;
+                }
+            }
+            NodeKind::File => {
+                if let Some(group) = node.link_group {
+                    if let Some(first) = plan.groups.get(&group) {
+                        plan.links.push((path.to_path_buf(), first.clone()));
+                        return Ok(());
+                    }
+                    plan.groups.insert(group, path.to_path_buf());
+                }
+                plan.files.push(FileJob {
+                    path: path.to_path_buf(),
+                    node: node.clone(),
+                });
+            }
+            NodeKind::Symlink => plan.symlinks.push((path.to_path_buf(), node.clone())),
+            _ => plan.others.push((path.to_path_buf(), node.clone())),
+        }
+        Ok(())
+    }
+
+    fn warn(&self, mut w: Vec<String>) {
+        if w.is_empty() {
+            return;
+        }
+        if let Ok(mut all) = self.warnings.lock() {
+            all.append(&mut w);
+        }
+    }
+
+    /// True if `path` already is a regular file with exactly `node`'s content.
+    fn already_correct(&self, path: &Path, node: &Node) -> bool {
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            return false;
+        };
+        if !meta.is_file()
+            || meta.size() != node.size
+            || fsmeta::time_ns(meta.mtime(), meta.mtime_nsec()) != node.mtime_ns
+        {
+            return false;
+        }
+        let Ok(file) = File::open(path) else {
+            return false;
+        };
+        let keys = &self.repo.keys;
+        let mut ids = Vec::new();
+        let read = keys.chunker.stream(
+            file,
+            |data| {
+                ids.push(keys.chunk_id(&data));
+                Ok(())
+            },
+            |e| Error::io(path, e),
+        );
+        read.is_ok() && ids == node.content
+    }
+
+    fn restore_file(&self, job: &FileJob) -> Result<()> {
+        let FileJob { path, node } = job;
+        if self.already_correct(path, node) {
+            self.warn(fsmeta::apply(path, node));
+            self.unchanged.fetch_add(1, Ordering::Relaxed);
+            self.progress.bytes_done(node.size);
+            return Ok(());
+        }
+        let parent = path.parent().unwrap_or(Path::new("."));
+        let name = path.file_name().unwrap_or_default().as_bytes();
+        let (tmp_path, file) = create_temp(parent, name)?;
+        let result = self.write_content(&tmp_path, &file, node);
+        drop(file);
+        let result = result.and_then(|()| {
+            self.warn(fsmeta::apply(&tmp_path, node));
+            clear_entry(path)?;
+            std::fs::rename(&tmp_path, path).map_err(|e| Error::io(path, e))
+        });
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp_path);
+        }
+        result?;
+        self.restored.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn write_content(&self, tmp_path: &Path, file: &File, node: &Node) -> Result<()> {
+        let mut offset = 0u64;
+        for id in &node.content {
+            let data = self.handle.block_on(self.repo.load_blob(id))?;
+            write_sparse(file, offset, &data).map_err(|e| Error::io(tmp_path, e))?;
+            offset += data.len() as u64;
+            self.progress.bytes_done(data.len() as u64);
+        }
+        if offset != node.size {
+            return Err(Error::corrupt(
+                format!("snapshot entry {}", tmp_path.display()),
+                format!("content is {offset} bytes but the tree says {}", node.size),
+            ));
+        }
+        file.set_len(offset).map_err(|e| Error::io(tmp_path, e))?;
+        self.bytes.fetch_add(offset, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Creates a fresh temporary file beside the final name (exclusive create: never follows or
+/// reuses an existing entry).
+fn create_temp(dir: &Path, name: &[u8]) -> Result<(PathBuf, File)> {
+    let short: Vec<u8> = name.iter().copied().take(100).collect();
+    for attempt in 0u32..100 {
+        let mut tmp_name = b".".to_vec();
+        tmp_name.extend_from_slice(&short);
+        tmp_name.extend_from_slice(format!(".restore-{}-{attempt}", std::process::id()).as_bytes());
+        let tmp = dir.join(OsStr::from_bytes(&tmp_name));
+        match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(tmp, e)),
+        }
+    }
+    Err(Error::io(
+        dir,
+        std::io::Error::other("could not find a free temporary name"),
+    ))
+}
+
+/// Writes `data` at `offset`, leaving all-zero blocks as holes.
+fn write_sparse(file: &File, offset: u64, data: &[u8]) -> std::io::Result<()> {
+    let mut start = 0;
+    while start < data.len() {
+        // Skip a run of zero blocks.
+        while start < data.len() && is_zero_block(data, start) {
+            start += SPARSE_BLOCK;
+        }
+        if start >= data.len() {
+            break;
+        }
+        let mut end = start;
+        while end < data.len() && !is_zero_block(data, end) {
+            end += SPARSE_BLOCK;
+        }
+        let end = end.min(data.len());
+        file.write_all_at(&data[start..end], offset + start as u64)?;
+        start = end;
+    }
+    Ok(())
+}
+
+fn is_zero_block(data: &[u8], start: usize) -> bool {
+    let end = (start + SPARSE_BLOCK).min(data.len());
+    data[start..end].iter().all(|&b| b == 0)
+}
+
+/// Finds the node at `sub_path` inside the snapshot's root tree.
+async fn find_node(repo: &Repository, root: &ChunkId, sub_path: &Path) -> Result<Node> {
+    let mut tree = repo.load_tree(root).await?;
+    let mut components = sub_path
+        .components()
+        .filter(|c| {
+            !matches!(
+                c,
+                std::path::Component::CurDir | std::path::Component::RootDir
+            )
+        })
+        .peekable();
+    while let Some(c) = components.next() {
+        let name = c.as_os_str().as_bytes();
+        let node = tree
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                what: format!("{} in the snapshot", sub_path.display()),
+            })?;
+        if components.peek().is_none() {
+            return Ok(node);
+        }
+        match (node.kind, node.subtree) {
+            (NodeKind::Dir, Some(id)) => tree = repo.load_tree(&id).await?,
+            _ => {
+                return Err(Error::NotFound {
+                    what: format!("{} in the snapshot", sub_path.display()),
+                });
+            }
+        }
+    }
+    Err(Error::Config(format!(
+        "sub-path {} names no entry",
+        sub_path.display()
+    )))
+}
+
+/// Restores snapshot `snapshot` (id, prefix or `latest`) per `options`.
+pub async fn restore(
+    repo: Arc<Repository>,
+    snapshot: &str,
+    options: RestoreOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<RestoreSummary> {
+    let (_, snap) = repo.find_snapshot(snapshot).await?;
+    let start_node = match &options.sub_path {
+        Some(p) => Some(find_node(&repo, &snap.tree, p).await?),
+        None => None,
+    };
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        restore_blocking(
+            &repo,
+            &snap.tree,
+            start_node,
+            &options,
+            progress.as_ref(),
+            handle,
+        )
+    })
+    .await
+    .map_err(|e| Error::Worker(format!("restore: {e}")))?
+}
+
+fn restore_blocking(
+    repo: &Repository,
+    root: &ChunkId,
+    start_node: Option<Node>,
+    options: &RestoreOptions,
+    progress: &dyn Progress,
+    handle: tokio::runtime::Handle,
+) -> Result<RestoreSummary> {
+    let target = &options.target;
+    std::fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
+    let restorer = Restorer {
+        repo,
+        handle,
+        progress,
+        warnings: Mutex::new(Vec::new()),
+        restored: AtomicU64::new(0),
+        unchanged: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+    };
+    let mut plan = Plan::default();
+    match start_node {
+        Some(node) => {
+            check_name(&node.name, "sub-path")?;
+            let path = target.join(OsStr::from_bytes(&node.name));
+            restorer.plan_node(&node, &path, &mut plan)?;
+        }
+        None => {
+            let tree = restorer.load_tree(root)?;
+            restorer.plan_tree(&tree, &format!("tree {root}"), target, &mut plan)?;
+        }
+    }
+    progress.start(
+        plan.files.len() as u64,
+        plan.files.iter().map(|f| f.node.size).sum(),
+    );
+
+    let next = AtomicUsize::new(0);
+    let threads = options.threads.max(1);
+    let files = &plan.files;
+    std::thread::scope(|s| -> Result<()> {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| -> Result<()> {
+                    while let Some(job) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        restorer.restore_file(job)?;
+                        restorer.progress.file_done();
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let mut first = Ok(());
+        for w in workers {
+            let r = w
+                .join()
+                .map_err(|_| Error::Worker("a restore thread panicked".into()))
+                .and_then(|r| r);
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    })?;
+
+    let mut summary = RestoreSummary {
+        files_restored: restorer.restored.load(Ordering::Relaxed),
+        files_unchanged: restorer.unchanged.load(Ordering::Relaxed),
+        bytes_written: restorer.bytes.load(Ordering::Relaxed),
+        ..RestoreSummary::default()
+    };
+    for (path, first) in &plan.links {
+        let same = match (std::fs::metadata(first), std::fs::symlink_metadata(path)) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        };
+        if !same {
+            clear_entry(path)?;
+            std::fs::hard_link(first, path).map_err(|e| Error::io(path, e))?;
+        }
+        summary.hard_links += 1;
+    }
+    for (path, node) in &plan.symlinks {
+        let target = node.target.as_deref().unwrap_or_default();
+        let current = std::fs::read_link(path).ok();
+        if current.as_deref().map(|p| p.as_os_str().as_bytes()) != Some(target) {
+            clear_entry(path)?;
+            std::os::unix::fs::symlink(OsStr::from_bytes(target), path)
+                .map_err(|e| Error::io(path, e))?;
+        }
+        restorer.warn(fsmeta::apply(path, node));
+        summary.symlinks += 1;
+    }
+    for (path, node) in &plan.others {
+        restorer.warn(vec![format!(
+            "{}: {:?} entries are not restored",
+            path.display(),
+            node.kind
+        )]);
+    }
+    // Children first, so setting a directory's mtime is the last change inside it.
+    for (path, node) in plan.dirs.iter().rev() {
+        restorer.warn(fsmeta::apply(path, node));
+        summary.dirs += 1;
+    }
+    summary.warnings = std::mem::take(&mut *restorer.warnings.lock().map_err(poisoned)?);
+    Ok(summary)
+}

@@ -1,0 +1,52 @@
+//! The repository conformance suite over every object store backup-core supports.
+
+use std::sync::Arc;
+
+use backup_core::conformance;
+use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_memory() {
+    conformance::run_all(Arc::new(InMemory::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_file_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    conformance::run_all(store).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn current_thread_runtime_works() {
+    conformance::backup_restore_roundtrip(Arc::new(InMemory::new())).await;
+}
+
+/// A fresh bucket on the loopback S3 server (moto) that scripts/test.sh starts.
+async fn s3_bucket() -> Option<String> {
+    let endpoint = test_support::require_env("HOSTGUARD_S3_ENDPOINT", "an S3 server on loopback")?;
+    let bucket = format!("backup-core-{}", std::process::id());
+    // moto creates a bucket on a plain PUT of the bucket URL.
+    let status = std::process::Command::new("curl")
+        .args(["-sf", "-X", "PUT", &format!("{endpoint}/{bucket}")])
+        .status()
+        .expect("curl runs");
+    assert!(status.success(), "creating bucket {bucket} at {endpoint}");
+    Some(format!("s3://{bucket}/repo"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_on_loopback() {
+    let Some(location) = s3_bucket().await else {
+        return;
+    };
+    let endpoint = std::env::var("HOSTGUARD_S3_ENDPOINT").unwrap();
+    let store = backup_core::StoreOptions::new(location)
+        .with_endpoint(endpoint)
+        .build()
+        .unwrap();
+    conformance::run_all(store).await;
+}
