@@ -21,6 +21,22 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A filter regex could not be translated or compiled.
+    #[error("bad regex `{pattern}`: {reason}")]
+    Regex {
+        /// The regex as written in the filter (Python syntax).
+        pattern: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A fail2ban configuration file is malformed or incomplete.
+    #[error("{path}: {reason}")]
+    Fail2banConfig {
+        /// The file (or filter name) at fault.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A ban sink could not apply a change (the change is not applied).
     #[error("{sink} sink: {reason}")]
     Sink {
