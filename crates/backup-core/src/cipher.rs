@@ -1,12 +1,12 @@
-//! The one boundary between the repository and encryption.
+//! The one boundary between the repository and encryption: crypto-at-rest envelopes.
 //!
 //! Every object the repository writes goes through [`RepoCipher::seal`] with associated data that
 //! names the object (its kind and id), and comes back through [`RepoCipher::open`] with the same
-//! associated data, so an object copied under another name fails to open.
-//!
-//! TEMPORARY: until crypto-at-rest's envelope lands this authenticates with a BLAKE3 keyed MAC but
-//! does not encrypt. The interface stays; only this file changes when the switch happens.
+//! associated data, so an object copied under another name fails to open. Each envelope carries
+//! its own data key wrapped under the repository's key-encryption key, and commits to that key.
 
+use crypto_at_rest::{Kdf, KeyId, Keyring, PassphraseKdf, SecretKey};
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -14,24 +14,34 @@ use crate::error::{Error, Result};
 /// Length of the repository master secret.
 pub(crate) const MASTER_LEN: usize = 32;
 
-const MAC_LEN: usize = 32;
+/// The key id of the repository's key-encryption key inside its keyring.
+const DATA_KEK_ID: KeyId = KeyId(1);
 
 /// Where the master key comes from when opening or creating a repository.
-#[derive(Clone)]
 pub enum KeySource {
-    /// A passphrase, stretched with a memory-hard KDF.
+    /// A passphrase, stretched with Argon2id (OWASP 2023 parameters, stored in the key object).
     Passphrase(Zeroizing<String>),
-    /// The bytes of a key file (already high-entropy).
-    KeyFile(Zeroizing<Vec<u8>>),
+    /// A crypto-at-rest keyring (key file); its primary key wraps the master secret.
+    Keyring(Keyring),
 }
 
 impl std::fmt::Debug for KeySource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             KeySource::Passphrase(_) => "KeySource::Passphrase(..)",
-            KeySource::KeyFile(_) => "KeySource::KeyFile(..)",
+            KeySource::Keyring(_) => "KeySource::Keyring(..)",
         })
     }
+}
+
+/// What a `keys/<id>` object holds: the master secret sealed under a key from the key source.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct KeyObject {
+    /// `PassphraseKdf` text (function, parameters, salt) for passphrase keys; `None` for key files.
+    kdf: Option<String>,
+    /// Envelope of the master secret, associated data = the object's name.
+    #[serde(with = "serde_bytes")]
+    wrapped_master: Vec<u8>,
 }
 
 impl KeySource {
@@ -40,85 +50,99 @@ impl KeySource {
         KeySource::Passphrase(Zeroizing::new(p.into()))
     }
 
-    /// A key-file key source from the file's bytes.
-    pub fn key_file_bytes(bytes: Vec<u8>) -> Self {
-        KeySource::KeyFile(Zeroizing::new(bytes))
+    /// A key-file key source: a crypto-at-rest keyring file (`hostguard-keyring v1` text).
+    pub fn key_file(path: &std::path::Path) -> Result<Self> {
+        Keyring::load(path)
+            .map(KeySource::Keyring)
+            .map_err(|source| Error::Crypto {
+                what: format!("key file {}", path.display()),
+                source,
+            })
     }
 
-    fn wrapping_key(&self) -> Zeroizing<[u8; 32]> {
-        let material: &[u8] = match self {
-            KeySource::Passphrase(p) => p.as_bytes(),
-            KeySource::KeyFile(b) => b,
+    /// Wraps `master` for storage in the `keys/` object `name`.
+    pub(crate) fn wrap(&self, master: &[u8; MASTER_LEN], name: &str) -> Result<KeyObject> {
+        let crypto = |source| Error::Crypto {
+            what: format!("sealing {name}"),
+            source,
         };
-        Zeroizing::new(blake3::derive_key(
-            "hostguard backup-core TEMPORARY key wrapping",
-            material,
-        ))
+        match self {
+            KeySource::Passphrase(p) => {
+                let kdf = PassphraseKdf::generate(Kdf::ARGON2ID_OWASP_2023).map_err(crypto)?;
+                let ring =
+                    Keyring::from_passphrase(KeyId(0), p.as_bytes(), &kdf).map_err(crypto)?;
+                Ok(KeyObject {
+                    kdf: Some(kdf.to_string()),
+                    wrapped_master: ring.seal(name.as_bytes(), master).map_err(crypto)?,
+                })
+            }
+            KeySource::Keyring(ring) => Ok(KeyObject {
+                kdf: None,
+                wrapped_master: ring.seal(name.as_bytes(), master).map_err(crypto)?,
+            }),
+        }
     }
 
-    /// Wraps `master` for storage in a `keys/` object.
-    pub(crate) fn wrap(&self, master: &[u8; MASTER_LEN], aad: &[u8]) -> Result<Vec<u8>> {
-        RepoCipher::from_key(&self.wrapping_key()).seal(aad, master)
-    }
-
-    /// Recovers the master secret from a `keys/` object.
-    pub(crate) fn unwrap(&self, wrapped: &[u8], aad: &[u8]) -> Result<Zeroizing<[u8; MASTER_LEN]>> {
-        let plain = RepoCipher::from_key(&self.wrapping_key())
-            .open(aad, wrapped)
-            .map_err(|_| Error::WrongKey)?;
-        let master: [u8; MASTER_LEN] = plain.as_slice().try_into().map_err(|_| Error::WrongKey)?;
-        Ok(Zeroizing::new(master))
+    /// Recovers the master secret from the `keys/` object `name`, or `None` if this key source
+    /// does not open it.
+    pub(crate) fn unwrap(
+        &self,
+        object: &KeyObject,
+        name: &str,
+    ) -> Result<Option<Zeroizing<[u8; MASTER_LEN]>>> {
+        let opened = match (self, &object.kdf) {
+            (KeySource::Passphrase(p), Some(kdf)) => {
+                let kdf: PassphraseKdf = kdf
+                    .parse()
+                    .map_err(|e| Error::corrupt(name, format!("KDF line: {e}")))?;
+                let ring = Keyring::from_passphrase(KeyId(0), p.as_bytes(), &kdf)
+                    .map_err(|e| Error::corrupt(name, format!("KDF parameters: {e}")))?;
+                ring.open(name.as_bytes(), &object.wrapped_master)
+            }
+            (KeySource::Keyring(ring), None) => ring.open(name.as_bytes(), &object.wrapped_master),
+            _ => return Ok(None),
+        };
+        let Ok(plain) = opened else {
+            return Ok(None);
+        };
+        let plain = Zeroizing::new(plain);
+        let master: [u8; MASTER_LEN] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::corrupt(name, "master secret has the wrong length"))?;
+        Ok(Some(Zeroizing::new(master)))
     }
 }
 
-/// Seals and opens repository objects under the repository's data key.
+/// Seals and opens repository objects under the repository's key-encryption key.
 pub(crate) struct RepoCipher {
-    key: Zeroizing<[u8; 32]>,
+    keyring: Keyring,
 }
 
 impl RepoCipher {
     /// The cipher for a repository master secret.
     pub(crate) fn from_master(master: &[u8; MASTER_LEN]) -> Self {
-        Self::from_key(&blake3::derive_key(
-            "hostguard backup-core data key",
-            master,
-        ))
-    }
-
-    fn from_key(key: &[u8; 32]) -> Self {
+        let kek = blake3::derive_key("hostguard backup-core data key-encryption key", master);
         RepoCipher {
-            key: Zeroizing::new(*key),
+            keyring: Keyring::new(DATA_KEK_ID, SecretKey::from_bytes(kek)),
         }
-    }
-
-    fn mac(&self, aad: &[u8], body: &[u8]) -> blake3::Hash {
-        let mut h = blake3::Hasher::new_keyed(&self.key);
-        h.update(&(aad.len() as u64).to_le_bytes());
-        h.update(aad);
-        h.update(body);
-        h.finalize()
     }
 
     /// Seals `plaintext`, binding `aad` (the object's identity).
     pub(crate) fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(plaintext.len() + MAC_LEN);
-        out.extend_from_slice(plaintext);
-        out.extend_from_slice(self.mac(aad, plaintext).as_bytes());
-        Ok(out)
+        self.keyring
+            .seal(aad, plaintext)
+            .map_err(|source| Error::Crypto {
+                what: "sealing a repository object".into(),
+                source,
+            })
     }
 
     /// Opens what [`RepoCipher::seal`] produced with the same `aad`.
     ///
     /// The error is opaque; callers wrap it with the object's name.
     pub(crate) fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
-        let split = sealed.len().checked_sub(MAC_LEN).ok_or(OpenError)?;
-        let (body, tag) = sealed.split_at(split);
-        let tag: [u8; MAC_LEN] = tag.try_into().map_err(|_| OpenError)?;
-        // blake3::Hash compares in constant time.
-        if self.mac(aad, body) != blake3::Hash::from(tag) {
-            return Err(OpenError);
-        }
-        Ok(body.to_vec())
+        self.keyring.open(aad, sealed).map_err(|_| OpenError)
     }
 }
 

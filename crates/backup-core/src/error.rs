@@ -68,8 +68,10 @@ pub enum Error {
         source: object_store::Error,
     },
     /// Encryption-layer failure other than authentication (key file format, KDF parameters).
-    #[error("key material: {source}")]
+    #[error("{what}: {source}")]
     Crypto {
+        /// What was being done (names the key file or object).
+        what: String,
         /// The underlying error.
         #[source]
         source: crypto_at_rest::Error,

@@ -6,11 +6,11 @@ use std::sync::{Arc, RwLock};
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::chunker::{Chunker, ChunkerParams};
-use crate::cipher::{KeySource, MASTER_LEN, RepoCipher};
+use crate::cipher::{KeyObject, KeySource, MASTER_LEN, RepoCipher};
 use crate::error::{Error, Result};
 use crate::format::{self, ChunkId, Config, FORMAT_VERSION, IndexFile, IndexPack, Snapshot, Tree};
 
@@ -75,13 +75,6 @@ impl InitOptions {
         }
         Ok(self)
     }
-}
-
-/// What a `keys/<id>` object holds (sealed under the key source's wrapping key).
-#[derive(Serialize, Deserialize)]
-struct KeyObject {
-    #[serde(with = "serde_bytes")]
-    wrapped_master: Vec<u8>,
 }
 
 /// Where a blob is stored.
@@ -202,9 +195,7 @@ impl Repository {
 
     async fn add_key(&self, master: &[u8; MASTER_LEN], key: &KeySource) -> Result<()> {
         let name = format!("keys/{}", format::random_id());
-        let object = KeyObject {
-            wrapped_master: key.wrap(master, name.as_bytes())?,
-        };
+        let object = key.wrap(master, &name)?;
         self.put(&name, format::encode(&object), true).await
     }
 
@@ -227,7 +218,7 @@ impl Repository {
         for name in key_names {
             let bytes = get_bytes(store.as_ref(), &name).await?;
             let object: KeyObject = format::decode(&name, &bytes)?;
-            if let Ok(m) = key.unwrap(&object.wrapped_master, name.as_bytes()) {
+            if let Some(m) = key.unwrap(&object, &name)? {
                 master = Some(m);
                 break;
             }
