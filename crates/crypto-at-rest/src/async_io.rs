@@ -90,6 +90,9 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for AsyncEncryptWriter<W> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.state.is_finished() {
+            return Poll::Ready(Err(io::Error::other("write after shutdown")));
+        }
         loop {
             ready!(this.poll_drain(cx))?;
             let n = this.state.push(data);

@@ -6,8 +6,7 @@ use crate::header::MAX_CHUNK_SIZE;
 
 /// Settings for sealing new envelopes and streams, made with [`CipherConfig::builder`].
 ///
-/// Opening never needs them (headers are self-describing) except for the thread count of
-/// [`Keyring::decrypt_stream`](crate::Keyring::decrypt_stream).
+/// Opening never needs them: headers are self-describing.
 ///
 /// ```
 /// use crypto_at_rest::{Algorithm, CipherConfig};
@@ -33,7 +32,7 @@ impl Default for CipherConfig {
         Self {
             algorithm: Algorithm::default(),
             chunk_size: CipherConfig::DEFAULT_CHUNK_SIZE,
-            threads: std::thread::available_parallelism().map_or(1, usize::from),
+            threads: 0,
         }
     }
 }
@@ -58,10 +57,10 @@ impl CipherConfig {
         self.chunk_size
     }
 
-    /// Threads used by [`Keyring::encrypt_stream`](crate::Keyring::encrypt_stream) and
-    /// [`Keyring::decrypt_stream`](crate::Keyring::decrypt_stream).
+    /// Threads used by [`Keyring::encrypt_stream`](crate::Keyring::encrypt_stream): the
+    /// configured number, or every available core if none was set.
     pub fn threads(&self) -> usize {
-        self.threads
+        resolve_threads(self.threads)
     }
 }
 
@@ -82,7 +81,7 @@ impl CipherConfigBuilder {
         self
     }
 
-    /// Threads for whole-stream encryption and decryption: at least 1 (default: all cores).
+    /// Threads for whole-stream encryption; 0 (the default) means every available core.
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.0.threads = threads;
         self
@@ -96,9 +95,14 @@ impl CipherConfigBuilder {
                 self.0.chunk_size
             )));
         }
-        if self.0.threads == 0 {
-            return Err(Error::InvalidConfig("threads must be at least 1".into()));
-        }
         Ok(self.0)
+    }
+}
+
+/// `threads`, or every available core for 0.
+pub(crate) fn resolve_threads(threads: usize) -> usize {
+    match threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
     }
 }

@@ -19,7 +19,7 @@
 //! * [`Body::new(key, chunk_size, aad)`](Body::new): a key, a chunk size and the associated data
 //!   every chunk is sealed with (age: ChaCha20-Poly1305, 64 KiB, empty AAD).
 //! * [`seal_body`] / [`open_body`]: read a whole input, write the whole output, on `threads`
-//!   cores in batches of about 4 MiB per thread. `threads == 1` runs on the calling thread.
+//!   cores in batches of about 2 MiB per thread. `threads == 1` runs on the calling thread.
 //!   Both return the number of bytes written; `open_body` writes the released plaintext before
 //!   returning an error.
 //! * [`EncryptWriter::new(inner, body)`](EncryptWriter::new) (std `Write`, end with
@@ -35,7 +35,7 @@ use crate::chunk::{ChunkKey, TAG_LEN};
 use crate::error::{Error, Stage};
 
 /// Plaintext bytes each thread of [`seal_body`] / [`open_body`] handles per batch.
-const BATCH_BYTES: usize = 4 << 20;
+const BATCH_BYTES: usize = 2 << 20;
 
 /// What a STREAM body is sealed with: a chunk key, a chunk size and per-chunk associated data.
 #[derive(Debug)]
@@ -308,7 +308,7 @@ impl<'a> Batches<'a> {
     fn new(body: &'a Body) -> Self {
         Self {
             body,
-            chunks: (BATCH_BYTES / body.chunk_size).max(1),
+            chunks: (BATCH_BYTES / body.sealed_chunk_size()).max(1),
         }
     }
 }
@@ -327,7 +327,8 @@ impl BatchJob for SealJob<'_> {
 
     fn scratch(&self) -> SealScratch {
         SealScratch {
-            buf: vec![0; self.0.chunks * self.0.body.sealed_chunk_size()],
+            // Buffers grow with the input, so a small input costs little.
+            buf: Vec::new(),
             chunks: 0,
             last_len: 0,
             ends: false,
@@ -338,6 +339,7 @@ impl BatchJob for SealJob<'_> {
         let (cs, sealed) = (self.0.body.chunk_size, self.0.body.sealed_chunk_size());
         // Plaintext goes straight into its chunk's slot, leaving room for the tag.
         for i in 0..self.0.chunks {
+            grow(&mut s.buf, (i + 1) * sealed);
             let n = input.fill(&mut s.buf[i * sealed..i * sealed + cs])?;
             if n < cs {
                 // The input ended: an empty slot after a full one adds no chunk, except that an
@@ -385,17 +387,26 @@ impl BatchJob for OpenJob<'_> {
 
     fn scratch(&self) -> OpenScratch {
         OpenScratch {
-            sealed: vec![0; self.0.chunks * self.0.body.sealed_chunk_size()],
-            // Chunk j opens in place at j * chunk_size; the last one needs room for its tag.
-            plain: vec![0; self.0.chunks * self.0.body.chunk_size + TAG_LEN],
+            sealed: Vec::new(),
+            plain: Vec::new(),
             filled: 0,
             more: false,
         }
     }
 
     fn read<R: Read>(&self, input: &mut Input<R>, s: &mut OpenScratch) -> io::Result<bool> {
-        s.filled = input.fill(&mut s.sealed)?;
-        s.more = s.filled == s.sealed.len() && input.more()?;
+        let sealed = self.0.body.sealed_chunk_size();
+        s.filled = 0;
+        for i in 0..self.0.chunks {
+            grow(&mut s.sealed, (i + 1) * sealed);
+            let n = input.fill(&mut s.sealed[i * sealed..(i + 1) * sealed])?;
+            s.filled += n;
+            if n < sealed {
+                s.more = false;
+                return Ok(true);
+            }
+        }
+        s.more = input.more()?;
         Ok(!s.more)
     }
 
@@ -403,6 +414,8 @@ impl BatchJob for OpenJob<'_> {
         let (cs, sealed) = (self.0.body.chunk_size, self.0.body.sealed_chunk_size());
         let input = &s.sealed[..s.filled];
         let count = input.len().div_ceil(sealed).max(1);
+        // Chunk j opens in place at j * chunk_size; the last one needs room for its tag.
+        grow(&mut s.plain, count * cs + TAG_LEN);
         let mut released = 0;
         for j in 0..count {
             let ct = &input[(j * sealed).min(input.len())..((j + 1) * sealed).min(input.len())];
@@ -422,6 +435,13 @@ impl BatchJob for OpenJob<'_> {
 
     fn batches(&self) -> &Batches<'_> {
         &self.0
+    }
+}
+
+/// Makes `buf` at least `len` bytes long (it never shrinks, so batches after the first reuse it).
+fn grow(buf: &mut Vec<u8>, len: usize) {
+    if buf.len() < len {
+        buf.resize(len, 0);
     }
 }
 
@@ -512,6 +532,11 @@ impl SealState {
         self.buf[self.filled..self.filled + n].copy_from_slice(&data[..n]);
         self.filled += n;
         n
+    }
+
+    /// Whether the last chunk has been sealed (no more data may be pushed).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished
     }
 
     /// Seals the last chunk (once), leaving it pending.
@@ -808,7 +833,7 @@ mod tests {
 
     #[test]
     fn batches_span_many_chunks() {
-        // 4 MiB batches of 4 KiB chunks: several batches, with the end inside and at an edge.
+        // 2 MiB batches of 4 KiB chunks: several batches, with the end inside and at an edge.
         let cs = 4096;
         for len in [BATCH_BYTES * 2, BATCH_BYTES * 2 + 1, BATCH_BYTES + 3 * cs] {
             let pt = data(len);

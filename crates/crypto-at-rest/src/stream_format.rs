@@ -3,7 +3,7 @@
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use crate::chunk::TAG_LEN;
-use crate::config::CipherConfig;
+use crate::config::{CipherConfig, resolve_threads};
 use crate::error::Error;
 use crate::header::{HEADER_LEN, Header, Kind, Opened};
 use crate::keyring::Keyring;
@@ -88,7 +88,8 @@ impl Keyring {
         Ok(n + HEADER_LEN as u64)
     }
 
-    /// Decrypts the stream `reader` yields into `writer` on `threads` threads. Returns the
+    /// Decrypts the stream `reader` yields into `writer` on `threads` threads (0: every
+    /// available core), with bounded memory (about 4 MiB per thread). Returns the
     /// plaintext bytes written; on an error, the plaintext of the chunks before the failing one
     /// has been written (write to a temporary place and discard it on error).
     pub fn decrypt_stream<R: Read + Send, W: Write + Send>(
@@ -99,7 +100,7 @@ impl Keyring {
         writer: W,
     ) -> Result<u64, Error> {
         let body = Header::read_stream(self, aad, &mut reader)?;
-        stream::open_body(&body, reader, writer, threads.max(1))
+        stream::open_body(&body, reader, writer, resolve_threads(threads))
     }
 
     /// Opens a stream for random access: checks its header and its last chunk (so truncation

@@ -327,3 +327,31 @@ async fn tokio_adapters_round_trip_and_fail_like_the_std_ones() {
     ));
     assert!(out[..] == pt[..5 * 10_000]);
 }
+
+#[tokio::test]
+async fn tokio_adapters_survive_backpressure() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A 100-byte pipe forces partial reads and writes and Pending on both sides.
+    let keys = std::sync::Arc::new(keys());
+    let pt = data(50_000);
+    let (sealed_tx, sealed_rx) = tokio::io::duplex(100);
+    let writer = {
+        let (keys, pt) = (keys.clone(), pt.clone());
+        tokio::spawn(async move {
+            let cfg = config(3000, 1, true);
+            let mut w = keys
+                .encrypt_async_writer(&cfg, b"p", sealed_tx)
+                .await
+                .unwrap();
+            for piece in pt.chunks(333) {
+                w.write_all(piece).await.unwrap();
+            }
+            w.shutdown().await.unwrap();
+        })
+    };
+    let mut r = keys.decrypt_async_reader(b"p", sealed_rx).await.unwrap();
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).await.unwrap();
+    writer.await.unwrap();
+    assert!(out == pt);
+}
