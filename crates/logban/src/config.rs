@@ -321,7 +321,7 @@ impl DaemonConfig {
     pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
         let config: DaemonConfig = toml::from_str(text).map_err(|source| Error::Toml {
             path: path.to_path_buf(),
-            source,
+            source: Box::new(source),
         })?;
         // Validate every enabled jail now, so that a bad one is reported before starting.
         for jail in config.enabled_jails() {

@@ -61,7 +61,7 @@ pub enum Error {
         path: std::path::PathBuf,
         /// What redb said.
         #[source]
-        source: redb::Error,
+        source: Box<redb::Error>,
     },
     /// Saved state could not be decoded.
     #[error("corrupt state in {path}: {reason}")]
@@ -78,6 +78,6 @@ pub enum Error {
         path: std::path::PathBuf,
         /// What the TOML parser said.
         #[source]
-        source: toml::de::Error,
+        source: Box<toml::de::Error>,
     },
 }

@@ -3,16 +3,56 @@
 //! Pipeline: a source yields log lines, a filter turns a line into a [`Failure`] (a validated,
 //! canonical address with its time), a jail counts failures and decides bans, and a ban sink
 //! applies them (nftables, an argv command, or memory).
+//!
+//! ## Banning: jails, engine, sinks
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> logban::Result<()> {
+//! use std::{sync::Arc, time::Duration};
+//! use logban::{BanTime, Engine, Failure, JailConfig, MemorySink};
+//!
+//! let sink = Arc::new(MemorySink::new());
+//! let jail = JailConfig::builder("sshd")
+//!     .with_maxretry(3)
+//!     .with_bantime(BanTime::For(Duration::from_secs(600)))
+//!     .with_ignore(["192.0.2.0/24"])
+//!     .build()?;
+//! let engine = Engine::builder(sink.clone()).with_jail(jail).build().await?;
+//! // Any `FnMut(&[u8]) -> Option<Failure>` (or a fail2ban `Filter`) turns lines into failures.
+//! let mut matcher = |line: &[u8]| {
+//!     let addr = std::str::from_utf8(line).ok()?.strip_prefix("bad login from ")?.parse().ok()?;
+//!     Some(Failure { addr, time: logban_now(), user: None, attempts: 1 })
+//! };
+//! # fn logban_now() -> i64 { std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 }
+//! for _ in 0..3 {
+//!     engine.feed_line("sshd", b"bad login from 2001:db8::66", &mut matcher).await?;
+//! }
+//! assert!(sink.is_banned("sshd", "2001:db8::66".parse().unwrap()));
+//! assert_eq!(engine.metrics().jail("sshd").snapshot().bans, 1);
+//! # Ok(()) }
+//! ```
+//!
+//! [`jail`] counts failures (maxretry within findtime, incremental bans, ignore lists, the
+//! host's own addresses, IPv6 prefix grouping, a capped tracker); [`engine`] wires lines to jails
+//! to a [`BanSink`] with retries, expiry, and restore from [`StateStore`]; [`sink`] has the
+//! nftables, command and memory sinks; [`config`] and [`control`] are the daemon's TOML config
+//! and its client protocol.
+//!
+//! Dependencies of the banning side, and why: `ipnet` (CIDR ignore lists and prefix bans, a
+//! small well-kept crate), `if-addrs` (the host's own addresses without parsing `ip` output),
+//! `redb` (pure-Rust, crash-safe embedded database for bans and log positions; no server),
+//! `tokio` + `async-trait` (sinks run commands and sockets asynchronously; `BanSink` is a
+//! trait object), `serde`/`serde_json`/`toml` (state records, the control protocol, the
+//! daemon's config).
 
+pub mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
-pub mod engine;
-pub mod config;
 pub mod control;
+pub mod engine;
 mod error;
-pub mod fail2ban;
 mod failure;
-pub mod filter;
 pub mod jail;
 pub mod metrics;
 pub mod sink;
@@ -21,7 +61,6 @@ pub mod state;
 pub use engine::{Engine, EngineBuilder, JailStatus, LineMatcher, LineOutcome};
 pub use error::Error;
 pub use failure::{Failure, canonical_addr};
-pub use filter::{Filter, FilterBuilder, FilterDefinition, FilterMatch};
 pub use jail::{Ban, BanIncrement, BanTime, Jail, JailConfig, Verdict};
 pub use metrics::{JailCounters, Metrics};
 pub use sink::{BanAction, BanSink, CommandSink, MemorySink, NftablesSink, SinkJail};

@@ -27,6 +27,15 @@ const BANS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("bans");
 const BAN_COUNTS: TableDefinition<'_, &str, u32> = TableDefinition::new("ban_counts");
 const POSITIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("positions");
 
+/// Any redb error, boxed (redb's error type is large); `?` converts into it.
+struct DbError(Box<redb::Error>);
+
+impl<E: Into<redb::Error>> From<E> for DbError {
+    fn from(e: E) -> Self {
+        DbError(Box::new(e.into()))
+    }
+}
+
 /// A saved ban and whether a sink confirmed it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredBan {
@@ -53,7 +62,7 @@ impl StateStore {
         let path = path.as_ref().to_path_buf();
         let err = |source: redb::Error| Error::State {
             path: path.clone(),
-            source,
+            source: Box::new(source),
         };
         let db = Database::create(&path).map_err(|e| err(e.into()))?;
         // Create the tables so that readers never meet a missing one.
@@ -76,16 +85,16 @@ impl StateStore {
     fn error(&self, source: impl Into<redb::Error>) -> Error {
         Error::State {
             path: self.path.clone(),
-            source: source.into(),
+            source: Box::new(source.into()),
         }
     }
 
-    fn write<T>(
-        &self,
-        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
-    ) -> Result<T> {
+    fn write<T>(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<T, DbError>) -> Result<T> {
         let tx = self.db.begin_write().map_err(|e| self.error(e))?;
-        let value = f(&tx).map_err(|e| self.error(e))?;
+        let value = f(&tx).map_err(|DbError(e)| Error::State {
+            path: self.path.clone(),
+            source: e,
+        })?;
         tx.commit().map_err(|e| self.error(e))?;
         Ok(value)
     }
