@@ -92,11 +92,24 @@ impl ChunkKey {
         len: usize,
     ) {
         let (data, rest) = slot.split_at_mut(len);
+        rest[..TAG_LEN].copy_from_slice(&self.seal_separate(counter, last, aad, data));
+    }
+
+    /// Seals `data` in place and returns the tag.
+    pub(crate) fn seal_separate(
+        &self,
+        counter: u64,
+        last: bool,
+        aad: &[u8],
+        data: &mut [u8],
+    ) -> [u8; TAG_LEN] {
         let tag = self
             .key
             .seal_in_place_separate_tag(Self::nonce(counter, last), Aad::from(aad), data)
             .expect("chunk length within AEAD limits");
-        rest[..TAG_LEN].copy_from_slice(tag.as_ref());
+        let mut out = [0u8; TAG_LEN];
+        out.copy_from_slice(tag.as_ref());
+        out
     }
 
     /// Opens `buf` (ciphertext followed by tag) in place, returning the plaintext part.

@@ -41,7 +41,8 @@
 //!   multi-threaded [`Keyring::encrypt_stream`] / [`Keyring::decrypt_stream`]): the same header,
 //!   then a chunked STREAM body (counter nonce and last-chunk flag) that detects truncation,
 //!   reordering, duplication and appended data. [`Keyring::range_reader`] decrypts byte ranges
-//!   reading only the chunks that cover them.
+//!   reading only the chunks that cover them, and [`Keyring::stream_sealer`] seals chunks in
+//!   the caller's own buffers without a copy.
 //! * **Keys** ([`Keyring`]): key-encryption keys by [`KeyId`], one primary; rotation and
 //!   [`Keyring::rewrap`]; loading from a file, an environment variable or a passphrase
 //!   ([`PassphraseKdf`]: Argon2id or scrypt, OWASP 2023 parameters stored beside the salt). Each
@@ -90,7 +91,7 @@ pub use error::{Error, Stage};
 pub use kdf::{Kdf, PassphraseKdf};
 pub use keyring::{KeyId, Keyring, SecretKey};
 pub use stream::{DecryptReader, EncryptWriter};
-pub use stream_format::{RandomAccess, RangeReader};
+pub use stream_format::{RandomAccess, RangeReader, StreamSealer};
 
 /// Fills `buf` from the system's secure random generator (ring's `SystemRandom`).
 pub(crate) fn random(buf: &mut [u8]) -> Result<()> {

@@ -136,6 +136,68 @@ impl Keyring {
     }
 }
 
+impl Keyring {
+    /// Starts a stream sealed chunk by chunk in the caller's own buffers, without copying (for
+    /// callers that hold the plaintext in memory or read it into buffers they own).
+    pub fn stream_sealer(&self, config: &CipherConfig, aad: &[u8]) -> Result<StreamSealer, Error> {
+        let (header, body) = Header::new_stream(self, config, aad)?;
+        Ok(StreamSealer {
+            header: *header.bytes(),
+            body,
+            counter: 0,
+            finished: false,
+        })
+    }
+}
+
+/// Seals a stream in place, chunk by chunk; made by [`Keyring::stream_sealer`].
+///
+/// The stream is [`header`](Self::header), then for each chunk its sealed bytes followed by the
+/// tag [`seal_chunk`](Self::seal_chunk) returns. The result is byte for byte what
+/// [`Keyring::encrypt_writer`] writes.
+#[derive(Debug)]
+pub struct StreamSealer {
+    header: [u8; HEADER_LEN],
+    body: Body,
+    counter: u64,
+    finished: bool,
+}
+
+impl StreamSealer {
+    /// The header, written before the first chunk.
+    pub fn header(&self) -> &[u8] {
+        &self.header
+    }
+
+    /// Plaintext bytes per chunk.
+    pub fn chunk_size(&self) -> usize {
+        self.body.chunk_size()
+    }
+
+    /// Seals `chunk` in place and returns its 16-byte tag. Every chunk but the last holds exactly
+    /// [`chunk_size`](Self::chunk_size) bytes; the last (`last == true`) holds 1 to
+    /// `chunk_size` bytes, or 0 when it is the only chunk.
+    pub fn seal_chunk(&mut self, chunk: &mut [u8], last: bool) -> Result<[u8; TAG_LEN], Error> {
+        let cs = self.body.chunk_size();
+        let fits = if last {
+            chunk.len() <= cs && (!chunk.is_empty() || self.counter == 0)
+        } else {
+            chunk.len() == cs
+        };
+        if self.finished || !fits {
+            return Err(Error::InvalidConfig(format!(
+                "chunk {} of {} bytes (last: {last}) breaks the stream's chunk rules",
+                self.counter,
+                chunk.len()
+            )));
+        }
+        let tag = self.body.seal_separate(self.counter, last, chunk);
+        self.counter += 1;
+        self.finished = last;
+        Ok(tag)
+    }
+}
+
 /// A source that can read at any offset: files and cursors (anything `Read + Seek`), or an
 /// object store's ranged GETs.
 pub trait RandomAccess {

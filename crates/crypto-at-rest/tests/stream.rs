@@ -355,3 +355,41 @@ async fn tokio_adapters_survive_backpressure() {
     writer.await.unwrap();
     assert!(out == pt);
 }
+
+#[test]
+fn in_place_sealer_matches_the_format_and_enforces_chunk_rules() {
+    let keys = keys();
+    let cfg = config(100, 1, false);
+    let pt = data(250);
+    let mut sealer = keys.stream_sealer(&cfg, b"in place").unwrap();
+    let mut sealed = sealer.header().to_vec();
+    let mut buf = pt.clone();
+    let mut chunks = buf.chunks_mut(100).peekable();
+    while let Some(chunk) = chunks.next() {
+        let last = chunks.peek().is_none();
+        let tag = sealer.seal_chunk(chunk, last).unwrap();
+        sealed.extend_from_slice(chunk);
+        sealed.extend_from_slice(&tag);
+    }
+    assert!(
+        sealer.seal_chunk(&mut [1], true).is_err(),
+        "sealed after the last chunk"
+    );
+    let (got, err) = open_both(&keys, b"in place", &sealed);
+    assert!(err.is_none() && got == pt);
+
+    let mut sealer = keys.stream_sealer(&cfg, b"").unwrap();
+    assert!(
+        sealer.seal_chunk(&mut [0; 99], false).is_err(),
+        "short non-last chunk"
+    );
+    assert!(
+        sealer.seal_chunk(&mut [0; 101], true).is_err(),
+        "oversized last chunk"
+    );
+    sealer.seal_chunk(&mut [0; 100], false).unwrap();
+    assert!(
+        sealer.seal_chunk(&mut [], true).is_err(),
+        "empty last chunk after others"
+    );
+}
