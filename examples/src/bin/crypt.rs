@@ -1,24 +1,29 @@
 //! `crypt`: encrypt files at rest with hostguard's crypto-at-rest crate.
 //!
-//! `crypt age` reads and writes standard age v1 files (flags as the `age` CLI); `crypt keygen`
-//! makes an age identity. The logic lives in the crate; this tool parses arguments and opens
-//! files. See examples/README.md.
+//! `crypt seal`/`open` encrypt files as hostguard streams under a keyring, `crypt rotate` adds a
+//! new primary key and re-wraps files under it; `crypt age` reads and writes standard age v1
+//! files (flags as the `age` CLI) and `crypt keygen` makes an age identity. The logic lives in
+//! the crate; this tool parses arguments and opens files. See examples/README.md.
 
 use std::fs::File;
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use crypto_at_rest::age::{self, Identity, Recipient, ScryptIdentity, ScryptRecipient};
+use crypto_at_rest::{CipherConfig, Kdf, KeyId, Keyring};
 use zeroize::Zeroizing;
 
 /// Environment variable holding a passphrase when no terminal is available.
 const PASSPHRASE_ENV: &str = "CRYPT_PASSPHRASE";
+/// Environment variable holding a keyring's text form when no --keyring file is given.
+const KEYRING_ENV: &str = "CRYPT_KEYRING";
 
 const PASSPHRASE_HELP: &str = "Passphrases come from --passphrase-file, else the environment \
-variable CRYPT_PASSPHRASE, else a prompt on the terminal.";
+variable CRYPT_PASSPHRASE, else a prompt on the terminal. Without --keyring, the keyring's text \
+form is read from the environment variable CRYPT_KEYRING.";
 
 /// Encrypt files at rest: age v1 files, and identities.
 #[derive(Debug, Parser)]
@@ -30,6 +35,33 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create a keyring file (mode 0600) with one fresh primary key.
+    #[command(after_help = PASSPHRASE_HELP)]
+    InitKeyring {
+        /// The keyring file to create.
+        #[arg(short, long)]
+        keyring: PathBuf,
+        /// Seal the keyring file under a passphrase (scrypt, OWASP 2023 parameters).
+        #[arg(short, long)]
+        passphrase: bool,
+        #[command(flatten)]
+        pass: PassArgs,
+    },
+    /// Encrypt a file as a hostguard stream under the keyring's primary key.
+    #[command(after_help = PASSPHRASE_HELP)]
+    Seal(KeyringIo),
+    /// Decrypt a file sealed by `crypt seal` with any key of the keyring.
+    #[command(after_help = PASSPHRASE_HELP)]
+    Open(KeyringIo),
+    /// Add a new primary key to the keyring (old keys still open), then re-wrap each FILE's data
+    /// key under it in place, without re-encrypting the payload.
+    #[command(after_help = PASSPHRASE_HELP)]
+    Rotate {
+        #[command(flatten)]
+        keyring: KeyringArgs,
+        /// Files to re-wrap under the new primary key.
+        files: Vec<PathBuf>,
+    },
     /// Encrypt (default) or decrypt (-d) an age v1 file, like the `age` CLI.
     #[command(after_help = PASSPHRASE_HELP)]
     Age(AgeArgs),
@@ -39,6 +71,37 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+struct PassArgs {
+    /// Read the passphrase from the first line of this file.
+    #[arg(long, value_name = "PATH")]
+    passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct KeyringArgs {
+    /// Keyring file: the text form, or sealed under a passphrase (default: $CRYPT_KEYRING).
+    #[arg(short, long)]
+    keyring: Option<PathBuf>,
+    #[command(flatten)]
+    pass: PassArgs,
+}
+
+#[derive(Debug, Args)]
+struct KeyringIo {
+    #[command(flatten)]
+    keyring: KeyringArgs,
+    /// Associated data the file is bound to (for example a customer or object id); opening
+    /// needs the same value. Never the file name, so a renamed file still opens.
+    #[arg(short, long, default_value = "")]
+    context: String,
+    /// Output file (default: stdout).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Input file (default: stdin).
+    input: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +146,14 @@ fn run(cli: Cli) -> Result<()> {
         Command::Age(args) if args.decrypt => age_decrypt(&args),
         Command::Age(args) => age_encrypt(&args),
         Command::Keygen { output } => keygen(output.as_deref()),
+        Command::InitKeyring {
+            keyring,
+            passphrase,
+            pass,
+        } => init_keyring(&keyring, passphrase, &pass),
+        Command::Seal(args) => seal(&args),
+        Command::Open(args) => open(&args),
+        Command::Rotate { keyring, files } => rotate(&keyring, &files),
     }
 }
 
@@ -214,9 +285,15 @@ fn age_decrypt(args: &AgeArgs) -> Result<()> {
     let input = open_input(args.input.as_deref())?;
     let decryptor = age::Decryptor::new(&identities);
     // The output is created only once the header opened, so a wrong key never truncates it.
-    let opened = decryptor
-        .open(input)
-        .with_context(|| format!("cannot decrypt {name}"))?;
+    let opened = decryptor.open(input).map_err(|e| {
+        let hint = match e {
+            crypto_at_rest::Error::NoMatchingIdentity if x25519.is_empty() => {
+                ": wrong passphrase, or the file is not encrypted to a passphrase"
+            }
+            _ => "",
+        };
+        anyhow::Error::new(e).context(format!("cannot decrypt {name}{hint}"))
+    })?;
     let output = create_output(args.output.as_deref())?;
     if let Err(e) = opened.decrypt_all(output, threads()) {
         if let Some(path) = &args.output {
@@ -253,5 +330,168 @@ fn keygen(output: Option<&Path>) -> Result<()> {
         None => io::stdout().lock().write_all(text.as_bytes())?,
     }
     eprintln!("Public key: {recipient}");
+    Ok(())
+}
+
+/// A loaded keyring and, if its file is passphrase-sealed, the passphrase to re-seal it with.
+struct LoadedKeyring {
+    keyring: Keyring,
+    passphrase: Option<Zeroizing<String>>,
+}
+
+fn load_keyring(args: &KeyringArgs) -> Result<LoadedKeyring> {
+    let Some(path) = &args.keyring else {
+        let keyring = Keyring::from_env(KEYRING_ENV)
+            .with_context(|| format!("no --keyring given and {KEYRING_ENV} is not usable"))?;
+        return Ok(LoadedKeyring {
+            keyring,
+            passphrase: None,
+        });
+    };
+    let text = Zeroizing::new(read_text(path, "keyring")?);
+    let context = || format!("cannot load keyring {}", path.display());
+    if text.starts_with(SEALED_KEYRING_LINE) {
+        let pass = passphrase(args.pass.passphrase_file.as_deref(), false)?;
+        let keyring = Keyring::open_with_passphrase(&text, pass.as_bytes())
+            .with_context(|| format!("{}: wrong passphrase or damaged file", context()))?;
+        return Ok(LoadedKeyring {
+            keyring,
+            passphrase: Some(pass),
+        });
+    }
+    Ok(LoadedKeyring {
+        keyring: Keyring::parse(&text).with_context(context)?,
+        passphrase: None,
+    })
+}
+
+/// First line of a passphrase-sealed keyring file.
+const SEALED_KEYRING_LINE: &str = "hostguard-keyring-sealed v1";
+
+fn save_keyring(keyring: &Keyring, passphrase: Option<&str>, path: &Path) -> Result<()> {
+    let context = || format!("cannot write keyring {}", path.display());
+    match passphrase {
+        Some(pass) => {
+            let sealed = keyring.seal_with_passphrase(pass.as_bytes(), Kdf::SCRYPT_OWASP_2023)?;
+            write_private(path, sealed.as_bytes(), true).with_context(context)
+        }
+        None => keyring.save(path).with_context(context),
+    }
+}
+
+/// Writes `bytes` to a new (or, with `replace`, replaced) file readable by its owner only.
+fn write_private(path: &Path, bytes: &[u8], replace: bool) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).mode(0o600);
+    if replace {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    options.open(path)?.write_all(bytes)
+}
+
+fn init_keyring(path: &Path, sealed: bool, pass: &PassArgs) -> Result<()> {
+    if path.exists() {
+        bail!("keyring {} already exists", path.display());
+    }
+    let keyring = Keyring::generate(KeyId(1))?;
+    let passphrase = if sealed {
+        Some(passphrase(pass.passphrase_file.as_deref(), true)?)
+    } else {
+        None
+    };
+    save_keyring(&keyring, passphrase.as_deref().map(String::as_str), path)?;
+    eprintln!("created keyring {} with primary key id 1", path.display());
+    Ok(())
+}
+
+fn seal(args: &KeyringIo) -> Result<()> {
+    let loaded = load_keyring(&args.keyring)?;
+    let input = open_input(args.input.as_deref())?;
+    let output = create_output(args.output.as_deref())?;
+    loaded
+        .keyring
+        .encrypt_stream(
+            &CipherConfig::default(),
+            args.context.as_bytes(),
+            input,
+            output,
+        )
+        .with_context(|| format!("cannot seal {}", input_name(args.input.as_deref())))?;
+    Ok(())
+}
+
+fn open(args: &KeyringIo) -> Result<()> {
+    let loaded = load_keyring(&args.keyring)?;
+    let name = input_name(args.input.as_deref());
+    let mut input = open_input(args.input.as_deref())?;
+    // Check the header (key id, key, context) before creating the output.
+    let mut header = vec![0u8; Keyring::HEADER_LEN];
+    input
+        .read_exact(&mut header)
+        .with_context(|| format!("cannot open {name}: too short to be a sealed file"))?;
+    Keyring::key_id_of(&header).with_context(|| format!("cannot open {name}"))?;
+    let output = create_output(args.output.as_deref())?;
+    let result = loaded.keyring.decrypt_stream(
+        threads(),
+        args.context.as_bytes(),
+        io::Cursor::new(header).chain(input),
+        output,
+    );
+    if let Err(e) = result {
+        if let Some(path) = &args.output {
+            // Never leave unauthenticated or partial plaintext under the requested name.
+            let _ = std::fs::remove_file(path);
+        }
+        let what = match e {
+            crypto_at_rest::Error::Io(_) => format!("cannot open {name}"),
+            crypto_at_rest::Error::Authentication(crypto_at_rest::Stage::DataKey) => {
+                format!("cannot open {name}: wrong keyring, or the file's header is damaged")
+            }
+            _ => {
+                format!("cannot open {name}: wrong --context, or the file is damaged or truncated")
+            }
+        };
+        return Err(anyhow::Error::new(e).context(what));
+    }
+    Ok(())
+}
+
+fn rotate(args: &KeyringArgs, files: &[PathBuf]) -> Result<()> {
+    let Some(path) = &args.keyring else {
+        bail!("rotate needs --keyring FILE (it writes the new key there)");
+    };
+    let mut loaded = load_keyring(args)?;
+    let id = loaded.keyring.rotate_generated()?;
+    save_keyring(
+        &loaded.keyring,
+        loaded.passphrase.as_deref().map(String::as_str),
+        path,
+    )?;
+    eprintln!("keyring {}: new primary key id {id}", path.display());
+    for file in files {
+        rewrap_file(&loaded.keyring, file)
+            .with_context(|| format!("cannot re-wrap {}", file.display()))?;
+    }
+    Ok(())
+}
+
+/// Re-wraps the data key in `path`'s header under the primary key, rewriting only the header.
+fn rewrap_file(keyring: &Keyring, path: &Path) -> Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let mut header = vec![0u8; Keyring::HEADER_LEN];
+    file.read_exact(&mut header)
+        .context("too short to be a sealed file")?;
+    let before = keyring.rewrap(&mut header)?;
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(&header)?;
+    file.sync_all()?;
+    eprintln!("{}: key {before} -> {}", path.display(), keyring.primary());
     Ok(())
 }
