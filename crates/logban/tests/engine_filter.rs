@@ -1,0 +1,81 @@
+//! The engine driven by a real fail2ban filter (Debian's stock sshd filter): lines in, bans
+//! out, with the counters an operator reads, and injected addresses never banned.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use logban::filter::Clock;
+use logban::{BanTime, Engine, FilterBuilder, JailConfig, MemorySink};
+
+/// 2027-01-15 10:00:00 UTC, the fixed "now" of filter and engine.
+const NOW: i64 = 1_800_007_200;
+
+#[tokio::test]
+async fn sshd_filter_lines_ban_the_attacker_only() {
+    let Some(dir) = test_support::require_env("FAIL2BAN_FILTER_DIR", "fail2ban's filter.d") else {
+        return;
+    };
+    let definition = logban::fail2ban::load_filter(Path::new(&dir), "sshd").expect("sshd filter");
+    let mut filter = FilterBuilder::new(definition)
+        .with_clock(Clock {
+            zone: jiff::tz::TimeZone::UTC,
+            fixed_now: Some(NOW),
+        })
+        .build()
+        .expect("filter builds");
+
+    let sink = Arc::new(MemorySink::new());
+    let engine = Engine::builder(sink.clone())
+        .with_jail(
+            JailConfig::builder("sshd")
+                .with_maxretry(3)
+                .with_bantime(BanTime::For(Duration::from_secs(600)))
+                .with_ignore_self(false)
+                .build()
+                .expect("jail"),
+        )
+        .with_clock(|| NOW)
+        .build()
+        .await
+        .expect("engine");
+
+    let lines = [
+        // Injection attempts: the address sits in the user name (CVE-2013-2178-style).
+        "Jan 15 09:59:00 web sshd[100]: Failed password for invalid user 198.51.100.99 from 192.0.2.5 port 4242 ssh2",
+        "Jan 15 09:59:01 web sshd[101]: Invalid user from 198.51.100.98 from 192.0.2.5 port 4243",
+        "Jan 15 09:59:02 web sshd[102]: Accepted publickey for deploy from 203.0.113.1 port 5000 ssh2",
+        "Jan 15 09:59:03 web sshd[103]: Failed password for root from 192.0.2.5 port 4244 ssh2",
+        "Jan 15 09:59:04 web sshd[104]: Failed password for root from 2001:db8::77 port 4245 ssh2",
+    ];
+    let mut bans = Vec::new();
+    for line in lines {
+        bans.extend(
+            engine
+                .feed_line("sshd", line.as_bytes(), &mut filter)
+                .await
+                .expect("feed"),
+        );
+    }
+    let attacker = "192.0.2.5".parse().expect("ip");
+    assert_eq!(bans.len(), 1, "{bans:?}");
+    assert_eq!(bans[0].target.addr(), attacker);
+    assert!(sink.is_banned("sshd", attacker));
+    for injected in ["198.51.100.99", "198.51.100.98", "203.0.113.1"] {
+        assert!(
+            !sink.is_banned("sshd", injected.parse().expect("ip")),
+            "{injected}"
+        );
+    }
+    let c = engine.metrics().jail("sshd").snapshot();
+    assert_eq!(
+        (c.lines, c.matches, c.failures, c.bans),
+        (5, 4, 4, 1),
+        "{c:?}"
+    );
+    assert_eq!(
+        engine.status()[0].tracked,
+        1,
+        "2001:db8::77 has one failure"
+    );
+}
