@@ -8,10 +8,10 @@ use std::io::{BufRead, Read};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
-use ring::{hkdf, hmac};
-use zeroize::Zeroizing;
+use ring::hmac;
 
 use super::FileKey;
+pub(crate) use crate::chunk::hkdf_sha256;
 use crate::error::{Error, Stage};
 
 /// The first line of every age v1 file.
@@ -208,23 +208,6 @@ pub(crate) fn write_header(stanzas: &[Stanza], file_key: &FileKey) -> Vec<u8> {
     out.push(b' ');
     out.extend_from_slice(encode_b64(tag.as_ref()).as_bytes());
     out.push(b'\n');
-    out
-}
-
-/// HKDF-SHA256 of `ikm` with `salt` and `info`, 32 bytes.
-pub(crate) fn hkdf_sha256(salt: &[u8], ikm: &[u8], info: &[u8]) -> Zeroizing<[u8; 32]> {
-    struct Len32;
-    impl hkdf::KeyType for Len32 {
-        fn len(&self) -> usize {
-            32
-        }
-    }
-    let mut out = Zeroizing::new([0u8; 32]);
-    hkdf::Salt::new(hkdf::HKDF_SHA256, salt)
-        .extract(ikm)
-        .expand(&[info], Len32)
-        .and_then(|okm| okm.fill(&mut out[..]))
-        .expect("32 bytes is a valid HKDF-SHA256 output length");
     out
 }
 
