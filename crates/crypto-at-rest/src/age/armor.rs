@@ -109,6 +109,8 @@ enum State {
     /// A short line was read; the next line must be the end line.
     ExpectEnd,
     Done,
+    /// An error was returned; every later read fails too.
+    Failed,
 }
 
 /// Decodes an armored age file, streaming; errors are [`io::ErrorKind::InvalidData`].
@@ -221,12 +223,17 @@ impl<R: BufRead> ArmoredReader<R> {
 impl<R: BufRead> Read for ArmoredReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.pos == self.decoded.len() {
-            if self.state == State::Done {
-                return Ok(0);
+            match self.state {
+                State::Done => return Ok(0),
+                State::Failed => return Err(armor_error("reading on after an armor error")),
+                _ => {}
             }
             self.decoded.clear();
             self.pos = 0;
-            self.next_line()?;
+            if let Err(e) = self.next_line() {
+                self.state = State::Failed;
+                return Err(e);
+            }
         }
         let n = buf.len().min(self.decoded.len() - self.pos);
         buf[..n].copy_from_slice(&self.decoded[self.pos..self.pos + n]);
