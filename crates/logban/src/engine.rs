@@ -232,6 +232,12 @@ impl Engine {
         &self.inner.metrics
     }
 
+    /// The state database, if any: sources keep their log positions there
+    /// ([`StateStore::position`], [`StateStore::set_position`]).
+    pub fn state(&self) -> Option<&StateStore> {
+        self.inner.state.as_ref()
+    }
+
     /// The sink.
     pub fn sink(&self) -> &Arc<dyn BanSink> {
         &self.inner.sink

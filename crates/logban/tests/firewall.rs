@@ -6,11 +6,12 @@
 mod netns;
 
 use std::net::IpAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use logban::jail::parse_ports;
+use logban::sink::NftVerdict;
 use logban::{BanTime, Engine, Failure, JailConfig, NftablesSink, StateStore};
 use netns::Netns;
 
@@ -28,6 +29,23 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The client: exit 0 on "ok", 2 when refused, 3 on timeout or other errors.
+const CLIENT: &str = "import socket, sys\n\
+    try:\n    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1)\n\
+    except ConnectionRefusedError:\n    sys.exit(2)\n\
+    except OSError:\n    sys.exit(3)\n\
+    sys.exit(0 if s.recv(2) == b'ok' else 1)\n";
+
+/// How a connection attempt ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Connect {
+    Ok,
+    /// Actively refused (a `reject` verdict, or nothing listening).
+    Refused,
+    /// No answer (a `drop` verdict).
+    TimedOut,
 }
 
 struct Lab {
@@ -106,30 +124,33 @@ fn lab() -> Option<Lab> {
 impl Lab {
     /// True if a TCP connection from the client namespace to `server_addr` gets "ok" within 1 s.
     fn connects(&self, server_addr: &str) -> bool {
-        let script = "import socket, sys\n\
-             s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1)\n\
-             sys.exit(0 if s.recv(2) == b'ok' else 1)\n";
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.client.name,
-                "python3",
-                "-c",
-                script,
-                server_addr,
-                PORT,
-            ])
+        self.try_connect(server_addr, PORT) == Connect::Ok
+    }
+
+    /// Connects from the client namespace to `server_addr:port` (1 s timeout).
+    fn try_connect(&self, server_addr: &str, port: &str) -> Connect {
+        let status = self
+            .client
+            .command(&["python3", "-c", CLIENT, server_addr, port])
             .stderr(Stdio::null())
             .status()
-            .expect("run the client")
-            .success()
+            .expect("run the client");
+        match status.code() {
+            Some(0) => Connect::Ok,
+            Some(2) => Connect::Refused,
+            _ => Connect::TimedOut,
+        }
     }
 
     fn sink(&self) -> Arc<NftablesSink> {
+        self.sink_with(NftVerdict::Drop)
+    }
+
+    fn sink_with(&self, verdict: NftVerdict) -> Arc<NftablesSink> {
         Arc::new(
             NftablesSink::builder()
                 .with_netns(&self.server.name)
+                .with_verdict(verdict)
                 .build()
                 .expect("valid sink"),
         )
@@ -187,9 +208,10 @@ async fn bans_block_connections_until_they_expire() {
     let ticker = engine.spawn_ticker(Duration::from_millis(200));
 
     assert_eq!(fail_three_times(&engine, CLIENT_V4).await, 1);
-    assert!(
-        !lab.connects(SERVER_V4),
-        "banned IPv4 client still connects"
+    assert_eq!(
+        lab.try_connect(SERVER_V4, PORT),
+        Connect::TimedOut,
+        "a dropped client gets no answer"
     );
     assert!(
         lab.connects(SERVER_V6),
@@ -255,5 +277,28 @@ async fn restart_with_saved_state_reapplies_unexpired_ban() {
         .expect("unban");
     assert!(lifted.is_some());
     assert!(lab.connects(SERVER_V4), "manual unban did not lift the ban");
+    engine.cleanup_sink().await.expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_verdict_refuses_and_other_ports_stay_open() {
+    let Some(lab) = lab() else { return };
+    let engine = Engine::builder(lab.sink_with(NftVerdict::Reject))
+        .with_jail(jail(60))
+        .build()
+        .await
+        .expect("engine");
+    engine
+        .ban("web-auth", CLIENT_V6.parse().expect("ip"), None)
+        .await
+        .expect("ban");
+    assert_eq!(lab.try_connect(SERVER_V6, PORT), Connect::Refused);
+    assert!(
+        lab.connects(SERVER_V4),
+        "only the banned address is refused"
+    );
+    // The jail covers port 8080 only. On another port nothing listens, so the kernel refuses
+    // the banned client itself: the packet passed the jail (a drop there would time out).
+    assert_eq!(lab.try_connect(SERVER_V6, "8081"), Connect::Refused);
     engine.cleanup_sink().await.expect("cleanup");
 }

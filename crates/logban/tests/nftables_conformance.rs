@@ -39,22 +39,18 @@ async fn nftables_ruleset_has_ports_and_reject() {
     sink.prepare(&jail).await.expect("prepare again");
     let out = ns.exec(&["nft", "list", "table", "inet", "hg_test"]);
     let ruleset = String::from_utf8_lossy(&out.stdout);
-    // Re-preparing does not duplicate rules.
-    assert_eq!(
-        ruleset
-            .matches("ip saddr @v4_nginx_2dhttp_2dauth reject")
-            .count(),
-        1,
-        "{ruleset}"
-    );
-    assert_eq!(
-        ruleset
-            .matches("ip6 saddr @v6_nginx_2dhttp_2dauth reject")
-            .count(),
-        1,
-        "{ruleset}"
-    );
-    assert!(ruleset.contains("tcp dport { 80, 443 }"), "{ruleset}");
+    // Re-preparing does not duplicate rules: per family one TCP-reset rule and one ICMP rule,
+    // both restricted to the jail's ports.
+    for set in [
+        "ip saddr @v4_nginx_2dhttp_2dauth",
+        "ip6 saddr @v6_nginx_2dhttp_2dauth",
+    ] {
+        let reset = format!("tcp dport {{ 80, 443 }} {set} meta l4proto tcp reject with tcp reset");
+        assert_eq!(ruleset.matches(&reset).count(), 1, "{ruleset}");
+        let icmp = format!("tcp dport {{ 80, 443 }} {set} reject with icmp");
+        assert_eq!(ruleset.matches(&icmp).count(), 1, "{ruleset}");
+    }
+    assert_eq!(ruleset.matches("reject").count(), 4, "{ruleset}");
     assert!(ruleset.contains("flags interval,timeout"), "{ruleset}");
     sink.cleanup().await.expect("cleanup");
 }

@@ -38,7 +38,8 @@ pub enum NftVerdict {
     /// Silently dropped (the default).
     #[default]
     Drop,
-    /// Rejected (ICMP port unreachable or TCP reset).
+    /// Rejected: TCP gets a reset (the client's connect fails at once), other protocols an
+    /// ICMP port-unreachable.
     Reject,
 }
 
@@ -294,20 +295,26 @@ impl BanSink for NftablesSink {
         let esc = escape(&jail.name);
         let chain = format!("jail_{esc}");
         let priority = self.config.priority;
-        let verdict = match self.config.verdict {
-            NftVerdict::Drop => "drop",
-            NftVerdict::Reject => "reject",
-        };
         let ports = port_match(jail);
-        let script = format!(
+        let mut script = format!(
             "add table inet {table}\n\
              add set inet {table} v4_{esc} {{ type ipv4_addr; flags interval, timeout; }}\n\
              add set inet {table} v6_{esc} {{ type ipv6_addr; flags interval, timeout; }}\n\
              add chain inet {table} {chain} {{ type filter hook input priority {priority}; policy accept; }}\n\
-             flush chain inet {table} {chain}\n\
-             add rule inet {table} {chain} {ports}ip saddr @v4_{esc} {verdict}\n\
-             add rule inet {table} {chain} {ports}ip6 saddr @v6_{esc} {verdict}\n"
+             flush chain inet {table} {chain}\n"
         );
+        for family in ["ip saddr @v4", "ip6 saddr @v6"] {
+            let rule = format!("add rule inet {table} {chain} {ports}{family}_{esc}");
+            match self.config.verdict {
+                NftVerdict::Drop => writeln!(script, "{rule} drop"),
+                // A TCP reset makes connect() fail at once; other protocols get ICMP.
+                NftVerdict::Reject => writeln!(
+                    script,
+                    "{rule} meta l4proto tcp reject with tcp reset\n{rule} reject"
+                ),
+            }
+            .map_err(|e| sink_error("nftables", e.to_string()))?;
+        }
         self.transaction(&script).await
     }
 
