@@ -1050,3 +1050,61 @@ mod tests {
         assert!(j.evicted() > 90_000);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use std::collections::{HashMap, HashSet};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Against a simple model (one window, no expiry): an address is banned exactly when its
+        /// attempts reach maxretry, ignored addresses never are, and state never passes the cap.
+        #[test]
+        fn jail_matches_the_counting_model(
+            maxretry in 1u32..6,
+            events in proptest::collection::vec((0u8..40, 1u32..3), 1..400),
+        ) {
+            let mut j = Jail::new(
+                JailConfig::builder("p")
+                    .with_maxretry(maxretry)
+                    .with_ignore(["192.0.2.0/29"])
+                    .with_ignore_self(false)
+                    .with_max_tracked(1000)
+                    .build()
+                    .expect("valid"),
+            );
+            let mut counts: HashMap<u8, u32> = HashMap::new();
+            let mut banned: HashSet<u8> = HashSet::new();
+            for (host, attempts) in events {
+                let f = Failure {
+                    addr: IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, host)),
+                    time: 50,
+                    user: None,
+                    attempts,
+                };
+                let verdict = j.record(&f, 50);
+                if host < 8 {
+                    prop_assert_eq!(verdict, Verdict::Ignored);
+                    continue;
+                }
+                if banned.contains(&host) {
+                    prop_assert_eq!(verdict, Verdict::AlreadyBanned);
+                    continue;
+                }
+                let count = counts.entry(host).or_insert(0);
+                *count += attempts;
+                if *count >= maxretry {
+                    prop_assert!(matches!(verdict, Verdict::Banned(_)), "{:?}", verdict);
+                    banned.insert(host);
+                } else {
+                    prop_assert_eq!(verdict, Verdict::Counted(*count));
+                }
+                prop_assert!(j.tracked() <= 1000);
+            }
+            prop_assert_eq!(j.bans().count(), banned.len());
+        }
+    }
+}
