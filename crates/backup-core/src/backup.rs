@@ -41,6 +41,7 @@ pub struct BackupOptions {
     markers: Vec<String>,
     one_file_system: bool,
     parent: Option<String>,
+    auto_parent: bool,
     tags: Vec<String>,
     host: Option<String>,
     threads: usize,
@@ -56,6 +57,7 @@ impl BackupOptions {
             markers: Vec::new(),
             one_file_system: false,
             parent: None,
+            auto_parent: false,
             tags: Vec::new(),
             host: None,
             threads: 0,
@@ -86,6 +88,12 @@ impl BackupOptions {
         self
     }
 
+    /// Without an explicit parent, uses the latest snapshot of the same host and paths as parent.
+    pub fn with_auto_parent(mut self, yes: bool) -> Self {
+        self.auto_parent = yes;
+        self
+    }
+
     /// Adds a tag to the snapshot.
     pub fn with_tag(mut self, tag: impl Into<String>) -> Self {
         self.tags.push(tag.into());
@@ -102,6 +110,11 @@ impl BackupOptions {
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads;
         self
+    }
+
+    /// Whether the exclude globs match `path` (absolute); valid after [`BackupOptions::build`].
+    pub fn is_excluded(&self, path: &Path) -> bool {
+        self.exclude_set.is_match(path)
     }
 
     /// Checks the options and compiles the globs.
@@ -424,8 +437,25 @@ pub async fn backup(
     let time_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    let host = options.host.clone().unwrap_or_else(hostname);
+    let paths: Vec<String> = options
+        .paths
+        .iter()
+        .map(|p| {
+            std::path::absolute(p)
+                .unwrap_or_else(|_| p.clone())
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
     let parent = match &options.parent {
         Some(p) => Some(repo.find_snapshot(p).await?),
+        None if options.auto_parent => repo
+            .snapshots()
+            .await?
+            .into_iter()
+            .rev()
+            .find(|(_, s)| s.host == host && s.paths == paths),
         None => None,
     };
     let parent_root = match &parent {
@@ -451,17 +481,8 @@ pub async fn backup(
     summary.duration_ms = started.elapsed().as_millis() as u64;
     let snapshot = Snapshot {
         time_ns,
-        host: options.host.clone().unwrap_or_else(hostname),
-        paths: options
-            .paths
-            .iter()
-            .map(|p| {
-                std::path::absolute(p)
-                    .unwrap_or_else(|_| p.clone())
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect(),
+        host,
+        paths,
         tags: options.tags.clone(),
         parent: parent.map(|(id, _)| id),
         tree,

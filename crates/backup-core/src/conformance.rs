@@ -4,7 +4,6 @@
 //! Each function takes an empty store (or a fresh prefix of one) and panics with a description
 //! on failure. [`run_all`] runs every check, each under its own prefix.
 
-use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -66,94 +65,11 @@ pub fn write_sample_tree(root: &Path) {
     let _ = xattr::set(root.join("dir/sub/text.txt"), "user.hostguard", b"kept");
 }
 
-/// Asserts `b` is a faithful copy of `a`: same entries, types, bytes, mode, uid/gid, mtime (ns),
-/// symlink targets, xattrs and hard-link groups.
+/// Asserts `b` is a faithful copy of `a` (see [`crate::compare_trees`]).
 pub fn assert_same_tree(a: &Path, b: &Path) {
-    let mut groups_a: HashMap<(u64, u64), Vec<Vec<u8>>> = HashMap::new();
-    let mut groups_b: HashMap<(u64, u64), Vec<Vec<u8>>> = HashMap::new();
-    compare_dir(a, b, Path::new(""), &mut groups_a, &mut groups_b);
-    let norm = |g: HashMap<(u64, u64), Vec<Vec<u8>>>| {
-        let mut v: Vec<Vec<Vec<u8>>> = g.into_values().filter(|v| v.len() > 1).collect();
-        v.iter_mut().for_each(|g| g.sort());
-        v.sort();
-        v
-    };
-    assert_eq!(norm(groups_a), norm(groups_b), "hard-link groups differ");
-}
-
-fn compare_dir(
-    a: &Path,
-    b: &Path,
-    rel: &Path,
-    groups_a: &mut HashMap<(u64, u64), Vec<Vec<u8>>>,
-    groups_b: &mut HashMap<(u64, u64), Vec<Vec<u8>>>,
-) {
-    let names = |p: &Path| {
-        let mut v: Vec<_> = std::fs::read_dir(p)
-            .unwrap_or_else(|e| panic!("read_dir {}: {e}", p.display()))
-            .map(|e| e.expect("dir entry").file_name())
-            .collect();
-        v.sort();
-        v
-    };
-    let (na, nb) = (names(&a.join(rel)), names(&b.join(rel)));
-    assert_eq!(na, nb, "entries of {} differ", rel.display());
-    for name in na {
-        let r = rel.join(&name);
-        let (pa, pb) = (a.join(&r), b.join(&r));
-        let ma = std::fs::symlink_metadata(&pa).expect("stat a");
-        let mb = std::fs::symlink_metadata(&pb).expect("stat b");
-        let what = r.display();
-        assert_eq!(ma.file_type(), mb.file_type(), "type of {what}");
-        assert_eq!(ma.uid(), mb.uid(), "uid of {what}");
-        assert_eq!(ma.gid(), mb.gid(), "gid of {what}");
-        if !ma.file_type().is_symlink() {
-            assert_eq!(ma.mode(), mb.mode(), "mode of {what}");
-            let xa = xattrs(&pa);
-            assert_eq!(xa, xattrs(&pb), "xattrs of {what}");
-        }
-        assert_eq!(
-            (ma.mtime(), ma.mtime_nsec()),
-            (mb.mtime(), mb.mtime_nsec()),
-            "mtime of {what}"
-        );
-        if ma.is_dir() {
-            compare_dir(a, b, &r, groups_a, groups_b);
-        } else if ma.file_type().is_symlink() {
-            assert_eq!(
-                std::fs::read_link(&pa).expect("readlink a"),
-                std::fs::read_link(&pb).expect("readlink b"),
-                "target of {what}"
-            );
-        } else if ma.is_file() {
-            assert_eq!(ma.len(), mb.len(), "size of {what}");
-            assert!(
-                std::fs::read(&pa).expect("read a") == std::fs::read(&pb).expect("read b"),
-                "content of {what}"
-            );
-            let key = r.as_os_str().as_bytes().to_vec();
-            groups_a
-                .entry((ma.dev(), ma.ino()))
-                .or_default()
-                .push(key.clone());
-            groups_b.entry((mb.dev(), mb.ino())).or_default().push(key);
-        }
-    }
-}
-
-fn xattrs(p: &Path) -> Vec<(std::ffi::OsString, Option<Vec<u8>>)> {
-    let mut v: Vec<_> = xattr::list(p)
-        .map(|names| {
-            names
-                .map(|n| {
-                    let value = xattr::get(p, &n).ok().flatten();
-                    (n, value)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+    let diffs = crate::compare_trees(a, b)
+        .unwrap_or_else(|e| panic!("comparing {} and {}: {e}", a.display(), b.display()));
+    assert!(diffs.is_empty(), "restored tree differs: {diffs:#?}");
 }
 
 /// `init` on a location holding a repository fails and leaves the first one usable.
