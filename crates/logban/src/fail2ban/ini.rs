@@ -239,9 +239,9 @@ impl Config {
         while let Some(p) = rest.find('%') {
             out.push_str(&rest[..p]);
             let tail = &rest[p..];
-            if tail.starts_with("%%") {
+            if let Some(after) = tail.strip_prefix("%%") {
                 out.push('%');
-                rest = &tail[2..];
+                rest = after;
             } else if let Some(end) = tail.strip_prefix("%(").and_then(|t| t.find(")s")) {
                 let name = &tail[2..2 + end];
                 let resolved = self.lookup_ref(section, name, vars);

@@ -201,7 +201,7 @@ fn next_tag(value: &str, from: usize) -> Option<(usize, String)> {
     loop {
         let lt = value.get(search..)?.find('<')? + search;
         let rest = &value[lt + 1..];
-        let end = rest.find(|c: char| c == '<' || c == '>' || c == ' ');
+        let end = rest.find(['<', '>', ' ']);
         match end {
             Some(e) if rest.as_bytes()[e] == b'>' && e > 0 => {
                 return Some((lt, rest[..e].to_string()));

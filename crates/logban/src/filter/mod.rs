@@ -467,6 +467,11 @@ impl Filter {
         self.find_failures(tuple, date)
     }
 
+    /// Processes raw bytes (invalid UTF-8 is replaced, like fail2ban's `errors=replace`).
+    pub fn process_bytes(&mut self, line: &[u8]) -> Vec<FilterMatch> {
+        self.process_line(&String::from_utf8_lossy(line))
+    }
+
     /// Processes a line whose time is already known (a journal entry).
     pub fn process_line_at(&mut self, line: &str, time: f64) -> Vec<FilterMatch> {
         self.stats.lines += 1;

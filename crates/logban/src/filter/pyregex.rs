@@ -158,20 +158,45 @@ pub(crate) fn translate(py: &str) -> Result<Translated, String> {
         }
     }
     Ok(Translated {
-        pattern: out,
+        pattern: collapse_nested_repeats(&out),
         backtracking,
     })
 }
 
+/// Rewrites `(?:C+x)*` as `(?:C+x)?` when the class `C` contains `x`: both match the same
+/// strings with the same preference (longest first), but the starred form is ambiguous, which
+/// makes capture extraction (and Python) slow on long token runs, e.g. domino-smtp's
+/// `(?:[^\[]+ )*` (GHSA-33wh-ccjc-p397).
+fn collapse_nested_repeats(pattern: &str) -> String {
+    static NESTED: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let Some(nested) = NESTED
+        .get_or_init(|| {
+            regex::Regex::new(
+                r"\(\?:(\[\^?(?:\\.|[^\]\\\[])+\]|\.|\\S|\\w|\\d)\+(\\.|[^\\()\[\]|*+?{}.^$])\)\*",
+            )
+            .ok()
+        })
+        .as_ref()
+    else {
+        return pattern.to_string();
+    };
+    nested
+        .replace_all(pattern, |caps: &regex::Captures<'_>| {
+            let whole = &caps[0];
+            let lit = caps[2].trim_start_matches('\\');
+            let contained = regex::Regex::new(&format!(r"\A(?:{})\z", &caps[1]))
+                .is_ok_and(|class| class.is_match(lit));
+            if contained {
+                format!("{}?", &whole[..whole.len() - 1])
+            } else {
+                whole.to_string()
+            }
+        })
+        .into_owned()
+}
+
 fn starts_with(chars: &[char], s: &str) -> bool {
-    let mut n = 0;
-    for c in s.chars() {
-        if chars.get(n) != Some(&c) {
-            return false;
-        }
-        n += 1;
-    }
-    true
+    s.chars().enumerate().all(|(n, c)| chars.get(n) == Some(&c))
 }
 
 fn push_literal(out: &mut String, c: char) {
@@ -577,6 +602,8 @@ mod tests {
         assert_eq!(tr(r"[^\[]"), r"[^\[]");
         assert_eq!(tr(r"[]a]"), r"[\]a]");
         assert_eq!(tr(r"[a-z&&]"), r"[a-z\&\&]");
+        assert_eq!(tr(r"(?:[^\[]+ )*\[?x"), r"(?:[^\[]+ )?\[?x");
+        assert_eq!(tr(r"(?:[^ ]+ )*x"), r"(?:[^ ]+ )*x");
         assert!(
             translate(r"(?<=a)b")
                 .expect("ok")

@@ -1,0 +1,128 @@
+//! Catastrophic-backtracking inputs (GHSA-33wh-ccjc-p397) against Debian's stock domino-smtp and
+//! dovecot filters, which still carry the vulnerable patterns. Each line, and the same line with
+//! its token run grown to 100,000 repetitions, must give the annotated result in under 10 ms.
+//!
+//! Two documented exceptions:
+//! - dovecot's positive line is annotated for fail2ban's fixed filter; Debian's 1.0.2 stock
+//!   filter (which `fail2ban-regex` 1.0.2 confirms) does not match it, so the stock result
+//!   (no match) is asserted.
+//! - grown lines whose match (or prefregex `<F-CONTENT>` capture) spans the whole 200-300 KB line
+//!   (domino-smtp's positive line: about 60-75 ms; dovecot's lines through its prefregex: about
+//!   17-23 ms): deciding the match is linear and fast (under 1 ms), but extracting captures runs
+//!   regex's PikeVM over the whole span (about 300 ns per byte). They are held to
+//!   [`LIMIT_LONG_MATCH`]; fail2ban's Python takes seconds on them.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use logban::fail2ban::load_filter;
+use logban::filter::{Clock, FilterBuilder};
+use serde_json::Value;
+
+const LIMIT: Duration = Duration::from_millis(10);
+/// Bound for capture extraction over a 200 KB match (see the module docs).
+const LIMIT_LONG_MATCH: Duration = Duration::from_millis(250);
+const GROWN: usize = 100_000;
+
+struct Case {
+    filter: String,
+    expect: Value,
+    line: String,
+}
+
+fn cases(text: &str) -> Vec<Case> {
+    let mut out = Vec::new();
+    let mut filter = String::new();
+    let mut expect: Option<Value> = None;
+    for line in text.lines() {
+        if let Some(f) = line.strip_prefix("# filter:") {
+            filter = f.trim().to_string();
+        } else if let Some(j) = line.strip_prefix("# failJSON:") {
+            expect = Some(serde_json::from_str(j).expect("valid failJSON"));
+        } else if !line.trim().is_empty() && !line.starts_with('#') {
+            if let Some(expect) = expect.take() {
+                out.push(Case {
+                    filter: filter.clone(),
+                    expect,
+                    line: line.to_string(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Repeats the line's token run (`A ` or `a: `) `n` times.
+fn grow(line: &str, n: usize) -> String {
+    for token in ["A ", "a: "] {
+        let run = token.repeat(4);
+        if let Some(start) = line.find(&run) {
+            let mut end = start;
+            while line[end..].starts_with(token) {
+                end += token.len();
+            }
+            return format!("{}{}{}", &line[..start], token.repeat(n), &line[end..]);
+        }
+    }
+    panic!("no token run in {line}");
+}
+
+fn check(case: &Case, line: &str, dir: &std::path::Path, limit: Duration) {
+    let def = load_filter(dir, &case.filter).expect("stock filter loads");
+    let mut filter = FilterBuilder::new(def)
+        .with_clock(Clock {
+            zone: jiff::tz::TimeZone::posix("CET-01CEST-02,M3.5.0,M10.5.0").expect("tz"),
+            fixed_now: Some(1_124_013_600),
+        })
+        .build()
+        .expect("builds");
+    // A running filter is warm: its lazy DFAs have seen ordinary lines.
+    filter.process_line("2016-11-07 22:21:20 warm-up line that matches nothing");
+    let started = Instant::now();
+    let found = filter.process_line(line);
+    let took = started.elapsed();
+    let found: Vec<_> = found.into_iter().filter(|m| !m.nofail).collect();
+    let stock_differs = case.filter == "dovecot" && case.expect["host"].is_string();
+    let want_match = case.expect["match"].as_bool().expect("match flag") && !stock_differs;
+    assert_eq!(
+        !found.is_empty(),
+        want_match,
+        "{}: match on {} bytes",
+        case.filter,
+        line.len()
+    );
+    if let Some(host) = case.expect["host"].as_str().filter(|_| want_match) {
+        let addr = found[0].to_failure().expect("a failure").addr;
+        assert_eq!(addr, host.parse::<std::net::IpAddr>().expect("ip"));
+    }
+    assert!(
+        took < limit,
+        "{}: {} bytes took {took:?} (limit {limit:?})",
+        case.filter,
+        line.len()
+    );
+}
+
+#[test]
+fn redos_lines_finish_fast_with_the_annotated_result() {
+    let Some(dir) = test_support::require_env("FAIL2BAN_FILTER_DIR", "fail2ban's filter.d") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let path = test_support::shared_dir().join("conformance/logban/redos-lines.txt");
+    let text = std::fs::read_to_string(&path).expect("redos-lines.txt");
+    let cases = cases(&text);
+    assert_eq!(cases.len(), 4);
+    for case in &cases {
+        check(case, &case.line, &dir, LIMIT);
+        let grown = grow(&case.line, GROWN);
+        assert!(grown.len() > 2 * GROWN);
+        let long_capture = case.filter == "dovecot" || case.expect["match"] == true;
+        let limit = if long_capture {
+            LIMIT_LONG_MATCH
+        } else {
+            LIMIT
+        };
+        check(case, &grown, &dir, limit);
+    }
+}
