@@ -489,7 +489,6 @@ pub(crate) fn open_body<R: Read + Send, W: Write + Send>(
 // One chunk at a time: I/O-free cores and std adapters.
 
 /// The I/O-free core of an encrypting writer: one chunk buffer.
-#[derive(Debug)]
 pub(crate) struct SealState {
     body: Body,
     counter: u64,
@@ -499,6 +498,27 @@ pub(crate) struct SealState {
     /// Sealed bytes `buf[pending.0..pending.1]` not yet written out.
     pending: (usize, usize),
     finished: bool,
+}
+
+// Debug shows progress, never buffered plaintext.
+impl std::fmt::Debug for SealState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealState")
+            .field("chunk_size", &self.body.chunk_size)
+            .field("chunks_sealed", &self.counter)
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for OpenState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenState")
+            .field("chunk_size", &self.body.chunk_size)
+            .field("chunks_opened", &self.counter)
+            .field("phase", &self.phase)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SealState {
@@ -548,6 +568,7 @@ impl SealState {
     }
 
     /// Whether the last chunk has been sealed (no more data may be pushed).
+    #[cfg(feature = "tokio")]
     pub(crate) fn is_finished(&self) -> bool {
         self.finished
     }
@@ -638,7 +659,6 @@ enum Phase {
 
 /// The I/O-free core of a decrypting reader: one sealed chunk (plus one byte of lookahead)
 /// and one plaintext chunk.
-#[derive(Debug)]
 pub(crate) struct OpenState {
     body: Body,
     counter: u64,

@@ -294,6 +294,7 @@ fn parallel_engine_handles_large_streams() {
     }
 }
 
+#[cfg(feature = "tokio")]
 #[tokio::test]
 async fn tokio_adapters_round_trip_and_fail_like_the_std_ones() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -328,6 +329,7 @@ async fn tokio_adapters_round_trip_and_fail_like_the_std_ones() {
     assert!(out[..] == pt[..5 * 10_000]);
 }
 
+#[cfg(feature = "tokio")]
 #[tokio::test]
 async fn tokio_adapters_survive_backpressure() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
