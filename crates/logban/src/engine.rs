@@ -51,8 +51,7 @@ impl<F: FnMut(&[u8]) -> Option<Failure> + Send> LineMatcher for F {
 
 impl LineMatcher for crate::Filter {
     fn match_line(&mut self, line: &[u8]) -> LineOutcome {
-        let text = String::from_utf8_lossy(line);
-        let found = self.process_line(&text);
+        let found = self.process_bytes(line);
         LineOutcome {
             matches: u32::try_from(found.iter().filter(|m| !m.nofail).count()).unwrap_or(u32::MAX),
             failures: found
