@@ -37,6 +37,22 @@ pub struct LineOutcome {
 pub trait LineMatcher: Send {
     /// Looks at one line (without its newline).
     fn match_line(&mut self, line: &[u8]) -> LineOutcome;
+
+    /// Looks at a line whose time is already known (a journal entry's timestamp, Unix
+    /// seconds). By default the time is ignored.
+    fn match_line_at(&mut self, line: &[u8], _time: f64) -> LineOutcome {
+        self.match_line(line)
+    }
+}
+
+fn outcome(found: &[crate::FilterMatch]) -> LineOutcome {
+    LineOutcome {
+        matches: u32::try_from(found.iter().filter(|m| !m.nofail).count()).unwrap_or(u32::MAX),
+        failures: found
+            .iter()
+            .filter_map(crate::FilterMatch::to_failure)
+            .collect(),
+    }
 }
 
 impl<F: FnMut(&[u8]) -> Option<Failure> + Send> LineMatcher for F {
@@ -51,14 +67,11 @@ impl<F: FnMut(&[u8]) -> Option<Failure> + Send> LineMatcher for F {
 
 impl LineMatcher for crate::Filter {
     fn match_line(&mut self, line: &[u8]) -> LineOutcome {
-        let found = self.process_bytes(line);
-        LineOutcome {
-            matches: u32::try_from(found.iter().filter(|m| !m.nofail).count()).unwrap_or(u32::MAX),
-            failures: found
-                .iter()
-                .filter_map(crate::FilterMatch::to_failure)
-                .collect(),
-        }
+        outcome(&self.process_bytes(line))
+    }
+
+    fn match_line_at(&mut self, line: &[u8], time: f64) -> LineOutcome {
+        outcome(&self.process_line_at(&String::from_utf8_lossy(line), time))
     }
 }
 
@@ -295,9 +308,25 @@ impl Engine {
         line: &[u8],
         matcher: &mut dyn LineMatcher,
     ) -> Result<Vec<Ban>> {
+        let outcome = matcher.match_line(line);
+        self.count_and_report(jail, outcome).await
+    }
+
+    /// Like [`feed_line`](Self::feed_line) for a line whose time is known (journal entries).
+    pub async fn feed_line_at(
+        &self,
+        jail: &str,
+        line: &[u8],
+        time: f64,
+        matcher: &mut dyn LineMatcher,
+    ) -> Result<Vec<Ban>> {
+        let outcome = matcher.match_line_at(line, time);
+        self.count_and_report(jail, outcome).await
+    }
+
+    async fn count_and_report(&self, jail: &str, outcome: LineOutcome) -> Result<Vec<Ban>> {
         let metrics = self.inner.metrics.jail(jail);
         metrics.add_lines(1);
-        let outcome = matcher.match_line(line);
         metrics.add_matches(u64::from(outcome.matches));
         self.report(jail, &outcome.failures).await
     }

@@ -78,4 +78,19 @@ async fn sshd_filter_lines_ban_the_attacker_only() {
         1,
         "2001:db8::77 has one failure"
     );
+
+    // Journal-style entries carry their time beside the message, as fail2ban formats them.
+    let mut journal_bans = Vec::new();
+    for pid in 0..3 {
+        let line =
+            format!("web sshd[{pid}]: Failed password for root from 2001:db8::99 port 22 ssh2");
+        journal_bans.extend(
+            engine
+                .feed_line_at("sshd", line.as_bytes(), (NOW - 5) as f64, &mut filter)
+                .await
+                .expect("feed"),
+        );
+    }
+    assert_eq!(journal_bans.len(), 1, "{journal_bans:?}");
+    assert_eq!(journal_bans[0].start, NOW - 5);
 }
