@@ -31,11 +31,11 @@ recipient=$(age-keygen -y "$dir/key.txt")
 # Both tools decrypt the same file, written by the age CLI.
 age -r "$recipient" -o "$dir/data.age" < "$data"
 
-# Seconds of wall time for one whole-process run of "$@" (stdin/stdout set by the caller).
+# Seconds of wall time for one whole-process run of "${@:3}" with stdin from $1, stdout to $2.
 seconds() {
     local start end
     start=$(date +%s%N)
-    "$@"
+    "${@:3}" < "$1" > "$2"
     end=$(date +%s%N)
     echo "scale=3; ($end - $start) / 1000000000" | bc
 }
@@ -47,10 +47,10 @@ for ((i = 1; i <= runs; i++)); do
     for tool in crypt age; do
         if [ $tool = crypt ]; then enc=("$crypt" age -r "$recipient"); dec=("$crypt" age -d -i "$dir/key.txt")
         else enc=(age -r "$recipient"); dec=(age -d -i "$dir/key.txt"); fi
-        times[$tool-enc]+=" $(seconds "${enc[@]}" < "$data" > /dev/null)"
-        times[$tool-dec]+=" $(seconds "${dec[@]}" < "$dir/data.age" > /dev/null)"
-        times[$tool-encf]+=" $(seconds "${enc[@]}" -o "$dir/out.age" "$data")"
-        times[$tool-decf]+=" $(seconds "${dec[@]}" -o "$dir/out.bin" "$dir/data.age")"
+        times[$tool-enc]+=" $(seconds "$data" /dev/null "${enc[@]}")"
+        times[$tool-dec]+=" $(seconds "$dir/data.age" /dev/null "${dec[@]}")"
+        times[$tool-encf]+=" $(seconds /dev/null /dev/null "${enc[@]}" -o "$dir/out.age" "$data")"
+        times[$tool-decf]+=" $(seconds /dev/null /dev/null "${dec[@]}" -o "$dir/out.bin" "$dir/data.age")"
         cmp -s "$dir/out.bin" "$data" || { echo "$tool: decrypted file differs" >&2; exit 1; }
         # The other tool must read what this one wrote.
         if [ $tool = crypt ]; then age -d -i "$dir/key.txt" "$dir/out.age" | cmp -s - "$data"
