@@ -29,8 +29,15 @@ use crate::format::{
 };
 use crate::fsmeta;
 use crate::pack::{FinishedPack, PackBuilder};
+use crate::pool::{BufferPool, Pooled};
 use crate::progress::Progress;
 use crate::repo::{Repository, blob_aad, poisoned};
+
+/// Concurrent pack uploads.
+const UPLOADERS: usize = 2;
+
+/// Room reserved past the pack size for the pack header (about 70 bytes per blob).
+const PACK_SLACK: usize = 256 * 1024;
 
 /// Options for [`backup`]; build with [`BackupOptions::new`] and the `with_*` methods.
 #[derive(Debug, Clone)]
@@ -312,6 +319,8 @@ struct Pipeline<'a> {
     progress: &'a dyn Progress,
     pending: Mutex<HashSet<ChunkId>>,
     packer: Mutex<PackBuilder>,
+    chunk_buffers: Arc<BufferPool>,
+    pack_buffers: Arc<BufferPool>,
     written: Mutex<Vec<IndexPack>>,
     chunks_new: AtomicU64,
     bytes_new: AtomicU64,
@@ -340,11 +349,13 @@ impl Pipeline<'_> {
         let keys = &self.repo.keys;
         let size = keys.chunker.stream(
             &file,
-            |data| {
-                let id = keys.chunk_id(&data);
+            |chunk| {
+                let id = keys.chunk_id(chunk);
                 content.push(id);
-                self.progress.bytes_done(data.len() as u64);
+                self.progress.bytes_done(chunk.len() as u64);
                 if self.claim(&id)? {
+                    let mut data = self.chunk_buffers.take();
+                    data.extend_from_slice(chunk);
                     let blob = Blob {
                         id,
                         kind: BlobKind::Data,
@@ -382,17 +393,28 @@ impl Pipeline<'_> {
     fn seal_blobs(&self, blobs: &Receiver<Blob>, packs: &Sender<FinishedPack>) -> Result<()> {
         let keys = &self.repo.keys;
         let pack_size = self.repo.config.pack_size as usize;
+        let mut encoded = Vec::new();
         for blob in blobs {
-            let encoded = crate::compress::encode(&blob.data, self.repo.config.compression_level);
+            let level = self.repo.config.compression_level;
+            crate::compress::encode_into(&blob.data, level, &mut encoded);
             let sealed = keys.cipher.seal(&blob_aad(&blob.id), &encoded)?;
+            let raw_length = blob.data.len() as u64;
             self.chunks_new.fetch_add(1, Ordering::Relaxed);
-            self.bytes_new
-                .fetch_add(blob.data.len() as u64, Ordering::Relaxed);
+            self.bytes_new.fetch_add(raw_length, Ordering::Relaxed);
             let full = {
                 let mut packer = self.packer.lock().map_err(poisoned)?;
-                packer.add(blob.id, blob.kind, &sealed, blob.data.len());
-                (packer.len() >= pack_size).then(|| std::mem::take(&mut *packer))
+                // A pack closes before a blob would overflow it, so packs never reallocate;
+                // the slack covers the sealed header.
+                let full = (packer.len() > 0 && packer.len() + sealed.len() > pack_size)
+                    .then(|| std::mem::take(&mut *packer));
+                packer.add(blob.id, blob.kind, &sealed, blob.data.len(), || {
+                    self.pack_buffers.take()
+                });
+                full
             };
+            if blob.kind == BlobKind::Data {
+                self.chunk_buffers.give(blob.data);
+            }
             if let Some(mut full) = full {
                 if let Some(pack) = full.finish(&keys.cipher)? {
                     packs
@@ -407,8 +429,10 @@ impl Pipeline<'_> {
     fn upload(&self, packs: &Receiver<FinishedPack>) -> Result<()> {
         for pack in packs {
             let size = pack.bytes.len() as u64;
+            let bytes =
+                bytes::Bytes::from_owner(Pooled::new(pack.bytes, self.pack_buffers.clone()));
             self.handle
-                .block_on(self.repo.put(&pack.path, pack.bytes, true))?;
+                .block_on(self.repo.put(&pack.path, bytes, true))?;
             self.repo.add_to_index(&pack.index)?;
             self.written.lock().map_err(poisoned)?.push(pack.index);
             self.bytes_stored.fetch_add(size, Ordering::Relaxed);
@@ -559,6 +583,13 @@ fn run_blocking(
         progress,
         pending: Mutex::new(HashSet::new()),
         packer: Mutex::new(PackBuilder::default()),
+        // Every chunk buffer in flight: one per reader, queued, and per sealer (plus spares).
+        chunk_buffers: BufferPool::new(
+            repo.config.chunker.max_size as usize,
+            3 * options.threads.max(1) + 2,
+        ),
+        // Packs uploading, handed over and filling.
+        pack_buffers: BufferPool::new(repo.config.pack_size as usize + PACK_SLACK, UPLOADERS + 2),
         written: Mutex::new(Vec::new()),
         chunks_new: AtomicU64::new(0),
         bytes_new: AtomicU64::new(0),
@@ -612,9 +643,11 @@ fn run_pipeline<T>(
 ) -> Result<T> {
     let next_job = AtomicUsize::new(0);
     std::thread::scope(|s| {
-        let (blob_tx, blob_rx) = bounded::<Blob>(threads * 2);
-        let (pack_tx, pack_rx) = bounded::<FinishedPack>(1);
-        let uploaders: Vec<_> = (0..2)
+        // Memory bound: `threads` queued chunks, and at most UPLOADERS packs uploading plus one
+        // handed over (a zero-capacity channel) plus one filling.
+        let (blob_tx, blob_rx) = bounded::<Blob>(threads);
+        let (pack_tx, pack_rx) = bounded::<FinishedPack>(0);
+        let uploaders: Vec<_> = (0..UPLOADERS)
             .map(|_| {
                 let rx = pack_rx.clone();
                 s.spawn(move || pipeline.upload(&rx))

@@ -27,7 +27,7 @@ impl Default for ChunkerParams {
         ChunkerParams {
             min_size: 256 * 1024,
             avg_size: 1024 * 1024,
-            max_size: 4 * 1024 * 1024,
+            max_size: 2 * 1024 * 1024,
         }
     }
 }
@@ -103,13 +103,14 @@ impl Chunker {
         len
     }
 
-    /// Splits everything `reader` yields into chunks, calling `emit` with each in order.
+    /// Splits everything `reader` yields into chunks, calling `emit` with each in order (the
+    /// slice is only valid during the call).
     ///
     /// Holds at most `max_size` bytes of the stream plus one chunk in memory.
     pub(crate) fn stream<R: Read>(
         &self,
         mut reader: R,
-        mut emit: impl FnMut(Vec<u8>) -> Result<()>,
+        mut emit: impl FnMut(&[u8]) -> Result<()>,
         on_read_error: impl Fn(std::io::Error) -> Error,
     ) -> Result<u64> {
         let max = self.params.max_size as usize;
@@ -134,10 +135,10 @@ impl Chunker {
                 return Ok(total);
             }
             let len = self.cut(&buf).clamp(1, buf.len());
-            let rest = buf.split_off(len);
             total += len as u64;
-            emit(std::mem::replace(&mut buf, rest))?;
-            buf.reserve(max.saturating_sub(buf.len()));
+            emit(&buf[..len])?;
+            buf.copy_within(len.., 0);
+            buf.truncate(buf.len() - len);
         }
     }
 }
@@ -157,7 +158,7 @@ mod tests {
             .stream(
                 data,
                 |c| {
-                    out.push(c);
+                    out.push(c.to_vec());
                     Ok(())
                 },
                 |e| Error::io("test", e),

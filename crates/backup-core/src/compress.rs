@@ -8,30 +8,31 @@ const ZSTD: u8 = 1;
 const PROBE_LEN: usize = 64 * 1024;
 
 /// Compresses `data` at `level` unless it does not shrink by at least 1/32.
+#[cfg(test)]
 pub(crate) fn encode(data: &[u8], level: i32) -> Vec<u8> {
-    if data.len() > 2 * PROBE_LEN && !shrinks(&data[..PROBE_LEN], 1) {
-        return raw(data);
-    }
-    match zstd::bulk::compress(data, level) {
-        Ok(c) if c.len() + c.len() / 32 < data.len() => {
-            let mut out = Vec::with_capacity(c.len() + 1);
-            out.push(ZSTD);
-            out.extend_from_slice(&c);
-            out
+    let mut out = Vec::new();
+    encode_into(data, level, &mut out);
+    out
+}
+
+/// Like [`encode`], into `out` (cleared first) so a thread can reuse one buffer.
+pub(crate) fn encode_into(data: &[u8], level: i32, out: &mut Vec<u8>) {
+    out.clear();
+    if data.len() <= 2 * PROBE_LEN || shrinks(&data[..PROBE_LEN], 1) {
+        if let Ok(c) = zstd::bulk::compress(data, level) {
+            if c.len() + c.len() / 32 < data.len() {
+                out.push(ZSTD);
+                out.extend_from_slice(&c);
+                return;
+            }
         }
-        _ => raw(data),
     }
+    out.push(RAW);
+    out.extend_from_slice(data);
 }
 
 fn shrinks(sample: &[u8], level: i32) -> bool {
     zstd::bulk::compress(sample, level).is_ok_and(|c| c.len() + c.len() / 16 < sample.len())
-}
-
-fn raw(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + 1);
-    out.push(RAW);
-    out.extend_from_slice(data);
-    out
 }
 
 /// Reverses [`encode`]; `raw_length` (from the index) bounds the output.

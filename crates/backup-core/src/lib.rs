@@ -58,6 +58,7 @@ mod fsmeta;
 mod hostile_tests;
 pub mod ops;
 mod pack;
+mod pool;
 mod progress;
 mod repo;
 mod restore;

@@ -32,8 +32,19 @@ impl PackBuilder {
         self.bytes.len()
     }
 
-    /// Appends one sealed blob.
-    pub(crate) fn add(&mut self, id: ChunkId, kind: BlobKind, sealed: &[u8], raw_length: usize) {
+    /// Appends one sealed blob; the first one takes its buffer from `fresh` (a pooled buffer of
+    /// the full pack size, so a pack never reallocates).
+    pub(crate) fn add(
+        &mut self,
+        id: ChunkId,
+        kind: BlobKind,
+        sealed: &[u8],
+        raw_length: usize,
+        fresh: impl FnOnce() -> Vec<u8>,
+    ) {
+        if self.entries.is_empty() {
+            self.bytes = fresh();
+        }
         self.entries.push(PackEntry {
             id,
             kind,

@@ -28,14 +28,14 @@ impl Default for InitOptions {
     fn default() -> Self {
         InitOptions {
             chunker: ChunkerParams::default(),
-            pack_size: 16 * 1024 * 1024,
+            pack_size: 8 * 1024 * 1024,
             compression_level: 3,
         }
     }
 }
 
 impl InitOptions {
-    /// Default options: chunks of 256 KiB to 4 MiB (1 MiB average), 16 MiB packs, zstd level 3.
+    /// Default options: chunks of 256 KiB to 2 MiB (1 MiB average), 8 MiB packs, zstd level 3.
     pub fn new() -> Self {
         Self::default()
     }
@@ -297,7 +297,12 @@ impl Repository {
     }
 
     /// Writes an object; `create_only` makes an existing object an error.
-    pub(crate) async fn put(&self, name: &str, bytes: Vec<u8>, create_only: bool) -> Result<()> {
+    pub(crate) async fn put(
+        &self,
+        name: &str,
+        bytes: impl Into<PutPayload>,
+        create_only: bool,
+    ) -> Result<()> {
         let mode = if create_only {
             PutMode::Create
         } else {
@@ -306,7 +311,7 @@ impl Repository {
         self.store
             .put_opts(
                 &ObjectPath::from(name),
-                PutPayload::from(bytes),
+                bytes.into(),
                 PutOptions::from(mode),
             )
             .await

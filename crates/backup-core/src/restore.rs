@@ -242,7 +242,7 @@ impl Restorer<'_> {
         let read = keys.chunker.stream(
             file,
             |data| {
-                ids.push(keys.chunk_id(&data));
+                ids.push(keys.chunk_id(data));
                 Ok(())
             },
             |e| Error::io(path, e),

@@ -26,7 +26,7 @@ pub struct StoreOptions {
 
 impl StoreOptions {
     /// Options for `location` with a 300 s request timeout (object_store's 30 s default is short
-    /// for 16 MiB packs on a slow link).
+    /// for large packs on a slow link).
     pub fn new(location: impl Into<String>) -> Self {
         StoreOptions {
             location: location.into(),
