@@ -199,7 +199,8 @@ impl StreamSealer {
 }
 
 /// A source that can read at any offset: files and cursors (anything `Read + Seek`), or an
-/// object store's ranged GETs.
+/// object store's ranged GETs. Implementations should pass the conformance suite
+/// `conformance::random_access` (feature `conformance`).
 pub trait RandomAccess {
     /// Total length in bytes.
     fn size(&mut self) -> io::Result<u64>;
