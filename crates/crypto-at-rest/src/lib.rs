@@ -71,6 +71,7 @@
 //! * For age only: [x25519_dalek] (ring cannot load a stored X25519 private key), [bech32]
 //!   (age's key encoding), [base64] (header stanzas and armor).
 
+pub mod age;
 #[cfg(feature = "tokio")]
 mod async_io;
 mod chunk;
