@@ -37,7 +37,7 @@ seconds() {
     start=$(date +%s%N)
     "${@:3}" < "$1" > "$2"
     end=$(date +%s%N)
-    echo "scale=3; ($end - $start) / 1000000000" | bc
+    printf "%.3f" "$(echo "($end - $start) / 1000000000" | bc -l)"
 }
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

@@ -33,7 +33,6 @@ mod x25519;
 use std::io::{self, BufRead, BufReader, Read, Write};
 
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
-use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroizing;
 
 pub use armor::{ArmoredReader, ArmoredWriter};
@@ -99,9 +98,7 @@ pub trait Identity {
 
 pub(crate) fn random_bytes<const N: usize>() -> Result<Zeroizing<[u8; N]>, Error> {
     let mut bytes = Zeroizing::new([0u8; N]);
-    SystemRandom::new()
-        .fill(&mut bytes[..])
-        .map_err(|_| Error::Io(io::Error::other("system random source failed")))?;
+    crate::random(&mut bytes[..])?;
     Ok(bytes)
 }
 
