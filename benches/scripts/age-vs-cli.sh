@@ -5,7 +5,8 @@
 #   bash benches/scripts/age-vs-cli.sh [RESULT_MD]    (default benches/results/age.md)
 #
 # Env: AGE_BENCH_DIR (scratch dir, default /tmp/age-bench; needs ~4.5 GiB), AGE_BENCH_SIZE_MIB
-# (default 1024), AGE_BENCH_RUNS (default 5). Runs alternate crypt/age, each timed as a whole
+# (default 1024), AGE_BENCH_RUNS (default 5), AGE_BENCH_CRYPT (a prebuilt release `crypt`;
+# default: build it). Runs alternate crypt/age, each timed as a whole
 # process; the table shows medians. Stream runs read a redirected file and write /dev/null
 # (`< file > /dev/null`: neither a pipe nor the file system dominates); file runs use -o FILE.
 set -euo pipefail
@@ -17,8 +18,12 @@ size_mib=${AGE_BENCH_SIZE_MIB:-1024}
 runs=${AGE_BENCH_RUNS:-5}
 
 command -v age >/dev/null || { echo "age CLI not found (apt-get install age)" >&2; exit 1; }
-cargo build --release -q -p hostguard-examples --bin crypt --manifest-path "$root/Cargo.toml"
-crypt="${CARGO_TARGET_DIR:-$root/target}/release/crypt"
+if [ -n "${AGE_BENCH_CRYPT:-}" ]; then
+    crypt=$AGE_BENCH_CRYPT # a prebuilt release binary
+else
+    cargo build --release -q -p hostguard-examples --bin crypt --manifest-path "$root/Cargo.toml"
+    crypt="${CARGO_TARGET_DIR:-$root/target}/release/crypt"
+fi
 
 mkdir -p "$dir"
 data=$dir/data.bin
