@@ -342,13 +342,19 @@ impl Pipeline<'_> {
         Ok(self.pending.lock().map_err(poisoned)?.insert(*id))
     }
 
-    fn read_file(&self, entry: &Entry, chunks: &Sender<Blob>) -> Result<FileOutcome> {
+    fn read_file(
+        &self,
+        entry: &Entry,
+        scratch: &mut Vec<u8>,
+        chunks: &Sender<Blob>,
+    ) -> Result<FileOutcome> {
         let path = &entry.path;
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let mut content = Vec::new();
         let keys = &self.repo.keys;
         let size = keys.chunker.stream(
             &file,
+            scratch,
             |chunk| {
                 let id = keys.chunk_id(chunk);
                 content.push(id);
@@ -586,7 +592,7 @@ fn run_blocking(
         // Every chunk buffer in flight: one per reader, queued, and per sealer (plus spares).
         chunk_buffers: BufferPool::new(
             repo.config.chunker.max_size as usize,
-            3 * options.threads.max(1) + 2,
+            4 * options.threads.max(1) + 2,
         ),
         // Packs uploading, handed over and filling.
         pack_buffers: BufferPool::new(repo.config.pack_size as usize + PACK_SLACK, UPLOADERS + 2),
@@ -662,14 +668,16 @@ fn run_pipeline<T>(
             })
             .collect();
         drop(blob_rx);
-        let readers: Vec<_> = (0..threads)
+        // Twice as many readers as cores: with many small files they wait on open/read.
+        let readers: Vec<_> = (0..2 * threads)
             .map(|_| {
                 let tx = blob_tx.clone();
                 let next = &next_job;
                 s.spawn(move || -> Result<Vec<(usize, Result<FileOutcome>)>> {
                     let mut done = Vec::new();
+                    let mut scratch = Vec::new();
                     while let Some(&(i, entry)) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        let outcome = pipeline.read_file(entry, &tx);
+                        let outcome = pipeline.read_file(entry, &mut scratch, &tx);
                         if let Err(Error::Worker(w)) = outcome {
                             return Err(Error::Worker(w));
                         }

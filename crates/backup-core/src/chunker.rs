@@ -106,39 +106,40 @@ impl Chunker {
     /// Splits everything `reader` yields into chunks, calling `emit` with each in order (the
     /// slice is only valid during the call).
     ///
-    /// Holds at most `max_size` bytes of the stream plus one chunk in memory.
+    /// `scratch` is a per-thread buffer reused across files (allocated zeroed once, at the
+    /// maximum chunk size): the only memory this holds.
     pub(crate) fn stream<R: Read>(
         &self,
         mut reader: R,
+        scratch: &mut Vec<u8>,
         mut emit: impl FnMut(&[u8]) -> Result<()>,
         on_read_error: impl Fn(std::io::Error) -> Error,
     ) -> Result<u64> {
         let max = self.params.max_size as usize;
-        let mut buf: Vec<u8> = Vec::with_capacity(max);
+        if scratch.len() < max {
+            *scratch = vec![0u8; max];
+        }
+        let buf = &mut scratch[..max];
+        let mut filled = 0;
         let mut eof = false;
         let mut total = 0u64;
         loop {
-            while !eof && buf.len() < max {
-                let start = buf.len();
-                buf.resize(max, 0);
-                match reader.read(&mut buf[start..]) {
-                    Ok(0) => {
-                        buf.truncate(start);
-                        eof = true;
-                    }
-                    Ok(n) => buf.truncate(start + n),
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(start),
+            while !eof && filled < max {
+                match reader.read(&mut buf[filled..]) {
+                    Ok(0) => eof = true,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(on_read_error(e)),
                 }
             }
-            if buf.is_empty() {
+            if filled == 0 {
                 return Ok(total);
             }
-            let len = self.cut(&buf).clamp(1, buf.len());
+            let len = self.cut(&buf[..filled]).clamp(1, filled);
             total += len as u64;
             emit(&buf[..len])?;
-            buf.copy_within(len.., 0);
-            buf.truncate(buf.len() - len);
+            buf.copy_within(len..filled, 0);
+            filled -= len;
         }
     }
 }
@@ -157,6 +158,7 @@ mod tests {
         Chunker::new(params, key)
             .stream(
                 data,
+                &mut Vec::new(),
                 |c| {
                     out.push(c.to_vec());
                     Ok(())

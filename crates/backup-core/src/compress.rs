@@ -35,6 +35,25 @@ fn shrinks(sample: &[u8], level: i32) -> bool {
     zstd::bulk::compress(sample, level).is_ok_and(|c| c.len() + c.len() / 16 < sample.len())
 }
 
+/// Compresses a metadata object (index, snapshot, pack header) of unknown decoded size.
+pub(crate) fn encode_object(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_into(data, 3, &mut out);
+    out
+}
+
+/// Reverses [`encode_object`]. Objects are authenticated before this runs, so only a key holder
+/// could make one decompress to something huge.
+pub(crate) fn decode_object(plain: &[u8]) -> Result<Vec<u8>, String> {
+    match plain.split_first() {
+        Some((&RAW, body)) => Ok(body.to_vec()),
+        Some((&ZSTD, body)) => zstd::stream::decode_all(body)
+            .map_err(|e| format!("zstd data does not decompress: {e}")),
+        Some((flag, _)) => Err(format!("unknown compression flag {flag}")),
+        None => Err("empty object".into()),
+    }
+}
+
 /// Reverses [`encode`]; `raw_length` (from the index) bounds the output.
 pub(crate) fn decode(plain: &[u8], raw_length: usize) -> Result<Vec<u8>, String> {
     match plain.split_first() {

@@ -1,7 +1,8 @@
 //! Pack objects: many sealed blobs, then a sealed header listing them, then the header's length.
 //!
 //! ```text
-//! blob_0 || blob_1 || ... || seal(aad = "<pack path>#header", CBOR [PackEntry]) || u32 LE header length
+//! blob_0 || blob_1 || ... || seal(aad = "<pack path>#header", flag || zstd? CBOR [PackEntry])
+//!        || u32 LE header length
 //! ```
 
 use crate::cipher::RepoCipher;
@@ -64,7 +65,10 @@ impl PackBuilder {
         let path = format::pack_path(&id);
         let mut bytes = std::mem::take(&mut self.bytes);
         let entries = std::mem::take(&mut self.entries);
-        let header = cipher.seal(&header_aad(&path), &format::encode(&entries))?;
+        let header = cipher.seal(
+            &header_aad(&path),
+            &crate::compress::encode_object(&format::encode(&entries)),
+        )?;
         bytes.extend_from_slice(&header);
         bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
         Ok(Some(FinishedPack {

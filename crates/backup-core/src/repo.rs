@@ -321,14 +321,14 @@ impl Repository {
 
     /// Seals `value` under its own name and writes it.
     pub(crate) async fn put_sealed<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
-        let sealed = self
-            .keys
-            .cipher
-            .seal(name.as_bytes(), &format::encode(value))?;
+        let sealed = self.keys.cipher.seal(
+            name.as_bytes(),
+            &crate::compress::encode_object(&format::encode(value)),
+        )?;
         self.put(name, sealed, true).await
     }
 
-    /// Reads, opens and decodes a whole-object (config, index, snapshot).
+    /// Reads, opens, decompresses and decodes a whole object (index, snapshot).
     pub(crate) async fn get_sealed<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T> {
         let bytes = get_bytes(self.store.as_ref(), name).await?;
         let plain = self
@@ -336,6 +336,8 @@ impl Repository {
             .cipher
             .open(name.as_bytes(), &bytes)
             .map_err(|_| Error::corrupt(name, "fails authentication (damaged or tampered)"))?;
+        let plain = crate::compress::decode_object(&plain)
+            .map_err(|reason| Error::corrupt(name, reason))?;
         format::decode(name, &plain)
     }
 
