@@ -50,3 +50,25 @@ async fn s3_on_loopback() {
         .unwrap();
     conformance::run_all(store).await;
 }
+
+#[tokio::test]
+async fn key_file_opens_and_another_does_not() {
+    use backup_core::{Error, InitOptions, KeySource, Repository};
+    use crypto_at_rest::{KeyId, Keyring};
+    let dir = tempfile::tempdir().unwrap();
+    let (mine, other) = (dir.path().join("mine.key"), dir.path().join("other.key"));
+    Keyring::generate(KeyId(7)).unwrap().save(&mine).unwrap();
+    Keyring::generate(KeyId(7)).unwrap().save(&other).unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let key = KeySource::key_file(&mine).unwrap();
+    Repository::init(store.clone(), "mem", &key, InitOptions::new())
+        .await
+        .unwrap();
+    Repository::open(store.clone(), "mem", &key).await.unwrap();
+    let wrong = Repository::open(store.clone(), "mem", &KeySource::key_file(&other).unwrap()).await;
+    assert!(matches!(wrong, Err(Error::WrongKey)), "{wrong:?}");
+    let passphrase = Repository::open(store, "mem", &KeySource::passphrase("x")).await;
+    assert!(matches!(passphrase, Err(Error::WrongKey)), "{passphrase:?}");
+    let missing = KeySource::key_file(&dir.path().join("absent.key")).unwrap_err();
+    assert!(missing.to_string().contains("absent.key"), "{missing}");
+}
