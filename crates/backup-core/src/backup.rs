@@ -71,7 +71,8 @@ impl BackupOptions {
         }
     }
 
-    /// Excludes paths matching a glob; a pattern without `/` matches a name at any depth.
+    /// Excludes paths matching a glob: `/abs/path/*.tmp` is anchored at the root; any other
+    /// pattern (`*.log`, `www/cache`) matches at any depth.
     pub fn with_exclude(mut self, pattern: impl Into<String>) -> Self {
         self.excludes.push(pattern.into());
         self
@@ -131,7 +132,7 @@ impl BackupOptions {
         }
         let mut builder = GlobSetBuilder::new();
         for pattern in &self.excludes {
-            let full = if pattern.contains('/') {
+            let full = if pattern.starts_with('/') {
                 pattern.clone()
             } else {
                 format!("**/{pattern}")

@@ -62,7 +62,7 @@ enum Command {
         /// Paths to back up.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// Exclude paths matching this glob (a pattern without `/` matches names at any depth).
+        /// Exclude paths matching this glob (`/abs/*.tmp` is anchored; `*.log` or `www/cache` match at any depth).
         #[arg(long)]
         exclude: Vec<String>,
         /// Skip directories containing a file with this name (e.g. CACHEDIR.TAG).
