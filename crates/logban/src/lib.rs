@@ -45,6 +45,40 @@
 //! `tokio` + `async-trait` (sinks run commands and sockets asynchronously; `BanSink` is a
 //! trait object), `serde`/`serde_json`/`toml` (state records, the control protocol, the
 //! daemon's config).
+//!
+//! ## Reading logs: sources and fail2ban filters
+//!
+//! ```
+//! use logban::filter::{FilterBuilder, FilterDefinition};
+//!
+//! let mut filter = FilterBuilder::new(FilterDefinition {
+//!     name: "demo".into(),
+//!     failregex: vec![
+//!         r"^\s*\S+ sshd\[\d+\]: Failed password for <F-USER>\S+</F-USER> from <HOST>".into(),
+//!     ],
+//!     ..FilterDefinition::default()
+//! })
+//! .build()?;
+//! let line = "Mar  1 00:00:00 web1 sshd[7]: Failed password for root from ::ffff:192.0.2.7 port 22";
+//! let failures = filter.failures(line);
+//! assert_eq!(failures[0].addr, "192.0.2.7".parse::<std::net::IpAddr>().unwrap());
+//! assert_eq!(failures[0].user.as_deref(), Some("root"));
+//! // Host names are reported by the filter but never become failures (nor are resolved).
+//! assert!(filter.failures("Mar  1 00:00:01 web1 sshd[7]: Failed password for x from evil.example").is_empty());
+//! # Ok::<(), logban::Error>(())
+//! ```
+//!
+//! [`fail2ban::load_filter`] loads a stock filter by name with arguments
+//! (`load_filter(dir, "sshd[mode=aggressive]")`): `[INCLUDES]`, `.local` files, `%(var)s` and
+//! `<var>` substitution, prefregex, ignoreregex, datepattern, maxlines, journalmatch.
+//! [`fail2ban::import_jails`] reads jail.conf/jail.local. [`source`] follows files (rotation,
+//! copytruncate, saved positions, globs), the journal (`journalctl -o json`) and in-memory lines.
+//!
+//! Dependencies of the reading side, and why: `regex` (linear-time matching with literal
+//! prefilters and a `RegexSet`; no input can make it backtrack), `fancy-regex` (only for the
+//! few fail2ban regexes that need lookaround, backreferences or conditionals, run under a
+//! backtrack budget), `jiff` (time zones, including POSIX TZ strings, for dates logged without
+//! year or zone).
 
 pub mod config;
 #[cfg(feature = "conformance")]
@@ -58,6 +92,7 @@ pub mod filter;
 pub mod jail;
 pub mod metrics;
 pub mod sink;
+pub mod source;
 pub mod state;
 
 pub use engine::{Engine, EngineBuilder, JailStatus, LineMatcher, LineOutcome};

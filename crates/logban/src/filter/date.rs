@@ -539,6 +539,17 @@ pub struct FoundDate {
 pub struct DateDetector {
     templates: Vec<Template>,
     last: Option<(usize, usize)>,
+    /// The last date found: whole match text, date span relative to the match, time. Busy logs
+    /// repeat the same timestamp on many lines; a DFA-only match then skips parsing.
+    cache: Option<LastDate>,
+}
+
+#[derive(Debug, Clone)]
+struct LastDate {
+    template: usize,
+    whole: String,
+    span: (usize, usize),
+    time: Option<f64>,
 }
 
 impl DateDetector {
@@ -560,6 +571,7 @@ impl DateDetector {
         Self {
             templates,
             last: None,
+            cache: None,
         }
     }
 
@@ -595,32 +607,62 @@ impl DateDetector {
         Ok(Self {
             templates,
             last: None,
+            cache: None,
         })
     }
 
     /// Finds the date in `line`.
     pub fn find(&mut self, line: &str, clock: &Clock) -> Option<FoundDate> {
+        if let Some(c) = &self.cache {
+            let t = &self.templates[c.template];
+            if t.line_anchored && t.kind != Kind::None {
+                if let Some((s, e)) = t.matcher.find_at(line, 0) {
+                    if line[s..e] == c.whole {
+                        return Some(FoundDate {
+                            span: (s + c.span.0, s + c.span.1),
+                            time: c.time,
+                        });
+                    }
+                }
+            }
+        }
         if let Some((idx, pos)) = self.last {
             let t = &self.templates[idx];
             if let Some((caps, span)) = t.find(line) {
                 if t.line_anchored || span.0 == pos {
-                    return Some(FoundDate {
-                        span,
-                        time: t.value(line, &caps, clock),
-                    });
+                    let time = t.value(line, &caps, clock);
+                    self.remember(idx, line, &caps, span, time);
+                    return Some(FoundDate { span, time });
                 }
             }
         }
-        for (idx, t) in self.templates.iter().enumerate() {
+        for idx in 0..self.templates.len() {
+            let t = &self.templates[idx];
             if let Some((caps, span)) = t.find(line) {
                 self.last = Some((idx, span.0));
-                return Some(FoundDate {
-                    span,
-                    time: t.value(line, &caps, clock),
-                });
+                let time = t.value(line, &caps, clock);
+                self.remember(idx, line, &caps, span, time);
+                return Some(FoundDate { span, time });
             }
         }
         None
+    }
+
+    fn remember(
+        &mut self,
+        template: usize,
+        line: &str,
+        caps: &Captures,
+        span: (usize, usize),
+        time: Option<f64>,
+    ) {
+        let (s, e) = caps.whole();
+        self.cache = Some(LastDate {
+            template,
+            whole: line[s..e].to_string(),
+            span: (span.0 - s, span.1 - s),
+            time,
+        });
     }
 }
 

@@ -118,6 +118,22 @@ impl FilterBuilder {
             }
             failregex.push(m);
         }
+        let linear: Vec<(usize, &str)> = failregex
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| m.linear_pattern().map(|p| (i, p)))
+            .collect();
+        // One DFA pass over a line tells which failregexes can match; only those run captures.
+        let fail_set = regex::RegexSetBuilder::new(linear.iter().map(|(_, p)| *p))
+            .multi_line(multiline)
+            .size_limit(256 << 20)
+            .dfa_size_limit(64 << 20)
+            .build()
+            .ok()
+            .map(|set| FailSet {
+                set,
+                index: linear.iter().map(|(i, _)| *i).collect(),
+            });
         let ignoreregex = self
             .def
             .ignoreregex
@@ -141,6 +157,7 @@ impl FilterBuilder {
                 ..FilterStats::default()
             },
             def: self.def,
+            fail_set,
             failregex,
             ignoreregex,
             prefregex,
@@ -149,7 +166,7 @@ impl FilterBuilder {
             clock: self.clock,
             check_all_regex: self.check_all_regex,
             buffer: Vec::new(),
-            mlfid: HashMap::new(),
+            mlfid: MlfidCache::default(),
             last_date: None,
         })
     }
@@ -387,10 +404,78 @@ impl Fail {
     }
 }
 
+/// The linear failregexes as one set, with their indexes among all failregexes.
+#[derive(Debug, Clone)]
+struct FailSet {
+    set: regex::RegexSet,
+    index: Vec<usize>,
+}
+
+impl FailSet {
+    /// Which failregexes may match `text`: set members that match, plus every regex that is
+    /// not in the set (backtracking ones).
+    fn candidates(&self, text: &str, total: usize) -> Vec<bool> {
+        let mut out = vec![true; total];
+        for &i in &self.index {
+            out[i] = false;
+        }
+        for m in self.set.matches(text).iter() {
+            out[self.index[m]] = true;
+        }
+        out
+    }
+}
+
+/// fail2ban's multi-line session cache: at most 100 sessions, the oldest evicted first, each
+/// kept 5 minutes (`Utils.Cache(maxCount=100, maxTime=5*60)`).
+#[derive(Debug, Clone, Default)]
+struct MlfidCache {
+    map: HashMap<String, (Fail, i64)>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl MlfidCache {
+    const MAX: usize = 100;
+    const TTL: i64 = 300;
+
+    fn get(&mut self, key: &str, now: i64) -> Option<Fail> {
+        match self.map.get(key) {
+            Some((f, exp)) if *exp > now => Some(f.clone()),
+            Some(_) => {
+                self.map.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        self.map.remove(key);
+    }
+
+    /// Updates a session in place (same age), or adds it, evicting the oldest when full.
+    fn put(&mut self, key: &str, fail: Fail, now: i64) {
+        if let Some(entry) = self.map.get_mut(key) {
+            entry.0 = fail;
+            return;
+        }
+        self.order.retain(|k| self.map.contains_key(k));
+        while self.map.len() >= Self::MAX {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            self.map.remove(&old);
+        }
+        self.order.push_back(key.to_string());
+        self.map.insert(key.to_string(), (fail, now + Self::TTL));
+    }
+}
+
 /// A compiled filter with its multi-line state.
 #[derive(Debug, Clone)]
 pub struct Filter {
     def: FilterDefinition,
+    fail_set: Option<FailSet>,
     failregex: Vec<Matcher>,
     ignoreregex: Vec<Matcher>,
     prefregex: Option<Matcher>,
@@ -399,7 +484,7 @@ pub struct Filter {
     clock: Clock,
     check_all_regex: bool,
     buffer: Vec<TupleLine>,
-    mlfid: HashMap<String, Fail>,
+    mlfid: MlfidCache,
     last_date: Option<(f64, String)>,
     stats: FilterStats,
 }
@@ -539,25 +624,31 @@ impl Filter {
             }
         }
         let mut matched_any = false;
-        for idx in 0..self.failregex.len() {
-            let text = match &buf {
-                Some(b) => b.clone(),
-                None => {
-                    let b = buffer_text(&self.buffer);
-                    buf = Some(b.clone());
-                    b
-                }
-            };
-            let Some(caps) = self.failregex[idx].search(&text) else {
+        let total = self.failregex.len();
+        let mut candidates: Option<Vec<bool>> = None;
+        for idx in 0..total {
+            if buf.is_none() {
+                buf = Some(buffer_text(&self.buffer));
+                candidates = None;
+            }
+            let text: &str = buf.as_deref().unwrap_or_default();
+            let cands = candidates.get_or_insert_with(|| match &self.fail_set {
+                Some(set) => set.candidates(text, total),
+                None => vec![true; total],
+            });
+            if !cands[idx] {
+                continue;
+            }
+            let Some(caps) = self.failregex[idx].search(text) else {
                 continue;
             };
-            let (matched_lines, unmatched) = self.split_matched(&caps, &text, &org);
-            let mut groups = groups_of(&caps, &text);
+            let (matched_lines, unmatched) = self.split_matched(&caps, text, &org);
+            let mut groups = groups_of(&caps, text);
             if !self.ignoreregex.is_empty() {
                 let ignore_buf = if self.maxlines > 1 {
                     buffer_text(&matched_lines)
                 } else {
-                    text.clone()
+                    text.to_string()
                 };
                 if self.ignored(&ignore_buf) {
                     if self.maxlines > 1 {
@@ -593,7 +684,7 @@ impl Filter {
                     keep_in_cache = self.merge_failure(id, &mut fail, matched_text);
                     if fail.truthy("nofail") && !self.check_all_regex {
                         if keep_in_cache {
-                            self.mlfid.insert(id.clone(), fail);
+                            self.mlfid.put(id, fail, self.clock.now());
                         }
                         return out;
                     }
@@ -611,7 +702,7 @@ impl Filter {
                 fail.mlfpending = true;
             }
             if let (Some(key), true) = (&mlfid, keep_in_cache) {
-                self.mlfid.insert(key.clone(), fail.clone());
+                self.mlfid.put(key, fail.clone(), self.clock.now());
             }
             let addr_text = ["ip4", "ip6"]
                 .iter()
@@ -705,7 +796,7 @@ impl Filter {
         }
         let users;
         let cached;
-        if let Some(mut prev) = self.mlfid.remove(mlfid) {
+        if let Some(mut prev) = self.mlfid.get(mlfid, self.clock.now()) {
             if let Some(user) = fail.groups.get("user").filter(|u| !u.is_empty()) {
                 prev.users
                     .get_or_insert_with(BTreeSet::new)
@@ -729,6 +820,9 @@ impl Filter {
             }
             *fail = prev;
             cached = flags & 2 == 0;
+            if !cached {
+                self.mlfid.remove(mlfid);
+            }
         } else if flags & 2 == 0 {
             users = fail.update_users();
             cached = true;

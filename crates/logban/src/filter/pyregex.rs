@@ -543,6 +543,8 @@ impl Matcher {
     pub(crate) fn search_at(&self, hay: &str, start: usize) -> Option<Captures> {
         match &self.engine {
             Engine::Linear(re) => {
+                // The DFA rejects most lines without allocating capture slots.
+                re.find_at(hay, start)?;
                 let caps = re.captures_at(hay, start)?;
                 Some(Captures {
                     spans: (0..caps.len())
@@ -564,6 +566,22 @@ impl Matcher {
                     None
                 }
             },
+        }
+    }
+
+    /// Span of the first match from `start`, without captures.
+    pub(crate) fn find_at(&self, hay: &str, start: usize) -> Option<(usize, usize)> {
+        match &self.engine {
+            Engine::Linear(re) => re.find_at(hay, start).map(|m| (m.start(), m.end())),
+            Engine::Backtracking(_) => self.search_at(hay, start).map(|c| c.whole()),
+        }
+    }
+
+    /// The `regex` pattern when this runs on the linear engine (for a [`regex::RegexSet`]).
+    pub(crate) fn linear_pattern(&self) -> Option<&str> {
+        match &self.engine {
+            Engine::Linear(re) => Some(re.as_str()),
+            Engine::Backtracking(_) => None,
         }
     }
 

@@ -1,0 +1,311 @@
+//! Following log files: appends, rename rotation, copytruncate, saved positions, globs.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::LogLine;
+use crate::{Error, Result};
+
+/// Where a file is in a followed log: which file (inode) and how far it was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilePosition {
+    /// Inode of the file read.
+    pub inode: u64,
+    /// Bytes consumed (complete lines only).
+    pub offset: u64,
+}
+
+/// Where to start reading a file that is opened for the first time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// Only lines appended from now on (a daemon starting without saved state).
+    End,
+    /// The whole file.
+    Beginning,
+    /// A saved position; if the file was rotated since (other inode, or shorter), its start.
+    Saved(FilePosition),
+}
+
+/// Longest line kept; longer lines are cut (the rest of the line is dropped).
+const MAX_LINE: usize = 1 << 20;
+
+fn io_err(path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Follows one log file.
+#[derive(Debug)]
+pub struct FileTail {
+    path: PathBuf,
+    file: Option<File>,
+    inode: u64,
+    offset: u64,
+    /// The incomplete last line (at most [`MAX_LINE`] bytes of it).
+    partial: Vec<u8>,
+    /// Bytes of the incomplete last line read so far (including any cut off).
+    partial_raw: u64,
+}
+
+impl FileTail {
+    /// Opens `path` (which may not exist yet: it is picked up when it appears).
+    pub fn open(path: impl Into<PathBuf>, start: StartAt) -> Result<Self> {
+        let path = path.into();
+        let mut tail = Self {
+            path,
+            file: None,
+            inode: 0,
+            offset: 0,
+            partial: Vec::new(),
+            partial_raw: 0,
+        };
+        match File::open(&tail.path) {
+            Ok(file) => {
+                let meta = file.metadata().map_err(|e| io_err(&tail.path, e))?;
+                tail.inode = meta.ino();
+                tail.offset = match start {
+                    StartAt::End => meta.len(),
+                    StartAt::Beginning => 0,
+                    StartAt::Saved(p) if p.inode == meta.ino() && p.offset <= meta.len() => {
+                        p.offset
+                    }
+                    StartAt::Saved(_) => 0,
+                };
+                tail.file = Some(file);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&tail.path, e)),
+        }
+        Ok(tail)
+    }
+
+    /// The followed path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Position to save (complete lines consumed so far).
+    pub fn position(&self) -> FilePosition {
+        FilePosition {
+            inode: self.inode,
+            offset: self.offset,
+        }
+    }
+
+    /// Complete lines appended since the last poll. Follows rename rotation (the old file is
+    /// read to its end first) and copytruncate (a file shorter than the position restarts at 0).
+    pub fn poll(&mut self) -> Result<Vec<LogLine>> {
+        let mut lines = Vec::new();
+        let current = match std::fs::metadata(&self.path) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err(&self.path, e)),
+        };
+        let rotated = match (&self.file, &current) {
+            (Some(_), Some(m)) => m.ino() != self.inode,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        if rotated {
+            // Finish what was written to the old file before its rename, then switch.
+            if self.file.is_some() {
+                self.read_available(&mut lines)?;
+                self.flush_partial(&mut lines);
+            }
+            if let Some(m) = &current {
+                self.file = Some(File::open(&self.path).map_err(|e| io_err(&self.path, e))?);
+                self.inode = m.ino();
+                self.offset = 0;
+                self.partial.clear();
+                self.partial_raw = 0;
+            }
+        } else if let (Some(file), Some(_)) = (&self.file, &current) {
+            let len = file.metadata().map_err(|e| io_err(&self.path, e))?.len();
+            if len < self.offset {
+                // copytruncate: the same file was emptied and is written from the start again.
+                self.offset = 0;
+                self.partial.clear();
+                self.partial_raw = 0;
+            }
+        }
+        if self.file.is_some() {
+            self.read_available(&mut lines)?;
+        }
+        Ok(lines)
+    }
+
+    fn read_available(&mut self, lines: &mut Vec<LogLine>) -> Result<()> {
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
+        file.seek(SeekFrom::Start(self.offset + self.partial_raw))
+            .map_err(|e| io_err(&self.path, e))?;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = file.read(&mut buf).map_err(|e| io_err(&self.path, e))?;
+            if n == 0 {
+                break;
+            }
+            let mut rest = &buf[..n];
+            while !rest.is_empty() {
+                match rest.iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        keep(&mut self.partial, &mut self.partial_raw, &rest[..i]);
+                        self.offset += self.partial_raw + 1;
+                        self.partial_raw = 0;
+                        lines.push(LogLine {
+                            bytes: std::mem::take(&mut self.partial),
+                            time: None,
+                        });
+                        rest = &rest[i + 1..];
+                    }
+                    None => {
+                        keep(&mut self.partial, &mut self.partial_raw, rest);
+                        rest = &[];
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_partial(&mut self, lines: &mut Vec<LogLine>) {
+        self.partial_raw = 0;
+        if !self.partial.is_empty() {
+            lines.push(LogLine {
+                bytes: std::mem::take(&mut self.partial),
+                time: None,
+            });
+        }
+    }
+}
+
+/// Appends to the line being assembled, keeping at most [`MAX_LINE`] bytes of it.
+fn keep(partial: &mut Vec<u8>, raw: &mut u64, bytes: &[u8]) {
+    *raw += bytes.len() as u64;
+    let room = MAX_LINE.saturating_sub(partial.len());
+    partial.extend_from_slice(&bytes[..bytes.len().min(room)]);
+}
+
+/// Follows every file matching a set of paths or globs (`*`/`?` in the file name), picking up
+/// files that appear later.
+#[derive(Debug)]
+pub struct FileSource {
+    patterns: Vec<PathBuf>,
+    start: StartAt,
+    tails: BTreeMap<PathBuf, FileTail>,
+}
+
+impl FileSource {
+    /// Follows `patterns`; files present now start at `start`, files that appear later at
+    /// their beginning.
+    pub fn new(
+        patterns: impl IntoIterator<Item = impl Into<PathBuf>>,
+        start: StartAt,
+    ) -> Result<Self> {
+        let mut src = Self {
+            patterns: patterns.into_iter().map(Into::into).collect(),
+            start,
+            tails: BTreeMap::new(),
+        };
+        for path in src.expand()? {
+            let tail = FileTail::open(&path, start)?;
+            src.tails.insert(path, tail);
+        }
+        Ok(src)
+    }
+
+    /// Resumes a file at a saved position (call before the first poll).
+    pub fn resume(&mut self, path: &Path, position: FilePosition) -> Result<()> {
+        let tail = FileTail::open(path, StartAt::Saved(position))?;
+        self.tails.insert(path.to_path_buf(), tail);
+        Ok(())
+    }
+
+    /// Positions of every followed file, to save.
+    pub fn positions(&self) -> Vec<(PathBuf, FilePosition)> {
+        self.tails
+            .iter()
+            .map(|(p, t)| (p.clone(), t.position()))
+            .collect()
+    }
+
+    /// New complete lines from every file, with the file they came from.
+    pub fn poll(&mut self) -> Result<Vec<(PathBuf, LogLine)>> {
+        for path in self.expand()? {
+            if !self.tails.contains_key(&path) {
+                let start = if self.start == StartAt::End {
+                    StartAt::Beginning
+                } else {
+                    self.start
+                };
+                let tail = FileTail::open(&path, start)?;
+                self.tails.insert(path, tail);
+            }
+        }
+        let mut out = Vec::new();
+        for (path, tail) in &mut self.tails {
+            for line in tail.poll()? {
+                out.push((path.clone(), line));
+            }
+        }
+        Ok(out)
+    }
+
+    fn expand(&self) -> Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        for pattern in &self.patterns {
+            let name = pattern
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !name.contains(['*', '?']) {
+                out.push(pattern.clone());
+                continue;
+            }
+            let dir = pattern.parent().unwrap_or(Path::new("."));
+            let entries = match std::fs::read_dir(dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(dir, e)),
+            };
+            for entry in entries.flatten() {
+                let file = entry.file_name().to_string_lossy().into_owned();
+                if glob_match(&name, &file) && entry.path().is_file() {
+                    out.push(entry.path());
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+}
+
+/// `*` and `?` wildcards.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
