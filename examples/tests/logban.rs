@@ -146,3 +146,62 @@ fn bad_config_and_missing_daemon_are_clear_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is the daemon running"));
 }
+
+#[test]
+fn daemon_follows_a_log_through_a_fail2ban_filter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let filters = dir.path().join("filter.d");
+    std::fs::create_dir(&filters).expect("mkdir");
+    std::fs::write(
+        filters.join("app.conf"),
+        "[Definition]\nfailregex = auth failure for \\S+ from <HOST>$\nignoreregex =\n",
+    )
+    .expect("write filter");
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "").expect("create log");
+    let socket = dir.path().join("logban.sock");
+    let config = dir.path().join("logban.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nsocket = \"{}\"\nfilter_dir = \"{}\"\n\n[sink]\nkind = \"memory\"\n\n\
+             [[jail]]\nname = \"app\"\nlogpath = [\"{}\"]\nmaxretry = 2\nignoreself = false\n",
+            socket.display(),
+            filters.display(),
+            log.display()
+        ),
+    )
+    .expect("write config");
+    let daemon = Daemon::start(&config, &socket);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let lines = format!(
+        "{now} auth failure for root from 198.51.100.44\n\
+         {now} auth failure for 203.0.113.9 from 198.51.100.44\n"
+    );
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, lines.as_bytes()))
+        .expect("append");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let json: serde_json::Value =
+            serde_json::from_str(&stdout_of(&client(&socket, &["status", "--json"])))
+                .expect("json");
+        if json[0]["bans"].as_array().is_some_and(|b| !b.is_empty()) {
+            assert_eq!(
+                json[0]["bans"][0]["ban"]["target"], "198.51.100.44/32",
+                "{json}"
+            );
+            assert_eq!(json[0]["counters"]["lines"], 2, "{json}");
+            assert_eq!(json[0]["counters"]["bans"], 1, "{json}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no ban from the log: {json}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    daemon.stop();
+}

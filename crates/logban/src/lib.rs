@@ -89,6 +89,7 @@ mod error;
 pub mod fail2ban;
 mod failure;
 pub mod filter;
+mod follow;
 pub mod jail;
 pub mod metrics;
 pub mod sink;

@@ -20,7 +20,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use logban::config::{DaemonConfig, parse_seconds};
 use logban::control::{self, Request, Response};
-use logban::{Engine, JailStatus, StateStore};
+use logban::source::JournalConfig;
+use logban::{Engine, FilterBuilder, JailStatus, StateStore};
 
 #[derive(Parser)]
 #[command(version, about = "Log-scanning IP banning: daemon and client")]
@@ -188,6 +189,60 @@ fn print_status(jails: &[JailStatus]) {
     }
 }
 
+/// Starts one task per jail that reads its logs (files or journal) through its fail2ban filter.
+fn start_readers(
+    engine: &Engine,
+    config: &DaemonConfig,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut readers = Vec::new();
+    for jail in config.enabled_jails() {
+        if jail.logpath.is_empty() && !jail.journal {
+            continue;
+        }
+        let spec = jail.filter_spec();
+        let definition = logban::fail2ban::load_filter(&config.daemon.filter_dir, spec)
+            .with_context(|| format!("jail {}: filter {spec}", jail.name))?;
+        let journalmatch = definition.journalmatch.clone();
+        let filter = FilterBuilder::new(definition)
+            .build()
+            .with_context(|| format!("jail {}: filter {spec}", jail.name))?;
+        let (engine, name) = (engine.clone(), jail.name.clone());
+        let period = Duration::from_millis(250);
+        let task = if jail.journal {
+            let journal = JournalConfig {
+                matches: journalmatch,
+                follow: true,
+                ..JournalConfig::default()
+            };
+            tokio::spawn(async move {
+                let result = engine.follow_journal(&name, journal, filter, period).await;
+                report_reader_end(&name, result);
+            })
+        } else {
+            let paths: Vec<PathBuf> = jail.logpath.iter().map(PathBuf::from).collect();
+            let files = engine
+                .open_files(&paths)
+                .with_context(|| format!("jail {}: logpath", jail.name))?;
+            tokio::spawn(async move {
+                let result = engine.follow_files(&name, files, filter, period).await;
+                report_reader_end(&name, result);
+            })
+        };
+        readers.push(task);
+    }
+    Ok(readers)
+}
+
+fn report_reader_end(jail: &str, result: logban::Result<()>) {
+    match result {
+        Ok(()) => eprintln!("logban: jail {jail}: log source ended"),
+        Err(e) => eprintln!(
+            "logban: jail {jail}: stopped reading logs: {}",
+            control::error_chain(&e)
+        ),
+    }
+}
+
 async fn daemon(config_path: &Path, socket: Option<PathBuf>) -> anyhow::Result<()> {
     let config = DaemonConfig::load(config_path)?;
     let socket = socket.unwrap_or_else(|| config.daemon.socket.clone());
@@ -204,6 +259,7 @@ async fn daemon(config_path: &Path, socket: Option<PathBuf>) -> anyhow::Result<(
     }
     let engine = builder.build().await?;
     let ticker = engine.spawn_ticker(Duration::from_secs(1));
+    let readers = start_readers(&engine, &config)?;
     let listener = control::bind(&socket).await?;
     eprintln!(
         "logban: {} jails, {} sink, control socket {}",
@@ -222,6 +278,9 @@ async fn daemon(config_path: &Path, socket: Option<PathBuf>) -> anyhow::Result<(
         }
     }
     ticker.abort();
+    for reader in readers {
+        reader.abort();
+    }
     let _ = std::fs::remove_file(&socket);
     if config.daemon.cleanup_on_exit {
         engine.cleanup_sink().await?;
