@@ -151,16 +151,24 @@ impl JournalSource {
 
     /// Entries printed since the last poll (never blocks).
     pub fn poll(&mut self) -> Vec<LogLine> {
+        self.poll_entries()
+            .into_iter()
+            .map(|e| LogLine {
+                bytes: e.line.into_bytes(),
+                time: Some(e.time),
+            })
+            .collect()
+    }
+
+    /// Like [`poll`](Self::poll), with each entry's cursor.
+    pub fn poll_entries(&mut self) -> Vec<JournalEntry> {
         let mut out = Vec::new();
         loop {
             match self.rx.try_recv() {
                 Ok(json) => {
                     if let Some(e) = JournalEntry::parse(&json) {
-                        self.cursor = Some(e.cursor);
-                        out.push(LogLine {
-                            bytes: e.line.into_bytes(),
-                            time: Some(e.time),
-                        });
+                        self.cursor = Some(e.cursor.clone());
+                        out.push(e);
                     }
                 }
                 Err(TryRecvError::Empty) => break,

@@ -1,0 +1,106 @@
+//! The journal source against a real journald: the test starts `systemd-journald` in a private
+//! mount namespace (`unshare -m`, tmpfs over /run and /var/log), writes lines with
+//! `systemd-cat`, copies the journal file out, and reads it through `journalctl --file` with
+//! journal matches and a saved cursor; the stock sshd filter (journal mode) finds the failures.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use logban::fail2ban::load_filter;
+use logban::filter::FilterBuilder;
+use logban::source::{JournalConfig, JournalEntry, JournalSource};
+
+const SCRIPT: &str = r#"set -e
+OUT=$1
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /var/log
+mkdir -p /run/systemd/journal /var/log/journal
+/lib/systemd/systemd-journald &
+JPID=$!
+for i in $(seq 100); do [ -S /run/systemd/journal/socket ] && break; sleep 0.1; done
+echo "Failed password for root from 192.0.2.44 port 22 ssh2" | systemd-cat -t sshd
+echo "pam_unix(cron:session): session opened for user root from 192.0.2.99" | systemd-cat -t cron
+echo "Failed password for invalid user 203.0.113.66 from 192.0.2.45 port 22 ssh2" | systemd-cat -t sshd
+sleep 0.5
+kill $JPID; wait $JPID 2>/dev/null || true
+find /run/log/journal /var/log/journal -name '*.journal' -exec cp {} "$OUT"/ \;
+"#;
+
+fn read_all(config: &JournalConfig) -> (Vec<JournalEntry>, Option<String>) {
+    let mut src = JournalSource::spawn(config).expect("journalctl starts");
+    let mut entries = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !src.is_finished() && Instant::now() < deadline {
+        entries.extend(src.poll_entries());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    entries.extend(src.poll_entries());
+    (entries, src.cursor().map(str::to_string))
+}
+
+fn journal_file(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "journal"))
+}
+
+#[test]
+fn journal_entries_with_matches_and_cursor() {
+    let (Some(_), Some(_), Some(_), Some(_), Some(filter_dir)) = (
+        test_support::require_program("unshare"),
+        test_support::require_program("systemd-cat"),
+        test_support::require_program("journalctl"),
+        test_support::require_path("/lib/systemd/systemd-journald", "systemd-journald"),
+        test_support::require_env("FAIL2BAN_FILTER_DIR", "fail2ban's filter.d"),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = dir.path().join("journald.sh");
+    std::fs::write(&script, SCRIPT).expect("script");
+    let status = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh"])
+        .arg(&script)
+        .arg(dir.path())
+        .status()
+        .expect("unshare runs");
+    assert!(
+        status.success(),
+        "journald in a private namespace: {status}"
+    );
+    let journal = journal_file(dir.path()).expect("journald wrote a journal file");
+
+    let config = JournalConfig {
+        matches: vec!["SYSLOG_IDENTIFIER=sshd".into()],
+        files: vec![journal.clone()],
+        follow: false,
+        ..JournalConfig::default()
+    };
+    let (entries, cursor) = read_all(&config);
+    assert_eq!(entries.len(), 2, "only the sshd entries match");
+    assert_eq!(cursor.as_deref(), Some(entries[1].cursor.as_str()));
+
+    let def = load_filter(Path::new(&filter_dir), "sshd[logtype=journal]").expect("sshd loads");
+    let mut filter = FilterBuilder::new(def).build().expect("builds");
+    let mut found = Vec::new();
+    for e in &entries {
+        for m in filter.process_line_at(&e.line, e.time) {
+            if let Some(f) = m.to_failure() {
+                assert_eq!(f.time, e.time as i64);
+                found.push(f.addr.to_string());
+            }
+        }
+    }
+    // The injected address in the second user name is never the failure.
+    assert_eq!(found, ["192.0.2.44", "192.0.2.45"]);
+
+    // A saved cursor resumes after that entry.
+    let (rest, _) = read_all(&JournalConfig {
+        after_cursor: Some(entries[0].cursor.clone()),
+        ..config
+    });
+    assert_eq!(rest.len(), 1);
+    assert!(rest[0].line.contains("192.0.2.45"));
+}
