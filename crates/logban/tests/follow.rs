@@ -74,7 +74,7 @@ async fn file_following_bans_and_resumes_after_restart() {
 
     let sink = Arc::new(MemorySink::new());
     let first = engine(sink.clone(), &state).await;
-    let source = first.open_files(&[log.clone()]).expect("open");
+    let source = first.open_files(std::slice::from_ref(&log)).expect("open");
     let e = first.clone();
     let task = tokio::spawn(async move {
         e.follow_files("app", source, matcher, Duration::from_millis(20))
@@ -99,7 +99,7 @@ async fn file_following_bans_and_resumes_after_restart() {
     );
     let sink = Arc::new(MemorySink::new());
     let second = engine(sink.clone(), &state).await;
-    let source = second.open_files(&[log.clone()]).expect("open");
+    let source = second.open_files(std::slice::from_ref(&log)).expect("open");
     let e = second.clone();
     let task = tokio::spawn(async move {
         e.follow_files("app", source, matcher, Duration::from_millis(20))
