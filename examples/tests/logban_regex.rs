@@ -1,0 +1,69 @@
+//! `logban-regex` end to end: a stock filter over a small log, text and `--json` output.
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_logban-regex");
+
+const LOG: &str = "\
+Mar  1 00:00:00 web1 sshd[3233]: Invalid user root from 61.243.232.105 port 39070
+Mar  1 00:00:01 web1 kernel: [UFW BLOCK] IN=eth0 OUT= SRC=141.217.75.8 DST=192.0.2.10
+Mar  1 00:00:02 web1 sshd[4000]: Failed password for invalid user 203.0.113.66 from 192.0.2.45 port 22 ssh2
+Mar  1 00:00:03 web1 sshd[4001]: Invalid user x from evil.example.com port 1
+";
+
+#[test]
+fn prints_failures_totals_and_json() {
+    let Some(dir) = test_support::require_env("FAIL2BAN_FILTER_DIR", "fail2ban's filter.d") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let log = tmp.path().join("auth.log");
+    std::fs::write(&log, LOG).expect("log");
+
+    let out = Command::new(BIN)
+        .args(["--json", "--all", "--filter-dir", &dir])
+        .arg(&log)
+        .arg("sshd[mode=aggressive]")
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let failures: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["failure"] == true)
+        .filter_map(|r| r["addr"].as_str())
+        .collect();
+    assert_eq!(failures, ["61.243.232.105", "192.0.2.45"]);
+    // The host name matched but is reported, not a failure.
+    assert!(
+        rows.iter()
+            .any(|r| r["id"] == "evil.example.com" && r["failure"] == false)
+    );
+    let summary = &rows.last().expect("summary")["summary"];
+    assert_eq!(summary["lines"], 4);
+    assert_eq!(summary["failures"], 2);
+
+    let text = Command::new(BIN)
+        .args(["--filter-dir", &dir])
+        .arg(&log)
+        .arg("sshd")
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("Lines: 4 lines"), "{text}");
+    assert!(text.contains("Failregex: 3 total"), "{text}");
+
+    let bad = Command::new(BIN)
+        .args(["--filter-dir", &dir, "-", "no-such-filter"])
+        .output()
+        .expect("runs");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no-such-filter"));
+}
