@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use super::ini::Config;
-use crate::{Error, Result};
+use crate::{BanIncrement, BanTime, Error, JailConfig, Result};
 
 /// Options logban takes over from a fail2ban jail.
 const KNOWN: &[&str] = &[
@@ -56,6 +58,56 @@ pub struct ImportedJail {
     pub port: Option<String>,
     /// Options set on this jail that logban does not use (actions, `bantime.formula`, ...).
     pub ignored_options: Vec<String>,
+}
+
+impl ImportedJail {
+    /// The jail's counting and banning settings as a [`JailConfig`]. fail2ban's defaults fill
+    /// what the files leave out; `ignoreip` entries that are not addresses or CIDRs (host
+    /// names: never resolved) and ports that are neither numbers nor services are returned
+    /// alongside, to report as ignored.
+    pub fn jail_config(&self) -> Result<(JailConfig, Vec<String>)> {
+        let mut skipped = Vec::new();
+        let mut b = JailConfig::builder(self.name.clone());
+        if let Some(m) = self.maxretry {
+            b = b.with_maxretry(m);
+        }
+        if let Some(f) = self.findtime {
+            b = b.with_findtime(Duration::from_secs(u64::try_from(f).unwrap_or(0)));
+        }
+        if let Some(t) = self.bantime {
+            b = b.with_bantime(BanTime::from_secs(t));
+        }
+        if self.bantime_increment {
+            let mut inc = BanIncrement::new();
+            if let Some(f) = self.bantime_factor {
+                inc = inc.with_factor(f);
+            }
+            let multipliers: Vec<u32> = self
+                .bantime_multipliers
+                .iter()
+                .map(|&m| u32::try_from(m).unwrap_or(u32::MAX))
+                .collect();
+            if !multipliers.is_empty() {
+                inc = inc.with_multipliers(multipliers);
+            }
+            if let Some(m) = self.bantime_maxtime.and_then(|m| u64::try_from(m).ok()) {
+                inc = inc.with_maxtime(Duration::from_secs(m));
+            }
+            b = b.with_increment(inc);
+        }
+        let (nets, names): (Vec<&String>, Vec<&String>) = self.ignoreip.iter().partition(|e| {
+            e.parse::<ipnet::IpNet>().is_ok() || e.parse::<std::net::IpAddr>().is_ok()
+        });
+        b = b.with_ignore(nets);
+        skipped.extend(names.into_iter().map(|n| format!("ignoreip {n}")));
+        if let Some(port) = &self.port {
+            match crate::jail::parse_ports(port) {
+                Ok(ports) => b = b.with_ports(ports),
+                Err(_) => skipped.push(format!("port {port}")),
+            }
+        }
+        Ok((b.build()?, skipped))
+    }
 }
 
 /// Reads `jail.conf`, `jail.local` and `jail.d/*.conf|local` under `dir` (e.g. `/etc/fail2ban`).
@@ -232,5 +284,12 @@ mod tests {
         assert_eq!(sshd.ignoreip, vec!["127.0.0.1/8", "::1"]);
         assert!(sshd.ignored_options.contains(&"action".to_string()));
         assert!(!sshd.ignored_options.contains(&"port".to_string()));
+
+        let (cfg, skipped) = sshd.jail_config().expect("converts");
+        assert_eq!(cfg.maxretry(), 5);
+        assert_eq!(cfg.findtime(), std::time::Duration::from_secs(600));
+        assert!(cfg.increment().is_some());
+        assert_eq!(cfg.ignore().len(), 2);
+        assert!(skipped.is_empty() || skipped.iter().all(|s| s.starts_with("port")));
     }
 }
