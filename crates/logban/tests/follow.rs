@@ -54,6 +54,17 @@ fn append(path: &Path, lines: &[&str]) {
     }
 }
 
+/// Follows `log` for jail `app` in a background task.
+fn follow(engine: &Engine, log: &Path) -> tokio::task::JoinHandle<logban::Result<()>> {
+    let source = engine.open_files(&[log.to_path_buf()]).expect("open");
+    let engine = engine.clone();
+    tokio::spawn(async move {
+        engine
+            .follow_files("app", source, matcher, Duration::from_millis(20))
+            .await
+    })
+}
+
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     for _ in 0..100 {
         if done() {
@@ -74,12 +85,7 @@ async fn file_following_bans_and_resumes_after_restart() {
 
     let sink = Arc::new(MemorySink::new());
     let first = engine(sink.clone(), &state).await;
-    let source = first.open_files(std::slice::from_ref(&log)).expect("open");
-    let e = first.clone();
-    let task = tokio::spawn(async move {
-        e.follow_files("app", source, matcher, Duration::from_millis(20))
-            .await
-    });
+    let task = follow(&first, &log);
     tokio::time::sleep(Duration::from_millis(100)).await;
     append(&log, &["auth failure from 192.0.2.2"; 3]);
     wait_for("the ban of 192.0.2.2", || {
@@ -99,12 +105,7 @@ async fn file_following_bans_and_resumes_after_restart() {
     );
     let sink = Arc::new(MemorySink::new());
     let second = engine(sink.clone(), &state).await;
-    let source = second.open_files(std::slice::from_ref(&log)).expect("open");
-    let e = second.clone();
-    let task = tokio::spawn(async move {
-        e.follow_files("app", source, matcher, Duration::from_millis(20))
-            .await
-    });
+    let task = follow(&second, &log);
     append(&log, &["auth failure from 192.0.2.3"]);
     wait_for("the ban of 192.0.2.3", || {
         sink.is_banned("app", "192.0.2.3".parse().expect("ip"))
