@@ -75,9 +75,9 @@ pub mod age;
 #[cfg(feature = "tokio")]
 mod async_io;
 mod chunk;
+mod config;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
-mod config;
 mod envelope;
 mod error;
 mod header;
