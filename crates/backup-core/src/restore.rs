@@ -161,6 +161,7 @@ struct Restorer<'a> {
     progress: &'a dyn Progress,
     warnings: Mutex<Vec<String>>,
     packs: Mutex<VecDeque<(Arc<str>, bytes::Bytes)>>,
+    fetch: Mutex<()>,
     restored: AtomicU64,
     unchanged: AtomicU64,
     bytes: AtomicU64,
@@ -234,14 +235,18 @@ impl Restorer<'_> {
     /// A whole pack, from the cache or the store: a full restore reads each pack once instead
     /// of once per blob (consecutive small files share packs).
     fn pack(&self, id: &Arc<str>, path: &str) -> Result<bytes::Bytes> {
-        if let Some(hit) = self
-            .packs
-            .lock()
-            .map_err(poisoned)?
-            .iter()
-            .find(|(k, _)| k == id)
-        {
-            return Ok(hit.1.clone());
+        let cached = || -> Result<Option<bytes::Bytes>> {
+            let cache = self.packs.lock().map_err(poisoned)?;
+            Ok(cache.iter().find(|(k, _)| k == id).map(|(_, b)| b.clone()))
+        };
+        if let Some(hit) = cached()? {
+            return Ok(hit);
+        }
+        // One fetch at a time: threads wanting the same pack wait for it instead of reading it
+        // again, and few threads allocate pack-sized buffers (which bounds allocator caching).
+        let _fetching = self.fetch.lock().map_err(poisoned)?;
+        if let Some(hit) = cached()? {
+            return Ok(hit);
         }
         let bytes = self
             .handle
@@ -468,6 +473,7 @@ fn restore_blocking(
         progress,
         warnings: Mutex::new(Vec::new()),
         packs: Mutex::new(VecDeque::new()),
+        fetch: Mutex::new(()),
         restored: AtomicU64::new(0),
         unchanged: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
