@@ -5,6 +5,11 @@
 //! [`crate::fail2ban::load_filter`]. Feed it lines with [`Filter::process_line`] (dates detected
 //! in the line) or [`Filter::process_line_at`] (journal entries, time known); it returns
 //! [`FilterMatch`]es, and [`FilterMatch::to_failure`] keeps only validated addresses.
+//!
+//! Dependencies, and why: `regex-automata` and `regex-syntax` (the engines under `regex`) resolve
+//! capture groups of very long matches (200 KB lines of repeated tokens) in a few milliseconds,
+//! through reverse lazy DFAs and a bounded backtracker, where `regex`'s own captures fall back to
+//! its PikeVM at about 300 ns per byte.
 
 mod date;
 mod pyregex;

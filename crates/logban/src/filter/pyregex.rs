@@ -4,8 +4,38 @@
 //! backtracking (lookaround that no rewrite removes, backreferences, conditionals, atomic groups)
 //! are compiled with [`fancy_regex`] under a backtrack budget; a blown budget is "no match" plus
 //! a warning. See the crate README for the list of constructs and how each is handled.
+//!
+//! Capture extraction stays fast on long matches too: the `regex` crate decides a match with its
+//! DFAs in linear time, but resolves capture groups with its PikeVM (about 300 ns per byte) once
+//! a match is too long for its bounded backtracker. Two things avoid that:
+//! - a pattern ending in `(?P<content>.+)$` (fail2ban's prefregex `<F-CONTENT>`) is split: its
+//!   head plus one `.` is matched with captures (a short span), and the content is the rest of
+//!   the line, which is exactly what `.+(?m:$)` takes;
+//! - a pattern `X Y` whose leading items `X` have no capture group (domino-smtp's
+//!   `^…smtp: (?:[^\[]+ )*` before `<HOST>…`) is split: once the match `s..e` is known, a
+//!   reverse lazy DFA of `Y` lists where `Y` can start and end at `e` (a handful of places), a
+//!   reverse lazy DFA of `X` keeps those where `X` spans exactly from `s`; when one place `p`
+//!   remains, every parse goes through it and `Y`'s captures are resolved on `p..e` only;
+//! - other matches longer than [`LONG_SPAN`] run `regex-automata`'s bounded backtracker (same
+//!   leftmost-first semantics, linear in states times span thanks to its visited set) compiled
+//!   without Unicode classes when the haystack is ASCII, where both mean the same; this keeps
+//!   its visited set small.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use regex_automata::hybrid::dfa::{Cache as LazyCache, DFA as LazyDfa, OverlappingState};
+use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
+use regex_automata::nfa::thompson::{self, NFA};
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input, MatchKind};
+use regex_syntax::hir::{Hir, HirKind};
+
+/// Matches longer than this (bytes) get their captures from [`BoundedBacktracker`].
+pub(crate) const LONG_SPAN: usize = 4096;
+/// Largest visited set (bytes) the long-span backtracker may use: 64 MiB.
+const VISITED_CAPACITY: usize = 64 << 20;
+/// The tail of a translated `<F-CONTENT>.+</F-CONTENT>$`.
+const CONTENT_TAIL: &str = "(?P<content>.+)(?m:$)";
 
 /// Steps a backtracking pattern may take on one haystack before it is abandoned.
 pub const BACKTRACK_LIMIT: usize = 100_000;
@@ -456,8 +486,247 @@ pub(crate) struct Matcher {
 
 #[derive(Debug, Clone)]
 enum Engine {
-    Linear(regex::Regex),
+    Linear(Box<Linear>),
     Backtracking(Box<fancy_regex::Regex>),
+}
+
+/// A pattern split into a group-free head `X` and the rest `Y` (see the module docs).
+#[derive(Debug)]
+struct GroupFreeHead {
+    /// `X`, reversed, all matches.
+    head_rev: LazyDfa,
+    /// `Y`, reversed, all matches.
+    tail_rev: LazyDfa,
+    /// `Y` with its capture groups (numbered as in the whole pattern), run on `Y`'s short span.
+    tail: BoundedBacktracker,
+}
+
+/// At most this many places where `Y` may start are checked against `X`.
+const MAX_SPLITS: usize = 16;
+
+impl GroupFreeHead {
+    fn new(pattern: &str, multiline: bool) -> Option<Self> {
+        let config = syntax::Config::new().multi_line(multiline);
+        let hir = syntax::parse_with(pattern, &config).ok()?;
+        let HirKind::Concat(items) = hir.kind() else {
+            return None;
+        };
+        let k = items
+            .iter()
+            .position(|h| h.properties().explicit_captures_len() > 0)?;
+        if k == 0 {
+            return None;
+        }
+        let head = Hir::concat(items[..k].to_vec());
+        let tail = Hir::concat(items[k..].to_vec());
+        let reverse = |h: &Hir| -> Option<LazyDfa> {
+            let nfa: NFA = thompson::Compiler::new()
+                .configure(
+                    thompson::Config::new()
+                        .reverse(true)
+                        .which_captures(thompson::WhichCaptures::None),
+                )
+                .build_from_hir(h)
+                .ok()?;
+            LazyDfa::builder()
+                .configure(LazyDfa::config().match_kind(MatchKind::All))
+                .build_from_nfa(nfa)
+                .ok()
+        };
+        Some(Self {
+            head_rev: reverse(&head)?,
+            tail_rev: reverse(&tail)?,
+            tail: BoundedBacktracker::builder()
+                .build_from_nfa(thompson::Compiler::new().build_from_hir(&tail).ok()?)
+                .ok()?,
+        })
+    }
+
+    /// Captures of the match known to span `start..end`, if the split point is unique.
+    fn captures(&self, hay: &str, start: usize, end: usize) -> Option<Vec<Option<(usize, usize)>>> {
+        let span = Input::new(hay).span(start..end).anchored(Anchored::Yes);
+        // Where `Y` can start, `Y` ending at `end`.
+        let mut cache = LazyCache::new(&self.tail_rev);
+        let mut state = OverlappingState::start();
+        let mut starts = Vec::new();
+        loop {
+            self.tail_rev
+                .try_search_overlapping_rev(&mut cache, &span, &mut state)
+                .ok()?;
+            match state.get_match() {
+                Some(m) if starts.len() < MAX_SPLITS => starts.push(m.offset()),
+                Some(_) => return None,
+                None => break,
+            }
+        }
+        // Keep those where `X` spans exactly `start..p`: its leftmost start (all matches,
+        // anchored at `p`) is `start`.
+        let mut cache = LazyCache::new(&self.head_rev);
+        let mut split = None;
+        for p in starts {
+            let input = Input::new(hay).span(start..p).anchored(Anchored::Yes);
+            let found = self.head_rev.try_search_rev(&mut cache, &input).ok()?;
+            if found.is_some_and(|m| m.offset() == start) {
+                if split.is_some_and(|q| q != p) {
+                    return None;
+                }
+                split = Some(p);
+            }
+        }
+        let p = split?;
+        let mut cache = self.tail.create_cache();
+        let mut caps = self.tail.create_captures();
+        self.tail
+            .try_search(
+                &mut cache,
+                &Input::new(hay).span(p..end).anchored(Anchored::Yes),
+                &mut caps,
+            )
+            .ok()?;
+        if caps.get_match().map(|m| m.range()) != Some(p..end) {
+            return None;
+        }
+        let mut spans: Vec<_> = (0..caps.group_len())
+            .map(|i| caps.get_group(i).map(|s| (s.start, s.end)))
+            .collect();
+        *spans.first_mut()? = Some((start, end));
+        Some(spans)
+    }
+}
+
+/// A `regex` pattern and the helpers that resolve its captures on long matches.
+#[derive(Debug, Clone)]
+struct Linear {
+    re: regex::Regex,
+    multiline: bool,
+    /// For a pattern ending in [`CONTENT_TAIL`]: the head followed by one `.`.
+    content_head: Option<regex::Regex>,
+    /// Built on first use: the split at the first item with a capture group.
+    split: Arc<OnceLock<Option<GroupFreeHead>>>,
+    /// Built on first use: the ASCII-only backtracker (`None` if it does not compile).
+    ascii: Arc<OnceLock<Option<BoundedBacktracker>>>,
+    /// Built on first use: the Unicode backtracker.
+    unicode: Arc<OnceLock<Option<BoundedBacktracker>>>,
+}
+
+impl Linear {
+    fn new(pattern: &str, multiline: bool) -> Result<Self, String> {
+        let re = regex::RegexBuilder::new(pattern)
+            .multi_line(multiline)
+            .size_limit(64 << 20)
+            .build()
+            .map_err(|e| e.to_string())?;
+        // `(?s)` would let `.` cross newlines: then the split is not exact.
+        let split = if pattern.contains("(?s") {
+            None
+        } else {
+            pattern.strip_suffix(CONTENT_TAIL)
+        };
+        let content_head = split.and_then(|head| {
+            let head = regex::RegexBuilder::new(&format!("{head}."))
+                .multi_line(multiline)
+                .size_limit(64 << 20)
+                .build()
+                .ok()?;
+            // The head must have the same groups, in the same order, minus `content`.
+            let names: Vec<_> = re.capture_names().collect();
+            let head_names: Vec<_> = head.capture_names().collect();
+            (names.last() == Some(&Some("content")) && names[..names.len() - 1] == head_names[..])
+                .then_some(head)
+        });
+        Ok(Self {
+            re,
+            multiline,
+            content_head,
+            split: Arc::default(),
+            ascii: Arc::default(),
+            unicode: Arc::default(),
+        })
+    }
+
+    fn backtracker(&self, unicode: bool) -> Option<&BoundedBacktracker> {
+        let cell = if unicode { &self.unicode } else { &self.ascii };
+        cell.get_or_init(|| {
+            BoundedBacktracker::builder()
+                .syntax(
+                    syntax::Config::new()
+                        .multi_line(self.multiline)
+                        .unicode(unicode)
+                        .utf8(unicode),
+                )
+                .configure(backtrack::Config::new().visited_capacity(VISITED_CAPACITY))
+                .build(self.re.as_str())
+                .ok()
+        })
+        .as_ref()
+    }
+
+    /// Capture spans of the leftmost-first match from `start`, like `regex::Regex::captures_at`.
+    fn captures(&self, hay: &str, start: usize) -> Option<Vec<Option<(usize, usize)>>> {
+        // The DFA rejects most lines without allocating capture slots.
+        let m = self.re.find_at(hay, start)?;
+        if let Some(head) = &self.content_head {
+            // `head.` is valid exactly where `head(?P<content>.+)(?m:$)` is: `.+` then takes
+            // the rest of the line up to the next newline.
+            let caps = head.captures_at(hay, start)?;
+            let end = caps.get(0)?.end();
+            let content_start = end - hay[..end].chars().next_back()?.len_utf8();
+            let content_end = hay[content_start..]
+                .find('\n')
+                .map_or(hay.len(), |p| content_start + p);
+            let mut spans: Vec<_> = caps
+                .iter()
+                .map(|g| g.map(|g| (g.start(), g.end())))
+                .collect();
+            spans[0] = spans[0].map(|(s, _)| (s, content_end));
+            spans.push(Some((content_start, content_end)));
+            return Some(spans);
+        }
+        if m.len() > LONG_SPAN {
+            let split = self
+                .split
+                .get_or_init(|| GroupFreeHead::new(self.re.as_str(), self.multiline));
+            if let Some(spans) = split
+                .as_ref()
+                .and_then(|h| h.captures(hay, m.start(), m.end()))
+            {
+                return Some(spans);
+            }
+            if let Some(spans) = self.captures_long(hay, m.start(), m.end()) {
+                return Some(spans);
+            }
+        }
+        let caps = self.re.captures_at(hay, start)?;
+        Some(
+            caps.iter()
+                .map(|g| g.map(|g| (g.start(), g.end())))
+                .collect(),
+        )
+    }
+
+    /// Captures of the match known to span `start..end`, by the bounded backtracker.
+    fn captures_long(
+        &self,
+        hay: &str,
+        start: usize,
+        end: usize,
+    ) -> Option<Vec<Option<(usize, usize)>>> {
+        // On an ASCII haystack the ASCII classes mean what the Unicode ones do, with far fewer
+        // NFA states (a smaller visited set to clear).
+        let ascii = hay.is_ascii().then(|| self.backtracker(false)).flatten();
+        let bt = ascii.or_else(|| self.backtracker(true))?;
+        if end - start > bt.max_haystack_len() {
+            return None;
+        }
+        let mut cache = bt.create_cache();
+        let mut caps = bt.create_captures();
+        let input = Input::new(hay).span(start..end).anchored(Anchored::Yes);
+        bt.try_search(&mut cache, &input, &mut caps).ok()?;
+        let spans: Vec<_> = (0..caps.group_len())
+            .map(|i| caps.get_group(i).map(|s| (s.start, s.end)))
+            .collect();
+        (spans.first().copied().flatten() == Some((start, end))).then_some(spans)
+    }
 }
 
 /// Capture spans of one match, indexed like the pattern's groups.
@@ -493,15 +762,14 @@ impl Matcher {
 
     fn from_translated(py: &str, t: &Translated, multiline: bool) -> Result<Self, String> {
         if t.backtracking.is_empty() {
-            let re = regex::RegexBuilder::new(&t.pattern)
-                .multi_line(multiline)
-                .size_limit(64 << 20)
-                .build()
-                .map_err(|e| e.to_string())?;
-            let names: Arc<[Option<String>]> =
-                re.capture_names().map(|n| n.map(str::to_string)).collect();
+            let linear = Linear::new(&t.pattern, multiline)?;
+            let names: Arc<[Option<String>]> = linear
+                .re
+                .capture_names()
+                .map(|n| n.map(str::to_string))
+                .collect();
             return Ok(Self {
-                engine: Engine::Linear(re),
+                engine: Engine::Linear(Box::new(linear)),
                 names,
                 source: py.into(),
             });
@@ -542,17 +810,10 @@ impl Matcher {
     /// Searches `hay` from byte offset `start`.
     pub(crate) fn search_at(&self, hay: &str, start: usize) -> Option<Captures> {
         match &self.engine {
-            Engine::Linear(re) => {
-                // The DFA rejects most lines without allocating capture slots.
-                re.find_at(hay, start)?;
-                let caps = re.captures_at(hay, start)?;
-                Some(Captures {
-                    spans: (0..caps.len())
-                        .map(|i| caps.get(i).map(|m| (m.start(), m.end())))
-                        .collect(),
-                    names: self.names.clone(),
-                })
-            }
+            Engine::Linear(l) => Some(Captures {
+                spans: l.captures(hay, start)?,
+                names: self.names.clone(),
+            }),
             Engine::Backtracking(re) => match re.captures_from_pos(hay, start) {
                 Ok(Some(caps)) => Some(Captures {
                     spans: (0..caps.len())
@@ -572,7 +833,7 @@ impl Matcher {
     /// Span of the first match from `start`, without captures.
     pub(crate) fn find_at(&self, hay: &str, start: usize) -> Option<(usize, usize)> {
         match &self.engine {
-            Engine::Linear(re) => re.find_at(hay, start).map(|m| (m.start(), m.end())),
+            Engine::Linear(l) => l.re.find_at(hay, start).map(|m| (m.start(), m.end())),
             Engine::Backtracking(_) => self.search_at(hay, start).map(|c| c.whole()),
         }
     }
@@ -580,7 +841,7 @@ impl Matcher {
     /// The `regex` pattern when this runs on the linear engine (for a [`regex::RegexSet`]).
     pub(crate) fn linear_pattern(&self) -> Option<&str> {
         match &self.engine {
-            Engine::Linear(re) => Some(re.as_str()),
+            Engine::Linear(l) => Some(l.re.as_str()),
             Engine::Backtracking(_) => None,
         }
     }
@@ -588,7 +849,7 @@ impl Matcher {
     /// True when the pattern matches somewhere in `hay`.
     pub(crate) fn is_match(&self, hay: &str) -> bool {
         match &self.engine {
-            Engine::Linear(re) => re.is_match(hay),
+            Engine::Linear(l) => l.re.is_match(hay),
             Engine::Backtracking(re) => match re.is_match(hay) {
                 Ok(m) => m,
                 Err(e) => {
@@ -653,6 +914,45 @@ mod tests {
         let m = Matcher::compile(r"^foo$", false).expect("compiles");
         assert!(m.is_match("foo\n"));
         assert!(!m.is_match("foo bar\n"));
+    }
+
+    /// The long-match capture paths give exactly what `regex`'s own captures give.
+    #[test]
+    fn long_match_captures_agree_with_regex() {
+        let patterns = [
+            // prefregex `<F-CONTENT>` split
+            r"^(?P<mlfid>\S+ )?(?:x\[\d+\]: )?(?P<content>.+)(?m:$)",
+            // group-free head split
+            r"^\s*smtp: (?:[^\[]+ )*\[?(?P<ip4>(?:\d{1,3}\.){3}\d{1,3})\]? (?P<user>\w+)?\s*(?m:$)",
+            // neither: bounded backtracker
+            r"(?P<a>(?:ab|a)+)(?P<b>b*)c(?P<rest>.*)",
+        ];
+        let run = "ab a ".repeat(2_000);
+        let lines = [
+            format!("h x[1]: {run}tail\nnext"),
+            format!("é x[1]: {run}\n"),
+            format!("  smtp: {run}192.0.2.5 bob\n"),
+            format!("  smtp: {run}[192.0.2.5]\n"),
+            format!("zz{}bc{run}\n", "ab".repeat(3_000)),
+            format!("zz{}bc{run}é\n", "ab".repeat(3_000)),
+        ];
+        let mut matched = 0;
+        for p in patterns {
+            let l = Linear::new(p, false).expect("compiles");
+            for line in &lines {
+                let want = l.re.captures(line).map(|c| {
+                    c.iter()
+                        .map(|g| g.map(|g| (g.start(), g.end())))
+                        .collect::<Vec<_>>()
+                });
+                matched += usize::from(
+                    want.as_ref()
+                        .is_some_and(|w| w[0].is_some_and(|(s, e)| e - s > LONG_SPAN)),
+                );
+                assert_eq!(l.captures(line, 0), want, "{p} on {} bytes", line.len());
+            }
+        }
+        assert!(matched >= 6, "{matched} long matches");
     }
 
     #[test]
