@@ -616,14 +616,15 @@ impl Linear {
             .size_limit(64 << 20)
             .build()
             .map_err(|e| e.to_string())?;
-        // `(?s)` would let `.` cross newlines: then the split is not exact.
-        let split = if pattern.contains("(?s") {
-            None
-        } else {
-            pattern.strip_suffix(CONTENT_TAIL)
-        };
-        let content_head = split.and_then(|head| {
-            let head = regex::RegexBuilder::new(&format!("{head}."))
+        // Exact only when the tail is the pattern's last top-level items: a top-level `|` in
+        // the head, or an inline `(?s)` there (`.` crossing newlines), gives a different tree.
+        let config = syntax::Config::new().multi_line(multiline);
+        let content_head = pattern.strip_suffix(CONTENT_TAIL).and_then(|head| {
+            let wrapped = syntax::parse_with(&format!("(?:{head}){CONTENT_TAIL}"), &config).ok()?;
+            if syntax::parse_with(pattern, &config).ok()? != wrapped {
+                return None;
+            }
+            let head = regex::RegexBuilder::new(&format!("(?:{head})."))
                 .multi_line(multiline)
                 .size_limit(64 << 20)
                 .build()
@@ -936,6 +937,21 @@ mod tests {
             format!("zz{}bc{run}\n", "ab".repeat(3_000)),
             format!("zz{}bc{run}é\n", "ab".repeat(3_000)),
         ];
+        for p in [r"a|b(?P<content>.+)(?m:$)", r"(?s)x(?P<content>.+)(?m:$)"] {
+            assert!(
+                Linear::new(p, false)
+                    .expect("compiles")
+                    .content_head
+                    .is_none(),
+                "{p}"
+            );
+        }
+        assert!(
+            Linear::new(patterns[0], false)
+                .expect("compiles")
+                .content_head
+                .is_some()
+        );
         let mut matched = 0;
         for p in patterns {
             let l = Linear::new(p, false).expect("compiles");
