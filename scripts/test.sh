@@ -14,8 +14,8 @@ if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
 
 # --- Debian packages -------------------------------------------------------------------------
 # age: interop tests; fail2ban: stock filters and sample logs; nftables/iproute2: firewall tests;
-# systemd: journald for the journal source; python3-venv: the virtualenv below.
-apt_packages=(age fail2ban nftables iproute2 systemd python3-venv)
+# systemd: journald for the journal source; python3-venv: the virtualenv below; curl: S3 bucket setup.
+apt_packages=(age fail2ban nftables iproute2 systemd python3-venv curl)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
