@@ -433,10 +433,15 @@ impl FailSet {
 
 /// fail2ban's multi-line session cache: at most 100 sessions, the oldest evicted first, each
 /// kept 5 minutes (`Utils.Cache(maxCount=100, maxTime=5*60)`).
+///
+/// `order` lists insertions oldest first with a sequence number; an entry whose key was removed
+/// (or removed and inserted again, with a newer number) is stale and skipped, so a `put` costs
+/// no scan; stale entries are swept when they outnumber live ones.
 #[derive(Debug, Clone, Default)]
 struct MlfidCache {
-    map: HashMap<String, (Fail, i64)>,
-    order: std::collections::VecDeque<String>,
+    map: HashMap<String, (Fail, i64, u64)>,
+    order: std::collections::VecDeque<(u64, String)>,
+    seq: u64,
 }
 
 impl MlfidCache {
@@ -445,7 +450,7 @@ impl MlfidCache {
 
     fn get(&mut self, key: &str, now: i64) -> Option<Fail> {
         match self.map.get(key) {
-            Some((f, exp)) if *exp > now => Some(f.clone()),
+            Some((f, exp, _)) if *exp > now => Some(f.clone()),
             Some(_) => {
                 self.map.remove(key);
                 None
@@ -458,21 +463,35 @@ impl MlfidCache {
         self.map.remove(key);
     }
 
+    fn is_live(&self, seq: u64, key: &str) -> bool {
+        self.map.get(key).is_some_and(|e| e.2 == seq)
+    }
+
     /// Updates a session in place (same age), or adds it, evicting the oldest when full.
     fn put(&mut self, key: &str, fail: Fail, now: i64) {
         if let Some(entry) = self.map.get_mut(key) {
             entry.0 = fail;
             return;
         }
-        self.order.retain(|k| self.map.contains_key(k));
         while self.map.len() >= Self::MAX {
-            let Some(old) = self.order.pop_front() else {
+            let Some((seq, old)) = self.order.pop_front() else {
                 break;
             };
-            self.map.remove(&old);
+            if self.is_live(seq, &old) {
+                self.map.remove(&old);
+            }
         }
-        self.order.push_back(key.to_string());
-        self.map.insert(key.to_string(), (fail, now + Self::TTL));
+        if self.order.len() > 2 * Self::MAX {
+            let order = std::mem::take(&mut self.order);
+            self.order = order
+                .into_iter()
+                .filter(|(seq, k)| self.is_live(*seq, k))
+                .collect();
+        }
+        self.seq += 1;
+        self.order.push_back((self.seq, key.to_string()));
+        self.map
+            .insert(key.to_string(), (fail, now + Self::TTL, self.seq));
     }
 }
 
@@ -919,6 +938,26 @@ mod tests {
         let m = f.process_line("Aug 14 11:00:00 srv x: fail from evil.example.com");
         assert_eq!(m[0].id.as_deref(), Some("evil.example.com"));
         assert!(m[0].to_failure().is_none());
+    }
+
+    #[test]
+    fn session_cache_evicts_the_oldest_live_session() {
+        let mut c = MlfidCache::default();
+        for i in 0..MlfidCache::MAX {
+            c.put(&format!("k{i}"), Fail::default(), 0);
+        }
+        c.remove("k0");
+        c.put("k0", Fail::default(), 0);
+        // Full: the oldest live session (k1, not the re-inserted k0) goes.
+        c.put("new", Fail::default(), 0);
+        assert!(c.get("k1", 0).is_none());
+        assert!(c.get("k0", 0).is_some() && c.get("k2", 0).is_some());
+        for i in 0..10 * MlfidCache::MAX {
+            c.put(&format!("x{i}"), Fail::default(), 0);
+            c.remove(&format!("x{i}"));
+        }
+        assert!(c.order.len() <= 2 * MlfidCache::MAX + 1);
+        assert!(c.get("k0", 0).is_some());
     }
 
     #[test]
