@@ -22,10 +22,11 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
+use crate::compress::BlobCompressor;
 use crate::error::{Error, Result};
 use crate::format::{
-    self, BlobKind, ChunkId, FileProblem, IndexFile, IndexPack, Node, NodeKind, Snapshot, Summary,
-    Tree,
+    self, BlobKind, ChunkId, FileProblem, GroupRef, IndexFile, IndexPack, Node, NodeKind, Snapshot,
+    Summary, Tree,
 };
 use crate::fsmeta;
 use crate::pack::{FinishedPack, PackBuilder};
@@ -328,6 +329,15 @@ struct Pipeline<'a> {
     bytes_stored: AtomicU64,
 }
 
+/// A sealer thread's reusable state.
+struct Sealer {
+    compressor: BlobCompressor,
+    encoded: Vec<u8>,
+    /// Small blobs collected for the next group, and (id, start, length) of each.
+    group: Vec<u8>,
+    members: Vec<(ChunkId, u32, u32)>,
+}
+
 struct Blob {
     id: ChunkId,
     kind: BlobKind,
@@ -397,37 +407,105 @@ impl Pipeline<'_> {
         })
     }
 
+    /// Compresses, seals and packs blobs until the channel closes. Data blobs smaller than the
+    /// chunker's minimum (small files and files' tails) are collected and sealed in groups of
+    /// about one average chunk: compressed together they take about a fifth less space than
+    /// alone, and cost one envelope instead of dozens.
     fn seal_blobs(&self, blobs: &Receiver<Blob>, packs: &Sender<FinishedPack>) -> Result<()> {
-        let keys = &self.repo.keys;
-        let pack_size = self.repo.config.pack_size as usize;
-        let mut encoded = Vec::new();
+        let chunker = self.repo.config.chunker;
+        let mut sealer = Sealer {
+            compressor: BlobCompressor::new(self.repo.config.compression_level),
+            encoded: Vec::new(),
+            group: Vec::new(),
+            members: Vec::new(),
+        };
         for blob in blobs {
-            let level = self.repo.config.compression_level;
-            crate::compress::encode_into(&blob.data, level, &mut encoded);
-            let sealed = keys.cipher.seal(&blob_aad(&blob.id), &encoded)?;
-            let raw_length = blob.data.len() as u64;
-            self.chunks_new.fetch_add(1, Ordering::Relaxed);
-            self.bytes_new.fetch_add(raw_length, Ordering::Relaxed);
-            let full = {
-                let mut packer = self.packer.lock().map_err(poisoned)?;
-                // A pack closes before a blob would overflow it, so packs never reallocate;
-                // the slack covers the sealed header.
-                let full = (packer.len() > 0 && packer.len() + sealed.len() > pack_size)
-                    .then(|| std::mem::take(&mut *packer));
-                packer.add(blob.id, blob.kind, &sealed, blob.data.len(), || {
-                    self.pack_buffers.take()
-                });
-                full
-            };
+            if blob.kind == BlobKind::Data && blob.data.len() < chunker.min_size as usize {
+                sealer
+                    .members
+                    .push((blob.id, sealer.group.len() as u32, blob.data.len() as u32));
+                sealer.group.extend_from_slice(&blob.data);
+                self.chunk_buffers.give(blob.data);
+                if sealer.group.len() >= chunker.avg_size as usize {
+                    self.seal_group(&mut sealer, packs)?;
+                }
+                continue;
+            }
+            let raw_length = blob.data.len() as u32;
+            let members = [(blob.id, blob.kind, raw_length, None)];
+            self.seal_frame(&mut sealer, &blob.id, &blob.data, members, packs)?;
             if blob.kind == BlobKind::Data {
                 self.chunk_buffers.give(blob.data);
             }
-            if let Some(mut full) = full {
-                if let Some(pack) = full.finish(&keys.cipher)? {
-                    packs
-                        .send(pack)
-                        .map_err(|_| Error::Worker("upload threads stopped".into()))?;
-                }
+        }
+        self.seal_group(&mut sealer, packs)
+    }
+
+    /// Seals the collected small blobs as one group (a lone blob is sealed on its own).
+    fn seal_group(&self, sealer: &mut Sealer, packs: &Sender<FinishedPack>) -> Result<()> {
+        let group = std::mem::take(&mut sealer.group);
+        let members = std::mem::take(&mut sealer.members);
+        match members.as_slice() {
+            [] => {}
+            [(id, _, length)] => {
+                let only = [(*id, BlobKind::Data, *length, None)];
+                self.seal_frame(sealer, id, &group, only, packs)?;
+            }
+            _ => {
+                let id = self.repo.keys.chunk_id(&group);
+                let raw_length = group.len() as u32;
+                let refs = members.iter().map(|&(member, start, length)| {
+                    let place = GroupRef {
+                        id,
+                        raw_length,
+                        start,
+                    };
+                    (member, BlobKind::Data, length, Some(place))
+                });
+                self.seal_frame(sealer, &id, &group, refs, packs)?;
+            }
+        }
+        // Keep the allocation for the next group.
+        sealer.group = group;
+        sealer.group.clear();
+        sealer.members = members;
+        sealer.members.clear();
+        Ok(())
+    }
+
+    /// Compresses and seals `plaintext` bound to `frame_id`, appends it to the open pack with
+    /// the blobs it holds, and hands the pack to the uploaders when full.
+    fn seal_frame(
+        &self,
+        sealer: &mut Sealer,
+        frame_id: &ChunkId,
+        plaintext: &[u8],
+        members: impl IntoIterator<Item = (ChunkId, BlobKind, u32, Option<GroupRef>)>,
+        packs: &Sender<FinishedPack>,
+    ) -> Result<()> {
+        let keys = &self.repo.keys;
+        let pack_size = self.repo.config.pack_size as usize;
+        sealer
+            .compressor
+            .encode_into(plaintext, &mut sealer.encoded);
+        let sealed = keys.cipher.seal(&blob_aad(frame_id), &sealer.encoded)?;
+        self.bytes_new
+            .fetch_add(plaintext.len() as u64, Ordering::Relaxed);
+        let full = {
+            let mut packer = self.packer.lock().map_err(poisoned)?;
+            // A pack closes before a frame would overflow it, so packs never reallocate; the
+            // slack covers the sealed header.
+            let full = (packer.len() > 0 && packer.len() + sealed.len() > pack_size)
+                .then(|| std::mem::take(&mut *packer));
+            let added = packer.add(&sealed, members, || self.pack_buffers.take());
+            self.chunks_new.fetch_add(added as u64, Ordering::Relaxed);
+            full
+        };
+        if let Some(mut full) = full {
+            if let Some(pack) = full.finish(&keys.cipher)? {
+                packs
+                    .send(pack)
+                    .map_err(|_| Error::Worker("upload threads stopped".into()))?;
             }
         }
         Ok(())

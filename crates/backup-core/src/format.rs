@@ -213,6 +213,25 @@ pub struct PackEntry {
     pub length: u32,
     /// Plaintext length (before compression).
     pub raw_length: u32,
+    /// Set when the blob is one of several small blobs compressed and sealed together: `offset`
+    /// and `length` then locate the whole group, and this says where the blob lies inside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupRef>,
+}
+
+/// Where a small blob lies inside a blob group.
+///
+/// A group is sealed like a blob whose id is the keyed hash of the concatenated member blobs, so
+/// the group is bound to its identity and verified whole before a member is cut out (and the
+/// member is then checked against its own id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRef {
+    /// Keyed hash of the group's plaintext (the concatenated members).
+    pub id: ChunkId,
+    /// Plaintext length of the whole group (bounds decompression).
+    pub raw_length: u32,
+    /// Offset of this blob inside the group's plaintext.
+    pub start: u32,
 }
 
 /// The packs an index object describes.

@@ -36,7 +36,7 @@ async fn store_blobs(repo: &Repository, blobs: &[(BlobKind, Vec<u8>)]) -> Vec<Ch
             .cipher
             .seal(&blob_aad(&id), &crate::compress::encode(data, 3))
             .unwrap();
-        pack.add(id, *kind, &sealed, data.len(), Vec::new);
+        pack.add(&sealed, [(id, *kind, data.len() as u32, None)], Vec::new);
         ids.push(id);
     }
     let finished = pack.finish(&repo.keys.cipher).unwrap().unwrap();

@@ -155,13 +155,13 @@ pub async fn stats(repo: &Repository, snapshots: &[String]) -> Result<Stats> {
     let mut seen: HashSet<ChunkId> = HashSet::new();
     for (_, snap) in &chosen {
         if seen.insert(snap.tree) {
-            stats.stored_bytes += u64::from(repo.locate(&snap.tree)?.length);
+            stats.stored_bytes += repo.locate(&snap.tree)?.stored_share();
         }
         for entry in list_tree(repo, &snap.tree).await? {
             let node = entry.node;
             if let Some(t) = node.subtree {
                 if seen.insert(t) {
-                    stats.stored_bytes += u64::from(repo.locate(&t)?.length);
+                    stats.stored_bytes += repo.locate(&t)?.stored_share();
                 }
             }
             if node.kind != NodeKind::File {
@@ -174,7 +174,7 @@ pub async fn stats(repo: &Repository, snapshots: &[String]) -> Result<Stats> {
                     let loc = repo.locate(&id)?;
                     stats.unique_chunks += 1;
                     stats.unique_bytes += u64::from(loc.raw_length);
-                    stats.stored_bytes += u64::from(loc.length);
+                    stats.stored_bytes += loc.stored_share();
                 }
             }
         }

@@ -1,13 +1,14 @@
-//! Pack objects: many sealed blobs, then a sealed header listing them, then the header's length.
+//! Pack objects: many sealed frames (a frame is one blob, or a group of small blobs compressed
+//! together), then a sealed header listing the blobs, then the header's length.
 //!
 //! ```text
-//! blob_0 || blob_1 || ... || seal(aad = "<pack path>#header", flag || zstd? CBOR [PackEntry])
+//! frame_0 || frame_1 || ... || seal(aad = "<pack path>#header", flag || zstd? CBOR [PackEntry])
 //!        || u32 LE header length
 //! ```
 
 use crate::cipher::RepoCipher;
 use crate::error::Result;
-use crate::format::{self, BlobKind, ChunkId, IndexPack, PackEntry};
+use crate::format::{self, BlobKind, ChunkId, GroupRef, IndexPack, PackEntry};
 
 /// A pack being filled.
 #[derive(Default)]
@@ -33,27 +34,33 @@ impl PackBuilder {
         self.bytes.len()
     }
 
-    /// Appends one sealed blob; the first one takes its buffer from `fresh` (a pooled buffer of
-    /// the full pack size, so a pack never reallocates).
+    /// Appends one sealed frame holding `members` (one blob, or a group of small ones, each
+    /// `(id, kind, raw length, place in the group)`) and returns how many blobs it added; the
+    /// first frame takes its buffer from
+    /// `fresh` (a pooled buffer of the full pack size, so a pack never reallocates).
     pub(crate) fn add(
         &mut self,
-        id: ChunkId,
-        kind: BlobKind,
         sealed: &[u8],
-        raw_length: usize,
+        members: impl IntoIterator<Item = (ChunkId, BlobKind, u32, Option<GroupRef>)>,
         fresh: impl FnOnce() -> Vec<u8>,
-    ) {
+    ) -> usize {
         if self.entries.is_empty() {
             self.bytes = fresh();
         }
-        self.entries.push(PackEntry {
-            id,
-            kind,
-            offset: self.bytes.len() as u32,
-            length: sealed.len() as u32,
-            raw_length: raw_length as u32,
-        });
+        let offset = self.bytes.len() as u32;
+        let before = self.entries.len();
+        for (id, kind, raw_length, group) in members {
+            self.entries.push(PackEntry {
+                id,
+                kind,
+                offset,
+                length: sealed.len() as u32,
+                raw_length,
+                group,
+            });
+        }
         self.bytes.extend_from_slice(sealed);
+        self.entries.len() - before
     }
 
     /// Seals the header and returns the pack, or `None` when empty.

@@ -12,7 +12,9 @@ use zeroize::Zeroizing;
 use crate::chunker::{Chunker, ChunkerParams};
 use crate::cipher::{KeyObject, KeySource, MASTER_LEN, RepoCipher};
 use crate::error::{Error, Result};
-use crate::format::{self, ChunkId, Config, FORMAT_VERSION, IndexFile, IndexPack, Snapshot, Tree};
+use crate::format::{
+    self, ChunkId, Config, FORMAT_VERSION, GroupRef, IndexFile, IndexPack, Snapshot, Tree,
+};
 
 const CONFIG: &str = "config";
 
@@ -29,13 +31,14 @@ impl Default for InitOptions {
         InitOptions {
             chunker: ChunkerParams::default(),
             pack_size: 8 * 1024 * 1024,
-            compression_level: 3,
+            compression_level: 1,
         }
     }
 }
 
 impl InitOptions {
-    /// Default options: chunks of 256 KiB to 2 MiB (1 MiB average), 8 MiB packs, zstd level 3.
+    /// Default options: chunks of 256 KiB to 2 MiB (1 MiB average), 8 MiB packs, zstd level 1
+    /// (small files are compressed in groups, which gains more than higher levels: see FORMAT.md).
     pub fn new() -> Self {
         Self::default()
     }
@@ -84,6 +87,28 @@ pub(crate) struct BlobLocation {
     pub(crate) offset: u32,
     pub(crate) length: u32,
     pub(crate) raw_length: u32,
+    pub(crate) group: Option<GroupRef>,
+}
+
+impl BlobLocation {
+    /// The id the sealed frame is bound to and verified against, and its plaintext length:
+    /// the group's for a grouped blob, else the blob's own.
+    pub(crate) fn frame(&self, id: &ChunkId) -> (ChunkId, u32) {
+        match &self.group {
+            Some(g) => (g.id, g.raw_length),
+            None => (*id, self.raw_length),
+        }
+    }
+
+    /// Stored bytes attributed to this blob: its sealed frame, or its share of its group's.
+    pub(crate) fn stored_share(&self) -> u64 {
+        match &self.group {
+            Some(g) if g.raw_length > 0 => {
+                u64::from(self.length) * u64::from(self.raw_length) / u64::from(g.raw_length)
+            }
+            _ => u64::from(self.length),
+        }
+    }
 }
 
 /// The secrets derived from the master key.
@@ -354,11 +379,29 @@ impl Repository {
         self.decode_blob(id, &loc, &path, &sealed)
     }
 
-    /// Opens, decompresses and verifies one sealed blob read from pack `path`.
+    /// Opens, decompresses and verifies the sealed frame holding blob `id` (read from pack
+    /// `path`), and returns the blob's plaintext.
     pub(crate) fn decode_blob(
         &self,
         id: &ChunkId,
         loc: &BlobLocation,
+        path: &str,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>> {
+        let (frame_id, frame_length) = loc.frame(id);
+        let frame = self.decode_frame(&frame_id, frame_length, path, sealed)?;
+        match loc.group {
+            Some(_) => self.cut_member(id, loc, path, &frame),
+            None => Ok(frame),
+        }
+    }
+
+    /// Opens, decompresses and verifies one sealed frame (a blob, or a group of small blobs)
+    /// whose plaintext hashes to `id`.
+    pub(crate) fn decode_frame(
+        &self,
+        id: &ChunkId,
+        raw_length: u32,
         path: &str,
         sealed: &[u8],
     ) -> Result<Vec<u8>> {
@@ -368,12 +411,31 @@ impl Repository {
             .cipher
             .open(&blob_aad(id), sealed)
             .map_err(|_| Error::corrupt(object(), "blob fails authentication"))?;
-        let data = crate::compress::decode(&plain, loc.raw_length as usize)
+        let data = crate::compress::decode(&plain, raw_length as usize)
             .map_err(|reason| Error::corrupt(object(), reason))?;
         if self.keys.chunk_id(&data) != *id {
             return Err(Error::corrupt(object(), "content does not match its id"));
         }
         Ok(data)
+    }
+
+    /// Cuts grouped blob `id` out of its decoded group and checks it against its id.
+    pub(crate) fn cut_member(
+        &self,
+        id: &ChunkId,
+        loc: &BlobLocation,
+        path: &str,
+        group: &[u8],
+    ) -> Result<Vec<u8>> {
+        let object = || format!("{path} (blob {id})");
+        let start = loc.group.map_or(0, |g| g.start as usize);
+        let member = group
+            .get(start..start + loc.raw_length as usize)
+            .ok_or_else(|| Error::corrupt(object(), "lies outside its group"))?;
+        if self.keys.chunk_id(member) != *id {
+            return Err(Error::corrupt(object(), "content does not match its id"));
+        }
+        Ok(member.to_vec())
     }
 
     /// Loads a tree blob.
@@ -441,6 +503,7 @@ fn insert_pack(index: &mut HashMap<ChunkId, BlobLocation>, pack: &IndexPack) {
                 offset: e.offset,
                 length: e.length,
                 raw_length: e.raw_length,
+                group: e.group,
             },
         );
     }

@@ -21,10 +21,13 @@ use crate::error::{Error, Result};
 use crate::format::{self, ChunkId, Node, NodeKind, Tree};
 use crate::fsmeta;
 use crate::progress::Progress;
-use crate::repo::{Repository, get_bytes, poisoned};
+use crate::repo::{BlobLocation, Repository, get_bytes, poisoned};
 
 /// Packs kept in memory during a restore.
 const PACK_CACHE: usize = 6;
+
+/// Decoded blob groups kept in memory: consecutive small files of a directory usually share one.
+const GROUP_CACHE: usize = 8;
 
 /// Block size for sparse-file detection: all-zero blocks become holes.
 const SPARSE_BLOCK: usize = 4096;
@@ -161,6 +164,7 @@ struct Restorer<'a> {
     progress: &'a dyn Progress,
     warnings: Mutex<Vec<String>>,
     packs: Mutex<VecDeque<(Arc<str>, bytes::Bytes)>>,
+    groups: Mutex<VecDeque<(ChunkId, Arc<Vec<u8>>)>>,
     fetch: Mutex<()>,
     restored: AtomicU64,
     unchanged: AtomicU64,
@@ -220,16 +224,54 @@ impl Restorer<'_> {
         Ok(())
     }
 
-    /// Loads and verifies a blob through the pack cache.
+    /// Loads and verifies a blob through the pack and group caches.
     fn load_blob(&self, id: &ChunkId) -> Result<Vec<u8>> {
         let loc = self.repo.locate(id)?;
         let path = format::pack_path(&loc.pack);
-        let pack = self.pack(&loc.pack, &path)?;
+        let Some(group) = loc.group else {
+            let sealed = self.sealed_frame(id, &loc, &path)?;
+            return self.repo.decode_blob(id, &loc, &path, &sealed);
+        };
+        let cached = || -> Result<Option<Arc<Vec<u8>>>> {
+            let cache = self.groups.lock().map_err(poisoned)?;
+            Ok(cache
+                .iter()
+                .find(|(k, _)| *k == group.id)
+                .map(|(_, g)| g.clone()))
+        };
+        let decoded = match cached()? {
+            Some(hit) => hit,
+            None => {
+                let sealed = self.sealed_frame(id, &loc, &path)?;
+                let decoded = Arc::new(self.repo.decode_frame(
+                    &group.id,
+                    group.raw_length,
+                    &path,
+                    &sealed,
+                )?);
+                let mut cache = self.groups.lock().map_err(poisoned)?;
+                cache.push_back((group.id, decoded.clone()));
+                if cache.len() > GROUP_CACHE {
+                    cache.pop_front();
+                }
+                decoded
+            }
+        };
+        self.repo.cut_member(id, &loc, &path, &decoded)
+    }
+
+    /// The sealed frame holding blob `id`, cut from its cached pack.
+    fn sealed_frame(&self, id: &ChunkId, loc: &BlobLocation, path: &str) -> Result<bytes::Bytes> {
+        let pack = self.pack(&loc.pack, path)?;
         let start = loc.offset as usize;
-        let sealed = pack
-            .get(start..start + loc.length as usize)
-            .ok_or_else(|| Error::corrupt(&path, format!("blob {id} lies past the pack's end")))?;
-        self.repo.decode_blob(id, &loc, &path, sealed)
+        let end = start + loc.length as usize;
+        if end > pack.len() {
+            return Err(Error::corrupt(
+                path,
+                format!("blob {id} lies past the pack's end"),
+            ));
+        }
+        Ok(pack.slice(start..end))
     }
 
     /// A whole pack, from the cache or the store: a full restore reads each pack once instead
@@ -473,6 +515,7 @@ fn restore_blocking(
         progress,
         warnings: Mutex::new(Vec::new()),
         packs: Mutex::new(VecDeque::new()),
+        groups: Mutex::new(VecDeque::new()),
         fetch: Mutex::new(()),
         restored: AtomicU64::new(0),
         unchanged: AtomicU64::new(0),
