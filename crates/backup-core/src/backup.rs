@@ -10,12 +10,11 @@
 //!   -> uploaders (2 threads: put pack objects)
 //! ```
 
-use std::collections::{HashMap, HashSet};
-use std::ffi::OsStr;
+use std::collections::HashSet;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -33,6 +32,7 @@ use crate::pack::{FinishedPack, PackBuilder};
 use crate::pool::{BufferPool, Pooled};
 use crate::progress::Progress;
 use crate::repo::{Repository, blob_aad, poisoned};
+use crate::scan::{Entry, FileJob, Scanned, Scanner};
 
 /// Concurrent pack uploads.
 const UPLOADERS: usize = 2;
@@ -126,6 +126,21 @@ impl BackupOptions {
         self.exclude_set.is_match(path)
     }
 
+    /// Whether directory `path` holds one of the exclude-if-present marker files.
+    pub(crate) fn has_marker(&self, path: &Path) -> bool {
+        self.markers
+            .iter()
+            .any(|m| std::fs::symlink_metadata(path.join(m)).is_ok())
+    }
+
+    pub(crate) fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+
+    pub(crate) fn one_file_system(&self) -> bool {
+        self.one_file_system
+    }
+
     /// Checks the options and compiles the globs.
     pub fn build(mut self) -> Result<Self> {
         if self.paths.is_empty() {
@@ -152,166 +167,11 @@ impl BackupOptions {
     }
 }
 
-/// One scanned entry.
-struct Entry {
-    path: PathBuf,
-    node: Node,
-    /// Children (directories only), indices into the arena.
-    children: Vec<usize>,
-    /// Metadata seen by the scan (files to read only), to detect change while reading.
-    scanned: Option<(u64, i64, i64, u64)>,
-}
-
-struct Scan<'a> {
-    repo: &'a Repository,
-    options: &'a BackupOptions,
-    handle: tokio::runtime::Handle,
-    entries: Vec<Entry>,
-    /// Indices of files that must be read.
-    jobs: Vec<usize>,
-    job_bytes: u64,
-    skipped: Vec<FileProblem>,
-    link_groups: HashMap<(u64, u64), u64>,
-    unchanged: u64,
-}
-
-impl Scan<'_> {
-    fn problem(&mut self, path: &Path, error: impl std::fmt::Display) {
-        tracing::warn!("skipping {}: {error}", path.display());
-        self.skipped.push(FileProblem {
-            path: path.to_string_lossy().into_owned(),
-            error: error.to_string(),
-        });
-    }
-
-    /// Scans `path` (named `name` in its parent); returns its arena index, or `None` if excluded
-    /// or unreadable.
-    fn scan(
-        &mut self,
-        path: &Path,
-        name: &OsStr,
-        root_dev: u64,
-        parent_node: Option<&Node>,
-    ) -> Result<Option<usize>> {
-        if self.options.exclude_set.is_match(path) {
-            return Ok(None);
-        }
-        let meta = match std::fs::symlink_metadata(path) {
-            Ok(m) => m,
-            Err(e) => {
-                self.problem(path, e);
-                return Ok(None);
-            }
-        };
-        let mut node = match fsmeta::node_from(name, path, &meta) {
-            Ok(n) => n,
-            Err(e) => {
-                self.problem(path, e);
-                return Ok(None);
-            }
-        };
-        if node.kind == NodeKind::File && meta.nlink() > 1 {
-            let next = self.link_groups.len() as u64 + 1;
-            node.link_group = Some(
-                *self
-                    .link_groups
-                    .entry((meta.dev(), meta.ino()))
-                    .or_insert(next),
-            );
-        }
-        let index = self.entries.len();
-        let mut scanned = None;
-        match node.kind {
-            NodeKind::File => {
-                let unchanged = parent_node.filter(|p| {
-                    p.kind == NodeKind::File
-                        && p.size == node.size
-                        && p.mtime_ns == node.mtime_ns
-                        && p.ctime_ns == node.ctime_ns
-                        && p.inode == node.inode
-                        && p.content.iter().all(|id| self.repo.has_blob(id))
-                });
-                if let Some(p) = unchanged {
-                    node.content = p.content.clone();
-                    self.unchanged += 1;
-                } else {
-                    scanned = Some((node.size, node.mtime_ns, node.ctime_ns, node.inode));
-                    self.jobs.push(index);
-                    self.job_bytes += node.size;
-                }
-            }
-            NodeKind::Dir => {}
-            _ => {}
-        }
-        self.entries.push(Entry {
-            path: path.to_path_buf(),
-            node,
-            children: Vec::new(),
-            scanned,
-        });
-        if self.entries[index].node.kind == NodeKind::Dir {
-            let cross_device = self.options.one_file_system && meta.dev() != root_dev;
-            let marked = self
-                .options
-                .markers
-                .iter()
-                .any(|m| std::fs::symlink_metadata(path.join(m)).is_ok());
-            if marked {
-                self.entries.pop();
-                return Ok(None);
-            }
-            if !cross_device {
-                let parent_tree = match parent_node.and_then(|p| p.subtree) {
-                    Some(id) if parent_node.is_some_and(|p| p.kind == NodeKind::Dir) => {
-                        Some(self.handle.block_on(self.repo.load_tree(&id))?)
-                    }
-                    _ => None,
-                };
-                let mut names: Vec<_> = match std::fs::read_dir(path) {
-                    Ok(rd) => rd
-                        .filter_map(|e| match e {
-                            Ok(e) => Some(e.file_name()),
-                            Err(e) => {
-                                self.problem(path, e);
-                                None
-                            }
-                        })
-                        .collect(),
-                    Err(e) => {
-                        self.problem(path, e);
-                        Vec::new()
-                    }
-                };
-                names.sort();
-                let mut children = Vec::with_capacity(names.len());
-                for child_name in names {
-                    let previous = parent_tree.as_ref().and_then(|t| find(t, &child_name));
-                    if let Some(c) =
-                        self.scan(&path.join(&child_name), &child_name, root_dev, previous)?
-                    {
-                        children.push(c);
-                    }
-                }
-                self.entries[index].children = children;
-            }
-        }
-        Ok(Some(index))
-    }
-}
-
-fn find<'t>(tree: &'t Tree, name: &OsStr) -> Option<&'t Node> {
-    use std::os::unix::ffi::OsStrExt;
-    tree.nodes
-        .binary_search_by(|n| n.name.as_slice().cmp(name.as_bytes()))
-        .ok()
-        .map(|i| &tree.nodes[i])
-}
-
 /// What reading one file produced.
 struct FileOutcome {
     content: Vec<ChunkId>,
     size: u64,
-    changed: Option<String>,
+    changed: Option<FileProblem>,
 }
 
 /// State shared by the pipeline's threads.
@@ -353,13 +213,33 @@ impl Pipeline<'_> {
         Ok(self.pending.lock().map_err(poisoned)?.insert(*id))
     }
 
+    /// One reader thread: reads the files the scan sends until the scan is over.
+    fn read_files(&self, jobs: &Receiver<FileJob>, chunks: &Sender<Blob>) -> Result<ReadResults> {
+        let mut done = Vec::new();
+        let mut scratch = Vec::new();
+        for job in jobs {
+            let outcome = match self.read_file(&job, &mut scratch, chunks) {
+                Ok(read) => Ok(read),
+                // The pipeline itself failed: stop (the root cause is reported elsewhere).
+                Err(Error::Worker(w)) => return Err(Error::Worker(w)),
+                Err(e) => Err(FileProblem {
+                    path: job.path.to_string_lossy().into_owned(),
+                    error: e.to_string(),
+                }),
+            };
+            self.progress.file_done();
+            done.push((job.index, Some(outcome)));
+        }
+        Ok(done)
+    }
+
     fn read_file(
         &self,
-        entry: &Entry,
+        job: &FileJob,
         scratch: &mut Vec<u8>,
         chunks: &Sender<Blob>,
     ) -> Result<FileOutcome> {
-        let path = &entry.path;
+        let path = &job.path;
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let mut content = Vec::new();
         let keys = &self.repo.keys;
@@ -393,13 +273,14 @@ impl Pipeline<'_> {
             fsmeta::time_ns(after.ctime(), after.ctime_nsec()),
             after.ino(),
         );
-        let changed = match entry.scanned {
-            Some(before) if before != now || size != now.0 => Some(format!(
+        let before = job.scanned;
+        let changed = (before != now || size != now.0).then(|| FileProblem {
+            path: path.to_string_lossy().into_owned(),
+            error: format!(
                 "changed while being read (size {} -> {}, read {size} bytes)",
                 before.0, now.0
-            )),
-            _ => None,
-        };
+            ),
+        });
         Ok(FileOutcome {
             content,
             size,
@@ -614,6 +495,10 @@ fn hostname() -> String {
 
 type Outcome = (ChunkId, Summary, Vec<FileProblem>, Vec<FileProblem>);
 
+/// Each read file's outcome by arena index, sorted by index; a file that could not be read
+/// becomes a skipped-file record.
+type ReadResults = Vec<(usize, Option<Result<FileOutcome, FileProblem>>)>;
+
 fn run_blocking(
     repo: &Repository,
     options: &BackupOptions,
@@ -621,58 +506,15 @@ fn run_blocking(
     handle: tokio::runtime::Handle,
     parent_root: Option<&Tree>,
 ) -> Result<Outcome> {
-    let mut scan = Scan {
-        repo,
-        options,
-        handle: handle.clone(),
-        entries: Vec::new(),
-        jobs: Vec::new(),
-        job_bytes: 0,
-        skipped: Vec::new(),
-        link_groups: HashMap::new(),
-        unchanged: 0,
-    };
-    let mut roots = Vec::new();
-    let mut root_names = HashSet::new();
-    for path in &options.paths {
-        let abs = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
-        let meta = std::fs::symlink_metadata(&abs).map_err(|e| Error::io(&abs, e))?;
-        let name = abs
-            .file_name()
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "{} has no file name to store it under",
-                    abs.display()
-                ))
-            })?
-            .to_os_string();
-        if !root_names.insert(name.clone()) {
-            return Err(Error::Config(format!(
-                "two paths end in the same name {name:?}; back them up separately"
-            )));
-        }
-        let previous = parent_root.and_then(|t| find(t, &name));
-        if let Some(i) = scan.scan(&abs, &name, meta.dev(), previous)? {
-            roots.push(i);
-        }
-    }
-    progress.start(scan.jobs.len() as u64, scan.job_bytes);
-    for p in &scan.skipped {
-        progress.problem(&p.path, &p.error);
-    }
-
     let threads = options.threads.max(1);
     let pipeline = Pipeline {
         repo,
-        handle,
+        handle: handle.clone(),
         progress,
         pending: Mutex::new(HashSet::new()),
         packer: Mutex::new(PackBuilder::default()),
         // Every chunk buffer in flight: one per reader, queued, and per sealer (plus spares).
-        chunk_buffers: BufferPool::new(
-            repo.config.chunker.max_size as usize,
-            4 * options.threads.max(1) + 2,
-        ),
+        chunk_buffers: BufferPool::new(repo.config.chunker.max_size as usize, 4 * threads + 2),
         // Packs uploading, handed over and filling.
         pack_buffers: BufferPool::new(repo.config.pack_size as usize + PACK_SLACK, UPLOADERS + 2),
         written: Mutex::new(Vec::new()),
@@ -680,29 +522,32 @@ fn run_blocking(
         bytes_new: AtomicU64::new(0),
         bytes_stored: AtomicU64::new(0),
     };
-    let skipped = std::mem::take(&mut scan.skipped);
-    let jobs: Vec<(usize, &Entry)> = scan.jobs.iter().map(|&i| (i, &scan.entries[i])).collect();
-    let mut trees = TreeBuilder {
-        pipeline: &pipeline,
-        entries: &scan.entries,
-        outcomes: HashMap::new(),
-        summary: Summary {
-            files_unchanged: scan.unchanged,
-            ..Summary::default()
-        },
-        skipped,
-        changed: Vec::new(),
+    let scan = |jobs| {
+        let scanned = Scanner::new(repo, options, handle.clone(), progress, jobs)
+            .run(parent_root, threads)?;
+        for p in &scanned.skipped {
+            progress.problem(&p.path, &p.error);
+        }
+        progress.start(scanned.files_to_read, scanned.bytes_to_read);
+        Ok(scanned)
     };
-    let root = run_pipeline(&pipeline, &jobs, threads, |blobs, outcomes| {
-        trees.outcomes = outcomes;
-        trees.tree_of(&roots, blobs)
-    })?;
-    let TreeBuilder {
-        mut summary,
-        skipped,
-        changed,
-        ..
-    } = trees;
+    let (root, mut summary, skipped, changed) =
+        run_pipeline(&pipeline, threads, scan, |blobs, scanned, outcomes| {
+            let mut trees = TreeBuilder {
+                pipeline: &pipeline,
+                entries: &scanned.entries,
+                outcomes,
+                summary: Summary {
+                    files_unchanged: scanned.unchanged,
+                    bytes_read: scanned.bytes_to_read,
+                    ..Summary::default()
+                },
+                skipped: scanned.skipped,
+                changed: Vec::new(),
+            };
+            let root = trees.tree_of(&scanned.roots, blobs)?;
+            Ok((root, trees.summary, trees.skipped, trees.changed))
+        })?;
     let written = std::mem::take(&mut *pipeline.written.lock().map_err(poisoned)?);
     if !written.is_empty() {
         let name = format!("index/{}", format::random_id());
@@ -710,28 +555,28 @@ fn run_blocking(
             .handle
             .block_on(repo.put_sealed(&name, &IndexFile { packs: written }))?;
     }
-    summary.bytes_read = scan.job_bytes;
     summary.chunks_new = pipeline.chunks_new.load(Ordering::Relaxed);
     summary.bytes_new = pipeline.bytes_new.load(Ordering::Relaxed);
     summary.bytes_stored = pipeline.bytes_stored.load(Ordering::Relaxed);
     Ok((root, summary, skipped, changed))
 }
 
-/// Runs readers, sealers and uploaders over `jobs`; when every file is read, `finish` gets the
-/// blob channel (for tree blobs) and the per-file outcomes, and its result is returned once
-/// everything it queued is uploaded.
+/// Runs the scan (on this thread, which `scan` may widen) together with readers, sealers and
+/// uploaders; when every file is read, `finish` gets the blob channel (for tree blobs), the
+/// scan and the per-file outcomes, and its result is returned once everything it queued is
+/// uploaded.
 fn run_pipeline<T>(
     pipeline: &Pipeline<'_>,
-    jobs: &[(usize, &Entry)],
     threads: usize,
-    finish: impl FnOnce(&Sender<Blob>, HashMap<usize, Result<FileOutcome>>) -> Result<T>,
+    scan: impl FnOnce(Sender<FileJob>) -> Result<Scanned>,
+    finish: impl FnOnce(&Sender<Blob>, Scanned, ReadResults) -> Result<T>,
 ) -> Result<T> {
-    let next_job = AtomicUsize::new(0);
     std::thread::scope(|s| {
         // Memory bound: `threads` queued chunks, and at most UPLOADERS packs uploading plus one
-        // handed over (a zero-capacity channel) plus one filling.
+        // handed over (a zero-capacity channel) plus one filling. Queued jobs are small.
         let (blob_tx, blob_rx) = bounded::<Blob>(threads);
         let (pack_tx, pack_rx) = bounded::<FinishedPack>(0);
+        let (job_tx, job_rx) = bounded::<FileJob>(4096);
         let uploaders: Vec<_> = (0..UPLOADERS)
             .map(|_| {
                 let rx = pack_rx.clone();
@@ -751,24 +596,14 @@ fn run_pipeline<T>(
         let readers: Vec<_> = (0..2 * threads)
             .map(|_| {
                 let tx = blob_tx.clone();
-                let next = &next_job;
-                s.spawn(move || -> Result<Vec<(usize, Result<FileOutcome>)>> {
-                    let mut done = Vec::new();
-                    let mut scratch = Vec::new();
-                    while let Some(&(i, entry)) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        let outcome = pipeline.read_file(entry, &mut scratch, &tx);
-                        if let Err(Error::Worker(w)) = outcome {
-                            return Err(Error::Worker(w));
-                        }
-                        pipeline.progress.file_done();
-                        done.push((i, outcome));
-                    }
-                    Ok(done)
-                })
+                let jobs = job_rx.clone();
+                s.spawn(move || pipeline.read_files(&jobs, &tx))
             })
             .collect();
+        drop(job_rx);
+        let scanned = scan(job_tx);
         let mut first_error = None;
-        let mut outcomes = HashMap::new();
+        let mut outcomes = Vec::new();
         for r in readers {
             match join(r) {
                 Ok(done) => outcomes.extend(done),
@@ -777,9 +612,10 @@ fn run_pipeline<T>(
                 }
             }
         }
-        let result = match first_error.take() {
-            None => finish(&blob_tx, outcomes),
-            Some(e) => Err(e),
+        outcomes.sort_unstable_by_key(|(i, _)| *i);
+        let result = match (scanned, first_error) {
+            (Err(e), _) | (Ok(_), Some(e)) => Err(e),
+            (Ok(scanned), None) => finish(&blob_tx, scanned, outcomes),
         };
         drop(blob_tx);
         let mut errors = Vec::new();
@@ -823,7 +659,7 @@ fn run_pipeline<T>(
 struct TreeBuilder<'a> {
     pipeline: &'a Pipeline<'a>,
     entries: &'a [Entry],
-    outcomes: HashMap<usize, Result<FileOutcome>>,
+    outcomes: ReadResults,
     summary: Summary,
     skipped: Vec<FileProblem>,
     changed: Vec<FileProblem>,
@@ -833,33 +669,38 @@ impl TreeBuilder<'_> {
     fn node(&mut self, i: usize, blobs: &Sender<Blob>) -> Result<Option<Node>> {
         let entry = &self.entries[i];
         let mut node = entry.node.clone();
-        let lossy = || entry.path.to_string_lossy().into_owned();
         match node.kind {
             NodeKind::File => {
-                if entry.scanned.is_some() {
-                    match self.outcomes.remove(&i) {
+                if entry.read {
+                    let outcome = self
+                        .outcomes
+                        .binary_search_by_key(&i, |(index, _)| *index)
+                        .ok()
+                        .and_then(|at| self.outcomes[at].1.take());
+                    match outcome {
                         Some(Ok(read)) => {
                             node.content = read.content;
                             node.size = read.size;
-                            if let Some(what) = read.changed {
+                            if let Some(problem) = read.changed {
                                 // Never let a later backup trust this entry's metadata.
                                 node.ctime_ns = 0;
-                                self.pipeline.progress.problem(&lossy(), &what);
-                                self.changed.push(FileProblem {
-                                    path: lossy(),
-                                    error: what,
-                                });
+                                self.pipeline
+                                    .progress
+                                    .problem(&problem.path, &problem.error);
+                                self.changed.push(problem);
                             }
                         }
-                        Some(Err(e)) => {
-                            self.pipeline.progress.problem(&lossy(), &e.to_string());
-                            self.skipped.push(FileProblem {
-                                path: lossy(),
-                                error: e.to_string(),
-                            });
+                        Some(Err(problem)) => {
+                            self.pipeline
+                                .progress
+                                .problem(&problem.path, &problem.error);
+                            self.skipped.push(problem);
                             return Ok(None);
                         }
-                        None => return Err(Error::Worker(format!("{} was never read", lossy()))),
+                        None => {
+                            let name = String::from_utf8_lossy(&node.name).into_owned();
+                            return Err(Error::Worker(format!("{name} was never read")));
+                        }
                     }
                 }
                 self.summary.files += 1;

@@ -62,6 +62,7 @@ mod pool;
 mod progress;
 mod repo;
 mod restore;
+mod scan;
 mod store;
 
 pub use backup::{BackupOptions, backup};

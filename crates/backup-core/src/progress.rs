@@ -4,9 +4,15 @@
 ///
 /// Called from worker threads, so implementations must be cheap and thread-safe.
 pub trait Progress: Send + Sync {
-    /// The work is known: `files` to process holding `bytes` in total.
+    /// The work is known: `files` to process holding `bytes` in total. A backup calls this when
+    /// its scan ends, which may be after reading has begun (see [`Progress::found`]).
     fn start(&self, files: u64, bytes: u64) {
         let _ = (files, bytes);
+    }
+
+    /// A backup's scan found a file to read, of `bytes` bytes; called before the file is read.
+    fn found(&self, path: &std::path::Path, bytes: u64) {
+        let _ = (path, bytes);
     }
 
     /// `bytes` more were processed.

@@ -1,14 +1,15 @@
 //! Files that vanish or change between the scan and the read are reported, recorded in the
 //! snapshot, and never abort the backup; excludes, markers and tags apply.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use backup_core::conformance::small_options;
 use backup_core::{BackupOptions, KeySource, Progress, Repository, ops};
 use object_store::memory::InMemory;
 
-/// Runs between the scan and the read: deletes one file and grows another.
+/// Runs between the scan and the read: deletes one file and grows another as the scan finds
+/// them.
 struct Saboteur {
     vanish: PathBuf,
     grow: PathBuf,
@@ -16,9 +17,13 @@ struct Saboteur {
 }
 
 impl Progress for Saboteur {
-    fn start(&self, _files: u64, _bytes: u64) {
-        std::fs::remove_file(&self.vanish).unwrap();
-        std::fs::write(&self.grow, b"grown after the scan, before the read").unwrap();
+    fn found(&self, path: &Path, _bytes: u64) {
+        if path == self.vanish {
+            std::fs::remove_file(&self.vanish).unwrap();
+        }
+        if path == self.grow {
+            std::fs::write(&self.grow, b"grown after the scan, before the read").unwrap();
+        }
     }
     fn problem(&self, path: &str, _what: &str) {
         self.problems.lock().unwrap().push(path.to_string());

@@ -147,6 +147,10 @@ impl Progress for Bar {
         self.0.set_length(bytes);
         self.0.set_message(format!("{files} files"));
     }
+    fn found(&self, _path: &std::path::Path, bytes: u64) {
+        // The total grows while the scan runs, then `start` sets it exactly.
+        self.0.inc_length(bytes);
+    }
     fn bytes_done(&self, bytes: u64) {
         self.0.inc(bytes);
     }

@@ -1,0 +1,449 @@
+//! The backup's file-system scan: several threads list directories at once and hand each file
+//! that must be read to the reading pipeline as soon as it is found, so reading starts while the
+//! tree is still being walked.
+//!
+//! With a parent snapshot, each directory's parent tree is loaded by the thread that lists the
+//! directory, so an unchanged re-backup (which reads no file) spreads its tree loads over every
+//! core too.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+
+use crossbeam_channel::Sender;
+
+use crate::backup::BackupOptions;
+use crate::error::{Error, Result};
+use crate::format::{ChunkId, FileProblem, Node, NodeKind, Tree};
+use crate::fsmeta;
+use crate::progress::Progress;
+use crate::repo::{Repository, poisoned};
+
+/// One scanned entry of the snapshot being built.
+pub(crate) struct Entry {
+    pub(crate) node: Node,
+    /// Children (directories only), indices into the arena.
+    pub(crate) children: Vec<usize>,
+    /// True when the file is read by the pipeline (its content comes from a [`FileJob`]).
+    pub(crate) read: bool,
+}
+
+/// A file the pipeline must read.
+pub(crate) struct FileJob {
+    /// Arena index of the file's entry.
+    pub(crate) index: usize,
+    pub(crate) path: PathBuf,
+    /// (size, mtime, ctime, inode) seen by the scan, to detect change while reading.
+    pub(crate) scanned: (u64, i64, i64, u64),
+}
+
+/// What the scan found.
+pub(crate) struct Scanned {
+    pub(crate) entries: Vec<Entry>,
+    /// Arena indices of the given paths, in order.
+    pub(crate) roots: Vec<usize>,
+    pub(crate) skipped: Vec<FileProblem>,
+    pub(crate) unchanged: u64,
+    pub(crate) files_to_read: u64,
+    pub(crate) bytes_to_read: u64,
+}
+
+/// A directory waiting to be listed.
+struct DirTask {
+    index: usize,
+    path: PathBuf,
+    /// Device of the backed-up path this directory lies under (for one-file-system).
+    root_dev: u64,
+    /// The same directory's tree in the parent snapshot.
+    parent_tree: Option<ChunkId>,
+}
+
+/// What to do after examining an entry.
+enum Next {
+    Nothing,
+    Read((u64, i64, i64, u64)),
+    List {
+        dev: u64,
+        parent_tree: Option<ChunkId>,
+    },
+}
+
+#[derive(Default)]
+struct Queue {
+    tasks: Vec<DirTask>,
+    /// Tasks being listed right now (they may queue more).
+    active: usize,
+    error: Option<Error>,
+}
+
+pub(crate) struct Scanner<'a> {
+    repo: &'a Repository,
+    options: &'a BackupOptions,
+    handle: tokio::runtime::Handle,
+    progress: &'a dyn Progress,
+    jobs: Sender<FileJob>,
+    entries: Mutex<Vec<Entry>>,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    skipped: Mutex<Vec<FileProblem>>,
+    link_groups: Mutex<HashMap<(u64, u64), u64>>,
+    unchanged: AtomicU64,
+    files_to_read: AtomicU64,
+    bytes_to_read: AtomicU64,
+}
+
+impl<'a> Scanner<'a> {
+    pub(crate) fn new(
+        repo: &'a Repository,
+        options: &'a BackupOptions,
+        handle: tokio::runtime::Handle,
+        progress: &'a dyn Progress,
+        jobs: Sender<FileJob>,
+    ) -> Self {
+        Scanner {
+            repo,
+            options,
+            handle,
+            progress,
+            jobs,
+            entries: Mutex::new(Vec::new()),
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            skipped: Mutex::new(Vec::new()),
+            link_groups: Mutex::new(HashMap::new()),
+            unchanged: AtomicU64::new(0),
+            files_to_read: AtomicU64::new(0),
+            bytes_to_read: AtomicU64::new(0),
+        }
+    }
+
+    /// Scans `options`' paths with `threads` threads (this one included), sending every file to
+    /// read to the job channel; the channel closes when this returns.
+    pub(crate) fn run(self, parent_root: Option<&Tree>, threads: usize) -> Result<Scanned> {
+        let roots = self.scan_roots(parent_root)?;
+        std::thread::scope(|s| {
+            for _ in 1..threads.max(1) {
+                s.spawn(|| self.work());
+            }
+            self.work();
+        });
+        let Scanner {
+            entries,
+            queue,
+            skipped,
+            unchanged,
+            files_to_read,
+            bytes_to_read,
+            ..
+        } = self;
+        if let Some(e) = queue.into_inner().map_err(poisoned)?.error {
+            return Err(e);
+        }
+        Ok(Scanned {
+            entries: entries.into_inner().map_err(poisoned)?,
+            roots,
+            skipped: skipped.into_inner().map_err(poisoned)?,
+            unchanged: unchanged.into_inner(),
+            files_to_read: files_to_read.into_inner(),
+            bytes_to_read: bytes_to_read.into_inner(),
+        })
+    }
+
+    /// Examines the given paths (a missing or unreadable one is an error, unlike entries below
+    /// them) and queues the directories among them.
+    fn scan_roots(&self, parent_root: Option<&Tree>) -> Result<Vec<usize>> {
+        let mut roots = Vec::new();
+        let mut tasks = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for path in self.options.paths() {
+            let abs = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
+            let meta = std::fs::symlink_metadata(&abs).map_err(|e| Error::io(&abs, e))?;
+            let name = abs
+                .file_name()
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "{} has no file name to store it under",
+                        abs.display()
+                    ))
+                })?
+                .to_os_string();
+            if !names.insert(name.clone()) {
+                return Err(Error::Config(format!(
+                    "two paths end in the same name {name:?}; back them up separately"
+                )));
+            }
+            let previous = parent_root.and_then(|t| find(t, &name));
+            let Some((node, next)) = self.examine(&abs, &name, previous) else {
+                continue;
+            };
+            let index = self.push(vec![node])?;
+            roots.push(index);
+            self.follow(index, abs, next, meta.dev(), &mut tasks)?;
+        }
+        tasks.reverse();
+        self.queue.lock().map_err(poisoned)?.tasks = tasks;
+        Ok(roots)
+    }
+
+    fn problem(&self, path: &Path, error: impl std::fmt::Display) {
+        tracing::warn!("skipping {}: {error}", path.display());
+        if let Ok(mut skipped) = self.skipped.lock() {
+            skipped.push(FileProblem {
+                path: path.to_string_lossy().into_owned(),
+                error: error.to_string(),
+            });
+        }
+    }
+
+    /// The node for `path` and what it needs next, or `None` if excluded or unreadable.
+    fn examine(&self, path: &Path, name: &OsStr, previous: Option<&Node>) -> Option<(Node, Next)> {
+        if self.options.is_excluded(path) {
+            return None;
+        }
+        let meta = std::fs::symlink_metadata(path)
+            .map_err(|e| self.problem(path, e))
+            .ok()?;
+        let mut node = fsmeta::node_from(name, path, &meta)
+            .map_err(|e| self.problem(path, e))
+            .ok()?;
+        let next = match node.kind {
+            NodeKind::File => {
+                if meta.nlink() > 1 {
+                    let mut groups = self.link_groups.lock().ok()?;
+                    let next = groups.len() as u64 + 1;
+                    node.link_group = Some(*groups.entry((meta.dev(), meta.ino())).or_insert(next));
+                }
+                let unchanged = previous.filter(|p| {
+                    p.kind == NodeKind::File
+                        && p.size == node.size
+                        && p.mtime_ns == node.mtime_ns
+                        && p.ctime_ns == node.ctime_ns
+                        && p.inode == node.inode
+                        && p.content.iter().all(|id| self.repo.has_blob(id))
+                });
+                match unchanged {
+                    Some(p) => {
+                        node.content = p.content.clone();
+                        self.unchanged.fetch_add(1, Ordering::Relaxed);
+                        Next::Nothing
+                    }
+                    None => Next::Read((node.size, node.mtime_ns, node.ctime_ns, node.inode)),
+                }
+            }
+            NodeKind::Dir => {
+                if self.options.has_marker(path) {
+                    return None;
+                }
+                let parent_tree = previous
+                    .filter(|p| p.kind == NodeKind::Dir)
+                    .and_then(|p| p.subtree);
+                Next::List {
+                    dev: meta.dev(),
+                    parent_tree,
+                }
+            }
+            _ => Next::Nothing,
+        };
+        Some((node, next))
+    }
+
+    /// Adds nodes to the arena; returns the index of the first.
+    fn push(&self, nodes: Vec<Node>) -> Result<usize> {
+        let mut entries = self.entries.lock().map_err(poisoned)?;
+        let first = entries.len();
+        entries.extend(nodes.into_iter().map(|node| Entry {
+            node,
+            children: Vec::new(),
+            read: false,
+        }));
+        Ok(first)
+    }
+
+    /// Sends a file to the readers, or queues a directory (into `tasks`) for listing.
+    fn follow(
+        &self,
+        index: usize,
+        path: PathBuf,
+        next: Next,
+        root_dev: u64,
+        tasks: &mut Vec<DirTask>,
+    ) -> Result<()> {
+        match next {
+            Next::Nothing => {}
+            Next::Read(scanned) => {
+                self.entries.lock().map_err(poisoned)?[index].read = true;
+                self.files_to_read.fetch_add(1, Ordering::Relaxed);
+                self.bytes_to_read.fetch_add(scanned.0, Ordering::Relaxed);
+                self.progress.found(&path, scanned.0);
+                self.jobs
+                    .send(FileJob {
+                        index,
+                        path,
+                        scanned,
+                    })
+                    .map_err(|_| Error::Worker("reader threads stopped".into()))?;
+            }
+            Next::List { dev, parent_tree } => {
+                // Mount points below a path are recorded but not entered with one-file-system.
+                if !(self.options.one_file_system() && dev != root_dev) {
+                    tasks.push(DirTask {
+                        index,
+                        path,
+                        root_dev,
+                        parent_tree,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Lists one directory: examines its entries, adds them to the arena, sends its files to
+    /// the readers and returns its subdirectories in `tasks`.
+    fn list(&self, task: DirTask, tasks: &mut Vec<DirTask>) -> Result<()> {
+        let parent_tree = match &task.parent_tree {
+            Some(id) => Some(self.handle.block_on(self.repo.load_tree(id))?),
+            None => None,
+        };
+        let mut names: Vec<_> = match std::fs::read_dir(&task.path) {
+            Ok(listing) => listing
+                .filter_map(|e| e.map_err(|e| self.problem(&task.path, e)).ok())
+                .map(|e| e.file_name())
+                .collect(),
+            Err(e) => {
+                self.problem(&task.path, e);
+                Vec::new()
+            }
+        };
+        names.sort();
+        let mut found = Vec::with_capacity(names.len());
+        for name in names {
+            let path = task.path.join(&name);
+            let previous = parent_tree.as_ref().and_then(|t| find(t, &name));
+            if let Some(examined) = self.examine(&path, &name, previous) {
+                found.push((path, examined));
+            }
+        }
+        let (follow, nodes): (Vec<_>, Vec<_>) = found
+            .into_iter()
+            .map(|(path, (node, next))| ((path, next), node))
+            .unzip();
+        let first = self.push(nodes)?;
+        self.entries.lock().map_err(poisoned)?[task.index].children =
+            (first..first + follow.len()).collect();
+        for (i, (path, next)) in follow.into_iter().enumerate() {
+            self.follow(first + i, path, next, task.root_dev, tasks)?;
+        }
+        Ok(())
+    }
+
+    /// One scanning thread: lists queued directories until none is queued or being listed.
+    fn work(&self) {
+        let mut found = Vec::new();
+        loop {
+            let task = {
+                let Ok(mut queue) = self.queue.lock() else {
+                    return;
+                };
+                loop {
+                    if queue.error.is_some() {
+                        break None;
+                    }
+                    // Last in, first out: a depth-first walk, so files of one directory are
+                    // read (and their small blobs grouped) together.
+                    if let Some(task) = queue.tasks.pop() {
+                        queue.active += 1;
+                        break Some(task);
+                    }
+                    if queue.active == 0 {
+                        break None;
+                    }
+                    queue = match self.wake.wait(queue) {
+                        Ok(q) => q,
+                        Err(_) => return,
+                    };
+                }
+            };
+            let Some(task) = task else {
+                self.wake.notify_all();
+                return;
+            };
+            let result = self.list(task, &mut found);
+            if let Ok(mut queue) = self.queue.lock() {
+                queue.active -= 1;
+                match result {
+                    // Reversed so the first subdirectory is popped first.
+                    Ok(()) => queue.tasks.extend(found.drain(..).rev()),
+                    Err(e) => {
+                        queue.error.get_or_insert(e);
+                    }
+                }
+            }
+            self.wake.notify_all();
+        }
+    }
+}
+
+/// The node called `name` in a (sorted) tree.
+fn find<'t>(tree: &'t Tree, name: &OsStr) -> Option<&'t Node> {
+    tree.nodes
+        .binary_search_by(|n| n.name.as_slice().cmp(name.as_bytes()))
+        .ok()
+        .map(|i| &tree.nodes[i])
+}
+
+/// Every queued task reaches a thread, and the threads stop once all are listed.
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn scan_lists_every_entry_with_many_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut expected = 0;
+        for a in 0..5 {
+            for b in 0..4 {
+                let d = dir.path().join(format!("d{a}/e{b}"));
+                std::fs::create_dir_all(&d).unwrap();
+                for f in 0..3 {
+                    std::fs::write(d.join(format!("f{f}")), [a, b, f]).unwrap();
+                    expected += 1;
+                }
+            }
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let repo = rt
+            .block_on(crate::Repository::init(
+                std::sync::Arc::new(object_store::memory::InMemory::new()),
+                "memory",
+                &crate::KeySource::passphrase("scan"),
+                crate::InitOptions::new(),
+            ))
+            .unwrap();
+        let options = crate::BackupOptions::new([dir.path()]).build().unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let scanned =
+            super::Scanner::new(&repo, &options, rt.handle().clone(), &crate::NoProgress, tx)
+                .run(None, 4)
+                .unwrap();
+        let jobs: Vec<_> = rx.iter().collect();
+        assert_eq!(jobs.len(), expected);
+        assert_eq!(scanned.files_to_read, expected as u64);
+        // 1 root + 5 + 20 directories + the files.
+        assert_eq!(scanned.entries.len(), 1 + 5 + 20 + expected);
+        for job in &jobs {
+            let entry = &scanned.entries[job.index];
+            assert!(entry.read);
+            assert_eq!(
+                entry.node.name,
+                job.path.file_name().unwrap().as_encoded_bytes()
+            );
+        }
+        let root = &scanned.entries[scanned.roots[0]];
+        assert_eq!(root.children.len(), 5);
+    }
+}
