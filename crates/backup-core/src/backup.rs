@@ -37,8 +37,17 @@ use crate::scan::{Entry, FileJob, Scanned, Scanner};
 /// Concurrent pack uploads.
 const UPLOADERS: usize = 2;
 
-/// Room reserved past the pack size for the pack header (about 70 bytes per blob).
-const PACK_SLACK: usize = 256 * 1024;
+/// Reader threads per core: with many small files, or files not in the page cache, readers
+/// wait on open and read.
+const READERS_PER_THREAD: usize = 2;
+
+/// Chunks queued for sealing, per sealer thread. A deeper queue keeps the sealers (the CPU-bound
+/// stage) busy through bursts of small files; on the Rust toolchain tree, going from 1 to 3 cut
+/// a cold backup by about 0.2 s (of 2.4 s), and deeper queues only cost memory.
+const BLOB_QUEUE: usize = 3;
+
+/// Room reserved past the pack size for the sealed header's fixed part and the envelope.
+const PACK_SLACK: usize = 64 * 1024;
 
 /// Options for [`backup`]; build with [`BackupOptions::new`] and the `with_*` methods.
 #[derive(Debug, Clone)]
@@ -243,6 +252,7 @@ impl Pipeline<'_> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let mut content = Vec::new();
         let keys = &self.repo.keys;
+        let min_size = self.repo.config.chunker.min_size as usize;
         let size = keys.chunker.stream(
             &file,
             scratch,
@@ -251,7 +261,13 @@ impl Pipeline<'_> {
                 content.push(id);
                 self.progress.bytes_done(chunk.len() as u64);
                 if self.claim(&id)? {
-                    let mut data = self.chunk_buffers.take();
+                    // Small chunks (files and tails bound for a group) get exact-size buffers so
+                    // a queue full of them stays small; large ones reuse pooled buffers.
+                    let mut data = if chunk.len() < min_size {
+                        Vec::with_capacity(chunk.len())
+                    } else {
+                        self.chunk_buffers.take()
+                    };
                     data.extend_from_slice(chunk);
                     let blob = Blob {
                         id,
@@ -313,7 +329,7 @@ impl Pipeline<'_> {
                 continue;
             }
             let raw_length = blob.data.len() as u32;
-            let members = [(blob.id, blob.kind, raw_length, None)];
+            let members = [(blob.id, blob.kind, raw_length, None)].into_iter();
             self.seal_frame(&mut sealer, &blob.id, &blob.data, members, packs)?;
             if blob.kind == BlobKind::Data {
                 self.chunk_buffers.give(blob.data);
@@ -329,7 +345,7 @@ impl Pipeline<'_> {
         match members.as_slice() {
             [] => {}
             [(id, _, length)] => {
-                let only = [(*id, BlobKind::Data, *length, None)];
+                let only = [(*id, BlobKind::Data, *length, None)].into_iter();
                 self.seal_frame(sealer, id, &group, only, packs)?;
             }
             _ => {
@@ -361,9 +377,10 @@ impl Pipeline<'_> {
         sealer: &mut Sealer,
         frame_id: &ChunkId,
         plaintext: &[u8],
-        members: impl IntoIterator<Item = (ChunkId, BlobKind, u32, Option<GroupRef>)>,
+        members: impl ExactSizeIterator<Item = (ChunkId, BlobKind, u32, Option<GroupRef>)>,
         packs: &Sender<FinishedPack>,
     ) -> Result<()> {
+        let count = members.len();
         let keys = &self.repo.keys;
         let pack_size = self.repo.config.pack_size as usize;
         sealer
@@ -374,10 +391,11 @@ impl Pipeline<'_> {
             .fetch_add(plaintext.len() as u64, Ordering::Relaxed);
         let full = {
             let mut packer = self.packer.lock().map_err(poisoned)?;
-            // A pack closes before a frame would overflow it, so packs never reallocate; the
-            // slack covers the sealed header.
-            let full = (packer.len() > 0 && packer.len() + sealed.len() > pack_size)
-                .then(|| std::mem::take(&mut *packer));
+            // A pack closes before a frame and the header's growth would overflow it, so packs
+            // never reallocate (a pack of small grouped blobs has thousands of entries).
+            let grown = packer.len() + sealed.len() + packer.header_bound(count);
+            let full =
+                (packer.len() > 0 && grown > pack_size).then(|| std::mem::take(&mut *packer));
             let added = packer.add(&sealed, members, || self.pack_buffers.take());
             self.chunks_new.fetch_add(added as u64, Ordering::Relaxed);
             full
@@ -513,8 +531,11 @@ fn run_blocking(
         progress,
         pending: Mutex::new(HashSet::new()),
         packer: Mutex::new(PackBuilder::default()),
-        // Every chunk buffer in flight: one per reader, queued, and per sealer (plus spares).
-        chunk_buffers: BufferPool::new(repo.config.chunker.max_size as usize, 4 * threads + 2),
+        // Every large-chunk buffer in flight: one per reader, queued, and per sealer.
+        chunk_buffers: BufferPool::new(
+            repo.config.chunker.max_size as usize,
+            (READERS_PER_THREAD + BLOB_QUEUE + 1) * threads,
+        ),
         // Packs uploading, handed over and filling.
         pack_buffers: BufferPool::new(repo.config.pack_size as usize + PACK_SLACK, UPLOADERS + 2),
         written: Mutex::new(Vec::new()),
@@ -572,9 +593,10 @@ fn run_pipeline<T>(
     finish: impl FnOnce(&Sender<Blob>, Scanned, ReadResults) -> Result<T>,
 ) -> Result<T> {
     std::thread::scope(|s| {
-        // Memory bound: `threads` queued chunks, and at most UPLOADERS packs uploading plus one
-        // handed over (a zero-capacity channel) plus one filling. Queued jobs are small.
-        let (blob_tx, blob_rx) = bounded::<Blob>(threads);
+        // Memory bound: BLOB_QUEUE queued chunks per sealer, and at most UPLOADERS packs
+        // uploading plus one handed over (a zero-capacity channel) plus one filling. Queued jobs
+        // are small.
+        let (blob_tx, blob_rx) = bounded::<Blob>(BLOB_QUEUE * threads);
         let (pack_tx, pack_rx) = bounded::<FinishedPack>(0);
         let (job_tx, job_rx) = bounded::<FileJob>(4096);
         let uploaders: Vec<_> = (0..UPLOADERS)
@@ -592,8 +614,7 @@ fn run_pipeline<T>(
             })
             .collect();
         drop(blob_rx);
-        // Twice as many readers as cores: with many small files they wait on open/read.
-        let readers: Vec<_> = (0..2 * threads)
+        let readers: Vec<_> = (0..READERS_PER_THREAD * threads)
             .map(|_| {
                 let tx = blob_tx.clone();
                 let jobs = job_rx.clone();

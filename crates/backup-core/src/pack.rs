@@ -10,6 +10,9 @@ use crate::cipher::RepoCipher;
 use crate::error::Result;
 use crate::format::{self, BlobKind, ChunkId, GroupRef, IndexPack, PackEntry};
 
+/// Most bytes one [`PackEntry`] takes in a header's CBOR.
+const ENTRY_BOUND: usize = 192;
+
 /// A pack being filled.
 #[derive(Default)]
 pub(crate) struct PackBuilder {
@@ -29,6 +32,12 @@ pub(crate) fn header_aad(path: &str) -> Vec<u8> {
 }
 
 impl PackBuilder {
+    /// An upper bound on the sealed header's size once `more` entries are added (before
+    /// compression; see the test below for the per-entry figure).
+    pub(crate) fn header_bound(&self, more: usize) -> usize {
+        (self.entries.len() + more) * ENTRY_BOUND
+    }
+
     /// Bytes held so far.
     pub(crate) fn len(&self) -> usize {
         self.bytes.len()
@@ -87,5 +96,30 @@ impl PackBuilder {
             },
             bytes,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_entry_fits_the_header_bound() {
+        let entry = PackEntry {
+            id: ChunkId([0xff; 32]),
+            kind: BlobKind::Data,
+            offset: u32::MAX,
+            length: u32::MAX,
+            raw_length: u32::MAX,
+            group: Some(GroupRef {
+                id: ChunkId([0xff; 32]),
+                raw_length: u32::MAX,
+                start: u32::MAX,
+            }),
+        };
+        let one = format::encode(&vec![entry.clone()]).len();
+        let many = format::encode(&vec![entry; 1000]).len();
+        assert!(one <= ENTRY_BOUND, "{one}");
+        assert!(many <= 1000 * ENTRY_BOUND, "{many}");
     }
 }
