@@ -121,3 +121,47 @@ pub(crate) fn apply(path: &Path, node: &Node) -> Vec<String> {
     }
     warnings
 }
+
+/// Applies xattrs, ownership, mode and mtime of file `node` through its open descriptor (no path
+/// lookups, and nothing a rename could redirect); `path` only names it in warnings.
+pub(crate) fn apply_to_file(file: &std::fs::File, path: &Path, node: &Node) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    use xattr::FileExt;
+    let mut warnings = Vec::new();
+    for x in &node.xattrs {
+        if let Err(e) = file.set_xattr(OsStr::from_bytes(&x.name), &x.value) {
+            warnings.push(format!(
+                "{}: xattr {}: {e}",
+                path.display(),
+                String::from_utf8_lossy(&x.name)
+            ));
+        }
+    }
+    if let Err(e) = std::os::unix::fs::fchown(file, Some(node.uid), Some(node.gid)) {
+        if e.kind() != std::io::ErrorKind::PermissionDenied {
+            warnings.push(format!("{}: chown: {e}", path.display()));
+        }
+    }
+    // After chown, which clears set-id bits.
+    if let Err(e) = file.set_permissions(std::fs::Permissions::from_mode(node.mode & 0o7777)) {
+        warnings.push(format!("{}: chmod: {e}", path.display()));
+    }
+    let mtime = system_time(node.mtime_ns);
+    let times = std::fs::FileTimes::new()
+        .set_accessed(mtime)
+        .set_modified(mtime);
+    if let Err(e) = file.set_times(times) {
+        warnings.push(format!("{}: set times: {e}", path.display()));
+    }
+    warnings
+}
+
+/// Nanoseconds since the Unix epoch (negative before it) as a `SystemTime`.
+fn system_time(ns: i64) -> std::time::SystemTime {
+    let since = std::time::Duration::from_nanos(ns.unsigned_abs());
+    if ns >= 0 {
+        std::time::UNIX_EPOCH + since
+    } else {
+        std::time::UNIX_EPOCH - since
+    }
+}

@@ -24,7 +24,7 @@ use crate::progress::Progress;
 use crate::repo::{BlobLocation, Repository, get_bytes, poisoned};
 
 /// Packs kept in memory during a restore.
-const PACK_CACHE: usize = 6;
+const PACK_CACHE: usize = 4;
 
 /// Decoded blob groups kept in memory: consecutive small files of a directory usually share one.
 const GROUP_CACHE: usize = 8;
@@ -56,8 +56,8 @@ impl RestoreOptions {
         self
     }
 
-    /// Worker threads (default: four per core, since restoring many small files waits on I/O
-    /// more than on the CPU).
+    /// Worker threads (default: two per core, since restoring many small files waits on the
+    /// file system as much as on the CPU).
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads;
         self
@@ -66,7 +66,7 @@ impl RestoreOptions {
     /// Checks the options.
     pub fn build(mut self) -> Result<Self> {
         if self.threads == 0 {
-            self.threads = 4 * std::thread::available_parallelism().map_or(2, |n| n.get());
+            self.threads = 2 * std::thread::available_parallelism().map_or(2, |n| n.get());
         }
         Ok(self)
     }
@@ -349,13 +349,14 @@ impl Restorer<'_> {
         let parent = path.parent().unwrap_or(Path::new("."));
         let name = path.file_name().unwrap_or_default().as_bytes();
         let (tmp_path, file) = create_temp(parent, name)?;
-        let result = self.write_content(&tmp_path, &file, node);
+        // Metadata goes on through the descriptor; rename then replaces whatever non-directory
+        // is at the final name (a planted symlink is replaced, never followed).
+        let result = self
+            .write_content(&tmp_path, &file, node)
+            .map(|()| self.warn(fsmeta::apply_to_file(&file, &tmp_path, node)));
         drop(file);
-        let result = result.and_then(|()| {
-            self.warn(fsmeta::apply(&tmp_path, node));
-            clear_entry(path)?;
-            std::fs::rename(&tmp_path, path).map_err(|e| Error::io(path, e))
-        });
+        let result =
+            result.and_then(|()| std::fs::rename(&tmp_path, path).map_err(|e| Error::io(path, e)));
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp_path);
         }
@@ -366,9 +367,12 @@ impl Restorer<'_> {
 
     fn write_content(&self, tmp_path: &Path, file: &File, node: &Node) -> Result<()> {
         let mut offset = 0u64;
+        let mut written_to = 0u64;
         for id in &node.content {
             let data = self.load_blob(id)?;
-            write_sparse(file, offset, &data).map_err(|e| Error::io(tmp_path, e))?;
+            written_to = write_sparse(file, offset, &data)
+                .map_err(|e| Error::io(tmp_path, e))?
+                .unwrap_or(written_to);
             offset += data.len() as u64;
             self.progress.bytes_done(data.len() as u64);
         }
@@ -378,7 +382,10 @@ impl Restorer<'_> {
                 format!("content is {offset} bytes but the tree says {}", node.size),
             ));
         }
-        file.set_len(offset).map_err(|e| Error::io(tmp_path, e))?;
+        // Only a file ending in a hole needs its length set.
+        if written_to != offset {
+            file.set_len(offset).map_err(|e| Error::io(tmp_path, e))?;
+        }
         self.bytes.fetch_add(offset, Ordering::Relaxed);
         Ok(())
     }
@@ -405,9 +412,11 @@ fn create_temp(dir: &Path, name: &[u8]) -> Result<(PathBuf, File)> {
     ))
 }
 
-/// Writes `data` at `offset`, leaving all-zero blocks as holes.
-fn write_sparse(file: &File, offset: u64, data: &[u8]) -> std::io::Result<()> {
+/// Writes `data` at `offset`, leaving all-zero blocks as holes; returns the end of the last
+/// byte written, if any was.
+fn write_sparse(file: &File, offset: u64, data: &[u8]) -> std::io::Result<Option<u64>> {
     let mut start = 0;
+    let mut end_written = None;
     while start < data.len() {
         // Skip a run of zero blocks.
         while start < data.len() && is_zero_block(data, start) {
@@ -422,9 +431,10 @@ fn write_sparse(file: &File, offset: u64, data: &[u8]) -> std::io::Result<()> {
         }
         let end = end.min(data.len());
         file.write_all_at(&data[start..end], offset + start as u64)?;
+        end_written = Some(offset + end as u64);
         start = end;
     }
-    Ok(())
+    Ok(end_written)
 }
 
 fn is_zero_block(data: &[u8], start: usize) -> bool {
