@@ -202,15 +202,24 @@ struct Pipeline<'a> {
 struct Sealer {
     compressor: BlobCompressor,
     encoded: Vec<u8>,
-    /// Small blobs collected for the next group, and (id, start, length) of each.
-    group: Vec<u8>,
-    members: Vec<(ChunkId, u32, u32)>,
+    sealed: Vec<u8>,
 }
 
+/// What readers hand to sealers: one blob, or a group of small data blobs.
 struct Blob {
+    /// The blob's id (for a group: its first member's, unused).
     id: ChunkId,
     kind: BlobKind,
     data: Vec<u8>,
+    /// For a group: (id, start, length) of each member inside `data`.
+    members: Vec<(ChunkId, u32, u32)>,
+}
+
+/// Small blobs a reader is collecting into a group.
+#[derive(Default)]
+struct PendingGroup {
+    data: Vec<u8>,
+    members: Vec<(ChunkId, u32, u32)>,
 }
 
 impl Pipeline<'_> {
@@ -226,8 +235,9 @@ impl Pipeline<'_> {
     fn read_files(&self, jobs: &Receiver<FileJob>, chunks: &Sender<Blob>) -> Result<ReadResults> {
         let mut done = Vec::new();
         let mut scratch = Vec::new();
+        let mut group = PendingGroup::default();
         for job in jobs {
-            let outcome = match self.read_file(&job, &mut scratch, chunks) {
+            let outcome = match self.read_file(&job, &mut scratch, &mut group, chunks) {
                 Ok(read) => Ok(read),
                 // The pipeline itself failed: stop (the root cause is reported elsewhere).
                 Err(Error::Worker(w)) => return Err(Error::Worker(w)),
@@ -239,20 +249,45 @@ impl Pipeline<'_> {
             self.progress.file_done();
             done.push((job.index, Some(outcome)));
         }
+        self.send_group(&mut group, chunks)?;
         Ok(done)
+    }
+
+    /// Hands the collected small blobs to the sealers (a lone one as a plain blob).
+    fn send_group(&self, group: &mut PendingGroup, chunks: &Sender<Blob>) -> Result<()> {
+        let PendingGroup { data, mut members } = std::mem::take(group);
+        let blob = match members.as_slice() {
+            [] => return Ok(()),
+            [(id, _, _)] => Blob {
+                id: *id,
+                kind: BlobKind::Data,
+                data,
+                members: Vec::new(),
+            },
+            [(id, _, _), ..] => Blob {
+                id: *id,
+                kind: BlobKind::Data,
+                data,
+                members: std::mem::take(&mut members),
+            },
+        };
+        chunks
+            .send(blob)
+            .map_err(|_| Error::Worker("sealer threads stopped".into()))
     }
 
     fn read_file(
         &self,
         job: &FileJob,
         scratch: &mut Vec<u8>,
+        group: &mut PendingGroup,
         chunks: &Sender<Blob>,
     ) -> Result<FileOutcome> {
         let path = &job.path;
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let mut content = Vec::new();
         let keys = &self.repo.keys;
-        let min_size = self.repo.config.chunker.min_size as usize;
+        let chunker = self.repo.config.chunker;
         let size = keys.chunker.stream(
             &file,
             scratch,
@@ -260,25 +295,35 @@ impl Pipeline<'_> {
                 let id = keys.chunk_id(chunk);
                 content.push(id);
                 self.progress.bytes_done(chunk.len() as u64);
-                if self.claim(&id)? {
-                    // Small chunks (files and tails bound for a group) get exact-size buffers so
-                    // a queue full of them stays small; large ones reuse pooled buffers.
-                    let mut data = if chunk.len() < min_size {
-                        Vec::with_capacity(chunk.len())
-                    } else {
-                        self.chunk_buffers.take()
-                    };
-                    data.extend_from_slice(chunk);
-                    let blob = Blob {
-                        id,
-                        kind: BlobKind::Data,
-                        data,
-                    };
-                    chunks
-                        .send(blob)
-                        .map_err(|_| Error::Worker("sealer threads stopped".into()))?;
+                if !self.claim(&id)? {
+                    return Ok(());
                 }
-                Ok(())
+                if chunk.len() < chunker.min_size as usize {
+                    // Small files and files' tails are sealed in groups of about one average
+                    // chunk: compressed together they take about a fifth less space than alone,
+                    // and cost one envelope and one hand-over instead of dozens.
+                    if group.members.is_empty() {
+                        group.data = self.chunk_buffers.take();
+                    }
+                    let start = group.data.len() as u32;
+                    group.members.push((id, start, chunk.len() as u32));
+                    group.data.extend_from_slice(chunk);
+                    if group.data.len() >= chunker.avg_size as usize {
+                        self.send_group(group, chunks)?;
+                    }
+                    return Ok(());
+                }
+                let mut data = self.chunk_buffers.take();
+                data.extend_from_slice(chunk);
+                let blob = Blob {
+                    id,
+                    kind: BlobKind::Data,
+                    data,
+                    members: Vec::new(),
+                };
+                chunks
+                    .send(blob)
+                    .map_err(|_| Error::Worker("sealer threads stopped".into()))
             },
             |e| Error::io(path, e),
         )?;
@@ -304,54 +349,23 @@ impl Pipeline<'_> {
         })
     }
 
-    /// Compresses, seals and packs blobs until the channel closes. Data blobs smaller than the
-    /// chunker's minimum (small files and files' tails) are collected and sealed in groups of
-    /// about one average chunk: compressed together they take about a fifth less space than
-    /// alone, and cost one envelope instead of dozens.
+    /// Compresses, seals and packs blobs and groups until the channel closes.
     fn seal_blobs(&self, blobs: &Receiver<Blob>, packs: &Sender<FinishedPack>) -> Result<()> {
-        let chunker = self.repo.config.chunker;
         let mut sealer = Sealer {
             compressor: BlobCompressor::new(self.repo.config.compression_level),
             encoded: Vec::new(),
-            group: Vec::new(),
-            members: Vec::new(),
+            sealed: Vec::new(),
         };
         for blob in blobs {
-            if blob.kind == BlobKind::Data && blob.data.len() < chunker.min_size as usize {
-                sealer
-                    .members
-                    .push((blob.id, sealer.group.len() as u32, blob.data.len() as u32));
-                sealer.group.extend_from_slice(&blob.data);
-                self.chunk_buffers.give(blob.data);
-                if sealer.group.len() >= chunker.avg_size as usize {
-                    self.seal_group(&mut sealer, packs)?;
-                }
-                continue;
-            }
-            let raw_length = blob.data.len() as u32;
-            let members = [(blob.id, blob.kind, raw_length, None)].into_iter();
-            self.seal_frame(&mut sealer, &blob.id, &blob.data, members, packs)?;
-            if blob.kind == BlobKind::Data {
-                self.chunk_buffers.give(blob.data);
-            }
-        }
-        self.seal_group(&mut sealer, packs)
-    }
-
-    /// Seals the collected small blobs as one group (a lone blob is sealed on its own).
-    fn seal_group(&self, sealer: &mut Sealer, packs: &Sender<FinishedPack>) -> Result<()> {
-        let group = std::mem::take(&mut sealer.group);
-        let members = std::mem::take(&mut sealer.members);
-        match members.as_slice() {
-            [] => {}
-            [(id, _, length)] => {
-                let only = [(*id, BlobKind::Data, *length, None)].into_iter();
-                self.seal_frame(sealer, id, &group, only, packs)?;
-            }
-            _ => {
-                let id = self.repo.keys.chunk_id(&group);
-                let raw_length = group.len() as u32;
-                let refs = members.iter().map(|&(member, start, length)| {
+            if blob.members.is_empty() {
+                let raw_length = blob.data.len() as u32;
+                let members = [(blob.id, blob.kind, raw_length, None)].into_iter();
+                self.seal_frame(&mut sealer, &blob.id, &blob.data, members, packs)?;
+            } else {
+                // A group is bound to and verified against the keyed hash of all its bytes.
+                let id = self.repo.keys.chunk_id(&blob.data);
+                let raw_length = blob.data.len() as u32;
+                let refs = blob.members.iter().map(|&(member, start, length)| {
                     let place = GroupRef {
                         id,
                         raw_length,
@@ -359,14 +373,12 @@ impl Pipeline<'_> {
                     };
                     (member, BlobKind::Data, length, Some(place))
                 });
-                self.seal_frame(sealer, &id, &group, refs, packs)?;
+                self.seal_frame(&mut sealer, &id, &blob.data, refs, packs)?;
+            }
+            if blob.kind == BlobKind::Data {
+                self.chunk_buffers.give(blob.data);
             }
         }
-        // Keep the allocation for the next group.
-        sealer.group = group;
-        sealer.group.clear();
-        sealer.members = members;
-        sealer.members.clear();
         Ok(())
     }
 
@@ -386,7 +398,9 @@ impl Pipeline<'_> {
         sealer
             .compressor
             .encode_into(plaintext, &mut sealer.encoded);
-        let sealed = keys.cipher.seal(&blob_aad(frame_id), &sealer.encoded)?;
+        keys.cipher
+            .seal_into(&blob_aad(frame_id), &sealer.encoded, &mut sealer.sealed)?;
+        let sealed = &sealer.sealed;
         self.bytes_new
             .fetch_add(plaintext.len() as u64, Ordering::Relaxed);
         let full = {
@@ -396,7 +410,7 @@ impl Pipeline<'_> {
             let grown = packer.len() + sealed.len() + packer.header_bound(count);
             let full =
                 (packer.len() > 0 && grown > pack_size).then(|| std::mem::take(&mut *packer));
-            let added = packer.add(&sealed, members, || self.pack_buffers.take());
+            let added = packer.add(sealed, members, || self.pack_buffers.take());
             self.chunks_new.fetch_add(added as u64, Ordering::Relaxed);
             full
         };
@@ -531,10 +545,11 @@ fn run_blocking(
         progress,
         pending: Mutex::new(HashSet::new()),
         packer: Mutex::new(PackBuilder::default()),
-        // Every large-chunk buffer in flight: one per reader, queued, and per sealer.
+        // Every chunk or group buffer in flight: two per reader (a group being filled and a
+        // chunk being handed over), queued, and one per sealer.
         chunk_buffers: BufferPool::new(
             repo.config.chunker.max_size as usize,
-            (READERS_PER_THREAD + BLOB_QUEUE + 1) * threads,
+            (2 * READERS_PER_THREAD + BLOB_QUEUE + 1) * threads,
         ),
         // Packs uploading, handed over and filling.
         pack_buffers: BufferPool::new(repo.config.pack_size as usize + PACK_SLACK, UPLOADERS + 2),
@@ -752,6 +767,7 @@ impl TreeBuilder<'_> {
                     id,
                     kind: BlobKind::Tree,
                     data,
+                    members: Vec::new(),
                 })
                 .map_err(|_| Error::Worker("sealer threads stopped".into()))?;
         }

@@ -5,7 +5,7 @@
 //! associated data, so an object copied under another name fails to open. Each envelope carries
 //! its own data key wrapped under the repository's key-encryption key, and commits to that key.
 
-use crypto_at_rest::{Kdf, KeyId, Keyring, PassphraseKdf, SecretKey};
+use crypto_at_rest::{CipherConfig, Kdf, KeyId, Keyring, PassphraseKdf, SecretKey};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -132,6 +132,17 @@ impl RepoCipher {
     pub(crate) fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
         self.keyring
             .seal(aad, plaintext)
+            .map_err(|source| Error::Crypto {
+                what: "sealing a repository object".into(),
+                source,
+            })
+    }
+
+    /// Like [`RepoCipher::seal`], into `out` (cleared first), so a thread reuses one buffer.
+    pub(crate) fn seal_into(&self, aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        out.clear();
+        self.keyring
+            .seal_to(&CipherConfig::default(), aad, plaintext, out)
             .map_err(|source| Error::Crypto {
                 what: "sealing a repository object".into(),
                 source,

@@ -1,6 +1,7 @@
 //! zstd compression of blobs, skipping data that does not compress.
 //!
-//! A blob's plaintext (before sealing) starts with one flag byte: 0 = stored as is, 1 = zstd.
+//! A blob's plaintext (before sealing) ends with one flag byte: 0 = stored as is, 1 = zstd. (At
+//! the end, so zstd writes straight into the buffer that is then sealed.)
 
 const RAW: u8 = 0;
 const ZSTD: u8 = 1;
@@ -21,7 +22,7 @@ pub(crate) struct BlobCompressor {
     level: i32,
     main: Option<zstd::bulk::Compressor<'static>>,
     probe: Option<zstd::bulk::Compressor<'static>>,
-    scratch: Vec<u8>,
+    probe_out: Vec<u8>,
 }
 
 impl BlobCompressor {
@@ -31,30 +32,29 @@ impl BlobCompressor {
             level,
             main: None,
             probe: None,
-            scratch: Vec::new(),
+            probe_out: Vec::new(),
         }
     }
 
     /// Writes the encoded form of `data` into `out` (cleared first): zstd at the repository's
     /// level unless the data does not shrink by at least 1/32, else stored as is.
     pub(crate) fn encode_into(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        out.clear();
         if data.len() <= 2 * PROBE_LEN || self.shrinks(&data[..PROBE_LEN]) {
             let level = self.level;
-            let compressed = zstd_into(&mut self.main, level, data, &mut self.scratch);
-            if compressed && self.scratch.len() + self.scratch.len() / 32 < data.len() {
+            let compressed = zstd_into(&mut self.main, level, data, out);
+            if compressed && out.len() + out.len() / 32 < data.len() {
                 out.push(ZSTD);
-                out.extend_from_slice(&self.scratch);
                 return;
             }
         }
-        out.push(RAW);
+        out.clear();
         out.extend_from_slice(data);
+        out.push(RAW);
     }
 
     fn shrinks(&mut self, sample: &[u8]) -> bool {
-        zstd_into(&mut self.probe, 1, sample, &mut self.scratch)
-            && self.scratch.len() + self.scratch.len() / 16 < sample.len()
+        zstd_into(&mut self.probe, 1, sample, &mut self.probe_out)
+            && self.probe_out.len() + self.probe_out.len() / 16 < sample.len()
     }
 }
 
@@ -73,7 +73,8 @@ fn zstd_into(
         return false;
     };
     out.clear();
-    out.reserve(zstd::zstd_safe::compress_bound(data.len()));
+    // One more byte for the flag, so pushing it never reallocates.
+    out.reserve(zstd::zstd_safe::compress_bound(data.len()) + 1);
     compressor.compress_to_buffer(data, out).is_ok()
 }
 
@@ -87,7 +88,7 @@ pub(crate) fn encode_object(data: &[u8]) -> Vec<u8> {
 /// Reverses [`encode_object`]. Objects are authenticated before this runs, so only a key holder
 /// could make one decompress to something huge.
 pub(crate) fn decode_object(plain: &[u8]) -> Result<Vec<u8>, String> {
-    match plain.split_first() {
+    match plain.split_last() {
         Some((&RAW, body)) => Ok(body.to_vec()),
         Some((&ZSTD, body)) => zstd::stream::decode_all(body)
             .map_err(|e| format!("zstd data does not decompress: {e}")),
@@ -98,7 +99,7 @@ pub(crate) fn decode_object(plain: &[u8]) -> Result<Vec<u8>, String> {
 
 /// Reverses [`encode`]; `raw_length` (from the index) bounds the output.
 pub(crate) fn decode(plain: &[u8], raw_length: usize) -> Result<Vec<u8>, String> {
-    match plain.split_first() {
+    match plain.split_last() {
         Some((&RAW, body)) => Ok(body.to_vec()),
         Some((&ZSTD, body)) => {
             let out = zstd::bulk::decompress(body, raw_length)
@@ -125,7 +126,7 @@ mod tests {
     fn text_compresses_and_round_trips() {
         let data = b"hello hostguard ".repeat(20_000);
         let enc = encode(&data, 3);
-        assert_eq!(enc[0], ZSTD);
+        assert_eq!(enc.last(), Some(&ZSTD));
         assert!(enc.len() < data.len() / 10);
         assert_eq!(decode(&enc, data.len()).unwrap(), data);
     }
@@ -135,7 +136,7 @@ mod tests {
         let mut data = vec![0u8; 300_000];
         blake3::Hasher::new().finalize_xof().fill(&mut data);
         let enc = encode(&data, 3);
-        assert_eq!(enc[0], RAW);
+        assert_eq!(enc.last(), Some(&RAW));
         assert_eq!(decode(&enc, data.len()).unwrap(), data);
     }
 

@@ -22,16 +22,31 @@ impl Keyring {
         aad: &[u8],
         plaintext: &[u8],
     ) -> Result<Vec<u8>, Error> {
-        let (header, opened) = Header::create(self, Kind::Envelope, config.algorithm(), 0, aad)?;
         let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
+        self.seal_to(config, aad, plaintext, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`Keyring::seal_with`], appending the envelope to `out`: a caller sealing many
+    /// objects reuses one buffer instead of allocating one per object.
+    pub fn seal_to(
+        &self,
+        config: &CipherConfig,
+        aad: &[u8],
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        let (header, opened) = Header::create(self, Kind::Envelope, config.algorithm(), 0, aad)?;
+        let start = out.len();
+        out.reserve(HEADER_LEN + plaintext.len() + TAG_LEN);
         out.extend_from_slice(header.bytes());
         out.extend_from_slice(plaintext);
         out.resize(out.len() + TAG_LEN, 0);
-        let body = &mut out[HEADER_LEN..];
+        let body = &mut out[start + HEADER_LEN..];
         opened
             .key
             .seal_slot(0, true, &opened.chunk_aad, body, plaintext.len());
-        Ok(out)
+        Ok(())
     }
 
     /// Opens an envelope sealed with the same `aad`. Nothing is released unless the whole

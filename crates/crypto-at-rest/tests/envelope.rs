@@ -190,3 +190,22 @@ proptest! {
         prop_assert_eq!(keys.open(&aad, &sealed).unwrap(), data);
     }
 }
+
+#[test]
+fn seal_to_appends_envelopes_that_open_on_their_own() {
+    let keys = ring(3, 9);
+    let mut out = b"prefix".to_vec();
+    keys.seal_to(&CipherConfig::default(), b"a", b"first", &mut out)
+        .unwrap();
+    let first_end = out.len();
+    keys.seal_to(&chacha(), b"b", b"second object", &mut out)
+        .unwrap();
+    assert_eq!(&out[..6], b"prefix");
+    assert_eq!(first_end, 6 + Keyring::HEADER_LEN + 5 + 16);
+    assert_eq!(keys.open(b"a", &out[6..first_end]).unwrap(), b"first");
+    assert_eq!(
+        keys.open(b"b", &out[first_end..]).unwrap(),
+        b"second object"
+    );
+    assert!(keys.open(b"b", &out[6..first_end]).is_err());
+}
