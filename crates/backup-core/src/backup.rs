@@ -39,7 +39,7 @@ const UPLOADERS: usize = 2;
 
 /// Reader threads per core: with many small files, or files not in the page cache, readers
 /// wait on open and read.
-const READERS_PER_THREAD: usize = 2;
+const READERS_PER_THREAD: usize = 1;
 
 /// Chunks queued for sealing, per sealer thread. A deeper queue keeps the sealers (the CPU-bound
 /// stage) busy through bursts of small files; on the Rust toolchain tree, going from 1 to 3 cut
@@ -285,9 +285,12 @@ impl Pipeline<'_> {
     ) -> Result<FileOutcome> {
         let path = &job.path;
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut content = Vec::new();
         let keys = &self.repo.keys;
         let chunker = self.repo.config.chunker;
+        // Sized for the file as scanned: most files are one chunk, and a vector grown by push
+        // would hold four ids each (about 5 MB more over 50,000 files).
+        let expected = job.scanned.0 / u64::from(chunker.avg_size) + 1;
+        let mut content = Vec::with_capacity(expected.min(1 << 16) as usize);
         let size = keys.chunker.stream(
             &file,
             scratch,
@@ -581,7 +584,7 @@ fn run_blocking(
                 skipped: scanned.skipped,
                 changed: Vec::new(),
             };
-            let root = trees.tree_of(&scanned.roots, blobs)?;
+            let root = trees.tree_of(scanned.roots.iter().copied(), blobs)?;
             Ok((root, trees.summary, trees.skipped, trees.changed))
         })?;
     let written = std::mem::take(&mut *pipeline.written.lock().map_err(poisoned)?);
@@ -743,7 +746,7 @@ impl TreeBuilder<'_> {
                 self.summary.bytes += node.size;
             }
             NodeKind::Dir => {
-                node.subtree = Some(self.tree_of(&entry.children, blobs)?);
+                node.subtree = Some(self.tree_of(entry.children.clone(), blobs)?);
                 self.summary.dirs += 1;
             }
             _ => self.summary.others += 1,
@@ -751,9 +754,13 @@ impl TreeBuilder<'_> {
         Ok(Some(node))
     }
 
-    fn tree_of(&mut self, children: &[usize], blobs: &Sender<Blob>) -> Result<ChunkId> {
+    fn tree_of(
+        &mut self,
+        children: impl ExactSizeIterator<Item = usize>,
+        blobs: &Sender<Blob>,
+    ) -> Result<ChunkId> {
         let mut nodes = Vec::with_capacity(children.len());
-        for &c in children {
+        for c in children {
             if let Some(n) = self.node(c, blobs)? {
                 nodes.push(n);
             }

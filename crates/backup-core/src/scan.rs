@@ -26,8 +26,9 @@ use crate::repo::{Repository, poisoned};
 /// One scanned entry of the snapshot being built.
 pub(crate) struct Entry {
     pub(crate) node: Node,
-    /// Children (directories only), indices into the arena.
-    pub(crate) children: Vec<usize>,
+    /// Children (directories only): a directory's entries are added to the arena together, so
+    /// they are one range of indices.
+    pub(crate) children: std::ops::Range<usize>,
     /// True when the file is read by the pipeline (its content comes from a [`FileJob`]).
     pub(crate) read: bool,
 }
@@ -257,7 +258,7 @@ impl<'a> Scanner<'a> {
         let first = entries.len();
         entries.extend(nodes.into_iter().map(|node| Entry {
             node,
-            children: Vec::new(),
+            children: 0..0,
             read: false,
         }));
         Ok(first)
@@ -333,8 +334,7 @@ impl<'a> Scanner<'a> {
             .map(|(path, (node, next))| ((path, next), node))
             .unzip();
         let first = self.push(nodes)?;
-        self.entries.lock().map_err(poisoned)?[task.index].children =
-            (first..first + follow.len()).collect();
+        self.entries.lock().map_err(poisoned)?[task.index].children = first..first + follow.len();
         for (i, (path, next)) in follow.into_iter().enumerate() {
             self.follow(first + i, path, next, task.root_dev, tasks)?;
         }
