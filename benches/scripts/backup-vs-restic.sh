@@ -10,6 +10,12 @@
 # repository (no parent: every file is read and deduplicated against what is stored), repository
 # size. `cp -a` of the tree is timed the same way as the restore floor. Prints medians as a
 # markdown table. Needs: cargo build --release -p hostguard-examples --bin backup
+#
+# Restores (and `cp -a`) write into RESTORE_DIR, a tmpfs by default: on this machine's ext4 the
+# restored trees deleted between runs make inode allocation scan "recently deleted" inodes
+# (ext4's recently_deleted(), a 300 s window while inode tables are dirty), which turned 3 s
+# restores into 12-25 s ones for every tool, growing run after run. tmpfs measures the tools;
+# set RESTORE_DIR to a disk directory to measure the disk too.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-3}
@@ -17,7 +23,8 @@ work=${2:-/var/tmp/backup-bench}
 bin=${BACKUP_BIN:-${CARGO_TARGET_DIR:-target}/release/backup}
 src=${BENCH_SRC:-$(rustc --print sysroot)}
 shared=${HOSTGUARD_SHARED:-../shared}
-mkdir -p "$work"
+restore_dir=${RESTORE_DIR:-/dev/shm/backup-bench-restore}
+mkdir -p "$work" "$restore_dir"
 mut="$work/mutated-tree"
 [ -d "$mut" ] || python3 "$shared/bench/mutate-tree.py" "$src" "$mut" >"$work/mutate.log"
 
@@ -67,18 +74,18 @@ for run in $(seq 1 "$runs"); do
   order=("${tools[@]:$(( (run - 1) % ${#tools[@]} ))}" "${tools[@]:0:$(( (run - 1) % ${#tools[@]} ))}")
   for tool in "${order[@]}"; do
     echo "run $run: $tool" >&2
-    repo="$work/repo-$tool"; rm -rf "$repo" "$work/restore-$tool"
+    repo="$work/repo-$tool"; rm -rf "$repo" "$restore_dir/restore-$tool"
     cmd "$tool" init >/dev/null
     prep "$src"; timed "$tool" cold "$run" -- bash -c "cmd $tool backup '$src'"
     prep "$src"; timed "$tool" unchanged "$run" -- bash -c "cmd $tool backup '$src'"
-    sync; timed "$tool" restore "$run" -- bash -c "cmd $tool restore '$work/restore-$tool'"
-    rm -rf "$work/restore-$tool"
+    sync; timed "$tool" restore "$run" -- bash -c "cmd $tool restore '$restore_dir/restore-$tool'"
+    rm -rf "$restore_dir/restore-$tool"
     prep "$mut"; timed "$tool" modified "$run" -- bash -c "cmd $tool backup '$mut'"
     printf '%s\t%s\t%s\t%s\t0\n' "$tool" repo_bytes "$run" "$(du -sb "$repo" | cut -f1)" >>"$results"
   done
-  rm -rf "$work/cp-floor"; prep "$src"
-  timed cp-a restore "$run" -- cp -a "$src" "$work/cp-floor"
-  rm -rf "$work/cp-floor"
+  rm -rf "$restore_dir/cp-floor"; prep "$src"
+  timed cp-a restore "$run" -- cp -a "$src" "$restore_dir/cp-floor"
+  rm -rf "$restore_dir/cp-floor"
 done
 
 python3 - "$results" <<'EOF'

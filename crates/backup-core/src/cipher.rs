@@ -155,6 +155,18 @@ impl RepoCipher {
     pub(crate) fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
         self.keyring.open(aad, sealed).map_err(|_| OpenError)
     }
+
+    /// Like [`RepoCipher::open`], into `out` (cleared first), so a thread reuses one buffer.
+    pub(crate) fn open_into(
+        &self,
+        aad: &[u8],
+        sealed: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), OpenError> {
+        self.keyring
+            .open_to(aad, sealed, out)
+            .map_err(|_| OpenError)
+    }
 }
 
 /// An object failed to open: wrong key, wrong associated data, or damaged bytes (never says which).

@@ -98,23 +98,61 @@ pub(crate) fn decode_object(plain: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// Reverses [`encode`]; `raw_length` (from the index) bounds the output.
+#[cfg(test)]
 pub(crate) fn decode(plain: &[u8], raw_length: usize) -> Result<Vec<u8>, String> {
-    match plain.split_last() {
-        Some((&RAW, body)) => Ok(body.to_vec()),
-        Some((&ZSTD, body)) => {
-            let out = zstd::bulk::decompress(body, raw_length)
-                .map_err(|e| format!("zstd data does not decompress: {e}"))?;
-            if out.len() == raw_length {
-                Ok(out)
-            } else {
-                Err(format!(
-                    "decompressed to {} bytes, index says {raw_length}",
-                    out.len()
-                ))
+    let mut decoder = BlobDecoder {
+        plain: plain.to_vec(),
+        ..BlobDecoder::default()
+    };
+    decoder.decode(raw_length).map(<[u8]>::to_vec)
+}
+
+/// A thread's reusable decoding state (opened plaintext, decompressed output, zstd context), so
+/// a restore allocates nothing per blob.
+#[derive(Default)]
+pub(crate) struct BlobDecoder {
+    /// The opened (decrypted) blob, flag included.
+    pub(crate) plain: Vec<u8>,
+    decoded: Vec<u8>,
+    context: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+impl BlobDecoder {
+    /// Decodes the blob in `self.plain` (see [`encode`]); `raw_length` (from the index) bounds
+    /// the output.
+    pub(crate) fn decode(&mut self, raw_length: usize) -> Result<&[u8], String> {
+        let BlobDecoder {
+            plain,
+            decoded,
+            context,
+        } = self;
+        match plain.split_last() {
+            Some((&RAW, body)) if body.len() == raw_length => Ok(body),
+            Some((&RAW, body)) => Err(format!(
+                "stored as {} bytes, index says {raw_length}",
+                body.len()
+            )),
+            Some((&ZSTD, body)) => {
+                if context.is_none() {
+                    *context = zstd::bulk::Decompressor::new().ok();
+                }
+                let context = context.as_mut().ok_or("no zstd decompression context")?;
+                decoded.clear();
+                decoded.reserve(raw_length);
+                let len = context
+                    .decompress_to_buffer(body, decoded)
+                    .map_err(|e| format!("zstd data does not decompress: {e}"))?;
+                if len == raw_length {
+                    Ok(decoded)
+                } else {
+                    Err(format!(
+                        "decompressed to {len} bytes, index says {raw_length}"
+                    ))
+                }
             }
+            Some((flag, _)) => Err(format!("unknown compression flag {flag}")),
+            None => Err("empty blob".into()),
         }
-        Some((flag, _)) => Err(format!("unknown compression flag {flag}")),
-        None => Err("empty blob".into()),
     }
 }
 

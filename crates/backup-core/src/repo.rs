@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 
 use crate::chunker::{Chunker, ChunkerParams};
 use crate::cipher::{KeyObject, KeySource, MASTER_LEN, RepoCipher};
+use crate::compress::BlobDecoder;
 use crate::error::{Error, Result};
 use crate::format::{
     self, ChunkId, Config, FORMAT_VERSION, GroupRef, IndexFile, IndexPack, Snapshot, Tree,
@@ -391,7 +392,7 @@ impl Repository {
         let (frame_id, frame_length) = loc.frame(id);
         let frame = self.decode_frame(&frame_id, frame_length, path, sealed)?;
         match loc.group {
-            Some(_) => self.cut_member(id, loc, path, &frame),
+            Some(_) => self.cut_member(id, loc, path, &frame).map(<[u8]>::to_vec),
             None => Ok(frame),
         }
     }
@@ -405,28 +406,43 @@ impl Repository {
         path: &str,
         sealed: &[u8],
     ) -> Result<Vec<u8>> {
+        let mut decoder = BlobDecoder::default();
+        self.decode_frame_with(id, raw_length, path, sealed, &mut decoder)
+            .map(<[u8]>::to_vec)
+    }
+
+    /// Like [`Repository::decode_frame`], with a thread's reusable buffers; the bytes live in
+    /// `decoder`.
+    pub(crate) fn decode_frame_with<'d>(
+        &self,
+        id: &ChunkId,
+        raw_length: u32,
+        path: &str,
+        sealed: &[u8],
+        decoder: &'d mut BlobDecoder,
+    ) -> Result<&'d [u8]> {
         let object = || format!("{path} (blob {id})");
-        let plain = self
-            .keys
+        self.keys
             .cipher
-            .open(&blob_aad(id), sealed)
+            .open_into(&blob_aad(id), sealed, &mut decoder.plain)
             .map_err(|_| Error::corrupt(object(), "blob fails authentication"))?;
-        let data = crate::compress::decode(&plain, raw_length as usize)
+        let data = decoder
+            .decode(raw_length as usize)
             .map_err(|reason| Error::corrupt(object(), reason))?;
-        if self.keys.chunk_id(&data) != *id {
+        if self.keys.chunk_id(data) != *id {
             return Err(Error::corrupt(object(), "content does not match its id"));
         }
         Ok(data)
     }
 
     /// Cuts grouped blob `id` out of its decoded group and checks it against its id.
-    pub(crate) fn cut_member(
+    pub(crate) fn cut_member<'g>(
         &self,
         id: &ChunkId,
         loc: &BlobLocation,
         path: &str,
-        group: &[u8],
-    ) -> Result<Vec<u8>> {
+        group: &'g [u8],
+    ) -> Result<&'g [u8]> {
         let object = || format!("{path} (blob {id})");
         let start = loc.group.map_or(0, |g| g.start as usize);
         let member = group
@@ -435,7 +451,7 @@ impl Repository {
         if self.keys.chunk_id(member) != *id {
             return Err(Error::corrupt(object(), "content does not match its id"));
         }
-        Ok(member.to_vec())
+        Ok(member)
     }
 
     /// Loads a tree blob.
@@ -525,12 +541,36 @@ async fn list_names(store: &dyn ObjectStore, dir: &str) -> Result<Vec<String>> {
 }
 
 pub(crate) async fn get_bytes(store: &dyn ObjectStore, name: &str) -> Result<bytes::Bytes> {
+    let result = get_object(store, name).await?;
+    result.bytes().await.map_err(|e| Error::store(name, e))
+}
+
+async fn get_object(store: &dyn ObjectStore, name: &str) -> Result<object_store::GetResult> {
     let path = ObjectPath::from(name);
-    let result = store.get(&path).await.map_err(|e| match e {
+    store.get(&path).await.map_err(|e| match e {
         object_store::Error::NotFound { .. } => Error::NotFound {
             what: format!("object {name}"),
         },
         e => Error::store(name, e),
-    })?;
-    result.bytes().await.map_err(|e| Error::store(name, e))
+    })
+}
+
+/// Reads a whole object into `buf` (cleared first), so a caller can keep large objects in
+/// pooled buffers: straight from the file for local stores, chunk by chunk otherwise. Run it
+/// from a blocking thread (local files are read synchronously).
+pub(crate) async fn get_into(store: &dyn ObjectStore, name: &str, buf: &mut Vec<u8>) -> Result<()> {
+    buf.clear();
+    match get_object(store, name).await?.payload {
+        object_store::GetResultPayload::File(mut file, _) => {
+            use std::io::Read;
+            file.read_to_end(buf)
+                .map_err(|e| Error::io(std::path::Path::new(name), e))?;
+        }
+        object_store::GetResultPayload::Stream(mut stream) => {
+            while let Some(chunk) = stream.try_next().await.map_err(|e| Error::store(name, e))? {
+                buf.extend_from_slice(&chunk);
+            }
+        }
+    }
+    Ok(())
 }

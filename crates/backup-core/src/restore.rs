@@ -17,14 +17,16 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+use crate::compress::BlobDecoder;
 use crate::error::{Error, Result};
 use crate::format::{self, ChunkId, Node, NodeKind, Tree};
 use crate::fsmeta;
+use crate::pool::{BufferPool, Pooled};
 use crate::progress::Progress;
-use crate::repo::{BlobLocation, Repository, get_bytes, poisoned};
+use crate::repo::{BlobLocation, Repository, get_into, poisoned};
 
 /// Packs kept in memory during a restore.
-const PACK_CACHE: usize = 4;
+const PACK_CACHE: usize = 2;
 
 /// Decoded blob groups kept in memory: consecutive small files of a directory usually share one.
 const GROUP_CACHE: usize = 8;
@@ -164,6 +166,10 @@ struct Restorer<'a> {
     progress: &'a dyn Progress,
     warnings: Mutex<Vec<String>>,
     packs: Mutex<VecDeque<(Arc<str>, bytes::Bytes)>>,
+    /// Buffers the cached packs live in, reused as packs are evicted: pack-sized allocations
+    /// freed and made anew would each raise glibc's mmap threshold and stay cached in its
+    /// per-thread arenas (restores peaked near 240 MiB that way).
+    pack_buffers: Arc<BufferPool>,
     groups: Mutex<VecDeque<(ChunkId, Arc<Vec<u8>>)>>,
     fetch: Mutex<()>,
     restored: AtomicU64,
@@ -224,13 +230,23 @@ impl Restorer<'_> {
         Ok(())
     }
 
-    /// Loads and verifies a blob through the pack and group caches.
-    fn load_blob(&self, id: &ChunkId) -> Result<Vec<u8>> {
+    /// Loads and verifies blob `id` through the pack and group caches and hands its bytes to
+    /// `use_bytes` (single blobs are decoded into the thread's `decoder`, so nothing is
+    /// allocated per blob).
+    fn with_blob<T>(
+        &self,
+        id: &ChunkId,
+        decoder: &mut BlobDecoder,
+        use_bytes: impl FnOnce(&[u8]) -> Result<T>,
+    ) -> Result<T> {
         let loc = self.repo.locate(id)?;
         let path = format::pack_path(&loc.pack);
         let Some(group) = loc.group else {
             let sealed = self.sealed_frame(id, &loc, &path)?;
-            return self.repo.decode_blob(id, &loc, &path, &sealed);
+            let data = self
+                .repo
+                .decode_frame_with(id, loc.raw_length, &path, &sealed, decoder)?;
+            return use_bytes(data);
         };
         let cached = || -> Result<Option<Arc<Vec<u8>>>> {
             let cache = self.groups.lock().map_err(poisoned)?;
@@ -257,7 +273,7 @@ impl Restorer<'_> {
                 decoded
             }
         };
-        self.repo.cut_member(id, &loc, &path, &decoded)
+        use_bytes(self.repo.cut_member(id, &loc, &path, &decoded)?)
     }
 
     /// The sealed frame holding blob `id`, cut from its cached pack.
@@ -290,9 +306,10 @@ impl Restorer<'_> {
         if let Some(hit) = cached()? {
             return Ok(hit);
         }
-        let bytes = self
-            .handle
-            .block_on(get_bytes(self.repo.store.as_ref(), path))?;
+        let mut buf = self.pack_buffers.take();
+        self.handle
+            .block_on(get_into(self.repo.store.as_ref(), path, &mut buf))?;
+        let bytes = bytes::Bytes::from_owner(Pooled::new(buf, self.pack_buffers.clone()));
         let mut cache = self.packs.lock().map_err(poisoned)?;
         cache.push_back((id.clone(), bytes.clone()));
         if cache.len() > PACK_CACHE {
@@ -338,7 +355,7 @@ impl Restorer<'_> {
         read.is_ok() && ids == node.content
     }
 
-    fn restore_file(&self, job: &FileJob) -> Result<()> {
+    fn restore_file(&self, job: &FileJob, decoder: &mut BlobDecoder) -> Result<()> {
         let FileJob { path, node } = job;
         if self.already_correct(path, node) {
             self.warn(fsmeta::apply(path, node));
@@ -352,7 +369,7 @@ impl Restorer<'_> {
         // Metadata goes on through the descriptor; rename then replaces whatever non-directory
         // is at the final name (a planted symlink is replaced, never followed).
         let result = self
-            .write_content(&tmp_path, &file, node)
+            .write_content(&tmp_path, &file, node, decoder)
             .map(|()| self.warn(fsmeta::apply_to_file(&file, &tmp_path, node)));
         drop(file);
         let result =
@@ -365,16 +382,26 @@ impl Restorer<'_> {
         Ok(())
     }
 
-    fn write_content(&self, tmp_path: &Path, file: &File, node: &Node) -> Result<()> {
+    fn write_content(
+        &self,
+        tmp_path: &Path,
+        file: &File,
+        node: &Node,
+        decoder: &mut BlobDecoder,
+    ) -> Result<()> {
         let mut offset = 0u64;
         let mut written_to = 0u64;
         for id in &node.content {
-            let data = self.load_blob(id)?;
-            written_to = write_sparse(file, offset, &data)
-                .map_err(|e| Error::io(tmp_path, e))?
-                .unwrap_or(written_to);
-            offset += data.len() as u64;
-            self.progress.bytes_done(data.len() as u64);
+            let len = self.with_blob(id, decoder, |data| {
+                if let Some(end) =
+                    write_sparse(file, offset, data).map_err(|e| Error::io(tmp_path, e))?
+                {
+                    written_to = end;
+                }
+                Ok(data.len() as u64)
+            })?;
+            offset += len;
+            self.progress.bytes_done(len);
         }
         if offset != node.size {
             return Err(Error::corrupt(
@@ -525,6 +552,7 @@ fn restore_blocking(
         progress,
         warnings: Mutex::new(Vec::new()),
         packs: Mutex::new(VecDeque::new()),
+        pack_buffers: BufferPool::new(repo.config().pack_size as usize + 64 * 1024, PACK_CACHE + 2),
         groups: Mutex::new(VecDeque::new()),
         fetch: Mutex::new(()),
         restored: AtomicU64::new(0),
@@ -555,8 +583,9 @@ fn restore_blocking(
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| -> Result<()> {
+                    let mut decoder = BlobDecoder::default();
                     while let Some(job) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        restorer.restore_file(job)?;
+                        restorer.restore_file(job, &mut decoder)?;
                         restorer.progress.file_done();
                     }
                     Ok(())

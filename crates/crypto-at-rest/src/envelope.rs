@@ -52,20 +52,35 @@ impl Keyring {
     /// Opens an envelope sealed with the same `aad`. Nothing is released unless the whole
     /// envelope verifies.
     pub fn open(&self, aad: &[u8], envelope: &[u8]) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        self.open_to(aad, envelope, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`Keyring::open`], into `out` (cleared first; left empty on failure): a caller
+    /// opening many objects reuses one buffer instead of allocating one per object.
+    pub fn open_to(&self, aad: &[u8], envelope: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        out.clear();
         let header = Header::parse(Kind::Envelope, envelope)?;
         let opened = header.open(self, aad)?;
-        let mut body = envelope[HEADER_LEN..].to_vec();
+        let body = &envelope[HEADER_LEN..];
         if body.len() < TAG_LEN {
             return Err(Error::InvalidHeader(
                 "truncated envelope: no room for the tag",
             ));
         }
-        let len = opened
-            .key
-            .open(0, true, &opened.chunk_aad, &mut body)?
-            .len();
-        body.truncate(len);
-        Ok(body)
+        out.extend_from_slice(body);
+        match opened.key.open(0, true, &opened.chunk_aad, out) {
+            Ok(plain) => {
+                let len = plain.len();
+                out.truncate(len);
+                Ok(())
+            }
+            Err(e) => {
+                out.clear();
+                Err(e)
+            }
+        }
     }
 
     /// Moves an envelope's or stream's data key to the primary key, in place, without touching

@@ -209,3 +209,17 @@ fn seal_to_appends_envelopes_that_open_on_their_own() {
     );
     assert!(keys.open(b"b", &out[6..first_end]).is_err());
 }
+
+#[test]
+fn open_to_reuses_the_buffer_and_leaves_it_empty_on_failure() {
+    let keys = ring(4, 5);
+    let sealed = keys.seal(b"obj", b"payload").unwrap();
+    let mut out = b"old contents that must go".to_vec();
+    keys.open_to(b"obj", &sealed, &mut out).unwrap();
+    assert_eq!(out, b"payload");
+    let mut bad = sealed.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert!(keys.open_to(b"obj", &bad, &mut out).is_err());
+    assert!(out.is_empty(), "a failed open released {out:?}");
+}

@@ -236,13 +236,39 @@ fn print_backup(json_out: bool, id: &str, s: &Snapshot) {
     }
 }
 
-#[tokio::main]
-async fn main() {
-    let cli = Cli::parse();
-    if let Err(e) = run(cli).await {
-        eprintln!("backup: error: {e:#}");
-        std::process::exit(1);
+/// Re-executes this program with `MALLOC_ARENA_MAX=2` unless the variable is already set.
+///
+/// glibc gives threads that allocate concurrently their own malloc arenas and keeps freed
+/// memory in each; with the pipeline's threads that added about 30 MiB to a restore's peak
+/// (160 MiB instead of 128 MiB on the Rust toolchain tree) at no gain in speed. Setting the
+/// variable needs no unsafe code, unlike `mallopt`; it must be set before the process starts.
+fn limit_malloc_arenas() {
+    use std::os::unix::process::CommandExt;
+    if !cfg!(target_env = "gnu") || std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
     }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| exe.clone().into_os_string());
+    // `exec` returns only on failure; then run on without the limit.
+    let _ = std::process::Command::new(exe)
+        .arg0(arg0)
+        .args(args)
+        .env("MALLOC_ARENA_MAX", "2")
+        .exec();
+}
+
+fn main() {
+    limit_malloc_arenas();
+    tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(run(Cli::parse())))
+        .unwrap_or_else(|e| {
+            eprintln!("backup: error: {e:#}");
+            std::process::exit(1);
+        });
 }
 
 async fn run(cli: Cli) -> Result<()> {
