@@ -49,6 +49,10 @@ struct Cli {
     /// Print machine-readable JSON instead of human summaries.
     #[arg(long, global = true)]
     json: bool,
+    /// Worker threads for backup (per stage) and restore (default: from the core count; raise
+    /// it for slow disks or remote stores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -303,6 +307,7 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             let repo = open(&cli, &location).await?;
             let mut options = BackupOptions::new(paths.iter())
+                .with_threads(cli.threads.unwrap_or(0))
                 .with_one_file_system(*one_file_system)
                 .with_auto_parent(!no_parent);
             for e in exclude {
@@ -385,7 +390,7 @@ async fn run(cli: Cli) -> Result<()> {
             path,
         } => {
             let repo = open(&cli, &location).await?;
-            let mut options = RestoreOptions::new(target);
+            let mut options = RestoreOptions::new(target).with_threads(cli.threads.unwrap_or(0));
             if let Some(p) = path {
                 options = options.with_sub_path(p);
             }
