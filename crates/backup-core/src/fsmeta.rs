@@ -165,3 +165,36 @@ fn system_time(ns: i64) -> std::time::SystemTime {
         std::time::UNIX_EPOCH - since
     }
 }
+
+/// Creates the FIFO or device node `node` describes at `path`, replacing any non-directory
+/// entry there (never following it). Returns false for entries that are not recreated
+/// (sockets, which belong to a running program). Device nodes need privilege (`CAP_MKNOD`);
+/// without it this fails and the caller reports a warning.
+pub(crate) fn make_special(path: &Path, node: &Node) -> std::io::Result<bool> {
+    use rustix::fs::{FileType, Mode};
+    let file_type = match node.kind {
+        NodeKind::Fifo => FileType::Fifo,
+        NodeKind::CharDevice => FileType::CharacterDevice,
+        NodeKind::BlockDevice => FileType::BlockDevice,
+        _ => return Ok(false),
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            return Err(std::io::Error::other(
+                "a directory is in the way of a special file from the snapshot",
+            ));
+        }
+        Ok(_) => std::fs::remove_file(path)?,
+        Err(_) => {}
+    }
+    // Owner-only until `apply` sets the recorded mode and owner.
+    let mode = Mode::from_raw_mode(0o600);
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        file_type,
+        mode,
+        node.rdev.unwrap_or(0),
+    )?;
+    Ok(true)
+}

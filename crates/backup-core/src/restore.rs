@@ -88,6 +88,8 @@ pub struct RestoreSummary {
     pub symlinks: u64,
     /// Extra names of hard-linked files.
     pub hard_links: u64,
+    /// FIFOs and device nodes created.
+    pub special_files: u64,
     /// Bytes of file content written.
     pub bytes_written: u64,
     /// Metadata that could not be applied, entries that cannot be restored (sockets, devices
@@ -635,11 +637,18 @@ fn restore_blocking(
         summary.symlinks += 1;
     }
     for (path, node) in &plan.others {
-        restorer.warn(vec![format!(
-            "{}: {:?} entries are not restored",
-            path.display(),
-            node.kind
-        )]);
+        match fsmeta::make_special(path, node) {
+            Ok(true) => {
+                restorer.warn(fsmeta::apply(path, node));
+                summary.special_files += 1;
+            }
+            Ok(false) => restorer.warn(vec![format!(
+                "{}: {:?} entries are not restored",
+                path.display(),
+                node.kind
+            )]),
+            Err(e) => restorer.warn(vec![format!("{}: {e}", path.display())]),
+        }
     }
     // Children first, so setting a directory's mtime is the last change inside it.
     for (path, node) in plan.dirs.iter().rev() {
