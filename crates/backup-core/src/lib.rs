@@ -39,10 +39,12 @@
 //!   keyring files); this crate holds no AEAD code.
 //! * `fastcdc`: a maintained FastCDC 2020 whose `cut_gear` takes our keyed gear table.
 //! * `blake3`: keyed hashing for chunk ids and key derivation at several GB/s.
-//! * `zstd`: the best speed/ratio trade-off for backup data; level 3 by default.
+//! * `zstd`: the best speed/ratio trade-off for backup data; level 1 by default, since small
+//!   files compressed in groups gain more than higher levels do.
 //! * `ciborium` + `serde_bytes`: CBOR with byte strings, so non-UTF-8 file names round-trip.
 //! * `crossbeam-channel`: bounded multi-consumer channels that keep the pipeline's memory bounded.
-//! * `globset`: fast matching of many exclude globs; `xattr`, `filetime`: metadata std lacks.
+//! * `globset`: fast matching of many exclude globs; `xattr`, `filetime`: metadata std lacks;
+//!   `rustix`: `mknodat` for FIFOs and device nodes, which std cannot create.
 
 mod backup;
 mod chunker;
