@@ -1,12 +1,16 @@
 //! A hostile or damaged repository can never make restore write outside its target, and damage
 //! is reported naming the object at fault.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 
 use object_store::memory::InMemory;
 
-use crate::format::{self, BlobKind, ChunkId, IndexFile, Node, NodeKind, Snapshot, Summary, Tree};
+use crate::format::{
+    self, BlobKind, ChunkId, GroupRef, IndexFile, Node, NodeKind, Snapshot, Summary, Tree,
+};
 use crate::pack::PackBuilder;
 use crate::repo::blob_aad;
 use crate::{Error, KeySource, NoProgress, Repository, RestoreOptions, restore};
@@ -298,4 +302,412 @@ async fn snapshot_copied_under_another_name_fails() {
     let err = repo.snapshots().await.unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains(&copy), "{err}");
+}
+
+/// A group of small blobs as backup would seal it, for a test to tamper with before
+/// [`store_group`] writes it.
+struct HandGroup {
+    /// The group's plaintext: the members concatenated.
+    plaintext: Vec<u8>,
+    /// The group's id (keyed hash of `plaintext`).
+    id: ChunkId,
+    /// The id whose `blob_aad` the frame is sealed under (the group id unless tampered).
+    aad_id: ChunkId,
+    /// The pack entries: `(member id, kind, member raw length, place in the group)`.
+    members: Vec<(ChunkId, BlobKind, u32, Option<GroupRef>)>,
+}
+
+impl HandGroup {
+    /// The well-formed group of `contents` (data blobs, in order).
+    fn new(repo: &Repository, contents: &[&[u8]]) -> HandGroup {
+        let plaintext = contents.concat();
+        let id = repo.keys.chunk_id(&plaintext);
+        let mut start = 0u32;
+        let members = contents
+            .iter()
+            .map(|c| {
+                let place = GroupRef {
+                    id,
+                    raw_length: plaintext.len() as u32,
+                    start,
+                };
+                start += c.len() as u32;
+                (
+                    repo.keys.chunk_id(c),
+                    BlobKind::Data,
+                    c.len() as u32,
+                    Some(place),
+                )
+            })
+            .collect();
+        HandGroup {
+            plaintext,
+            id,
+            aad_id: id,
+            members,
+        }
+    }
+
+    fn ids(&self) -> Vec<ChunkId> {
+        self.members.iter().map(|m| m.0).collect()
+    }
+
+    /// The place of member `i` inside the group, for a test to change.
+    fn place(&mut self, i: usize) -> &mut GroupRef {
+        self.members[i].3.as_mut().unwrap()
+    }
+}
+
+/// Stores `group` as one sealed frame of a new pack, with the pack entries and index it says
+/// (as a hostile writer holding the key could), and returns the pack's path.
+async fn store_group(repo: &Repository, group: &HandGroup) -> String {
+    let sealed = repo
+        .keys
+        .cipher
+        .seal(
+            &blob_aad(&group.aad_id),
+            &crate::compress::encode(&group.plaintext, 1),
+        )
+        .unwrap();
+    let mut pack = PackBuilder::default();
+    let added = pack.add(&sealed, group.members.iter().copied(), Vec::new);
+    assert_eq!(added, group.members.len());
+    let finished = pack.finish(&repo.keys.cipher).unwrap().unwrap();
+    repo.put(&finished.path, finished.bytes, true)
+        .await
+        .unwrap();
+    repo.add_to_index(&finished.index).unwrap();
+    let index = IndexFile {
+        packs: vec![finished.index],
+    };
+    repo.put_sealed(&format!("index/{}", format::random_id()), &index)
+        .await
+        .unwrap();
+    finished.path
+}
+
+/// Three small, compressible files (each below the chunker's minimum, as backup groups them).
+fn small_files() -> [(&'static [u8], Vec<u8>); 3] {
+    [
+        (
+            &b"alpha"[..],
+            b"alpha alpha alpha, the first small file\n".repeat(20),
+        ),
+        (
+            &b"beta"[..],
+            b"beta: the second one, a little different\n".repeat(7),
+        ),
+        (&b"gamma"[..], b"gamma gamma\n".repeat(3)),
+    ]
+}
+
+fn contents<'a>(files: &'a [(&[u8], Vec<u8>)]) -> Vec<&'a [u8]> {
+    files.iter().map(|(_, c)| c.as_slice()).collect()
+}
+
+/// A snapshot whose root holds directory `d` with file `names[i]` holding member `i`, for
+/// each `i` in `which`.
+async fn snapshot_of_members(
+    repo: &Repository,
+    files: &[(&[u8], Vec<u8>)],
+    ids: &[ChunkId],
+    which: &[usize],
+) -> String {
+    let inner = Tree {
+        nodes: which
+            .iter()
+            .map(|&i| file(files[i].0, &files[i].1, &ids[i..=i]))
+            .collect(),
+    };
+    let inner_id = store_blobs(repo, &[(BlobKind::Tree, format::encode(&inner))]).await[0];
+    let root = Tree {
+        nodes: vec![Node {
+            subtree: Some(inner_id),
+            mode: 0o755,
+            ..node(b"d", NodeKind::Dir)
+        }],
+    };
+    snapshot_of(repo, root).await
+}
+
+/// Every entry under `dir` (recursively), asserting that each is a directory.
+fn assert_only_directories(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let kind = entry.file_type().unwrap();
+        assert!(kind.is_dir(), "restore left {:?} behind", entry.path());
+        assert_only_directories(&entry.path());
+    }
+}
+
+/// Restores a snapshot of the given members of `group` (after `store_group`), expecting a
+/// corrupt error naming `pack` and saying `reason`; checks no file was written.
+async fn assert_group_restore_fails(
+    repo: &Arc<Repository>,
+    files: &[(&[u8], Vec<u8>)],
+    group: &HandGroup,
+    pack: &str,
+    which: &[usize],
+    reason: &str,
+) {
+    let snap = snapshot_of_members(repo, files, &group.ids(), which).await;
+    let outer = tempfile::tempdir().unwrap();
+    let target = outer.path().join("target");
+    let err = restore_into(repo, &snap, &target).await.unwrap_err();
+    let Error::Corrupt {
+        object,
+        reason: why,
+    } = &err
+    else {
+        panic!("expected Error::Corrupt, got {err:?}");
+    };
+    assert!(object.starts_with(pack), "names the pack {pack}: {err}");
+    assert!(why.contains(reason), "says {reason:?}: {err}");
+    assert!(err.to_string().contains(pack), "{err}");
+    assert!(target.join("d").is_dir(), "the directory was created");
+    for &i in which {
+        let path = target.join("d").join(OsStr::from_bytes(files[i].0));
+        assert!(
+            std::fs::symlink_metadata(&path).is_err(),
+            "{path:?} was written"
+        );
+    }
+    assert_only_directories(&target);
+    assert_nothing_outside(outer.path());
+}
+
+#[tokio::test]
+async fn well_formed_group_restores_byte_identically() {
+    let repo = repo().await;
+    let files = small_files();
+    let min = repo.config().chunker.min_size as usize;
+    assert!(files.iter().all(|(_, c)| c.len() < min));
+    let group = HandGroup::new(&repo, &contents(&files));
+    // The frame really is compressed, so decompression is what the index bounds.
+    assert_eq!(
+        crate::compress::encode(&group.plaintext, 1).last(),
+        Some(&1)
+    );
+    let pack = store_group(&repo, &group).await;
+    let ids = group.ids();
+    let starts = [0, files[0].1.len(), files[0].1.len() + files[1].1.len()];
+    for (id, start) in ids.iter().zip(starts) {
+        let loc = repo.locate(id).unwrap();
+        assert_eq!(format::pack_path(&loc.pack), pack);
+        assert_eq!(loc.frame(id), (group.id, group.plaintext.len() as u32));
+        assert_eq!(loc.group.unwrap().start as usize, start);
+    }
+    let snap = snapshot_of_members(&repo, &files, &ids, &[0, 1, 2]).await;
+    let outer = tempfile::tempdir().unwrap();
+    let target = outer.path().join("target");
+    restore_into(&repo, &snap, &target).await.unwrap();
+    let mut names: Vec<_> = std::fs::read_dir(target.join("d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_encoded_bytes())
+        .collect();
+    names.sort();
+    assert_eq!(names, [&b"alpha"[..], b"beta", b"gamma"]);
+    for (name, content) in &files {
+        let restored = std::fs::read(target.join("d").join(OsStr::from_bytes(name))).unwrap();
+        assert_eq!(&restored, content, "{}", String::from_utf8_lossy(name));
+    }
+    assert_nothing_outside(outer.path());
+}
+
+#[tokio::test]
+async fn load_blob_cuts_members_out_of_a_group() {
+    let repo = repo().await;
+    let files = small_files();
+    let group = HandGroup::new(&repo, &contents(&files));
+    store_group(&repo, &group).await;
+    for (id, (_, content)) in group.ids().iter().zip(&files) {
+        assert_eq!(&repo.load_blob(id).await.unwrap(), content);
+    }
+    // The group itself is no blob of the index.
+    let err = repo.load_blob(&group.id).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn member_outside_its_group_is_corrupt() {
+    let files = small_files();
+    // Past the end by one byte, starting past the end, and a start that would overflow u32.
+    type Lie = fn(&mut HandGroup);
+    let lies: [Lie; 3] = [
+        |g| g.members[2].2 += 1,
+        |g| g.place(2).start = g.plaintext.len() as u32 + 1,
+        |g| g.place(2).start = u32::MAX,
+    ];
+    for lie in lies {
+        let repo = repo().await;
+        let mut group = HandGroup::new(&repo, &contents(&files));
+        lie(&mut group);
+        let pack = store_group(&repo, &group).await;
+        let id = group.members[2].0;
+        let err = repo.load_blob(&id).await.unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains(&pack), "{err}");
+        assert!(err.to_string().contains("lies outside its group"), "{err}");
+        assert_group_restore_fails(&repo, &files, &group, &pack, &[2], "lies outside its group")
+            .await;
+        // The honest members of the same group still load.
+        assert_eq!(
+            repo.load_blob(&group.members[0].0).await.unwrap(),
+            files[0].1
+        );
+    }
+}
+
+#[tokio::test]
+async fn member_pointing_at_the_wrong_bytes_is_corrupt() {
+    let repo = repo().await;
+    let files = small_files();
+    let mut group = HandGroup::new(&repo, &contents(&files));
+    group.place(0).start += 1;
+    let pack = store_group(&repo, &group).await;
+    let err = repo.load_blob(&group.members[0].0).await.unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains(&pack), "{err}");
+    assert!(
+        err.to_string().contains("content does not match its id"),
+        "{err}"
+    );
+    assert_group_restore_fails(
+        &repo,
+        &files,
+        &group,
+        &pack,
+        &[0],
+        "content does not match its id",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn member_entry_under_another_id_is_corrupt() {
+    // A tampered index moving one member's id onto another member's place.
+    let repo = repo().await;
+    let files = small_files();
+    let mut group = HandGroup::new(&repo, &contents(&files));
+    let other = group.members[1].3;
+    group.members[0].3 = other;
+    group.members[0].2 = group.members[1].2;
+    let pack = store_group(&repo, &group).await;
+    let err = repo.load_blob(&group.members[0].0).await.unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains(&pack), "{err}");
+    assert!(
+        err.to_string().contains("content does not match its id"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn group_sealed_under_the_wrong_id_fails_authentication() {
+    let files = small_files();
+    // Sealed bound to its first member's id, or to an id nothing in the index names.
+    for bound_to_member in [true, false] {
+        let repo = repo().await;
+        let mut group = HandGroup::new(&repo, &contents(&files));
+        group.aad_id = if bound_to_member {
+            group.members[0].0
+        } else {
+            repo.keys.chunk_id(b"some other group")
+        };
+        let pack = store_group(&repo, &group).await;
+        for id in group.ids() {
+            let err = repo.load_blob(&id).await.unwrap_err();
+            assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+            assert!(err.to_string().contains(&pack), "{err}");
+            assert!(err.to_string().contains("fails authentication"), "{err}");
+        }
+        assert_group_restore_fails(
+            &repo,
+            &files,
+            &group,
+            &pack,
+            &[0, 1, 2],
+            "fails authentication",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn group_id_in_the_index_not_matching_the_group_is_corrupt() {
+    // The frame is sealed under the id the index names, but that id is not the hash of the
+    // group's plaintext (a key holder binding a group to a made-up id).
+    let repo = repo().await;
+    let files = small_files();
+    let mut group = HandGroup::new(&repo, &contents(&files));
+    let fake = repo.keys.chunk_id(b"not this group");
+    group.aad_id = fake;
+    for i in 0..3 {
+        group.place(i).id = fake;
+    }
+    let pack = store_group(&repo, &group).await;
+    let err = repo.load_blob(&group.members[1].0).await.unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains(&pack), "{err}");
+    assert!(
+        err.to_string().contains("content does not match its id"),
+        "{err}"
+    );
+    assert_group_restore_fails(
+        &repo,
+        &files,
+        &group,
+        &pack,
+        &[1],
+        "content does not match its id",
+    )
+    .await;
+}
+
+/// Incompressible small files (the group is then stored raw, not zstd).
+fn random_small_files() -> [(&'static [u8], Vec<u8>); 3] {
+    let mut bytes = vec![0u8; 3000];
+    blake3::Hasher::new()
+        .update(b"hostile groups")
+        .finalize_xof()
+        .fill(&mut bytes);
+    [
+        (&b"alpha"[..], bytes[..1000].to_vec()),
+        (&b"beta"[..], bytes[1000..2500].to_vec()),
+        (&b"gamma"[..], bytes[2500..].to_vec()),
+    ]
+}
+
+#[tokio::test]
+async fn lying_group_length_fails_cleanly() {
+    for (files, flag) in [(small_files(), 1u8), (random_small_files(), 0)] {
+        let real = files.iter().map(|(_, c)| c.len() as u32).sum::<u32>();
+        // Too small by one, far too small, zero, and too large by one.
+        for told in [real - 1, real / 4, 0, real + 1] {
+            let repo = repo().await;
+            let mut group = HandGroup::new(&repo, &contents(&files));
+            assert_eq!(
+                crate::compress::encode(&group.plaintext, 1).last(),
+                Some(&flag)
+            );
+            for i in 0..3 {
+                group.place(i).raw_length = told;
+            }
+            let pack = store_group(&repo, &group).await;
+            let expected = match flag {
+                1 if told < real => "does not decompress",
+                1 => "decompressed to",
+                _ => "stored as",
+            };
+            for id in group.ids() {
+                let err = repo.load_blob(&id).await.unwrap_err();
+                let Error::Corrupt { object, reason } = &err else {
+                    panic!("expected Error::Corrupt, got {err:?}");
+                };
+                assert!(object.starts_with(&pack), "{err}");
+                assert!(reason.contains(expected), "told {told} of {real}: {err}");
+            }
+            assert_group_restore_fails(&repo, &files, &group, &pack, &[0, 1, 2], expected).await;
+        }
+    }
 }
