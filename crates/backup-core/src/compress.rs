@@ -107,6 +107,10 @@ pub(crate) fn decode(plain: &[u8], raw_length: usize) -> Result<Vec<u8>, String>
     decoder.decode(raw_length).map(<[u8]>::to_vec)
 }
 
+/// Largest blob plaintext a reader accepts: chunks are at most 64 MiB (FastCDC's maximum),
+/// groups at most twice the average chunk, trees about 200 bytes per directory entry.
+const MAX_BLOB: usize = 256 << 20;
+
 /// A thread's reusable decoding state (opened plaintext, decompressed output, zstd context), so
 /// a restore allocates nothing per blob.
 #[derive(Default)]
@@ -121,6 +125,12 @@ impl BlobDecoder {
     /// Decodes the blob in `self.plain` (see [`encode`]); `raw_length` (from the index) bounds
     /// the output.
     pub(crate) fn decode(&mut self, raw_length: usize) -> Result<&[u8], String> {
+        if raw_length > MAX_BLOB {
+            // Checked before reserving: an index entry cannot make a reader ask for gigabytes.
+            return Err(format!(
+                "index says {raw_length} bytes, more than any blob this crate writes ({MAX_BLOB})"
+            ));
+        }
         let BlobDecoder {
             plain,
             decoded,
@@ -183,6 +193,8 @@ mod tests {
         let enc = encode(&b"abc".repeat(1000), 3);
         assert!(decode(&enc, 10).is_err());
         assert!(decode(&[9, 1, 2], 2).is_err());
+        let huge = decode(&enc, u32::MAX as usize).unwrap_err();
+        assert!(huge.contains("more than any blob"), "{huge}");
         assert!(decode(&[], 0).is_err());
     }
 }

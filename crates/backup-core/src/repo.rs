@@ -446,7 +446,7 @@ impl Repository {
         let object = || format!("{path} (blob {id})");
         let start = loc.group.map_or(0, |g| g.start as usize);
         let member = group
-            .get(start..start + loc.raw_length as usize)
+            .get(start..start.saturating_add(loc.raw_length as usize))
             .ok_or_else(|| Error::corrupt(object(), "lies outside its group"))?;
         if self.keys.chunk_id(member) != *id {
             return Err(Error::corrupt(object(), "content does not match its id"));

@@ -283,7 +283,7 @@ impl Restorer<'_> {
     fn sealed_frame(&self, id: &ChunkId, loc: &BlobLocation, path: &str) -> Result<bytes::Bytes> {
         let pack = self.pack(&loc.pack, path)?;
         let start = loc.offset as usize;
-        let end = start + loc.length as usize;
+        let end = start.saturating_add(loc.length as usize);
         if end > pack.len() {
             return Err(Error::corrupt(
                 path,
