@@ -294,6 +294,7 @@ impl Pipeline<'_> {
         let size = keys.chunker.stream(
             &file,
             scratch,
+            Some(job.scanned.0),
             |chunk| {
                 let id = keys.chunk_id(chunk);
                 content.push(id);

@@ -108,10 +108,16 @@ impl Chunker {
     ///
     /// `scratch` is a per-thread buffer reused across files (allocated zeroed once, at the
     /// maximum chunk size): the only memory this holds.
+    ///
+    /// With `expected` (the size the file had when scanned), reading stops once that many bytes
+    /// arrived instead of asking for more to see the end of the file: one read call less per
+    /// small file. A file that grew meanwhile is caught by the caller's metadata check after
+    /// reading.
     pub(crate) fn stream<R: Read>(
         &self,
         mut reader: R,
         scratch: &mut Vec<u8>,
+        expected: Option<u64>,
         mut emit: impl FnMut(&[u8]) -> Result<()>,
         on_read_error: impl Fn(std::io::Error) -> Error,
     ) -> Result<u64> {
@@ -125,6 +131,9 @@ impl Chunker {
         let mut total = 0u64;
         loop {
             while !eof && filled < max {
+                if expected == Some(total + filled as u64) {
+                    break;
+                }
                 match reader.read(&mut buf[filled..]) {
                     Ok(0) => eof = true,
                     Ok(n) => filled += n,
@@ -159,6 +168,7 @@ mod tests {
             .stream(
                 data,
                 &mut Vec::new(),
+                None,
                 |c| {
                     out.push(c.to_vec());
                     Ok(())

@@ -349,6 +349,7 @@ impl Restorer<'_> {
         let read = keys.chunker.stream(
             file,
             &mut Vec::new(),
+            None,
             |data| {
                 ids.push(keys.chunk_id(data));
                 Ok(())
