@@ -366,8 +366,7 @@ impl Pipeline<'_> {
                 let members = [(blob.id, blob.kind, raw_length, None)].into_iter();
                 self.seal_frame(&mut sealer, &blob.id, &blob.data, members, packs)?;
             } else {
-                // A group is bound to and verified against the keyed hash of all its bytes.
-                let id = self.repo.keys.chunk_id(&blob.data);
+                let id = self.repo.keys.group_id(&blob.members);
                 let raw_length = blob.data.len() as u32;
                 let refs = blob.members.iter().map(|&(member, start, length)| {
                     let place = GroupRef {

@@ -262,12 +262,7 @@ impl Restorer<'_> {
             Some(hit) => hit,
             None => {
                 let sealed = self.sealed_frame(id, &loc, &path)?;
-                let decoded = Arc::new(self.repo.decode_frame(
-                    &group.id,
-                    group.raw_length,
-                    &path,
-                    &sealed,
-                )?);
+                let decoded = Arc::new(self.repo.open_group(&group, &path, &sealed)?);
                 let mut cache = self.groups.lock().map_err(poisoned)?;
                 cache.push_back((group.id, decoded.clone()));
                 if cache.len() > GROUP_CACHE {
