@@ -106,8 +106,8 @@ impl Chunker {
     /// Splits everything `reader` yields into chunks, calling `emit` with each in order (the
     /// slice is only valid during the call).
     ///
-    /// `scratch` is a per-thread buffer reused across files (allocated zeroed once, at the
-    /// maximum chunk size): the only memory this holds.
+    /// `scratch` is a per-thread buffer reused across files, grown to the maximum chunk size (or
+    /// to `expected`, when smaller): the only memory this holds.
     ///
     /// With `expected` (the size the file had when scanned), reading stops once that many bytes
     /// arrived instead of asking for more to see the end of the file: one read call less per
@@ -121,9 +121,13 @@ impl Chunker {
         mut emit: impl FnMut(&[u8]) -> Result<()>,
         on_read_error: impl Fn(std::io::Error) -> Error,
     ) -> Result<u64> {
-        let max = self.params.max_size as usize;
+        // With a known size the buffer need not exceed it: reading stops there.
+        let max = match expected {
+            Some(size) => (self.params.max_size as usize).min(size.max(1) as usize),
+            None => self.params.max_size as usize,
+        };
         if scratch.len() < max {
-            *scratch = vec![0u8; max];
+            scratch.resize(max, 0);
         }
         let buf = &mut scratch[..max];
         let mut filled = 0;

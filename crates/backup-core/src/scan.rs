@@ -42,6 +42,28 @@ pub(crate) struct FileJob {
     pub(crate) scanned: (u64, i64, i64, u64),
 }
 
+/// Where the scan sends files to read: files under `small_below` bytes and larger ones go to
+/// separate reader pools (many readers for small files, whose time goes to waiting on open and
+/// read; one per core for large ones, each holding a buffer of the largest chunk).
+pub(crate) struct JobSink {
+    pub(crate) small: Sender<FileJob>,
+    pub(crate) large: Sender<FileJob>,
+    pub(crate) small_below: u64,
+}
+
+impl JobSink {
+    fn send(&self, job: FileJob) -> Result<()> {
+        let queue = if job.scanned.0 < self.small_below {
+            &self.small
+        } else {
+            &self.large
+        };
+        queue
+            .send(job)
+            .map_err(|_| Error::Worker("reader threads stopped".into()))
+    }
+}
+
 /// What the scan found.
 pub(crate) struct Scanned {
     pub(crate) entries: Vec<Entry>,
@@ -86,7 +108,7 @@ pub(crate) struct Scanner<'a> {
     options: &'a BackupOptions,
     handle: tokio::runtime::Handle,
     progress: &'a dyn Progress,
-    jobs: Sender<FileJob>,
+    jobs: JobSink,
     entries: Mutex<Vec<Entry>>,
     queue: Mutex<Queue>,
     wake: Condvar,
@@ -103,7 +125,7 @@ impl<'a> Scanner<'a> {
         options: &'a BackupOptions,
         handle: tokio::runtime::Handle,
         progress: &'a dyn Progress,
-        jobs: Sender<FileJob>,
+        jobs: JobSink,
     ) -> Self {
         Scanner {
             repo,
@@ -280,13 +302,11 @@ impl<'a> Scanner<'a> {
                 self.files_to_read.fetch_add(1, Ordering::Relaxed);
                 self.bytes_to_read.fetch_add(scanned.0, Ordering::Relaxed);
                 self.progress.found(&path, scanned.0);
-                self.jobs
-                    .send(FileJob {
-                        index,
-                        path,
-                        scanned,
-                    })
-                    .map_err(|_| Error::Worker("reader threads stopped".into()))?;
+                self.jobs.send(FileJob {
+                    index,
+                    path,
+                    scanned,
+                })?;
             }
             Next::List { dev, parent_tree } => {
                 // Mount points below a path are recorded but not entered with one-file-system.
@@ -426,11 +446,20 @@ mod tests {
             .unwrap();
         let options = crate::BackupOptions::new([dir.path()]).build().unwrap();
         let (tx, rx) = crossbeam_channel::unbounded();
-        let scanned =
-            super::Scanner::new(&repo, &options, rt.handle().clone(), &crate::NoProgress, tx)
-                .run(None, 4)
-                .unwrap();
+        let (large, large_rx) = crossbeam_channel::unbounded();
+        let sink = super::JobSink {
+            small: tx,
+            large,
+            small_below: 2,
+        };
+        let progress = crate::NoProgress;
+        let scanned = super::Scanner::new(&repo, &options, rt.handle().clone(), &progress, sink)
+            .run(None, 4)
+            .unwrap();
         let jobs: Vec<_> = rx.iter().collect();
+        // Every file holds 3 bytes: all go to the large-file readers.
+        assert!(jobs.is_empty());
+        let jobs: Vec<_> = large_rx.iter().collect();
         assert_eq!(jobs.len(), expected);
         assert_eq!(scanned.files_to_read, expected as u64);
         // 1 root + 5 + 20 directories + the files.
