@@ -43,6 +43,20 @@ async fn store_blobs(repo: &Repository, blobs: &[(BlobKind, Vec<u8>)]) -> Vec<Ch
         pack.add(&sealed, [(id, *kind, data.len() as u32, None)], Vec::new);
         ids.push(id);
     }
+    store_pack(repo, pack).await;
+    ids
+}
+
+/// `load_blob(id)` fails as corrupt, naming `pack` and saying `reason`.
+async fn assert_load_corrupt(repo: &Repository, id: &ChunkId, pack: &str, reason: &str) {
+    let err = repo.load_blob(id).await.unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains(pack), "{err}");
+    assert!(err.to_string().contains(reason), "{err}");
+}
+
+/// Writes `pack` and an index object for it; returns the pack's path.
+async fn store_pack(repo: &Repository, mut pack: PackBuilder) -> String {
     let finished = pack.finish(&repo.keys.cipher).unwrap().unwrap();
     repo.put(&finished.path, finished.bytes, true)
         .await
@@ -54,7 +68,7 @@ async fn store_blobs(repo: &Repository, blobs: &[(BlobKind, Vec<u8>)]) -> Vec<Ch
     repo.put_sealed(&format!("index/{}", format::random_id()), &index)
         .await
         .unwrap();
-    ids
+    finished.path
 }
 
 fn node(name: &[u8], kind: NodeKind) -> Node {
@@ -378,18 +392,7 @@ async fn store_group(repo: &Repository, group: &HandGroup) -> String {
     let mut pack = PackBuilder::default();
     let added = pack.add(&sealed, group.members.iter().copied(), Vec::new);
     assert_eq!(added, group.members.len());
-    let finished = pack.finish(&repo.keys.cipher).unwrap().unwrap();
-    repo.put(&finished.path, finished.bytes, true)
-        .await
-        .unwrap();
-    repo.add_to_index(&finished.index).unwrap();
-    let index = IndexFile {
-        packs: vec![finished.index],
-    };
-    repo.put_sealed(&format!("index/{}", format::random_id()), &index)
-        .await
-        .unwrap();
-    finished.path
+    store_pack(repo, pack).await
 }
 
 /// Three small, compressible files (each below the chunker's minimum, as backup groups them).
@@ -554,10 +557,7 @@ async fn member_outside_its_group_is_corrupt() {
         lie(&mut group);
         let pack = store_group(&repo, &group).await;
         let id = group.members[2].0;
-        let err = repo.load_blob(&id).await.unwrap_err();
-        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
-        assert!(err.to_string().contains(&pack), "{err}");
-        assert!(err.to_string().contains("lies outside its group"), "{err}");
+        assert_load_corrupt(&repo, &id, &pack, "lies outside its group").await;
         assert_group_restore_fails(&repo, &files, &group, &pack, &[2], "lies outside its group")
             .await;
         // The honest members of the same group still load.
@@ -575,13 +575,13 @@ async fn member_pointing_at_the_wrong_bytes_is_corrupt() {
     let mut group = HandGroup::new(&repo, &contents(&files));
     group.place(0).start += 1;
     let pack = store_group(&repo, &group).await;
-    let err = repo.load_blob(&group.members[0].0).await.unwrap_err();
-    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
-    assert!(err.to_string().contains(&pack), "{err}");
-    assert!(
-        err.to_string().contains("content does not match its id"),
-        "{err}"
-    );
+    assert_load_corrupt(
+        &repo,
+        &group.members[0].0,
+        &pack,
+        "content does not match its id",
+    )
+    .await;
     assert_group_restore_fails(
         &repo,
         &files,
@@ -603,13 +603,13 @@ async fn member_entry_under_another_id_is_corrupt() {
     group.members[0].3 = other;
     group.members[0].2 = group.members[1].2;
     let pack = store_group(&repo, &group).await;
-    let err = repo.load_blob(&group.members[0].0).await.unwrap_err();
-    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
-    assert!(err.to_string().contains(&pack), "{err}");
-    assert!(
-        err.to_string().contains("content does not match its id"),
-        "{err}"
-    );
+    assert_load_corrupt(
+        &repo,
+        &group.members[0].0,
+        &pack,
+        "content does not match its id",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -626,10 +626,7 @@ async fn group_sealed_under_the_wrong_id_fails_authentication() {
         };
         let pack = store_group(&repo, &group).await;
         for id in group.ids() {
-            let err = repo.load_blob(&id).await.unwrap_err();
-            assert!(matches!(err, Error::Corrupt { .. }), "{err}");
-            assert!(err.to_string().contains(&pack), "{err}");
-            assert!(err.to_string().contains("fails authentication"), "{err}");
+            assert_load_corrupt(&repo, &id, &pack, "fails authentication").await;
         }
         assert_group_restore_fails(
             &repo,
@@ -663,13 +660,13 @@ async fn a_group_label_alone_grants_nothing() {
         repo.load_blob(&group.members[1].0).await.unwrap(),
         files[1].1
     );
-    let err = repo.load_blob(&group.members[0].0).await.unwrap_err();
-    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
-    assert!(err.to_string().contains(&pack), "{err}");
-    assert!(
-        err.to_string().contains("content does not match its id"),
-        "{err}"
-    );
+    assert_load_corrupt(
+        &repo,
+        &group.members[0].0,
+        &pack,
+        "content does not match its id",
+    )
+    .await;
 }
 
 /// Incompressible small files (the group is then stored raw, not zstd).
