@@ -210,17 +210,26 @@ struct Sealer {
     sealed: Vec<u8>,
 }
 
-/// What readers hand to sealers: one blob, or a group of small data blobs.
-struct Blob {
-    /// The blob's id (for a group: its first member's, unused).
-    id: ChunkId,
-    kind: BlobKind,
-    data: Vec<u8>,
-    /// For a group: (id, start, length) of each member inside `data`.
-    members: Vec<(ChunkId, u32, u32)>,
+/// What readers and the tree builder hand to sealers.
+enum Blob {
+    /// One blob, sealed on its own.
+    Single {
+        id: ChunkId,
+        kind: BlobKind,
+        data: Vec<u8>,
+    },
+    /// Small data blobs sealed together.
+    Group(PendingGroup),
 }
 
-/// Small blobs being collected into a group.
+impl Blob {
+    fn send(self, to: &Sender<Blob>) -> Result<()> {
+        to.send(self)
+            .map_err(|_| Error::Worker("sealer threads stopped".into()))
+    }
+}
+
+/// Small blobs being collected into a group: their bytes, and (id, start, length) of each.
 #[derive(Default)]
 struct PendingGroup {
     data: Vec<u8>,
@@ -259,25 +268,16 @@ impl Pipeline<'_> {
 
     /// Hands the collected small blobs to the sealers (a lone one as a plain blob).
     fn send_group(&self, group: PendingGroup, chunks: &Sender<Blob>) -> Result<()> {
-        let PendingGroup { data, mut members } = group;
-        let blob = match members.as_slice() {
+        let blob = match group.members.as_slice() {
             [] => return Ok(()),
-            [(id, _, _)] => Blob {
-                id: *id,
+            &[(id, _, _)] => Blob::Single {
+                id,
                 kind: BlobKind::Data,
-                data,
-                members: Vec::new(),
+                data: group.data,
             },
-            [(id, _, _), ..] => Blob {
-                id: *id,
-                kind: BlobKind::Data,
-                data,
-                members: std::mem::take(&mut members),
-            },
+            _ => Blob::Group(group),
         };
-        chunks
-            .send(blob)
-            .map_err(|_| Error::Worker("sealer threads stopped".into()))
+        blob.send(chunks)
     }
 
     fn read_file(
@@ -328,15 +328,12 @@ impl Pipeline<'_> {
                 }
                 let mut data = self.chunk_buffers.take();
                 data.extend_from_slice(chunk);
-                let blob = Blob {
+                Blob::Single {
                     id,
                     kind: BlobKind::Data,
                     data,
-                    members: Vec::new(),
-                };
-                chunks
-                    .send(blob)
-                    .map_err(|_| Error::Worker("sealer threads stopped".into()))
+                }
+                .send(chunks)
             },
             |e| Error::io(path, e),
         )?;
@@ -372,26 +369,29 @@ impl Pipeline<'_> {
             sealed: Vec::new(),
         };
         for blob in blobs {
-            if blob.members.is_empty() {
-                let raw_length = blob.data.len() as u32;
-                let members = [(blob.id, blob.kind, raw_length, None)].into_iter();
-                self.seal_frame(&mut sealer, &blob.id, &blob.data, members, packs)?;
-            } else {
-                let id = self.repo.keys.group_id(&blob.members);
-                let raw_length = blob.data.len() as u32;
-                let refs = blob.members.iter().map(|&(member, start, length)| {
-                    let place = GroupRef {
-                        id,
-                        raw_length,
-                        start,
-                    };
-                    (member, BlobKind::Data, length, Some(place))
-                });
-                self.seal_frame(&mut sealer, &id, &blob.data, refs, packs)?;
-            }
-            if blob.kind == BlobKind::Data {
-                self.chunk_buffers.give(blob.data);
-            }
+            let data = match blob {
+                Blob::Single { id, kind, data } => {
+                    let members = [(id, kind, data.len() as u32, None)].into_iter();
+                    self.seal_frame(&mut sealer, &id, &data, members, packs)?;
+                    data
+                }
+                Blob::Group(PendingGroup { data, members }) => {
+                    let id = self.repo.keys.group_id(&members);
+                    let raw_length = data.len() as u32;
+                    let refs = members.iter().map(|&(member, start, length)| {
+                        let place = GroupRef {
+                            id,
+                            raw_length,
+                            start,
+                        };
+                        (member, BlobKind::Data, length, Some(place))
+                    });
+                    self.seal_frame(&mut sealer, &id, &data, refs, packs)?;
+                    data
+                }
+            };
+            // Tree blobs' vectors are too small for the pool, which drops them.
+            self.chunk_buffers.give(data);
         }
         Ok(())
     }
@@ -797,14 +797,12 @@ impl TreeBuilder<'_> {
         let data = format::encode(&Tree { nodes });
         let id = self.pipeline.repo.keys.chunk_id(&data);
         if self.pipeline.claim(&id)? {
-            blobs
-                .send(Blob {
-                    id,
-                    kind: BlobKind::Tree,
-                    data,
-                    members: Vec::new(),
-                })
-                .map_err(|_| Error::Worker("sealer threads stopped".into()))?;
+            Blob::Single {
+                id,
+                kind: BlobKind::Tree,
+                data,
+            }
+            .send(blobs)?;
         }
         Ok(id)
     }

@@ -163,18 +163,64 @@ fn clear_entry(path: &Path) -> Result<()> {
     }
 }
 
+/// The few most recently loaded values of a kind, shared by the restore threads. Loads happen
+/// one at a time: threads wanting the same value wait for it instead of loading it again, and
+/// few threads hold large buffers at once (which bounds allocator caching).
+struct RecentCache<K, V> {
+    entries: Mutex<VecDeque<(K, V)>>,
+    loading: Mutex<()>,
+    capacity: usize,
+}
+
+impl<K: PartialEq + Clone, V: Clone> RecentCache<K, V> {
+    fn new(capacity: usize) -> Self {
+        RecentCache {
+            entries: Mutex::new(VecDeque::new()),
+            loading: Mutex::new(()),
+            capacity,
+        }
+    }
+
+    fn get(&self, key: &K) -> Result<Option<V>> {
+        let entries = self.entries.lock().map_err(poisoned)?;
+        Ok(entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone()))
+    }
+
+    /// The cached value for `key`, or `load`'s, which is then cached (evicting the oldest).
+    fn get_or_load(&self, key: &K, load: impl FnOnce() -> Result<V>) -> Result<V> {
+        if let Some(hit) = self.get(key)? {
+            return Ok(hit);
+        }
+        let _loading = self.loading.lock().map_err(poisoned)?;
+        if let Some(hit) = self.get(key)? {
+            return Ok(hit);
+        }
+        let value = load()?;
+        let mut entries = self.entries.lock().map_err(poisoned)?;
+        entries.push_back((key.clone(), value.clone()));
+        if entries.len() > self.capacity {
+            entries.pop_front();
+        }
+        Ok(value)
+    }
+}
+
 struct Restorer<'a> {
     repo: &'a Repository,
     handle: tokio::runtime::Handle,
     progress: &'a dyn Progress,
     warnings: Mutex<Vec<String>>,
-    packs: Mutex<VecDeque<(Arc<str>, bytes::Bytes)>>,
+    /// Whole packs: a full restore reads each pack once instead of once per blob.
+    packs: RecentCache<Arc<str>, bytes::Bytes>,
     /// Buffers the cached packs live in, reused as packs are evicted: pack-sized allocations
     /// freed and made anew would each raise glibc's mmap threshold and stay cached in its
     /// per-thread arenas (restores peaked near 240 MiB that way).
     pack_buffers: Arc<BufferPool>,
-    groups: Mutex<VecDeque<(ChunkId, Arc<Vec<u8>>)>>,
-    fetch: Mutex<()>,
+    /// Decoded blob groups: consecutive small files of a directory usually share one.
+    groups: RecentCache<ChunkId, Arc<Vec<u8>>>,
     restored: AtomicU64,
     unchanged: AtomicU64,
     bytes: AtomicU64,
@@ -251,26 +297,10 @@ impl Restorer<'_> {
                 .decode_frame_with(id, loc.raw_length, &path, &sealed, decoder)?;
             return use_bytes(data);
         };
-        let cached = || -> Result<Option<Arc<Vec<u8>>>> {
-            let cache = self.groups.lock().map_err(poisoned)?;
-            Ok(cache
-                .iter()
-                .find(|(k, _)| *k == group.id)
-                .map(|(_, g)| g.clone()))
-        };
-        let decoded = match cached()? {
-            Some(hit) => hit,
-            None => {
-                let sealed = self.sealed_frame(id, &loc, &path)?;
-                let decoded = Arc::new(self.repo.open_group(&group, &path, &sealed)?);
-                let mut cache = self.groups.lock().map_err(poisoned)?;
-                cache.push_back((group.id, decoded.clone()));
-                if cache.len() > GROUP_CACHE {
-                    cache.pop_front();
-                }
-                decoded
-            }
-        };
+        let decoded = self.groups.get_or_load(&group.id, || {
+            let sealed = self.sealed_frame(id, &loc, &path)?;
+            Ok(Arc::new(self.repo.open_group(&group, &path, &sealed)?))
+        })?;
         use_bytes(self.repo.cut_member(id, &loc, &path, &decoded)?)
     }
 
@@ -288,32 +318,17 @@ impl Restorer<'_> {
         Ok(pack.slice(start..end))
     }
 
-    /// A whole pack, from the cache or the store: a full restore reads each pack once instead
-    /// of once per blob (consecutive small files share packs).
+    /// A whole pack, from the cache or the store, read into a pooled buffer.
     fn pack(&self, id: &Arc<str>, path: &str) -> Result<bytes::Bytes> {
-        let cached = || -> Result<Option<bytes::Bytes>> {
-            let cache = self.packs.lock().map_err(poisoned)?;
-            Ok(cache.iter().find(|(k, _)| k == id).map(|(_, b)| b.clone()))
-        };
-        if let Some(hit) = cached()? {
-            return Ok(hit);
-        }
-        // One fetch at a time: threads wanting the same pack wait for it instead of reading it
-        // again, and few threads allocate pack-sized buffers (which bounds allocator caching).
-        let _fetching = self.fetch.lock().map_err(poisoned)?;
-        if let Some(hit) = cached()? {
-            return Ok(hit);
-        }
-        let mut buf = self.pack_buffers.take();
-        self.handle
-            .block_on(get_into(self.repo.store.as_ref(), path, &mut buf))?;
-        let bytes = bytes::Bytes::from_owner(Pooled::new(buf, self.pack_buffers.clone()));
-        let mut cache = self.packs.lock().map_err(poisoned)?;
-        cache.push_back((id.clone(), bytes.clone()));
-        if cache.len() > PACK_CACHE {
-            cache.pop_front();
-        }
-        Ok(bytes)
+        self.packs.get_or_load(id, || {
+            let mut buf = self.pack_buffers.take();
+            self.handle
+                .block_on(get_into(self.repo.store.as_ref(), path, &mut buf))?;
+            Ok(bytes::Bytes::from_owner(Pooled::new(
+                buf,
+                self.pack_buffers.clone(),
+            )))
+        })
     }
 
     fn warn(&self, mut w: Vec<String>) {
@@ -550,10 +565,9 @@ fn restore_blocking(
         handle,
         progress,
         warnings: Mutex::new(Vec::new()),
-        packs: Mutex::new(VecDeque::new()),
+        packs: RecentCache::new(PACK_CACHE),
         pack_buffers: BufferPool::new(repo.config().pack_size as usize + 64 * 1024, PACK_CACHE + 2),
-        groups: Mutex::new(VecDeque::new()),
-        fetch: Mutex::new(()),
+        groups: RecentCache::new(GROUP_CACHE),
         restored: AtomicU64::new(0),
         unchanged: AtomicU64::new(0),
         bytes: AtomicU64::new(0),

@@ -33,6 +33,16 @@ pub(crate) struct Entry {
     pub(crate) read: bool,
 }
 
+impl Entry {
+    fn new(node: Node, next: &Next) -> Self {
+        Entry {
+            node,
+            children: 0..0,
+            read: matches!(next, Next::Read(_)),
+        }
+    }
+}
+
 /// A file the pipeline must read.
 pub(crate) struct FileJob {
     /// Arena index of the file's entry.
@@ -203,7 +213,7 @@ impl<'a> Scanner<'a> {
             let Some((node, next)) = self.examine(&abs, &name, previous) else {
                 continue;
             };
-            let index = self.push(vec![node])?;
+            let index = self.push(vec![Entry::new(node, &next)], None)?;
             roots.push(index);
             self.follow(index, abs, next, meta.dev(), &mut tasks)?;
         }
@@ -274,15 +284,16 @@ impl<'a> Scanner<'a> {
         Some((node, next))
     }
 
-    /// Adds nodes to the arena; returns the index of the first.
-    fn push(&self, nodes: Vec<Node>) -> Result<usize> {
+    /// Adds entries to the arena, as the children of `parent` if given; returns the index of
+    /// the first.
+    fn push(&self, new: Vec<Entry>, parent: Option<usize>) -> Result<usize> {
         let mut entries = self.entries.lock().map_err(poisoned)?;
         let first = entries.len();
-        entries.extend(nodes.into_iter().map(|node| Entry {
-            node,
-            children: 0..0,
-            read: false,
-        }));
+        let count = new.len();
+        entries.extend(new);
+        if let Some(parent) = parent {
+            entries[parent].children = first..first + count;
+        }
         Ok(first)
     }
 
@@ -298,7 +309,6 @@ impl<'a> Scanner<'a> {
         match next {
             Next::Nothing => {}
             Next::Read(scanned) => {
-                self.entries.lock().map_err(poisoned)?[index].read = true;
                 self.files_to_read.fetch_add(1, Ordering::Relaxed);
                 self.bytes_to_read.fetch_add(scanned.0, Ordering::Relaxed);
                 self.progress.found(&path, scanned.0);
@@ -349,12 +359,14 @@ impl<'a> Scanner<'a> {
                 found.push((path, examined));
             }
         }
-        let (follow, nodes): (Vec<_>, Vec<_>) = found
+        let (follow, new): (Vec<_>, Vec<_>) = found
             .into_iter()
-            .map(|(path, (node, next))| ((path, next), node))
+            .map(|(path, (node, next))| {
+                let entry = Entry::new(node, &next);
+                ((path, next), entry)
+            })
             .unzip();
-        let first = self.push(nodes)?;
-        self.entries.lock().map_err(poisoned)?[task.index].children = first..first + follow.len();
+        let first = self.push(new, Some(task.index))?;
         for (i, (path, next)) in follow.into_iter().enumerate() {
             self.follow(first + i, path, next, task.root_dev, tasks)?;
         }
