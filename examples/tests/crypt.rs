@@ -212,4 +212,27 @@ fn seal_open_rotate_with_a_keyring() {
         crypt(d, &["open", "-k", "nope.txt", "moved.bin"], &[]),
         "nope.txt",
     );
+
+    // A keyring without the file's key (id 2 since the rotation) leaves an existing output file
+    // untouched.
+    ok(crypt(d, &["init-keyring", "-k", "other-ring.txt"], &[]));
+    std::fs::write(d.join("keep"), b"precious").expect("write");
+    fails_with(
+        crypt(
+            d,
+            &[
+                "open",
+                "-k",
+                "other-ring.txt",
+                "-c",
+                "customer-42",
+                "-o",
+                "keep",
+                "moved.bin",
+            ],
+            &[],
+        ),
+        "the keyring lacks its key",
+    );
+    assert_eq!(std::fs::read(d.join("keep")).expect("read"), b"precious");
 }

@@ -6,6 +6,9 @@ use crate::error::Error;
 use crate::header::{HEADER_LEN, Header, Kind};
 use crate::keyring::{KeyId, Keyring};
 
+/// Largest envelope plaintext: under the AEADs' per-nonce limit (AES-GCM: 2^36 - 32 bytes).
+const MAX_ENVELOPE: u64 = (1 << 36) - 64;
+
 impl Keyring {
     /// Seals `plaintext` as an envelope under the primary key with the default settings
     /// (AES-256-GCM). `aad` names the object (for example its path or id): the envelope opens
@@ -22,7 +25,7 @@ impl Keyring {
         aad: &[u8],
         plaintext: &[u8],
     ) -> Result<Vec<u8>, Error> {
-        let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
+        let mut out = Vec::new();
         self.seal_to(config, aad, plaintext, &mut out)?;
         Ok(out)
     }
@@ -36,6 +39,13 @@ impl Keyring {
         plaintext: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), Error> {
+        // Both AEADs take at most about 2^36 bytes per nonce; an envelope is one chunk.
+        if plaintext.len() as u64 > MAX_ENVELOPE {
+            return Err(Error::InvalidConfig(format!(
+                "{} bytes is more than one envelope holds ({MAX_ENVELOPE}); use a stream",
+                plaintext.len()
+            )));
+        }
         let (header, opened) = Header::create(self, Kind::Envelope, config.algorithm(), 0, aad)?;
         let start = out.len();
         out.reserve(HEADER_LEN + plaintext.len() + TAG_LEN);
@@ -62,13 +72,13 @@ impl Keyring {
     pub fn open_to(&self, aad: &[u8], envelope: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
         out.clear();
         let header = Header::parse(Kind::Envelope, envelope)?;
-        let opened = header.open(self, aad)?;
         let body = &envelope[HEADER_LEN..];
         if body.len() < TAG_LEN {
             return Err(Error::InvalidHeader(
                 "truncated envelope: no room for the tag",
             ));
         }
+        let opened = header.open(self, aad)?;
         out.extend_from_slice(body);
         match opened.key.open(0, true, &opened.chunk_aad, out) {
             Ok(plain) => {

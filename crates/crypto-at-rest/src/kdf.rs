@@ -64,7 +64,15 @@ impl Kdf {
                     && (1..=64).contains(&iterations)
             }
             Kdf::Scrypt { log_n, r, p } => {
-                (1..=22).contains(&log_n) && (1..=32).contains(&r) && (1..=16).contains(&p)
+                // Memory is 128·r·2^ln bytes and work grows with p·r·2^ln: bound the products,
+                // not only each factor (ln 22 with r 32 alone would be 16 GiB).
+                let memory = (128 * u64::from(r)) << log_n;
+                let work = (u64::from(r) * u64::from(p)) << log_n;
+                (1..=22).contains(&log_n)
+                    && (1..=32).contains(&r)
+                    && (1..=16).contains(&p)
+                    && memory <= 4 << 30
+                    && work <= 32 << 22
             }
         };
         if ok {

@@ -245,9 +245,27 @@ impl Keyring {
         Self::parse(&text)
     }
 
-    /// Writes the text form to `path`, readable by its owner only (mode 0600 on Unix).
+    /// Writes the text form to `path`, readable by its owner only (mode 0600 on Unix). The file
+    /// is replaced atomically: a crash or a full disk leaves the old keyring, never a partial one.
     pub fn save(&self, path: &Path) -> Result<(), Error> {
         write_private(path, self.to_text().as_bytes())
+    }
+
+    /// Like [`Keyring::save`], sealed under `passphrase` with `kdf` (see
+    /// [`Keyring::seal_with_passphrase`]).
+    pub fn save_sealed(
+        &self,
+        path: &Path,
+        passphrase: &[u8],
+        kdf: crate::Kdf,
+    ) -> Result<(), Error> {
+        write_private(path, self.seal_with_passphrase(passphrase, kdf)?.as_bytes())
+    }
+
+    /// Whether a keyring file's text is the passphrase-sealed form (open it with
+    /// [`Keyring::open_with_passphrase`]) rather than the plain one ([`Keyring::parse`]).
+    pub fn is_sealed_file(text: &str) -> bool {
+        text.lines().next() == Some(SEALED_KEYRING_MAGIC)
     }
 
     /// Reads the text form from the environment variable `var`.
@@ -304,16 +322,45 @@ impl Keyring {
     }
 }
 
-/// Writes `bytes` to a new or truncated file that only its owner can read.
+/// Replaces `path` with `bytes` atomically, readable by its owner only: written and synced under
+/// a fresh temporary name in the same directory, renamed over `path`, then the directory synced.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let mut attempt = 0u32;
+    let (tmp, mut file) = loop {
+        let tmp = dir.join(format!(".{name}.tmp-{}-{attempt}", std::process::id()));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&tmp) {
+            Ok(file) => break (tmp, file),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
+                attempt += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.into());
+    }
+    // The rename is durable once the directory is; some file systems cannot sync one.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
     Ok(())
 }
 

@@ -103,6 +103,14 @@ impl Keyring {
         stream::open_body(&body, reader, writer, resolve_threads(threads))
     }
 
+    /// Checks a stream's header (its first [`Keyring::HEADER_LEN`] bytes) against this keyring
+    /// and `aad` without reading the body: unwraps the data key and checks its commitment, so a
+    /// caller can refuse a wrong keyring before it creates any output.
+    pub fn check_stream_header(&self, aad: &[u8], header: &[u8]) -> Result<(), Error> {
+        let header = Header::parse(Kind::Stream, header)?;
+        header.open(self, aad).map(drop)
+    }
+
     /// Opens a stream for random access: checks its header and its last chunk (so truncation
     /// is caught up front), then decrypts byte ranges reading only the chunks that cover them.
     pub fn range_reader<S: RandomAccess>(

@@ -189,3 +189,54 @@ fn key_bytes_never_show_in_debug() {
     assert!(!debug.contains("ab") && !debug.contains("171"), "{debug}");
     assert!(debug.contains("primary: KeyId(3)"));
 }
+
+#[test]
+fn kdf_lines_demanding_too_much_memory_or_work_are_refused() {
+    let salt = "00112233445566778899aabbccddeeff";
+    for line in [
+        "scrypt ln=22 r=32 p=16",
+        "scrypt ln=22 r=9 p=1",
+        "scrypt ln=21 r=8 p=16",
+    ] {
+        let err = format!("{line} salt={salt}")
+            .parse::<PassphraseKdf>()
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig(_)), "{line}: {err}");
+    }
+    for line in ["scrypt ln=17 r=8 p=1", "scrypt ln=22 r=8 p=1"] {
+        assert!(
+            format!("{line} salt={salt}")
+                .parse::<PassphraseKdf>()
+                .is_ok(),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn save_replaces_the_file_whole_and_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ring.txt");
+    std::fs::write(&path, "old contents").unwrap();
+    let ring = Keyring::generate(KeyId(1)).unwrap();
+    ring.save(&path).unwrap();
+    assert_eq!(Keyring::load(&path).unwrap().to_text(), ring.to_text());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    ring.save_sealed(&path, b"pass", Kdf::SCRYPT_OWASP_2023)
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(Keyring::is_sealed_file(&text));
+    assert_eq!(
+        Keyring::open_with_passphrase(&text, b"pass")
+            .unwrap()
+            .to_text(),
+        ring.to_text()
+    );
+    // Only the keyring remains: no temporary files left beside it.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}

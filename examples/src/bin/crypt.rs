@@ -350,7 +350,7 @@ fn load_keyring(args: &KeyringArgs) -> Result<LoadedKeyring> {
     };
     let text = Zeroizing::new(read_text(path, "keyring")?);
     let context = || format!("cannot load keyring {}", path.display());
-    if text.starts_with(SEALED_KEYRING_LINE) {
+    if Keyring::is_sealed_file(&text) {
         let pass = passphrase(args.pass.passphrase_file.as_deref(), false)?;
         let keyring = Keyring::open_with_passphrase(&text, pass.as_bytes())
             .with_context(|| format!("{}: wrong passphrase or damaged file", context()))?;
@@ -365,31 +365,14 @@ fn load_keyring(args: &KeyringArgs) -> Result<LoadedKeyring> {
     })
 }
 
-/// First line of a passphrase-sealed keyring file.
-const SEALED_KEYRING_LINE: &str = "hostguard-keyring-sealed v1";
-
 fn save_keyring(keyring: &Keyring, passphrase: Option<&str>, path: &Path) -> Result<()> {
     let context = || format!("cannot write keyring {}", path.display());
     match passphrase {
-        Some(pass) => {
-            let sealed = keyring.seal_with_passphrase(pass.as_bytes(), Kdf::SCRYPT_OWASP_2023)?;
-            write_private(path, sealed.as_bytes(), true).with_context(context)
-        }
+        Some(pass) => keyring
+            .save_sealed(path, pass.as_bytes(), Kdf::SCRYPT_OWASP_2023)
+            .with_context(context),
         None => keyring.save(path).with_context(context),
     }
-}
-
-/// Writes `bytes` to a new (or, with `replace`, replaced) file readable by its owner only.
-fn write_private(path: &Path, bytes: &[u8], replace: bool) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).mode(0o600);
-    if replace {
-        options.create(true).truncate(true);
-    } else {
-        options.create_new(true);
-    }
-    options.open(path)?.write_all(bytes)
 }
 
 fn init_keyring(path: &Path, sealed: bool, pass: &PassArgs) -> Result<()> {
@@ -427,16 +410,21 @@ fn open(args: &KeyringIo) -> Result<()> {
     let loaded = load_keyring(&args.keyring)?;
     let name = input_name(args.input.as_deref());
     let mut input = open_input(args.input.as_deref())?;
-    // Check the header (key id, key, context) before creating the output.
+    // Check the header (key id, key, commitment) before creating the output, so a wrong key
+    // never creates or truncates it.
     let mut header = vec![0u8; Keyring::HEADER_LEN];
     input
         .read_exact(&mut header)
         .with_context(|| format!("cannot open {name}: too short to be a sealed file"))?;
-    Keyring::key_id_of(&header).with_context(|| format!("cannot open {name}"))?;
+    let keyring = &loaded.keyring;
+    let context = args.context.as_bytes();
+    keyring
+        .check_stream_header(context, &header)
+        .map_err(|e| open_error(&name, e))?;
     let output = create_output(args.output.as_deref())?;
-    let result = loaded.keyring.decrypt_stream(
+    let result = keyring.decrypt_stream(
         threads(),
-        args.context.as_bytes(),
+        context,
         io::Cursor::new(header).chain(input),
         output,
     );
@@ -445,18 +433,26 @@ fn open(args: &KeyringIo) -> Result<()> {
             // Never leave unauthenticated or partial plaintext under the requested name.
             let _ = std::fs::remove_file(path);
         }
-        let what = match e {
-            crypto_at_rest::Error::Io(_) => format!("cannot open {name}"),
-            crypto_at_rest::Error::Authentication(crypto_at_rest::Stage::DataKey) => {
-                format!("cannot open {name}: wrong keyring, or the file's header is damaged")
-            }
-            _ => {
-                format!("cannot open {name}: wrong --context, or the file is damaged or truncated")
-            }
-        };
-        return Err(anyhow::Error::new(e).context(what));
+        return Err(open_error(&name, e));
     }
     Ok(())
+}
+
+/// Names what most likely went wrong when `name` does not open.
+fn open_error(name: &str, e: crypto_at_rest::Error) -> anyhow::Error {
+    use crypto_at_rest::{Error, Stage};
+    let what = match e {
+        Error::Io(_) => format!("cannot open {name}"),
+        Error::Authentication(Stage::DataKey) => {
+            format!("cannot open {name}: wrong keyring, or the file's header is damaged")
+        }
+        Error::UnknownKeyId(_) => format!("cannot open {name}: the keyring lacks its key"),
+        Error::InvalidHeader(_) | Error::UnknownVersion(_) => {
+            format!("cannot open {name}: not a hostguard stream, or its header is damaged")
+        }
+        _ => format!("cannot open {name}: wrong --context, or the file is damaged or truncated"),
+    };
+    anyhow::Error::new(e).context(what)
 }
 
 fn rotate(args: &KeyringArgs, files: &[PathBuf]) -> Result<()> {

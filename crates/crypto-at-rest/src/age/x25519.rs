@@ -87,22 +87,33 @@ impl Recipient for X25519Recipient {
 /// Its `Debug` output never shows the key; [`X25519Identity::to_secret_string`] is the only way
 /// to print it.
 #[derive(Clone)]
-pub struct X25519Identity(StaticSecret);
+pub struct X25519Identity {
+    secret: StaticSecret,
+    /// Computed once: every stanza's unwrap needs it.
+    public: PublicKey,
+}
 
 impl X25519Identity {
+    fn from_secret(secret: StaticSecret) -> Self {
+        let public = PublicKey::from(&secret);
+        Self { secret, public }
+    }
+
     /// Generates a fresh identity from the system's random source.
     pub fn generate() -> Result<Self, Error> {
-        Ok(Self(StaticSecret::from(*random_bytes::<32>()?)))
+        Ok(Self::from_secret(
+            StaticSecret::from(*random_bytes::<32>()?),
+        ))
     }
 
     /// The recipient that files for this identity are encrypted to.
     pub fn to_public(&self) -> X25519Recipient {
-        X25519Recipient(PublicKey::from(&self.0))
+        X25519Recipient(self.public)
     }
 
     /// The `AGE-SECRET-KEY-1...` encoding, as `age-keygen` writes it.
     pub fn to_secret_string(&self) -> Zeroizing<String> {
-        Zeroizing::new(encode_key(IDENTITY_HRP, self.0.as_bytes(), true))
+        Zeroizing::new(encode_key(IDENTITY_HRP, self.secret.as_bytes(), true))
     }
 }
 
@@ -111,7 +122,7 @@ impl std::str::FromStr for X25519Identity {
 
     fn from_str(s: &str) -> Result<Self, Error> {
         decode_key(s, IDENTITY_HRP)
-            .map(|bytes| Self(StaticSecret::from(bytes)))
+            .map(|bytes| Self::from_secret(StaticSecret::from(bytes)))
             .ok_or_else(|| {
                 Error::InvalidKey("not an age X25519 identity (AGE-SECRET-KEY-1...)".into())
             })
@@ -144,7 +155,7 @@ impl Identity for X25519Identity {
             )));
         }
         let share = PublicKey::from(share);
-        let shared = self.0.diffie_hellman(&share);
+        let shared = self.secret.diffie_hellman(&share);
         if !shared.was_contributory() {
             return Some(Err(Error::AgeHeader(
                 "X25519 share is a low-order point".into(),
@@ -152,7 +163,7 @@ impl Identity for X25519Identity {
         }
         let mut salt = [0u8; 64];
         salt[..32].copy_from_slice(share.as_bytes());
-        salt[32..].copy_from_slice(self.to_public().0.as_bytes());
+        salt[32..].copy_from_slice(self.public.as_bytes());
         let wrap_key = hkdf_sha256(&salt, shared.as_bytes(), LABEL);
         unwrap_file_key(&wrap_key, &stanza.body).map(Ok)
     }
