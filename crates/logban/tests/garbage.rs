@@ -96,3 +96,43 @@ fn one_megabyte_lines_never_panic() {
         }
     }
 }
+
+/// Multi-line matches whose last character is multi-byte (the match span is cut back to whole
+/// lines by byte offsets, which once sliced a `str` inside a character and panicked).
+#[test]
+fn multibyte_characters_at_multi_line_match_edges_never_panic() {
+    let mut f = FilterBuilder::new(FilterDefinition {
+        name: "multibyte".into(),
+        failregex: vec![r"<F-MLFID>\S+</F-MLFID> end <ADDR> as <F-USER>\S+</F-USER>".into()],
+        maxlines: 2,
+        ..FilterDefinition::default()
+    })
+    .build()
+    .expect("builds");
+    let mut addrs = Vec::new();
+    for line in [
+        "Jan  1 00:00:00 ab begin",
+        "Jan  1 00:00:01 ab end 192.0.2.1 as rootй",
+        "Jan  1 00:00:02 cd end 192.0.2.2 as ✓",
+    ] {
+        for m in f.process_bytes(line.as_bytes()) {
+            if let Some(fail) = m.to_failure() {
+                addrs.push(fail.addr.to_string());
+            }
+        }
+    }
+    assert_eq!(addrs, ["192.0.2.1", "192.0.2.2"]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Several lines through one filter, so multi-line buffers hold more than one line.
+    #[test]
+    fn line_sequences_never_panic(lines in proptest::collection::vec("\\PC{0,40}", 1..8)) {
+        let mut f = filters().remove(0);
+        for line in &lines {
+            let _ = f.process_bytes(line.as_bytes());
+        }
+    }
+}

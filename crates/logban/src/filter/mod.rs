@@ -770,14 +770,21 @@ impl Filter {
             return (org.to_vec(), Vec::new());
         }
         let (start, end) = caps.whole();
-        let line_start = text[..(start + 1).min(text.len())]
-            .rfind('\n')
+        // Byte searches: `start + 1` and `end - 1` may fall inside a multi-byte character,
+        // which slicing the `str` there would panic on (a hostile log line could do that).
+        let bytes = text.as_bytes();
+        let line_start = bytes[..(start + 1).min(bytes.len())]
+            .iter()
+            .rposition(|&b| b == b'\n')
             .map_or(0, |p| p + 1);
-        let line_end = text[end.saturating_sub(1)..]
-            .find('\n')
-            .map_or(text.len(), |p| end.saturating_sub(1) + p + 1);
-        let c1 = text[..line_start].matches('\n').count().min(org.len());
-        let c2 = text[..line_end].matches('\n').count().clamp(c1, org.len());
+        let from = end.saturating_sub(1).min(bytes.len());
+        let line_end = bytes[from..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |p| from + p + 1);
+        let newlines = |upto: usize| bytes[..upto].iter().filter(|&&b| b == b'\n').count();
+        let c1 = newlines(line_start).min(org.len());
+        let c2 = newlines(line_end).clamp(c1, org.len());
         let mut matched: Vec<TupleLine> = org[c1..c2].to_vec();
         let mut unmatched: Vec<TupleLine> = org[..c1].to_vec();
         let skipped: Vec<String> = caps
