@@ -89,7 +89,7 @@ fn main() -> anyhow::Result<()> {
                 "lines": stats.lines,
                 "matched": stats.matched,
                 "ignored": stats.ignored,
-                "missed": stats.lines - stats.matched - stats.ignored,
+                "missed": stats.missed(),
                 "failures": failures,
                 "ids_not_addresses": not_banned,
                 "failregex_hits": stats.failregex_hits,
@@ -130,7 +130,7 @@ fn main() -> anyhow::Result<()> {
             stats.lines,
             stats.ignored,
             stats.matched,
-            stats.lines - stats.matched - stats.ignored
+            stats.missed()
         )?;
         writeln!(
             out,

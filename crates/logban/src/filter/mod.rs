@@ -298,6 +298,15 @@ pub struct FilterStats {
     pub ignoreregex_hits: Vec<u64>,
 }
 
+impl FilterStats {
+    /// Lines neither matched nor ignored (a line can be both when every regex is tried).
+    pub fn missed(&self) -> u64 {
+        self.lines
+            .saturating_sub(self.matched)
+            .saturating_sub(self.ignored)
+    }
+}
+
 /// One failregex match, as fail2ban reports it before any ban decision.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FilterMatch {
@@ -602,11 +611,11 @@ impl Filter {
             .collect()
     }
 
+    /// Whether an ignoreregex matches `buf` (counting the hit; the caller counts the line once).
     fn ignored(&mut self, buf: &str) -> bool {
         for (i, re) in self.ignoreregex.iter().enumerate() {
             if re.is_match(buf) {
                 self.stats.ignoreregex_hits[i] += 1;
-                self.stats.ignored += 1;
                 return true;
             }
         }
@@ -629,6 +638,7 @@ impl Filter {
             && self.ignoreregex.len() + 2 < self.failregex.len()
             && self.ignored(buf.as_deref().unwrap_or_default())
         {
+            self.stats.ignored += 1;
             return out;
         }
         let mut pre_groups = BTreeMap::new();
@@ -648,6 +658,7 @@ impl Filter {
             }
         }
         let mut matched_any = false;
+        let mut ignored_any = false;
         let total = self.failregex.len();
         let mut candidates: Option<Vec<bool>> = None;
         for idx in 0..total {
@@ -675,6 +686,7 @@ impl Filter {
                     text.to_string()
                 };
                 if self.ignored(&ignore_buf) {
+                    ignored_any = true;
                     if self.maxlines > 1 {
                         self.buffer = unmatched;
                     }
@@ -754,6 +766,9 @@ impl Filter {
         }
         if matched_any {
             self.stats.matched += 1;
+        }
+        if ignored_any {
+            self.stats.ignored += 1;
         }
         out
     }
@@ -924,6 +939,27 @@ mod tests {
         })
         .build()
         .expect("builds")
+    }
+
+    #[test]
+    fn a_line_is_counted_ignored_once_however_many_regexes_match_it() {
+        let mut f = FilterBuilder::new(FilterDefinition {
+            name: "t".into(),
+            failregex: vec![r"fail from <HOST>".into(), r"from <HOST>$".into()],
+            ignoreregex: vec![r"trusted".into()],
+            ..FilterDefinition::default()
+        })
+        .with_check_all_regex(true)
+        .build()
+        .expect("builds");
+        assert!(
+            f.process_line("Aug 14 11:00:00 srv x: trusted fail from 192.0.2.7")
+                .is_empty()
+        );
+        let stats = f.stats();
+        assert_eq!((stats.lines, stats.matched, stats.ignored), (1, 0, 1));
+        assert_eq!(stats.ignoreregex_hits, [2]);
+        assert_eq!(stats.missed(), 0);
     }
 
     #[test]
