@@ -601,52 +601,50 @@ impl Jail {
             return Verdict::Counted(count);
         }
         self.trackers.remove(&target);
-        // The ban runs from the failure (like fail2ban), never from a future-dated line.
-        match self.start_ban(target, failure.time.min(now)) {
-            Some(ban) if ban.remaining(now) != Some(0) => Verdict::Banned(ban),
-            Some(ban) => {
-                self.bans.remove(&ban.target);
-                Verdict::Stale
-            }
-            None => Verdict::AlreadyBanned,
+        // The ban runs from the failure (like fail2ban), never from a future-dated line. One that
+        // would already be over (an old burst replayed) is not recorded at all, so it does not
+        // lengthen the next ban either.
+        let ban = self.plan_ban(target, failure.time.min(now), None);
+        if ban.remaining(now) == Some(0) {
+            return Verdict::Stale;
         }
+        Verdict::Banned(self.commit(ban))
     }
 
-    fn start_ban(&mut self, target: IpNet, start: i64) -> Option<Ban> {
-        if self.bans.contains_key(&target) {
-            return None;
-        }
+    /// The ban `target` would get starting at `start` (its ban time incremented by its earlier
+    /// bans unless `bantime` overrides it), without recording it.
+    fn plan_ban(&self, target: IpNet, start: i64, bantime: Option<BanTime>) -> Ban {
         let previous = self.ban_counts.get(&target).copied().unwrap_or(0);
-        let until = match self.config.ban_time_after(previous) {
+        let until = match bantime.unwrap_or_else(|| self.config.ban_time_after(previous)) {
             BanTime::For(d) => Some(start.saturating_add(secs(d))),
             BanTime::Permanent => None,
         };
-        let ban = Ban {
+        Ban {
             jail: self.config.name.clone(),
             target,
             start,
             until,
             count: previous.saturating_add(1),
-        };
-        self.ban_counts.insert(target, ban.count);
-        self.bans.insert(target, ban.clone());
-        Some(ban)
+        }
+    }
+
+    /// Records a planned ban as active and counts it.
+    fn commit(&mut self, ban: Ban) -> Ban {
+        self.ban_counts.insert(ban.target, ban.count);
+        self.bans.insert(ban.target, ban.clone());
+        ban
     }
 
     /// Bans `addr` by hand (the ignore lists do not apply: the operator asked). Returns `None`
     /// if its target is already banned. `bantime` overrides the jail's (incremented) ban time.
     pub fn ban(&mut self, addr: IpAddr, now: i64, bantime: Option<BanTime>) -> Option<Ban> {
         let target = self.config.target(crate::canonical_addr(addr));
-        self.trackers.remove(&target);
-        let mut ban = self.start_ban(target, now)?;
-        if let Some(bantime) = bantime {
-            ban.until = match bantime {
-                BanTime::For(d) => Some(now.saturating_add(secs(d))),
-                BanTime::Permanent => None,
-            };
-            self.bans.insert(target, ban.clone());
+        if self.bans.contains_key(&target) {
+            return None;
         }
-        Some(ban)
+        self.trackers.remove(&target);
+        let ban = self.plan_ban(target, now, bantime);
+        Some(self.commit(ban))
     }
 
     /// Lifts the ban covering `addr` (an address, or the banned prefix's address); returns it.
@@ -802,6 +800,28 @@ mod tests {
         ));
         // Old lines (relative to the engine clock) are not counted.
         assert_eq!(j.record(&fail("192.0.2.9", 0), 1000), Verdict::Stale);
+    }
+
+    #[test]
+    fn a_ban_already_over_is_stale_and_does_not_lengthen_the_next() {
+        let mut j = jail(
+            JailConfig::builder("inc")
+                .with_maxretry(1)
+                .with_findtime(Duration::from_secs(600))
+                .with_bantime(BanTime::For(Duration::from_secs(60)))
+                .with_increment(BanIncrement::default()),
+        );
+        // A failure 100 s old: within findtime, but its 60 s ban would already be over.
+        assert_eq!(j.record(&fail("192.0.2.1", 900), 1000), Verdict::Stale);
+        assert_eq!(j.bans().count(), 0);
+        let Verdict::Banned(ban) = j.record(&fail("192.0.2.1", 1000), 1000) else {
+            panic!("a fresh failure bans");
+        };
+        assert_eq!(
+            (ban.count, ban.until),
+            (1, Some(1060)),
+            "first ban, base time"
+        );
     }
 
     #[test]
