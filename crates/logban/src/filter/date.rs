@@ -555,21 +555,25 @@ struct LastDate {
 impl DateDetector {
     /// fail2ban's default templates (line-anchored variants first).
     pub fn default_templates() -> Self {
-        let mut templates = Vec::new();
-        for p in DEFAULT_TEMPLATES {
-            if !p.starts_with('^') && !p.starts_with("{^LN-BEG}") {
-                if let Ok(t) = Template::from_pattern(&format!("{{^LN-BEG}}{p}")) {
-                    templates.push(t);
+        // Compiled once per process (about 30 regexes) and cloned into each filter.
+        static DEFAULTS: std::sync::LazyLock<Vec<Template>> = std::sync::LazyLock::new(|| {
+            let mut templates = Vec::new();
+            for p in DEFAULT_TEMPLATES {
+                if !p.starts_with('^') && !p.starts_with("{^LN-BEG}") {
+                    if let Ok(t) = Template::from_pattern(&format!("{{^LN-BEG}}{p}")) {
+                        templates.push(t);
+                    }
                 }
             }
-        }
-        templates.extend(
-            DEFAULT_TEMPLATES
-                .iter()
-                .filter_map(|p| Template::from_pattern(p).ok()),
-        );
+            templates.extend(
+                DEFAULT_TEMPLATES
+                    .iter()
+                    .filter_map(|p| Template::from_pattern(p).ok()),
+            );
+            templates
+        });
         Self {
-            templates,
+            templates: DEFAULTS.clone(),
             last: None,
             cache: None,
         }
