@@ -518,7 +518,7 @@ pub struct Filter {
     check_all_regex: bool,
     buffer: Vec<TupleLine>,
     mlfid: MlfidCache,
-    last_date: Option<(f64, String)>,
+    last_date: Option<f64>,
     stats: FilterStats,
 }
 
@@ -555,15 +555,15 @@ impl Filter {
                 };
                 let date = if s == e {
                     // Empty date ({NONE}): last known if recent, else now.
-                    match &self.last_date {
-                        Some((t, _)) if *t > (self.clock.now() - 60) as f64 => Some(*t),
+                    match self.last_date {
+                        Some(t) if t > (self.clock.now() - 60) as f64 => Some(t),
                         _ => Some(self.clock.now() as f64),
                     }
                 } else {
                     f.time
                 };
                 if let Some(t) = date.filter(|_| s != e) {
-                    self.last_date = Some((t, tuple.date.clone()));
+                    self.last_date = Some(t);
                 }
                 (tuple, date)
             }
@@ -578,9 +578,7 @@ impl Filter {
         };
         let date = date.or_else(|| {
             self.last_date
-                .as_ref()
-                .filter(|(t, _)| *t > (self.clock.now() - 60) as f64)
-                .map(|(t, _)| *t)
+                .filter(|t| *t > (self.clock.now() - 60) as f64)
         });
         self.find_failures(tuple, date)
     }
@@ -599,7 +597,7 @@ impl Filter {
             date: String::new(),
             post: line.to_string(),
         };
-        self.last_date = Some((time, String::new()));
+        self.last_date = Some(time);
         self.find_failures(tuple, Some(time))
     }
 
@@ -643,11 +641,11 @@ impl Filter {
         }
         let mut pre_groups = BTreeMap::new();
         if let Some(pref) = &self.prefregex {
-            let text = buf.clone().unwrap_or_default();
-            let Some(caps) = pref.search(&text) else {
+            let text = buf.as_deref().unwrap_or_default();
+            let Some(caps) = pref.search(text) else {
                 return out;
             };
-            pre_groups = groups_of(&caps, &text);
+            pre_groups = groups_of(&caps, text);
             if let Some(content) = pre_groups.remove("content").filter(|c| !c.is_empty()) {
                 self.buffer = vec![TupleLine {
                     pre: String::new(),
