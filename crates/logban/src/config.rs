@@ -121,26 +121,11 @@ impl TryFrom<toml::Value> for Seconds {
     }
 }
 
-/// Parses `90`, `10m`, `1h`, `2d`, `1w` (also `-1`) into seconds.
+/// Parses a duration into seconds with fail2ban's abbreviations (`90`, `10m`, `1h 30m`, `2d`,
+/// `1w`, `1mo`, `1y`, also `-1`), so TOML and imported `jail.conf` files accept the same.
 pub fn parse_seconds(text: &str) -> std::result::Result<i64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '-'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let n: i64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration"))?;
-    let scale = match unit.trim() {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 604_800,
-        _ => return Err(format!("`{text}`: unknown unit (use s, m, h, d or w)")),
-    };
-    n.checked_mul(scale)
-        .ok_or_else(|| format!("`{text}` is too long"))
+    crate::fail2ban::parse_duration(text)
+        .ok_or_else(|| format!("`{text}` is not a duration (use e.g. 90, 10m, 1h 30m, 2d, 1w)"))
 }
 
 /// `increment = { ... }` of a jail.
@@ -419,6 +404,9 @@ bantime = -1
         assert_eq!(parse_seconds("90"), Ok(90));
         assert_eq!(parse_seconds("2d"), Ok(172_800));
         assert_eq!(parse_seconds("-1"), Ok(-1));
-        assert!(parse_seconds("1y").is_err());
+        assert_eq!(parse_seconds("1h 30m"), Ok(5400));
+        assert_eq!(parse_seconds("1y"), Ok(31_557_600));
+        assert!(parse_seconds("soon").is_err());
+        assert!(parse_seconds("10 parsecs").is_err());
     }
 }
