@@ -78,15 +78,18 @@ impl Engine {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
-            let polled = source.poll()?;
-            if polled.is_empty() {
-                continue;
-            }
-            let lines: Vec<LogLine> = polled.into_iter().map(|(_, line)| line).collect();
-            self.feed_all(jail, &lines, &mut matcher).await?;
-            if let Some(state) = self.state() {
-                for (path, position) in source.positions() {
-                    state.set_position(&file_key(&path), &encode(position))?;
+            // A backlog comes in bounded batches: poll again at once while lines come, saving
+            // positions after each batch.
+            loop {
+                let lines = source.poll()?;
+                if lines.is_empty() {
+                    break;
+                }
+                self.feed_all(jail, &lines, &mut matcher).await?;
+                if let Some(state) = self.state() {
+                    for (path, position) in source.positions() {
+                        state.set_position(&file_key(&path), &encode(position))?;
+                    }
                 }
             }
         }

@@ -102,7 +102,7 @@ fn globs_pick_up_new_files_and_missing_files_appear_later() {
         .poll()
         .expect("poll")
         .into_iter()
-        .map(|(_, l)| String::from_utf8(l.bytes).expect("utf8"))
+        .map(|l| String::from_utf8(l.bytes).expect("utf8"))
         .collect();
     got.sort();
     assert_eq!(got, ["a1", "b1", "l1"]);
@@ -121,4 +121,27 @@ fn overlong_lines_are_cut_not_buffered_forever() {
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0].bytes.len(), 1 << 20);
     assert_eq!(lines[1].bytes, b"next");
+}
+
+#[test]
+fn a_large_backlog_comes_over_several_bounded_polls() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = dir.path().join("backlog.log");
+    append(&log, "");
+    let mut tail = FileTail::open(&log, StartAt::Beginning).expect("open");
+    let line = "y".repeat(1023);
+    let count = 20 * 1024; // 20 MiB of 1 KiB lines
+    append(&log, &format!("{line}\n").repeat(count));
+    let mut polls = Vec::new();
+    loop {
+        let got = tail.poll().expect("poll");
+        if got.is_empty() {
+            break;
+        }
+        assert!(got.iter().all(|l| l.bytes == line.as_bytes()));
+        polls.push(got.len());
+    }
+    assert!(polls.len() >= 3, "{polls:?}");
+    assert!(polls.iter().all(|&n| n <= 8 * 1024 + 64), "{polls:?}");
+    assert_eq!(polls.iter().sum::<usize>(), count);
 }

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use super::LogLine;
 use crate::{Error, Result};
 
+/// Bytes one poll of one file reads at most.
+const MAX_POLL_BYTES: u64 = 8 << 20;
+
 /// Where a file is in a followed log: which file (inode) and how far it was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FilePosition {
@@ -97,7 +100,8 @@ impl FileTail {
         }
     }
 
-    /// Complete lines appended since the last poll. Follows rename rotation (the old file is
+    /// Complete lines appended since the last poll, about 8 MiB of them at most (a large
+    /// backlog comes over several polls, so memory stays bounded). Follows rename rotation (the old file is
     /// read to its end first) and copytruncate (a file shorter than the position restarts at 0).
     pub fn poll(&mut self) -> Result<Vec<LogLine>> {
         let mut lines = Vec::new();
@@ -114,7 +118,7 @@ impl FileTail {
         if rotated {
             // Finish what was written to the old file before its rename, then switch.
             if self.file.is_some() {
-                self.read_available(&mut lines)?;
+                self.read_available(&mut lines, u64::MAX)?;
                 self.flush_partial(&mut lines);
             }
             if let Some(m) = &current {
@@ -134,23 +138,26 @@ impl FileTail {
             }
         }
         if self.file.is_some() {
-            self.read_available(&mut lines)?;
+            self.read_available(&mut lines, MAX_POLL_BYTES)?;
         }
         Ok(lines)
     }
 
-    fn read_available(&mut self, lines: &mut Vec<LogLine>) -> Result<()> {
+    /// Reads complete lines up to about `limit` bytes (the rest waits for the next poll).
+    fn read_available(&mut self, lines: &mut Vec<LogLine>, limit: u64) -> Result<()> {
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
         file.seek(SeekFrom::Start(self.offset + self.partial_raw))
             .map_err(|e| io_err(&self.path, e))?;
         let mut buf = vec![0u8; 64 * 1024];
-        loop {
+        let mut read = 0u64;
+        while read < limit {
             let n = file.read(&mut buf).map_err(|e| io_err(&self.path, e))?;
             if n == 0 {
                 break;
             }
+            read += n as u64;
             let mut rest = &buf[..n];
             while !rest.is_empty() {
                 match rest.iter().position(|&b| b == b'\n') {
@@ -235,8 +242,9 @@ impl FileSource {
             .collect()
     }
 
-    /// New complete lines from every file, with the file they came from.
-    pub fn poll(&mut self) -> Result<Vec<(PathBuf, LogLine)>> {
+    /// New complete lines from every file (about 8 MiB per file at most; poll again while
+    /// lines come).
+    pub fn poll(&mut self) -> Result<Vec<LogLine>> {
         for path in self.expand()? {
             if !self.tails.contains_key(&path) {
                 let start = if self.start == StartAt::End {
@@ -249,10 +257,8 @@ impl FileSource {
             }
         }
         let mut out = Vec::new();
-        for (path, tail) in &mut self.tails {
-            for line in tail.poll()? {
-                out.push((path.clone(), line));
-            }
+        for tail in self.tails.values_mut() {
+            out.extend(tail.poll()?);
         }
         Ok(out)
     }
