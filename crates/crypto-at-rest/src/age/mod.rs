@@ -32,7 +32,6 @@ mod x25519;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 
-use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use zeroize::Zeroizing;
 
 pub use armor::{ArmoredReader, ArmoredWriter};
@@ -102,33 +101,20 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<Zeroizing<[u8; N]>, Error
     Ok(bytes)
 }
 
-fn wrap_cipher(key: &[u8; 32]) -> LessSafeKey {
-    let unbound = UnboundKey::new(&aead::CHACHA20_POLY1305, key).expect("32-byte key");
-    LessSafeKey::new(unbound)
-}
-
-/// Seals the file key under a recipient's wrapping key (the nonce is zero: each key wraps once).
-pub(crate) fn wrap_file_key(key: &[u8; 32], file_key: &FileKey) -> Vec<u8> {
-    let mut body = file_key.as_bytes().to_vec();
-    wrap_cipher(key)
-        .seal_in_place_append_tag(
-            Nonce::assume_unique_for_key([0; 12]),
-            Aad::empty(),
-            &mut body,
-        )
-        .expect("16 bytes within AEAD limits");
+/// Seals the file key under a recipient's wrapping key: ChaCha20-Poly1305 with a zero nonce
+/// (each wrapping key wraps once), which is the crate's chunk key at counter 0, not last.
+pub(crate) fn wrap_file_key(key: &Zeroizing<[u8; 32]>, file_key: &FileKey) -> Vec<u8> {
+    let mut body = vec![0u8; WRAPPED_LEN];
+    body[..16].copy_from_slice(file_key.as_bytes());
+    ChunkKey::new(Algorithm::ChaCha20Poly1305, key).seal_slot(0, false, &[], &mut body, 16);
     body
 }
 
 /// Opens a stanza body; `None` if the tag does not verify (the stanza is not for this key).
-pub(crate) fn unwrap_file_key(key: &[u8; 32], body: &[u8]) -> Option<FileKey> {
+pub(crate) fn unwrap_file_key(key: &Zeroizing<[u8; 32]>, body: &[u8]) -> Option<FileKey> {
     let mut buf = Zeroizing::new(<[u8; WRAPPED_LEN]>::try_from(body).ok()?);
-    let plain = wrap_cipher(key)
-        .open_in_place(
-            Nonce::assume_unique_for_key([0; 12]),
-            Aad::empty(),
-            &mut buf[..],
-        )
+    let plain = ChunkKey::new(Algorithm::ChaCha20Poly1305, key)
+        .open(0, false, &[], &mut buf[..])
         .ok()?;
     Some(FileKey::from_bytes(<[u8; 16]>::try_from(&*plain).ok()?))
 }
