@@ -220,9 +220,8 @@ fn create_output(path: Option<&Path>) -> Result<File> {
     }
 }
 
-fn threads() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
-}
+/// Worker threads for the crates' parallel calls: 0 means every available core.
+const ALL_CORES: usize = 0;
 
 fn input_name(path: Option<&Path>) -> String {
     path.map_or_else(|| "standard input".to_owned(), |p| p.display().to_string())
@@ -260,7 +259,7 @@ fn age_encrypt(args: &AgeArgs) -> Result<()> {
     let encryptor = age::Encryptor::new(&recipients)?.armored(args.armor);
     let output = create_output(args.output.as_deref())?;
     encryptor
-        .encrypt_all(input, output, threads())
+        .encrypt_all(input, output, ALL_CORES)
         .with_context(|| format!("cannot encrypt {}", input_name(args.input.as_deref())))?;
     Ok(())
 }
@@ -295,7 +294,7 @@ fn age_decrypt(args: &AgeArgs) -> Result<()> {
         anyhow::Error::new(e).context(format!("cannot decrypt {name}{hint}"))
     })?;
     let output = create_output(args.output.as_deref())?;
-    if let Err(e) = opened.decrypt_all(output, threads()) {
+    if let Err(e) = opened.decrypt_all(output, ALL_CORES) {
         if let Some(path) = &args.output {
             // Never leave unauthenticated or partial plaintext under the requested name.
             let _ = std::fs::remove_file(path);
@@ -423,7 +422,7 @@ fn open(args: &KeyringIo) -> Result<()> {
         .map_err(|e| open_error(&name, e))?;
     let output = create_output(args.output.as_deref())?;
     let result = keyring.decrypt_stream(
-        threads(),
+        ALL_CORES,
         context,
         io::Cursor::new(header).chain(input),
         output,

@@ -40,6 +40,7 @@ pub use scrypt::{DEFAULT_WORK_FACTOR, MAX_WORK_FACTOR, ScryptIdentity, ScryptRec
 pub use x25519::{X25519Identity, X25519Recipient};
 
 use crate::chunk::{Algorithm, ChunkKey};
+use crate::config::resolve_threads;
 use crate::error::Error;
 use crate::stream::{Body, DecryptReader, EncryptWriter, open_body, seal_body};
 use format::Header;
@@ -190,8 +191,8 @@ impl Encryptor {
         })
     }
 
-    /// Encrypts everything `input` yields to `output`, on `threads` threads (chunks are
-    /// independent, so throughput grows with cores). Returns the plaintext length.
+    /// Encrypts everything `input` yields to `output`, on `threads` threads (0: every available
+    /// core; chunks are independent, so throughput grows with cores). Returns `output`.
     pub fn encrypt_all<R: Read + Send, W: Write + Send>(
         self,
         input: R,
@@ -199,7 +200,7 @@ impl Encryptor {
         threads: usize,
     ) -> Result<W, Error> {
         let (mut sink, body) = self.start(output)?;
-        seal_body(&body, input, &mut sink, threads.max(1))?;
+        seal_body(&body, input, &mut sink, resolve_threads(threads))?;
         Ok(sink.finish()?)
     }
 
@@ -495,13 +496,14 @@ impl<R: Read> Opened<R> {
         }
     }
 
-    /// Decrypts the payload into `output` on `threads` threads; returns the plaintext length.
+    /// Decrypts the payload into `output` on `threads` threads (0: every available core);
+    /// returns the plaintext length.
     /// On an error, the plaintext before the damaged chunk has been written.
     pub fn decrypt_all<W: Write + Send>(self, output: W, threads: usize) -> Result<u64, Error>
     where
         R: Send,
     {
-        open_body(&self.body, self.source, output, threads.max(1)).map_err(classify)
+        open_body(&self.body, self.source, output, resolve_threads(threads)).map_err(classify)
     }
 }
 
