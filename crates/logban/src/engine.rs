@@ -325,6 +325,10 @@ impl Engine {
     }
 
     async fn count_and_report(&self, jail: &str, outcome: LineOutcome) -> Result<Vec<Ban>> {
+        // Checked first, so a line for an unknown jail creates no counters for it.
+        if !self.jails().contains_key(jail) {
+            return Err(unknown_jail(jail));
+        }
         let metrics = self.inner.metrics.jail(jail);
         metrics.add_lines(1);
         metrics.add_matches(u64::from(outcome.matches));
@@ -691,6 +695,12 @@ mod tests {
             s.engine.feed_line("nope", b"fail 192.0.2.1", &mut m).await,
             Err(Error::InvalidConfig { .. })
         ));
+        assert!(matches!(
+            s.engine.feed_line("nope", b"noise", &mut m).await,
+            Err(Error::InvalidConfig { .. })
+        ));
+        let jails: Vec<String> = s.engine.metrics().snapshot().into_keys().collect();
+        assert_eq!(jails, ["sshd"], "an unknown jail gets no counters");
     }
 
     #[tokio::test]
