@@ -16,13 +16,11 @@
 //! Because the sink cannot ask a program what it holds, [`list`](BanSink::list) reports the bans
 //! whose command succeeded and whose time has not run out.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use ipnet::IpNet;
-use tokio::time::Instant;
 
 use super::{BanAction, BanSink, SinkJail, run_argv, target_text};
 use crate::jail::Protocol;
@@ -93,7 +91,7 @@ impl CommandSinkBuilder {
         Ok(CommandSink {
             timeout: self.timeout.unwrap_or(Duration::from_secs(30)),
             templates: self,
-            applied: Mutex::new(HashMap::new()),
+            applied: super::BanTable::default(),
             jails: Mutex::new(Vec::new()),
         })
     }
@@ -135,7 +133,7 @@ fn check_template(what: &str, template: &[String], required: bool) -> Result<()>
 pub struct CommandSink {
     templates: CommandSinkBuilder,
     timeout: Duration,
-    applied: Mutex<HashMap<String, HashMap<IpNet, Option<Instant>>>>,
+    applied: super::BanTable,
     jails: Mutex<Vec<SinkJail>>,
 }
 
@@ -162,12 +160,6 @@ impl CommandSink {
             .await
             .map(drop)
     }
-
-    fn record(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<IpNet, Option<Instant>>>> {
-        self.applied.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 fn target_values(jail: &str, target: &IpNet) -> Vec<(&'static str, String)> {
@@ -191,33 +183,23 @@ impl BanSink for CommandSink {
             let target = action.target();
             let mut values = target_values(action.jail(), &target);
             match action {
-                BanAction::Ban { jail, timeout, .. } => {
+                BanAction::Ban { timeout, .. } => {
                     let secs = timeout.map_or_else(|| "-1".to_owned(), |t| t.as_secs().to_string());
                     values.push(("<bantime>", secs));
                     self.run(&self.templates.ban, &values).await?;
-                    let until = timeout.map(|t| Instant::now() + t);
-                    self.record()
-                        .entry(jail.clone())
-                        .or_default()
-                        .insert(target, until);
                 }
-                BanAction::Unban { jail, .. } => {
+                BanAction::Unban { .. } => {
                     self.run(&self.templates.unban, &values).await?;
-                    if let Some(set) = self.record().get_mut(jail) {
-                        set.remove(&target);
-                    }
                 }
             }
+            // Recorded once the command succeeded: `list` reports what was applied.
+            self.applied.apply(std::slice::from_ref(action));
         }
         Ok(())
     }
 
     async fn list(&self, jail: &str) -> Result<Vec<IpNet>> {
-        let now = Instant::now();
-        Ok(self.record().get_mut(jail).map_or_else(Vec::new, |set| {
-            set.retain(|_, until| until.is_none_or(|u| u > now));
-            set.keys().copied().collect()
-        }))
+        Ok(self.applied.list(jail))
     }
 
     async fn prepare(&self, jail: &SinkJail) -> Result<()> {
@@ -250,7 +232,7 @@ impl BanSink for CommandSink {
                     .await?;
             }
         }
-        self.record().clear();
+        self.applied.clear();
         Ok(())
     }
 

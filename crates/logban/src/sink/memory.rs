@@ -1,14 +1,11 @@
 //! A sink that keeps bans in memory: for embedding (the host application checks
 //! [`MemorySink::is_banned`]) and for tests (it can be told to fail).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use ipnet::IpNet;
-use tokio::time::Instant;
 
 use super::{BanAction, BanSink, sink_error};
 use crate::Result;
@@ -16,7 +13,7 @@ use crate::Result;
 /// Bans held in memory, expiring on their own like kernel set timeouts.
 #[derive(Debug, Default)]
 pub struct MemorySink {
-    bans: Mutex<HashMap<String, HashMap<IpNet, Option<Instant>>>>,
+    bans: super::BanTable,
     fail_next: AtomicU32,
     applied_batches: AtomicU64,
 }
@@ -40,12 +37,7 @@ impl MemorySink {
 
     /// True if `addr` falls in a live ban of `jail`.
     pub fn is_banned(&self, jail: &str, addr: IpAddr) -> bool {
-        let now = Instant::now();
-        let bans = self.bans.lock().unwrap_or_else(|e| e.into_inner());
-        bans.get(jail).is_some_and(|set| {
-            set.iter()
-                .any(|(net, until)| net.contains(&addr) && until.is_none_or(|u| u > now))
-        })
+        self.bans.covers(jail, addr)
     }
 }
 
@@ -58,36 +50,17 @@ impl BanSink for MemorySink {
         if injected.is_ok() {
             return Err(sink_error("memory", "injected failure"));
         }
-        let now = Instant::now();
-        let mut bans = self.bans.lock().unwrap_or_else(|e| e.into_inner());
-        for action in actions {
-            let set = bans.entry(action.jail().to_owned()).or_default();
-            match action {
-                BanAction::Ban {
-                    target, timeout, ..
-                } => {
-                    set.insert(*target, timeout.map(|t| now + t));
-                }
-                BanAction::Unban { target, .. } => {
-                    set.remove(target);
-                }
-            }
-        }
+        self.bans.apply(actions);
         self.applied_batches.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 
     async fn list(&self, jail: &str) -> Result<Vec<IpNet>> {
-        let now = Instant::now();
-        let mut bans = self.bans.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(bans.get_mut(jail).map_or_else(Vec::new, |set| {
-            set.retain(|_, until| until.is_none_or(|u| u > now));
-            set.keys().copied().collect()
-        }))
+        Ok(self.bans.list(jail))
     }
 
     async fn cleanup(&self) -> Result<()> {
-        self.bans.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.bans.clear();
         Ok(())
     }
 

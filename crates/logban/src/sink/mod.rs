@@ -228,3 +228,71 @@ async fn run_argv(
         ))
     }
 }
+
+/// Bans recorded per jail with their expiry, for sinks that cannot ask the firewall what it
+/// holds (memory, commands): expired entries drop out like kernel set timeouts.
+#[derive(Debug, Default)]
+pub(crate) struct BanTable {
+    bans: std::sync::Mutex<
+        std::collections::HashMap<
+            String,
+            std::collections::HashMap<IpNet, Option<tokio::time::Instant>>,
+        >,
+    >,
+}
+
+impl BanTable {
+    fn bans(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<
+            String,
+            std::collections::HashMap<IpNet, Option<tokio::time::Instant>>,
+        >,
+    > {
+        self.bans.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records what `actions` did.
+    pub(crate) fn apply(&self, actions: &[BanAction]) {
+        let now = tokio::time::Instant::now();
+        let mut bans = self.bans();
+        for action in actions {
+            let set = bans.entry(action.jail().to_owned()).or_default();
+            match action {
+                BanAction::Ban {
+                    target, timeout, ..
+                } => {
+                    set.insert(*target, timeout.map(|t| now + t));
+                }
+                BanAction::Unban { target, .. } => {
+                    set.remove(target);
+                }
+            }
+        }
+    }
+
+    /// The live bans of `jail` (expired ones are dropped).
+    pub(crate) fn list(&self, jail: &str) -> Vec<IpNet> {
+        let now = tokio::time::Instant::now();
+        self.bans().get_mut(jail).map_or_else(Vec::new, |set| {
+            set.retain(|_, until| until.is_none_or(|u| u > now));
+            set.keys().copied().collect()
+        })
+    }
+
+    /// True if `addr` falls in a live ban of `jail`.
+    pub(crate) fn covers(&self, jail: &str, addr: std::net::IpAddr) -> bool {
+        let now = tokio::time::Instant::now();
+        self.bans().get(jail).is_some_and(|set| {
+            set.iter()
+                .any(|(net, until)| net.contains(&addr) && until.is_none_or(|u| u > now))
+        })
+    }
+
+    /// Forgets every ban.
+    pub(crate) fn clear(&self) {
+        self.bans().clear();
+    }
+}
