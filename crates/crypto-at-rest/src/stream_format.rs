@@ -138,6 +138,7 @@ impl Keyring {
             body,
             chunks,
             plaintext_len: body_len - chunks * TAG_LEN as u64,
+            opened: None,
         };
         reader.open_chunk(chunks - 1)?;
         Ok(reader)
@@ -236,6 +237,9 @@ pub struct RangeReader<S> {
     chunks: u64,
     plaintext_len: u64,
     chunk: Vec<u8>,
+    /// The chunk whose plaintext `chunk` holds, with its length: sequential small reads open
+    /// each chunk once.
+    opened: Option<(u64, usize)>,
 }
 
 impl<S: RandomAccess> RangeReader<S> {
@@ -246,6 +250,13 @@ impl<S: RandomAccess> RangeReader<S> {
 
     /// Reads, verifies and opens chunk `index` into `self.chunk`; returns its plaintext length.
     fn open_chunk(&mut self, index: u64) -> Result<usize, Error> {
+        if let Some((opened, len)) = self.opened {
+            if opened == index {
+                return Ok(len);
+            }
+        }
+        // Forgotten first: a failed open leaves `chunk` holding nothing usable.
+        self.opened = None;
         let sealed = self.body.sealed_chunk_size() as u64;
         let last = index + 1 == self.chunks;
         let len = if last {
@@ -256,7 +267,9 @@ impl<S: RandomAccess> RangeReader<S> {
         let buf = &mut self.chunk[..len];
         self.source
             .read_exact_at(HEADER_LEN as u64 + index * sealed, buf)?;
-        Ok(self.body.open_at(index, last, buf)?.len())
+        let plain = self.body.open_at(index, last, buf)?.len();
+        self.opened = Some((index, plain));
+        Ok(plain)
     }
 
     /// Decrypts `len` plaintext bytes starting at `offset` (fewer if the stream ends first).

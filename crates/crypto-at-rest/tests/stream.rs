@@ -250,6 +250,13 @@ fn range_reads_verify_only_covering_chunks() {
         .unwrap();
     let opened = rr.read_range(10_000, 5000).unwrap();
     assert_eq!(opened, &pt[10_000..15_000]);
+    // Small sequential reads inside the chunk opened last (chunk 3) read nothing more.
+    for start in (12_288..16_384).step_by(512) {
+        assert_eq!(
+            rr.read_range(start, 512).unwrap(),
+            &pt[start as usize..start as usize + 512]
+        );
+    }
     // Header + last chunk at open, then chunks 2 and 3 (bytes 8192..16384).
     let expect = Keyring::HEADER_LEN + 2 * (4096 + TAG) + (4096 + TAG);
     assert_eq!(rr.into_inner().read, expect);
