@@ -138,9 +138,18 @@ impl RepoCipher {
             })
     }
 
-    /// Like [`RepoCipher::seal`], into `out` (cleared first), so a thread reuses one buffer.
-    pub(crate) fn seal_into(&self, aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        out.clear();
+    /// Length of what [`RepoCipher::seal`] makes of `plaintext_len` bytes.
+    pub(crate) fn sealed_len(plaintext_len: usize) -> usize {
+        plaintext_len + Keyring::ENVELOPE_OVERHEAD
+    }
+
+    /// Like [`RepoCipher::seal`], appended to `out`, so packs are sealed into in place.
+    pub(crate) fn seal_append(
+        &self,
+        aad: &[u8],
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
         self.keyring
             .seal_to(&CipherConfig::default(), aad, plaintext, out)
             .map_err(|source| Error::Crypto {

@@ -35,12 +35,10 @@ async fn store_blobs(repo: &Repository, blobs: &[(BlobKind, Vec<u8>)]) -> Vec<Ch
     let mut ids = Vec::new();
     for (kind, data) in blobs {
         let id = repo.keys.chunk_id(data);
-        let sealed = repo
-            .keys
-            .cipher
-            .seal(&blob_aad(&id), &crate::compress::encode(data, 3))
-            .unwrap();
-        pack.add(&sealed, [(id, *kind, data.len() as u32, None)], Vec::new);
+        let encoded = crate::compress::encode(data, 3);
+        let seal = |out: &mut Vec<u8>| repo.keys.cipher.seal_append(&blob_aad(&id), &encoded, out);
+        let members = [(id, *kind, data.len() as u32, None)];
+        pack.add(seal, members, Vec::new).unwrap();
         ids.push(id);
     }
     store_pack(repo, pack).await;
@@ -381,16 +379,13 @@ impl HandGroup {
 /// Stores `group` as one sealed frame of a new pack, with the pack entries and index it says
 /// (as a hostile writer holding the key could), and returns the pack's path.
 async fn store_group(repo: &Repository, group: &HandGroup) -> String {
-    let sealed = repo
-        .keys
-        .cipher
-        .seal(
-            &blob_aad(&group.aad_id),
-            &crate::compress::encode(&group.plaintext, 1),
-        )
-        .unwrap();
+    let encoded = crate::compress::encode(&group.plaintext, 1);
+    let aad = blob_aad(&group.aad_id);
+    let seal = |out: &mut Vec<u8>| repo.keys.cipher.seal_append(&aad, &encoded, out);
     let mut pack = PackBuilder::default();
-    let added = pack.add(&sealed, group.members.iter().copied(), Vec::new);
+    let added = pack
+        .add(seal, group.members.iter().copied(), Vec::new)
+        .unwrap();
     assert_eq!(added, group.members.len());
     store_pack(repo, pack).await
 }

@@ -43,33 +43,38 @@ impl PackBuilder {
         self.bytes.len()
     }
 
-    /// Appends one sealed frame holding `members` (one blob, or a group of small ones, each
-    /// `(id, kind, raw length, place in the group)`) and returns how many blobs it added; the
-    /// first frame takes its buffer from
-    /// `fresh` (a pooled buffer of the full pack size, so a pack never reallocates).
+    /// Appends one frame, which `seal` appends to the pack's bytes, holding `members` (one
+    /// blob, or a group of small ones, each `(id, kind, raw length, place in the group)`), and
+    /// returns how many blobs it added. The first frame takes its buffer from `fresh` (a pooled
+    /// buffer of the full pack size, so a pack never reallocates). If `seal` fails the pack is
+    /// left as it was.
     pub(crate) fn add(
         &mut self,
-        sealed: &[u8],
+        seal: impl FnOnce(&mut Vec<u8>) -> Result<()>,
         members: impl IntoIterator<Item = (ChunkId, BlobKind, u32, Option<GroupRef>)>,
         fresh: impl FnOnce() -> Vec<u8>,
-    ) -> usize {
-        if self.entries.is_empty() {
+    ) -> Result<usize> {
+        if self.entries.is_empty() && self.bytes.capacity() == 0 {
             self.bytes = fresh();
         }
-        let offset = self.bytes.len() as u32;
+        let offset = self.bytes.len();
+        if let Err(e) = seal(&mut self.bytes) {
+            self.bytes.truncate(offset);
+            return Err(e);
+        }
+        let length = (self.bytes.len() - offset) as u32;
         let before = self.entries.len();
         for (id, kind, raw_length, group) in members {
             self.entries.push(PackEntry {
                 id,
                 kind,
-                offset,
-                length: sealed.len() as u32,
+                offset: offset as u32,
+                length,
                 raw_length,
                 group,
             });
         }
-        self.bytes.extend_from_slice(sealed);
-        self.entries.len() - before
+        Ok(self.entries.len() - before)
     }
 
     /// Seals the header and returns the pack, or `None` when empty.

@@ -107,6 +107,10 @@ impl Keyring {
     /// Length of the header at the start of every envelope and stream.
     pub const HEADER_LEN: usize = HEADER_LEN;
 
+    /// Bytes an envelope adds to its plaintext (header and tag), so a caller can reserve room
+    /// before sealing with [`Keyring::seal_to`].
+    pub const ENVELOPE_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
+
     /// The key id an envelope's or stream's header names, without opening it (for example to
     /// find objects still under a retired key).
     pub fn key_id_of(object: &[u8]) -> Result<KeyId, Error> {
