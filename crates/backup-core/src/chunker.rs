@@ -25,7 +25,7 @@ pub struct ChunkerParams {
 impl Default for ChunkerParams {
     fn default() -> Self {
         ChunkerParams {
-            min_size: 256 * 1024,
+            min_size: 512 * 1024,
             avg_size: 1024 * 1024,
             max_size: 2 * 1024 * 1024,
         }

@@ -38,7 +38,7 @@ impl Default for InitOptions {
 }
 
 impl InitOptions {
-    /// Default options: chunks of 256 KiB to 2 MiB (1 MiB average), 8 MiB packs, zstd level 1
+    /// Default options: chunks of 512 KiB to 2 MiB (1 MiB average), 8 MiB packs, zstd level 1
     /// (small files are compressed in groups, which gains more than higher levels: see FORMAT.md).
     pub fn new() -> Self {
         Self::default()
