@@ -49,6 +49,12 @@ const UPLOADERS: usize = 2;
 /// small-file reader holds only a buffer of its file's size.
 const SMALL_FILE_READERS_PER_THREAD: usize = 3;
 
+/// Blob entries per index object written during a backup. Indexing as packs are uploaded keeps
+/// the work off the end of the backup (one index of the Rust toolchain's 53,000 blobs took
+/// 36 ms to encode, compress and store after everything else was done), and a backup that
+/// fails part-way leaves most of its uploaded packs indexed for the next one to reuse.
+const INDEX_ENTRIES: usize = 16 * 1024;
+
 /// Room reserved past the pack size for the sealed header's fixed part and the envelope.
 const PACK_SLACK: usize = 64 * 1024;
 
@@ -198,7 +204,8 @@ struct Pipeline<'a> {
     group: Mutex<PendingGroup>,
     group_buffers: Arc<BufferPool>,
     pack_buffers: Arc<BufferPool>,
-    written: Mutex<Vec<IndexPack>>,
+    /// Uploaded packs not yet listed in an index object.
+    written: Mutex<Unindexed>,
     chunks_new: AtomicU64,
     bytes_new: AtomicU64,
     bytes_stored: AtomicU64,
@@ -231,6 +238,13 @@ enum Blob {
     },
     /// Small data blobs sealed together.
     Group(PendingGroup),
+}
+
+/// Uploaded packs waiting for an index object, and how many blob entries they hold.
+#[derive(Default)]
+struct Unindexed {
+    packs: Vec<IndexPack>,
+    entries: usize,
 }
 
 /// Small blobs being collected into a group: their bytes, and (id, start, length) of each.
@@ -446,10 +460,28 @@ impl Pipeline<'_> {
             self.handle
                 .block_on(self.repo.put(&pack.path, bytes, true))?;
             self.repo.add_to_index(&pack.index)?;
-            self.written.lock().map_err(poisoned)?.push(pack.index);
+            let full = {
+                let mut written = self.written.lock().map_err(poisoned)?;
+                written.entries += pack.index.entries.len();
+                written.packs.push(pack.index);
+                (written.entries >= INDEX_ENTRIES).then(|| std::mem::take(&mut *written))
+            };
+            if let Some(full) = full {
+                self.write_index(full.packs)?;
+            }
             self.bytes_stored.fetch_add(size, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// Stores an index object listing `packs`.
+    fn write_index(&self, packs: Vec<IndexPack>) -> Result<()> {
+        if packs.is_empty() {
+            return Ok(());
+        }
+        let name = format!("index/{}", format::random_id());
+        self.handle
+            .block_on(self.repo.put_sealed(&name, &IndexFile { packs }))
     }
 }
 
@@ -568,7 +600,7 @@ fn run_blocking(
         ),
         // Packs uploading, handed over and filling.
         pack_buffers: BufferPool::new(repo.config.pack_size as usize + PACK_SLACK, UPLOADERS + 2),
-        written: Mutex::new(Vec::new()),
+        written: Mutex::new(Unindexed::default()),
         chunks_new: AtomicU64::new(0),
         bytes_new: AtomicU64::new(0),
         bytes_stored: AtomicU64::new(0),
@@ -600,13 +632,8 @@ fn run_blocking(
             let root = trees.tree_of(scanned.roots.iter().copied())?;
             Ok((root, trees.summary, trees.skipped, trees.changed))
         })?;
-    let written = std::mem::take(&mut *pipeline.written.lock().map_err(poisoned)?);
-    if !written.is_empty() {
-        let name = format!("index/{}", format::random_id());
-        pipeline
-            .handle
-            .block_on(repo.put_sealed(&name, &IndexFile { packs: written }))?;
-    }
+    let rest = std::mem::take(&mut *pipeline.written.lock().map_err(poisoned)?);
+    pipeline.write_index(rest.packs)?;
     summary.chunks_new = pipeline.chunks_new.load(Ordering::Relaxed);
     summary.bytes_new = pipeline.bytes_new.load(Ordering::Relaxed);
     summary.bytes_stored = pipeline.bytes_stored.load(Ordering::Relaxed);
