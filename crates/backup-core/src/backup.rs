@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::cipher::RepoCipher;
@@ -263,13 +263,14 @@ impl Pipeline<'_> {
         Ok(self.pending.lock().map_err(poisoned)?.insert(*id))
     }
 
-    /// One reader thread: reads the files the scan sends until the scan is over.
+    /// One reader thread: reads the files the scan sends until the scan is over, reporting each
+    /// file's outcome to `done`.
     fn read_files(
         &self,
         jobs: &Receiver<FileJob>,
         packs: &Sender<FinishedPack>,
-    ) -> Result<ReadResults> {
-        let mut done = Vec::new();
+        done: &Sender<ReadOutcome>,
+    ) -> Result<()> {
         let mut sealer = Sealer::new(self.repo.config.compression_level, packs);
         // Grows to the largest file read, up to the largest chunk: small-file readers stay small.
         let mut scratch = Vec::new();
@@ -284,9 +285,10 @@ impl Pipeline<'_> {
                 })),
             };
             self.progress.file_done();
-            done.push((job.index, Some(outcome)));
+            done.send((job.index, outcome))
+                .map_err(|_| Error::Worker("the tree builder stopped".into()))?;
         }
-        Ok(done)
+        Ok(())
     }
 
     /// The collected small blobs as one frame (a lone one as a plain blob).
@@ -573,9 +575,9 @@ fn hostname() -> String {
 
 type Outcome = (ChunkId, Summary, Vec<FileProblem>, Vec<FileProblem>);
 
-/// Each read file's outcome by arena index, sorted by index; a file that could not be read
-/// becomes a skipped-file record.
-type ReadResults = Vec<(usize, Option<Result<FileOutcome, Box<FileProblem>>>)>;
+/// A read file's arena index and outcome; a file that could not be read becomes a skipped-file
+/// record.
+type ReadOutcome = (usize, Result<FileOutcome, Box<FileProblem>>);
 
 fn run_blocking(
     repo: &Repository,
@@ -616,21 +618,7 @@ fn run_blocking(
     };
     let (root, mut summary, skipped, changed) =
         run_pipeline(&pipeline, threads, scan, |sealer, scanned, outcomes| {
-            let mut trees = TreeBuilder {
-                pipeline: &pipeline,
-                entries: &scanned.entries,
-                outcomes,
-                summary: Summary {
-                    files_unchanged: scanned.unchanged,
-                    bytes_read: scanned.bytes_to_read,
-                    ..Summary::default()
-                },
-                skipped: scanned.skipped,
-                changed: Vec::new(),
-                sealer,
-            };
-            let root = trees.tree_of(scanned.roots.iter().copied())?;
-            Ok((root, trees.summary, trees.skipped, trees.changed))
+            TreeBuilder::new(&pipeline, sealer, scanned).run(outcomes)
         })?;
     let rest = std::mem::take(&mut *pipeline.written.lock().map_err(poisoned)?);
     pipeline.write_index(rest.packs)?;
@@ -641,13 +629,14 @@ fn run_blocking(
 }
 
 /// Runs the scan (on this thread, which `scan` may widen) together with readers and uploaders;
-/// when every file is read, `finish` gets this thread's sealer (for tree blobs), the scan and the
-/// per-file outcomes, and its result is returned once everything it sealed is uploaded.
+/// when the scan is over, `finish` gets this thread's sealer (for tree blobs), the scan and the
+/// channel of per-file outcomes (closed when every reader has stopped), and its result is
+/// returned once everything sealed is uploaded.
 fn run_pipeline<T>(
     pipeline: &Pipeline<'_>,
     threads: usize,
     scan: impl FnOnce(JobSink) -> Result<Scanned>,
-    finish: impl FnOnce(&mut Sealer<'_>, Scanned, ReadResults) -> Result<T>,
+    finish: impl FnOnce(&mut Sealer<'_>, Scanned, &Receiver<ReadOutcome>) -> Result<T>,
 ) -> Result<T> {
     std::thread::scope(|s| {
         // Memory bound: one chunk or group per reader, and at most UPLOADERS packs uploading plus
@@ -655,6 +644,8 @@ fn run_pipeline<T>(
         let (pack_tx, pack_rx) = bounded::<FinishedPack>(0);
         let (small_tx, small_rx) = bounded::<FileJob>(4096);
         let (large_tx, large_rx) = bounded::<FileJob>(4096);
+        // Unbounded, but it holds no more than the outcomes a finished scan would keep anyway.
+        let (done_tx, done_rx) = unbounded::<ReadOutcome>();
         let uploaders: Vec<_> = (0..UPLOADERS)
             .map(|_| {
                 let rx = pack_rx.clone();
@@ -668,58 +659,43 @@ fn run_pipeline<T>(
             .chain(large_readers)
             .map(|jobs| {
                 let packs = pack_tx.clone();
-                s.spawn(move || pipeline.read_files(&jobs, &packs))
+                let done = done_tx.clone();
+                s.spawn(move || pipeline.read_files(&jobs, &packs, &done))
             })
             .collect();
-        drop((small_rx, large_rx));
+        drop((small_rx, large_rx, done_tx));
         let scanned = scan(JobSink {
             small: small_tx,
             large: large_tx,
             small_below: u64::from(pipeline.repo.config.chunker.min_size),
         });
-        let mut first_error = None;
-        let mut outcomes = Vec::new();
-        for r in readers {
-            match join(r) {
-                Ok(done) => outcomes.extend(done),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        outcomes.sort_unstable_by_key(|(i, _)| *i);
         let mut sealer = Sealer::new(pipeline.repo.config.compression_level, &pack_tx);
-        if first_error.is_none() {
-            let last = pipeline.group.lock().map(|mut g| std::mem::take(&mut *g));
-            if let Err(e) = last.map_err(poisoned).and_then(|group| {
+        let built = scanned.and_then(|scanned| finish(&mut sealer, scanned, &done_rx));
+        // Readers whose outcome nobody waits for any more stop at their next file.
+        drop(done_rx);
+        let mut errors: Vec<Error> = readers.into_iter().filter_map(|r| join(r).err()).collect();
+        let mut result = built;
+        if errors.is_empty() && result.is_ok() {
+            let group = pipeline.group.lock().map(|mut g| std::mem::take(&mut *g));
+            let last_group = group.map_err(poisoned).and_then(|group| {
                 Pipeline::group_blob(group)
                     .map_or(Ok(()), |blob| pipeline.seal_blob(&mut sealer, blob))
-            }) {
-                first_error = Some(e);
-            }
-        }
-        let result = match (scanned, first_error) {
-            (Err(e), _) | (Ok(_), Some(e)) => Err(e),
-            (Ok(scanned), None) => finish(&mut sealer, scanned, outcomes),
-        };
-        drop(sealer);
-        let mut errors = Vec::new();
-        if result.is_ok() {
-            let last = pipeline
-                .packer
-                .lock()
-                .map_err(poisoned)
-                .and_then(|mut p| p.finish(&pipeline.repo.keys.cipher));
-            match last {
-                Ok(Some(pack)) => {
-                    if pack_tx.send(pack).is_err() {
-                        errors.push(Error::Worker("upload threads stopped".into()));
-                    }
+            });
+            let last_pack = last_group.and_then(|()| {
+                let mut packer = pipeline.packer.lock().map_err(poisoned)?;
+                match packer.finish(&pipeline.repo.keys.cipher)? {
+                    Some(pack) => sealer
+                        .packs
+                        .send(pack)
+                        .map_err(|_| Error::Worker("upload threads stopped".into())),
+                    None => Ok(()),
                 }
-                Ok(None) => {}
-                Err(e) => errors.push(e),
+            });
+            if let Err(e) = last_pack {
+                result = Err(e);
             }
         }
+        drop(sealer);
         drop(pack_tx);
         for h in uploaders {
             if let Err(e) = join(h) {
@@ -729,80 +705,177 @@ fn run_pipeline<T>(
         // Prefer the root cause (an upload or seal failure) over the "channel closed" it caused.
         errors.sort_by_key(|e| matches!(e, Error::Worker(_)));
         match (result, errors.into_iter().next()) {
-            (_, Some(e)) => Err(e),
-            (r, None) => r,
+            (Err(Error::Worker(_)), Some(other)) => Err(other),
+            (Err(e), _) | (Ok(_), Some(e)) => Err(e),
+            (Ok(value), None) => Ok(value),
         }
     })
 }
 
-/// Turns scanned entries plus read outcomes into tree blobs, bottom-up.
+/// Turns scanned entries plus read outcomes into tree blobs, bottom-up, while files are still
+/// being read: a directory's tree is built as soon as its last file is read and its last
+/// subdirectory built. (Built after the last file instead, the Rust toolchain's 1,458 trees
+/// took about 50 ms at the end of a 2 s backup with every other thread idle.)
 struct TreeBuilder<'a, 's> {
     pipeline: &'a Pipeline<'a>,
-    entries: &'a [Entry],
-    outcomes: ReadResults,
+    sealer: &'a mut Sealer<'s>,
+    entries: Vec<Entry>,
+    roots: Vec<usize>,
+    /// Each entry's directory; the given paths' is the snapshot root, `entries.len()`.
+    parent: Vec<usize>,
+    /// Per directory (and the snapshot root): children not final yet (files being read,
+    /// subdirectories not built).
+    waiting: Vec<u32>,
+    /// Files that could not be read, left out of their tree.
+    unreadable: Vec<bool>,
+    root: Option<ChunkId>,
     summary: Summary,
     skipped: Vec<FileProblem>,
     changed: Vec<FileProblem>,
-    sealer: &'a mut Sealer<'s>,
 }
 
-impl TreeBuilder<'_, '_> {
-    fn node(&mut self, i: usize) -> Result<Option<Node>> {
-        let entry = &self.entries[i];
+impl<'a, 's> TreeBuilder<'a, 's> {
+    fn new(pipeline: &'a Pipeline<'a>, sealer: &'a mut Sealer<'s>, scanned: Scanned) -> Self {
+        let count = scanned.entries.len();
+        let mut parent = vec![count; count];
+        let mut waiting = vec![0; count + 1];
+        for (dir, entry) in scanned.entries.iter().enumerate() {
+            for child in entry.children.clone() {
+                parent[child] = dir;
+            }
+        }
+        for (i, entry) in scanned.entries.iter().enumerate() {
+            if entry.read || entry.node.kind == NodeKind::Dir {
+                waiting[parent[i]] += 1;
+            }
+        }
+        TreeBuilder {
+            pipeline,
+            sealer,
+            entries: scanned.entries,
+            roots: scanned.roots,
+            parent,
+            waiting,
+            unreadable: vec![false; count],
+            root: None,
+            summary: Summary {
+                files_unchanged: scanned.unchanged,
+                bytes_read: scanned.bytes_to_read,
+                ..Summary::default()
+            },
+            skipped: scanned.skipped,
+            changed: Vec::new(),
+        }
+    }
+
+    /// Builds every tree, taking read outcomes until the readers are done; returns the root
+    /// tree's id, the summary, and the skipped and changed files (sorted by path).
+    fn run(
+        mut self,
+        outcomes: &Receiver<ReadOutcome>,
+    ) -> Result<(ChunkId, Summary, Vec<FileProblem>, Vec<FileProblem>)> {
+        let root = self.entries.len();
+        let ready: Vec<usize> = (0..=root)
+            .filter(|&d| self.waiting[d] == 0)
+            .filter(|&d| d == root || self.entries[d].node.kind == NodeKind::Dir)
+            .collect();
+        for dir in ready {
+            self.build(dir)?;
+            if dir != root {
+                self.resolved(dir)?;
+            }
+        }
+        for (i, outcome) in outcomes {
+            self.apply(i, outcome);
+            self.resolved(i)?;
+        }
+        let Some(root) = self.root else {
+            let unread = self.entries.iter().find(|e| e.read).map_or_else(
+                || "a directory".into(),
+                |e| String::from_utf8_lossy(&e.node.name).into_owned(),
+            );
+            return Err(Error::Worker(format!("{unread} was never read")));
+        };
+        self.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        self.changed.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok((root, self.summary, self.skipped, self.changed))
+    }
+
+    /// Records file `i`'s read outcome in its entry.
+    fn apply(&mut self, i: usize, outcome: Result<FileOutcome, Box<FileProblem>>) {
+        let progress = self.pipeline.progress;
+        let entry = &mut self.entries[i];
+        entry.read = false;
+        match outcome {
+            Ok(read) => {
+                entry.node.content = read.content;
+                entry.node.size = read.size;
+                if let Some(problem) = read.changed {
+                    // Never let a later backup trust this entry's metadata.
+                    entry.node.ctime_ns = 0;
+                    progress.problem(&problem.path, &problem.error);
+                    self.changed.push(*problem);
+                }
+            }
+            Err(problem) => {
+                progress.problem(&problem.path, &problem.error);
+                self.skipped.push(*problem);
+                self.unreadable[i] = true;
+            }
+        }
+    }
+
+    /// Entry `i` is final: builds each directory above it that this completes.
+    fn resolved(&mut self, mut i: usize) -> Result<()> {
+        let root = self.entries.len();
+        while i != root {
+            let dir = self.parent[i];
+            self.waiting[dir] -= 1;
+            if self.waiting[dir] > 0 {
+                break;
+            }
+            self.build(dir)?;
+            i = dir;
+        }
+        Ok(())
+    }
+
+    /// Seals the tree of directory `dir` (or of the snapshot root) and records its id.
+    fn build(&mut self, dir: usize) -> Result<()> {
+        if dir == self.entries.len() {
+            let roots = std::mem::take(&mut self.roots);
+            self.root = Some(self.tree_of(roots.into_iter())?);
+        } else {
+            let id = self.tree_of(self.entries[dir].children.clone())?;
+            self.entries[dir].node.subtree = Some(id);
+        }
+        Ok(())
+    }
+
+    /// Entry `i`'s node for its directory's tree (`None` for an unreadable file).
+    fn node(&mut self, i: usize) -> Option<Node> {
+        if self.unreadable[i] {
+            return None;
+        }
+        let entry = &mut self.entries[i];
+        // Each entry goes into one tree: its content moves there instead of being copied.
+        let content = std::mem::take(&mut entry.node.content);
         let mut node = entry.node.clone();
+        node.content = content;
         match node.kind {
             NodeKind::File => {
-                if entry.read {
-                    let outcome = self
-                        .outcomes
-                        .binary_search_by_key(&i, |(index, _)| *index)
-                        .ok()
-                        .and_then(|at| self.outcomes[at].1.take());
-                    match outcome {
-                        Some(Ok(read)) => {
-                            node.content = read.content;
-                            node.size = read.size;
-                            if let Some(problem) = read.changed {
-                                // Never let a later backup trust this entry's metadata.
-                                node.ctime_ns = 0;
-                                self.pipeline
-                                    .progress
-                                    .problem(&problem.path, &problem.error);
-                                self.changed.push(*problem);
-                            }
-                        }
-                        Some(Err(problem)) => {
-                            self.pipeline
-                                .progress
-                                .problem(&problem.path, &problem.error);
-                            self.skipped.push(*problem);
-                            return Ok(None);
-                        }
-                        None => {
-                            let name = String::from_utf8_lossy(&node.name).into_owned();
-                            return Err(Error::Worker(format!("{name} was never read")));
-                        }
-                    }
-                }
                 self.summary.files += 1;
                 self.summary.bytes += node.size;
             }
-            NodeKind::Dir => {
-                node.subtree = Some(self.tree_of(entry.children.clone())?);
-                self.summary.dirs += 1;
-            }
+            NodeKind::Dir => self.summary.dirs += 1,
             _ => self.summary.others += 1,
         }
-        Ok(Some(node))
+        Some(node)
     }
 
     fn tree_of(&mut self, children: impl ExactSizeIterator<Item = usize>) -> Result<ChunkId> {
         let mut nodes = Vec::with_capacity(children.len());
-        for c in children {
-            if let Some(n) = self.node(c)? {
-                nodes.push(n);
-            }
-        }
+        nodes.extend(children.filter_map(|c| self.node(c)));
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         let data = format::encode(&Tree { nodes });
         let id = self.pipeline.repo.keys.chunk_id(&data);
