@@ -31,7 +31,7 @@ use crate::compress::BlobCompressor;
 use crate::error::{Error, Result};
 use crate::format::{
     self, BlobKind, ChunkId, FileProblem, GroupRef, IndexFile, IndexPack, Node, NodeKind, Snapshot,
-    Summary, Tree,
+    Summary, Tree, Xattr,
 };
 use crate::fsmeta;
 use crate::pack::{FinishedPack, PackBuilder};
@@ -189,6 +189,7 @@ impl BackupOptions {
 struct FileOutcome {
     content: Vec<ChunkId>,
     size: u64,
+    xattrs: Vec<Xattr>,
     /// Rare, so boxed: the outcome of every file is kept until the trees are built.
     changed: Option<Box<FileProblem>>,
 }
@@ -357,6 +358,8 @@ impl Pipeline<'_> {
             },
             |e| Error::io(path, e),
         )?;
+        // Before the metadata check, so an xattr set meanwhile shows as a changed ctime.
+        let xattrs = fsmeta::file_xattrs(&file);
         let after = file.metadata().map_err(|e| Error::io(path, e))?;
         let now = (
             after.size(),
@@ -377,6 +380,7 @@ impl Pipeline<'_> {
         Ok(FileOutcome {
             content,
             size,
+            xattrs,
             changed,
         })
     }
@@ -810,6 +814,7 @@ impl<'a, 's> TreeBuilder<'a, 's> {
             Ok(read) => {
                 entry.node.content = read.content;
                 entry.node.size = read.size;
+                entry.node.xattrs = read.xattrs;
                 if let Some(problem) = read.changed {
                     // Never let a later backup trust this entry's metadata.
                     entry.node.ctime_ns = 0;

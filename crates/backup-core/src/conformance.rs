@@ -33,6 +33,13 @@ pub fn small_options() -> InitOptions {
         .with_pack_size(256 * 1024)
 }
 
+/// A repository with [`small_options`] in a fresh in-memory store.
+pub async fn memory_repository() -> Arc<Repository> {
+    let store = Arc::new(object_store::memory::InMemory::new());
+    let repo = Repository::init(store, "memory", &key(), small_options()).await;
+    Arc::new(repo.expect("init an in-memory repository"))
+}
+
 /// Writes a sample tree exercising every entry type the format stores.
 pub fn write_sample_tree(root: &Path) {
     use std::fs;

@@ -61,18 +61,34 @@ pub(crate) fn node_from(name: &OsStr, path: &Path, meta: &Metadata) -> Result<No
         target,
         rdev,
         link_group: None,
-        xattrs: read_xattrs(path),
+        // A regular file's come from its open descriptor when it is read (no second walk of
+        // its path), or from the parent snapshot when it is unchanged: setting an xattr
+        // changes the ctime.
+        xattrs: if kind == NodeKind::File {
+            Vec::new()
+        } else {
+            sorted_xattrs(xattr::list(path), |name| xattr::get(path, name))
+        },
     })
 }
 
-/// Extended attributes of `path` (not following symlinks); empty where unsupported.
-fn read_xattrs(path: &Path) -> Vec<Xattr> {
-    let Ok(names) = xattr::list(path) else {
+/// Extended attributes of an open file; empty where unsupported.
+pub(crate) fn file_xattrs(file: &std::fs::File) -> Vec<Xattr> {
+    use xattr::FileExt;
+    sorted_xattrs(file.list_xattr(), |name| file.get_xattr(name))
+}
+
+/// The attributes `names` lists, each read with `get`, sorted by name.
+fn sorted_xattrs(
+    names: std::io::Result<xattr::XAttrs>,
+    get: impl Fn(&OsStr) -> std::io::Result<Option<Vec<u8>>>,
+) -> Vec<Xattr> {
+    let Ok(names) = names else {
         return Vec::new();
     };
     let mut out: Vec<Xattr> = names
         .filter_map(|name| {
-            let value = xattr::get(path, &name).ok().flatten()?;
+            let value = get(&name).ok().flatten()?;
             Some(Xattr {
                 name: name.as_bytes().to_vec(),
                 value,

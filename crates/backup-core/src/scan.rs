@@ -209,13 +209,17 @@ impl<'a> Scanner<'a> {
                     "two paths end in the same name {name:?}; back them up separately"
                 )));
             }
+            if self.options.is_excluded(&abs) {
+                continue;
+            }
             let previous = parent_root.and_then(|t| find(t, &name));
-            let Some((node, next)) = self.examine(&abs, &name, previous) else {
+            let dev = meta.dev();
+            let Some((node, next)) = self.examine(&abs, &name, meta, previous) else {
                 continue;
             };
             let index = self.push(vec![Entry::new(node, &next)], None)?;
             roots.push(index);
-            self.follow(index, abs, next, meta.dev(), &mut tasks)?;
+            self.follow(index, abs, next, dev, &mut tasks)?;
         }
         tasks.reverse();
         self.queue.lock().map_err(poisoned)?.tasks = tasks;
@@ -232,14 +236,16 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// The node for `path` and what it needs next, or `None` if excluded or unreadable.
-    fn examine(&self, path: &Path, name: &OsStr, previous: Option<&Node>) -> Option<(Node, Next)> {
-        if self.options.is_excluded(path) {
-            return None;
-        }
-        let meta = std::fs::symlink_metadata(path)
-            .map_err(|e| self.problem(path, e))
-            .ok()?;
+    /// The node for `path` (whose metadata, not following symlinks, is `meta`) and what it needs
+    /// next, or `None` if unreadable or holding an exclude marker. Callers check the exclude
+    /// globs first.
+    fn examine(
+        &self,
+        path: &Path,
+        name: &OsStr,
+        meta: std::fs::Metadata,
+        previous: Option<&Node>,
+    ) -> Option<(Node, Next)> {
         let mut node = fsmeta::node_from(name, path, &meta)
             .map_err(|e| self.problem(path, e))
             .ok()?;
@@ -261,6 +267,7 @@ impl<'a> Scanner<'a> {
                 match unchanged {
                     Some(p) => {
                         node.content = p.content.clone();
+                        node.xattrs = p.xattrs.clone();
                         self.unchanged.fetch_add(1, Ordering::Relaxed);
                         Next::Nothing
                     }
@@ -340,22 +347,29 @@ impl<'a> Scanner<'a> {
             Some(id) => Some(self.handle.block_on(self.repo.load_tree(id))?),
             None => None,
         };
-        let mut names: Vec<_> = match std::fs::read_dir(&task.path) {
+        let mut listed: Vec<_> = match std::fs::read_dir(&task.path) {
             Ok(listing) => listing
                 .filter_map(|e| e.map_err(|e| self.problem(&task.path, e)).ok())
-                .map(|e| e.file_name())
+                .map(|e| (e.file_name(), e))
                 .collect(),
             Err(e) => {
                 self.problem(&task.path, e);
                 Vec::new()
             }
         };
-        names.sort();
-        let mut found = Vec::with_capacity(names.len());
-        for name in names {
+        listed.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut found = Vec::with_capacity(listed.len());
+        for (name, dir_entry) in listed {
             let path = task.path.join(&name);
+            if self.options.is_excluded(&path) {
+                continue;
+            }
+            // Relative to the listed directory's descriptor: no walk of the whole path.
+            let Ok(meta) = dir_entry.metadata().map_err(|e| self.problem(&path, e)) else {
+                continue;
+            };
             let previous = parent_tree.as_ref().and_then(|t| find(t, &name));
-            if let Some(examined) = self.examine(&path, &name, previous) {
+            if let Some(examined) = self.examine(&path, &name, meta, previous) {
                 found.push((path, examined));
             }
         }

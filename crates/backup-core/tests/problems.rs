@@ -4,9 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use backup_core::conformance::small_options;
-use backup_core::{BackupOptions, KeySource, Progress, Repository, ops};
-use object_store::memory::InMemory;
+use backup_core::conformance::memory_repository;
+use backup_core::{BackupOptions, Progress, ops};
 
 /// Runs between the scan and the read: deletes one file and grows another as the scan finds
 /// them.
@@ -43,16 +42,7 @@ async fn vanished_and_changed_files_are_reported_and_recorded() {
     std::fs::write(src.join("cache/x"), b"excluded by glob").unwrap();
     std::fs::write(src.join("marked/.nobackup"), b"").unwrap();
     std::fs::write(src.join("marked/y"), b"excluded by marker").unwrap();
-    let repo = Arc::new(
-        Repository::init(
-            Arc::new(InMemory::new()),
-            "mem",
-            &KeySource::passphrase("p"),
-            small_options(),
-        )
-        .await
-        .unwrap(),
-    );
+    let repo = memory_repository().await;
     let saboteur = Arc::new(Saboteur {
         vanish: src.join("vanish"),
         grow: src.join("grow"),

@@ -7,9 +7,8 @@ use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use backup_core::conformance::small_options;
-use backup_core::{BackupOptions, KeySource, NoProgress, Repository, RestoreOptions};
-use object_store::memory::InMemory;
+use backup_core::conformance::memory_repository;
+use backup_core::{BackupOptions, NoProgress, RestoreOptions};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -194,16 +193,7 @@ fn run_case(entries: Vec<Entry>) -> Result<(), TestCaseError> {
         .unwrap();
     let target = work.path().join("restored");
     rt.block_on(async {
-        let repo = Arc::new(
-            Repository::init(
-                Arc::new(InMemory::new()),
-                "memory",
-                &KeySource::passphrase("property"),
-                small_options(),
-            )
-            .await
-            .unwrap(),
-        );
+        let repo = memory_repository().await;
         let (id, snap) = backup_core::backup(
             repo.clone(),
             BackupOptions::new([&src]).build().unwrap(),

@@ -4,9 +4,8 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::sync::Arc;
 
-use backup_core::conformance::small_options;
-use backup_core::{BackupOptions, KeySource, NoProgress, Repository, RestoreOptions};
-use object_store::memory::InMemory;
+use backup_core::conformance::memory_repository;
+use backup_core::{BackupOptions, NoProgress, RestoreOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifos_and_devices_are_recreated_with_their_metadata() {
@@ -38,16 +37,7 @@ async fn fifos_and_devices_are_recreated_with_their_metadata() {
     .is_ok();
     let socket = std::os::unix::net::UnixListener::bind(src.join("sock")).unwrap();
 
-    let repo = Arc::new(
-        Repository::init(
-            Arc::new(InMemory::new()),
-            "mem",
-            &KeySource::passphrase("p"),
-            small_options(),
-        )
-        .await
-        .unwrap(),
-    );
+    let repo = memory_repository().await;
     let options = BackupOptions::new([&src]).build().unwrap();
     let (id, snap) = backup_core::backup(repo.clone(), options, Arc::new(NoProgress))
         .await
