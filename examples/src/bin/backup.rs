@@ -240,13 +240,18 @@ fn print_backup(json_out: bool, id: &str, s: &Snapshot) {
     }
 }
 
-/// Re-executes this program with `MALLOC_ARENA_MAX=2` unless the variable is already set.
+/// Re-executes this program with `MALLOC_ARENA_MAX=2` (and, for `backup`,
+/// `MALLOC_MMAP_THRESHOLD_=262144`) unless `MALLOC_ARENA_MAX` is already set.
 ///
 /// glibc gives threads that allocate concurrently their own malloc arenas and keeps freed
 /// memory in each; with the pipeline's threads that added about 30 MiB to a restore's peak
-/// (160 MiB instead of 128 MiB on the Rust toolchain tree) at no gain in speed. Setting the
-/// variable needs no unsafe code, unlike `mallopt`; it must be set before the process starts.
-fn limit_malloc_arenas() {
+/// (160 MiB instead of 128 MiB on the Rust toolchain tree) at no gain in speed. glibc also raises
+/// its mmap threshold to the size of each large block freed, after which multi-megabyte buffers
+/// come from (and fragment) the arenas: a fixed 256 KiB threshold took a cold backup's peak from
+/// 110 MiB to 85 MiB, again at no cost in speed. (Not for restore: each decoded group of small
+/// files is a fresh buffer, and mapping each anew made restores 30 % slower.) Setting the
+/// variables needs no unsafe code, unlike `mallopt`; they must be set before the process starts.
+fn tune_malloc(command: &Command) {
     use std::os::unix::process::CommandExt;
     if !cfg!(target_env = "gnu") || std::env::var_os("MALLOC_ARENA_MAX").is_some() {
         return;
@@ -256,19 +261,21 @@ fn limit_malloc_arenas() {
     };
     let mut args = std::env::args_os();
     let arg0 = args.next().unwrap_or_else(|| exe.clone().into_os_string());
-    // `exec` returns only on failure; then run on without the limit.
-    let _ = std::process::Command::new(exe)
-        .arg0(arg0)
-        .args(args)
-        .env("MALLOC_ARENA_MAX", "2")
-        .exec();
+    // `exec` returns only on failure; then run on untuned.
+    let mut again = std::process::Command::new(exe);
+    again.arg0(arg0).args(args).env("MALLOC_ARENA_MAX", "2");
+    if matches!(command, Command::Backup { .. }) {
+        again.env("MALLOC_MMAP_THRESHOLD_", "262144");
+    }
+    let _ = again.exec();
 }
 
 fn main() {
-    limit_malloc_arenas();
+    let cli = Cli::parse();
+    tune_malloc(&cli.command);
     tokio::runtime::Runtime::new()
         .map_err(anyhow::Error::from)
-        .and_then(|runtime| runtime.block_on(run(Cli::parse())))
+        .and_then(|runtime| runtime.block_on(run(cli)))
         .unwrap_or_else(|e| {
             eprintln!("backup: error: {e:#}");
             std::process::exit(1);
