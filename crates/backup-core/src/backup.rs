@@ -212,7 +212,8 @@ struct Pipeline<'a> {
     chunks_new: AtomicU64,
     bytes_new: AtomicU64,
     bytes_stored: AtomicU64,
-    /// Cores to keep busy, and threads busy reading files or sealing handed-over chunks.
+    /// Cores to keep busy, and readers busy reading a file: with fewer of those than cores,
+    /// large-file readers hand chunks to the spare sealers.
     threads: usize,
     busy: AtomicUsize,
 }
@@ -237,7 +238,7 @@ impl<'s> Sealer<'s> {
     }
 }
 
-/// Counts a thread as busy (reading a file or sealing a handed-over chunk) while alive.
+/// Counts a reader as busy (reading a file) while alive.
 struct Busy<'a>(&'a AtomicUsize);
 
 impl<'a> Busy<'a> {
@@ -438,7 +439,6 @@ impl Pipeline<'_> {
     fn seal_spare(&self, blobs: &Receiver<Blob>, packs: &Sender<FinishedPack>) -> Result<()> {
         let mut sealer = Sealer::new(self.repo.config.compression_level, packs);
         for blob in blobs {
-            let _busy = Busy::new(&self.busy);
             self.seal_blob(&mut sealer, blob)?;
         }
         Ok(())
