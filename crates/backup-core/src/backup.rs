@@ -308,12 +308,14 @@ impl Pipeline<'_> {
             drop(busy);
             let outcome = match read {
                 Ok(read) => Ok(read),
-                // The pipeline itself failed: stop (the root cause is reported elsewhere).
-                Err(Error::Worker(w)) => return Err(Error::Worker(w)),
-                Err(e) => Err(Box::new(FileProblem {
+                // Only the file's own I/O failing skips the file. Anything else (sealing,
+                // packing, a stopped thread) fails the backup: the frame or pack it hit holds
+                // other files' blobs too.
+                Err(e @ Error::Io { .. }) => Err(Box::new(FileProblem {
                     path: job.path.to_string_lossy().into_owned(),
                     error: e.to_string(),
                 })),
+                Err(e) => return Err(e),
             };
             self.progress.file_done();
             done.send((job.index, outcome))
@@ -746,7 +748,7 @@ fn run_pipeline<T>(
         });
         let mut sealer = Sealer::new(pipeline.repo.config.compression_level, &pack_tx);
         let built = scanned.and_then(|scanned| finish(&mut sealer, scanned, &done_rx));
-        // Readers whose outcome nobody waits for any more stop at their next file.
+        // Readers whose outcome nobody waits for any more stop once their current file is read.
         drop(done_rx);
         let mut errors: Vec<Error> = readers
             .into_iter()
