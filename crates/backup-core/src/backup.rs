@@ -203,8 +203,6 @@ struct Pipeline<'a> {
     progress: &'a dyn Progress,
     pending: Mutex<HashSet<ChunkId>>,
     packer: Mutex<PackBuilder>,
-    /// Small blobs collected by all readers for the next group.
-    group: Mutex<PendingGroup>,
     group_buffers: Arc<BufferPool>,
     pack_buffers: Arc<BufferPool>,
     /// Uploaded packs not yet listed in an index object.
@@ -219,12 +217,13 @@ struct Pipeline<'a> {
 }
 
 /// A thread's sealing state: its reusable buffers, the channel to the uploaders and (for
-/// readers) the one to the spare sealers.
+/// readers) the one to the spare sealers and the group of small blobs being collected.
 struct Sealer<'s> {
     compressor: BlobCompressor,
     encoded: Vec<u8>,
     packs: &'s Sender<FinishedPack>,
     spare: Option<&'s Sender<Blob>>,
+    group: PendingGroup,
 }
 
 impl<'s> Sealer<'s> {
@@ -234,6 +233,7 @@ impl<'s> Sealer<'s> {
             encoded: Vec::new(),
             packs,
             spare: None,
+            group: PendingGroup::default(),
         }
     }
 }
@@ -321,66 +321,86 @@ impl Pipeline<'_> {
             done.send((job.index, outcome))
                 .map_err(|_| Error::Worker("the tree builder stopped".into()))?;
         }
-        Ok(())
+        self.seal_group(&mut sealer)
     }
 
-    /// The collected small blobs as one frame (a lone one as a plain blob).
-    fn group_blob(group: PendingGroup) -> Option<Blob> {
-        match group.members.as_slice() {
-            [] => None,
-            &[(id, _, _)] => Some(Blob::Single {
+    /// Seals this reader's group of small blobs (a lone one as a plain blob).
+    fn seal_group(&self, sealer: &mut Sealer<'_>) -> Result<()> {
+        let group = std::mem::take(&mut sealer.group);
+        let blob = match group.members.as_slice() {
+            [] => {
+                self.group_buffers.give(group.data);
+                return Ok(());
+            }
+            &[(id, _, _)] => Blob::Single {
                 id,
                 kind: BlobKind::Data,
                 data: group.data,
-            }),
-            _ => Some(Blob::Group(group)),
-        }
+            },
+            _ => Blob::Group(group),
+        };
+        self.seal_blob(sealer, blob)
     }
 
-    fn read_file(
+    /// Records the small blob `id`, whose bytes end this reader's group from `start` on, or
+    /// drops the bytes when the blob is already stored; seals the group once it holds an
+    /// average chunk.
+    ///
+    /// Small files and files' tails are sealed in groups of about one average chunk: compressed
+    /// together they take about a fifth less space than alone, and cost one envelope instead of
+    /// dozens. Each reader collects its own group, so small files are read straight into it.
+    fn add_to_group(&self, sealer: &mut Sealer<'_>, id: ChunkId, start: usize) -> Result<()> {
+        let group = &mut sealer.group;
+        let length = group.data.len() - start;
+        if !self.claim(&id)? {
+            group.data.truncate(start);
+            return Ok(());
+        }
+        group.members.push((id, start as u32, length as u32));
+        if group.data.len() >= self.repo.config.chunker.avg_size as usize {
+            self.seal_group(sealer)?;
+        }
+        Ok(())
+    }
+
+    /// This reader's group's bytes, in a pooled buffer.
+    fn group_data<'a>(&self, sealer: &'a mut Sealer<'_>) -> &'a mut Vec<u8> {
+        let data = &mut sealer.group.data;
+        if data.capacity() == 0 {
+            *data = self.group_buffers.take();
+        }
+        data
+    }
+
+    /// Splits a file into chunks and seals each new one: in this thread while every core is
+    /// busy, else by a spare sealer. Its tail, when shorter than the minimum chunk, joins this
+    /// reader's group.
+    fn read_large(
         &self,
-        job: &FileJob,
+        file: &File,
+        path: &Path,
+        expected: u64,
         scratch: &mut Vec<u8>,
         sealer: &mut Sealer<'_>,
-    ) -> Result<FileOutcome> {
-        let path = &job.path;
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        content: &mut Vec<ChunkId>,
+    ) -> Result<u64> {
         let keys = &self.repo.keys;
-        let chunker = self.repo.config.chunker;
-        // Sized for the file as scanned: most files are one chunk, and a vector grown by push
-        // would hold four ids each (about 5 MB more over 50,000 files).
-        let expected = job.scanned.0 / u64::from(chunker.avg_size) + 1;
-        let mut content = Vec::with_capacity(expected.min(1 << 16) as usize);
-        let size = keys.chunker.stream(
-            &file,
+        let min_size = self.repo.config.chunker.min_size as usize;
+        keys.chunker.stream(
+            file,
             scratch,
-            Some(job.scanned.0),
+            Some(expected),
             |chunk| {
                 let id = keys.chunk_id(chunk);
                 content.push(id);
                 self.progress.bytes_done(chunk.len() as u64);
-                if !self.claim(&id)? {
-                    return Ok(());
+                if chunk.len() < min_size {
+                    let data = self.group_data(sealer);
+                    let start = data.len();
+                    data.extend_from_slice(chunk);
+                    return self.add_to_group(sealer, id, start);
                 }
-                if chunk.len() < chunker.min_size as usize {
-                    // Small files and files' tails are sealed in groups of about one average
-                    // chunk: compressed together they take about a fifth less space than alone,
-                    // and cost one envelope and one hand-over instead of dozens. The readers
-                    // share one group, so its memory does not grow with their number.
-                    let full = {
-                        let mut group = self.group.lock().map_err(poisoned)?;
-                        if group.members.is_empty() {
-                            group.data = self.group_buffers.take();
-                        }
-                        let start = group.data.len() as u32;
-                        group.members.push((id, start, chunk.len() as u32));
-                        group.data.extend_from_slice(chunk);
-                        (group.data.len() >= chunker.avg_size as usize)
-                            .then(|| std::mem::take(&mut *group))
-                    };
-                    if let Some(blob) = full.and_then(Self::group_blob) {
-                        self.seal_blob(sealer, blob)?;
-                    }
+                if !self.claim(&id)? {
                     return Ok(());
                 }
                 let idle_core = self.busy.load(Ordering::Relaxed) < self.threads;
@@ -409,7 +429,65 @@ impl Pipeline<'_> {
                 }
             },
             |e| Error::io(path, e),
-        )?;
+        )
+    }
+
+    /// Reads a file found smaller than the minimum chunk straight into this reader's group (no
+    /// chunking, no copy), stopping after `expected` bytes like [`Chunker::stream`]; returns the
+    /// bytes read.
+    fn read_small(
+        &self,
+        file: &File,
+        path: &Path,
+        expected: u64,
+        sealer: &mut Sealer<'_>,
+        content: &mut Vec<ChunkId>,
+    ) -> Result<u64> {
+        let expected = expected as usize;
+        let data = self.group_data(sealer);
+        let start = data.len();
+        data.reserve(expected);
+        while data.len() - start < expected {
+            match rustix::io::read(file, rustix::buffer::spare_capacity(data)) {
+                Ok(0) => break,
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => {
+                    data.truncate(start);
+                    return Err(Error::io(path, e.into()));
+                }
+            }
+        }
+        // A file that grew since the scan is cut where it was scanned (and reported changed).
+        data.truncate(start + expected);
+        let length = data.len() - start;
+        if length == 0 {
+            return Ok(0);
+        }
+        let id = self.repo.keys.chunk_id(&data[start..]);
+        content.push(id);
+        self.progress.bytes_done(length as u64);
+        self.add_to_group(sealer, id, start)?;
+        Ok(length as u64)
+    }
+
+    fn read_file(
+        &self,
+        job: &FileJob,
+        scratch: &mut Vec<u8>,
+        sealer: &mut Sealer<'_>,
+    ) -> Result<FileOutcome> {
+        let path = &job.path;
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let chunker = self.repo.config.chunker;
+        // Sized for the file as scanned: most files are one chunk, and a vector grown by push
+        // would hold four ids each (about 5 MB more over 50,000 files).
+        let expected = job.scanned.0 / u64::from(chunker.avg_size) + 1;
+        let mut content = Vec::with_capacity(expected.min(1 << 16) as usize);
+        let size = if job.scanned.0 < u64::from(chunker.min_size) {
+            self.read_small(&file, path, job.scanned.0, sealer, &mut content)?
+        } else {
+            self.read_large(&file, path, job.scanned.0, scratch, sealer, &mut content)?
+        };
         // Before the metadata check, so an xattr set meanwhile shows as a changed ctime.
         let xattrs = fsmeta::file_xattrs(&file);
         let after = file.metadata().map_err(|e| Error::io(path, e))?;
@@ -658,7 +736,6 @@ fn run_blocking(
         progress,
         pending: Mutex::new(HashSet::new()),
         packer: Mutex::new(PackBuilder::default()),
-        group: Mutex::new(PendingGroup::default()),
         // Every group or handed-over chunk buffer in flight: the group being filled, one per
         // small-file reader sealing the group it completed, and per spare sealer one queued and
         // one being sealed.
@@ -757,22 +834,20 @@ fn run_pipeline<T>(
             .collect();
         let mut result = built;
         if errors.is_empty() && result.is_ok() {
-            let group = pipeline.group.lock().map(|mut g| std::mem::take(&mut *g));
-            let last_group = group.map_err(poisoned).and_then(|group| {
-                Pipeline::group_blob(group)
-                    .map_or(Ok(()), |blob| pipeline.seal_blob(&mut sealer, blob))
-            });
-            let last_pack = last_group.and_then(|()| {
-                let mut packer = pipeline.packer.lock().map_err(poisoned)?;
-                match packer.finish(&pipeline.repo.keys.cipher)? {
-                    Some(pack) => sealer
-                        .packs
-                        .send(pack)
-                        .map_err(|_| Error::Worker("upload threads stopped".into())),
-                    None => Ok(()),
-                }
-            });
-            if let Err(e) = last_pack {
+            let last_pack = pipeline
+                .packer
+                .lock()
+                .map_err(poisoned)
+                .and_then(|mut packer| packer.finish(&pipeline.repo.keys.cipher));
+            let sent = match last_pack {
+                Ok(Some(pack)) => sealer
+                    .packs
+                    .send(pack)
+                    .map_err(|_| Error::Worker("upload threads stopped".into())),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = sent {
                 result = Err(e);
             }
         }
