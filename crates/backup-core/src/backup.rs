@@ -6,9 +6,10 @@
 //!
 //! ```text
 //! scan (N threads: list directories, stat, compare with the parent snapshot)
-//!   -> readers (4 threads per core: read, chunk, hash, dedup, compress, encrypt, append to the
-//!      open pack)
-//!   -> uploaders (2 threads: put pack objects)
+//!   -> readers (1 per core for large files, 3 per core up to 16 for small ones: read, chunk,
+//!      hash, dedup, group small blobs, compress, encrypt, append to the open pack)
+//!      [-> spare sealers (N threads: large-file chunks when cores would idle)]
+//!   -> uploaders (2 threads: put pack and index objects)
 //! ```
 //!
 //! Readers seal what they read themselves: handing chunks to separate sealer threads cost a copy
@@ -47,9 +48,12 @@ const UPLOADERS: usize = 2;
 
 /// Readers of small files (under the minimum chunk size) per core, besides one reader of large
 /// files per core: small files cost more waiting on open and read than CPU. On the Rust
-/// toolchain tree with a cold page cache, 2 readers in all took 5.3-6.1 s, 8 took 3.1-3.6 s. A
-/// small-file reader holds only a buffer of its file's size.
+/// toolchain tree with a cold page cache, 2 readers in all took 5.3-6.1 s, 8 took 3.1-3.6 s.
 const SMALL_FILE_READERS_PER_THREAD: usize = 3;
+
+/// At most this many small-file readers whatever the core count: each fills its own group of
+/// small blobs (up to about 1.5 MiB), so their memory is bounded by this, not by the cores.
+const MAX_SMALL_FILE_READERS: usize = 16;
 
 /// Blob entries per index object written during a backup. Indexing as packs are uploaded keeps
 /// the work off the end of the backup (one index of the Rust toolchain's 53,000 blobs took
@@ -630,6 +634,11 @@ impl Pipeline<'_> {
     }
 }
 
+/// How many readers of small files run beside `threads` readers of large ones.
+fn small_readers(threads: usize) -> usize {
+    (SMALL_FILE_READERS_PER_THREAD * threads).min(MAX_SMALL_FILE_READERS)
+}
+
 fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
     h.join()
         .map_err(|_| Error::Worker("a pipeline thread panicked".into()))?
@@ -736,12 +745,11 @@ fn run_blocking(
         progress,
         pending: Mutex::new(HashSet::new()),
         packer: Mutex::new(PackBuilder::default()),
-        // Every group or handed-over chunk buffer in flight: the group being filled, one per
-        // small-file reader sealing the group it completed, and per spare sealer one queued and
-        // one being sealed.
+        // Every group or handed-over chunk buffer in flight: each reader's group, and per spare
+        // sealer one queued and one being sealed.
         group_buffers: BufferPool::new(
             repo.config.chunker.max_size as usize,
-            (SMALL_FILE_READERS_PER_THREAD + 2) * threads + 1,
+            small_readers(threads) + 3 * threads,
         ),
         // Packs uploading, handed over and filling.
         pack_buffers: BufferPool::new(repo.config.pack_size as usize + PACK_SLACK, UPLOADERS + 2),
@@ -800,7 +808,7 @@ fn run_pipeline<T>(
             })
             .collect();
         drop(pack_rx);
-        let small_readers = (0..SMALL_FILE_READERS_PER_THREAD * threads).map(|_| small_rx.clone());
+        let small_readers = (0..small_readers(threads)).map(|_| small_rx.clone());
         let large_readers = (0..threads).map(|_| large_rx.clone());
         let readers: Vec<_> = small_readers
             .chain(large_readers)
