@@ -105,15 +105,9 @@ pub(crate) fn apply(path: &Path, node: &Node) -> Vec<String> {
     let mut warnings = Vec::new();
     let is_link = node.kind == NodeKind::Symlink;
     if !is_link {
-        for x in &node.xattrs {
-            if let Err(e) = xattr::set(path, OsStr::from_bytes(&x.name), &x.value) {
-                warnings.push(format!(
-                    "{}: xattr {}: {e}",
-                    path.display(),
-                    String::from_utf8_lossy(&x.name)
-                ));
-            }
-        }
+        set_xattrs(node, path, &mut warnings, |name, value| {
+            xattr::set(path, name, value)
+        });
     }
     if let Err(e) = std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid)) {
         // Without privilege ownership cannot be restored; that is expected, not an error.
@@ -138,14 +132,15 @@ pub(crate) fn apply(path: &Path, node: &Node) -> Vec<String> {
     warnings
 }
 
-/// Applies xattrs, ownership, mode and mtime of file `node` through its open descriptor (no path
-/// lookups, and nothing a rename could redirect); `path` only names it in warnings.
-pub(crate) fn apply_to_file(file: &std::fs::File, path: &Path, node: &Node) -> Vec<String> {
-    use std::os::unix::fs::PermissionsExt;
-    use xattr::FileExt;
-    let mut warnings = Vec::new();
+/// Sets each of `node`'s xattrs with `set`, adding a warning naming `path` for each that fails.
+fn set_xattrs(
+    node: &Node,
+    path: &Path,
+    warnings: &mut Vec<String>,
+    set: impl Fn(&OsStr, &[u8]) -> std::io::Result<()>,
+) {
     for x in &node.xattrs {
-        if let Err(e) = file.set_xattr(OsStr::from_bytes(&x.name), &x.value) {
+        if let Err(e) = set(OsStr::from_bytes(&x.name), &x.value) {
             warnings.push(format!(
                 "{}: xattr {}: {e}",
                 path.display(),
@@ -153,6 +148,17 @@ pub(crate) fn apply_to_file(file: &std::fs::File, path: &Path, node: &Node) -> V
             ));
         }
     }
+}
+
+/// Applies xattrs, ownership, mode and mtime of file `node` through its open descriptor (no path
+/// lookups, and nothing a rename could redirect); `path` only names it in warnings.
+pub(crate) fn apply_to_file(file: &std::fs::File, path: &Path, node: &Node) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    use xattr::FileExt;
+    let mut warnings = Vec::new();
+    set_xattrs(node, path, &mut warnings, |name, value| {
+        file.set_xattr(name, value)
+    });
     if let Err(e) = std::os::unix::fs::fchown(file, Some(node.uid), Some(node.gid)) {
         if e.kind() != std::io::ErrorKind::PermissionDenied {
             warnings.push(format!("{}: chown: {e}", path.display()));
