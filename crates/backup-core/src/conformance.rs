@@ -40,6 +40,16 @@ pub async fn memory_repository() -> Arc<Repository> {
     Arc::new(repo.expect("init an in-memory repository"))
 }
 
+/// Restores all of snapshot `id` into `target`, panicking on failure.
+pub async fn restore_all(repo: Arc<Repository>, id: &str, target: &Path) -> crate::RestoreSummary {
+    let options = RestoreOptions::new(target)
+        .build()
+        .expect("restore options");
+    restore(repo, id, options, Arc::new(NoProgress))
+        .await
+        .unwrap_or_else(|e| panic!("restore {id} into {}: {e}", target.display()))
+}
+
 /// Writes a sample tree exercising every entry type the format stores.
 pub fn write_sample_tree(root: &Path) {
     use std::fs;

@@ -7,8 +7,8 @@ use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use backup_core::conformance::memory_repository;
-use backup_core::{BackupOptions, NoProgress, RestoreOptions};
+use backup_core::conformance::{memory_repository, restore_all};
+use backup_core::{BackupOptions, NoProgress};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -202,14 +202,7 @@ fn run_case(entries: Vec<Entry>) -> Result<(), TestCaseError> {
         .await
         .unwrap();
         assert!(snap.skipped.is_empty(), "{:?}", snap.skipped);
-        backup_core::restore(
-            repo,
-            &id,
-            RestoreOptions::new(&target).build().unwrap(),
-            Arc::new(NoProgress),
-        )
-        .await
-        .unwrap();
+        restore_all(repo, &id, &target).await;
     });
     let restored = target.join("src");
     let diffs = backup_core::compare_trees(&src, &restored).unwrap();

@@ -4,8 +4,8 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::sync::Arc;
 
-use backup_core::conformance::memory_repository;
-use backup_core::{BackupOptions, NoProgress, RestoreOptions};
+use backup_core::conformance::{memory_repository, restore_all};
+use backup_core::{BackupOptions, NoProgress};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifos_and_devices_are_recreated_with_their_metadata() {
@@ -46,14 +46,7 @@ async fn fifos_and_devices_are_recreated_with_their_metadata() {
     drop(socket);
 
     let target = dir.path().join("restored");
-    let summary = backup_core::restore(
-        repo,
-        &id,
-        RestoreOptions::new(&target).build().unwrap(),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    let summary = restore_all(repo, &id, &target).await;
     assert_eq!(summary.special_files, 1 + u64::from(have_device));
     let restored = target.join("src");
     let meta = std::fs::symlink_metadata(restored.join("pipe")).unwrap();

@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use backup_core::conformance::memory_repository;
-use backup_core::{BackupOptions, NoProgress, Repository, RestoreOptions};
+use backup_core::conformance::{memory_repository, restore_all};
+use backup_core::{BackupOptions, NoProgress, Repository};
 
 /// Backs up `src` (with its latest snapshot as parent), restores the new snapshot into a fresh
 /// `target` and returns how many files the backup found unchanged.
@@ -19,10 +19,7 @@ async fn backup_and_restore(repo: &Arc<Repository>, src: &Path, target: &Path) -
         .await
         .unwrap();
     let _ = std::fs::remove_dir_all(target);
-    let options = RestoreOptions::new(target).build().unwrap();
-    backup_core::restore(repo.clone(), &id, options, Arc::new(NoProgress))
-        .await
-        .unwrap();
+    restore_all(repo.clone(), &id, target).await;
     snap.summary.files_unchanged
 }
 
