@@ -58,6 +58,7 @@ pub mod format;
 mod fsmeta;
 #[cfg(test)]
 mod hostile_tests;
+mod local;
 pub mod ops;
 mod pack;
 mod pool;

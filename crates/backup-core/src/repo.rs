@@ -574,7 +574,10 @@ pub(crate) async fn get_bytes(store: &dyn ObjectStore, name: &str) -> Result<byt
     result.bytes().await.map_err(|e| Error::store(name, e))
 }
 
-async fn get_object(store: &dyn ObjectStore, name: &str) -> Result<object_store::GetResult> {
+pub(crate) async fn get_object(
+    store: &dyn ObjectStore,
+    name: &str,
+) -> Result<object_store::GetResult> {
     let path = ObjectPath::from(name);
     store.get(&path).await.map_err(|e| match e {
         object_store::Error::NotFound { .. } => Error::NotFound {

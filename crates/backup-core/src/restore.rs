@@ -12,7 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -21,9 +21,11 @@ use crate::compress::BlobDecoder;
 use crate::error::{Error, Result};
 use crate::format::{self, ChunkId, Node, NodeKind, Tree};
 use crate::fsmeta;
+use crate::local;
 use crate::pool::{BufferPool, Pooled};
 use crate::progress::Progress;
-use crate::repo::{BlobLocation, Repository, get_into, poisoned};
+use crate::repo::{BlobLocation, Repository, get_into, get_object, poisoned};
+use object_store::GetResultPayload;
 
 /// Packs kept in memory during a restore.
 const PACK_CACHE: usize = 2;
@@ -213,8 +215,10 @@ struct Restorer<'a> {
     handle: tokio::runtime::Handle,
     progress: &'a dyn Progress,
     warnings: Mutex<Vec<String>>,
-    /// Whole packs: a full restore reads each pack once instead of once per blob.
+    /// Whole packs, for remote stores: one request per pack instead of one per blob.
     packs: RecentCache<Arc<str>, bytes::Bytes>,
+    /// Set once the store turns out to be remote (local pack files are read frame by frame).
+    whole_packs: AtomicBool,
     /// Buffers the cached packs live in, reused as packs are evicted: pack-sized allocations
     /// freed and made anew would each raise glibc's mmap threshold and stay cached in its
     /// per-thread arenas (restores peaked near 240 MiB that way).
@@ -291,31 +295,61 @@ impl Restorer<'_> {
         let loc = self.repo.locate(id)?;
         let path = format::pack_path(&loc.pack);
         let Some(group) = loc.group else {
-            let sealed = self.sealed_frame(id, &loc, &path)?;
-            let data = self
-                .repo
-                .decode_frame_with(id, loc.raw_length, &path, &sealed, decoder)?;
-            return use_bytes(data);
+            return self.with_sealed_frame(id, &loc, &path, |sealed| {
+                use_bytes(self.repo.decode_frame_with(
+                    id,
+                    loc.raw_length,
+                    &path,
+                    sealed,
+                    decoder,
+                )?)
+            });
         };
         let decoded = self.groups.get_or_load(&group.id, || {
-            let sealed = self.sealed_frame(id, &loc, &path)?;
-            Ok(Arc::new(self.repo.open_group(&group, &path, &sealed)?))
+            self.with_sealed_frame(id, &loc, &path, |sealed| {
+                Ok(Arc::new(self.repo.open_group(&group, &path, sealed)?))
+            })
         })?;
         use_bytes(self.repo.cut_member(id, &loc, &path, &decoded)?)
     }
 
-    /// The sealed frame holding blob `id`, cut from its cached pack.
-    fn sealed_frame(&self, id: &ChunkId, loc: &BlobLocation, path: &str) -> Result<bytes::Bytes> {
-        let pack = self.pack(&loc.pack, path)?;
-        let start = loc.offset as usize;
-        let end = start.saturating_add(loc.length as usize);
-        if end > pack.len() {
-            return Err(Error::corrupt(
-                path,
-                format!("blob {id} lies past the pack's end"),
-            ));
+    /// Runs `f` on the sealed frame holding blob `id`: read from its range of the pack file for
+    /// local stores, cut from the cached whole pack for remote ones (one request per pack).
+    fn with_sealed_frame<T>(
+        &self,
+        id: &ChunkId,
+        loc: &BlobLocation,
+        path: &str,
+        f: impl FnOnce(&[u8]) -> Result<T>,
+    ) -> Result<T> {
+        let start = u64::from(loc.offset);
+        let end = start + u64::from(loc.length);
+        let past_end = || Error::corrupt(path, format!("blob {id} lies past the pack's end"));
+        if !self.whole_packs.load(Ordering::Relaxed) {
+            let pack = self
+                .handle
+                .block_on(get_object(self.repo.store.as_ref(), path))?;
+            match pack.payload {
+                GetResultPayload::File(file, file_path) => {
+                    if end > pack.meta.size {
+                        return Err(past_end());
+                    }
+                    return local::read_range(&file, start..end, f).map_err(|e| {
+                        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                            past_end()
+                        } else {
+                            Error::io(&file_path, e)
+                        }
+                    })?;
+                }
+                // A remote store: whole packs from here on.
+                GetResultPayload::Stream(_) => self.whole_packs.store(true, Ordering::Relaxed),
+            }
         }
-        Ok(pack.slice(start..end))
+        let pack = self.pack(&loc.pack, path)?;
+        f(pack
+            .get(start as usize..end as usize)
+            .ok_or_else(past_end)?)
     }
 
     /// A whole pack, from the cache or the store, read into a pooled buffer.
@@ -566,6 +600,7 @@ fn restore_blocking(
         progress,
         warnings: Mutex::new(Vec::new()),
         packs: RecentCache::new(PACK_CACHE),
+        whole_packs: AtomicBool::new(false),
         pack_buffers: BufferPool::new(repo.config().pack_size as usize + 64 * 1024, PACK_CACHE + 2),
         groups: RecentCache::new(GROUP_CACHE),
         restored: AtomicU64::new(0),

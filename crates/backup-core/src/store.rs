@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
 use object_store::{ClientOptions, ObjectStore};
 
 use crate::error::{Error, Result};
+use crate::local::DurableLocalStore;
 
 /// Where a repository lives and how to reach it.
 ///
@@ -95,7 +95,7 @@ impl StoreOptions {
             )));
         }
         std::fs::create_dir_all(&self.location).map_err(|e| Error::io(&self.location, e))?;
-        let local = LocalFileSystem::new_with_prefix(&self.location)
+        let local = DurableLocalStore::new(std::path::Path::new(&self.location))
             .map_err(|e| Error::store(&self.location, e))?;
         Ok(Arc::new(local))
     }

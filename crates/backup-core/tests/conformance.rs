@@ -20,6 +20,17 @@ async fn local_file_system() {
     conformance::run_all(store).await;
 }
 
+/// The default local store (`StoreOptions` on a path): durable puts written around the page
+/// cache, restores reading frames straight from the pack files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_local_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = backup_core::StoreOptions::new(dir.path().to_string_lossy())
+        .build()
+        .unwrap();
+    conformance::run_all(store).await;
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn current_thread_runtime_works() {
     conformance::backup_restore_roundtrip(Arc::new(InMemory::new())).await;
