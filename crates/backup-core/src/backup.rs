@@ -603,9 +603,10 @@ impl Pipeline<'_> {
 
     fn upload(&self, packs: &Receiver<FinishedPack>) -> Result<()> {
         for pack in packs {
-            let size = pack.bytes.len() as u64;
+            let size = pack.index.size;
             let bytes =
-                bytes::Bytes::from_owner(Pooled::new(pack.bytes, self.pack_buffers.clone()));
+                bytes::Bytes::from_owner(Pooled::new(pack.bytes, self.pack_buffers.clone()))
+                    .slice(pack.start..);
             self.handle
                 .block_on(self.repo.put(&pack.path, bytes, true))?;
             self.repo.add_to_index(&pack.index)?;

@@ -56,7 +56,7 @@ async fn assert_load_corrupt(repo: &Repository, id: &ChunkId, pack: &str, reason
 /// Writes `pack` and an index object for it; returns the pack's path.
 async fn store_pack(repo: &Repository, mut pack: PackBuilder) -> String {
     let finished = pack.finish(&repo.keys.cipher).unwrap().unwrap();
-    repo.put(&finished.path, finished.bytes, true)
+    repo.put(&finished.path, finished.contents().to_vec(), true)
         .await
         .unwrap();
     repo.add_to_index(&finished.index).unwrap();

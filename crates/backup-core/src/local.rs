@@ -289,6 +289,13 @@ struct DirectWriter<'a> {
 
 impl DirectWriter<'_> {
     fn extend(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        if self.filled == 0 && self.direct && bytes.as_ptr().align_offset(ALIGN) == 0 {
+            // Already aligned (a pack built on a page boundary): its whole blocks go to disk
+            // straight from the caller's memory.
+            let blocks = bytes.len() - bytes.len() % ALIGN;
+            self.direct = write_blocks(self.file, &bytes[..blocks])?;
+            bytes = &bytes[blocks..];
+        }
         while !bytes.is_empty() {
             let room = self.buffer.len() - self.filled;
             let (now, later) = bytes.split_at(room.min(bytes.len()));
@@ -305,23 +312,12 @@ impl DirectWriter<'_> {
     /// Writes the first `len` buffered bytes (a multiple of [`ALIGN`] while writing directly)
     /// and moves the rest to the front.
     fn flush(&mut self, len: usize) -> io::Result<()> {
-        let mut written = 0;
-        while written < len {
-            match (&*self.file).write(&self.buffer[written..len]) {
-                Ok(0) => return Err(ErrorKind::WriteZero.into()),
-                Ok(n) => written += n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                // A device with larger blocks: finish through the page cache.
-                Err(e) if self.direct && e.raw_os_error() == Some(EINVAL) => {
-                    self.direct = set_direct(self.file, false)?
-                }
-                Err(e) => return Err(e),
-            }
-            // A short direct write left the file offset unaligned.
-            if self.direct && written % ALIGN != 0 {
-                self.direct = set_direct(self.file, false)?;
-            }
-        }
+        self.direct = if self.direct {
+            write_blocks(self.file, &self.buffer[..len])?
+        } else {
+            (&*self.file).write_all(&self.buffer[..len])?;
+            false
+        };
         self.buffer.copy_within(len..self.filled, 0);
         self.filled -= len;
         Ok(())
@@ -341,6 +337,32 @@ impl DirectWriter<'_> {
         }
         Ok(())
     }
+}
+
+/// Writes `blocks` (whole [`ALIGN`]ed blocks at an aligned address) to `file`, which has
+/// `O_DIRECT` on; returns whether it still has (a device with larger blocks, or a short write
+/// that left the offset unaligned, turns it off and the rest goes through the page cache).
+fn write_blocks(file: &File, blocks: &[u8]) -> io::Result<bool> {
+    let mut written = 0;
+    while written < blocks.len() {
+        match (&*file).write(&blocks[written..]) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) if n % ALIGN == 0 => written += n,
+            Ok(n) => {
+                set_direct(file, false)?;
+                (&*file).write_all(&blocks[written + n..])?;
+                return Ok(false);
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.raw_os_error() == Some(EINVAL) => {
+                set_direct(file, false)?;
+                (&*file).write_all(&blocks[written..])?;
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
 }
 
 /// Turns `O_DIRECT` on or off for `file`; returns whether it is now on.

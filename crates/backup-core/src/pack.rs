@@ -13,18 +13,35 @@ use crate::format::{self, BlobKind, ChunkId, GroupRef, IndexPack, PackEntry};
 /// Most bytes one [`PackEntry`] takes in a header's CBOR.
 const ENTRY_BOUND: usize = 192;
 
+/// Packs begin on a page boundary of their buffer, so a local store can write them to disk
+/// straight from it (`O_DIRECT` wants aligned memory) instead of copying them.
+const PAGE: usize = 4096;
+
 /// A pack being filled.
 #[derive(Default)]
 pub(crate) struct PackBuilder {
+    /// Padding up to a page boundary, then the pack.
     bytes: Vec<u8>,
+    /// Where the pack begins in `bytes`.
+    start: usize,
     entries: Vec<PackEntry>,
 }
 
 /// A finished pack ready to upload.
 pub(crate) struct FinishedPack {
     pub(crate) path: String,
+    /// The pack is `bytes[start..]`.
     pub(crate) bytes: Vec<u8>,
+    pub(crate) start: usize,
     pub(crate) index: IndexPack,
+}
+
+impl FinishedPack {
+    /// The pack's bytes.
+    #[cfg(test)]
+    pub(crate) fn contents(&self) -> &[u8] {
+        &self.bytes[self.start..]
+    }
 }
 
 pub(crate) fn header_aad(path: &str) -> Vec<u8> {
@@ -40,7 +57,7 @@ impl PackBuilder {
 
     /// Bytes held so far.
     pub(crate) fn len(&self) -> usize {
-        self.bytes.len()
+        self.bytes.len() - self.start
     }
 
     /// Appends one frame, which `seal` appends to the pack's bytes, holding `members` (one
@@ -56,13 +73,16 @@ impl PackBuilder {
     ) -> Result<usize> {
         if self.entries.is_empty() && self.bytes.capacity() == 0 {
             self.bytes = fresh();
+            self.start = self.bytes.as_ptr().align_offset(PAGE).min(PAGE);
+            self.bytes.resize(self.start, 0);
         }
-        let offset = self.bytes.len();
+        let end = self.bytes.len();
         if let Err(e) = seal(&mut self.bytes) {
-            self.bytes.truncate(offset);
+            self.bytes.truncate(end);
             return Err(e);
         }
-        let length = (self.bytes.len() - offset) as u32;
+        let offset = end - self.start;
+        let length = (self.bytes.len() - end) as u32;
         let before = self.entries.len();
         for (id, kind, raw_length, group) in members {
             self.entries.push(PackEntry {
@@ -85,6 +105,7 @@ impl PackBuilder {
         let id = format::random_id();
         let path = format::pack_path(&id);
         let mut bytes = std::mem::take(&mut self.bytes);
+        let start = std::mem::take(&mut self.start);
         let entries = std::mem::take(&mut self.entries);
         let header = cipher.seal(
             &header_aad(&path),
@@ -96,10 +117,11 @@ impl PackBuilder {
             path,
             index: IndexPack {
                 id,
-                size: bytes.len() as u64,
+                size: (bytes.len() - start) as u64,
                 entries,
             },
             bytes,
+            start,
         }))
     }
 }
@@ -107,6 +129,28 @@ impl PackBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packs_begin_on_a_page_boundary_and_offsets_count_from_there() {
+        let mut pack = PackBuilder::default();
+        let frame = |byte: u8| {
+            move |out: &mut Vec<u8>| {
+                out.extend_from_slice(&[byte; 100]);
+                Ok(())
+            }
+        };
+        let member = |n: u8| [(ChunkId([n; 32]), BlobKind::Data, 100, None)];
+        pack.add(frame(1), member(1), || Vec::with_capacity(1 << 20))
+            .unwrap();
+        pack.add(frame(2), member(2), || unreachable!("one buffer per pack"))
+            .unwrap();
+        let pack_bytes = &pack.bytes[pack.start..];
+        assert_eq!(pack_bytes.as_ptr().align_offset(PAGE), 0);
+        assert_eq!(pack.len(), 200);
+        let offsets: Vec<u32> = pack.entries.iter().map(|e| e.offset).collect();
+        assert_eq!(offsets, [0, 100]);
+        assert_eq!(pack_bytes[100], 2);
+    }
 
     #[test]
     fn the_largest_entry_fits_the_header_bound() {
