@@ -481,7 +481,7 @@ impl Pipeline<'_> {
         sealer: &mut Sealer<'_>,
     ) -> Result<FileOutcome> {
         let path = &job.path;
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let file = job.open().map_err(|e| Error::io(path, e))?;
         let chunker = self.repo.config.chunker;
         // Sized for the file as scanned: most files are one chunk, and a vector grown by push
         // would hold four ids each (about 5 MB more over 50,000 files).

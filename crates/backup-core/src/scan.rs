@@ -8,13 +8,16 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::fs::File;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use crossbeam_channel::Sender;
+use rustix::fs::{Mode, OFlags};
 
 use crate::backup::BackupOptions;
 use crate::error::{Error, Result};
@@ -43,13 +46,47 @@ impl Entry {
     }
 }
 
+/// Most directory descriptors the scan keeps open for readers at once (well under the usual
+/// limit of 1,024 descriptors); files of further directories are opened by path.
+const MAX_OPEN_DIRS: usize = 128;
+
+/// A listed directory's descriptor, shared by the jobs of its files: readers open them with
+/// `openat`, which spares the kernel a walk of the whole path for each file (about 2 % of a
+/// cold backup's CPU time on the Rust toolchain tree).
+pub(crate) struct DirHandle {
+    fd: OwnedFd,
+    open: Arc<AtomicUsize>,
+}
+
+impl Drop for DirHandle {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A file the pipeline must read.
 pub(crate) struct FileJob {
     /// Arena index of the file's entry.
     pub(crate) index: usize,
     pub(crate) path: PathBuf,
+    /// The directory holding the file, when the scan kept it open.
+    pub(crate) dir: Option<Arc<DirHandle>>,
     /// (size, mtime, ctime, inode) seen by the scan, to detect change while reading.
     pub(crate) scanned: (u64, i64, i64, u64),
+}
+
+impl FileJob {
+    /// Opens the file for reading, relative to its directory where the scan kept that open.
+    /// Never through a symbolic link: the scan saw a regular file, and one swapped for a link
+    /// since is an error, not a read of whatever the link points to.
+    pub(crate) fn open(&self) -> std::io::Result<File> {
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+        let fd = match (&self.dir, self.path.file_name()) {
+            (Some(dir), Some(name)) => rustix::fs::openat(&dir.fd, name, flags, Mode::empty())?,
+            _ => rustix::fs::open(&self.path, flags, Mode::empty())?,
+        };
+        Ok(File::from(fd))
+    }
 }
 
 /// Where the scan sends files to read: files under `small_below` bytes and larger ones go to
@@ -124,6 +161,8 @@ pub(crate) struct Scanner<'a> {
     wake: Condvar,
     skipped: Mutex<Vec<FileProblem>>,
     link_groups: Mutex<HashMap<(u64, u64), u64>>,
+    /// Directory descriptors held by queued or unread jobs.
+    open_dirs: Arc<AtomicUsize>,
     unchanged: AtomicU64,
     files_to_read: AtomicU64,
     bytes_to_read: AtomicU64,
@@ -148,6 +187,7 @@ impl<'a> Scanner<'a> {
             wake: Condvar::new(),
             skipped: Mutex::new(Vec::new()),
             link_groups: Mutex::new(HashMap::new()),
+            open_dirs: Arc::new(AtomicUsize::new(0)),
             unchanged: AtomicU64::new(0),
             files_to_read: AtomicU64::new(0),
             bytes_to_read: AtomicU64::new(0),
@@ -219,7 +259,7 @@ impl<'a> Scanner<'a> {
             };
             let index = self.push(vec![Entry::new(node, &next)], None)?;
             roots.push(index);
-            self.follow(index, abs, next, dev, &mut tasks)?;
+            self.follow(index, abs, next, dev, None, &mut tasks)?;
         }
         tasks.reverse();
         self.queue.lock().map_err(poisoned)?.tasks = tasks;
@@ -311,6 +351,7 @@ impl<'a> Scanner<'a> {
         path: PathBuf,
         next: Next,
         root_dev: u64,
+        dir: Option<&Arc<DirHandle>>,
         tasks: &mut Vec<DirTask>,
     ) -> Result<()> {
         match next {
@@ -322,6 +363,7 @@ impl<'a> Scanner<'a> {
                 self.jobs.send(FileJob {
                     index,
                     path,
+                    dir: dir.cloned(),
                     scanned,
                 })?;
             }
@@ -381,10 +423,35 @@ impl<'a> Scanner<'a> {
             })
             .unzip();
         let first = self.push(new, Some(task.index))?;
+        let dir = follow
+            .iter()
+            .any(|(_, next)| matches!(next, Next::Read(_)))
+            .then(|| self.open_dir(&task.path))
+            .flatten();
         for (i, (path, next)) in follow.into_iter().enumerate() {
-            self.follow(first + i, path, next, task.root_dev, tasks)?;
+            self.follow(first + i, path, next, task.root_dev, dir.as_ref(), tasks)?;
         }
         Ok(())
+    }
+
+    /// A descriptor of directory `path` for its files' jobs, unless too many are open already
+    /// or it cannot be opened (its files are then opened by path, and fail there if at all).
+    fn open_dir(&self, path: &Path) -> Option<Arc<DirHandle>> {
+        if self.open_dirs.fetch_add(1, Ordering::Relaxed) >= MAX_OPEN_DIRS {
+            self.open_dirs.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        match rustix::fs::open(path, flags, Mode::empty()) {
+            Ok(fd) => Some(Arc::new(DirHandle {
+                fd,
+                open: self.open_dirs.clone(),
+            })),
+            Err(_) => {
+                self.open_dirs.fetch_sub(1, Ordering::Relaxed);
+                None
+            }
+        }
     }
 
     /// One scanning thread: lists queued directories until none is queued or being listed.
@@ -500,5 +567,61 @@ mod tests {
         }
         let root = &scanned.entries[scanned.roots[0]];
         assert_eq!(root.children.len(), 5);
+        // Each of the 20 directories holding files is held open by its jobs, and every job
+        // opens its own file through it.
+        let dirs: std::collections::HashSet<_> = jobs
+            .iter()
+            .map(|j| std::sync::Arc::as_ptr(j.dir.as_ref().expect("a directory handle")))
+            .collect();
+        assert_eq!(dirs.len(), 20);
+        for job in &jobs {
+            let read = std::io::read_to_string(job.open().unwrap()).unwrap();
+            assert_eq!(read.as_bytes(), std::fs::read(&job.path).unwrap());
+        }
+    }
+
+    use rustix::fs::{Mode, OFlags};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The handles' count, which caps how many descriptors the scan holds, drops as jobs go.
+    #[test]
+    fn directory_handles_are_counted_until_their_last_job_is_done() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("file"), "x").unwrap();
+        std::os::unix::fs::symlink("file", dir.path().join("link")).unwrap();
+        let open = std::sync::Arc::new(AtomicUsize::new(1));
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY;
+        let handle = std::sync::Arc::new(super::DirHandle {
+            fd: rustix::fs::open(dir.path(), flags, Mode::empty()).unwrap(),
+            open: open.clone(),
+        });
+        let job = |name: &str, held: Option<std::sync::Arc<super::DirHandle>>| super::FileJob {
+            index: 0,
+            path: dir.path().join(name),
+            dir: held,
+            scanned: (1, 0, 0, 0),
+        };
+        let by_handle = job("file", Some(handle.clone()));
+        let by_path = job("file", None);
+        assert_eq!(
+            std::io::read_to_string(by_handle.open().unwrap()).unwrap(),
+            "x"
+        );
+        assert_eq!(
+            std::io::read_to_string(by_path.open().unwrap()).unwrap(),
+            "x"
+        );
+        // A file swapped for a symbolic link since the scan is not followed, either way.
+        for link in [job("link", Some(handle.clone())), job("link", None)] {
+            let err = link.open().unwrap_err();
+            assert_eq!(
+                err.raw_os_error(),
+                Some(rustix::io::Errno::LOOP.raw_os_error())
+            );
+        }
+        drop(handle);
+        assert_eq!(open.load(Ordering::Relaxed), 1);
+        drop(by_handle);
+        assert_eq!(open.load(Ordering::Relaxed), 0);
     }
 }
