@@ -34,7 +34,9 @@
 //! # Why these dependencies
 //!
 //! * `object_store`: one async API over local disk, S3 (with conditional puts for `init`) and
-//!   memory; built with ring for TLS and signing (no OpenSSL, no aws-lc).
+//!   memory; built with ring for TLS and signing (no OpenSSL, no aws-lc). Local directories get
+//!   its `LocalFileSystem` wrapped with durable, `O_DIRECT` puts (`async-trait` is for that
+//!   wrapper, as object_store's trait uses it).
 //! * `crypto-at-rest`: all encryption (envelopes with key commitment, Argon2id passphrases,
 //!   keyring files); this crate holds no AEAD code.
 //! * `fastcdc`: a maintained FastCDC 2020 whose `cut_gear` takes our keyed gear table.
