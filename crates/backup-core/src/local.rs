@@ -250,7 +250,8 @@ fn fsync_dir(dir: &FsPath) -> io::Result<()> {
 fn publish(staging: &FsPath, dest: &FsPath, create_only: bool) -> io::Result<()> {
     if create_only {
         std::fs::hard_link(staging, dest).map_err(|e| at(dest, e))?;
-        std::fs::remove_file(staging).map_err(|e| at(staging, e))?;
+        // The object is published; a staging name left behind is hidden from listings.
+        let _ = std::fs::remove_file(staging);
     } else {
         std::fs::rename(staging, dest).map_err(|e| at(dest, e))?;
     }
