@@ -105,12 +105,16 @@ pub struct RestoreSummary {
 struct FileJob {
     path: PathBuf,
     node: Node,
+    /// The file's directory was created by this restore, so nothing is there to skip.
+    fresh: bool,
 }
 
 #[derive(Default)]
 struct Plan {
     /// Trees loaded ahead (see [`load_trees`]), taken as the walk reaches them.
     trees: HashMap<ChunkId, Tree>,
+    /// Directories this restore created.
+    fresh_dirs: HashSet<PathBuf>,
     dirs: Vec<(PathBuf, Node)>,
     files: Vec<FileJob>,
     links: Vec<(PathBuf, PathBuf)>,
@@ -142,17 +146,17 @@ fn check_name(name: &[u8], tree: &str) -> Result<()> {
     }
 }
 
-/// Makes `path` a real directory: keeps an existing one, replaces anything else (never follows).
-fn ensure_dir(path: &Path) -> Result<()> {
+/// Makes `path` a real directory: keeps an existing one, replaces anything else (never follows);
+/// true if it created one.
+fn ensure_dir(path: &Path) -> Result<bool> {
+    let create = || std::fs::create_dir(path).map_err(|e| Error::io(path, e));
     match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => Ok(()),
+        Ok(m) if m.is_dir() => Ok(false),
         Ok(_) => {
             std::fs::remove_file(path).map_err(|e| Error::io(path, e))?;
-            std::fs::create_dir(path).map_err(|e| Error::io(path, e))
+            create().map(|()| true)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir(path).map_err(|e| Error::io(path, e))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create().map(|()| true),
         Err(e) => Err(Error::io(path, e)),
     }
 }
@@ -263,7 +267,9 @@ impl Restorer<'_> {
     fn plan_node(&self, node: &Node, path: &Path, plan: &mut Plan) -> Result<()> {
         match node.kind {
             NodeKind::Dir => {
-                ensure_dir(path)?;
+                if ensure_dir(path)? {
+                    plan.fresh_dirs.insert(path.to_path_buf());
+                }
                 plan.dirs.push((path.to_path_buf(), node.clone()));
                 if let Some(id) = &node.subtree {
                     let tree = match plan.trees.remove(id) {
@@ -282,9 +288,11 @@ impl Restorer<'_> {
                     }
                     plan.groups.insert(group, path.to_path_buf());
                 }
+                let fresh = path.parent().is_some_and(|p| plan.fresh_dirs.contains(p));
                 plan.files.push(FileJob {
                     path: path.to_path_buf(),
                     node: node.clone(),
+                    fresh,
                 });
             }
             NodeKind::Symlink => plan.symlinks.push((path.to_path_buf(), node.clone())),
@@ -422,11 +430,11 @@ impl Restorer<'_> {
         dir: &mut OpenDir,
         decoder: &mut BlobDecoder,
     ) -> Result<()> {
-        let FileJob { path, node } = job;
+        let FileJob { path, node, fresh } = job;
         let parent = path.parent().unwrap_or(Path::new("."));
         let name = path.file_name().unwrap_or_default().as_bytes();
         let dir = dir.open(parent)?;
-        if self.already_correct(dir, name, path, node) {
+        if !fresh && self.already_correct(dir, name, path, node) {
             self.warn(fsmeta::apply(path, node));
             self.unchanged.fetch_add(1, Ordering::Relaxed);
             self.progress.bytes_done(node.size);
@@ -679,6 +687,7 @@ fn restore_blocking(
     handle: tokio::runtime::Handle,
 ) -> Result<RestoreSummary> {
     let target = &options.target;
+    let target_is_new = std::fs::symlink_metadata(target).is_err();
     std::fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
     let restorer = Restorer {
         repo,
@@ -695,6 +704,7 @@ fn restore_blocking(
     };
     let mut plan = Plan {
         trees,
+        fresh_dirs: HashSet::from_iter(target_is_new.then(|| target.clone())),
         ..Plan::default()
     };
     match start_node {
