@@ -214,8 +214,18 @@ pub async fn backup_restore_roundtrip(store: Arc<dyn ObjectStore>) {
     assert_same_tree(&src.join("dir/sub"), &part.join("sub"));
 }
 
-/// A damaged pack makes restore fail with [`Error::Corrupt`] naming the pack object.
+/// A damaged pack (a flipped bit, or cut to half its length) makes restore fail with
+/// [`Error::Corrupt`] naming the pack object.
 pub async fn corrupt_pack_is_named(store: Arc<dyn ObjectStore>) {
+    let flip: fn(&mut Vec<u8>) = |bytes| bytes[0] ^= 0x40;
+    let cut: fn(&mut Vec<u8>) = |bytes| bytes.truncate(bytes.len() / 2);
+    for (name, damage) in [("flipped", flip), ("cut", cut)] {
+        let prefix: Arc<dyn ObjectStore> = Arc::new(PrefixStore::new(store.clone(), name));
+        restore_of_damaged_packs_fails(prefix, damage).await;
+    }
+}
+
+async fn restore_of_damaged_packs_fails(store: Arc<dyn ObjectStore>, damage: fn(&mut Vec<u8>)) {
     use futures::TryStreamExt;
     use object_store::ObjectStoreExt;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -249,7 +259,7 @@ pub async fn corrupt_pack_is_named(store: Arc<dyn ObjectStore>) {
             .await
             .expect("bytes")
             .to_vec();
-        bytes[0] ^= 0x40;
+        damage(&mut bytes);
         store
             .put(&meta.location, bytes.into())
             .await
