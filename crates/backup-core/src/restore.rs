@@ -427,7 +427,7 @@ impl Restorer<'_> {
     fn restore_file(
         &self,
         job: &FileJob,
-        dir: &mut OpenDir,
+        dir: &mut OpenDir<'_>,
         decoder: &mut BlobDecoder,
     ) -> Result<()> {
         let FileJob { path, node, fresh } = job;
@@ -499,23 +499,30 @@ impl Restorer<'_> {
 /// A restore thread's descriptor of the directory it is writing in: consecutive files mostly
 /// share one, and names relative to it spare the kernel a walk of the whole path for each of a
 /// file's create, rename and existence check.
-#[derive(Default)]
-struct OpenDir(Option<(PathBuf, OwnedFd)>);
+struct OpenDir<'t> {
+    /// The restore's target, which may be a symlink the user chose.
+    target: &'t Path,
+    current: Option<(PathBuf, OwnedFd)>,
+}
 
-impl OpenDir {
-    /// The descriptor of directory `path` (created by the plan), opened unless it is the
-    /// current one. A directory swapped for a symlink since is refused, not followed.
+impl OpenDir<'_> {
+    /// The descriptor of directory `path` (the target or one the plan made), opened unless it
+    /// is the current one. A directory below the target swapped for a symlink since is
+    /// refused, not followed.
     fn open(&mut self, path: &Path) -> Result<&OwnedFd> {
-        let current = match self.0.take() {
+        let current = match self.current.take() {
             Some((open, fd)) if open == path => (open, fd),
             _ => {
-                let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let mut flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+                if path != self.target {
+                    flags |= OFlags::NOFOLLOW;
+                }
                 let fd = rustix::fs::open(path, flags, Mode::empty())
                     .map_err(|e| Error::io(path, e.into()))?;
                 (path.to_path_buf(), fd)
             }
         };
-        Ok(&self.0.insert(current).1)
+        Ok(&self.current.insert(current).1)
     }
 }
 
@@ -694,9 +701,13 @@ fn restore_blocking(
         handle,
         progress,
         warnings: Mutex::new(Vec::new()),
-        packs: RecentCache::new(PACK_CACHE),
+        // At least a pack per thread, so no pack still loading is evicted and fetched again.
+        packs: RecentCache::new(PACK_CACHE.max(options.threads)),
         whole_packs: AtomicBool::new(false),
-        pack_buffers: BufferPool::new(repo.config().pack_size as usize + 64 * 1024, PACK_CACHE + 2),
+        pack_buffers: BufferPool::new(
+            repo.config().pack_size as usize + 64 * 1024,
+            PACK_CACHE.max(options.threads) + 2,
+        ),
         groups: RecentCache::new(GROUP_CACHE),
         restored: AtomicU64::new(0),
         unchanged: AtomicU64::new(0),
@@ -734,7 +745,10 @@ fn restore_blocking(
             .map(|_| {
                 s.spawn(|| -> Result<()> {
                     let mut decoder = BlobDecoder::default();
-                    let mut dir = OpenDir::default();
+                    let mut dir = OpenDir {
+                        target,
+                        current: None,
+                    };
                     while let Some(job) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
                         restorer.restore_file(job, &mut dir, &mut decoder)?;
                         restorer.progress.file_done();

@@ -441,7 +441,8 @@ impl<'a> Scanner<'a> {
             self.open_dirs.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        // Not through a symlink: the directory listed is the one whose files are read.
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         match rustix::fs::open(path, flags, Mode::empty()) {
             Ok(fd) => Some(Arc::new(DirHandle {
                 fd,
