@@ -9,6 +9,17 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::format::{Node, NodeKind, Xattr};
 
+/// A descriptor of directory `path`, for `*at` calls relative to it. Unless `follow`, a
+/// symlink at `path` (only its last component) is refused rather than followed.
+pub(crate) fn open_dir(path: &Path, follow: bool) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let mut flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    if !follow {
+        flags |= OFlags::NOFOLLOW;
+    }
+    Ok(rustix::fs::open(path, flags, Mode::empty())?)
+}
+
 pub(crate) fn time_ns(secs: i64, nsecs: i64) -> i64 {
     secs.saturating_mul(1_000_000_000).saturating_add(nsecs)
 }

@@ -113,8 +113,6 @@ struct FileJob {
 struct Plan {
     /// Trees loaded ahead (see [`load_trees`]), taken as the walk reaches them.
     trees: HashMap<ChunkId, Tree>,
-    /// Directories this restore created.
-    fresh_dirs: HashSet<PathBuf>,
     dirs: Vec<(PathBuf, Node)>,
     files: Vec<FileJob>,
     links: Vec<(PathBuf, PathBuf)>,
@@ -247,7 +245,15 @@ impl Restorer<'_> {
 
     /// Walks `tree` (whose directory already exists at `dir`), creating directories and planning
     /// the rest.
-    fn plan_tree(&self, tree: &Tree, tree_name: &str, dir: &Path, plan: &mut Plan) -> Result<()> {
+    /// `fresh`: this restore created `dir`, so none of its entries exist yet.
+    fn plan_tree(
+        &self,
+        tree: &Tree,
+        tree_name: &str,
+        dir: &Path,
+        fresh: bool,
+        plan: &mut Plan,
+    ) -> Result<()> {
         let mut previous: Option<&[u8]> = None;
         for node in &tree.nodes {
             check_name(&node.name, tree_name)?;
@@ -259,17 +265,16 @@ impl Restorer<'_> {
                 });
             }
             previous = Some(&node.name);
-            self.plan_node(node, &dir.join(OsStr::from_bytes(&node.name)), plan)?;
+            self.plan_node(node, &dir.join(OsStr::from_bytes(&node.name)), fresh, plan)?;
         }
         Ok(())
     }
 
-    fn plan_node(&self, node: &Node, path: &Path, plan: &mut Plan) -> Result<()> {
+    /// `fresh`: this restore created the directory `path` goes in.
+    fn plan_node(&self, node: &Node, path: &Path, fresh: bool, plan: &mut Plan) -> Result<()> {
         match node.kind {
             NodeKind::Dir => {
-                if ensure_dir(path)? {
-                    plan.fresh_dirs.insert(path.to_path_buf());
-                }
+                let created = ensure_dir(path)?;
                 plan.dirs.push((path.to_path_buf(), node.clone()));
                 if let Some(id) = &node.subtree {
                     let tree = match plan.trees.remove(id) {
@@ -277,7 +282,7 @@ impl Restorer<'_> {
                         // A subtree met twice (two identical directories) is loaded again.
                         None => self.load_tree(id)?,
                     };
-                    self.plan_tree(&tree, &format!("tree {id}"), path, plan)?;
+                    self.plan_tree(&tree, &format!("tree {id}"), path, created, plan)?;
                 }
             }
             NodeKind::File => {
@@ -288,7 +293,6 @@ impl Restorer<'_> {
                     }
                     plan.groups.insert(group, path.to_path_buf());
                 }
-                let fresh = path.parent().is_some_and(|p| plan.fresh_dirs.contains(p));
                 plan.files.push(FileJob {
                     path: path.to_path_buf(),
                     node: node.clone(),
@@ -513,12 +517,8 @@ impl OpenDir<'_> {
         let current = match self.current.take() {
             Some((open, fd)) if open == path => (open, fd),
             _ => {
-                let mut flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-                if path != self.target {
-                    flags |= OFlags::NOFOLLOW;
-                }
-                let fd = rustix::fs::open(path, flags, Mode::empty())
-                    .map_err(|e| Error::io(path, e.into()))?;
+                let fd =
+                    fsmeta::open_dir(path, path == self.target).map_err(|e| Error::io(path, e))?;
                 (path.to_path_buf(), fd)
             }
         };
@@ -715,21 +715,26 @@ fn restore_blocking(
     };
     let mut plan = Plan {
         trees,
-        fresh_dirs: HashSet::from_iter(target_is_new.then(|| target.clone())),
         ..Plan::default()
     };
     match start_node {
         Some(node) => {
             check_name(&node.name, "sub-path")?;
             let path = target.join(OsStr::from_bytes(&node.name));
-            restorer.plan_node(&node, &path, &mut plan)?;
+            restorer.plan_node(&node, &path, target_is_new, &mut plan)?;
         }
         None => {
             let tree = match plan.trees.remove(root) {
                 Some(tree) => tree,
                 None => restorer.load_tree(root)?,
             };
-            restorer.plan_tree(&tree, &format!("tree {root}"), target, &mut plan)?;
+            restorer.plan_tree(
+                &tree,
+                &format!("tree {root}"),
+                target,
+                target_is_new,
+                &mut plan,
+            )?;
         }
     }
     progress.start(

@@ -442,8 +442,7 @@ impl<'a> Scanner<'a> {
             return None;
         }
         // Not through a symlink: the directory listed is the one whose files are read.
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        match rustix::fs::open(path, flags, Mode::empty()) {
+        match fsmeta::open_dir(path, false) {
             Ok(fd) => Some(Arc::new(DirHandle {
                 fd,
                 open: self.open_dirs.clone(),
@@ -581,7 +580,6 @@ mod tests {
         }
     }
 
-    use rustix::fs::{Mode, OFlags};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// The handles' count, which caps how many descriptors the scan holds, drops as jobs go.
@@ -591,9 +589,8 @@ mod tests {
         std::fs::write(dir.path().join("file"), "x").unwrap();
         std::os::unix::fs::symlink("file", dir.path().join("link")).unwrap();
         let open = std::sync::Arc::new(AtomicUsize::new(1));
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY;
         let handle = std::sync::Arc::new(super::DirHandle {
-            fd: rustix::fs::open(dir.path(), flags, Mode::empty()).unwrap(),
+            fd: crate::fsmeta::open_dir(dir.path(), false).unwrap(),
             open: open.clone(),
         });
         let job = |name: &str, held: Option<std::sync::Arc<super::DirHandle>>| super::FileJob {
