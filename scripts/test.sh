@@ -16,6 +16,17 @@ if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
 # age: interop tests; fail2ban: stock filters and sample logs; nftables/iproute2: firewall tests;
 # systemd: journald for the journal source; python3-venv: the virtualenv below; curl: S3 bucket setup.
 apt_packages=(age fail2ban nftables iproute2 systemd python3-venv curl)
+py_packages=(pyrage "moto[s3]" flask flask-cors)
+py_imports=(pyrage moto flask flask_cors)
+# Each file in scripts/services/ adds what one crate's tests need: it appends to apt_packages,
+# py_packages and py_imports, and names a function in service_starters that starts its service on
+# loopback (adding its pid to `pids`) and exports where the tests find it.
+service_starters=()
+for service in scripts/services/*.sh; do
+  [ -e "$service" ] || continue
+  # shellcheck source=/dev/null
+  source "$service"
+done
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -29,11 +40,10 @@ fi
 # --- Python packages in a virtualenv ---------------------------------------------------------
 # pyrage: passphrase interop for age; moto: a real S3-compatible server for object_store tests.
 venv=${HOSTGUARD_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/hostguard-venv}
-py_packages=(pyrage "moto[s3]" flask flask-cors)
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c 'import pyrage, moto, flask, flask_cors' 2>/dev/null; then
+if ! "$venv/bin/python" -c "import $(IFS=,; echo "${py_imports[*]}")" 2>/dev/null; then
   echo "test.sh: installing Python packages into $venv: ${py_packages[*]}"
   "$venv/bin/pip" install -q "${py_packages[@]}"
 fi
@@ -70,4 +80,21 @@ export FAIL2BAN_FILTER_DIR=${FAIL2BAN_FILTER_DIR:-/etc/fail2ban/filter.d}
 export FAIL2BAN_SAMPLE_LOGS=${FAIL2BAN_SAMPLE_LOGS:-/usr/lib/python3/dist-packages/fail2ban/tests/files/logs}
 export HOSTGUARD_SHARED=${HOSTGUARD_SHARED:-$root/../shared}
 
-cargo test --workspace "$@"
+for starter in "${service_starters[@]}"; do
+  "$starter"
+done
+
+# Tests that skip record themselves here (test_support::record_skip); cargo hides their output.
+skip_log=$(mktemp "${TMPDIR:-/tmp}/hostguard-skips.XXXXXX")
+export HOSTGUARD_SKIP_LOG="$skip_log"
+status=0
+cargo test --workspace "$@" || status=$?
+echo
+if [ -s "$skip_log" ]; then
+  echo "test.sh: $(sort -u "$skip_log" | wc -l) test(s) skipped:"
+  sort -u "$skip_log" | sed 's/^/  /'
+else
+  echo "test.sh: no test skipped"
+fi
+rm -f "$skip_log"
+exit "$status"

@@ -26,6 +26,39 @@ pub fn missing(what: &str) {
         panic!("CI=true but {what} is missing; scripts/test.sh should have provided it");
     }
     eprintln!("SKIPPED: {what} is missing (run scripts/test.sh to install and start it)");
+    record_skip(&format!("{what} is missing"));
+}
+
+/// Appends a skipped test and its reason to the file named by `HOSTGUARD_SKIP_LOG`, if set.
+///
+/// `cargo test` hides the standard error of passing tests, so a skip would look like `ok`;
+/// `scripts/test.sh` sets the variable and lists every line of that file at the end of the run.
+/// The test is named by its thread, which libtest names after the test.
+pub fn record_skip(reason: &str) {
+    use std::io::Write;
+    let Some(log) = std::env::var_os("HOSTGUARD_SKIP_LOG") else {
+        return;
+    };
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("<unnamed thread>")
+        .to_owned();
+    // `cargo test` sets the package name at run time; the binary names the test target.
+    let package = std::env::var("CARGO_PKG_NAME").unwrap_or_default();
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .map(|stem| stem.rsplit_once('-').map_or(stem.clone(), |(name, _hash)| name.to_owned()))
+        .unwrap_or_default();
+    let line = format!("{package} ({binary}) {test}: {reason}\n");
+    // One write of a short line to an O_APPEND file: lines from parallel tests do not interleave.
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
+        let _ = file.write_all(line.as_bytes());
+    }
 }
 
 /// Finds `name` on `PATH`, or reports it [`missing`] and returns `None`.
