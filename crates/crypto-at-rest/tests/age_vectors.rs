@@ -1,5 +1,7 @@
-//! The C2SP CCTV age v1 test vectors (shared/conformance/age): every vector without a
-//! post-quantum identity gives its expected result, with the SHA-256 of the released plaintext.
+//! The C2SP CCTV age v1 test vectors (copied into tests/data/age-cctv, see its README): every
+//! vector without a post-quantum identity gives its expected result, with the SHA-256 of the
+//! released plaintext. The vectors live in this crate, so the test never skips; it fails if the
+//! directory is missing or holds fewer vectors than the README counts.
 
 use std::io::Read;
 use std::path::Path;
@@ -131,15 +133,21 @@ fn run(v: &Vector) -> (Vec<u8>, Option<&'static str>) {
 
 #[test]
 fn cctv_age_vectors() {
-    let dir = test_support::shared_dir().join("conformance/age");
-    let Some(dir) = test_support::require_path(dir, "CCTV age vectors") else {
-        return;
-    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/age-cctv");
     let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .expect("vector directory")
+        .unwrap_or_else(|e| panic!("vector directory {}: {e}", dir.display()))
         .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.file_name().is_some_and(|n| n != "README.md"))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n != "README.md" && n != ".gitattributes")
+        })
         .collect();
+    assert_eq!(
+        names.len(),
+        EXPECTED_RUN + EXPECTED_SKIPPED,
+        "vector files in {}",
+        dir.display()
+    );
     names.sort();
     let (mut run_count, mut skipped) = (0, 0);
     let mut failures = Vec::new();
@@ -166,6 +174,7 @@ fn cctv_age_vectors() {
             }
         }
     }
+    assert!(run_count > 0, "no vector ran");
     assert!(
         failures.is_empty(),
         "{} vectors failed:\n{}",
