@@ -250,10 +250,10 @@ impl<S: RandomAccess> RangeReader<S> {
 
     /// Reads, verifies and opens chunk `index` into `self.chunk`; returns its plaintext length.
     fn open_chunk(&mut self, index: u64) -> Result<usize, Error> {
-        if let Some((opened, len)) = self.opened {
-            if opened == index {
-                return Ok(len);
-            }
+        if let Some((opened, len)) = self.opened
+            && opened == index
+        {
+            return Ok(len);
         }
         // Forgotten first: a failed open leaves `chunk` holding nothing usable.
         self.opened = None;

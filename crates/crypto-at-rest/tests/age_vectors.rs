@@ -168,10 +168,10 @@ fn cctv_age_vectors() {
             failures.push(format!("{name}: expected {}, got {got}", v.expect));
             continue;
         }
-        if let Some(payload) = &v.payload {
-            if &sha256_hex(&released) != payload {
-                failures.push(format!("{name}: released plaintext has the wrong SHA-256"));
-            }
+        if let Some(payload) = &v.payload
+            && &sha256_hex(&released) != payload
+        {
+            failures.push(format!("{name}: released plaintext has the wrong SHA-256"));
         }
     }
     assert!(run_count > 0, "no vector ran");
