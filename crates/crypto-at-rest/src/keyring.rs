@@ -322,45 +322,13 @@ impl Keyring {
     }
 }
 
-/// Replaces `path` with `bytes` atomically, readable by its owner only: written and synced under
-/// a fresh temporary name in the same directory, renamed over `path`, then the directory synced.
+/// Replaces `path` with `bytes` atomically, readable by its owner only (see
+/// [`AtomicOutput::create_private`](crate::output::AtomicOutput::create_private)).
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     use std::io::Write;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let mut attempt = 0u32;
-    let (tmp, mut file) = loop {
-        let tmp = dir.join(format!(".{name}.tmp-{}-{attempt}", std::process::id()));
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        match options.open(&tmp) {
-            Ok(file) => break (tmp, file),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
-                attempt += 1;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
-    let written = file
-        .write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e.into());
-    }
-    // The rename is durable once the directory is; some file systems cannot sync one.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+    let mut out = crate::output::AtomicOutput::create_private(path)?;
+    out.write_all(bytes)?;
+    out.commit()?;
     Ok(())
 }
 

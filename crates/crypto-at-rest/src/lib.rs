@@ -48,7 +48,11 @@
 //!   ([`PassphraseKdf`]: Argon2id or scrypt, OWASP 2023 parameters stored beside the salt). Each
 //!   object gets its own random data key, wrapped under the primary key in its header, and a
 //!   key commitment so a ciphertext cannot open under two different keys.
-//! * **age v1** ([`age`]): files the `age` tool and every age implementation read.
+//! * **age v1** ([`age`]): files the `age` tool and every age implementation read, implemented
+//!   here rather than with the `age` crate for the parallel engine and ring as the one AEAD
+//!   backend ([why](age#why-not-the-age-crate)).
+//! * **Safe outputs** ([`output::AtomicOutput`]): what a tool's `-o FILE` writes through, so a
+//!   failure half-way never truncates, removes or half-overwrites the user's file.
 //!
 //! The byte layouts are in FORMAT.md beside this crate's manifest.
 //!
@@ -67,7 +71,8 @@
 //!   age's passphrase recipient.
 //! * [zeroize]: wipes key bytes on drop.
 //! * [thiserror]: the error type.
-//! * [tokio] (feature `tokio`, on by default): `AsyncRead`/`AsyncWrite` adapters.
+//! * [tokio] (feature `tokio`, on by default): `AsyncRead`/`AsyncWrite` adapters. Only tokio's
+//!   `io-util` traits: no runtime, net, process or signal support comes with this crate.
 //! * For age only: [x25519_dalek] (ring cannot load a stored X25519 private key), [bech32]
 //!   (age's key encoding), [base64] (header stanzas and armor).
 
@@ -83,6 +88,7 @@ mod error;
 mod header;
 mod kdf;
 mod keyring;
+pub mod output;
 mod stream;
 mod stream_format;
 

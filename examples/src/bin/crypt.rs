@@ -8,11 +8,13 @@
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
 use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use crypto_at_rest::age::{self, Identity, Recipient, ScryptIdentity, ScryptRecipient};
+use crypto_at_rest::output::AtomicOutput;
 use crypto_at_rest::{CipherConfig, Kdf, KeyId, Keyring};
 use zeroize::Zeroizing;
 
@@ -23,7 +25,9 @@ const KEYRING_ENV: &str = "CRYPT_KEYRING";
 
 const PASSPHRASE_HELP: &str = "Passphrases come from --passphrase-file, else the environment \
 variable CRYPT_PASSPHRASE, else a prompt on the terminal. Without --keyring, the keyring's text \
-form is read from the environment variable CRYPT_KEYRING.";
+form is read from the environment variable CRYPT_KEYRING. An empty passphrase is refused. \
+An output file (-o) appears only once it is complete: a failure leaves an existing file as it \
+was; devices, FIFOs and /dev/stdout are written directly and never removed.";
 
 /// Encrypt files at rest: age v1 files, and identities.
 #[derive(Debug, Parser)]
@@ -211,13 +215,65 @@ fn open_input(path: Option<&Path>) -> Result<File> {
     }
 }
 
-fn create_output(path: Option<&Path>) -> Result<File> {
-    match path {
-        Some(p) => {
-            File::create(p).with_context(|| format!("cannot create output file {}", p.display()))
+/// Where a command writes: a file that appears only once complete, or standard output.
+enum Output {
+    File(AtomicOutput),
+    Stdout(File),
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Output::File(f) => f.write(buf),
+            Output::Stdout(f) => f.write(buf),
         }
-        None => std_stream(io::stdout().as_fd()),
     }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Output::File(f) => f.flush(),
+            Output::Stdout(f) => f.flush(),
+        }
+    }
+}
+
+impl Output {
+    /// Publishes a file output (dropping an uncommitted one leaves the target as it was).
+    fn commit(self, path: Option<&Path>) -> Result<()> {
+        match self {
+            Output::File(f) => f.commit().with_context(|| {
+                format!(
+                    "cannot write output file {}",
+                    path.unwrap_or(Path::new("")).display()
+                )
+            }),
+            Output::Stdout(mut f) => Ok(f.flush()?),
+        }
+    }
+}
+
+/// The output for `path` (standard output without one), refused if it is `input` itself:
+/// reading a file while replacing or appending to it would lose it.
+fn create_output(path: Option<&Path>, input: &File) -> Result<Output> {
+    let (output, same) = match path {
+        Some(p) => {
+            let out = AtomicOutput::create(p)
+                .with_context(|| format!("cannot create output file {}", p.display()))?;
+            let same = out.is_same_file(input)?;
+            (Output::File(out), same)
+        }
+        None => {
+            let out = std_stream(io::stdout().as_fd())?;
+            let (a, b) = (out.metadata()?, input.metadata()?);
+            let same = a.is_file() && (a.dev(), a.ino()) == (b.dev(), b.ino());
+            (Output::Stdout(out), same)
+        }
+    };
+    if same {
+        let name = path.map_or_else(|| "standard output".into(), |p| p.display().to_string());
+        bail!("the output {name} is the input file; write to another file");
+    }
+    Ok(output)
 }
 
 /// Worker threads for the crates' parallel calls: 0 means every available core.
@@ -257,11 +313,11 @@ fn age_encrypt(args: &AgeArgs) -> Result<()> {
     }
     let input = open_input(args.input.as_deref())?;
     let encryptor = age::Encryptor::new(&recipients)?.armored(args.armor);
-    let output = create_output(args.output.as_deref())?;
+    let mut output = create_output(args.output.as_deref(), &input)?;
     encryptor
-        .encrypt_all(input, output, ALL_CORES)
+        .encrypt_all(input, &mut output, ALL_CORES)
         .with_context(|| format!("cannot encrypt {}", input_name(args.input.as_deref())))?;
-    Ok(())
+    output.commit(args.output.as_deref())
 }
 
 fn age_decrypt(args: &AgeArgs) -> Result<()> {
@@ -282,6 +338,7 @@ fn age_decrypt(args: &AgeArgs) -> Result<()> {
     }
     let name = input_name(args.input.as_deref());
     let input = open_input(args.input.as_deref())?;
+    let same_check = input.try_clone()?;
     let decryptor = age::Decryptor::new(&identities);
     // The output is created only once the header opened, so a wrong key never truncates it.
     let opened = decryptor.open(input).map_err(|e| {
@@ -293,19 +350,16 @@ fn age_decrypt(args: &AgeArgs) -> Result<()> {
         };
         anyhow::Error::new(e).context(format!("cannot decrypt {name}{hint}"))
     })?;
-    let output = create_output(args.output.as_deref())?;
-    if let Err(e) = opened.decrypt_all(output, ALL_CORES) {
-        if let Some(path) = &args.output {
-            // Never leave unauthenticated or partial plaintext under the requested name.
-            let _ = std::fs::remove_file(path);
-        }
+    let mut output = create_output(args.output.as_deref(), &same_check)?;
+    // On failure the output is dropped uncommitted: no partial plaintext under the name.
+    if let Err(e) = opened.decrypt_all(&mut output, ALL_CORES) {
         let what = match e {
             crypto_at_rest::Error::Io(_) => format!("cannot decrypt {name}"),
             _ => format!("cannot decrypt {name}: the file is damaged or truncated"),
         };
         return Err(anyhow::Error::new(e).context(what));
     }
-    Ok(())
+    output.commit(args.output.as_deref())
 }
 
 fn keygen(output: Option<&Path>) -> Result<()> {
@@ -392,17 +446,17 @@ fn init_keyring(path: &Path, sealed: bool, pass: &PassArgs) -> Result<()> {
 fn seal(args: &KeyringIo) -> Result<()> {
     let loaded = load_keyring(&args.keyring)?;
     let input = open_input(args.input.as_deref())?;
-    let output = create_output(args.output.as_deref())?;
+    let mut output = create_output(args.output.as_deref(), &input)?;
     loaded
         .keyring
         .encrypt_stream(
             &CipherConfig::default(),
             args.context.as_bytes(),
             input,
-            output,
+            &mut output,
         )
         .with_context(|| format!("cannot seal {}", input_name(args.input.as_deref())))?;
-    Ok(())
+    output.commit(args.output.as_deref())
 }
 
 fn open(args: &KeyringIo) -> Result<()> {
@@ -420,21 +474,17 @@ fn open(args: &KeyringIo) -> Result<()> {
     keyring
         .check_stream_header(context, &header)
         .map_err(|e| open_error(&name, e))?;
-    let output = create_output(args.output.as_deref())?;
-    let result = keyring.decrypt_stream(
-        ALL_CORES,
-        context,
-        io::Cursor::new(header).chain(input),
-        output,
-    );
-    if let Err(e) = result {
-        if let Some(path) = &args.output {
-            // Never leave unauthenticated or partial plaintext under the requested name.
-            let _ = std::fs::remove_file(path);
-        }
-        return Err(open_error(&name, e));
-    }
-    Ok(())
+    let mut output = create_output(args.output.as_deref(), &input)?;
+    // On failure the output is dropped uncommitted: no partial plaintext under the name.
+    keyring
+        .decrypt_stream(
+            ALL_CORES,
+            context,
+            io::Cursor::new(header).chain(input),
+            &mut output,
+        )
+        .map_err(|e| open_error(&name, e))?;
+    output.commit(args.output.as_deref())
 }
 
 /// Names what most likely went wrong when `name` does not open.
