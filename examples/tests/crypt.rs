@@ -436,3 +436,56 @@ fn an_output_naming_the_input_is_refused() {
         assert_eq!(std::fs::read(d.join(name)).expect("read"), bytes, "{name}");
     }
 }
+
+#[test]
+fn an_empty_passphrase_is_refused_from_every_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(d.join("plain"), b"notes").expect("write");
+    std::fs::write(d.join("empty.txt"), "").expect("write");
+    std::fs::write(d.join("blank-line.txt"), "\nsecond line\n").expect("write");
+    let empty_env = [("CRYPT_PASSPHRASE", "")];
+    fails_with(
+        crypt(d, &["age", "-p", "-o", "p.age", "plain"], &empty_env),
+        "empty passphrase",
+    );
+    for file in ["empty.txt", "blank-line.txt"] {
+        fails_with(
+            crypt(
+                d,
+                &[
+                    "age",
+                    "-p",
+                    "--passphrase-file",
+                    file,
+                    "-o",
+                    "p.age",
+                    "plain",
+                ],
+                &[],
+            ),
+            "empty passphrase",
+        );
+        fails_with(
+            crypt(
+                d,
+                &[
+                    "init-keyring",
+                    "-p",
+                    "--passphrase-file",
+                    file,
+                    "-k",
+                    "r.txt",
+                ],
+                &[],
+            ),
+            "empty passphrase",
+        );
+    }
+    fails_with(
+        crypt(d, &["init-keyring", "-p", "-k", "r.txt"], &empty_env),
+        "empty passphrase",
+    );
+    assert!(!d.join("p.age").exists());
+    assert!(!d.join("r.txt").exists());
+}

@@ -171,9 +171,18 @@ fn passphrase(file: Option<&Path>, confirm: bool) -> Result<Zeroizing<String>> {
     if let Some(path) = file {
         let text = Zeroizing::new(read_text(path, "passphrase")?);
         let first = text.lines().next().unwrap_or_default();
+        if first.is_empty() {
+            bail!(
+                "empty passphrase: the first line of {} is empty",
+                path.display()
+            );
+        }
         return Ok(Zeroizing::new(first.to_owned()));
     }
     if let Ok(value) = std::env::var(PASSPHRASE_ENV) {
+        if value.is_empty() {
+            bail!("empty passphrase: {PASSPHRASE_ENV} is set but empty");
+        }
         return Ok(Zeroizing::new(value));
     }
     if !io::stderr().is_terminal() && !io::stdin().is_terminal() {
