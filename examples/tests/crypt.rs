@@ -489,3 +489,104 @@ fn an_empty_passphrase_is_refused_from_every_source() {
     assert!(!d.join("p.age").exists());
     assert!(!d.join("r.txt").exists());
 }
+
+/// The key id in a sealed file's header, read through the library.
+fn key_id(path: &Path) -> u32 {
+    let bytes = std::fs::read(path).expect("read");
+    crypto_at_rest::Keyring::key_id_of(&bytes)
+        .expect("header parses")
+        .0
+}
+
+fn keyring_ids(d: &Path) -> Vec<u32> {
+    let ring = crypto_at_rest::Keyring::load(&d.join("ring.txt")).expect("keyring loads");
+    ring.ids().map(|id| id.0).collect()
+}
+
+#[test]
+fn rotate_reports_every_failure_and_a_rerun_finishes_without_a_new_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let plain = sealed_files(d);
+    for name in ["a.bin", "b.bin", "c.bin"] {
+        std::fs::copy(d.join("s.bin"), d.join(name)).expect("copy");
+    }
+    std::fs::write(d.join("short.bin"), b"not sealed").expect("write");
+    let files = ["a.bin", "short.bin", "b.bin", "missing.bin", "c.bin"];
+    let mut args = vec!["rotate", "-k", "ring.txt"];
+    args.extend(files);
+
+    let out = crypt(d, &args, &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for bad in ["short.bin", "missing.bin"] {
+        assert!(stderr.contains(bad), "{bad} not reported: {stderr}");
+    }
+    assert!(stderr.contains("2 of 5 files"), "{stderr}");
+    // Files after a failure were re-wrapped all the same.
+    for good in ["a.bin", "b.bin", "c.bin"] {
+        assert_eq!(key_id(&d.join(good)), 2, "{good}");
+    }
+    assert_eq!(keyring_ids(d), [1, 2]);
+
+    // Rerunning (still failing) and then with the files fixed adds no key.
+    assert!(!crypt(d, &args, &[]).status.success());
+    assert_eq!(keyring_ids(d), [1, 2]);
+    std::fs::copy(d.join("s.bin"), d.join("short.bin")).expect("copy");
+    std::fs::copy(d.join("s.bin"), d.join("missing.bin")).expect("copy");
+    ok(crypt(d, &args, &[]));
+    assert_eq!(keyring_ids(d), [1, 2]);
+    for name in files {
+        assert_eq!(key_id(&d.join(name)), 2, "{name}");
+        let out = ok(crypt(d, &["open", "-k", "ring.txt", "-c", "c", name], &[]));
+        assert_eq!(out.stdout, plain, "{name}");
+    }
+    assert!(!d.join("ring.txt.rotating").exists());
+
+    // Once finished, the next rotation adds a key again.
+    ok(crypt(d, &args, &[]));
+    assert_eq!(keyring_ids(d), [1, 2, 3]);
+    assert_eq!(key_id(&d.join("c.bin")), 3);
+}
+
+#[test]
+fn rotate_killed_at_any_point_leaves_files_that_open() {
+    use crypto_at_rest::Keyring;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let plain = sealed_files(d);
+    let names: Vec<String> = (0..24).map(|i| format!("f{i}.bin")).collect();
+    for name in &names {
+        std::fs::copy(d.join("s.bin"), d.join(name)).expect("copy");
+    }
+    let mut args = vec!["rotate".to_owned(), "-k".into(), "ring.txt".into()];
+    args.extend(names.iter().cloned());
+    let mut killed = 0;
+    for attempt in 0..60u64 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_crypt"))
+            .current_dir(d)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn crypt");
+        // Kill points spread over start-up, the rotation record, the keyring save and the
+        // re-wraps (a whole run takes about 100 ms here, most of it in fsyncs).
+        std::thread::sleep(std::time::Duration::from_micros(attempt * 1500));
+        if child.try_wait().expect("try_wait").is_none() {
+            killed += 1;
+        }
+        child.kill().ok();
+        child.wait().expect("wait");
+        let ring = Keyring::load(&d.join("ring.txt")).expect("the keyring stays whole");
+        for name in &names {
+            let file = std::fs::File::open(d.join(name)).expect("open");
+            let mut out = Vec::new();
+            ring.decrypt_stream(1, b"c", file, &mut out)
+                .unwrap_or_else(|e| panic!("attempt {attempt}: {name} does not open: {e}"));
+            assert_eq!(out, plain, "attempt {attempt}: {name}");
+        }
+    }
+    assert!(killed > 10, "only {killed} of 60 runs were killed mid-way");
+}

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use crypto_at_rest::age::{self, Identity, Recipient, ScryptIdentity, ScryptRecipient};
 use crypto_at_rest::output::AtomicOutput;
-use crypto_at_rest::{CipherConfig, Kdf, KeyId, Keyring};
+use crypto_at_rest::{CipherConfig, Kdf, KeyId, Keyring, SecretKey};
 use zeroize::Zeroizing;
 
 /// Environment variable holding a passphrase when no terminal is available.
@@ -58,7 +58,9 @@ enum Command {
     #[command(after_help = PASSPHRASE_HELP)]
     Open(KeyringIo),
     /// Add a new primary key to the keyring (old keys still open), then re-wrap each FILE's data
-    /// key under it in place, without re-encrypting the payload.
+    /// key under it in place, without re-encrypting the payload. Files it cannot re-wrap are all
+    /// listed; rerunning the command then finishes the job under the same new key (the pending
+    /// rotation is kept in KEYRING.rotating until every file is done).
     #[command(after_help = PASSPHRASE_HELP)]
     Rotate {
         #[command(flatten)]
@@ -513,39 +515,137 @@ fn open_error(name: &str, e: crypto_at_rest::Error) -> anyhow::Error {
     anyhow::Error::new(e).context(what)
 }
 
+/// First line of the file that records a rotation not finished yet.
+const ROTATION_MAGIC: &str = "hostguard-rotation v1";
+
+/// `KEYRING.rotating`: written before the new key is saved, removed once every file is
+/// re-wrapped, so a rerun after a failure or a crash resumes under the same key.
+fn rotation_state_path(keyring: &Path) -> PathBuf {
+    let mut name = keyring.as_os_str().to_owned();
+    name.push(".rotating");
+    PathBuf::from(name)
+}
+
+/// The key id of a pending rotation, if `path` records one.
+fn pending_rotation(path: &Path) -> Result<Option<KeyId>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut lines = text.lines();
+    let id = match (
+        lines.next(),
+        lines.next().and_then(|l| l.strip_prefix("key ")),
+    ) {
+        (Some(ROTATION_MAGIC), Some(id)) => id.parse().ok(),
+        _ => None,
+    };
+    let id = id.with_context(|| {
+        format!(
+            "{} is not a rotation record; remove it to start a new rotation",
+            path.display()
+        )
+    })?;
+    Ok(Some(KeyId(id)))
+}
+
 fn rotate(args: &KeyringArgs, files: &[PathBuf]) -> Result<()> {
     let Some(path) = &args.keyring else {
         bail!("rotate needs --keyring FILE (it writes the new key there)");
     };
     let mut loaded = load_keyring(args)?;
-    let id = loaded.keyring.rotate_generated()?;
-    save_keyring(
-        &loaded.keyring,
-        loaded.passphrase.as_deref().map(String::as_str),
-        path,
-    )?;
-    eprintln!("keyring {}: new primary key id {id}", path.display());
+    let state = rotation_state_path(path);
+    let pending = pending_rotation(&state)?;
+    let id = match pending {
+        // A previous attempt saved this key and left files to do: finish under it.
+        Some(id) if loaded.keyring.primary() == id => {
+            eprintln!(
+                "keyring {}: resuming the rotation to key id {id}",
+                path.display()
+            );
+            id
+        }
+        // No rotation pending (or one killed before its key was saved): add a key.
+        _ => {
+            let highest = loaded.keyring.ids().last().map_or(0, |id| id.0);
+            let id = KeyId(highest.checked_add(1).context("no key id left")?);
+            let mut record = AtomicOutput::create(&state)
+                .with_context(|| format!("cannot create {}", state.display()))?;
+            record.write_all(format!("{ROTATION_MAGIC}\nkey {id}\n").as_bytes())?;
+            record
+                .commit()
+                .with_context(|| format!("cannot write {}", state.display()))?;
+            loaded.keyring.rotate(id, SecretKey::generate()?)?;
+            save_keyring(
+                &loaded.keyring,
+                loaded.passphrase.as_deref().map(String::as_str),
+                path,
+            )?;
+            eprintln!("keyring {}: new primary key id {id}", path.display());
+            id
+        }
+    };
+    let mut failed = Vec::new();
     for file in files {
-        rewrap_file(&loaded.keyring, file)
-            .with_context(|| format!("cannot re-wrap {}", file.display()))?;
+        if let Err(e) = rewrap_file(&loaded.keyring, file) {
+            eprintln!("crypt: cannot re-wrap {}: {e:#}", file.display());
+            failed.push(file.display().to_string());
+        }
     }
-    Ok(())
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} files not re-wrapped under key id {id}: {}; fix them and rerun the same \
+             command to finish (it adds no new key while {} exists)",
+            failed.len(),
+            files.len(),
+            failed.join(", "),
+            state.display()
+        );
+    }
+    match std::fs::remove_file(&state) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", state.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Re-wraps the data key in `path`'s header under the primary key, rewriting only the header.
+///
+/// The header (126 bytes at offset 0) is replaced by one `pwrite`: it lies in the file's first
+/// page and first 512-byte sector, so neither a killed process nor a power cut leaves half of
+/// it written (the sector-atomicity PostgreSQL relies on for `pg_control`). The file then opens
+/// under the old key or the new one, never neither.
 fn rewrap_file(keyring: &Keyring, path: &Path) -> Result<()> {
-    use std::io::{Seek, SeekFrom};
-    let mut file = std::fs::OpenOptions::new()
+    use std::os::unix::fs::FileExt as _;
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)?;
     let mut header = vec![0u8; Keyring::HEADER_LEN];
-    file.read_exact(&mut header)
+    file.read_exact_at(&mut header, 0)
         .context("too short to be a sealed file")?;
+    if Keyring::key_id_of(&header)? == keyring.primary() {
+        eprintln!(
+            "{}: already under key {}",
+            path.display(),
+            keyring.primary()
+        );
+        return Ok(());
+    }
+    let old = header.clone();
     let before = keyring.rewrap(&mut header)?;
-    file.seek(SeekFrom::Start(0))?;
-    file.write_all(&header)?;
-    file.sync_all()?;
+    let written = file.write_at(&header, 0)?;
+    if written != header.len() {
+        // Not seen on a regular file; put the old header back rather than leave a mix.
+        file.write_all_at(&old[..written], 0)?;
+        bail!(
+            "short write of the header ({written} of {} bytes)",
+            header.len()
+        );
+    }
+    file.sync_data()?;
     eprintln!("{}: key {before} -> {}", path.display(), keyring.primary());
     Ok(())
 }
