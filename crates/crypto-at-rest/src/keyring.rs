@@ -279,12 +279,18 @@ impl Keyring {
 
     /// This keyring as a file sealed under `passphrase` with `kdf` (a fresh salt each time):
     /// a `hostguard-keyring-sealed v1` line, the [`PassphraseKdf`] line, then the text form
-    /// sealed as an envelope under the derived key, in hex.
+    /// sealed as an envelope under the derived key, in hex. An empty passphrase is refused
+    /// ([`Error::InvalidKeyring`]): it would protect nothing.
     pub fn seal_with_passphrase(
         &self,
         passphrase: &[u8],
         kdf: crate::Kdf,
     ) -> Result<String, Error> {
+        if passphrase.is_empty() {
+            return Err(Error::InvalidKeyring(
+                "refusing to seal a keyring under an empty passphrase".into(),
+            ));
+        }
         let kdf = PassphraseKdf::generate(kdf)?;
         let wrapping = Self::from_passphrase(KeyId(0), passphrase, &kdf)?;
         let sealed = wrapping.seal(SEALED_KEYRING_AAD, self.to_text().as_bytes())?;

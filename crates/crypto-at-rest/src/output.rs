@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 ///   untouched, and dropping the output uncommitted removes only the temporary file. A symlink
 ///   stays a symlink: the file it points to is the one replaced. A replaced file keeps its
 ///   permission bits (and its owner, where the process may set it); a new one gets the usual
-///   `0o666` less the umask.
+///   `0o666` less the umask. Replacing needs write permission on the target's directory (for
+///   the temporary file and the rename), not only on the file; a file with several hard links
+///   is replaced by a new file under the one name written to.
 /// * A path that is not a regular file (a device such as `/dev/null`, a FIFO, a socket), and any
 ///   path under `/dev` or `/proc` (`/dev/stdout`, `/dev/fd/3`, which name open descriptors), is
 ///   opened for writing as it is: written directly, never truncated, never removed. What was

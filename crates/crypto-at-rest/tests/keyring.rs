@@ -156,6 +156,10 @@ fn passphrase_sealed_keyring_files() {
     let mut keys = Keyring::generate(KeyId(1)).unwrap();
     keys.rotate_generated().unwrap();
     let sealed_obj = keys.seal(b"", b"inside").unwrap();
+    assert!(matches!(
+        keys.seal_with_passphrase(b"", Kdf::SCRYPT_OWASP_2023),
+        Err(Error::InvalidKeyring(msg)) if msg.contains("empty passphrase")
+    ));
     let file = keys
         .seal_with_passphrase(b"pw", Kdf::SCRYPT_OWASP_2023)
         .unwrap();
