@@ -590,3 +590,50 @@ fn rotate_killed_at_any_point_leaves_files_that_open() {
     }
     assert!(killed > 10, "only {killed} of 60 runs were killed mid-way");
 }
+
+#[test]
+fn a_failed_encryption_leaves_an_existing_output_as_it_was() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    sealed_files(d);
+    let recipient = recipient_of(d, "key.txt");
+    std::fs::create_dir(d.join("a-directory")).expect("mkdir");
+    std::fs::write(d.join("keep"), b"precious").expect("write");
+    // A directory opens but cannot be read: the encryption fails after the output is prepared.
+    let cases: [&[&str]; 2] = [
+        &["seal", "-k", "ring.txt", "-o", "keep", "a-directory"],
+        &["age", "-r", &recipient, "-o", "keep", "a-directory"],
+    ];
+    for args in cases {
+        assert!(!crypt(d, args, &[]).status.success(), "{args:?}");
+        assert_eq!(std::fs::read(d.join("keep")).expect("read"), b"precious");
+    }
+}
+
+#[test]
+fn dev_stdout_is_written_directly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let plain = sealed_files(d);
+    let out = ok(crypt(
+        d,
+        &["age", "-d", "-i", "key.txt", "-o", "/dev/stdout", "f.age"],
+        &[],
+    ));
+    assert_eq!(out.stdout, plain);
+    let out = ok(crypt(
+        d,
+        &[
+            "open",
+            "-k",
+            "ring.txt",
+            "-c",
+            "c",
+            "-o",
+            "/dev/stdout",
+            "s.bin",
+        ],
+        &[],
+    ));
+    assert_eq!(out.stdout, plain);
+}
