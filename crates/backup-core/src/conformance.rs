@@ -67,6 +67,12 @@ pub async fn restore_all_with(
         })
 }
 
+/// The ids of the snapshots `repo` lists, oldest first, panicking on failure.
+pub async fn snapshot_ids(repo: &Repository) -> Vec<String> {
+    let listed = repo.snapshots().await.expect("list snapshots");
+    listed.into_iter().map(|(id, _)| id).collect()
+}
+
 /// Writes a sample tree exercising every entry type the format stores.
 pub fn write_sample_tree(root: &Path) {
     use std::fs;

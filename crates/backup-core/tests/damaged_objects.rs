@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use backup_core::conformance::restore_all;
+use backup_core::conformance::{restore_all, snapshot_ids};
 use backup_core::{BackupOptions, InitOptions, KeySource, NoProgress, Repository, StoreOptions};
 
 fn key() -> KeySource {
@@ -79,13 +79,7 @@ async fn damaged_and_stray_objects_are_skipped_by_name() {
         .build()
         .unwrap();
     let repo = Arc::new(Repository::open(store, "repo", &key()).await.unwrap());
-    let listed: Vec<String> = repo
-        .snapshots()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
+    let listed = snapshot_ids(&repo).await;
     assert_eq!(
         listed,
         [
