@@ -903,3 +903,34 @@ async fn init_refuses_an_empty_passphrase_and_a_location_with_other_files() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_damaged_config_is_corrupt_not_a_wrong_password() {
+    use object_store::ObjectStoreExt;
+    let repo = repo().await;
+    let path = object_store::path::Path::from("config");
+    let mut bytes = repo
+        .store
+        .get(&path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    repo.put("config", bytes, false).await.unwrap();
+    let key = KeySource::passphrase("hostile");
+    let err = Repository::open(repo.store.clone(), "there", &key)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Corrupt { ref object, .. } if object == "config"),
+        "{err:?}"
+    );
+    let wrong = Repository::open(repo.store.clone(), "there", &KeySource::passphrase("other"))
+        .await
+        .unwrap_err();
+    assert!(matches!(wrong, Error::WrongKey), "{wrong:?}");
+}

@@ -340,9 +340,13 @@ impl Repository {
             return Err(Error::NoKeys { location });
         }
         let mut opened = None;
+        let mut unwrapped_any = false;
         for name in &key_names {
             let master = match unwrap_key(store.as_ref(), name, key).await {
-                Ok(Some(master)) => master,
+                Ok(Some(master)) => {
+                    unwrapped_any = true;
+                    master
+                }
                 Ok(None) => continue,
                 Err(Error::Corrupt { reason, .. }) => {
                     skip(&skipped, name, &reason);
@@ -359,7 +363,16 @@ impl Repository {
                 break;
             }
         }
-        let (master, config_plain) = opened.ok_or(Error::WrongKey)?;
+        let (master, config_plain) = match opened {
+            Some(opened) => opened,
+            None if unwrapped_any => {
+                return Err(Error::corrupt(
+                    CONFIG,
+                    "fails authentication under every key this password or key file opens",
+                ));
+            }
+            None => return Err(Error::WrongKey),
+        };
         let ConfigVersion { version } = format::decode(CONFIG, &config_plain)?;
         if version > FORMAT_VERSION {
             return Err(Error::NewerFormat {
