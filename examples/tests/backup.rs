@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-fn backup(repo: &Path, args: &[&str], password: Option<&str>) -> Output {
+/// `backup --repo REPO ARGS...` with `password` (or none) in BACKUP_PASSWORD.
+fn command(repo: &Path, args: &[&str], password: Option<&str>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_backup"));
     cmd.arg("--repo")
         .arg(repo)
@@ -14,7 +15,27 @@ fn backup(repo: &Path, args: &[&str], password: Option<&str>) -> Output {
     if let Some(pw) = password {
         cmd.env("BACKUP_PASSWORD", pw);
     }
-    cmd.output().expect("backup runs")
+    cmd
+}
+
+fn backup(repo: &Path, args: &[&str], password: Option<&str>) -> Output {
+    command(repo, args, password).output().expect("backup runs")
+}
+
+/// `backup` started in the background, its output discarded.
+fn spawn(repo: &Path, args: &[&str]) -> std::process::Child {
+    command(repo, args, Some("pw"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("backup starts")
+}
+
+/// `restore latest --target TARGET EXTRA...`, which must succeed.
+fn restore_latest(repo: &Path, target: &Path, extra: &[&str]) {
+    let target = target.to_str().expect("utf-8");
+    let args = [&["restore", "latest", "--target", target][..], extra].concat();
+    ok(backup(repo, &args, Some("pw")));
 }
 
 fn ok(out: Output) -> String {
@@ -244,18 +265,11 @@ fn ls_escapes_names_reversibly_and_restore_path_takes_them_back() {
             })
             .unwrap_or_else(|| panic!("{raw:?} not in {listed}"));
         let target = dir.path().join(format!("restored-{content}"));
-        ok(backup(
+        restore_latest(
             &repo,
-            &[
-                "restore",
-                "latest",
-                "--target",
-                target.to_str().expect("utf-8"),
-                "--path",
-                entry["path"].as_str().expect("path"),
-            ],
-            pw,
-        ));
+            &target,
+            &["--path", entry["path"].as_str().expect("path")],
+        );
         assert_eq!(
             std::fs::read(target.join(raw)).expect("restored by its listed path"),
             content.as_bytes()
@@ -374,16 +388,7 @@ fn init_killed_at_any_moment_is_completed_by_a_rerun() {
     let dir = tempfile::tempdir().expect("tempdir");
     for (i, delay_ms) in (0..=240).step_by(12).enumerate() {
         let repo = dir.path().join(format!("repo{i}"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_backup"))
-            .arg("--repo")
-            .arg(&repo)
-            .arg("init")
-            .env("BACKUP_PASSWORD", "pw")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("backup init starts");
+        let mut child = spawn(&repo, &["init"]);
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         let _ = child.kill();
         let finished = child.wait().expect("wait").success();
@@ -404,4 +409,77 @@ fn init_killed_at_any_moment_is_completed_by_a_rerun() {
             String::from_utf8_lossy(&opened.stderr)
         );
     }
+}
+
+/// Names under `dir` (recursively) that are restore temporary files.
+fn temporary_files(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Ok(listing) = std::fs::read_dir(dir) {
+        for entry in listing.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.contains(".restore-") {
+                found.push(name);
+            }
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                found.extend(temporary_files(&entry.path()));
+            }
+        }
+    }
+    found
+}
+
+/// A restore killed with SIGKILL while writing leaves its temporary file; the next restore into
+/// the same target removes it.
+#[test]
+fn a_rerun_removes_what_a_killed_restore_left() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).expect("mkdir");
+    // 48 MiB that does not compress, so the restore takes a while.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let big: Vec<u8> = (0..48 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(src.join("big"), &big).expect("write");
+    let repo = dir.path().join("repo");
+    let pw = Some("pw");
+    ok(backup(&repo, &["init"], pw));
+    ok(backup(&repo, &["backup", src.to_str().expect("utf-8")], pw));
+
+    // Killed while its temporary file exists (a few tries: the kill may come just after the
+    // rename).
+    let target = dir.path().join("target");
+    let mut left = Vec::new();
+    for _ in 0..5 {
+        let _ = std::fs::remove_dir_all(&target);
+        let target_arg = target.to_str().expect("utf-8");
+        let mut child = spawn(&repo, &["restore", "latest", "--target", target_arg]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while temporary_files(&target).is_empty() && std::time::Instant::now() < deadline {
+            if child.try_wait().expect("try_wait").is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let _ = child.kill();
+        child.wait().expect("wait");
+        left = temporary_files(&target);
+        if !left.is_empty() {
+            break;
+        }
+    }
+    assert!(!left.is_empty(), "no restore was killed while writing");
+
+    restore_latest(&repo, &target, &[]);
+    assert_eq!(
+        temporary_files(&target),
+        Vec::<String>::new(),
+        "left: {left:?}"
+    );
+    assert!(std::fs::read(target.join("src/big")).expect("restored") == big);
 }
