@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-fn backup(repo: &Path, args: &[&str], password: Option<&str>) -> Output {
+/// `backup --repo REPO ARGS...` with `password` (or none) in BACKUP_PASSWORD.
+fn command(repo: &Path, args: &[&str], password: Option<&str>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_backup"));
     cmd.arg("--repo")
         .arg(repo)
@@ -14,7 +15,27 @@ fn backup(repo: &Path, args: &[&str], password: Option<&str>) -> Output {
     if let Some(pw) = password {
         cmd.env("BACKUP_PASSWORD", pw);
     }
-    cmd.output().expect("backup runs")
+    cmd
+}
+
+fn backup(repo: &Path, args: &[&str], password: Option<&str>) -> Output {
+    command(repo, args, password).output().expect("backup runs")
+}
+
+/// `backup` started in the background, its output discarded.
+fn spawn(repo: &Path, args: &[&str]) -> std::process::Child {
+    command(repo, args, Some("pw"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("backup starts")
+}
+
+/// `restore latest --target TARGET EXTRA...`, which must succeed.
+fn restore_latest(repo: &Path, target: &Path, extra: &[&str]) {
+    let target = target.to_str().expect("utf-8");
+    let args = [&["restore", "latest", "--target", target][..], extra].concat();
+    ok(backup(repo, &args, Some("pw")));
 }
 
 fn ok(out: Output) -> String {
@@ -145,4 +166,320 @@ fn demo_verifies_its_restore() {
         .expect("backup demo runs");
     let text = ok(out);
     assert!(text.contains("identical"), "demo output: {text}");
+}
+
+/// True when this process runs as root (whose files a plain chmod does not hide from it).
+fn is_root() -> bool {
+    let probe = tempfile::NamedTempFile::new().expect("temp file");
+    std::os::unix::fs::MetadataExt::uid(&probe.as_file().metadata().expect("stat")) == 0
+}
+
+/// `backup` without the capabilities that let root read any file (so permissions apply as to
+/// any user), or `None` (skipped, a failure under CI) if that cannot be arranged.
+fn backup_without_dac_override(repo: &Path, args: &[&str], password: &str) -> Option<Output> {
+    if !is_root() {
+        return Some(backup(repo, args, Some(password)));
+    }
+    let setpriv = test_support::require_program("setpriv")?;
+    let out = Command::new(setpriv)
+        .args(["--bounding-set=-dac_override,-dac_read_search"])
+        .arg(env!("CARGO_BIN_EXE_backup"))
+        .arg("--repo")
+        .arg(repo)
+        .args(args)
+        .env("BACKUP_PASSWORD", password)
+        .env_remove("BACKUP_REPOSITORY")
+        .stdin(Stdio::null())
+        .output()
+        .expect("setpriv runs");
+    Some(out)
+}
+
+#[test]
+fn a_backup_that_skipped_unreadable_files_exits_3_and_does_not_count_them_as_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("site");
+    std::fs::create_dir(&src).expect("mkdir");
+    std::fs::write(src.join("readable"), b"12345").expect("write");
+    std::fs::write(src.join("secret"), vec![1u8; 1000]).expect("write");
+    std::fs::set_permissions(src.join("secret"), std::fs::Permissions::from_mode(0o000))
+        .expect("chmod");
+    let repo = dir.path().join("repo");
+    ok(backup(&repo, &["init"], Some("pw")));
+    let Some(out) = backup_without_dac_override(
+        &repo,
+        &["--json", "backup", src.to_str().expect("utf-8")],
+        "pw",
+    ) else {
+        return;
+    };
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let snap = json(&String::from_utf8(out.stdout).expect("UTF-8"));
+    assert_eq!(snap["skipped"].as_array().expect("skipped").len(), 1);
+    assert_eq!(snap["summary"]["files"], 1);
+    assert_eq!(snap["summary"]["bytes_read"], 5, "{snap}");
+}
+
+#[test]
+fn ls_escapes_names_reversibly_and_restore_path_takes_them_back() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).expect("mkdir");
+    let newline = std::ffi::OsStr::from_bytes(b"two\nlines");
+    let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9 \\ back");
+    std::fs::write(src.join(newline), b"newline").expect("write");
+    std::fs::write(src.join(latin1), b"latin-1").expect("write");
+    let repo = dir.path().join("repo");
+    let pw = Some("pw");
+    ok(backup(&repo, &["init"], pw));
+    ok(backup(&repo, &["backup", src.to_str().expect("utf-8")], pw));
+
+    let text = ok(backup(&repo, &["ls", "latest"], pw));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "one line per entry: {text:?}");
+    assert!(
+        lines.iter().any(|l| l.ends_with(r"src/two\nlines")),
+        "{text}"
+    );
+    assert!(
+        lines.iter().any(|l| l.ends_with(r"src/caf\xe9 \\ back")),
+        "{text}"
+    );
+
+    let listed = ok(backup(&repo, &["--json", "ls", "latest"], pw));
+    for (raw, content) in [(newline, "newline"), (latin1, "latin-1")] {
+        let entry = listed
+            .lines()
+            .map(json)
+            .find(|e| {
+                let path = e["path"].as_str().expect("path");
+                backup_core::ops::unescape_path(path.as_bytes()).expect("unescapes")
+                    == [b"src/".as_slice(), raw.as_bytes()].concat()
+            })
+            .unwrap_or_else(|| panic!("{raw:?} not in {listed}"));
+        let target = dir.path().join(format!("restored-{content}"));
+        restore_latest(
+            &repo,
+            &target,
+            &["--path", entry["path"].as_str().expect("path")],
+        );
+        assert_eq!(
+            std::fs::read(target.join(raw)).expect("restored by its listed path"),
+            content.as_bytes()
+        );
+    }
+}
+
+#[test]
+fn reading_commands_create_nothing_and_init_refuses_what_it_should() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("no/such/repo");
+    for args in [
+        &["snapshots"][..],
+        &["ls", "latest"],
+        &["restore", "latest", "-t", "/tmp/x"],
+    ] {
+        fails_with(backup(&missing, args, Some("pw")), "no repository at");
+        assert!(!dir.path().join("no").exists(), "{args:?} created the path");
+    }
+    let repo = dir.path().join("repo");
+    fails_with(backup(&repo, &["init"], Some("")), "empty passphrase");
+    assert!(!repo.join("config").exists());
+    let site = dir.path().join("site");
+    std::fs::create_dir(&site).expect("mkdir");
+    std::fs::write(site.join("index.php"), b"<?php").expect("write");
+    fails_with(backup(&site, &["init"], Some("pw")), "not empty");
+    assert_eq!(std::fs::read_dir(&site).expect("list").count(), 1);
+}
+
+/// `needle` appears exactly once in `stderr`.
+fn assert_said_once(stderr: &str, needle: &str) {
+    assert_eq!(
+        stderr.matches(needle).count(),
+        1,
+        "{needle:?} not once in {stderr:?}"
+    );
+}
+
+#[test]
+fn errors_are_clear_and_say_each_thing_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A regular file as the repository.
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").expect("write");
+    for cmd in ["init", "snapshots"] {
+        let out = backup(&file, &[cmd], Some("pw"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        fails_with(out.clone(), "not a directory");
+        assert_said_once(&stderr, "not a directory");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+    // No keys: not "wrong password".
+    let repo = dir.path().join("repo");
+    ok(backup(&repo, &["init"], Some("pw")));
+    std::fs::rename(repo.join("keys"), dir.path().join("keys-elsewhere")).expect("mv");
+    let out = backup(&repo, &["snapshots"], Some("pw"));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("password"));
+    fails_with(out, "keys/ is missing");
+    std::fs::rename(dir.path().join("keys-elsewhere"), repo.join("keys")).expect("mv");
+    // A store that cannot be reached (S3 on a closed loopback port) and a permission error.
+    let out = Command::new(env!("CARGO_BIN_EXE_backup"))
+        .args([
+            "--repo",
+            "s3://bucket/prefix",
+            "--timeout",
+            "2",
+            "snapshots",
+        ])
+        .env("BACKUP_PASSWORD", "pw")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .output()
+        .expect("backup runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    fails_with(out, "Connection refused");
+    assert_said_once(&stderr, "Connection refused");
+    assert_said_once(&stderr, "127.0.0.1:1");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(repo.join("config"), std::fs::Permissions::from_mode(0o000))
+        .expect("chmod");
+    let Some(out) = backup_without_dac_override(&repo, &["snapshots"], "pw") else {
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    fails_with(out, "Permission denied");
+    assert_said_once(&stderr, "Permission denied");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn damaged_and_stray_objects_are_warned_about_and_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).expect("mkdir");
+    std::fs::write(src.join("f"), b"data").expect("write");
+    let repo = dir.path().join("repo");
+    let pw = Some("pw");
+    ok(backup(&repo, &["init"], pw));
+    ok(backup(&repo, &["backup", src.to_str().expect("utf-8")], pw));
+    std::fs::write(repo.join("snapshots/.DS_Store"), b"").expect("write");
+    let out = backup(&repo, &["--json", "snapshots"], pw);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let listed = json(&ok(out));
+    assert_eq!(listed.as_array().expect("array").len(), 1);
+    assert!(stderr.contains("snapshots/.DS_Store"), "{stderr}");
+}
+
+/// `init` killed with SIGKILL at any moment leaves nothing, or something a rerun of `init`
+/// completes: after the rerun the repository opens with the password.
+#[test]
+fn init_killed_at_any_moment_is_completed_by_a_rerun() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (i, delay_ms) in (0..=240).step_by(12).enumerate() {
+        let repo = dir.path().join(format!("repo{i}"));
+        let mut child = spawn(&repo, &["init"]);
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let finished = child.wait().expect("wait").success();
+        let rerun = backup(&repo, &["init"], Some("pw"));
+        let stderr = String::from_utf8_lossy(&rerun.stderr);
+        // Killed after writing its config, a run may have been complete though not finished.
+        assert!(
+            rerun.status.success() != stderr.contains("already exists"),
+            "killed after {delay_ms} ms (finished: {finished}), init again: {stderr}"
+        );
+        if finished {
+            assert!(stderr.contains("already exists"), "{stderr}");
+        }
+        let opened = backup(&repo, &["snapshots"], Some("pw"));
+        assert!(
+            opened.status.success(),
+            "killed after {delay_ms} ms, then init and snapshots: {}",
+            String::from_utf8_lossy(&opened.stderr)
+        );
+    }
+}
+
+/// Names under `dir` (recursively) that are restore temporary files.
+fn temporary_files(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Ok(listing) = std::fs::read_dir(dir) {
+        for entry in listing.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.contains(".restore-") {
+                found.push(name);
+            }
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                found.extend(temporary_files(&entry.path()));
+            }
+        }
+    }
+    found
+}
+
+/// A restore killed with SIGKILL while writing leaves its temporary file; the next restore into
+/// the same target removes it.
+#[test]
+fn a_rerun_removes_what_a_killed_restore_left() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).expect("mkdir");
+    // 48 MiB that does not compress, so the restore takes a while.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let big: Vec<u8> = (0..48 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(src.join("big"), &big).expect("write");
+    let repo = dir.path().join("repo");
+    let pw = Some("pw");
+    ok(backup(&repo, &["init"], pw));
+    ok(backup(&repo, &["backup", src.to_str().expect("utf-8")], pw));
+
+    // Killed while its temporary file exists (a few tries: the kill may come just after the
+    // rename).
+    let target = dir.path().join("target");
+    let mut left = Vec::new();
+    for _ in 0..5 {
+        let _ = std::fs::remove_dir_all(&target);
+        let target_arg = target.to_str().expect("utf-8");
+        let mut child = spawn(&repo, &["restore", "latest", "--target", target_arg]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while temporary_files(&target).is_empty() && std::time::Instant::now() < deadline {
+            if child.try_wait().expect("try_wait").is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let _ = child.kill();
+        child.wait().expect("wait");
+        left = temporary_files(&target);
+        if !left.is_empty() {
+            break;
+        }
+    }
+    assert!(!left.is_empty(), "no restore was killed while writing");
+
+    restore_latest(&repo, &target, &[]);
+    assert_eq!(
+        temporary_files(&target),
+        Vec::<String>::new(),
+        "left: {left:?}"
+    );
+    assert!(std::fs::read(target.join("src/big")).expect("restored") == big);
 }

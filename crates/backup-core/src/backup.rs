@@ -64,11 +64,20 @@ const INDEX_ENTRIES: usize = 16 * 1024;
 /// Room reserved past the pack size for the sealed header's fixed part and the envelope.
 const PACK_SLACK: usize = 64 * 1024;
 
-/// Options for [`backup`]; build with [`BackupOptions::new`] and the `with_*` methods.
+/// Options for [`backup`], made by [`BackupOptionsBuilder::build`] (start with
+/// [`BackupOptions::builder`]): only built options, whose exclude globs are compiled and checked,
+/// can be passed to [`backup`].
+///
+/// ```compile_fail,E0308
+/// # async fn f(repo: std::sync::Arc<backup_core::Repository>) {
+/// // Unbuilt options are a different type: this does not compile.
+/// let unbuilt = backup_core::BackupOptions::builder(["/srv/www"]).with_exclude("*.log");
+/// backup_core::backup(repo, unbuilt, std::sync::Arc::new(backup_core::NoProgress)).await;
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct BackupOptions {
     paths: Vec<PathBuf>,
-    excludes: Vec<String>,
     exclude_set: GlobSet,
     markers: Vec<String>,
     one_file_system: bool,
@@ -79,73 +88,34 @@ pub struct BackupOptions {
     threads: usize,
 }
 
+/// Builder for [`BackupOptions`].
+#[derive(Debug, Clone)]
+pub struct BackupOptionsBuilder {
+    /// Everything but the compiled globs, which [`BackupOptionsBuilder::build`] makes.
+    options: BackupOptions,
+    excludes: Vec<String>,
+}
+
 impl BackupOptions {
     /// Back up these paths (files or directories); each becomes one entry of the snapshot's root.
-    pub fn new<P: Into<PathBuf>>(paths: impl IntoIterator<Item = P>) -> Self {
-        BackupOptions {
-            paths: paths.into_iter().map(Into::into).collect(),
+    pub fn builder<P: Into<PathBuf>>(paths: impl IntoIterator<Item = P>) -> BackupOptionsBuilder {
+        BackupOptionsBuilder {
+            options: BackupOptions {
+                paths: paths.into_iter().map(Into::into).collect(),
+                exclude_set: GlobSet::empty(),
+                markers: Vec::new(),
+                one_file_system: false,
+                parent: None,
+                auto_parent: false,
+                tags: Vec::new(),
+                host: None,
+                threads: 0,
+            },
             excludes: Vec::new(),
-            exclude_set: GlobSet::empty(),
-            markers: Vec::new(),
-            one_file_system: false,
-            parent: None,
-            auto_parent: false,
-            tags: Vec::new(),
-            host: None,
-            threads: 0,
         }
     }
 
-    /// Excludes paths matching a glob: `/abs/path/*.tmp` is anchored at the root; any other
-    /// pattern (`*.log`, `www/cache`) matches at any depth.
-    pub fn with_exclude(mut self, pattern: impl Into<String>) -> Self {
-        self.excludes.push(pattern.into());
-        self
-    }
-
-    /// Skips every directory that contains a file with this name (e.g. `CACHEDIR.TAG`).
-    pub fn with_exclude_if_present(mut self, marker: impl Into<String>) -> Self {
-        self.markers.push(marker.into());
-        self
-    }
-
-    /// Stays on the file system of each given path (mount points are recorded, not entered).
-    pub fn with_one_file_system(mut self, yes: bool) -> Self {
-        self.one_file_system = yes;
-        self
-    }
-
-    /// Uses this snapshot (id, prefix or `latest`) as parent: unchanged files are not read.
-    pub fn with_parent(mut self, snapshot: impl Into<String>) -> Self {
-        self.parent = Some(snapshot.into());
-        self
-    }
-
-    /// Without an explicit parent, uses the latest snapshot of the same host and paths as parent.
-    pub fn with_auto_parent(mut self, yes: bool) -> Self {
-        self.auto_parent = yes;
-        self
-    }
-
-    /// Adds a tag to the snapshot.
-    pub fn with_tag(mut self, tag: impl Into<String>) -> Self {
-        self.tags.push(tag.into());
-        self
-    }
-
-    /// Overrides the host name recorded in the snapshot.
-    pub fn with_host(mut self, host: impl Into<String>) -> Self {
-        self.host = Some(host.into());
-        self
-    }
-
-    /// Worker threads per stage (default: every core).
-    pub fn with_threads(mut self, threads: usize) -> Self {
-        self.threads = threads;
-        self
-    }
-
-    /// Whether the exclude globs match `path` (absolute); valid after [`BackupOptions::build`].
+    /// Whether the exclude globs match `path` (absolute).
     pub fn is_excluded(&self, path: &Path) -> bool {
         self.exclude_set.is_match(path)
     }
@@ -164,10 +134,62 @@ impl BackupOptions {
     pub(crate) fn one_file_system(&self) -> bool {
         self.one_file_system
     }
+}
 
-    /// Checks the options and compiles the globs.
-    pub fn build(mut self) -> Result<Self> {
-        if self.paths.is_empty() {
+impl BackupOptionsBuilder {
+    /// Excludes paths matching a glob: `/abs/path/*.tmp` is anchored at the root; any other
+    /// pattern (`*.log`, `www/cache`) matches at any depth.
+    pub fn with_exclude(mut self, pattern: impl Into<String>) -> Self {
+        self.excludes.push(pattern.into());
+        self
+    }
+
+    /// Skips every directory that contains a file with this name (e.g. `CACHEDIR.TAG`).
+    pub fn with_exclude_if_present(mut self, marker: impl Into<String>) -> Self {
+        self.options.markers.push(marker.into());
+        self
+    }
+
+    /// Stays on the file system of each given path (mount points are recorded, not entered).
+    pub fn with_one_file_system(mut self, yes: bool) -> Self {
+        self.options.one_file_system = yes;
+        self
+    }
+
+    /// Uses this snapshot (id, prefix or `latest`) as parent: unchanged files are not read.
+    pub fn with_parent(mut self, snapshot: impl Into<String>) -> Self {
+        self.options.parent = Some(snapshot.into());
+        self
+    }
+
+    /// Without an explicit parent, uses the latest snapshot of the same host and paths as parent.
+    pub fn with_auto_parent(mut self, yes: bool) -> Self {
+        self.options.auto_parent = yes;
+        self
+    }
+
+    /// Adds a tag to the snapshot.
+    pub fn with_tag(mut self, tag: impl Into<String>) -> Self {
+        self.options.tags.push(tag.into());
+        self
+    }
+
+    /// Overrides the host name recorded in the snapshot.
+    pub fn with_host(mut self, host: impl Into<String>) -> Self {
+        self.options.host = Some(host.into());
+        self
+    }
+
+    /// Worker threads per stage (default: every core).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.options.threads = threads;
+        self
+    }
+
+    /// Checks the options and compiles the exclude globs.
+    pub fn build(self) -> Result<BackupOptions> {
+        let mut options = self.options;
+        if options.paths.is_empty() {
             return Err(Error::Config("nothing to back up: no paths given".into()));
         }
         let mut builder = GlobSetBuilder::new();
@@ -181,13 +203,13 @@ impl BackupOptions {
                 .map_err(|e| Error::Config(format!("exclude pattern {pattern:?}: {e}")))?;
             builder.add(glob);
         }
-        self.exclude_set = builder
+        options.exclude_set = builder
             .build()
             .map_err(|e| Error::Config(format!("exclude patterns: {e}")))?;
-        if self.threads == 0 {
-            self.threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        if options.threads == 0 {
+            options.threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         }
-        Ok(self)
+        Ok(options)
     }
 }
 
@@ -315,9 +337,10 @@ impl Pipeline<'_> {
                 // Only the file's own I/O failing skips the file. Anything else (sealing,
                 // packing, a stopped thread) fails the backup: the frame or pack it hit holds
                 // other files' blobs too.
-                Err(e @ Error::Io { .. }) => Err(Box::new(FileProblem {
+                // The problem names the path; its error is the I/O error alone.
+                Err(Error::Io { source, .. }) => Err(Box::new(FileProblem {
                     path: job.path.to_string_lossy().into_owned(),
-                    error: e.to_string(),
+                    error: source.to_string(),
                 })),
                 Err(e) => return Err(e),
             };
@@ -973,6 +996,9 @@ impl<'a, 's> TreeBuilder<'a, 's> {
         entry.read = false;
         match outcome {
             Ok(read) => {
+                // Bytes read: what the read found, not what the scan expected.
+                self.summary.bytes_read =
+                    (self.summary.bytes_read + read.size).saturating_sub(entry.node.size);
                 entry.node.content = read.content;
                 entry.node.size = read.size;
                 entry.node.xattrs = read.xattrs;
@@ -984,6 +1010,8 @@ impl<'a, 's> TreeBuilder<'a, 's> {
                 }
             }
             Err(problem) => {
+                // A skipped file counts as nothing read.
+                self.summary.bytes_read = self.summary.bytes_read.saturating_sub(entry.node.size);
                 progress.problem(&problem.path, &problem.error);
                 self.skipped.push(*problem);
                 self.unreadable[i] = true;

@@ -60,6 +60,11 @@ impl KeySource {
             })
     }
 
+    /// True for a passphrase that is empty: `init` refuses to protect a repository with it.
+    pub(crate) fn is_empty_passphrase(&self) -> bool {
+        matches!(self, KeySource::Passphrase(p) if p.is_empty())
+    }
+
     /// Wraps `master` for storage in the `keys/` object `name`.
     pub(crate) fn wrap(&self, master: &[u8; MASTER_LEN], name: &str) -> Result<KeyObject> {
         let crypto = |source| Error::Crypto {

@@ -42,12 +42,35 @@ pub async fn memory_repository() -> Arc<Repository> {
 
 /// Restores all of snapshot `id` into `target`, panicking on failure.
 pub async fn restore_all(repo: Arc<Repository>, id: &str, target: &Path) -> crate::RestoreSummary {
-    let options = RestoreOptions::new(target)
+    restore_all_with(repo, id, target, false).await
+}
+
+/// [`restore_all`], leaving all-zero blocks as holes if `sparse`.
+pub async fn restore_all_with(
+    repo: Arc<Repository>,
+    id: &str,
+    target: &Path,
+    sparse: bool,
+) -> crate::RestoreSummary {
+    let options = RestoreOptions::builder(target)
+        .with_sparse(sparse)
         .build()
         .expect("restore options");
     restore(repo, id, options, Arc::new(NoProgress))
         .await
-        .unwrap_or_else(|e| panic!("restore {id} into {}: {e}", target.display()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "restore {id} into {}: {}",
+                target.display(),
+                crate::report(&e)
+            )
+        })
+}
+
+/// The ids of the snapshots `repo` lists, oldest first, panicking on failure.
+pub async fn snapshot_ids(repo: &Repository) -> Vec<String> {
+    let listed = repo.snapshots().await.expect("list snapshots");
+    listed.into_iter().map(|(id, _)| id).collect()
 }
 
 /// Writes a sample tree exercising every entry type the format stores.
@@ -132,7 +155,7 @@ pub async fn backup_restore_roundtrip(store: Arc<dyn ObjectStore>) {
     );
     let (id, snap) = backup(
         repo.clone(),
-        BackupOptions::new([&src])
+        BackupOptions::builder([&src])
             .with_tag("t1")
             .build()
             .expect("options"),
@@ -149,7 +172,10 @@ pub async fn backup_restore_roundtrip(store: Arc<dyn ObjectStore>) {
     let summary = restore(
         repo.clone(),
         &id[..8],
-        RestoreOptions::new(&target).build().expect("options"),
+        RestoreOptions::builder(&target)
+            .with_sparse(true)
+            .build()
+            .expect("options"),
         Arc::new(NoProgress),
     )
     .await
@@ -166,7 +192,7 @@ pub async fn backup_restore_roundtrip(store: Arc<dyn ObjectStore>) {
     let again = restore(
         repo.clone(),
         "latest",
-        RestoreOptions::new(&target).build().expect("options"),
+        RestoreOptions::builder(&target).build().expect("options"),
         Arc::new(NoProgress),
     )
     .await
@@ -176,7 +202,7 @@ pub async fn backup_restore_roundtrip(store: Arc<dyn ObjectStore>) {
 
     let (_, second) = backup(
         repo.clone(),
-        BackupOptions::new([&src])
+        BackupOptions::builder([&src])
             .with_parent(id.clone())
             .build()
             .expect("options"),
@@ -203,7 +229,7 @@ pub async fn backup_restore_roundtrip(store: Arc<dyn ObjectStore>) {
     restore(
         repo.clone(),
         &id,
-        RestoreOptions::new(&part)
+        RestoreOptions::builder(&part)
             .with_sub_path("src/dir/sub")
             .build()
             .expect("options"),
@@ -239,7 +265,7 @@ async fn restore_of_damaged_packs_fails(store: Arc<dyn ObjectStore>, damage: fn(
     );
     let (id, _) = backup(
         repo.clone(),
-        BackupOptions::new([&src]).build().expect("options"),
+        BackupOptions::builder([&src]).build().expect("options"),
         Arc::new(NoProgress),
     )
     .await
@@ -273,7 +299,7 @@ async fn restore_of_damaged_packs_fails(store: Arc<dyn ObjectStore>, damage: fn(
     let err = restore(
         reopened,
         &id,
-        RestoreOptions::new(dir.path().join("out"))
+        RestoreOptions::builder(dir.path().join("out"))
             .build()
             .expect("options"),
         Arc::new(NoProgress),

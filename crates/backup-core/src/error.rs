@@ -6,6 +6,9 @@ use std::path::PathBuf;
 ///
 /// Variants name the file or repository object at fault. Cryptographic failures stay opaque: a
 /// wrong password and a damaged key object give the same [`Error::WrongKey`].
+///
+/// A variant with an underlying error returns it from [`std::error::Error::source`] and does
+/// not repeat its text in its own message; [`report`] gives the whole chain in one line.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -20,6 +23,43 @@ pub enum Error {
     NoRepository {
         /// Where the repository was looked for.
         location: String,
+    },
+    /// The repository was written by a newer format version than this build reads.
+    #[error(
+        "the repository at {location} has format version {version}, newer than the {supported} this build reads: upgrade backup-core"
+    )]
+    NewerFormat {
+        /// Where the repository is.
+        location: String,
+        /// The repository's format version.
+        version: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+    /// The repository has no key objects (`keys/` is missing or empty), so nothing can open it.
+    #[error("the repository at {location} has no keys: keys/ is missing or empty")]
+    NoKeys {
+        /// Where the repository is.
+        location: String,
+    },
+    /// The repository has no index objects (`index/` is missing or empty), so its data cannot
+    /// be found.
+    #[error(
+        "the index is missing from the repository at {location}: index/ holds no index objects"
+    )]
+    IndexMissing {
+        /// Where the repository is.
+        location: String,
+    },
+    /// `init` found other files where the repository was to be created.
+    #[error(
+        "{location} is not empty and holds no repository (found {found}): init needs an empty location"
+    )]
+    NotEmpty {
+        /// Where the repository was to be created.
+        location: String,
+        /// One of the entries found there.
+        found: String,
     },
     /// No key object opened with the given password or key file.
     #[error("wrong password or key file: no key in the repository opens with it")]
@@ -50,7 +90,7 @@ pub enum Error {
         reason: &'static str,
     },
     /// Reading or writing a local file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The local file at fault.
         path: PathBuf,
@@ -59,7 +99,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The object store failed.
-    #[error("object store: {object}: {source}")]
+    #[error("object store: {object}")]
     Store {
         /// The object (or location) at fault.
         object: String,
@@ -68,7 +108,7 @@ pub enum Error {
         source: object_store::Error,
     },
     /// Encryption-layer failure other than authentication (key file format, KDF parameters).
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Crypto {
         /// What was being done (names the key file or object).
         what: String,
@@ -105,6 +145,29 @@ impl Error {
             source,
         }
     }
+}
+
+/// `error` and its chain of sources in one line (`a: b: c`), each cause once: a cause whose text
+/// the message so far already holds (as some errors of other crates repeat their source's
+/// text) is not repeated.
+///
+/// ```
+/// let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "Permission denied");
+/// let error = backup_core::Error::Io { path: "/srv/repo/config".into(), source: io };
+/// assert_eq!(backup_core::report(&error), "/srv/repo/config: Permission denied");
+/// ```
+pub fn report(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let message = e.to_string();
+        if !message.is_empty() && !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        cause = e.source();
+    }
+    text
 }
 
 /// Result alias for this crate.

@@ -121,7 +121,7 @@ async fn restore_into(repo: &Arc<Repository>, snap: &str, target: &Path) -> crat
     restore(
         repo.clone(),
         snap,
-        RestoreOptions::new(target).build().unwrap(),
+        RestoreOptions::builder(target).build().unwrap(),
         Arc::new(NoProgress),
     )
     .await
@@ -311,9 +311,15 @@ async fn snapshot_copied_under_another_name_fails() {
     repo.put(&format!("snapshots/{copy}"), bytes.to_vec(), true)
         .await
         .unwrap();
-    let err = repo.snapshots().await.unwrap_err();
-    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
-    assert!(err.to_string().contains(&copy), "{err}");
+    // The copy fails to open under its new name: it is skipped and reported, the original
+    // is still listed.
+    let listed = repo.snapshots().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].0, snap);
+    let skipped = repo.skipped_objects();
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert_eq!(skipped[0].object, format!("snapshots/{copy}"));
+    assert!(skipped[0].reason.contains("authentication"), "{skipped:?}");
 }
 
 /// A group of small blobs as backup would seal it, for a test to tamper with before
@@ -710,4 +716,221 @@ async fn lying_group_length_fails_cleanly() {
             assert_group_restore_fails(&repo, &files, &group, &pack, &[0, 1, 2], expected).await;
         }
     }
+}
+
+/// Opens a fresh repository whose `config` was changed by `change` (and sealed again under the
+/// repository key), expecting an error.
+async fn open_with_changed_config(change: impl FnOnce(&mut format::Config)) -> Error {
+    let repo = repo().await;
+    let mut config = repo.config.clone();
+    change(&mut config);
+    let sealed = repo
+        .keys
+        .cipher
+        .seal(b"config", &format::encode(&config))
+        .unwrap();
+    repo.put("config", sealed, false).await.unwrap();
+    Repository::open(
+        repo.store.clone(),
+        "there",
+        &KeySource::passphrase("hostile"),
+    )
+    .await
+    .unwrap_err()
+}
+
+#[tokio::test]
+async fn a_newer_format_is_reported_as_newer_with_its_version() {
+    let err = open_with_changed_config(|c| c.version = format::FORMAT_VERSION + 1).await;
+    assert!(
+        matches!(err, Error::NewerFormat { version, .. } if version == format::FORMAT_VERSION + 1),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("newer") && text.contains("version 2"),
+        "{text}"
+    );
+    assert!(!text.contains("corrupt"), "{text}");
+}
+
+#[tokio::test]
+async fn config_values_are_validated_when_opened() {
+    for (pack_size, level, what) in [(1, 1, "pack size 1"), (8 << 20, 99, "zstd level 99")] {
+        let err = open_with_changed_config(|c| {
+            c.pack_size = pack_size;
+            c.compression_level = level;
+        })
+        .await;
+        assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+        assert!(err.to_string().contains(what), "{err}");
+    }
+}
+
+/// Every object under `dir`.
+async fn list_all(
+    store: &dyn object_store::ObjectStore,
+    dir: &str,
+) -> Vec<object_store::ObjectMeta> {
+    use futures::TryStreamExt;
+    store
+        .list(Some(&object_store::path::Path::from(dir)))
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+/// Deletes every object under `dir`.
+async fn delete_all(store: &dyn object_store::ObjectStore, dir: &str) {
+    use object_store::ObjectStoreExt;
+    let names = list_all(store, dir).await;
+    assert!(!names.is_empty(), "nothing under {dir}");
+    for meta in names {
+        store.delete(&meta.location).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn missing_keys_and_a_missing_index_are_named() {
+    let repo = repo().await;
+    let tree = tree_with_file_named(&repo, b"f").await;
+    let snap = snapshot_of(&repo, tree).await;
+    let key = KeySource::passphrase("hostile");
+
+    delete_all(repo.store.as_ref(), "index").await;
+    let reopened = Arc::new(
+        Repository::open(repo.store.clone(), "there", &key)
+            .await
+            .unwrap(),
+    );
+    let err = restore(
+        reopened,
+        &snap,
+        RestoreOptions::builder(tempfile::tempdir().unwrap().path().join("t"))
+            .build()
+            .unwrap(),
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::IndexMissing { .. }), "{err:?}");
+    assert!(err.to_string().contains("index is missing"), "{err}");
+
+    delete_all(repo.store.as_ref(), "keys").await;
+    let err = Repository::open(repo.store.clone(), "there", &key)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NoKeys { .. }), "{err:?}");
+    assert!(!err.to_string().contains("password"), "{err}");
+}
+
+/// Copies every object of `from` under `dir` into `to`.
+async fn copy_all(
+    from: &dyn object_store::ObjectStore,
+    to: &dyn object_store::ObjectStore,
+    dir: &str,
+) {
+    use object_store::ObjectStoreExt;
+    let names = list_all(from, dir).await;
+    for meta in names {
+        let bytes = from
+            .get(&meta.location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        to.put(&meta.location, bytes.into()).await.unwrap();
+    }
+}
+
+/// What an init killed after writing its key and before its config leaves: the key alone. A
+/// rerun with the same password completes it (same master secret); one with another password
+/// makes a repository that the left key does not confuse.
+#[tokio::test]
+async fn init_completes_over_the_key_a_killed_init_left() {
+    let first = repo().await;
+    for password in ["hostile", "another"] {
+        let store: Arc<dyn object_store::ObjectStore> = Arc::new(InMemory::new());
+        copy_all(first.store.as_ref(), store.as_ref(), "keys").await;
+        let key = KeySource::passphrase(password);
+        let made = Repository::init(store.clone(), "here", &key, crate::InitOptions::new())
+            .await
+            .unwrap();
+        let reused = made.keys.chunk_id(b"x") == first.keys.chunk_id(b"x");
+        assert_eq!(reused, password == "hostile", "{password}");
+        let opened = Repository::open(store.clone(), "here", &key).await.unwrap();
+        assert_eq!(opened.config().id, made.config().id);
+        let err = Repository::init(store, "here", &key, crate::InitOptions::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::RepositoryExists { .. }), "{err:?}");
+    }
+}
+
+#[tokio::test]
+async fn init_refuses_an_empty_passphrase_and_a_location_with_other_files() {
+    let store: Arc<dyn object_store::ObjectStore> = Arc::new(InMemory::new());
+    let err = Repository::init(
+        store.clone(),
+        "here",
+        &KeySource::passphrase(""),
+        crate::InitOptions::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("empty passphrase"), "{err}");
+    {
+        use object_store::ObjectStoreExt;
+        store
+            .put(
+                &object_store::path::Path::from("www/index.php"),
+                b"<?php".to_vec().into(),
+            )
+            .await
+            .unwrap();
+    }
+    let err = Repository::init(
+        store.clone(),
+        "here",
+        &KeySource::passphrase("x"),
+        crate::InitOptions::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::NotEmpty { ref found, .. } if found == "www/index.php"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_damaged_config_is_corrupt_not_a_wrong_password() {
+    use object_store::ObjectStoreExt;
+    let repo = repo().await;
+    let path = object_store::path::Path::from("config");
+    let mut bytes = repo
+        .store
+        .get(&path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    repo.put("config", bytes, false).await.unwrap();
+    let key = KeySource::passphrase("hostile");
+    let err = Repository::open(repo.store.clone(), "there", &key)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Corrupt { ref object, .. } if object == "config"),
+        "{err:?}"
+    );
+    let wrong = Repository::open(repo.store.clone(), "there", &KeySource::passphrase("other"))
+        .await
+        .unwrap_err();
+    assert!(matches!(wrong, Error::WrongKey), "{wrong:?}");
 }

@@ -12,16 +12,18 @@
 //! std::fs::write(src.join("index.php"), "<?php echo 'hello';")?;
 //!
 //! // Any object store: a local directory here, S3 or memory elsewhere.
-//! let store = backup_core::StoreOptions::new(work.path().join("repo").to_string_lossy()).build()?;
+//! let store = backup_core::StoreOptions::new(work.path().join("repo").to_string_lossy())
+//!     .with_create(true)
+//!     .build()?;
 //! let key = KeySource::passphrase("correct horse battery staple");
 //! let repo = Arc::new(Repository::init(store, "repo", &key, InitOptions::new()).await?);
 //!
-//! let options = BackupOptions::new([&src]).with_tag("nightly").build()?;
+//! let options = BackupOptions::builder([&src]).with_tag("nightly").build()?;
 //! let (id, snapshot) = backup_core::backup(repo.clone(), options, Arc::new(NoProgress)).await?;
 //! assert_eq!(snapshot.summary.files, 1);
 //!
 //! let target = work.path().join("restored");
-//! backup_core::restore(repo, &id, RestoreOptions::new(&target).build()?, Arc::new(NoProgress)).await?;
+//! backup_core::restore(repo, &id, RestoreOptions::builder(&target).build()?, Arc::new(NoProgress)).await?;
 //! assert!(backup_core::compare_trees(&src, &target.join("site"))?.is_empty());
 //! # Ok(())
 //! # }
@@ -70,12 +72,12 @@ mod restore;
 mod scan;
 mod store;
 
-pub use backup::{BackupOptions, backup};
+pub use backup::{BackupOptions, BackupOptionsBuilder, backup};
 pub use chunker::ChunkerParams;
 pub use cipher::KeySource;
 pub use compare::{compare_trees, compare_trees_ignoring};
-pub use error::{Error, Result};
+pub use error::{Error, Result, report};
 pub use progress::{NoProgress, Progress};
-pub use repo::{InitOptions, Repository};
-pub use restore::{RestoreOptions, RestoreSummary, restore};
+pub use repo::{InitOptions, Repository, SkippedObject};
+pub use restore::{RestoreOptions, RestoreOptionsBuilder, RestoreSummary, restore};
 pub use store::StoreOptions;

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::{ChunkId, Node, NodeKind};
 use crate::repo::Repository;
 
@@ -22,6 +22,100 @@ impl Listed {
     pub fn display_path(&self) -> String {
         String::from_utf8_lossy(&self.path).into_owned()
     }
+
+    /// The path escaped reversibly (see [`escape_path`]): one line, valid UTF-8.
+    pub fn escaped_path(&self) -> String {
+        escape_path(&self.path)
+    }
+}
+
+/// Escapes a path (raw bytes) into one line of valid UTF-8 that [`unescape_path`] turns back
+/// into the same bytes: `\\` for a backslash, `\n`, `\t` and `\r`, `\xNN` for other ASCII
+/// control bytes and for bytes that are not UTF-8, `\u{N}` for other control characters.
+/// Everything else is kept as is, so most paths print unchanged.
+///
+/// ```
+/// use backup_core::ops::{escape_path, unescape_path};
+/// let name = b"line\nbreak \\ caf\xc3\xa9 \xff".to_vec();
+/// let escaped = escape_path(&name);
+/// assert_eq!(escaped, r"line\nbreak \\ café \xff");
+/// assert_eq!(unescape_path(escaped.as_bytes()).unwrap(), name);
+/// ```
+pub fn escape_path(path: &[u8]) -> String {
+    let mut out = String::with_capacity(path.len());
+    for chunk in path.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_ascii_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') => {
+                    out.push_str(&format!("\\u{{{:x}}}", c as u32));
+                }
+                c => out.push(c),
+            }
+        }
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
+}
+
+/// The bytes of a path escaped by [`escape_path`]; an unknown or malformed escape is an error
+/// naming it. A path without backslashes is returned unchanged.
+pub fn unescape_path(escaped: &[u8]) -> Result<Vec<u8>> {
+    let bad = |at: usize| {
+        Error::Config(format!(
+            "bad escape at byte {at} of {:?} (a path as `ls` prints it: \\\\, \\n, \\t, \\r, \\xNN, \\u{{N}})",
+            String::from_utf8_lossy(escaped)
+        ))
+    };
+    let mut out = Vec::with_capacity(escaped.len());
+    let mut i = 0;
+    while i < escaped.len() {
+        if escaped[i] != b'\\' {
+            out.push(escaped[i]);
+            i += 1;
+            continue;
+        }
+        let at = i;
+        match escaped.get(i + 1) {
+            Some(b'\\') => out.push(b'\\'),
+            Some(b'n') => out.push(b'\n'),
+            Some(b't') => out.push(b'\t'),
+            Some(b'r') => out.push(b'\r'),
+            Some(b'x') => {
+                let hex = escaped.get(i + 2..i + 4).ok_or_else(|| bad(at))?;
+                let hex = std::str::from_utf8(hex).map_err(|_| bad(at))?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad(at))?);
+                i += 2;
+            }
+            Some(b'u') => {
+                let rest = escaped.get(i + 2..).ok_or_else(|| bad(at))?;
+                let end = rest
+                    .iter()
+                    .position(|&b| b == b'}')
+                    .ok_or_else(|| bad(at))?;
+                let digits = rest
+                    .get(1..end)
+                    .filter(|_| rest.first() == Some(&b'{'))
+                    .and_then(|d| std::str::from_utf8(d).ok())
+                    .ok_or_else(|| bad(at))?;
+                let c = u32::from_str_radix(digits, 16)
+                    .ok()
+                    .and_then(char::from_u32)
+                    .ok_or_else(|| bad(at))?;
+                out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                i += end + 1;
+            }
+            _ => return Err(bad(at)),
+        }
+        i += 2;
+    }
+    Ok(out)
 }
 
 /// Every entry of the snapshot, parents before children, in name order.

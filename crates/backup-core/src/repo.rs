@@ -1,9 +1,10 @@
 //! Opening and creating repositories; reading and writing their objects.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::Serialize;
@@ -65,20 +66,53 @@ impl InitOptions {
     /// Checks the options.
     pub fn build(self) -> Result<Self> {
         self.chunker.validate()?;
-        if !(64 * 1024..=1 << 30).contains(&self.pack_size) {
-            return Err(Error::Config(format!(
-                "pack size {} outside 64 KiB..1 GiB",
-                self.pack_size
-            )));
-        }
-        if !(1..=19).contains(&self.compression_level) {
-            return Err(Error::Config(format!(
-                "zstd level {} outside 1..19",
-                self.compression_level
-            )));
-        }
+        check_sizes(self.pack_size, self.compression_level).map_err(Error::Config)?;
         Ok(self)
     }
+}
+
+/// Checks a pack size and a zstd level, at init and when a repository's config is read.
+fn check_sizes(pack_size: u32, compression_level: i32) -> std::result::Result<(), String> {
+    if !(64 * 1024..=1 << 30).contains(&pack_size) {
+        return Err(format!("pack size {pack_size} outside 64 KiB..1 GiB"));
+    }
+    if !(1..=19).contains(&compression_level) {
+        return Err(format!("zstd level {compression_level} outside 1..19"));
+    }
+    Ok(())
+}
+
+/// Index, snapshot or key objects loaded at once while opening or listing.
+const OBJECT_LOADS: usize = 32;
+
+/// A repository object that was skipped because it is damaged or is no repository object at
+/// all (a stray file such as `snapshots/.DS_Store`); see [`Repository::skipped_objects`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SkippedObject {
+    /// The object's name in the store (`index/…`, `snapshots/…`, `keys/…`).
+    pub object: String,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+/// Whether `name` is `<dir>/` followed by an object id (32 lowercase hex digits).
+fn is_object_name(dir: &str, name: &str) -> bool {
+    name.strip_prefix(dir)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|id| {
+            id.len() == 32
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
+/// Just the version of a config, read before the rest so that a newer format is reported as
+/// newer even if the rest of its config no longer decodes as this version's.
+#[derive(serde::Deserialize)]
+struct ConfigVersion {
+    version: u32,
 }
 
 /// Where a blob is stored.
@@ -159,6 +193,10 @@ pub struct Repository {
     pub(crate) config: Config,
     pub(crate) keys: Arc<Keys>,
     pub(crate) index: RwLock<HashMap<ChunkId, BlobLocation>>,
+    /// Index objects loaded (none: the index is missing).
+    index_objects: AtomicUsize,
+    /// Damaged or foreign objects skipped so far, by name.
+    skipped: Mutex<BTreeMap<String, String>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -177,7 +215,14 @@ pub(crate) fn blob_aad(id: &ChunkId) -> Vec<u8> {
 }
 
 impl Repository {
-    /// Creates a repository; refuses (with [`Error::RepositoryExists`]) if one is already there.
+    /// Creates a repository; refuses (with [`Error::RepositoryExists`]) if one is already there,
+    /// and (with [`Error::NotEmpty`]) a location holding anything else. An empty passphrase is
+    /// refused.
+    ///
+    /// The key object is written first and `config` last (create-only, the atomic "does a
+    /// repository exist"), so an `init` killed part-way leaves nothing or a key object without
+    /// a config: a location holding only such keys counts as empty, and an `init` rerun with
+    /// the same password or key file reuses the master secret of the key it opens.
     ///
     /// `location` names the store in messages (a path or URL).
     pub async fn init(
@@ -188,9 +233,34 @@ impl Repository {
     ) -> Result<Repository> {
         let location = location.into();
         let options = options.build()?;
-        let mut master = Zeroizing::new([0u8; MASTER_LEN]);
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), master.as_mut())
-            .map_err(|_| Error::Config("the system random generator failed".into()))?;
+        if key.is_empty_passphrase() {
+            return Err(Error::Config(
+                "empty passphrase: a repository needs a non-empty one".into(),
+            ));
+        }
+        match store.head(&ObjectPath::from(CONFIG)).await {
+            Ok(_) => return Err(Error::RepositoryExists { location }),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(Error::store(CONFIG, e)),
+        }
+        let leftover_keys = leftover_keys(store.as_ref(), &location).await?;
+        let mut reused = None;
+        for name in &leftover_keys {
+            if let Some(master) = unwrap_key(store.as_ref(), name, key).await? {
+                reused = Some(master);
+                break;
+            }
+        }
+        let key_written = reused.is_some();
+        let master = match reused {
+            Some(master) => master,
+            None => {
+                let mut master = Zeroizing::new([0u8; MASTER_LEN]);
+                ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), master.as_mut())
+                    .map_err(|_| Error::Config("the system random generator failed".into()))?;
+                master
+            }
+        };
         let config = Config {
             version: FORMAT_VERSION,
             id: format::random_id(),
@@ -199,34 +269,38 @@ impl Repository {
             compression_level: options.compression_level,
         };
         let keys = Arc::new(Keys::derive(&master, &config));
-        // Claim the location first: the conditional put is the atomic "does a repository exist".
-        let config_bytes = keys
-            .cipher
-            .seal(CONFIG.as_bytes(), &format::encode(&config))?;
-        let path = ObjectPath::from(CONFIG);
-        match store
-            .put_opts(
-                &path,
-                config_bytes.into(),
-                PutOptions::from(PutMode::Create),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                return Err(Error::RepositoryExists { location });
-            }
-            Err(e) => return Err(Error::store(CONFIG, e)),
-        }
         let repo = Repository {
             store,
             location,
             config,
             keys,
             index: RwLock::new(HashMap::new()),
+            index_objects: AtomicUsize::new(0),
+            skipped: Mutex::new(BTreeMap::new()),
         };
-        repo.add_key(&master, key).await?;
-        Ok(repo)
+        if !key_written {
+            repo.add_key(&master, key).await?;
+        }
+        let config_bytes = repo
+            .keys
+            .cipher
+            .seal(CONFIG.as_bytes(), &format::encode(&repo.config))?;
+        match repo
+            .store
+            .put_opts(
+                &ObjectPath::from(CONFIG),
+                config_bytes.into(),
+                PutOptions::from(PutMode::Create),
+            )
+            .await
+        {
+            Ok(_) => Ok(repo),
+            // Another init won the race; the key written here opens nothing and is ignored.
+            Err(object_store::Error::AlreadyExists { .. }) => Err(Error::RepositoryExists {
+                location: repo.location,
+            }),
+            Err(e) => Err(Error::store(CONFIG, e)),
+        }
     }
 
     async fn add_key(&self, master: &[u8; MASTER_LEN], key: &KeySource) -> Result<()> {
@@ -236,6 +310,10 @@ impl Repository {
     }
 
     /// Opens the repository with a passphrase or key file.
+    ///
+    /// Index objects are loaded a bounded number at a time. A damaged index object, or a file
+    /// in `index/` or `keys/` that is no repository object, is skipped and reported by
+    /// [`Repository::skipped_objects`] (and logged); failures of the store itself are errors.
     pub async fn open(
         store: Arc<dyn ObjectStore>,
         location: impl Into<String>,
@@ -249,38 +327,136 @@ impl Repository {
             }
             Err(e) => return Err(Error::store(CONFIG, e)),
         };
-        let key_names = list_names(store.as_ref(), "keys").await?;
-        let mut master = None;
-        for name in key_names {
-            let bytes = get_bytes(store.as_ref(), &name).await?;
-            let object: KeyObject = format::decode(&name, &bytes)?;
-            if let Some(m) = key.unwrap(&object, &name)? {
-                master = Some(m);
+        let skipped = Mutex::new(BTreeMap::new());
+        let mut key_names = Vec::new();
+        for name in list_names(store.as_ref(), "keys").await? {
+            if is_object_name("keys", &name) {
+                key_names.push(name);
+            } else {
+                skip(&skipped, &name, "not a repository key object");
+            }
+        }
+        if key_names.is_empty() {
+            return Err(Error::NoKeys { location });
+        }
+        let mut opened = None;
+        let mut unwrapped_any = false;
+        for name in &key_names {
+            let master = match unwrap_key(store.as_ref(), name, key).await {
+                Ok(Some(master)) => {
+                    unwrapped_any = true;
+                    master
+                }
+                Ok(None) => continue,
+                Err(Error::Corrupt { reason, .. }) => {
+                    skip(&skipped, name, &reason);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            // A key left by an init killed before its config, or by one that lost a race,
+            // opens but holds another master secret: the config tells them apart.
+            if let Ok(plain) =
+                RepoCipher::from_master(&master).open(CONFIG.as_bytes(), &config_sealed)
+            {
+                opened = Some((master, plain));
                 break;
             }
         }
-        let master = master.ok_or(Error::WrongKey)?;
-        let probe = RepoCipher::from_master(&master);
-        let config_plain = probe
-            .open(CONFIG.as_bytes(), &config_sealed)
-            .map_err(|_| Error::corrupt(CONFIG, "fails authentication under the repository key"))?;
-        let config: Config = format::decode(CONFIG, &config_plain)?;
-        if config.version != FORMAT_VERSION {
+        let (master, config_plain) = match opened {
+            Some(opened) => opened,
+            None if unwrapped_any => {
+                return Err(Error::corrupt(
+                    CONFIG,
+                    "fails authentication under every key this password or key file opens",
+                ));
+            }
+            None => return Err(Error::WrongKey),
+        };
+        let ConfigVersion { version } = format::decode(CONFIG, &config_plain)?;
+        if version > FORMAT_VERSION {
+            return Err(Error::NewerFormat {
+                location,
+                version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        if version != FORMAT_VERSION {
             return Err(Error::corrupt(
                 CONFIG,
-                format!("unsupported format version {}", config.version),
+                format!("unknown format version {version}"),
             ));
         }
-        config.chunker.validate()?;
+        let config: Config = format::decode(CONFIG, &config_plain)?;
+        config
+            .chunker
+            .validate()
+            .map_err(|e| Error::corrupt(CONFIG, e.to_string()))?;
+        check_sizes(config.pack_size, config.compression_level)
+            .map_err(|reason| Error::corrupt(CONFIG, reason))?;
         let repo = Repository {
             store,
             location,
             keys: Arc::new(Keys::derive(&master, &config)),
             config,
             index: RwLock::new(HashMap::new()),
+            index_objects: AtomicUsize::new(0),
+            skipped,
         };
         repo.load_index().await?;
         Ok(repo)
+    }
+
+    /// Objects skipped so far because they are damaged or no repository objects, with the
+    /// reason, in name order: index and key objects when opening, snapshots when listing.
+    pub fn skipped_objects(&self) -> Vec<SkippedObject> {
+        self.skipped
+            .lock()
+            .map(|s| {
+                s.iter()
+                    .map(|(object, reason)| SkippedObject {
+                        object: object.clone(),
+                        reason: reason.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Loads every object in `dir` (`index` or `snapshots`), a bounded number at a time; skips
+    /// and records foreign names and objects that are damaged or vanished meanwhile.
+    async fn load_objects<T: serde::de::DeserializeOwned>(
+        &self,
+        dir: &str,
+    ) -> Result<Vec<(String, T)>> {
+        let mut names = Vec::new();
+        for name in list_names(self.store.as_ref(), dir).await? {
+            if is_object_name(dir, &name) {
+                names.push(name);
+            } else {
+                skip(&self.skipped, &name, "not a repository object");
+            }
+        }
+        let results: Vec<(String, Result<T>)> = futures::stream::iter(names)
+            .map(|name| async move {
+                let loaded = self.get_sealed::<T>(&name).await;
+                (name, loaded)
+            })
+            .buffer_unordered(OBJECT_LOADS)
+            .collect()
+            .await;
+        let mut loaded = Vec::with_capacity(results.len());
+        for (name, result) in results {
+            match result {
+                Ok(value) => loaded.push((name, value)),
+                Err(Error::Corrupt { reason, .. }) => skip(&self.skipped, &name, &reason),
+                Err(Error::NotFound { .. }) => {
+                    skip(&self.skipped, &name, "vanished while being read");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(loaded)
     }
 
     /// The location string given at open or init.
@@ -299,11 +475,10 @@ impl Repository {
     }
 
     async fn load_index(&self) -> Result<()> {
-        let names = list_names(self.store.as_ref(), "index").await?;
-        let loads = names.iter().map(|name| self.get_sealed::<IndexFile>(name));
-        let files = futures::future::try_join_all(loads).await?;
+        let files = self.load_objects::<IndexFile>("index").await?;
+        self.index_objects.store(files.len(), Ordering::Relaxed);
         let mut index = self.index.write().map_err(poisoned)?;
-        for file in files {
+        for (_, file) in files {
             for pack in file.packs {
                 insert_pack(&mut index, &pack);
             }
@@ -313,6 +488,7 @@ impl Repository {
 
     pub(crate) fn add_to_index(&self, pack: &IndexPack) -> Result<()> {
         insert_pack(&mut *self.index.write().map_err(poisoned)?, pack);
+        self.index_objects.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -322,14 +498,17 @@ impl Repository {
     }
 
     pub(crate) fn locate(&self, id: &ChunkId) -> Result<BlobLocation> {
-        self.index
-            .read()
-            .map_err(poisoned)?
-            .get(id)
-            .cloned()
-            .ok_or_else(|| Error::NotFound {
-                what: format!("blob {id} (not in any index)"),
-            })
+        if let Some(location) = self.index.read().map_err(poisoned)?.get(id) {
+            return Ok(location.clone());
+        }
+        if self.index_objects.load(Ordering::Relaxed) == 0 {
+            return Err(Error::IndexMissing {
+                location: self.location.clone(),
+            });
+        }
+        Err(Error::NotFound {
+            what: format!("blob {id} (not in any index)"),
+        })
     }
 
     /// Writes an object; `create_only` makes an existing object an error.
@@ -490,15 +669,15 @@ impl Repository {
         Ok(tree)
     }
 
-    /// All snapshots, oldest first, with their ids.
+    /// All snapshots, oldest first, with their ids. Damaged snapshot objects and stray files in
+    /// `snapshots/` are skipped and reported by [`Repository::skipped_objects`].
     pub async fn snapshots(&self) -> Result<Vec<(String, Snapshot)>> {
-        let names = list_names(self.store.as_ref(), "snapshots").await?;
-        let loads = names.iter().map(|name| async move {
-            let snap: Snapshot = self.get_sealed(name).await?;
-            let id = name.trim_start_matches("snapshots/").to_string();
-            Ok::<_, Error>((id, snap))
-        });
-        let mut all = futures::future::try_join_all(loads).await?;
+        let mut all: Vec<(String, Snapshot)> = self
+            .load_objects::<Snapshot>("snapshots")
+            .await?
+            .into_iter()
+            .map(|(name, snap)| (name.trim_start_matches("snapshots/").to_string(), snap))
+            .collect();
         all.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
         Ok(all)
     }
@@ -552,6 +731,50 @@ fn insert_pack(index: &mut HashMap<ChunkId, BlobLocation>, pack: &IndexPack) {
             },
         );
     }
+}
+
+/// Records a skipped object (once) and logs it.
+fn skip(skipped: &Mutex<BTreeMap<String, String>>, name: &str, reason: &str) {
+    if let Ok(mut skipped) = skipped.lock() {
+        if !skipped.contains_key(name) {
+            tracing::warn!("skipping repository object {name}: {reason}");
+            skipped.insert(name.to_string(), reason.to_string());
+        }
+    }
+}
+
+/// The master secret in key object `name` if `key` opens it.
+async fn unwrap_key(
+    store: &dyn ObjectStore,
+    name: &str,
+    key: &KeySource,
+) -> Result<Option<Zeroizing<[u8; MASTER_LEN]>>> {
+    let bytes = get_bytes(store, name).await?;
+    let object: KeyObject = format::decode(name, &bytes)?;
+    key.unwrap(&object, name)
+}
+
+/// The key objects at a location with no config (an init killed before writing its config
+/// leaves them); any other entry there is [`Error::NotEmpty`].
+async fn leftover_keys(store: &dyn ObjectStore, location: &str) -> Result<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut listing = store.list(None);
+    while let Some(meta) = listing
+        .try_next()
+        .await
+        .map_err(|e| Error::store(location, e))?
+    {
+        let name = meta.location.to_string();
+        if !is_object_name("keys", &name) {
+            return Err(Error::NotEmpty {
+                location: location.to_string(),
+                found: name,
+            });
+        }
+        keys.push(name);
+    }
+    keys.sort();
+    Ok(keys)
 }
 
 pub(crate) fn poisoned<T>(_: T) -> Error {

@@ -5,6 +5,15 @@
 //! non-directory (such as a planted symlink) where a directory belongs is removed, never followed;
 //! files are written to a fresh temporary name (created exclusively) and renamed over the entry;
 //! symlinks are created last, after every file and directory, so no write goes through them.
+//!
+//! Temporary names are `.NAME.restore-PID-N` beside the file `NAME`. A restore that is killed
+//! leaves them behind; the next restore into the same target removes, in every directory it
+//! restores into that existed already, those whose `NAME` is a file of the snapshot there and
+//! whose process `PID` is gone.
+//!
+//! All-zero blocks are written like any other (the file comes back fully allocated, as a
+//! preallocated database or VM image must) unless [`RestoreOptionsBuilder::with_sparse`] asks
+//! for them to become holes.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::OsStr;
@@ -35,30 +44,44 @@ const PACK_CACHE: usize = 2;
 /// Decoded blob groups kept in memory: consecutive small files of a directory usually share one.
 const GROUP_CACHE: usize = 8;
 
-/// Block size for sparse-file detection: all-zero blocks become holes.
+/// Block size for sparse-file detection: all-zero blocks become holes (with
+/// [`RestoreOptionsBuilder::with_sparse`]).
 const SPARSE_BLOCK: usize = 4096;
 
-/// Options for [`restore`].
+/// Options for [`restore`], made by [`RestoreOptionsBuilder::build`] (start with
+/// [`RestoreOptions::builder`]).
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
     target: PathBuf,
     sub_path: Option<PathBuf>,
     threads: usize,
+    sparse: bool,
+}
+
+/// Builder for [`RestoreOptions`].
+#[derive(Debug, Clone)]
+pub struct RestoreOptionsBuilder {
+    options: RestoreOptions,
 }
 
 impl RestoreOptions {
     /// Restore into `target` (created if missing).
-    pub fn new(target: impl Into<PathBuf>) -> Self {
-        RestoreOptions {
-            target: target.into(),
-            sub_path: None,
-            threads: 0,
+    pub fn builder(target: impl Into<PathBuf>) -> RestoreOptionsBuilder {
+        RestoreOptionsBuilder {
+            options: RestoreOptions {
+                target: target.into(),
+                sub_path: None,
+                threads: 0,
+                sparse: false,
+            },
         }
     }
+}
 
+impl RestoreOptionsBuilder {
     /// Restores only this path inside the snapshot (e.g. `src/lib`), as `target/<its last name>`.
     pub fn with_sub_path(mut self, path: impl Into<PathBuf>) -> Self {
-        self.sub_path = Some(path.into());
+        self.options.sub_path = Some(path.into());
         self
     }
 
@@ -66,21 +89,31 @@ impl RestoreOptions {
     /// as they create files: on the Rust toolchain tree, 2 threads on 2 cores restored in 2.2 s
     /// and 96 MiB, 4 threads in 2.8 s and 130 MiB, on tmpfs and on ext4 alike.
     pub fn with_threads(mut self, threads: usize) -> Self {
-        self.threads = threads;
+        self.options.threads = threads;
+        self
+    }
+
+    /// Leaves all-zero 4 KiB blocks of files as holes (sparse files), as restic's `--sparse`.
+    /// Off by default: the restored file is then fully allocated, like a preallocated database
+    /// or VM image or a swap file must be, whatever the source's allocation was.
+    pub fn with_sparse(mut self, yes: bool) -> Self {
+        self.options.sparse = yes;
         self
     }
 
     /// Checks the options.
-    pub fn build(mut self) -> Result<Self> {
-        if self.threads == 0 {
-            self.threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    pub fn build(self) -> Result<RestoreOptions> {
+        let mut options = self.options;
+        if options.threads == 0 {
+            options.threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         }
-        Ok(self)
+        Ok(options)
     }
 }
 
 /// What a restore did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct RestoreSummary {
     /// Files written.
     pub files_restored: u64,
@@ -96,6 +129,8 @@ pub struct RestoreSummary {
     pub special_files: u64,
     /// Bytes of file content written.
     pub bytes_written: u64,
+    /// Temporary files of earlier, killed restores removed from the target.
+    pub stale_temp_files_removed: u64,
     /// Metadata that could not be applied, entries that cannot be restored (sockets, devices
     /// without privilege).
     pub warnings: Vec<String>,
@@ -236,6 +271,9 @@ struct Restorer<'a> {
     restored: AtomicU64,
     unchanged: AtomicU64,
     bytes: AtomicU64,
+    /// All-zero blocks become holes.
+    sparse: bool,
+    stale_temps: AtomicU64,
 }
 
 impl Restorer<'_> {
@@ -254,6 +292,9 @@ impl Restorer<'_> {
         fresh: bool,
         plan: &mut Plan,
     ) -> Result<()> {
+        if !fresh {
+            self.remove_stale_temps(tree, dir);
+        }
         let mut previous: Option<&[u8]> = None;
         for node in &tree.nodes {
             check_name(&node.name, tree_name)?;
@@ -270,8 +311,50 @@ impl Restorer<'_> {
         Ok(())
     }
 
+    /// Removes what killed restores left in `dir`: temporary files `.NAME.restore-PID-N` for a
+    /// file `NAME` of `tree` whose process `PID` is gone (see [`create_temp`]).
+    fn remove_stale_temps(&self, tree: &Tree, dir: &Path) {
+        let Ok(listing) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let files: HashSet<&[u8]> = tree
+            .nodes
+            .iter()
+            .filter(|n| n.kind == NodeKind::File)
+            .map(|n| &n.name[..n.name.len().min(TEMP_NAME_PREFIX)])
+            .collect();
+        for entry in listing.flatten() {
+            let name = entry.file_name();
+            let Some((file, pid)) = parse_temp_name(name.as_bytes()) else {
+                continue;
+            };
+            let gone = !Path::new("/proc").join(pid.to_string()).exists();
+            let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+            if gone && is_file && files.contains(file) {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => {
+                        self.stale_temps.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => self.warn(vec![format!(
+                        "{}: left by a killed restore, not removed: {e}",
+                        entry.path().display()
+                    )]),
+                }
+            }
+        }
+    }
+
     /// `fresh`: this restore created the directory `path` goes in.
     fn plan_node(&self, node: &Node, path: &Path, fresh: bool, plan: &mut Plan) -> Result<()> {
+        // Hard links, of regular files and of symlinks alike: the group's first name is
+        // restored, the others are linked to it.
+        if let (NodeKind::File | NodeKind::Symlink, Some(group)) = (node.kind, node.link_group) {
+            if let Some(first) = plan.groups.get(&group) {
+                plan.links.push((path.to_path_buf(), first.clone()));
+                return Ok(());
+            }
+            plan.groups.insert(group, path.to_path_buf());
+        }
         match node.kind {
             NodeKind::Dir => {
                 let created = ensure_dir(path)?;
@@ -285,20 +368,11 @@ impl Restorer<'_> {
                     self.plan_tree(&tree, &format!("tree {id}"), path, created, plan)?;
                 }
             }
-            NodeKind::File => {
-                if let Some(group) = node.link_group {
-                    if let Some(first) = plan.groups.get(&group) {
-                        plan.links.push((path.to_path_buf(), first.clone()));
-                        return Ok(());
-                    }
-                    plan.groups.insert(group, path.to_path_buf());
-                }
-                plan.files.push(FileJob {
-                    path: path.to_path_buf(),
-                    node: node.clone(),
-                    fresh,
-                });
-            }
+            NodeKind::File => plan.files.push(FileJob {
+                path: path.to_path_buf(),
+                node: node.clone(),
+                fresh,
+            }),
             NodeKind::Symlink => plan.symlinks.push((path.to_path_buf(), node.clone())),
             _ => plan.others.push((path.to_path_buf(), node.clone())),
         }
@@ -475,9 +549,13 @@ impl Restorer<'_> {
         let mut written_to = 0u64;
         for id in &node.content {
             let len = self.with_blob(id, decoder, |data| {
-                if let Some(end) =
-                    write_sparse(file, offset, data).map_err(|e| Error::io(tmp_path, e))?
-                {
+                let end = if self.sparse {
+                    write_sparse(file, offset, data)
+                } else {
+                    file.write_all_at(data, offset)
+                        .map(|()| Some(offset + data.len() as u64))
+                };
+                if let Some(end) = end.map_err(|e| Error::io(tmp_path, e))? {
                     written_to = end;
                 }
                 Ok(data.len() as u64)
@@ -526,10 +604,28 @@ impl OpenDir<'_> {
     }
 }
 
+/// Bytes of a file's name kept in its temporary name.
+const TEMP_NAME_PREFIX: usize = 100;
+
+/// Splits a temporary name `.NAME.restore-PID-N` (see [`create_temp`]) into `NAME` and `PID`.
+fn parse_temp_name(name: &[u8]) -> Option<(&[u8], u32)> {
+    const MARK: &[u8] = b".restore-";
+    let rest = name.strip_prefix(b".")?;
+    let at = rest.windows(MARK.len()).rposition(|w| w == MARK)?;
+    let (file, numbers) = (&rest[..at], &rest[at + MARK.len()..]);
+    let (pid, attempt) = std::str::from_utf8(numbers).ok()?.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if file.is_empty() || !digits(attempt) || !digits(pid) {
+        return None;
+    }
+    Some((file, pid.parse().ok()?))
+}
+
 /// Creates a fresh temporary file beside the final name in `dir` (whose path is `dir_path`),
-/// exclusively: never follows or reuses an existing entry. Returns its name.
+/// exclusively: never follows or reuses an existing entry. Returns its name,
+/// `.NAME.restore-PID-N` (`NAME` cut to [`TEMP_NAME_PREFIX`] bytes).
 fn create_temp(dir: &OwnedFd, dir_path: &Path, name: &[u8]) -> Result<(Vec<u8>, File)> {
-    let short: Vec<u8> = name.iter().copied().take(100).collect();
+    let short: Vec<u8> = name.iter().copied().take(TEMP_NAME_PREFIX).collect();
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     for attempt in 0u32..100 {
         let mut tmp_name = b".".to_vec();
@@ -712,6 +808,8 @@ fn restore_blocking(
         restored: AtomicU64::new(0),
         unchanged: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
+        sparse: options.sparse,
+        stale_temps: AtomicU64::new(0),
     };
     let mut plan = Plan {
         trees,
@@ -779,19 +877,9 @@ fn restore_blocking(
         files_restored: restorer.restored.load(Ordering::Relaxed),
         files_unchanged: restorer.unchanged.load(Ordering::Relaxed),
         bytes_written: restorer.bytes.load(Ordering::Relaxed),
+        stale_temp_files_removed: restorer.stale_temps.load(Ordering::Relaxed),
         ..RestoreSummary::default()
     };
-    for (path, first) in &plan.links {
-        let same = match (std::fs::metadata(first), std::fs::symlink_metadata(path)) {
-            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
-            _ => false,
-        };
-        if !same {
-            clear_entry(path)?;
-            std::fs::hard_link(first, path).map_err(|e| Error::io(path, e))?;
-        }
-        summary.hard_links += 1;
-    }
     for (path, node) in &plan.symlinks {
         let target = node.target.as_deref().unwrap_or_default();
         let current = std::fs::read_link(path).ok();
@@ -802,6 +890,22 @@ fn restore_blocking(
         }
         restorer.warn(fsmeta::apply(path, node));
         summary.symlinks += 1;
+    }
+    // After the symlinks, as a group's first name may be one. `hard_link` links the entry
+    // itself (linkat without AT_SYMLINK_FOLLOW), never a symlink's target.
+    for (path, first) in &plan.links {
+        let same = match (
+            std::fs::symlink_metadata(first),
+            std::fs::symlink_metadata(path),
+        ) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        };
+        if !same {
+            clear_entry(path)?;
+            std::fs::hard_link(first, path).map_err(|e| Error::io(path, e))?;
+        }
+        summary.hard_links += 1;
     }
     for (path, node) in &plan.others {
         match fsmeta::make_special(path, node) {

@@ -287,15 +287,16 @@ impl<'a> Scanner<'a> {
         previous: Option<&Node>,
     ) -> Option<(Node, Next)> {
         let mut node = fsmeta::node_from(name, path, &meta)
-            .map_err(|e| self.problem(path, e))
+            .map_err(|e| self.problem(path, crate::error::report(&e)))
             .ok()?;
+        // Symlinks can be hard-linked too (`ln -P`), and come back as one inode.
+        if matches!(node.kind, NodeKind::File | NodeKind::Symlink) && meta.nlink() > 1 {
+            let mut groups = self.link_groups.lock().ok()?;
+            let next = groups.len() as u64 + 1;
+            node.link_group = Some(*groups.entry((meta.dev(), meta.ino())).or_insert(next));
+        }
         let next = match node.kind {
             NodeKind::File => {
-                if meta.nlink() > 1 {
-                    let mut groups = self.link_groups.lock().ok()?;
-                    let next = groups.len() as u64 + 1;
-                    node.link_group = Some(*groups.entry((meta.dev(), meta.ino())).or_insert(next));
-                }
                 let unchanged = previous.filter(|p| {
                     p.kind == NodeKind::File
                         && p.size == node.size
@@ -537,7 +538,7 @@ mod tests {
                 crate::InitOptions::new(),
             ))
             .unwrap();
-        let options = crate::BackupOptions::new([dir.path()]).build().unwrap();
+        let options = crate::BackupOptions::builder([dir.path()]).build().unwrap();
         let (tx, rx) = crossbeam_channel::unbounded();
         let (large, large_rx) = crossbeam_channel::unbounded();
         let sink = super::JobSink {

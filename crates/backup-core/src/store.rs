@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::aws::AmazonS3Builder;
+use object_store::client::{HttpClient, HttpConnector};
 use object_store::prefix::PrefixStore;
 use object_store::{ClientOptions, ObjectStore};
 
@@ -22,6 +23,7 @@ pub struct StoreOptions {
     location: String,
     timeout: Duration,
     endpoint: Option<String>,
+    create: bool,
 }
 
 impl StoreOptions {
@@ -32,7 +34,16 @@ impl StoreOptions {
             location: location.into(),
             timeout: Duration::from_secs(300),
             endpoint: None,
+            create: false,
         }
+    }
+
+    /// Creates a local directory that does not exist yet (for [`crate::Repository::init`]);
+    /// without it a missing directory is [`Error::NoRepository`], so reading commands never
+    /// create paths.
+    pub fn with_create(mut self, yes: bool) -> Self {
+        self.create = yes;
+        self
     }
 
     /// Sets the per-request timeout for remote stores.
@@ -52,18 +63,19 @@ impl StoreOptions {
         &self.location
     }
 
-    /// Opens the store (creating a local directory if needed).
+    /// Opens the store. A local directory must exist unless [`StoreOptions::with_create`] was
+    /// given. Changes no process-wide state: TLS for S3 uses rustls with the ring provider given
+    /// to its own client configuration, not an installed default provider.
     pub fn build(self) -> Result<Arc<dyn ObjectStore>> {
         if let Some(rest) = self.location.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
                 return Err(Error::Config(format!("{}: no bucket name", self.location)));
             }
-            // reqwest is built without a default TLS provider; rustls on ring is ours.
-            let _ = rustls::crypto::ring::default_provider().install_default();
             let mut builder = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
-                .with_client_options(ClientOptions::new().with_timeout(self.timeout));
+                .with_client_options(ClientOptions::new().with_timeout(self.timeout))
+                .with_http_connector(RingRustlsConnector);
             let endpoint = self
                 .endpoint
                 .clone()
@@ -94,9 +106,72 @@ impl StoreOptions {
                 self.location
             )));
         }
-        std::fs::create_dir_all(&self.location).map_err(|e| Error::io(&self.location, e))?;
+        let dir = std::path::Path::new(&self.location);
+        match std::fs::metadata(dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::Config(format!(
+                    "{}: not a directory (a local repository is a directory)",
+                    self.location
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.create => {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NoRepository {
+                    location: self.location,
+                });
+            }
+            Err(e) => return Err(Error::io(dir, e)),
+        }
         let local = DurableLocalStore::new(std::path::Path::new(&self.location))
             .map_err(|e| Error::store(&self.location, e))?;
         Ok(Arc::new(local))
+    }
+}
+
+/// Builds object_store's reqwest client with rustls on ring passed in its own configuration:
+/// reqwest is built without a TLS provider, and installing ring as the process-wide default
+/// (what object_store's default connector would need) is global state a library must not touch.
+#[derive(Debug)]
+struct RingRustlsConnector;
+
+impl HttpConnector for RingRustlsConnector {
+    fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
+        use object_store::ClientConfigKey as Key;
+        use rustls_platform_verifier::BuilderVerifierExt;
+        let generic =
+            |source: Box<dyn std::error::Error + Send + Sync>| object_store::Error::Generic {
+                store: "S3",
+                source,
+            };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .and_then(|b| b.with_platform_verifier())
+            .map_err(|e| generic(Box::new(e)))?
+            .with_no_client_auth();
+        let seconds = |key| {
+            options
+                .get_config_value(&key)
+                .and_then(|v| humantime::parse_duration(&v).ok())
+        };
+        let mut builder = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            // As object_store's own connector: compression would break Content-Length.
+            .no_gzip()
+            .no_brotli()
+            .no_zstd()
+            .no_deflate()
+            .https_only(options.get_config_value(&Key::AllowHttp).as_deref() != Some("true"));
+        if let Some(timeout) = seconds(Key::Timeout) {
+            builder = builder.timeout(timeout);
+        }
+        if let Some(timeout) = seconds(Key::ConnectTimeout) {
+            builder = builder.connect_timeout(timeout);
+        }
+        let client = builder.build().map_err(|e| generic(Box::new(e)))?;
+        Ok(HttpClient::new(client))
     }
 }

@@ -48,7 +48,7 @@ async fn vanished_and_changed_files_are_reported_and_recorded() {
         grow: src.join("grow"),
         problems: Mutex::new(Vec::new()),
     });
-    let options = BackupOptions::new([&src])
+    let options = BackupOptions::builder([&src])
         .with_exclude("*.log")
         .with_exclude("src/cache")
         .with_exclude_if_present(".nobackup")
@@ -60,6 +60,19 @@ async fn vanished_and_changed_files_are_reported_and_recorded() {
         .unwrap();
     assert_eq!(snap.skipped.len(), 1, "{:?}", snap.skipped);
     assert!(snap.skipped[0].path.ends_with("src/vanish"));
+    // The error is the I/O error alone: the path is not said twice.
+    assert!(
+        !snap.skipped[0].error.contains("vanish"),
+        "{:?}",
+        snap.skipped
+    );
+    // Read: "kept" and the grown file up to its scanned size; nothing of the vanished one.
+    assert_eq!(snap.summary.bytes_read, 4 + 5, "{:?}", snap.summary);
+    assert_eq!(
+        snap.summary.bytes_read, snap.summary.bytes,
+        "{:?}",
+        snap.summary
+    );
     assert_eq!(snap.changed.len(), 1, "{:?}", snap.changed);
     assert!(snap.changed[0].path.ends_with("src/grow"));
     let reported = saboteur.problems.lock().unwrap().clone();
@@ -83,7 +96,10 @@ async fn vanished_and_changed_files_are_reported_and_recorded() {
     assert_eq!(paths, ["src", "src/grow", "src/keep"]);
 
     // The changed file is never trusted as unchanged by the next backup.
-    let again = BackupOptions::new([&src]).with_parent(id).build().unwrap();
+    let again = BackupOptions::builder([&src])
+        .with_parent(id)
+        .build()
+        .unwrap();
     let (_, next) = backup_core::backup(repo, again, Arc::new(backup_core::NoProgress))
         .await
         .unwrap();

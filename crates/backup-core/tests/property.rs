@@ -7,7 +7,7 @@ use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use backup_core::conformance::{memory_repository, restore_all};
+use backup_core::conformance::{memory_repository, restore_all_with};
 use backup_core::{BackupOptions, NoProgress};
 use proptest::prelude::*;
 
@@ -196,13 +196,14 @@ fn run_case(entries: Vec<Entry>) -> Result<(), TestCaseError> {
         let repo = memory_repository().await;
         let (id, snap) = backup_core::backup(
             repo.clone(),
-            BackupOptions::new([&src]).build().unwrap(),
+            BackupOptions::builder([&src]).build().unwrap(),
             Arc::new(NoProgress),
         )
         .await
         .unwrap();
         assert!(snap.skipped.is_empty(), "{:?}", snap.skipped);
-        restore_all(repo, &id, &target).await;
+        // Sparse restore, so the check below that sparse files stay sparse applies.
+        restore_all_with(repo, &id, &target, true).await;
     });
     let restored = target.join("src");
     let diffs = backup_core::compare_trees(&src, &restored).unwrap();
@@ -251,5 +252,20 @@ proptest! {
     #[test]
     fn random_trees_restore_faithfully(entries in proptest::collection::vec(entry(), 0..40)) {
         run_case(entries)?;
+    }
+}
+
+proptest! {
+    /// `ls` prints names escaped: one line of valid UTF-8 that unescapes to the same bytes.
+    #[test]
+    fn escaped_paths_are_one_line_and_unescape_exactly(
+        path in proptest::collection::vec(any::<u8>(), 0..64),
+        text in "\\PC*",
+    ) {
+        for bytes in [path, text.into_bytes()] {
+            let escaped = backup_core::ops::escape_path(&bytes);
+            prop_assert!(!escaped.contains(['\n', '\r']), "{escaped:?}");
+            prop_assert_eq!(backup_core::ops::unescape_path(escaped.as_bytes()).unwrap(), bytes);
+        }
     }
 }

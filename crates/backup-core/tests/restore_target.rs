@@ -17,7 +17,7 @@ async fn restore_writes_through_a_symlinked_target() {
     let notes = dir.path().join("notes.txt");
     std::fs::write(&notes, "backed up by itself").unwrap();
     let repo = memory_repository().await;
-    let options = BackupOptions::new([&src, &notes]).build().unwrap();
+    let options = BackupOptions::builder([&src, &notes]).build().unwrap();
     let (id, _) = backup_core::backup(repo.clone(), options, Arc::new(NoProgress))
         .await
         .unwrap();

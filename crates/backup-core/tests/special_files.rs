@@ -38,7 +38,7 @@ async fn fifos_and_devices_are_recreated_with_their_metadata() {
     let socket = std::os::unix::net::UnixListener::bind(src.join("sock")).unwrap();
 
     let repo = memory_repository().await;
-    let options = BackupOptions::new([&src]).build().unwrap();
+    let options = BackupOptions::builder([&src]).build().unwrap();
     let (id, snap) = backup_core::backup(repo.clone(), options, Arc::new(NoProgress))
         .await
         .unwrap();

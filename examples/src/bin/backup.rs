@@ -11,10 +11,16 @@
 //!
 //! The password comes from `BACKUP_PASSWORD`, or the key comes from `--key-file` (a
 //! crypto-at-rest keyring file); only on a terminal is the password prompted for.
+//!
+//! Exit status: 0 on success, 1 on error, 3 when `backup` saved a snapshot but skipped files it
+//! could not read (as restic). `ls` prints paths escaped (`\n`, `\\`, `\xNN`, ...), and
+//! `restore --path` takes a path as `ls` prints it.
 
+use std::ffi::OsString;
 use std::io::IsTerminal;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -90,21 +96,27 @@ enum Command {
     },
     /// List snapshots.
     Snapshots,
-    /// List the entries of a snapshot.
+    /// List the entries of a snapshot, one per line, paths escaped (`\n`, `\\`, `\xNN`).
     Ls {
         /// Snapshot id, unique prefix, or `latest`.
         snapshot: String,
     },
-    /// Restore a snapshot (or a path inside it) into a directory.
+    /// Restore a snapshot (or a path inside it) into a directory. Files are written to
+    /// temporary names `.NAME.restore-PID-N` and renamed into place; a rerun removes those that
+    /// a killed restore left beside the files it restores.
     Restore {
         /// Snapshot id, unique prefix, or `latest`.
         snapshot: String,
         /// Target directory.
         #[arg(short, long)]
         target: PathBuf,
-        /// Restore only this path inside the snapshot.
+        /// Restore only this path inside the snapshot, as `ls` prints it (escaped).
         #[arg(long)]
-        path: Option<PathBuf>,
+        path: Option<OsString>,
+        /// Leave all-zero blocks as holes (sparse files). By default every block is written,
+        /// so a preallocated file comes back allocated.
+        #[arg(long)]
+        sparse: bool,
     },
     /// Show what changed between two snapshots.
     Diff {
@@ -184,13 +196,29 @@ fn key_source(cli: &Cli) -> Result<KeySource> {
     bail!("no password: set {PASSWORD_ENV} or pass --key-file (no terminal to prompt on)")
 }
 
+/// The repository this run opened, so that the objects it skipped are reported even if the
+/// command then fails.
+static OPENED: OnceLock<Arc<Repository>> = OnceLock::new();
+
 async fn open(cli: &Cli, location: &str) -> Result<Arc<Repository>> {
     let store = StoreOptions::new(location)
         .with_timeout(Duration::from_secs(cli.timeout))
         .build()?;
-    Ok(Arc::new(
-        Repository::open(store, location, &key_source(cli)?).await?,
-    ))
+    let repo = Arc::new(Repository::open(store, location, &key_source(cli)?).await?);
+    let _ = OPENED.set(repo.clone());
+    Ok(repo)
+}
+
+/// Warns about damaged or foreign objects the repository skipped.
+fn report_skipped_objects() {
+    if let Some(repo) = OPENED.get() {
+        for s in repo.skipped_objects() {
+            eprintln!(
+                "warning: skipped repository object {} (damaged or not a repository object): {}",
+                s.object, s.reason
+            );
+        }
+    }
 }
 
 fn human_bytes(n: u64) -> String {
@@ -270,21 +298,30 @@ fn tune_malloc(command: &Command) {
     let _ = again.exec();
 }
 
+/// Exit status of a backup that skipped unreadable files (restic's).
+const EXIT_PARTIAL: i32 = 3;
+
 fn main() {
     let cli = Cli::parse();
     tune_malloc(&cli.command);
-    tokio::runtime::Runtime::new()
+    let result = tokio::runtime::Runtime::new()
         .map_err(anyhow::Error::from)
-        .and_then(|runtime| runtime.block_on(run(cli)))
-        .unwrap_or_else(|e| {
-            eprintln!("backup: error: {e:#}");
+        .and_then(|runtime| runtime.block_on(run(cli)));
+    report_skipped_objects();
+    match result {
+        Ok(status) => std::process::exit(status),
+        Err(e) => {
+            // Each cause once: the chain without the texts a message already repeats.
+            eprintln!("backup: error: {}", backup_core::report(e.as_ref()));
             std::process::exit(1);
-        });
+        }
+    }
 }
 
-async fn run(cli: Cli) -> Result<()> {
+/// Runs the command; returns the exit status.
+async fn run(cli: Cli) -> Result<i32> {
     if let Command::Demo { dir } = &cli.command {
-        return demo(dir.clone(), cli.json).await;
+        return demo(dir.clone(), cli.json).await.map(|()| 0);
     }
     let Some(location) = cli.repo.clone() else {
         bail!("no repository: pass --repo PATH|s3://bucket/prefix or set BACKUP_REPOSITORY");
@@ -293,6 +330,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Init => {
             let store = StoreOptions::new(&location)
                 .with_timeout(Duration::from_secs(cli.timeout))
+                .with_create(true)
                 .build()?;
             let repo =
                 Repository::init(store, &location, &key_source(&cli)?, InitOptions::new()).await?;
@@ -313,7 +351,7 @@ async fn run(cli: Cli) -> Result<()> {
             host,
         } => {
             let repo = open(&cli, &location).await?;
-            let mut options = BackupOptions::new(paths.iter())
+            let mut options = BackupOptions::builder(paths.iter())
                 .with_threads(cli.threads.unwrap_or(0))
                 .with_one_file_system(*one_file_system)
                 .with_auto_parent(!no_parent);
@@ -335,6 +373,14 @@ async fn run(cli: Cli) -> Result<()> {
             let (id, snap) =
                 backup_core::backup(repo, options.build()?, Bar::new(cli.json)).await?;
             print_backup(cli.json, &id, &snap);
+            if !snap.skipped.is_empty() {
+                eprintln!(
+                    "warning: snapshot {} is incomplete: {} unreadable files skipped",
+                    &id[..8],
+                    snap.skipped.len()
+                );
+                return Ok(EXIT_PARTIAL);
+            }
         }
         Command::Snapshots => {
             let repo = open(&cli, &location).await?;
@@ -368,7 +414,7 @@ async fn run(cli: Cli) -> Result<()> {
                 if cli.json {
                     println!(
                         "{}",
-                        json!({"path": e.display_path(), "type": n.kind, "mode": n.mode,
+                        json!({"path": e.escaped_path(), "type": n.kind, "mode": n.mode,
                                "uid": n.uid, "gid": n.gid, "size": n.size,
                                "mtime": time_of(n.mtime_ns)})
                     );
@@ -386,7 +432,7 @@ async fn run(cli: Cli) -> Result<()> {
                         n.gid,
                         n.size,
                         time_of(n.mtime_ns),
-                        e.display_path()
+                        e.escaped_path()
                     );
                 }
             }
@@ -395,11 +441,15 @@ async fn run(cli: Cli) -> Result<()> {
             snapshot,
             target,
             path,
+            sparse,
         } => {
             let repo = open(&cli, &location).await?;
-            let mut options = RestoreOptions::new(target).with_threads(cli.threads.unwrap_or(0));
+            let mut options = RestoreOptions::builder(target)
+                .with_threads(cli.threads.unwrap_or(0))
+                .with_sparse(*sparse);
             if let Some(p) = path {
-                options = options.with_sub_path(p);
+                let raw = ops::unescape_path(p.as_bytes())?;
+                options = options.with_sub_path(PathBuf::from(OsString::from_vec(raw)));
             }
             let started = Instant::now();
             let s =
@@ -418,6 +468,12 @@ async fn run(cli: Cli) -> Result<()> {
                     s.hard_links,
                     started.elapsed().as_secs_f64()
                 );
+                if s.stale_temp_files_removed > 0 {
+                    println!(
+                        "  removed {} temporary files of earlier, killed restores",
+                        s.stale_temp_files_removed
+                    );
+                }
                 for w in &s.warnings {
                     println!("  warning: {w}");
                 }
@@ -460,7 +516,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Demo { .. } => unreachable!("handled above"),
     }
-    Ok(())
+    Ok(0)
 }
 
 /// The workspace's source tree if this binary runs from a checkout, else `None`.
@@ -512,12 +568,12 @@ async fn demo(dir: Option<PathBuf>, json_out: bool) -> Result<()> {
         repo_dir.display()
     ));
     let location = repo_dir.to_string_lossy().into_owned();
-    let store = StoreOptions::new(&location).build()?;
+    let store = StoreOptions::new(&location).with_create(true).build()?;
     let key = KeySource::passphrase("demo passphrase (use BACKUP_PASSWORD or --key-file for real)");
     let repo = Arc::new(Repository::init(store, &location, &key, InitOptions::new()).await?);
     // The checkout's build output and git objects are not source.
     let options = || {
-        BackupOptions::new([&source])
+        BackupOptions::builder([&source])
             .with_exclude("target")
             .with_exclude(".git")
             .with_exclude("target-*")
@@ -543,7 +599,7 @@ async fn demo(dir: Option<PathBuf>, json_out: bool) -> Result<()> {
     let restored = backup_core::restore(
         repo.clone(),
         &id,
-        RestoreOptions::new(&target).build()?,
+        RestoreOptions::builder(&target).build()?,
         Bar::new(json_out),
     )
     .await?;
