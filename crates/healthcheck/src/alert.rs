@@ -1,6 +1,10 @@
 //! Alerts on a change of state, and the sinks that deliver them.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use rustls::crypto::CryptoProvider;
+
+use crate::tls::Roots;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -93,18 +97,20 @@ pub struct WebhookSink {
 #[must_use]
 pub struct WebhookSinkBuilder {
     url: String,
-    tls: Option<rustls::ClientConfig>,
+    provider: Arc<CryptoProvider>,
+    roots: Option<Roots>,
     attempts: u32,
     backoff: Duration,
     timeout: Duration,
 }
 
 impl WebhookSink {
-    /// Starts a sink that POSTs to `url` (http or https).
-    pub fn builder(url: impl Into<String>) -> WebhookSinkBuilder {
+    /// Starts a sink that POSTs to `url` (http or https) with the TLS algorithms of `provider`.
+    pub fn builder(url: impl Into<String>, provider: Arc<CryptoProvider>) -> WebhookSinkBuilder {
         WebhookSinkBuilder {
             url: url.into(),
-            tls: None,
+            provider,
+            roots: None,
             attempts: 4,
             backoff: Duration::from_millis(500),
             timeout: Duration::from_secs(10),
@@ -113,10 +119,9 @@ impl WebhookSink {
 }
 
 impl WebhookSinkBuilder {
-    /// The TLS configuration for https URLs (see [`crate::tls::client_config`]); required for
-    /// https, since the crate never picks a crypto provider by itself.
-    pub fn with_tls(mut self, tls: rustls::ClientConfig) -> Self {
-        self.tls = Some(tls);
+    /// Trust anchors for https (default: the system's).
+    pub fn with_roots(mut self, roots: Roots) -> Self {
+        self.roots = Some(roots);
         self
     }
 
@@ -148,7 +153,12 @@ impl WebhookSinkBuilder {
         if !(1..=10).contains(&self.attempts) {
             return Err(invalid("webhook.attempts", "must be 1 to 10"));
         }
-        let client = crate::tls::http_client(self.tls, self.timeout, url.scheme() == "https")?;
+        let client = crate::tls::http_client(
+            self.provider,
+            self.roots.as_ref(),
+            self.timeout,
+            url.scheme() == "https",
+        )?;
         Ok(WebhookSink {
             url,
             client,

@@ -287,18 +287,13 @@ fn required<'a, T>(
         .ok_or((None, key, format!("is required for kind `{kind}`")))
 }
 
-fn tls_config(
-    ca_file: &Option<Spanned<PathBuf>>,
-    provider: &Arc<CryptoProvider>,
-) -> std::result::Result<(Roots, rustls::ClientConfig), Failure> {
-    let roots = match ca_file {
+fn roots(ca_file: &Option<Spanned<PathBuf>>) -> std::result::Result<Option<Roots>, Failure> {
+    match ca_file {
         Some(f) => Roots::from_pem_file(f.get_ref())
-            .map_err(|e| (Some(f.span()), "ca_file", reason_of(e)))?,
-        None => Roots::system(),
-    };
-    let config = crate::tls::client_config(provider.clone(), &roots)
-        .map_err(|e| (None, "ca_file", e.to_string()))?;
-    Ok((roots, config))
+            .map(Some)
+            .map_err(|e| (Some(f.span()), "ca_file", reason_of(e))),
+        None => Ok(None),
+    }
 }
 
 fn build_check(
@@ -389,13 +384,7 @@ fn build_check(
     let invalid = |key: &'static str, span: Option<std::ops::Range<usize>>| {
         move |e: Error| (span.clone(), key, reason_of(e))
     };
-    let https_tls = |url: &str| -> std::result::Result<Option<rustls::ClientConfig>, Failure> {
-        if url.starts_with("https:") || raw.ca_file.is_some() {
-            Ok(Some(tls_config(&raw.ca_file, provider)?.1))
-        } else {
-            Ok(None)
-        }
-    };
+    let ca = roots(&raw.ca_file)?;
     let url_span = raw.url.as_ref().map(Spanned::span);
     let address_span = raw.address.as_ref().map(Spanned::span);
     let check: Arc<dyn Check> = match kind {
@@ -415,9 +404,9 @@ fn build_check(
         ),
         "http" => {
             let url = required(&raw.url, "url", kind)?;
-            let mut b = HttpCheck::builder(url.clone());
-            if let Some(tls) = https_tls(url)? {
-                b = b.with_tls(tls);
+            let mut b = HttpCheck::builder(url.clone(), provider.clone());
+            if let Some(ca) = ca {
+                b = b.with_roots(ca);
             }
             if let Some(codes) = &raw.expect_status {
                 b = b.with_expect_status(codes.get_ref().iter().copied());
@@ -429,17 +418,24 @@ fn build_check(
         }
         "nginx" | "php_fpm" => {
             let url = required(&raw.url, "url", kind)?;
-            let tls = https_tls(url)?;
             if kind == "nginx" {
-                Arc::new(NginxStatusCheck::new(url, tls).map_err(invalid("url", url_span))?)
+                Arc::new(
+                    NginxStatusCheck::new(url, provider.clone(), ca.as_ref())
+                        .map_err(invalid("url", url_span))?,
+                )
             } else {
-                Arc::new(PhpFpmStatusCheck::new(url, tls).map_err(invalid("url", url_span))?)
+                Arc::new(
+                    PhpFpmStatusCheck::new(url, provider.clone(), ca.as_ref())
+                        .map_err(invalid("url", url_span))?,
+                )
             }
         }
         "tls" => {
             let address = required(&raw.address, "address", kind)?;
-            let (roots, _) = tls_config(&raw.ca_file, provider)?;
-            let mut b = TlsCheck::builder(address.clone(), provider.clone()).with_roots(roots);
+            let mut b = TlsCheck::builder(address.clone(), provider.clone());
+            if let Some(ca) = ca {
+                b = b.with_roots(ca);
+            }
             if let Some(name) = &raw.server_name {
                 b = b.with_server_name(name.get_ref().clone());
             }
@@ -594,9 +590,9 @@ fn build_sink(
                 ));
             }
             let url = required(&raw.url, "url", kind)?;
-            let mut b = WebhookSink::builder(url.clone()).with_timeout(timeout);
-            if url.starts_with("https:") {
-                b = b.with_tls(tls_config(&raw.ca_file, provider)?.1);
+            let mut b = WebhookSink::builder(url.clone(), provider.clone()).with_timeout(timeout);
+            if let Some(ca) = roots(&raw.ca_file)? {
+                b = b.with_roots(ca);
             }
             if let Some(a) = &raw.attempts {
                 b = b.with_attempts(*a.get_ref());

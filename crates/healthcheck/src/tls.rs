@@ -82,29 +82,32 @@ pub fn client_config(provider: Arc<CryptoProvider>, roots: &Roots) -> Result<rus
         .with_no_client_auth())
 }
 
-/// A reqwest client: rustls from `tls` when given, no proxies, no redirects followed.
+/// A reqwest client on rustls with `provider` (reqwest needs one even for plain http), trusting
+/// `roots` (the system's when `None` and the URL is https); no proxies, no redirects followed.
 pub(crate) fn http_client(
-    tls: Option<rustls::ClientConfig>,
+    provider: Arc<CryptoProvider>,
+    roots: Option<&Roots>,
     timeout: Duration,
-    needs_tls: bool,
+    https: bool,
 ) -> Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
+    let roots = match roots {
+        Some(r) => r.clone(),
+        None if https => Roots::system(),
+        None => Roots {
+            store: Arc::new(RootCertStore::empty()),
+        },
+    };
+    let tls = client_config(provider, &roots)?;
+    let builder = reqwest::Client::builder()
         .no_proxy()
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("hostguard-healthcheck/", env!("CARGO_PKG_VERSION")));
-    match tls {
-        Some(tls) => builder = builder.tls_backend_preconfigured(tls),
-        None if needs_tls => {
-            return Err(crate::error::invalid(
-                "tls",
-                "an https URL needs a TLS configuration (with_tls)",
-            ));
-        }
-        None => {}
-    }
-    builder.build().map_err(|e| Error::Client {
-        what: "HTTP",
-        source: Box::new(e),
-    })
+    builder
+        .tls_backend_preconfigured(tls)
+        .build()
+        .map_err(|e| Error::Client {
+            what: "HTTP",
+            source: Box::new(e),
+        })
 }

@@ -1,6 +1,11 @@
 //! HTTP(S) status, latency and body match.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustls::crypto::CryptoProvider;
+
+use crate::tls::Roots;
 
 use crate::check::{Check, Observation, Unit};
 use crate::error::{Result, invalid};
@@ -21,7 +26,8 @@ pub struct HttpCheck {
 #[must_use]
 pub struct HttpCheckBuilder {
     url: String,
-    tls: Option<rustls::ClientConfig>,
+    provider: Arc<CryptoProvider>,
+    roots: Option<Roots>,
     expect_status: Vec<u16>,
     body_contains: Option<String>,
     max_body: usize,
@@ -29,11 +35,12 @@ pub struct HttpCheckBuilder {
 }
 
 impl HttpCheck {
-    /// Starts a check of `url` (http or https).
-    pub fn builder(url: impl Into<String>) -> HttpCheckBuilder {
+    /// Starts a check of `url` (http or https) with the TLS algorithms of `provider`.
+    pub fn builder(url: impl Into<String>, provider: Arc<CryptoProvider>) -> HttpCheckBuilder {
         HttpCheckBuilder {
             url: url.into(),
-            tls: None,
+            provider,
+            roots: None,
             expect_status: Vec::new(),
             body_contains: None,
             max_body: 1 << 20,
@@ -43,9 +50,9 @@ impl HttpCheck {
 }
 
 impl HttpCheckBuilder {
-    /// The TLS configuration for https (required for https; see [`crate::tls::client_config`]).
-    pub fn with_tls(mut self, tls: rustls::ClientConfig) -> Self {
-        self.tls = Some(tls);
+    /// Trust anchors for https (default: the system's).
+    pub fn with_roots(mut self, roots: Roots) -> Self {
+        self.roots = Some(roots);
         self
     }
 
@@ -93,7 +100,12 @@ impl HttpCheckBuilder {
                 format!("{bad} is not an HTTP status"),
             ));
         }
-        let client = crate::tls::http_client(self.tls, self.timeout, url.scheme() == "https")?;
+        let client = crate::tls::http_client(
+            self.provider,
+            self.roots.as_ref(),
+            self.timeout,
+            url.scheme() == "https",
+        )?;
         Ok(HttpCheck {
             url,
             client,

@@ -1,6 +1,11 @@
 //! nginx `stub_status` and PHP-FPM `pm.status_path` pages.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustls::crypto::CryptoProvider;
+
+use crate::tls::Roots;
 
 use crate::check::{Check, Observation, Unit};
 use crate::error::{Result, invalid};
@@ -14,13 +19,17 @@ struct StatusPage {
 }
 
 impl StatusPage {
-    fn new(url: &str, tls: Option<rustls::ClientConfig>) -> Result<StatusPage> {
+    fn new(url: &str, provider: Arc<CryptoProvider>, roots: Option<&Roots>) -> Result<StatusPage> {
         let url = reqwest::Url::parse(url).map_err(|e| invalid("url", format!("`{url}`: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(invalid("url", format!("`{url}`: must be http or https")));
         }
-        let client =
-            crate::tls::http_client(tls, Duration::from_secs(30), url.scheme() == "https")?;
+        let client = crate::tls::http_client(
+            provider,
+            roots,
+            Duration::from_secs(30),
+            url.scheme() == "https",
+        )?;
         Ok(StatusPage { url, client })
     }
 
@@ -117,10 +126,15 @@ pub struct NginxStatusCheck {
 }
 
 impl NginxStatusCheck {
-    /// A check of the stub_status page at `url`; `tls` is needed for https.
-    pub fn new(url: &str, tls: Option<rustls::ClientConfig>) -> Result<NginxStatusCheck> {
+    /// A check of the stub_status page at `url`, with the TLS algorithms of `provider` and
+    /// `roots` for https (default: the system's).
+    pub fn new(
+        url: &str,
+        provider: Arc<CryptoProvider>,
+        roots: Option<&Roots>,
+    ) -> Result<NginxStatusCheck> {
         Ok(NginxStatusCheck {
-            page: StatusPage::new(url, tls)?,
+            page: StatusPage::new(url, provider, roots)?,
         })
     }
 }
@@ -217,10 +231,15 @@ pub struct PhpFpmStatusCheck {
 }
 
 impl PhpFpmStatusCheck {
-    /// A check of the status page at `url`; `tls` is needed for https.
-    pub fn new(url: &str, tls: Option<rustls::ClientConfig>) -> Result<PhpFpmStatusCheck> {
+    /// A check of the status page at `url`, with the TLS algorithms of `provider` and `roots`
+    /// for https (default: the system's).
+    pub fn new(
+        url: &str,
+        provider: Arc<CryptoProvider>,
+        roots: Option<&Roots>,
+    ) -> Result<PhpFpmStatusCheck> {
         Ok(PhpFpmStatusCheck {
-            page: StatusPage::new(url, tls)?,
+            page: StatusPage::new(url, provider, roots)?,
         })
     }
 }
