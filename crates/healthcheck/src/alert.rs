@@ -13,6 +13,7 @@ use crate::error::{Error, Result, invalid};
 use crate::status::{Reason, Status};
 
 /// A change of a check's reported state.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Alert {
     /// The host the check ran on.

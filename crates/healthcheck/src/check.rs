@@ -56,6 +56,7 @@ impl Unit {
 }
 
 /// A measured value.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Metric {
     /// A snake_case name, unique within the check (`free_percent`, `days_left`).
@@ -74,6 +75,7 @@ impl Metric {
 }
 
 /// What one run of a check saw.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Observation {
     /// The check's own verdict before thresholds (a refused port is critical by itself).

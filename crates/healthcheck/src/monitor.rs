@@ -186,6 +186,7 @@ pub(crate) fn validate_name(name: &str) -> Result<()> {
 }
 
 /// One past run, for history charts.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct HistoryPoint {
     /// Unix time of the run, seconds.
@@ -199,6 +200,7 @@ pub struct HistoryPoint {
 }
 
 /// A metric with the thresholds that applied to it.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MeasuredMetric {
     /// The metric.
@@ -211,6 +213,7 @@ pub struct MeasuredMetric {
 }
 
 /// One check's result in a report.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckResult {
     /// The entry's name.
@@ -234,6 +237,7 @@ pub struct CheckResult {
 }
 
 /// The result of one run of every check.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     /// The host's name (from the configuration or `/etc/hostname`).
