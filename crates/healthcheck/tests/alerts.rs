@@ -64,20 +64,20 @@ async fn receiver(fail_first: usize) -> (String, Arc<Mutex<Receiver>>) {
             let parsed: Option<serde_json::Value> = serde_json::from_slice(&body)
                 .ok()
                 .filter(|v: &serde_json::Value| v.is_object());
-            let status =
-                if !head.starts_with("POST /hook HTTP/1.1") || !json_type || parsed.is_none() {
-                    "400 Bad Request"
-                } else {
+            let status = match parsed {
+                Some(body) if head.starts_with("POST /hook HTTP/1.1") && json_type => {
                     let mut s = shared.lock().unwrap();
                     s.attempts.push(Instant::now());
                     served += 1;
                     if served <= fail_first {
                         "503 Service Unavailable"
                     } else {
-                        s.bodies.push(parsed.unwrap());
+                        s.bodies.push(body);
                         "200 OK"
                     }
-                };
+                }
+                _ => "400 Bad Request",
+            };
             let _ = stream
                 .write_all(
                     format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
