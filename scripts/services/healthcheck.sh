@@ -29,6 +29,31 @@ healthcheck_wait() { # healthcheck_wait WHAT COMMAND...
   return 1
 }
 
+# healthcheck_nginx_conf DIR NAME SERVER_BODY: writes DIR/NAME.conf, an nginx in the foreground
+# with its pid, logs and temporary files under DIR and one server block.
+healthcheck_nginx_conf() {
+  local dir=$1 name=$2 server=$3
+  mkdir -p "$dir/$name-tmp"
+  cat >"$dir/$name.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $dir/$name.pid;
+error_log $dir/$name-error.log;
+$( [ "$(id -un)" = root ] && echo "user root;" )
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path $dir/$name-tmp/body;
+  proxy_temp_path $dir/$name-tmp/proxy;
+  fastcgi_temp_path $dir/$name-tmp/fastcgi;
+  uwsgi_temp_path $dir/$name-tmp/uwsgi;
+  scgi_temp_path $dir/$name-tmp/scgi;
+  server {$server
+  }
+}
+CONF
+}
+
 start_healthcheck_services() {
   local dir nginx_port db_port fpm_bin user
   dir=$(mktemp -d "${TMPDIR:-/tmp}/hostguard-health.XXXXXX")
@@ -56,23 +81,9 @@ CONF
   pids+=($!)
 
   # nginx: 127.0.0.1 only, stub_status, the FPM status page, a page with known text.
-  mkdir -p "$dir/www" "$dir/nginx-tmp"
+  mkdir -p "$dir/www"
   echo "hostguard health page" >"$dir/www/index.html"
-  cat >"$dir/nginx.conf" <<CONF
-daemon off;
-worker_processes 1;
-pid $dir/nginx.pid;
-error_log $dir/nginx-error.log;
-$( [ "$user" = root ] && echo "user root;" )
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path $dir/nginx-tmp/body;
-  proxy_temp_path $dir/nginx-tmp/proxy;
-  fastcgi_temp_path $dir/nginx-tmp/fastcgi;
-  uwsgi_temp_path $dir/nginx-tmp/uwsgi;
-  scgi_temp_path $dir/nginx-tmp/scgi;
-  server {
+  healthcheck_nginx_conf "$dir" nginx "
     listen 127.0.0.1:$nginx_port;
     root $dir/www;
     location = /nginx-status { stub_status; }
@@ -81,10 +92,7 @@ http {
       fastcgi_param SCRIPT_NAME /fpm-status;
       fastcgi_param SCRIPT_FILENAME /fpm-status;
       fastcgi_pass unix:$dir/php-fpm.sock;
-    }
-  }
-}
-CONF
+    }"
   nginx -c "$dir/nginx.conf" -e "$dir/nginx-error.log" >"$dir/nginx.out" 2>&1 &
   pids+=($!)
 
