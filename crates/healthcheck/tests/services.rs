@@ -95,6 +95,15 @@ async fn http_status_latency_and_body() {
         Some("hostguard health page\n".len() as f64)
     );
     check_suite(&ok, WITHIN).await;
+    let tcp = TcpCheck::new(url.trim_start_matches("http://").trim_end_matches('/')).unwrap();
+    let o = tcp.run().await;
+    assert_eq!(
+        (o.status, o.reason),
+        (Status::Ok, Reason::Ok),
+        "{}",
+        o.message
+    );
+    check_suite(&tcp, WITHIN).await;
 
     let o = HttpCheck::builder(url.clone(), provider())
         .with_body_contains("something else")

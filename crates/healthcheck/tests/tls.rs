@@ -5,7 +5,7 @@ mod support;
 
 use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
-use healthcheck::checks::TlsCheck;
+use healthcheck::checks::{HttpCheck, TlsCheck};
 use healthcheck::conformance::check_suite;
 use healthcheck::tls::Roots;
 use healthcheck::{Check, Reason, Status};
@@ -158,6 +158,53 @@ async fn hung_refused_and_dead_name_each_have_their_verdict() {
     assert_eq!(
         (o.status, o.reason),
         (Status::Critical, Reason::Dns),
+        "{}",
+        o.message
+    );
+}
+
+/// HTTPS through reqwest on the same rustls gives the same certificate verdicts.
+#[tokio::test]
+async fn https_check_with_private_ca() {
+    let ca = Ca::new("hostguard test CA");
+    let roots = || Roots::from_pem(ca.pem().as_bytes()).unwrap();
+    let good = tls_server(ca.leaf("localhost", Duration::hours(-1), Duration::days(30))).await;
+    let c = HttpCheck::builder(format!("https://localhost:{}/", good.port()), provider())
+        .with_roots(roots())
+        .with_body_contains("hello over tls")
+        .build()
+        .unwrap();
+    let o = c.run().await;
+    assert_eq!(
+        (o.status, o.reason),
+        (Status::Ok, Reason::Ok),
+        "{}",
+        o.message
+    );
+    check_suite(&c, StdDuration::from_secs(5)).await;
+
+    let expired = tls_server(ca.leaf("localhost", Duration::days(-40), Duration::days(-1))).await;
+    let o = HttpCheck::builder(format!("https://localhost:{}/", expired.port()), provider())
+        .with_roots(roots())
+        .build()
+        .unwrap()
+        .run()
+        .await;
+    assert_eq!(
+        (o.status, o.reason),
+        (Status::Critical, Reason::CertExpired),
+        "{}",
+        o.message
+    );
+    // Without the private CA the system roots do not trust it.
+    let o = HttpCheck::builder(format!("https://localhost:{}/", good.port()), provider())
+        .build()
+        .unwrap()
+        .run()
+        .await;
+    assert_eq!(
+        (o.status, o.reason),
+        (Status::Critical, Reason::CertUntrusted),
         "{}",
         o.message
     );

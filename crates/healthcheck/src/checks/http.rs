@@ -133,19 +133,23 @@ pub(crate) fn classify(e: &reqwest::Error, what: &str) -> Observation {
     let text = describe(e);
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+        // hyper wraps the rustls error in io::Errors, whose `source()` skips what they wrap.
+        let mut io = s.downcast_ref::<std::io::Error>();
+        while let Some(e) = io {
+            if e.kind() == std::io::ErrorKind::ConnectionRefused {
                 return Observation::critical(
                     Reason::Refused,
                     format!("{what}: connection refused"),
                 );
             }
-            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            let inner = e.get_ref().map(|i| i as &(dyn std::error::Error + 'static));
+            if let Some(tls) = inner.and_then(|i| i.downcast_ref::<rustls::Error>()) {
                 return Observation::critical(
                     crate::checks::tls::reason_of(tls),
                     format!("{what}: {tls}"),
                 );
             }
+            io = inner.and_then(|i| i.downcast_ref::<std::io::Error>());
         }
         if let Some(tls) = s.downcast_ref::<rustls::Error>() {
             return Observation::critical(

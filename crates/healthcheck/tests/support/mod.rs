@@ -110,7 +110,8 @@ fn base64_encode(data: &[u8]) -> String {
     out
 }
 
-/// A TLS server presenting `leaf` on loopback; it completes handshakes and closes.
+/// A TLS server presenting `leaf` on loopback; after a handshake it answers one HTTP request with
+/// `200 OK` and the body `hello over tls`.
 pub async fn tls_server(leaf: Leaf) -> SocketAddr {
     let config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -125,8 +126,24 @@ pub async fn tls_server(leaf: Leaf) -> SocketAddr {
         while let Ok((stream, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
                 // The client aborts bad handshakes; that error is expected.
-                let _ = acceptor.accept(stream).await;
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let mut buf = [0u8; 4096];
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = "hello over tls";
+                let _ = tls
+                    .write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes())
+                    .await;
+                let _ = tls.shutdown().await;
             });
         }
     });
