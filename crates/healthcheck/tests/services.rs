@@ -222,12 +222,14 @@ async fn nginx_process_by_pidfile_and_name() {
         o.message
     );
     check_suite(&check, WITHIN).await;
-    let o = ProcessCheck::by_name("nginx").run().await;
+    let by_name = ProcessCheck::by_name("nginx");
+    let o = by_name.run().await;
     assert!(
         o.metric("processes").unwrap() >= 2.0,
         "master and worker: {}",
         o.message
     );
+    check_suite(&by_name, WITHIN).await;
 }
 
 /// Each network check gives its own verdict for a hung target (through the monitor's timeout),
