@@ -7,7 +7,8 @@
 # HOSTGUARD_MARIADB_PASSWORD, HOSTGUARD_NGINX_PIDFILE. Sourced by scripts/test.sh; also runnable on
 # its own for the benchmark: `source scripts/services/healthcheck.sh; start_healthcheck_services`
 # (stop with `kill "${pids[@]}"`).
-apt_packages+=(nginx-light php-fpm mariadb-server prometheus chromium monit)
+# python3-fusepy: a FUSE file system whose statfs hangs, for the disk check's hung-mount test.
+apt_packages+=(nginx-light php-fpm mariadb-server prometheus chromium monit python3-fusepy)
 service_starters+=(start_healthcheck_services)
 
 healthcheck_free_port() {
