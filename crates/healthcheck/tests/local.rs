@@ -10,6 +10,23 @@ use healthcheck::{Check, Reason, Status};
 
 const WITHIN: Duration = Duration::from_secs(5);
 
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+}
+
+/// Starts `command` and waits for it to print `ready_line` on its standard output.
+fn spawn_until(command: &mut std::process::Command, ready_line: &str) -> std::process::Child {
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let stdout = child.stdout.take().unwrap();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+    assert_eq!(line.trim(), ready_line);
+    child
+}
+
 fn fixture(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")
@@ -68,8 +85,7 @@ async fn disk_space_and_inodes_match_df() {
 /// `/proc/PID/root` (needs root and util-linux `unshare`).
 #[tokio::test]
 async fn read_only_mount_is_critical() {
-    let is_root =
-        std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    let is_root = is_root();
     if !is_root {
         test_support::missing("root (to mount a read-only tmpfs in a private namespace)");
         return;
@@ -78,22 +94,15 @@ async fn read_only_mount_is_critical() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(unshare)
-        .args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg(format!(
-            "mount -t tmpfs -o ro,size=1m hgro {} && echo ready && exec sleep 30",
-            dir.path().display()
-        ))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "ready");
+    let mut child = spawn_until(
+        std::process::Command::new(unshare)
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount -t tmpfs -o ro,size=1m hgro {} && echo ready && exec sleep 30",
+                dir.path().display()
+            )),
+        "ready",
+    );
     let seen = format!("/proc/{}/root{}", child.id(), dir.path().display());
     let o = DiskCheck::new(&seen).run().await;
     let expected = DiskCheck::new(&seen)
@@ -236,8 +245,7 @@ async fn file_freshness() {
 /// of starting another stuck thread.
 #[tokio::test]
 async fn hung_mount_times_out_and_is_not_probed_twice() {
-    let is_root =
-        std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    let is_root = is_root();
     if !is_root || !std::path::Path::new("/dev/fuse").exists() {
         test_support::missing(
             "root and /dev/fuse (to mount a FUSE file system whose statfs hangs)",
@@ -252,19 +260,12 @@ async fn hung_mount_times_out_and_is_not_probed_twice() {
     let dir = tempfile::tempdir().unwrap();
     let mountpoint = dir.path().join("hung");
     std::fs::create_dir(&mountpoint).unwrap();
-    let mut fs = std::process::Command::new("/usr/bin/python3")
-        .arg(fixture("hang_statfs.py"))
-        .arg(&mountpoint)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(fs.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "mounted");
+    let mut fs = spawn_until(
+        std::process::Command::new("/usr/bin/python3")
+            .arg(fixture("hang_statfs.py"))
+            .arg(&mountpoint),
+        "mounted",
+    );
     let monitor = healthcheck::Monitor::builder()
         .with_check(
             healthcheck::CheckEntry::builder(
