@@ -1,5 +1,7 @@
 //! Checks of the local host: disk, memory, swap, load, processes, file freshness.
 
+mod support;
+
 use std::time::Duration;
 
 use healthcheck::checks::{
@@ -7,31 +9,9 @@ use healthcheck::checks::{
 };
 use healthcheck::conformance::check_suite;
 use healthcheck::{Check, Reason, Status};
+use support::{fixture, is_root, spawn_until};
 
 const WITHIN: Duration = Duration::from_secs(5);
-
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-}
-
-/// Starts `command` and waits for it to print `ready_line` on its standard output.
-fn spawn_until(command: &mut std::process::Command, ready_line: &str) -> std::process::Child {
-    let mut child = command
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    let stdout = child.stdout.take().unwrap();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
-    assert_eq!(line.trim(), ready_line);
-    child
-}
-
-fn fixture(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name)
-}
 
 #[tokio::test]
 async fn disk_space_and_inodes_match_df() {
@@ -238,74 +218,4 @@ async fn file_freshness() {
     );
     let o = FileFreshnessCheck::new(dir.path().join("gone")).run().await;
     assert_eq!((o.status, o.reason), (Status::Critical, Reason::Missing));
-}
-
-/// A mount whose statfs hangs (a FUSE file system standing in for a dead NFS server): the run ends
-/// at the monitor's timeout, and while that statvfs is stuck the next run answers at once instead
-/// of starting another stuck thread.
-#[tokio::test]
-async fn hung_mount_times_out_and_is_not_probed_twice() {
-    let is_root = is_root();
-    if !is_root || !std::path::Path::new("/dev/fuse").exists() {
-        test_support::missing(
-            "root and /dev/fuse (to mount a FUSE file system whose statfs hangs)",
-        );
-        return;
-    }
-    let Some(_) =
-        test_support::require_path("/usr/lib/python3/dist-packages/fusepy.py", "python3-fusepy")
-    else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let mountpoint = dir.path().join("hung");
-    std::fs::create_dir(&mountpoint).unwrap();
-    let mut fs = spawn_until(
-        std::process::Command::new("/usr/bin/python3")
-            .arg(fixture("hang_statfs.py"))
-            .arg(&mountpoint),
-        "mounted",
-    );
-    let monitor = healthcheck::Monitor::builder()
-        .with_check(
-            healthcheck::CheckEntry::builder(
-                "nfs",
-                std::sync::Arc::new(DiskCheck::new(&mountpoint)),
-            )
-            .with_timeout(Duration::from_millis(300))
-            .build()
-            .unwrap(),
-        )
-        .build()
-        .unwrap();
-    let first = monitor.run().await;
-    let second = monitor.run().await;
-    // Stop the file system: the stuck statvfs fails with ENOTCONN and its thread ends.
-    let _ = fs.kill();
-    let _ = fs.wait();
-    let _ = std::process::Command::new("umount")
-        .arg("-l")
-        .arg(&mountpoint)
-        .status();
-    let c = &first.checks[0];
-    assert_eq!(
-        (c.status, c.reason),
-        (Status::Critical, Reason::Timeout),
-        "{}",
-        c.message
-    );
-    assert!(c.duration >= 0.3 && c.duration < 1.0, "{}", c.duration);
-    let c = &second.checks[0];
-    assert_eq!(
-        (c.status, c.reason),
-        (Status::Critical, Reason::Timeout),
-        "{}",
-        c.message
-    );
-    assert!(
-        c.message.contains("an earlier statvfs is still hanging"),
-        "{}",
-        c.message
-    );
-    assert!(c.duration < 0.1, "answered at once: {}", c.duration);
 }

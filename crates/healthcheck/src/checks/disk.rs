@@ -1,12 +1,13 @@
 //! Disk space available to non-root users, free inodes, and read-only mounts.
 //!
 //! `statvfs` can hang forever on a dead NFS server, so it runs on a thread of its own; the
-//! monitor's timeout abandons the wait, and while that thread is still stuck no second one is
-//! started for the same path (so a hung mount costs one thread, not one per run).
+//! monitor's timeout abandons the wait. While a probe is still running, later runs wait for its
+//! answer instead of starting another thread, so a hung mount costs one thread, not one per run.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
 
 use rustix::fs::StatVfsMountFlags;
 
@@ -20,9 +21,13 @@ use crate::status::Reason;
 pub struct DiskCheck {
     path: PathBuf,
     expect_read_only: bool,
-    in_flight: Arc<AtomicBool>,
+    in_flight: Arc<Mutex<Option<Probe>>>,
 }
 
+/// The answer of a running probe, `None` until it comes.
+type Probe = watch::Receiver<Option<Result<Figures, (std::io::ErrorKind, String)>>>;
+
+#[derive(Debug, Clone, Copy)]
 struct Figures {
     free_bytes: u64,
     free_percent: f64,
@@ -36,7 +41,7 @@ impl DiskCheck {
         DiskCheck {
             path: path.into(),
             expect_read_only: false,
-            in_flight: Arc::new(AtomicBool::new(false)),
+            in_flight: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -66,12 +71,26 @@ fn statvfs(path: &Path) -> std::io::Result<Figures> {
     })
 }
 
-/// Clears the in-flight flag when the worker thread finishes, however it finishes.
-struct InFlight(Arc<AtomicBool>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+impl DiskCheck {
+    /// The running probe, or a new one on its own thread.
+    fn probe(&self) -> std::io::Result<Probe> {
+        let mut slot = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(running) = slot.as_ref() {
+            return Ok(running.clone());
+        }
+        let (tx, rx) = watch::channel(None);
+        let path = self.path.clone();
+        let in_flight = self.in_flight.clone();
+        std::thread::Builder::new()
+            .name("healthcheck-statvfs".into())
+            .spawn(move || {
+                let result = statvfs(&path).map_err(|e| (e.kind(), e.to_string()));
+                // Later runs start a fresh probe; runs already waiting still get this answer.
+                *in_flight.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                let _ = tx.send(Some(result));
+            })?;
+        *slot = Some(rx.clone());
+        Ok(rx)
     }
 }
 
@@ -86,45 +105,34 @@ impl Check for DiskCheck {
     }
 
     async fn run(&self) -> Observation {
-        if self.in_flight.swap(true, Ordering::AcqRel) {
-            return Observation::critical(
-                Reason::Timeout,
-                format!(
-                    "{}: an earlier statvfs is still hanging",
-                    self.path.display()
-                ),
-            );
-        }
-        let guard = InFlight(self.in_flight.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let path = self.path.clone();
-        let spawned = std::thread::Builder::new()
-            .name("healthcheck-statvfs".into())
-            .spawn(move || {
-                let _guard = guard;
-                let _ = tx.send(statvfs(&path));
-            });
-        if let Err(e) = spawned {
-            return Observation::unknown(
-                Reason::CheckFailed,
-                format!("cannot start a thread: {e}"),
-            );
-        }
-        let figures = match rx.await {
-            Ok(Ok(f)) => f,
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+        let mut probe = match self.probe() {
+            Ok(p) => p,
+            Err(e) => {
+                return Observation::unknown(
+                    Reason::CheckFailed,
+                    format!("cannot start a thread: {e}"),
+                );
+            }
+        };
+        let answer = match probe.wait_for(Option::is_some).await {
+            Ok(answer) => answer.clone(),
+            Err(_) => None,
+        };
+        let figures = match answer {
+            Some(Ok(f)) => f,
+            Some(Err((std::io::ErrorKind::NotFound, e))) => {
                 return Observation::critical(
                     Reason::Missing,
                     format!("{}: {e}", self.path.display()),
                 );
             }
-            Ok(Err(e)) => {
+            Some(Err((_, e))) => {
                 return Observation::unknown(
                     Reason::CheckFailed,
                     format!("{}: {e}", self.path.display()),
                 );
             }
-            Err(_) => {
+            None => {
                 return Observation::unknown(Reason::CheckFailed, "the statvfs thread died");
             }
         };

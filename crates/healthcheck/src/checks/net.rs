@@ -76,8 +76,10 @@ pub(crate) async fn connect(
             Err(e) => last = Some((addr, e)),
         }
     }
-    let (addr, e) = last.expect("at least one address was tried");
-    Err(connect_failure(&addr.to_string(), &e))
+    Err(match last {
+        Some((addr, e)) => connect_failure(&addr.to_string(), &e),
+        None => Observation::critical(Reason::Dns, format!("{} has no address", target.host)),
+    })
 }
 
 pub(crate) fn connect_failure(what: &str, e: &std::io::Error) -> Observation {

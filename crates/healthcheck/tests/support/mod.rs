@@ -149,3 +149,28 @@ pub async fn tls_server(leaf: Leaf) -> SocketAddr {
     });
     addr
 }
+
+/// A file of `tests/data`.
+pub fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// True when the tests run as root.
+pub fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+}
+
+/// Starts `command` and waits for it to print `ready_line` on its standard output.
+pub fn spawn_until(command: &mut std::process::Command, ready_line: &str) -> std::process::Child {
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let stdout = child.stdout.take().unwrap();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+    assert_eq!(line.trim(), ready_line);
+    child
+}
