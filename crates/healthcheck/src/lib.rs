@@ -55,7 +55,7 @@
 //! provider is always passed in, never installed process-wide); `x509-parser` (reads the dates of
 //! a certificate the verifier rejected: rustls does not expose them); `reqwest` (HTTP/1.1 and 2,
 //! chunked bodies, redirects off, on the same rustls); `ring` (SHA-1 for MySQL's
-//! `mysql_native_password` — the handshake is a few dozen lines here, smaller than a MySQL client
+//! `mysql_native_password` — the handshake is about 150 lines here, smaller than a MySQL client
 //! crate with its own TLS and pool); `rustix` (`statvfs` without unsafe code); `toml` with
 //! `Spanned` (line numbers in errors), `serde`/`serde_json`, `humantime` (durations in config).
 
