@@ -192,8 +192,8 @@ impl AlertSink for WebhookSink {
                 .await;
             match response {
                 Ok(r) if r.status().is_success() => return Ok(()),
-                // A 4xx will not get better by retrying.
-                Ok(r) if r.status().is_client_error() => {
+                // A 4xx other than 429 (too many requests) will not get better by retrying.
+                Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
                     return Err(Error::Sink {
                         sink: "webhook".into(),
                         reason: format!("{} answered {}", self.url, r.status()),

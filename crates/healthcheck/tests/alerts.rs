@@ -18,9 +18,9 @@ struct Receiver {
 }
 
 /// A webhook receiver: accepts only `POST /hook` with `Content-Type: application/json`, a
-/// `Content-Length` and a JSON object body; answers `fail_first` requests with 503, then 200.
+/// `Content-Length` and a JSON object body; answers `fail_first` requests with `failure`, then 200.
 /// Anything else gets 400 (which the sink must not retry).
-async fn receiver(fail_first: usize) -> (String, Arc<Mutex<Receiver>>) {
+async fn receiver(fail_first: usize, failure: &'static str) -> (String, Arc<Mutex<Receiver>>) {
     let state = Arc::new(Mutex::new(Receiver::default()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -70,7 +70,7 @@ async fn receiver(fail_first: usize) -> (String, Arc<Mutex<Receiver>>) {
                     s.attempts.push(Instant::now());
                     served += 1;
                     if served <= fail_first {
-                        "503 Service Unavailable"
+                        failure
                     } else {
                         s.bodies.push(body);
                         "200 OK"
@@ -91,14 +91,14 @@ async fn receiver(fail_first: usize) -> (String, Arc<Mutex<Receiver>>) {
 
 #[tokio::test]
 async fn webhook_conformance() {
-    let (url, state) = receiver(0).await;
+    let (url, state) = receiver(0, "").await;
     let sink = WebhookSink::builder(url, provider()).build().unwrap();
     alert_sink_suite(&sink, || state.lock().unwrap().bodies.clone()).await;
 }
 
 #[tokio::test]
 async fn webhook_retries_with_backoff() {
-    let (url, state) = receiver(2).await;
+    let (url, state) = receiver(2, "503 Service Unavailable").await;
     let sink = WebhookSink::builder(url, provider())
         .with_attempts(4)
         .with_backoff(Duration::from_millis(100))
@@ -117,8 +117,19 @@ async fn webhook_retries_with_backoff() {
 }
 
 #[tokio::test]
+async fn webhook_retries_too_many_requests() {
+    let (url, state) = receiver(1, "429 Too Many Requests").await;
+    let sink = WebhookSink::builder(url, provider())
+        .with_backoff(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    sink.send(&hostile_alert()).await.unwrap();
+    assert_eq!(state.lock().unwrap().attempts.len(), 2);
+}
+
+#[tokio::test]
 async fn webhook_gives_up_and_names_the_failure() {
-    let (url, state) = receiver(usize::MAX).await;
+    let (url, state) = receiver(usize::MAX, "503 Service Unavailable").await;
     let sink = WebhookSink::builder(url, provider())
         .with_attempts(3)
         .with_backoff(Duration::from_millis(10))
@@ -129,7 +140,7 @@ async fn webhook_gives_up_and_names_the_failure() {
     assert_eq!(state.lock().unwrap().attempts.len(), 3);
 
     // A 4xx is not retried.
-    let (url, state) = receiver(0).await;
+    let (url, state) = receiver(0, "").await;
     let sink = WebhookSink::builder(url.replace("/hook", "/wrong"), provider())
         .with_backoff(Duration::from_millis(10))
         .build()

@@ -252,6 +252,11 @@ async fn html_page_in_headless_chromium() {
         "messages are escaped"
     );
     assert!(page.contains("web&quot;1\\: CRITICAL"));
+    // 1_700_000_000 is 2023-11-14 22:13:20 UTC.
+    assert!(
+        page.contains("run at 2023-11-14 22:13:20 UTC"),
+        "the run's time, for people"
+    );
     assert_eq!(page.matches("<svg").count(), 6, "two charts per check");
     assert_eq!(
         page.matches("<rect").count(),

@@ -146,6 +146,28 @@ main{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:
 table{border-collapse:collapse;font-size:12px;margin-top:6px}td{padding:1px 8px 1px 0}\
 svg{display:block;margin-top:4px}.label{font-size:11px;color:#667}";
 
+/// `YYYY-MM-DD HH:MM:SS UTC` for Unix seconds (days to civil date as in Howard Hinnant's
+/// `civil_from_days`).
+pub(crate) fn utc_time(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
 /// The report as one HTML page (inline CSS and SVG; no script).
 pub fn html(report: &Report) -> String {
     let mut out = String::new();
@@ -178,8 +200,8 @@ pub fn html(report: &Report) -> String {
     }
     let _ = write!(
         out,
-        " · run at Unix time {}</p></header><div class=\"tiles\">",
-        report.started
+        " · run at {}</p></header><div class=\"tiles\">",
+        utc_time(report.started)
     );
     for c in &report.checks {
         let _ = write!(
