@@ -33,6 +33,7 @@ cargo build --release -q -p hostguard-examples --bin healthreport
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [ -n "${HOSTGUARD_HEALTH_DIR:-}" ]; then rm -rf "$HOSTGUARD_HEALTH_DIR"; fi
 }
 trap cleanup EXIT
 start_healthcheck_services
