@@ -99,10 +99,10 @@ CONF
 
   # MariaDB: a fresh datadir, TCP on 127.0.0.1 only, and a socket for setting up the test user.
   mariadb-install-db --no-defaults --datadir="$dir/db" --user="$user" --auth-root-authentication-method=socket \
-    --skip-test-db >"$dir/mariadb-install.log" 2>&1
+    --skip-test-db --innodb-log-file-size=4M >"$dir/mariadb-install.log" 2>&1
   mariadbd --no-defaults --datadir="$dir/db" --socket="$dir/mysql.sock" --port="$db_port" \
     --bind-address=127.0.0.1 --user="$user" --pid-file="$dir/mariadb.pid" --log-error="$dir/mariadb.err" \
-    --skip-name-resolve --innodb-buffer-pool-size=16M --performance-schema=OFF >"$dir/mariadb.out" 2>&1 &
+    --skip-name-resolve --innodb-buffer-pool-size=16M --innodb-log-file-size=4M --performance-schema=OFF >"$dir/mariadb.out" 2>&1 &
   pids+=($!)
 
   healthcheck_wait nginx python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$nginx_port/nginx-status')"
