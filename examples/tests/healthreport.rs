@@ -205,3 +205,38 @@ fn periodic_mode_serves_metrics_and_page() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn shipped_example_config_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/healthreport.toml");
+    // Only the configuration is judged (its hosts do not exist here); the MySQL password comes
+    // from the environment, as in the systemd unit.
+    let out = Command::new(BIN)
+        .args(["-c", example, "--check-config"])
+        .env("HEALTHREPORT_MYSQL_PASSWORD", "x")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .ends_with("healthreport.toml: 12 checks, 2 alert sinks\n")
+    );
+    let out = Command::new(BIN)
+        .args(["-c", example, "--check-config"])
+        .env_remove("HEALTHREPORT_MYSQL_PASSWORD")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "key `password_env`: environment variable `HEALTHREPORT_MYSQL_PASSWORD` is not set"
+        ),
+        "{err}"
+    );
+}

@@ -368,7 +368,9 @@ impl Monitor {
     /// Runs every check once (concurrently, each under its timeout), updates states and history,
     /// and sends an alert to every sink for each change of reported state.
     ///
-    /// A sink that fails is logged (`tracing`) and does not fail the run.
+    /// A sink that fails is logged (`tracing`) and does not fail the run. Alerts are delivered
+    /// before this returns (the report's `duration` does not include them), so a webhook that is
+    /// down delays the return by its attempts and backoff.
     pub async fn run(&self) -> Report {
         let started = SystemTime::now()
             .duration_since(UNIX_EPOCH)

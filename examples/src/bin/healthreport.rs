@@ -4,6 +4,7 @@
 //! healthreport -c /etc/healthreport.toml                      # aligned text (coloured on a terminal)
 //! healthreport -c FILE --format json|prometheus|openmetrics|nagios|html [-o FILE]
 //! healthreport -c FILE --periodic [--listen 127.0.0.1:9108] [--interval 30s]
+//! healthreport -c FILE --check-config                        # read and check the config only
 //! ```
 //!
 //! The configuration format is `healthcheck::config`. One-shot mode exits with the Nagios code of
@@ -66,6 +67,9 @@ struct Cli {
     /// Interval in periodic mode (`30s`, `5m`; default: the config's `serve.interval`).
     #[arg(long, value_parser = humantime::parse_duration)]
     interval: Option<Duration>,
+    /// Only read and check the configuration (like `nginx -t`), running no check.
+    #[arg(long)]
+    check_config: bool,
 }
 
 fn main() {
@@ -84,6 +88,15 @@ fn main() {
 fn run(cli: &Cli) -> Result<i32> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = Config::load(&cli.config, provider)?;
+    if cli.check_config {
+        println!(
+            "{}: {} checks, {} alert sinks",
+            cli.config.display(),
+            config.checks.len(),
+            config.sinks.len()
+        );
+        return Ok(0);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
