@@ -1,0 +1,49 @@
+//! nginx stub_status and PHP-FPM status parsers on the documented page layouts (nginx's
+//! ngx_http_stub_status_module documentation; PHP-FPM's www.conf `pm.status_path` comments) and
+//! on hostile input.
+
+use healthcheck::checks::status_page::{parse_nginx_status, parse_php_fpm_status};
+use proptest::prelude::*;
+
+#[test]
+fn nginx_documented_example() {
+    let page = "Active connections: 291 \nserver accepts handled requests\n 16630948 16630946 31070465 \nReading: 6 Writing: 179 Waiting: 106 \n";
+    let s = parse_nginx_status(page).unwrap();
+    assert_eq!(
+        (s.active, s.accepts, s.handled, s.requests),
+        (291, 16_630_948, 16_630_946, 31_070_465)
+    );
+    assert_eq!((s.reading, s.writing, s.waiting), (6, 179, 106));
+    assert!(
+        parse_nginx_status("<html>Welcome to nginx!</html>")
+            .unwrap_err()
+            .contains("Active connections")
+    );
+    assert!(
+        parse_nginx_status("Active connections: 1\nserver accepts handled requests\n 1 2\n")
+            .unwrap_err()
+            .contains("three numbers")
+    );
+}
+
+#[test]
+fn php_fpm_documented_example() {
+    let page = "pool:                 www\nprocess manager:      static\nstart time:           21/Oct/2025:10:00:00 +0000\nstart since:          120\naccepted conn:        12073\nlisten queue:         3\nmax listen queue:     8\nlisten queue len:     128\nidle processes:       0\nactive processes:     16\ntotal processes:      16\nmax active processes: 16\nmax children reached: 4\nslow requests:        2\n";
+    let s = parse_php_fpm_status(page).unwrap();
+    assert_eq!(s.pool, "www");
+    assert_eq!([s.accepted_conn, s.listen_queue], [12073, 3]);
+    assert_eq!([s.active_processes, s.idle_processes], [16, 0]);
+    assert_eq!((s.max_children_reached, s.slow_requests), (4, 2));
+    assert_eq!(
+        parse_php_fpm_status("pool: www\n").unwrap_err(),
+        "no `accepted conn` line"
+    );
+}
+
+proptest! {
+    #[test]
+    fn parsers_never_panic(text in "\\PC{0,300}") {
+        let _ = parse_nginx_status(&text);
+        let _ = parse_php_fpm_status(&text);
+    }
+}
