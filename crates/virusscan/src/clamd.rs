@@ -720,11 +720,7 @@ impl Scanner for ClamdClient {
         if self.inner.config.fd_passing {
             return scan_result(self.call(Request::Fd(file)).await?);
         }
-        let clone = file.try_clone().map_err(Error::Source)?;
-        let mut reader = tokio::fs::File::from_std(clone);
-        tokio::io::AsyncSeekExt::seek(&mut reader, std::io::SeekFrom::Start(0))
-            .await
-            .map_err(Error::Source)?;
+        let mut reader = crate::scanner::reader_from_start(file).await?;
         self.scan_reader(&mut reader).await
     }
 }

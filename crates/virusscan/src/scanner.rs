@@ -70,11 +70,7 @@ pub trait Scanner: Send + Sync + std::fmt::Debug {
 
     /// Scans an open regular file from its start. The file's offset may move.
     async fn scan_file(&self, file: &File) -> Result<Verdict> {
-        let clone = file.try_clone().map_err(Error::Source)?;
-        let mut reader = tokio::fs::File::from_std(clone);
-        tokio::io::AsyncSeekExt::seek(&mut reader, std::io::SeekFrom::Start(0))
-            .await
-            .map_err(Error::Source)?;
+        let mut reader = reader_from_start(file).await?;
         self.scan_reader(&mut reader).await
     }
 
@@ -86,4 +82,14 @@ pub trait Scanner: Send + Sync + std::fmt::Debug {
             .map_err(|e| Error::io(path, "opening", std::io::Error::other(e)))??;
         self.scan_file(&file).await
     }
+}
+
+/// An async reader of `file` from its start (sharing the descriptor's offset).
+pub(crate) async fn reader_from_start(file: &File) -> Result<tokio::fs::File> {
+    let clone = file.try_clone().map_err(Error::Source)?;
+    let mut reader = tokio::fs::File::from_std(clone);
+    tokio::io::AsyncSeekExt::seek(&mut reader, std::io::SeekFrom::Start(0))
+        .await
+        .map_err(Error::Source)?;
+    Ok(reader)
 }

@@ -72,22 +72,6 @@ pub struct FileReport {
     pub changed_during_scan: bool,
 }
 
-impl FileReport {
-    pub(crate) fn new(
-        path: PathBuf,
-        identity: Option<FileIdentity>,
-        outcome: Outcome,
-        changed_during_scan: bool,
-    ) -> Self {
-        FileReport {
-            path,
-            identity,
-            outcome,
-            changed_during_scan,
-        }
-    }
-}
-
 /// Counts for a whole tree.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -294,7 +278,7 @@ fn joined(done: std::result::Result<FileReport, tokio::task::JoinError>) -> File
     })
 }
 
-async fn scan_one(
+pub(crate) async fn scan_one(
     scanner: &dyn Scanner,
     path: PathBuf,
     file: File,

@@ -36,7 +36,7 @@ use tokio::sync::mpsc;
 use crate::cache::ScanCache;
 use crate::error::{Error, Result};
 use crate::fsutil::{self, FileIdentity};
-use crate::scanner::{Scanner, Verdict};
+use crate::scanner::Scanner;
 use crate::tree::{FileReport, Outcome, TreeScanner};
 
 /// What the watcher reports.
@@ -223,15 +223,7 @@ impl Watcher {
                         let scanner = scanner.clone();
                         let done_tx = done_tx.clone();
                         tokio::spawn(async move {
-                            let verdict = scanner.scan_file(&file).await;
-                            let after = FileIdentity::of(&file).ok();
-                            let outcome = match verdict {
-                                Ok(Verdict::Clean) => Outcome::Clean,
-                                Ok(Verdict::Infected { signature }) => Outcome::Infected { signature },
-                                Ok(Verdict::TooLarge { reason }) => Outcome::TooLarge { reason },
-                                Err(e) => Outcome::Failed(e),
-                            };
-                            let report = FileReport::new(path, Some(identity), outcome, after != Some(identity));
+                            let report = crate::tree::scan_one(&*scanner, path, file, identity).await;
                             let _ = done_tx.send(report).await;
                             drop(permit);
                         });
