@@ -79,6 +79,14 @@ impl ScanCache {
         self.entries.remove(&(id.dev, id.ino));
     }
 
+    /// Adds `other`'s entries if it is for the same signatures (a cache for other signatures
+    /// holds nothing valid now and is ignored).
+    pub fn merge(&mut self, other: ScanCache) {
+        if other.signature_version == self.signature_version {
+            self.entries.extend(other.entries);
+        }
+    }
+
     /// This cache if it is for `signature_version`, otherwise an empty one for it.
     pub fn for_signatures(self, signature_version: &str) -> Self {
         if self.signature_version == signature_version {

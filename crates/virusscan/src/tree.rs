@@ -102,6 +102,19 @@ impl TreeSummary {
         self.infected == 0 && self.too_large == 0 && self.failed == 0
     }
 
+    /// Adds another tree's counts to these.
+    pub fn add(&mut self, other: &TreeSummary) {
+        self.scanned += other.scanned;
+        self.unchanged += other.unchanged;
+        self.clean += other.clean;
+        self.infected += other.infected;
+        self.too_large += other.too_large;
+        self.failed += other.failed;
+        self.skipped += other.skipped;
+        self.changed_during_scan += other.changed_during_scan;
+        self.bytes_scanned += other.bytes_scanned;
+    }
+
     fn count(&mut self, report: &FileReport) {
         match report.outcome {
             Outcome::Clean => self.clean += 1,
