@@ -1,7 +1,9 @@
 # virusscan: a real clamd (Debian's clamav-daemon) on loopback TCP and a unix socket, with its own
 # config in a temporary directory and ONLY the signature database written here: one `.ndb` body
 # signature for the EICAR test string (clamd reports it as `Hostguard.Test.EICAR.UNOFFICIAL`).
-# No freshclam, no download. StreamMaxLength is 1 MiB so the size limit is testable.
+# No freshclam, no download (this clamd never reads /var/lib/clamav; the clamav-freshclam
+# package that clamav-daemon pulls in is not started here). StreamMaxLength and MaxFileSize are
+# 1 MiB so the size limits are testable; AlertExceedsMax reports files over them.
 #
 # Exports HOSTGUARD_CLAMD_SOCKET (unix socket path), HOSTGUARD_CLAMD_TCP (127.0.0.1:PORT) and
 # HOSTGUARD_CLAMD_STREAM_MAX (the limit in bytes). Sourced by scripts/test.sh; also runnable on its
@@ -51,13 +53,19 @@ CONF
   if [ "$(id -u)" -eq 0 ]; then echo "User root" >>"$dir/clamd.conf"; fi
   clamd --config-file="$dir/clamd.conf" >"$dir/stdout.log" 2>&1 &
   pids+=($!)
-  local i
+  local i ready=no
   for i in $(seq 1 300); do
     if [ -S "$dir/clamd.sock" ] && clamdscan --config-file="$dir/clamd.conf" --ping 1 >/dev/null 2>&1; then
+      ready=yes
       break
     fi
     sleep 0.1
   done
+  if [ "$ready" != yes ]; then
+    echo "virusscan.sh: clamd did not answer within 30 s; its log:" >&2
+    tail -20 "$dir/clamd.log" "$dir/stdout.log" >&2 || true
+    return 1
+  fi
   export HOSTGUARD_CLAMD_DIR="$dir"
   export HOSTGUARD_CLAMD_CONF="$dir/clamd.conf"
   export HOSTGUARD_CLAMD_SOCKET="$dir/clamd.sock"
