@@ -135,6 +135,28 @@ async fn watch_scans_infected_uploads_once() {
     );
 }
 
+/// Past `max_pending` files waiting to settle, the watcher gives them up for one Overflow
+/// (the caller rescans the trees) instead of growing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_pending_files_become_one_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut watcher = Watcher::builder([dir.path()])
+        .with_settle(SETTLE)
+        .with_max_pending(3)
+        .build()
+        .unwrap();
+    for i in 0..10 {
+        std::fs::write(dir.path().join(format!("f{i}")), b"x").unwrap();
+    }
+    let events = events_until_quiet(&mut watcher, SETTLE * 4).await;
+    assert!(events.contains(&WatchEvent::Overflow), "{events:?}");
+    let settled = events
+        .iter()
+        .filter(|e| matches!(e, WatchEvent::Settled(_)))
+        .count();
+    assert!(settled <= 3, "{events:?}");
+}
+
 #[test]
 fn builder_refuses_what_it_cannot_watch() {
     let dir = tempfile::tempdir().unwrap();
