@@ -108,7 +108,9 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread: the work is clamd's; the client only passes descriptors and reads replies,
+    // and on one thread it wakes no other threads to do so (the walk has its own thread).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -277,6 +279,14 @@ struct Handler<'a> {
 
 impl Handler<'_> {
     fn file(&mut self, r: &FileReport) {
+        if !self.verbose
+            && matches!(
+                r.outcome,
+                Outcome::Clean | Outcome::Unchanged | Outcome::Skipped(_)
+            )
+        {
+            return;
+        }
         let path = r.path.display().to_string().escape_debug().to_string();
         match &r.outcome {
             Outcome::Infected { signature } => {
@@ -358,8 +368,11 @@ async fn scan_once(
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    // Rewritten (and fsync'ed) only when something changed: an unchanged tree costs no write.
     if let (Some(path), Some(cache)) = (cache_path, merged) {
-        cache.save(path)?;
+        if old.as_ref() != Some(&cache) {
+            cache.save(path)?;
+        }
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
