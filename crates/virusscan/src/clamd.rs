@@ -1,6 +1,6 @@
-//! A clamd client: TCP or unix socket, `zPING`, `zVERSION`, `zINSTREAM` with chunk framing,
-//! `zFILDES` (passing the open file's descriptor, as `clamdscan --fdpass`), over a small pool
-//! of `zIDSESSION` connections.
+//! A clamd client: TCP or unix socket, `zPING`, `zVERSION`, `zINSTREAM` with chunk framing
+//! over a small pool of `zIDSESSION` connections, and `zFILDES` (passing the open file's
+//! descriptor, as `clamdscan --fdpass`) pipelined on one session (see `fdpass`).
 
 use std::fmt;
 use std::fs::File;
@@ -17,6 +17,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::error::{Error, Result};
+use crate::fdpass::PipelinedSession;
 use crate::scanner::{Scanner, Verdict};
 
 /// Where clamd listens.
@@ -78,7 +79,9 @@ impl ClamdClientBuilder {
         self
     }
 
-    /// At most this many connections at once, which bounds the calls in flight (default 4).
+    /// At most this many calls in flight (default 4): streams and pings each use one
+    /// pooled session (so at most this many connections); descriptor-passing scans share one
+    /// pipelined session with up to this many requests outstanding on it.
     pub fn with_max_connections(mut self, n: usize) -> Self {
         self.max_connections = n;
         self
@@ -159,6 +162,7 @@ impl ClamdClientBuilder {
             inner: Arc::new(Inner {
                 permits: Semaphore::new(self.max_connections),
                 idle: Mutex::new(Vec::new()),
+                fd_session: tokio::sync::Mutex::new(None),
                 config: self,
             }),
         })
@@ -189,6 +193,8 @@ struct Inner {
     config: ClamdClientBuilder,
     permits: Semaphore,
     idle: Mutex<Vec<Session>>,
+    /// The session descriptor-passing scans share (pipelined).
+    fd_session: tokio::sync::Mutex<Option<Arc<PipelinedSession>>>,
 }
 
 enum Stream {
@@ -258,7 +264,6 @@ struct Session {
 enum Request<'a> {
     Ping,
     Version,
-    Fd(&'a File),
     Stream(&'a mut (dyn AsyncRead + Unpin + Send)),
 }
 
@@ -289,14 +294,7 @@ impl ClamdClient {
     /// the verdict. A failure on a reused session before anything was consumed from a stream's
     /// reader is retried once on a new session.
     async fn call(&self, mut request: Request<'_>) -> Result<(String, Option<Verdict>)> {
-        let permit = self
-            .inner
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| Error::Protocol {
-                reply: "client closed".into(),
-            })?;
+        let permit = self.permit().await?;
         let mut session = self.session(&permit).await?;
         let outcome = match self.exchange(&mut session, &mut request).await {
             Err(Failed { stale: true, .. }) => {
@@ -316,6 +314,17 @@ impl ClamdClient {
             }
             Err(failed) => Err(failed.error),
         }
+    }
+
+    /// One of the `max_connections` calls in flight.
+    async fn permit(&self) -> Result<SemaphorePermit<'_>> {
+        self.inner
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Error::Protocol {
+                reply: "client closed".into(),
+            })
     }
 
     async fn session(&self, _permit: &SemaphorePermit<'_>) -> Result<Session> {
@@ -361,7 +370,8 @@ impl ClamdClient {
         }
     }
 
-    async fn connect(&self) -> Result<Session> {
+    /// A connection to clamd, under the I/O timeout.
+    async fn connect_stream(&self) -> Result<Stream> {
         let cfg = &self.inner.config;
         let connect = async {
             match &cfg.endpoint {
@@ -372,13 +382,17 @@ impl ClamdClient {
                 Endpoint::Unix(path) => UnixStream::connect(path).await.map(Stream::Unix),
             }
         };
-        let mut stream = tokio::time::timeout(cfg.io_timeout, connect)
+        tokio::time::timeout(cfg.io_timeout, connect)
             .await
             .map_err(|_| self.timeout_error("connecting", cfg.io_timeout))?
             .map_err(|source| Error::Connect {
                 endpoint: cfg.endpoint.to_string(),
                 source,
-            })?;
+            })
+    }
+
+    async fn connect(&self) -> Result<Session> {
+        let mut stream = self.connect_stream().await?;
         self.io(stream.write_all(b"zIDSESSION\0"), "starting a session")
             .await?;
         Ok(Session {
@@ -420,7 +434,7 @@ impl ClamdClient {
             error,
             stale: false,
         };
-        let is_scan = matches!(request, Request::Fd(_) | Request::Stream(_));
+        let is_scan = matches!(request, Request::Stream(_));
         let is_stream = matches!(request, Request::Stream(_));
         let mut stream_state = None;
         match request {
@@ -432,20 +446,6 @@ impl ClamdClient {
                 .io(session.stream.write_all(b"zVERSION\0"), "sending VERSION")
                 .await
                 .map_err(stale)?,
-            Request::Fd(file) => {
-                self.io(session.stream.write_all(b"zFILDES\0"), "sending FILDES")
-                    .await
-                    .map_err(stale)?;
-                let Stream::Unix(unix) = &session.stream else {
-                    return Err(fatal(Error::InvalidConfig {
-                        field: "fd_passing",
-                        reason: "descriptors can only be passed over a unix socket".into(),
-                    }));
-                };
-                self.io(send_fd(unix, file), "passing the file descriptor")
-                    .await
-                    .map_err(stale)?;
-            }
             Request::Stream(reader) => {
                 // Nothing is read from the reader before the command is sent, so a failure
                 // here can be retried.
@@ -540,6 +540,66 @@ impl ClamdClient {
     }
 }
 
+impl ClamdClient {
+    /// The shared pipelined session, started anew if there is none or it died or idled out;
+    /// and whether it was reused.
+    async fn fd_session(&self) -> Result<(Arc<PipelinedSession>, bool)> {
+        let cfg = &self.inner.config;
+        let mut slot = self.inner.fd_session.lock().await;
+        if let Some(session) = slot.as_ref() {
+            if session.is_usable(cfg.idle_lifetime) {
+                return Ok((session.clone(), true));
+            }
+        }
+        let Stream::Unix(stream) = self.connect_stream().await? else {
+            return Err(Error::InvalidConfig {
+                field: "fd_passing",
+                reason: "descriptors can only be passed over a unix socket".into(),
+            });
+        };
+        let session = Arc::new(
+            PipelinedSession::start(stream)
+                .await
+                .map_err(|e| self.transport("starting a session", e))?,
+        );
+        *slot = Some(session.clone());
+        Ok((session, false))
+    }
+
+    /// Scans an open file by passing its descriptor on the pipelined session (at most
+    /// `max_connections` requests in flight). A send that fails on a reused session (clamd may
+    /// have just closed it) is retried once on a new one.
+    async fn scan_fd(&self, file: &File) -> Result<Verdict> {
+        let cfg = &self.inner.config;
+        let _permit = self.permit().await?;
+        let (mut session, mut reused) = self.fd_session().await?;
+        let answer = loop {
+            match session.send(file, cfg.io_timeout).await {
+                Ok(answer) => break answer,
+                Err(_) if reused => (session, reused) = self.fd_session().await?,
+                Err(e) => return Err(self.transport("passing the file descriptor", e)),
+            }
+        };
+        let reply = match tokio::time::timeout(cfg.scan_timeout, answer).await {
+            Err(_) => {
+                // clamd is stuck: fail everything waiting rather than let it wait as long.
+                session.kill(&std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "a scan timed out",
+                ));
+                return Err(self.timeout_error("waiting for the reply", cfg.scan_timeout));
+            }
+            Ok(Err(_)) => {
+                let closed = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "session closed");
+                return Err(self.transport("reading the reply", closed));
+            }
+            Ok(Ok(Err(e))) => return Err(self.transport("reading the reply", e)),
+            Ok(Ok(Ok(reply))) => reply,
+        };
+        parse_verdict(&reply)
+    }
+}
+
 /// How sending a stream ended.
 enum StreamSent {
     Complete,
@@ -597,7 +657,7 @@ async fn read_reply(stream: &mut Stream) -> std::io::Result<Vec<u8>> {
 }
 
 /// Passes `file`'s descriptor with one data byte (`SCM_RIGHTS`), as clamd's FILDES expects.
-async fn send_fd(unix: &UnixStream, file: &File) -> std::io::Result<()> {
+pub(crate) async fn send_fd(unix: &UnixStream, file: &File) -> std::io::Result<()> {
     use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
     use std::mem::MaybeUninit;
     loop {
@@ -718,7 +778,7 @@ impl Scanner for ClamdClient {
 
     async fn scan_file(&self, file: &File) -> Result<Verdict> {
         if self.inner.config.fd_passing {
-            return scan_result(self.call(Request::Fd(file)).await?);
+            return self.scan_fd(file).await;
         }
         let mut reader = crate::scanner::reader_from_start(file).await?;
         self.scan_reader(&mut reader).await

@@ -65,6 +65,7 @@ mod clamd;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+mod fdpass;
 mod fsutil;
 mod quarantine;
 mod scanner;

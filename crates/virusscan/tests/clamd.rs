@@ -251,3 +251,75 @@ fn builder_rejects_bad_settings() {
             .is_err()
     );
 }
+
+/// Many descriptor-passing scans in flight on the one pipelined session: each gets its own
+/// answer.
+#[tokio::test]
+async fn pipelined_descriptor_passing_routes_each_answer() {
+    let Some(socket) = common::socket() else {
+        return;
+    };
+    let client = ClamdClient::unix(socket)
+        .with_max_connections(16)
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..80 {
+        let path = dir.path().join(format!("f{i}"));
+        let data = if i % 4 == 1 {
+            [b"x".repeat(i), eicar()].concat()
+        } else {
+            b"y".repeat(i * 100)
+        };
+        std::fs::write(&path, data).unwrap();
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let file = std::fs::File::open(&path).unwrap();
+            (i, client.scan_file(&file).await.unwrap())
+        }));
+    }
+    for task in tasks {
+        let (i, verdict) = task.await.unwrap();
+        assert_eq!(
+            verdict.signature().is_some(),
+            i % 4 == 1,
+            "{i}: {verdict:?}"
+        );
+    }
+}
+
+/// A clamd that dies with descriptor-passing requests in flight fails each of them.
+#[tokio::test]
+async fn pipelined_session_dying_fails_every_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clamd.sock");
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                // Takes the session and a request, answers one with the wrong number, dies.
+                let _ = tokio::io::AsyncReadExt::read(&mut sock, &mut buf).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut sock, b"99: fd[5]: OK\0").await;
+            });
+        }
+    });
+    let client = ClamdClient::unix(&path)
+        .with_max_connections(4)
+        .build()
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let file = tempfile::tempfile().unwrap();
+            client.scan_file(&file).await
+        }));
+    }
+    for task in tasks {
+        let result = task.await.unwrap();
+        assert!(matches!(result, Err(Error::Transport { .. })), "{result:?}");
+    }
+}
