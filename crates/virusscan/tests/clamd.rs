@@ -1,0 +1,325 @@
+//! The clamd client against a real clamd (scripts/services/virusscan.sh): the conformance
+//! suite over TCP, a unix socket with descriptor passing and one streaming, the size limit,
+//! and dead or broken servers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eicar, stream_max};
+use virusscan::conformance::{Samples, run_all};
+use virusscan::{ClamdClient, Error, Scanner, Verdict};
+
+fn samples() -> Samples {
+    Samples::new(b"<?php echo 'hello'; ?>\n".repeat(200), eicar())
+        .with_signature_suffix(".UNOFFICIAL")
+        .with_too_large(vec![b'a'; (stream_max() * 2) as usize])
+}
+
+#[tokio::test]
+async fn conformance_unix_socket_with_descriptor_passing() {
+    let Some(client) = common::unix_client() else {
+        return;
+    };
+    run_all(&client, &samples()).await;
+}
+
+#[tokio::test]
+async fn conformance_unix_socket_streaming() {
+    let Some(socket) = common::socket() else {
+        return;
+    };
+    let client = ClamdClient::unix(socket)
+        .with_fd_passing(false)
+        .with_stream_max_length(stream_max())
+        .build()
+        .unwrap();
+    run_all(&client, &samples()).await;
+}
+
+#[tokio::test]
+async fn conformance_tcp() {
+    let Some(addr) = common::tcp() else { return };
+    let client = ClamdClient::tcp(addr)
+        .with_stream_max_length(stream_max())
+        .with_chunk_size(4096)
+        .build()
+        .unwrap();
+    run_all(&client, &samples()).await;
+}
+
+#[tokio::test]
+async fn eicar_is_named_as_the_test_database_says() {
+    let Some(client) = common::unix_client() else {
+        return;
+    };
+    let verdict = client.scan_bytes(&eicar()).await.unwrap();
+    assert_eq!(
+        verdict,
+        Verdict::Infected {
+            signature: "Hostguard.Test.EICAR.UNOFFICIAL".into()
+        }
+    );
+    // Embedded in other data too (an `.ndb` body signature matches anywhere).
+    let mut wrapped = b"<?php /* upload */ ".to_vec();
+    wrapped.extend(eicar());
+    wrapped.extend(b" ?>");
+    assert!(
+        client
+            .scan_bytes(&wrapped)
+            .await
+            .unwrap()
+            .signature()
+            .unwrap()
+            .ends_with(".UNOFFICIAL")
+    );
+    assert!(client.version().await.unwrap().starts_with("ClamAV "));
+}
+
+/// Far past StreamMaxLength clamd closes the connection while the client still sends; over TCP
+/// its answer may be lost to the reset. Never clean: too large (limit known) or an error.
+#[tokio::test]
+async fn stream_limit_is_never_clean() {
+    let Some(addr) = common::tcp() else { return };
+    let big = vec![0u8; 16 << 20];
+    let knowing = ClamdClient::tcp(addr.clone())
+        .with_stream_max_length(stream_max())
+        .build()
+        .unwrap();
+    let unknowing = ClamdClient::tcp(addr).build().unwrap();
+    for _ in 0..3 {
+        let v = knowing
+            .scan_bytes(&big)
+            .await
+            .expect("with the limit known, a verdict");
+        assert!(matches!(v, Verdict::TooLarge { .. }), "{v:?}");
+        match unknowing.scan_bytes(&big).await {
+            Ok(Verdict::TooLarge { .. }) | Err(Error::Transport { .. }) => {}
+            other => panic!("oversized stream gave {other:?}"),
+        }
+    }
+    // Exactly at the limit is still scanned.
+    let at_limit = vec![b'x'; stream_max() as usize];
+    assert_eq!(knowing.scan_bytes(&at_limit).await.unwrap(), Verdict::Clean);
+}
+
+#[tokio::test]
+async fn dead_clamd_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = ClamdClient::unix(dir.path().join("no-such.sock"))
+        .build()
+        .unwrap();
+    assert!(matches!(
+        client.scan_bytes(b"hello").await,
+        Err(Error::Connect { .. })
+    ));
+    assert!(client.ping().await.is_err());
+    assert!(client.signature_version().await.is_err());
+    let file = tempfile::tempfile().unwrap();
+    assert!(client.scan_file(&file).await.is_err());
+
+    // A port where nothing listens any more.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let client = ClamdClient::tcp(addr.to_string()).build().unwrap();
+    assert!(matches!(
+        client.scan_bytes(b"hello").await,
+        Err(Error::Connect { .. })
+    ));
+}
+
+/// A clamd that died mid-request: accepts, reads the request, closes without answering.
+#[tokio::test]
+async fn server_closing_without_answer_is_an_error() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = tokio::io::AsyncReadExt::read(&mut sock, &mut buf).await;
+        }
+    });
+    let client = ClamdClient::tcp(addr.to_string()).build().unwrap();
+    let result = client.scan_bytes(b"hello").await;
+    assert!(result.is_err(), "{result:?}");
+}
+
+/// A clamd that hangs: every call ends with a timeout error.
+#[tokio::test]
+async fn hung_server_times_out() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    let client = ClamdClient::tcp(addr.to_string())
+        .with_io_timeout(Duration::from_millis(300))
+        .with_scan_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        client.scan_bytes(b"hello").await,
+        Err(Error::Timeout { .. })
+    ));
+    assert!(matches!(client.ping().await, Err(Error::Timeout { .. })));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// A reply that is not clamd's protocol is an error, never clean.
+#[tokio::test]
+async fn garbage_reply_is_an_error() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 65536];
+                let _ = tokio::io::AsyncReadExt::read(&mut sock, &mut buf).await;
+                // "OK" without the session number clamd puts on every reply in a session.
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut sock, b"stream: OK\0").await;
+            });
+        }
+    });
+    let client = ClamdClient::tcp(addr.to_string()).build().unwrap();
+    assert!(matches!(
+        client.scan_bytes(b"hello").await,
+        Err(Error::Protocol { .. })
+    ));
+}
+
+/// Many concurrent scans through a pool of two sessions all get the right verdicts.
+#[tokio::test]
+async fn pooled_sessions_under_concurrency() {
+    let Some(socket) = common::socket() else {
+        return;
+    };
+    let client = ClamdClient::unix(socket)
+        .with_max_connections(2)
+        .build()
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let data = if i % 5 == 0 {
+                eicar()
+            } else {
+                format!("clean {i}").into_bytes()
+            };
+            (i, client.scan_bytes(&data).await.unwrap())
+        }));
+    }
+    for task in tasks {
+        let (i, verdict) = task.await.unwrap();
+        assert_eq!(
+            verdict.signature().is_some(),
+            i % 5 == 0,
+            "{i}: {verdict:?}"
+        );
+    }
+}
+
+#[test]
+fn builder_rejects_bad_settings() {
+    assert!(
+        ClamdClient::tcp("127.0.0.1:3310")
+            .with_max_connections(0)
+            .build()
+            .is_err()
+    );
+    assert!(
+        ClamdClient::tcp("127.0.0.1:3310")
+            .with_fd_passing(true)
+            .build()
+            .is_err()
+    );
+    assert!(
+        ClamdClient::tcp("127.0.0.1:3310")
+            .with_chunk_size(0)
+            .build()
+            .is_err()
+    );
+    assert!(
+        ClamdClient::unix("/x")
+            .with_io_timeout(Duration::ZERO)
+            .build()
+            .is_err()
+    );
+}
+
+/// Many descriptor-passing scans in flight on the one pipelined session: each gets its own
+/// answer.
+#[tokio::test]
+async fn pipelined_descriptor_passing_routes_each_answer() {
+    let Some(socket) = common::socket() else {
+        return;
+    };
+    let client = ClamdClient::unix(socket)
+        .with_max_connections(16)
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..80 {
+        let path = dir.path().join(format!("f{i}"));
+        let data = if i % 4 == 1 {
+            [b"x".repeat(i), eicar()].concat()
+        } else {
+            b"y".repeat(i * 100)
+        };
+        std::fs::write(&path, data).unwrap();
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let file = std::fs::File::open(&path).unwrap();
+            (i, client.scan_file(&file).await.unwrap())
+        }));
+    }
+    for task in tasks {
+        let (i, verdict) = task.await.unwrap();
+        assert_eq!(
+            verdict.signature().is_some(),
+            i % 4 == 1,
+            "{i}: {verdict:?}"
+        );
+    }
+}
+
+/// A clamd that dies with descriptor-passing requests in flight fails each of them.
+#[tokio::test]
+async fn pipelined_session_dying_fails_every_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clamd.sock");
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                // Takes the session and a request, answers one with the wrong number, dies.
+                let _ = tokio::io::AsyncReadExt::read(&mut sock, &mut buf).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut sock, b"99: fd[5]: OK\0").await;
+            });
+        }
+    });
+    let client = ClamdClient::unix(&path)
+        .with_max_connections(4)
+        .build()
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let file = tempfile::tempfile().unwrap();
+            client.scan_file(&file).await
+        }));
+    }
+    for task in tasks {
+        let result = task.await.unwrap();
+        assert!(matches!(result, Err(Error::Transport { .. })), "{result:?}");
+    }
+}
