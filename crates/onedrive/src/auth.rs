@@ -337,6 +337,8 @@ struct AuthInner {
     http: Http,
     /// Held across a refresh, so concurrent requests refresh once.
     cached: Mutex<Option<AccessToken>>,
+    /// Set after a 401: the access token in the token file was rejected too, so refresh.
+    distrust_stored: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -361,6 +363,7 @@ impl Authenticator {
                 config,
                 http,
                 cached: Mutex::new(None),
+                distrust_stored: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -451,7 +454,11 @@ impl Authenticator {
 
     /// Forgets the cached access token (after a 401), so the next request refreshes.
     pub(crate) async fn invalidate(&self) {
-        *self.inner.cached.lock().await = None;
+        let mut cached = self.inner.cached.lock().await;
+        *cached = None;
+        self.inner
+            .distrust_stored
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     async fn fetch_token(&self) -> Result<AccessToken> {
@@ -470,8 +477,12 @@ impl Authenticator {
             Grant::Delegated { token_file } => {
                 let stored = read_token_file(token_file).await?;
                 let remaining = stored.expires_at.saturating_sub(now_secs());
+                let distrusted = self
+                    .inner
+                    .distrust_stored
+                    .swap(false, std::sync::atomic::Ordering::SeqCst);
                 if let Some(access) = &stored.access_token {
-                    if remaining > REFRESH_MARGIN.as_secs() {
+                    if remaining > REFRESH_MARGIN.as_secs() && !distrusted {
                         return Ok(AccessToken {
                             token: Secret::new(access.clone()),
                             expires_at: UNIX_EPOCH + Duration::from_secs(stored.expires_at),
