@@ -9,58 +9,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{CLIENT_ID, CLIENT_SECRET, MockGraph, Target, UNIT, server_quickxor};
+use common::{CLIENT_ID, CLIENT_SECRET, MockGraph, Target, UNIT, data, login, server_quickxor};
 use onedrive::{
     AbortHandle, Conflict, Drive, Error, ItemRef, NamePolicy, OAuthConfig, OneDriveClient, Pkce,
     RemotePath, RetryPolicy, Secret, map_name, name_problem, unmap_name,
 };
 
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = 0x2545_f491_4f6c_dd1d_u64 ^ seed;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 32) as u8
-        })
-        .collect()
-}
-
 fn builder(mock: &MockGraph, dir: &Path) -> onedrive::OneDriveClientBuilder {
-    let oauth = OAuthConfig::delegated(CLIENT_ID, dir.join("token.json"))
-        .with_token_url(mock.token_url())
-        .build()
-        .expect("oauth config");
-    OneDriveClient::builder(oauth)
-        .with_graph_url(mock.graph_url())
-        .with_retry(
-            RetryPolicy::default()
-                .with_base_delay(Duration::from_millis(10))
-                .with_max_delay(Duration::from_millis(100)),
-        )
-        .with_fragment_size(UNIT)
-        .with_simple_upload_limit(UNIT)
-}
-
-/// The one-time consent step, with the mock playing the browser's part.
-async fn login(mock: &MockGraph, client: &OneDriveClient) {
-    let pkce = Pkce::generate().expect("pkce");
-    let url = url::Url::parse(&client.authenticator().authorization_url(&pkce)).expect("url");
-    let query: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
-    assert_eq!(query["code_challenge_method"], "S256");
-    assert_eq!(query["client_id"], CLIENT_ID);
-    assert!(query["scope"].contains("offline_access"));
-    mock.with(|s| {
-        s.codes
-            .insert("code-1".into(), query["code_challenge"].clone())
-    });
-    let redirect = format!("http://localhost/?code=code-1&state={}", pkce.state());
-    client
-        .authenticator()
-        .complete_login(&redirect, &pkce)
-        .await
-        .expect("login");
+    common::client_builder(
+        &mock.graph_url(),
+        &mock.token_url(),
+        &dir.join("token.json"),
+    )
 }
 
 async fn connect(mock: &MockGraph, dir: &Path) -> OneDriveClient {

@@ -1265,6 +1265,56 @@ fn fragment(
     }
 }
 
-pub fn now() -> u64 {
-    now_secs()
+/// A non-repeating test pattern (xorshift), so offset mix-ups cannot cancel out.
+pub fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64 ^ seed;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 32) as u8
+        })
+        .collect()
+}
+
+/// A client of the mock with small fragments and fast retries, its tokens in `token_file`.
+pub fn client_builder(
+    graph_url: &str,
+    token_url: &str,
+    token_file: &std::path::Path,
+) -> onedrive::OneDriveClientBuilder {
+    let oauth = onedrive::OAuthConfig::delegated(CLIENT_ID, token_file)
+        .with_token_url(token_url)
+        .build()
+        .expect("oauth config");
+    onedrive::OneDriveClient::builder(oauth)
+        .with_graph_url(graph_url)
+        .with_retry(
+            onedrive::RetryPolicy::default()
+                .with_base_delay(Duration::from_millis(10))
+                .with_max_delay(Duration::from_millis(100)),
+        )
+        .with_fragment_size(UNIT)
+        .with_simple_upload_limit(UNIT)
+}
+
+/// The one-time consent step, with the mock playing the browser's part.
+pub async fn login(mock: &MockGraph, client: &onedrive::OneDriveClient) {
+    let pkce = onedrive::Pkce::generate().expect("pkce");
+    let url = url::Url::parse(&client.authenticator().authorization_url(&pkce)).expect("url");
+    let query: HashMap<_, _> = url.query_pairs().into_owned().collect();
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(query["client_id"], CLIENT_ID);
+    assert!(query["scope"].contains("offline_access"));
+    mock.with(|s| {
+        s.codes
+            .insert("code-1".into(), query["code_challenge"].clone())
+    });
+    let redirect = format!("http://localhost/?code=code-1&state={}", pkce.state());
+    client
+        .authenticator()
+        .complete_login(&redirect, &pkce)
+        .await
+        .expect("login");
 }
