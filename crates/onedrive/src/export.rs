@@ -23,7 +23,7 @@
 //! client's simple-upload limit) and a 1 MiB read buffer: memory stays near
 //! `concurrency x (fragment size + 1 MiB)` whatever the size of the export.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -706,49 +706,25 @@ impl ExportJob {
         Ok(remote)
     }
 
-    /// Every file under the export folder, by path relative to it.
     async fn remote_files(&self) -> Result<HashMap<String, DriveItem>> {
-        let mut out = HashMap::new();
-        if self
-            .client
-            .get_item(&self.drive, &ItemRef::Path(self.folder.clone()))
-            .await?
-            .is_none()
-        {
-            return Ok(out);
-        }
-        let mut pending = vec![(ItemRef::Path(self.folder.clone()), String::new())];
-        while let Some((folder, prefix)) = pending.pop() {
-            for item in self.client.list_children(&self.drive, &folder).await? {
-                let rel = if prefix.is_empty() {
-                    item.name.clone()
-                } else {
-                    format!("{prefix}/{}", item.name)
-                };
-                if item.is_folder {
-                    pending.push((ItemRef::Id(item.id.clone()), rel));
-                } else {
-                    out.insert(rel, item);
-                }
-            }
-        }
-        Ok(out)
+        remote_files(&self.client, &self.drive, &self.folder).await
     }
 
     /// Records of files exported before: the remote manifest, then the local journal.
     async fn previous_records(&self) -> Result<Journal> {
         let mut records = Journal::new();
-        let manifest_path = ItemRef::Path(join(&self.folder, &RemotePath::parse(MANIFEST_NAME)?)?);
-        if let Some(bytes) = self.client.download(&self.drive, &manifest_path).await? {
-            // An unreadable manifest only costs re-uploads.
-            match serde_json::from_slice::<Manifest>(&bytes) {
-                Ok(manifest) => {
-                    for entry in manifest.files {
-                        records.insert(entry.remote_path.clone(), entry);
-                    }
+        // An unreadable manifest only costs re-uploads.
+        match read_manifest(&self.client, &self.drive, &self.folder).await {
+            Ok(Some(manifest)) => {
+                for entry in manifest.files {
+                    records.insert(entry.remote_path.clone(), entry);
                 }
-                Err(e) => tracing::warn!(error = %e, "ignoring an unreadable remote manifest"),
             }
+            Ok(None) => {}
+            Err(Error::InvalidResponse { detail, .. }) => {
+                tracing::warn!(%detail, "ignoring an unreadable remote manifest");
+            }
+            Err(e) => return Err(e),
         }
         match std::fs::read(self.journal_path()) {
             Ok(bytes) => {
@@ -892,11 +868,92 @@ fn spool_file(
     Ok((hash.len(), hash.finalize_base64()))
 }
 
-/// Sorted manifest entries as a map (for tests and the `status` tool).
-pub fn manifest_by_path(manifest: &Manifest) -> BTreeMap<&str, &ManifestEntry> {
-    manifest
-        .files
-        .iter()
-        .map(|e| (e.path.as_str(), e))
-        .collect()
+/// Every file under `folder`, by path relative to it (empty if the folder does not exist).
+async fn remote_files(
+    client: &OneDriveClient,
+    drive: &Drive,
+    folder: &RemotePath,
+) -> Result<HashMap<String, DriveItem>> {
+    let mut out = HashMap::new();
+    if client
+        .get_item(drive, &ItemRef::Path(folder.clone()))
+        .await?
+        .is_none()
+    {
+        return Ok(out);
+    }
+    let mut pending = vec![(ItemRef::Path(folder.clone()), String::new())];
+    while let Some((parent, prefix)) = pending.pop() {
+        for item in client.list_children(drive, &parent).await? {
+            let rel = if prefix.is_empty() {
+                item.name.clone()
+            } else {
+                format!("{prefix}/{}", item.name)
+            };
+            if item.is_folder {
+                pending.push((ItemRef::Id(item.id.clone()), rel));
+            } else {
+                out.insert(rel, item);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The manifest of the export in `folder`, if there is one.
+pub async fn read_manifest(
+    client: &OneDriveClient,
+    drive: &Drive,
+    folder: &RemotePath,
+) -> Result<Option<Manifest>> {
+    let path = ItemRef::Path(join(folder, &RemotePath::parse(MANIFEST_NAME)?)?);
+    let Some(bytes) = client.download(drive, &path).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::invalid_response("read the export manifest", e.to_string()))
+}
+
+/// What [`export_status`] found.
+#[non_exhaustive]
+#[derive(Debug, Clone, Default)]
+pub struct ExportStatus {
+    /// The manifest, if the folder has one.
+    pub manifest: Option<Manifest>,
+    /// Files whose remote size and quickXorHash match the manifest.
+    pub verified: u64,
+    /// Manifest entries with no remote file.
+    pub missing: Vec<String>,
+    /// Remote files whose size or quickXorHash differ from the manifest.
+    pub mismatched: Vec<String>,
+}
+
+/// Checks an export folder against its manifest: every listed file present with the recorded
+/// size and quickXorHash (as the server reports them; nothing is downloaded).
+pub async fn export_status(
+    client: &OneDriveClient,
+    drive: &Drive,
+    folder: &RemotePath,
+) -> Result<ExportStatus> {
+    let Some(manifest) = read_manifest(client, drive, folder).await? else {
+        return Ok(ExportStatus::default());
+    };
+    let remote = remote_files(client, drive, folder).await?;
+    let mut status = ExportStatus::default();
+    for entry in &manifest.files {
+        match remote.get(&entry.remote_path) {
+            None => status.missing.push(entry.remote_path.clone()),
+            Some(item)
+                if item.size == entry.remote_size
+                    && item.quick_xor_hash.as_deref()
+                        == Some(entry.remote_quick_xor_hash.as_str()) =>
+            {
+                status.verified += 1
+            }
+            Some(_) => status.mismatched.push(entry.remote_path.clone()),
+        }
+    }
+    status.manifest = Some(manifest);
+    Ok(status)
 }

@@ -89,8 +89,8 @@ pub use client::{
 pub use error::{BoxError, Error, Result};
 pub use export::{
     DirectorySource, ExportEvent, ExportJob, ExportJobBuilder, ExportProgress, ExportSource,
-    ExportSummary, FileAction, MANIFEST_FORMAT, MANIFEST_NAME, Manifest, ManifestEntry,
-    SourceEntry, manifest_by_path,
+    ExportStatus, ExportSummary, FileAction, MANIFEST_FORMAT, MANIFEST_NAME, Manifest,
+    ManifestEntry, SourceEntry, export_status, read_manifest,
 };
 pub use http::RetryPolicy;
 pub use names::{

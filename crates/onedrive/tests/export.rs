@@ -468,3 +468,52 @@ async fn export_killed_mid_way_resumes_without_resending() {
     assert_eq!(manifest(&mock).files.len(), 4);
     mock.assert_clean();
 }
+
+#[tokio::test]
+async fn status_checks_the_folder_against_its_manifest() {
+    let (mock, dir, client, source) = setup().await;
+    tree(
+        &source,
+        &[
+            ("a", b"1".to_vec()),
+            ("b/c", data(2 * UNIT as usize, 8)),
+            ("d", b"4".to_vec()),
+        ],
+    );
+    let folder = RemotePath::parse("Exports/site").unwrap();
+    let none = onedrive::export_status(&client, &Drive::Me, &folder)
+        .await
+        .unwrap();
+    assert!(none.manifest.is_none());
+    job(&client, &source, &dir.path().join("state"))
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    let status = onedrive::export_status(&client, &Drive::Me, &folder)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            status.verified,
+            status.missing.len(),
+            status.mismatched.len()
+        ),
+        (3, 0, 0)
+    );
+    // Someone edits one file and deletes another in the customer's drive.
+    mock.put_file("drive-me", "Exports/site/b/c", b"edited");
+    mock.with(|s| {
+        let nodes = s.drives.get_mut("drive-me").unwrap();
+        let id = nodes.values().find(|n| n.name == "d").unwrap().id.clone();
+        nodes.remove(&id);
+    });
+    let status = onedrive::export_status(&client, &Drive::Me, &folder)
+        .await
+        .unwrap();
+    assert_eq!(status.verified, 1);
+    assert_eq!(status.mismatched, ["b/c"]);
+    assert_eq!(status.missing, ["d"]);
+    mock.assert_clean();
+}
