@@ -58,6 +58,23 @@ impl Default for ClientBuilder {
 }
 
 impl ClientBuilder {
+    /// A builder configured from the environment, as the tools use it: `CF_API_TOKEN`, or
+    /// `CF_API_EMAIL` with `CF_API_KEY` (legacy); `CF_API_URL` overrides the API root (a mock's
+    /// URL, say). Missing credentials are reported by [`build`](ClientBuilder::build).
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let mut builder = ClientBuilder::default();
+        if let Some(url) = var("CF_API_URL") {
+            builder = builder.with_base_url(url);
+        }
+        if let Some(token) = var("CF_API_TOKEN") {
+            builder = builder.with_token(token);
+        } else if let (Some(email), Some(key)) = (var("CF_API_EMAIL"), var("CF_API_KEY")) {
+            builder = builder.with_legacy_key(email, key);
+        }
+        builder
+    }
+
     /// Authenticates with an API token (`Authorization: Bearer`).
     pub fn with_token(mut self, token: impl Into<Secret>) -> Self {
         self.credentials = Some(Credentials::Token(token.into()));

@@ -128,6 +128,44 @@ impl Error {
         self.codes().contains(&code)
     }
 
+    /// The error, its causes and a hint, as a tool prints it.
+    pub fn report(&self) -> String {
+        use std::error::Error as _;
+        let mut text = self.to_string();
+        let mut source = self.source();
+        while let Some(inner) = source {
+            text.push_str(&format!(": {inner}"));
+            source = inner.source();
+        }
+        if let Some(hint) = self.hint() {
+            text.push_str(&format!("\nhint: {hint}"));
+        }
+        text
+    }
+
+    /// A hint for people reading the error in a tool, where one helps.
+    pub fn hint(&self) -> Option<&'static str> {
+        if self.is_auth() {
+            return Some(
+                "Cloudflare refused the credentials: check CF_API_TOKEN (or CF_API_EMAIL and \
+                 CF_API_KEY) and that the token has the permissions this call needs",
+            );
+        }
+        match self {
+            Error::NotFound { kind: "zone", .. } => Some(
+                "no zone of that name is visible to these credentials: check the spelling and \
+                 the token's zone resources",
+            ),
+            Error::InvalidConfig { field, .. } if field == "credentials" => {
+                Some("set CF_API_TOKEN (or CF_API_EMAIL and CF_API_KEY)")
+            }
+            Error::Transport { .. } | Error::Timeout { .. } => {
+                Some("Cloudflare's API could not be reached (CF_API_URL overrides its address)")
+            }
+            _ => None,
+        }
+    }
+
     /// True for authentication failures (HTTP 401/403, or codes 10000, 9109, 6003, 6111).
     pub fn is_auth(&self) -> bool {
         match self {
