@@ -96,6 +96,14 @@ impl ClientBuilder {
         self
     }
 
+    /// Sets the API root if `url` is given (a tool's `--api-url`), else keeps the current one.
+    pub fn with_base_url_override(self, url: Option<String>) -> Self {
+        match url {
+            Some(url) => self.with_base_url(url),
+            None => self,
+        }
+    }
+
     /// Time allowed for one attempt of a call, from sending to the last byte (default 30 s).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;

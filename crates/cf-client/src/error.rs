@@ -192,5 +192,16 @@ fn display_messages(errors: &[ApiMessage]) -> String {
         .join("; ")
 }
 
+/// A tool's exit: success, or the error's [`report`](Error::report) on stderr and failure.
+pub fn exit_code(tool: &str, result: Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{tool}: {}", e.report());
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

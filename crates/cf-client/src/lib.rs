@@ -72,4 +72,4 @@ pub use client::{
     CLOUDFLARE_BUDGET, CLOUDFLARE_WINDOW, Client, ClientBuilder, ClientStats, DEFAULT_BASE_URL,
 };
 pub use envelope::{ApiMessage, Cursors, ResultInfo};
-pub use error::{Error, Result, TransportError};
+pub use error::{Error, Result, TransportError, exit_code};

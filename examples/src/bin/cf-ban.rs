@@ -89,12 +89,9 @@ fn sink_error(e: logban::Error) -> Error {
 }
 
 async fn run(cli: Cli) -> cf_client::Result<()> {
-    let builder = ClientBuilder::from_env();
-    let client = match &cli.api_url {
-        Some(url) => builder.with_base_url(url.clone()),
-        None => builder,
-    }
-    .build()?;
+    let client = ClientBuilder::from_env()
+        .with_base_url_override(cli.api_url.clone())
+        .build()?;
     let target = match (&cli.zone, &cli.account) {
         (Some(zone), _) => EdgeTarget::AccessRules(Scope::Zone(client.find_zone(zone).await?.id)),
         (None, Some(account)) => EdgeTarget::IpList {
@@ -141,11 +138,5 @@ async fn run(cli: Cli) -> cf_client::Result<()> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run(Cli::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cf-ban: {}", e.report());
-            ExitCode::FAILURE
-        }
-    }
+    cf_client::exit_code("cf-ban", run(Cli::parse()).await)
 }

@@ -12,8 +12,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use cf_client::ClientBuilder;
 use cf_client::plan::{self, ApplyMode, DesiredZone};
-use cf_client::{Client, ClientBuilder};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -52,17 +52,10 @@ enum Command {
     },
 }
 
-fn client(api_url: Option<String>) -> cf_client::Result<Client> {
-    let builder = ClientBuilder::from_env();
-    match api_url {
-        Some(url) => builder.with_base_url(url),
-        None => builder,
-    }
-    .build()
-}
-
 async fn run(cli: Cli) -> cf_client::Result<()> {
-    let client = client(cli.api_url)?;
+    let client = ClientBuilder::from_env()
+        .with_base_url_override(cli.api_url)
+        .build()?;
     let (file, prune, apply_mode) = match cli.command {
         Command::Plan { file, prune } => (file, prune, None),
         Command::Apply {
@@ -106,11 +99,5 @@ async fn run(cli: Cli) -> cf_client::Result<()> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run(Cli::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cf-dns: {}", e.report());
-            ExitCode::FAILURE
-        }
-    }
+    cf_client::exit_code("cf-dns", run(Cli::parse()).await)
 }

@@ -52,12 +52,9 @@ fn parse_min_tls(text: &str) -> Result<MinTls, String> {
 const SETTINGS: [&str; 4] = ["ssl", "always_use_https", "min_tls_version", "tls_1_3"];
 
 async fn run(cli: Cli) -> cf_client::Result<()> {
-    let builder = ClientBuilder::from_env();
-    let client = match cli.api_url {
-        Some(url) => builder.with_base_url(url),
-        None => builder,
-    }
-    .build()?;
+    let client = ClientBuilder::from_env()
+        .with_base_url_override(cli.api_url)
+        .build()?;
     match cli.command {
         Command::Show { zone } => {
             let zone = client.find_zone(&zone).await?;
@@ -95,11 +92,5 @@ async fn run(cli: Cli) -> cf_client::Result<()> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run(Cli::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cf-ssl: {}", e.report());
-            ExitCode::FAILURE
-        }
-    }
+    cf_client::exit_code("cf-ssl", run(Cli::parse()).await)
 }
