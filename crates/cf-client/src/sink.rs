@@ -45,9 +45,18 @@ pub struct CloudflareSinkBuilder {
     client: Client,
     target: EdgeTarget,
     widen_ipv6: bool,
+    cache_age: std::time::Duration,
 }
 
 impl CloudflareSinkBuilder {
+    /// How long the sink trusts its view of the list between listings (default 60 s). Other
+    /// servers banning into the same list are seen at the next listing; `Duration::ZERO`
+    /// lists before every batch (exact, but a listing of 10,000 items is 20 requests).
+    pub fn with_cache_age(mut self, age: std::time::Duration) -> Self {
+        self.cache_age = age;
+        self
+    }
+
     /// Bans IPv6 hosts as their /64 (Cloudflare lists and access rules take IPv6 prefixes no
     /// longer than /64, and one host usually owns the whole /64). Off by default.
     pub fn with_ipv6_widened_to_64(mut self, widen: bool) -> Self {
@@ -77,8 +86,9 @@ impl CloudflareSinkBuilder {
             client: self.client,
             target: self.target,
             widen_ipv6: self.widen_ipv6,
+            cache_age: self.cache_age,
             list_id: tokio::sync::Mutex::new(None),
-            writing: tokio::sync::Mutex::new(()),
+            cache: tokio::sync::Mutex::new(None),
         })
     }
 }
@@ -89,9 +99,18 @@ pub struct CloudflareSink {
     client: Client,
     target: EdgeTarget,
     widen_ipv6: bool,
+    cache_age: std::time::Duration,
     list_id: tokio::sync::Mutex<Option<String>>,
-    /// One batch at a time: Cloudflare runs one list operation at a time anyway.
-    writing: tokio::sync::Mutex<()>,
+    /// What Cloudflare holds as of the last listing plus this sink's writes since; also makes
+    /// batches go one at a time (Cloudflare runs one list operation at a time anyway).
+    cache: tokio::sync::Mutex<Option<View>>,
+}
+
+/// The cached view and when it was listed.
+#[derive(Debug)]
+struct View {
+    listed: tokio::time::Instant,
+    held: BTreeMap<IpNet, Held>,
 }
 
 /// Jail → expiry (unix seconds, `None` = never) of one banned target.
@@ -100,7 +119,8 @@ type Entries = BTreeMap<String, Option<u64>>;
 /// One banned target as held at Cloudflare.
 #[derive(Debug, Clone)]
 struct Held {
-    id: String,
+    /// Cloudflare's id; `None` for items this sink added since the last listing.
+    id: Option<String>,
     entries: Entries,
 }
 
@@ -161,6 +181,7 @@ impl CloudflareSink {
             client,
             target,
             widen_ipv6: false,
+            cache_age: std::time::Duration::from_secs(60),
         }
     }
 
@@ -210,7 +231,7 @@ impl CloudflareSink {
                     held.insert(
                         net,
                         Held {
-                            id: item.id,
+                            id: Some(item.id),
                             entries,
                         },
                     );
@@ -228,7 +249,7 @@ impl CloudflareSink {
                     held.insert(
                         net,
                         Held {
-                            id: rule.id,
+                            id: Some(rule.id),
                             entries,
                         },
                     );
@@ -238,11 +259,108 @@ impl CloudflareSink {
         Ok(held)
     }
 
+    /// Applies `actions` from the cached view of what Cloudflare holds (listed once, then kept
+    /// up to date by this sink's own writes); any failure drops the cache so the next batch
+    /// starts from a fresh listing.
     async fn apply_inner(&self, actions: &[BanAction]) -> crate::Result<()> {
-        let _writing = self.writing.lock().await;
-        let held = self.load().await?;
+        let mut cache = self.cache.lock().await;
+        let result = self.apply_cached(&mut cache, actions).await;
+        if result.is_err() {
+            *cache = None;
+        }
+        result
+    }
+
+    async fn apply_cached(
+        &self,
+        cache: &mut Option<View>,
+        actions: &[BanAction],
+    ) -> crate::Result<()> {
         let now = now_secs();
-        // Start from what is live; expired entries are dropped by this write.
+        let (mut listed, mut held) = match cache.take() {
+            Some(view) if view.listed.elapsed() < self.cache_age => (view.listed, view.held),
+            _ => (tokio::time::Instant::now(), self.load().await?),
+        };
+        let mut changes = self.changes(&held, actions, now);
+        if changes.needs_unknown_ids(&held) {
+            // Items this sink added since the last listing: their ids come from a listing.
+            listed = tokio::time::Instant::now();
+            held = self.load().await?;
+            changes = self.changes(&held, actions, now);
+        }
+        let mut created = BTreeMap::new();
+        match &self.target {
+            EdgeTarget::IpList { account_id, .. } => {
+                let list_id = self.list_id().await?;
+                let ids: Vec<String> = changes
+                    .removals
+                    .iter()
+                    .filter_map(|net| held.get(net).and_then(|h| h.id.clone()))
+                    .collect();
+                self.client
+                    .remove_list_items(account_id, &list_id, &ids)
+                    .await?;
+                let items: Vec<NewItem> = changes
+                    .upserts
+                    .iter()
+                    .map(|(net, entries)| NewItem::new(net_text(net), Some(encode(entries))))
+                    .collect();
+                self.client
+                    .add_list_items(account_id, &list_id, &items)
+                    .await?;
+            }
+            EdgeTarget::AccessRules(scope) => {
+                for net in &changes.removals {
+                    let Some(id) = held.get(net).and_then(|h| h.id.clone()) else {
+                        continue;
+                    };
+                    match self.client.delete_access_rule(scope, &id).await {
+                        Ok(()) => {}
+                        // Gone already (deleted by an attempt whose answer was lost).
+                        Err(Error::Api { status: 404, .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                for (net, entries) in &changes.upserts {
+                    match held.get(net).and_then(|h| h.id.clone()) {
+                        Some(id) => {
+                            self.client
+                                .update_access_rule_notes(scope, &id, &encode(entries))
+                                .await?;
+                        }
+                        None => {
+                            let rule = self
+                                .client
+                                .create_access_rule(
+                                    scope,
+                                    AccessMode::Block,
+                                    &AccessTarget::for_net(net),
+                                    &encode(entries),
+                                )
+                                .await?;
+                            created.insert(*net, rule.id);
+                        }
+                    }
+                }
+            }
+        }
+        for net in &changes.removals {
+            held.remove(net);
+        }
+        for (net, entries) in changes.upserts {
+            let id = held
+                .get(&net)
+                .and_then(|h| h.id.clone())
+                .or_else(|| created.remove(&net));
+            held.insert(net, Held { id, entries });
+        }
+        *cache = Some(View { listed, held });
+        Ok(())
+    }
+
+    /// What `actions` change, starting from the live entries of `held`.
+    fn changes(&self, held: &BTreeMap<IpNet, Held>, actions: &[BanAction], now: u64) -> Changes {
+        // Expired entries are dropped by the write that follows.
         let mut wanted: BTreeMap<IpNet, Entries> = held
             .iter()
             .map(|(net, h)| (*net, live(&h.entries, now)))
@@ -261,61 +379,35 @@ impl CloudflareSink {
                 }
             }
         }
-        let mut upserts: Vec<(IpNet, Entries)> = Vec::new();
-        let mut removals: Vec<(IpNet, String)> = Vec::new();
-        for (net, entries) in &wanted {
-            let before = held.get(net);
+        let mut changes = Changes::default();
+        for (net, entries) in wanted {
+            let before = held.get(&net);
             if entries.is_empty() {
-                if let Some(h) = before {
-                    removals.push((*net, h.id.clone()));
+                if before.is_some() {
+                    changes.removals.push(net);
                 }
-            } else if before.is_none_or(|h| h.entries != *entries) {
-                upserts.push((*net, entries.clone()));
+            } else if before.is_none_or(|h| h.entries != entries) {
+                changes.upserts.push((net, entries));
             }
         }
-        match &self.target {
-            EdgeTarget::IpList { account_id, .. } => {
-                let list_id = self.list_id().await?;
-                let ids: Vec<String> = removals.into_iter().map(|(_, id)| id).collect();
-                self.client
-                    .remove_list_items(account_id, &list_id, &ids)
-                    .await?;
-                let items: Vec<NewItem> = upserts
-                    .iter()
-                    .map(|(net, entries)| NewItem::new(net_text(net), Some(encode(entries))))
-                    .collect();
-                self.client
-                    .add_list_items(account_id, &list_id, &items)
-                    .await?;
-            }
-            EdgeTarget::AccessRules(scope) => {
-                for (_, id) in removals {
-                    match self.client.delete_access_rule(scope, &id).await {
-                        Ok(()) => {}
-                        // Gone already (deleted by an attempt whose answer was lost).
-                        Err(Error::Api { status: 404, .. }) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                for (net, entries) in upserts {
-                    if let Some(h) = held.get(&net) {
-                        self.client
-                            .update_access_rule_notes(scope, &h.id, &encode(&entries))
-                            .await?;
-                    } else {
-                        self.client
-                            .create_access_rule(
-                                scope,
-                                AccessMode::Block,
-                                &AccessTarget::for_net(&net),
-                                &encode(&entries),
-                            )
-                            .await?;
-                    }
-                }
-            }
-        }
-        Ok(())
+        changes
+    }
+}
+
+/// The writes one batch needs.
+#[derive(Debug, Default)]
+struct Changes {
+    /// Targets whose item (rule) is written with these entries.
+    upserts: Vec<(IpNet, Entries)>,
+    /// Targets whose item (rule) is deleted.
+    removals: Vec<IpNet>,
+}
+
+impl Changes {
+    /// True if a removal (or a rule update) needs an id the cache does not know.
+    fn needs_unknown_ids(&self, held: &BTreeMap<IpNet, Held>) -> bool {
+        let unknown = |net: &IpNet| held.get(net).is_some_and(|h| h.id.is_none());
+        self.removals.iter().any(unknown) || self.upserts.iter().any(|(net, _)| unknown(net))
     }
 }
 
@@ -340,14 +432,19 @@ impl BanSink for CloudflareSink {
         self.apply_inner(actions).await.map_err(sink_error)
     }
 
+    /// Always a fresh listing (the truth at Cloudflare), which also refreshes the cache.
     async fn list(&self, jail: &str) -> logban::Result<Vec<IpNet>> {
+        let mut cache = self.cache.lock().await;
         let now = now_secs();
+        let listed = tokio::time::Instant::now();
         let held = self.load().await.map_err(sink_error)?;
-        Ok(held
-            .into_iter()
+        let banned = held
+            .iter()
             .filter(|(_, h)| live(&h.entries, now).contains_key(jail))
-            .map(|(net, _)| net)
-            .collect())
+            .map(|(net, _)| *net)
+            .collect();
+        *cache = Some(View { listed, held });
+        Ok(banned)
     }
 
     async fn prepare(&self, _jail: &logban::sink::SinkJail) -> logban::Result<()> {
@@ -358,6 +455,8 @@ impl BanSink for CloudflareSink {
     }
 
     async fn cleanup(&self) -> logban::Result<()> {
+        // From a fresh listing: every item this sink's mark is on, whoever added it.
+        *self.cache.lock().await = None;
         let held = self.load().await.map_err(sink_error)?;
         let actions: Vec<BanAction> = held
             .iter()

@@ -506,25 +506,30 @@ async fn access_rules_and_list_operations() {
         .await
         .expect_err("too many");
     assert!(matches!(&err, Error::Operation { reason, .. } if reason.contains("maximum")));
-    // Two writers at once: the second gets 429 while the first runs, and retries.
-    let shared = client
+    // Two writers at once: the second gets 429 while the first's operation runs (800 ms
+    // here), and retries after `retry-after`.
+    let slow = MockCloudflare::builder()
+        .with_operation_time(Duration::from_millis(800))
+        .start()
+        .await
+        .expect("mock");
+    let c = self::client(&slow);
+    let shared = c
         .ensure_ip_list(MOCK_ACCOUNT, "shared", "")
         .await
         .expect("list")
         .id;
     let first = [NewItem::new("192.0.2.1", None)];
     let second = [NewItem::new("192.0.2.2", None)];
-    let (r1, r2) = tokio::join!(
-        client.add_list_items(MOCK_ACCOUNT, &shared, &first),
-        async {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            client.add_list_items(MOCK_ACCOUNT, &shared, &second).await
-        }
-    );
+    let (r1, r2) = tokio::join!(c.add_list_items(MOCK_ACCOUNT, &shared, &first), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        c.add_list_items(MOCK_ACCOUNT, &shared, &second).await
+    });
     r1.expect("first");
     r2.expect("second");
-    assert_eq!(mock.list_items("shared").len(), 2);
-    assert!(client.stats().rate_limited >= 1);
+    assert_eq!(slow.list_items("shared").len(), 2);
+    assert!(c.stats().rate_limited >= 1);
+    assert_clean(&slow);
     assert_clean(&mock);
     assert_clean(&small);
 }

@@ -151,3 +151,39 @@ async fn bans_converge_through_faults() {
     assert_eq!(items.len(), expected.len(), "no duplicate items");
     assert!(mock.violations().is_empty(), "{:#?}", mock.violations());
 }
+
+#[tokio::test]
+async fn single_bans_reuse_the_listing_and_other_servers_are_seen() {
+    let mock = MockCloudflare::builder().start().await.expect("mock");
+    let sink = CloudflareSink::builder(client(&mock), list_target())
+        .build()
+        .expect("sink");
+    let items_route = "GET /accounts/{account_id}/rules/lists/{list_id}/items";
+    assert!(sink.list("sshd").await.expect("list").is_empty());
+    let listings = mock.stats().by_route[items_route];
+    for i in 1..=20 {
+        sink.ban("sshd", net(&format!("192.0.2.{i}/32")), None)
+            .await
+            .expect("ban");
+    }
+    // Unbanning an item this sink added needs its id: one listing.
+    sink.unban("sshd", net("192.0.2.1/32"))
+        .await
+        .expect("unban");
+    assert_eq!(mock.stats().by_route[items_route], listings + 1);
+    // Another server bans into the same list; a sink that always lists keeps both jails.
+    let other = CloudflareSink::builder(client(&mock), list_target())
+        .with_cache_age(Duration::ZERO)
+        .build()
+        .expect("sink");
+    other
+        .ban("nginx", net("192.0.2.2/32"), None)
+        .await
+        .expect("ban");
+    assert_eq!(sink.list("sshd").await.expect("list").len(), 19);
+    assert_eq!(
+        sink.list("nginx").await.expect("list"),
+        vec![net("192.0.2.2/32")]
+    );
+    assert!(mock.violations().is_empty(), "{:#?}", mock.violations());
+}
