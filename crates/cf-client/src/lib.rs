@@ -34,6 +34,9 @@
 //!   dropped connections are retried with jittered exponential backoff, a 429's `retry-after`
 //!   pauses every caller of the client, a sliding-window limiter keeps the client under
 //!   1,100 requests per 5 minutes (Cloudflare allows 1,200), and every attempt has a timeout.
+//!   Creates are retried too, so a create whose answer was lost comes back as "already exists"
+//!   (81057/81058 for DNS): [`plan::apply`] and the ban sink answer that by listing again, never
+//!   by creating a second copy.
 //! - [`zones`], [`dns`] (list with filters, create, PUT, PATCH, delete, the batch endpoint),
 //!   [`plan`] (declarative DNS), [`settings`] (ssl, always_use_https, min_tls_version,
 //!   tls_1_3 with an `ensure` that reports changes), [`rulesets`] (`http_ratelimit`
