@@ -24,6 +24,7 @@ use pyregex::{Captures, Matcher};
 use crate::{Error, Failure, Result, canonical_addr};
 
 /// The raw parts of a filter, in fail2ban's (Python regex) syntax.
+#[non_exhaustive]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FilterDefinition {
     /// Name, for messages.
@@ -42,7 +43,24 @@ pub struct FilterDefinition {
     pub journalmatch: Vec<String>,
 }
 
+impl FilterDefinition {
+    /// An empty definition called `name`; set the fields that the filter uses.
+    ///
+    /// ```
+    /// let mut def = logban::FilterDefinition::new("demo");
+    /// def.failregex.push(r"login failed from <HOST>".into());
+    /// assert!(logban::FilterBuilder::new(def).build().is_ok());
+    /// ```
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
+    }
+}
+
 /// How `<HOST>` treats host names (never resolved by logban).
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UseDns {
     /// `<HOST>` also matches host names; they are reported as ids but never banned.
@@ -282,6 +300,7 @@ fn group_name(tag: &str) -> String {
 }
 
 /// Counters of one filter, like fail2ban-regex's summary.
+#[non_exhaustive]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FilterStats {
     /// Lines fed in.
@@ -308,6 +327,7 @@ impl FilterStats {
 }
 
 /// One failregex match, as fail2ban reports it before any ban decision.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct FilterMatch {
     /// Index of the failregex that matched.
@@ -931,10 +951,7 @@ mod tests {
             failregex: failregex.iter().map(|s| s.to_string()).collect(),
             ..FilterDefinition::default()
         })
-        .with_clock(Clock {
-            zone: jiff::tz::TimeZone::UTC,
-            fixed_now: Some(1_124_013_600),
-        })
+        .with_clock(Clock::fixed(jiff::tz::TimeZone::UTC, 1_124_013_600))
         .build()
         .expect("builds")
     }
