@@ -428,8 +428,13 @@ bantime = -1
         let text = "[sink]\nkind = \"memory\"\n[[jail]]\nname = \"a\"\nfindtime = \"5 parsecs\"\n";
         let err = DaemonConfig::from_toml(text, Path::new("bad.toml")).expect_err("bad duration");
         assert!(matches!(err, Error::Toml { .. }), "{err:?}");
-        let detail = std::error::Error::source(&err).expect("a source").to_string();
-        assert!(detail.contains("5 parsecs") && detail.contains("findtime"), "{detail}");
+        let detail = std::error::Error::source(&err)
+            .expect("a source")
+            .to_string();
+        assert!(
+            detail.contains("5 parsecs") && detail.contains("findtime"),
+            "{detail}"
+        );
         assert!(detail.contains("line 5"), "{detail}");
     }
 }

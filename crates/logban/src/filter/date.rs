@@ -569,6 +569,13 @@ pub struct DateDetector {
     cache: Option<LastDate>,
 }
 
+/// A detector's state, moved between copies of one filter.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DateState {
+    last: Option<(usize, usize)>,
+    cache: Option<LastDate>,
+}
+
 #[derive(Debug, Clone)]
 struct LastDate {
     template: usize,
@@ -638,6 +645,26 @@ impl DateDetector {
             last: None,
             cache: None,
         })
+    }
+
+    /// What decides the order templates are tried in (the one that matched last goes first);
+    /// the cache of the last date only saves work.
+    pub(crate) fn state(&self) -> Option<(usize, usize)> {
+        self.last
+    }
+
+    /// A copy of the state (and the cached date), for a detector with the same templates.
+    pub(crate) fn state_copy(&self) -> DateState {
+        DateState {
+            last: self.last,
+            cache: self.cache.clone(),
+        }
+    }
+
+    /// Takes a state from [`state_copy`](Self::state_copy).
+    pub(crate) fn set_state(&mut self, state: &DateState) {
+        self.last = state.last;
+        self.cache.clone_from(&state.cache);
     }
 
     /// Finds the date in `line`.
