@@ -7,16 +7,17 @@
 # Usage: benches/scripts/logban-vs-fail2ban.sh [LINES] [RUNS]
 # Needs: fail2ban (Debian package), python3, /usr/bin/time. Writes to $WORK (default
 # target/bench-logban) and prints a Markdown table for benches/results/logban.md.
+# The log comes from benches/scripts/gen-authlog.py (a byte-identical copy of
+# shared/bench/gen-authlog.py, the project's shared deterministic generator).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 LINES=${1:-1000000}
 RUNS=${2:-3}
-SHARED=${HOSTGUARD_SHARED:-../shared}
 FILTER_DIR=${FAIL2BAN_FILTER_DIR:-/etc/fail2ban/filter.d}
 WORK=${WORK:-target/bench-logban}
 mkdir -p "$WORK"
 LOG="$WORK/auth-$LINES.log"
-[ -s "$LOG" ] || python3 "$SHARED/bench/gen-authlog.py" "$LINES" > "$LOG"
+[ -s "$LOG" ] || python3 benches/scripts/gen-authlog.py "$LINES" > "$LOG"
 
 cargo build --release -q -p hostguard-examples --bin logban-regex
 BIN="${CARGO_TARGET_DIR:-target}/release/logban-regex"
@@ -31,9 +32,10 @@ measure() { # name, output file, command...
   echo "$name $wall $rss" >> "$WORK/runs.txt"
 }
 
-rm -f "$WORK/runs.txt"
+rm -f "$WORK/runs.txt" "$WORK/load.txt"
 for _ in $(seq "$RUNS"); do
   measure logban "$WORK/logban.jsonl" "$BIN" --json --filter-dir "$FILTER_DIR" "$LOG" sshd
+  echo "load $(cut -d' ' -f1 /proc/loadavg)" >> "$WORK/load.txt"
   measure fail2ban "$WORK/fail2ban.rows" fail2ban-regex -o row "$LOG" "$FILTER_DIR/sshd.conf"
 done
 
@@ -70,4 +72,6 @@ print("|---|---|---|")
 print(f"| logban-regex (sshd) | {lw:.2f} s | {lm/1024:.0f} MiB |")
 print(f"| fail2ban-regex 1.0.2 (sshd) | {fw:.2f} s | {fm/1024:.0f} MiB |")
 print(f"ratio: {fw/lw:.1f}x faster, {fm/lm:.1f}x less memory")
+print("runs (wall s, RSS KiB):", {n: r for n, r in runs.items()})
+print("load averages during the runs:", " ".join(l.split()[1] for l in open(f"{work}/load.txt")))
 PY

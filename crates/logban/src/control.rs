@@ -19,6 +19,7 @@ use crate::{Error, Result};
 const MAX_REQUEST: u64 = 64 * 1024;
 
 /// A client's request.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "cmd", rename_all = "lowercase")]
 pub enum Request {
@@ -43,6 +44,7 @@ pub enum Request {
 }
 
 /// The daemon's answer.
+#[non_exhaustive]
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Response {
     /// Whether the request succeeded.

@@ -24,6 +24,7 @@ use crate::state::{StateStore, StoredBan};
 use crate::{Error, Failure, Result};
 
 /// What a filter found in one line.
+#[non_exhaustive]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LineOutcome {
     /// How many failregex matches the line produced (including ids that are not addresses).
@@ -75,8 +76,8 @@ impl LineMatcher for crate::Filter {
     }
 }
 
-/// Unix seconds, from the engine's clock.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+/// Unix seconds, from the engine's clock (set with [`EngineBuilder::with_clock`]).
+type NowFn = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 fn system_clock() -> i64 {
     std::time::SystemTime::now()
@@ -89,7 +90,7 @@ pub struct EngineBuilder {
     sink: Arc<dyn BanSink>,
     jails: Vec<JailConfig>,
     state: Option<StateStore>,
-    clock: Clock,
+    clock: NowFn,
     retries: u32,
     retry_delay: Duration,
 }
@@ -179,7 +180,7 @@ struct Inner {
     sink: Arc<dyn BanSink>,
     state: Option<StateStore>,
     metrics: Metrics,
-    clock: Clock,
+    clock: NowFn,
     retries: u32,
     retry_delay: Duration,
     /// Changes not yet applied; held while applying, which also serializes sink calls.
@@ -188,6 +189,7 @@ struct Inner {
 }
 
 /// A jail's state for status displays.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JailStatus {
     /// The jail.

@@ -59,9 +59,9 @@ pub enum Error {
     State {
         /// The database file.
         path: std::path::PathBuf,
-        /// What redb said.
+        /// What the database engine said (its type is not part of logban's API).
         #[source]
-        source: Box<redb::Error>,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Saved state could not be decoded.
     #[error("corrupt state in {path}: {reason}")]
@@ -76,8 +76,8 @@ pub enum Error {
     Toml {
         /// The file.
         path: std::path::PathBuf,
-        /// What the TOML parser said.
+        /// What the TOML parser said, with line and column (its type is not part of logban's API).
         #[source]
-        source: Box<toml::de::Error>,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }

@@ -125,6 +125,7 @@ impl BanIncrement {
 }
 
 /// Which transport protocol a jail's ports apply to.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Protocol {
     /// TCP only (fail2ban's default).
@@ -493,6 +494,7 @@ impl Ban {
 }
 
 /// What a jail did with a failure.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// The address is on an ignore list (or is the host's own).

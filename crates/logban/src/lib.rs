@@ -22,7 +22,7 @@
 //! // Any `FnMut(&[u8]) -> Option<Failure>` (or a fail2ban `Filter`) turns lines into failures.
 //! let mut matcher = |line: &[u8]| {
 //!     let addr = std::str::from_utf8(line).ok()?.strip_prefix("bad login from ")?.parse().ok()?;
-//!     Some(Failure { addr, time: logban_now(), user: None, attempts: 1 })
+//!     Some(Failure::new(addr, logban_now()))
 //! };
 //! # fn logban_now() -> i64 { std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 }
 //! for _ in 0..3 {
@@ -51,14 +51,10 @@
 //! ```
 //! use logban::filter::{FilterBuilder, FilterDefinition};
 //!
-//! let mut filter = FilterBuilder::new(FilterDefinition {
-//!     name: "demo".into(),
-//!     failregex: vec![
-//!         r"^\s*\S+ sshd\[\d+\]: Failed password for <F-USER>\S+</F-USER> from <HOST>".into(),
-//!     ],
-//!     ..FilterDefinition::default()
-//! })
-//! .build()?;
+//! let mut def = FilterDefinition::new("demo");
+//! def.failregex
+//!     .push(r"^\s*\S+ sshd\[\d+\]: Failed password for <F-USER>\S+</F-USER> from <HOST>".into());
+//! let mut filter = FilterBuilder::new(def).build()?;
 //! let line = "Mar  1 00:00:00 web1 sshd[7]: Failed password for root from ::ffff:192.0.2.7 port 22";
 //! let failures = filter.failures(line);
 //! assert_eq!(failures[0].addr, "192.0.2.7".parse::<std::net::IpAddr>().unwrap());

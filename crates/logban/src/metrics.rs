@@ -18,6 +18,7 @@ pub struct JailMetrics {
 }
 
 /// A snapshot of [`JailMetrics`].
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JailCounters {
     /// Log lines seen.

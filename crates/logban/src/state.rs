@@ -27,8 +27,9 @@ const BANS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("bans");
 const BAN_COUNTS: TableDefinition<'_, &str, u32> = TableDefinition::new("ban_counts");
 const POSITIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("positions");
 
-/// Any redb error, boxed (redb's error type is large); `?` converts into it.
-struct DbError(Box<redb::Error>);
+/// Any redb error, boxed (redb's error type is large, and not part of the API); `?` converts
+/// into it.
+struct DbError(Box<dyn std::error::Error + Send + Sync>);
 
 impl<E: Into<redb::Error>> From<E> for DbError {
     fn from(e: E) -> Self {

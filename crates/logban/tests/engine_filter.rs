@@ -18,10 +18,7 @@ async fn sshd_filter_lines_ban_the_attacker_only() {
     };
     let definition = logban::fail2ban::load_filter(Path::new(&dir), "sshd").expect("sshd filter");
     let mut filter = FilterBuilder::new(definition)
-        .with_clock(Clock {
-            zone: jiff::tz::TimeZone::UTC,
-            fixed_now: Some(NOW),
-        })
+        .with_clock(Clock::fixed(jiff::tz::TimeZone::UTC, NOW))
         .build()
         .expect("filter builds");
 

@@ -25,10 +25,10 @@ const EXPECTED_AGREE: usize = 1381;
 const EXPECTED_FILTERS_LOADED: usize = 89;
 
 fn clock() -> Clock {
-    Clock {
-        zone: jiff::tz::TimeZone::posix(TEST_TZ).expect("valid POSIX TZ"),
-        fixed_now: Some(TEST_NOW),
-    }
+    Clock::fixed(
+        jiff::tz::TimeZone::posix(TEST_TZ).expect("valid POSIX TZ"),
+        TEST_NOW,
+    )
 }
 
 #[derive(Default)]

@@ -174,12 +174,7 @@ fn matcher(line: &[u8]) -> Option<Failure> {
     let text = std::str::from_utf8(line).ok()?;
     let (time, rest) = text.split_once(' ')?;
     let addr: IpAddr = rest.strip_prefix("auth failure from ")?.parse().ok()?;
-    Some(Failure {
-        addr: logban::canonical_addr(addr),
-        time: time.parse().ok()?,
-        user: None,
-        attempts: 1,
-    })
+    Some(Failure::new(addr, time.parse().ok()?))
 }
 
 async fn fail_three_times(engine: &Engine, addr: &str) -> usize {

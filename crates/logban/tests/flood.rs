@@ -26,12 +26,7 @@ fn flood_addr(i: u64) -> IpAddr {
 fn parse(line: &[u8]) -> Option<Failure> {
     let text = std::str::from_utf8(line).ok()?;
     let addr = text.strip_prefix("auth failure from ")?.parse().ok()?;
-    Some(Failure {
-        addr,
-        time: NOW,
-        user: None,
-        attempts: 1,
-    })
+    Some(Failure::new(addr, NOW))
 }
 
 /// Peak resident set size of this process, in KiB (VmHWM).

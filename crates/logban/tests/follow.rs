@@ -13,12 +13,7 @@ use logban::{BanTime, Engine, Failure, JailConfig, MemorySink, StateStore};
 fn matcher(line: &[u8]) -> Option<Failure> {
     let text = std::str::from_utf8(line).ok()?;
     let addr: IpAddr = text.strip_prefix("auth failure from ")?.parse().ok()?;
-    Some(Failure {
-        addr,
-        time: now(),
-        user: None,
-        attempts: 1,
-    })
+    Some(Failure::new(addr, now()))
 }
 
 fn now() -> i64 {

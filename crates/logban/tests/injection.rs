@@ -97,10 +97,7 @@ fn injected_addresses_never_become_failures() {
                 continue;
             };
             let mut filter = FilterBuilder::new(def)
-                .with_clock(Clock {
-                    zone: jiff::tz::TimeZone::UTC,
-                    fixed_now: Some(1_400_000_000),
-                })
+                .with_clock(Clock::fixed(jiff::tz::TimeZone::UTC, 1_400_000_000))
                 .with_check_all_regex(true)
                 .build()
                 .expect("stock filter builds");

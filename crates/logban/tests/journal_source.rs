@@ -72,12 +72,10 @@ fn journal_entries_with_matches_and_cursor() {
     );
     let journal = journal_file(dir.path()).expect("journald wrote a journal file");
 
-    let config = JournalConfig {
-        matches: vec!["SYSLOG_IDENTIFIER=sshd".into()],
-        files: vec![journal.clone()],
-        follow: false,
-        ..JournalConfig::default()
-    };
+    let mut config = JournalConfig::default();
+    config.matches = vec!["SYSLOG_IDENTIFIER=sshd".into()];
+    config.files = vec![journal.clone()];
+    config.follow = false;
     let (entries, cursor) = read_all(&config);
     assert_eq!(entries.len(), 2, "only the sshd entries match");
     assert_eq!(cursor.as_deref(), Some(entries[1].cursor.as_str()));
@@ -97,10 +95,8 @@ fn journal_entries_with_matches_and_cursor() {
     assert_eq!(found, ["192.0.2.44", "192.0.2.45"]);
 
     // A saved cursor resumes after that entry.
-    let (rest, _) = read_all(&JournalConfig {
-        after_cursor: Some(entries[0].cursor.clone()),
-        ..config
-    });
+    config.after_cursor = Some(entries[0].cursor.clone());
+    let (rest, _) = read_all(&config);
     assert_eq!(rest.len(), 1);
     assert!(rest[0].line.contains("192.0.2.45"));
 }

@@ -66,10 +66,10 @@ fn grow(line: &str, n: usize) -> String {
 fn check(case: &Case, line: &str, dir: &std::path::Path, limit: Duration) {
     let def = load_filter(dir, &case.filter).expect("stock filter loads");
     let mut filter = FilterBuilder::new(def)
-        .with_clock(Clock {
-            zone: jiff::tz::TimeZone::posix("CET-01CEST-02,M3.5.0,M10.5.0").expect("tz"),
-            fixed_now: Some(1_124_013_600),
-        })
+        .with_clock(Clock::fixed(
+            jiff::tz::TimeZone::posix("CET-01CEST-02,M3.5.0,M10.5.0").expect("tz"),
+            1_124_013_600,
+        ))
         .build()
         .expect("builds");
     // A running filter is warm: its lazy DFAs have seen ordinary lines.
@@ -106,9 +106,9 @@ fn redos_lines_finish_fast_with_the_annotated_result() {
         return;
     };
     let dir = PathBuf::from(dir);
-    let path = test_support::shared_dir().join("conformance/logban/redos-lines.txt");
-    let text = std::fs::read_to_string(&path).expect("redos-lines.txt");
-    let cases = cases(&text);
+    // A copy kept in the repository (origin and licence in tests/data/README.md).
+    let text = include_str!("data/redos-lines.txt");
+    let cases = cases(text);
     assert_eq!(cases.len(), 4);
     for case in &cases {
         check(case, &case.line, &dir, LIMIT);

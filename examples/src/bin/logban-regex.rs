@@ -8,7 +8,7 @@
 //! (`sshd[mode=aggressive]`). Prints totals, per-regex hits and the failures found; `--json`
 //! prints one JSON object per failure and a final summary object instead.
 
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -36,6 +36,9 @@ struct Args {
     /// Also list matches that are not failures (`<F-NOFAIL>`, host names, pending sessions).
     #[arg(long)]
     all: bool,
+    /// Threads scanning the log (default: all cores); the results are those of one thread.
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,32 +57,29 @@ fn main() -> anyhow::Result<()> {
     } else {
         Box::new(std::io::Cursor::new(args.log.clone().into_bytes()))
     };
-    let mut reader = BufReader::with_capacity(1 << 20, input);
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut line = Vec::with_capacity(4096);
     let (mut failures, mut not_banned) = (0u64, 0u64);
-    let mut line_no = 0u64;
-    loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        line_no += 1;
-        while matches!(line.last(), Some(b'\n' | b'\r')) {
-            line.pop();
-        }
-        for m in filter.process_bytes(&line) {
+    let mut write_error = None;
+    filter
+        .scan_reader(input, threads, |found| {
+            let m = &found.found;
             let is_failure = m.to_failure().is_some();
             if is_failure {
                 failures += 1;
             } else if !m.nofail {
                 not_banned += 1;
             }
-            if is_failure || args.all {
-                print_match(&mut out, &m, line_no, args.json)?;
+            if (is_failure || args.all) && write_error.is_none() {
+                write_error = print_match(&mut out, m, found.line, args.json).err();
             }
-        }
+        })
+        .with_context(|| format!("reading {}", args.log))?;
+    if let Some(e) = write_error {
+        return Err(e).context("writing the results");
     }
     let stats = filter.stats();
     if args.json {
@@ -148,17 +148,21 @@ fn print_match(
     json: bool,
 ) -> std::io::Result<()> {
     if json {
-        let v = serde_json::json!({
-            "line": line_no,
-            "id": m.id,
-            "addr": m.addr.map(|a| a.to_string()),
-            "time": m.time,
-            "regex": m.regex,
-            "failure": m.to_failure().is_some(),
-            "user": m.groups.get("user"),
-            "attempts": m.attempts(),
-        });
-        writeln!(out, "{v}")
+        // Written field by field: no JSON tree per match (the values are escaped by serde_json).
+        write!(out, "{{\"line\":{line_no},\"id\":")?;
+        serde_json::to_writer(&mut *out, &m.id)?;
+        write!(out, ",\"addr\":")?;
+        serde_json::to_writer(&mut *out, &m.addr.map(|a| a.to_string()))?;
+        write!(out, ",\"time\":")?;
+        serde_json::to_writer(&mut *out, &m.time)?;
+        write!(
+            out,
+            ",\"regex\":{},\"failure\":{},\"user\":",
+            m.regex,
+            m.to_failure().is_some()
+        )?;
+        serde_json::to_writer(&mut *out, &m.groups.get("user"))?;
+        writeln!(out, ",\"attempts\":{}}}", m.attempts())
     } else {
         let time = m
             .time

@@ -209,11 +209,9 @@ fn start_readers(
         let (engine, name) = (engine.clone(), jail.name.clone());
         let period = Duration::from_millis(250);
         let task = if jail.journal {
-            let journal = JournalConfig {
-                matches: journalmatch,
-                follow: true,
-                ..JournalConfig::default()
-            };
+            let mut journal = JournalConfig::default();
+            journal.matches = journalmatch;
+            journal.follow = true;
             tokio::spawn(async move {
                 let result = engine.follow_journal(&name, journal, filter, period).await;
                 report_reader_end(&name, result);

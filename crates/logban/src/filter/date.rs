@@ -11,6 +11,15 @@ use jiff::tz::TimeZone;
 use super::pyregex::{Captures, Matcher};
 
 /// The clock and zone used to complete dates: syslog dates have no year, times have no zone.
+///
+/// logban's only clock type: the [`Engine`](crate::Engine) takes a plain `Fn() -> i64` for its
+/// own time (see [`EngineBuilder::with_clock`](crate::EngineBuilder::with_clock)).
+///
+/// ```
+/// let clock = logban::filter::Clock::fixed(jiff::tz::TimeZone::UTC, 1_700_000_000);
+/// assert_eq!(clock.now(), 1_700_000_000);
+/// ```
+#[non_exhaustive]
 #[derive(Debug, Clone)]
 pub struct Clock {
     /// Zone of log times that carry none (fail2ban uses the host's local zone).
@@ -29,6 +38,22 @@ impl Default for Clock {
 }
 
 impl Clock {
+    /// The system clock, with log times that carry no zone read in `zone`.
+    pub fn system(zone: TimeZone) -> Self {
+        Self {
+            zone,
+            fixed_now: None,
+        }
+    }
+
+    /// A clock stopped at `now` (Unix seconds), for tests and replays; zone-less times in `zone`.
+    pub fn fixed(zone: TimeZone, now: i64) -> Self {
+        Self {
+            zone,
+            fixed_now: Some(now),
+        }
+    }
+
     /// Current time, Unix seconds.
     pub fn now(&self) -> i64 {
         self.fixed_now
@@ -544,6 +569,13 @@ pub struct DateDetector {
     cache: Option<LastDate>,
 }
 
+/// A detector's state, moved between copies of one filter.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DateState {
+    last: Option<(usize, usize)>,
+    cache: Option<LastDate>,
+}
+
 #[derive(Debug, Clone)]
 struct LastDate {
     template: usize,
@@ -615,6 +647,26 @@ impl DateDetector {
         })
     }
 
+    /// What decides the order templates are tried in (the one that matched last goes first);
+    /// the cache of the last date only saves work.
+    pub(crate) fn state(&self) -> Option<(usize, usize)> {
+        self.last
+    }
+
+    /// A copy of the state (and the cached date), for a detector with the same templates.
+    pub(crate) fn state_copy(&self) -> DateState {
+        DateState {
+            last: self.last,
+            cache: self.cache.clone(),
+        }
+    }
+
+    /// Takes a state from [`state_copy`](Self::state_copy).
+    pub(crate) fn set_state(&mut self, state: &DateState) {
+        self.last = state.last;
+        self.cache.clone_from(&state.cache);
+    }
+
     /// Finds the date in `line`.
     pub fn find(&mut self, line: &str, clock: &Clock) -> Option<FoundDate> {
         if let Some(c) = &self.cache {
@@ -675,10 +727,10 @@ mod tests {
     use super::*;
 
     fn test_clock() -> Clock {
-        Clock {
-            zone: TimeZone::posix("CET-01CEST-02,M3.5.0,M10.5.0").expect("tz"),
-            fixed_now: Some(1_124_013_600),
-        }
+        Clock::fixed(
+            TimeZone::posix("CET-01CEST-02,M3.5.0,M10.5.0").expect("tz"),
+            1_124_013_600,
+        )
     }
 
     fn iso(ts: f64) -> String {

@@ -13,17 +13,23 @@
 
 mod date;
 mod pyregex;
+mod scan;
+mod screen;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 pub use date::{Clock, DateDetector, FoundDate};
+
 pub use pyregex::{BACKTRACK_LIMIT, TranslateError};
 use pyregex::{Captures, Matcher};
+pub use scan::{LineMatch, WARMUP_LINES};
+use screen::Screen;
 
 use crate::{Error, Failure, Result, canonical_addr};
 
 /// The raw parts of a filter, in fail2ban's (Python regex) syntax.
+#[non_exhaustive]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FilterDefinition {
     /// Name, for messages.
@@ -42,7 +48,24 @@ pub struct FilterDefinition {
     pub journalmatch: Vec<String>,
 }
 
+impl FilterDefinition {
+    /// An empty definition called `name`; set the fields that the filter uses.
+    ///
+    /// ```
+    /// let mut def = logban::FilterDefinition::new("demo");
+    /// def.failregex.push(r"login failed from <HOST>".into());
+    /// assert!(logban::FilterBuilder::new(def).build().is_ok());
+    /// ```
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
+    }
+}
+
 /// How `<HOST>` treats host names (never resolved by logban).
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UseDns {
     /// `<HOST>` also matches host names; they are reported as ids but never banned.
@@ -155,7 +178,18 @@ impl FilterBuilder {
             }
             _ => DateDetector::default_templates(),
         };
+        // Reject first: only for one-line filters (a multi-line buffer is matched as a whole)
+        // whose ignoreregexes run after a failregex matched.
+        let early_ignore = !ignoreregex.is_empty() && ignoreregex.len() + 2 < failregex.len();
+        let screen = (maxlines == 1 && !early_ignore)
+            .then(|| {
+                let fail: Vec<&str> = failregex.iter().map(Matcher::pattern).collect();
+                Screen::new(prefregex.as_ref(), &fail)
+            })
+            .flatten();
         Ok(Filter {
+            screen,
+            scratch: String::new(),
             stats: FilterStats {
                 failregex_hits: vec![0; failregex.len()],
                 ignoreregex_hits: vec![0; ignoreregex.len()],
@@ -282,6 +316,7 @@ fn group_name(tag: &str) -> String {
 }
 
 /// Counters of one filter, like fail2ban-regex's summary.
+#[non_exhaustive]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FilterStats {
     /// Lines fed in.
@@ -299,6 +334,33 @@ pub struct FilterStats {
 }
 
 impl FilterStats {
+    /// All zero, with as many per-regex counters as `like`.
+    fn zeroed_like(like: &FilterStats) -> Self {
+        Self {
+            failregex_hits: vec![0; like.failregex_hits.len()],
+            ignoreregex_hits: vec![0; like.ignoreregex_hits.len()],
+            ..Self::default()
+        }
+    }
+
+    /// Adds another run's counters (same filter).
+    fn add(&mut self, other: &FilterStats) {
+        self.lines += other.lines;
+        self.dated += other.dated;
+        self.matched += other.matched;
+        self.ignored += other.ignored;
+        for (a, b) in self.failregex_hits.iter_mut().zip(&other.failregex_hits) {
+            *a += b;
+        }
+        for (a, b) in self
+            .ignoreregex_hits
+            .iter_mut()
+            .zip(&other.ignoreregex_hits)
+        {
+            *a += b;
+        }
+    }
+
     /// Lines neither matched nor ignored (a line can be both when every regex is tried).
     pub fn missed(&self) -> u64 {
         self.lines
@@ -308,6 +370,7 @@ impl FilterStats {
 }
 
 /// One failregex match, as fail2ban reports it before any ban decision.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct FilterMatch {
     /// Index of the failregex that matched.
@@ -358,7 +421,7 @@ pub fn parse_addr(id: &str) -> Option<IpAddr> {
 }
 
 /// A line split around its date: the regexes see `pre + post`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct TupleLine {
     pre: String,
     date: String,
@@ -392,7 +455,7 @@ fn buffer_text(lines: &[TupleLine]) -> String {
 }
 
 /// The failure being built for one regex match (fail2ban's `fail` dict).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 struct Fail {
     groups: BTreeMap<String, String>,
     matches: Option<Vec<String>>,
@@ -472,6 +535,15 @@ impl MlfidCache {
         self.map.remove(key);
     }
 
+    /// The live sessions, oldest first: all that decides what the cache does next.
+    fn live(&self) -> Vec<(String, Fail, i64)> {
+        let mut live: Vec<_> = self.map.iter().collect();
+        live.sort_unstable_by_key(|(_, (_, _, seq))| *seq);
+        live.into_iter()
+            .map(|(k, (f, exp, _))| (k.clone(), f.clone(), *exp))
+            .collect()
+    }
+
     fn is_live(&self, seq: u64, key: &str) -> bool {
         self.map.get(key).is_some_and(|e| e.2 == seq)
     }
@@ -504,10 +576,33 @@ impl MlfidCache {
     }
 }
 
+/// A copy of what a filter carries from one line to the next, to move between threads.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Carry {
+    buffer: Vec<TupleLine>,
+    mlfid: MlfidCache,
+    last_date: Option<f64>,
+    dates: date::DateState,
+}
+
+/// What a filter carries from one line to the next, compared (see [`Filter::state`]).
+#[derive(Debug, PartialEq)]
+pub(crate) struct FilterState {
+    buffer: Vec<TupleLine>,
+    last_date: Option<u64>,
+    date_template: Option<(usize, usize)>,
+    fixed_now: Option<i64>,
+    sessions: Vec<(String, Fail, i64)>,
+}
+
 /// A compiled filter with its multi-line state.
 #[derive(Debug, Clone)]
 pub struct Filter {
     def: FilterDefinition,
+    /// One DFA pass that rejects lines no failregex can match (see [`screen`]).
+    screen: Option<Screen>,
+    /// The screened text (line without its date, `\n`), reused from line to line.
+    scratch: String,
     fail_set: Option<FailSet>,
     failregex: Vec<Matcher>,
     ignoreregex: Vec<Matcher>,
@@ -533,6 +628,41 @@ impl Filter {
         &self.stats
     }
 
+    /// A copy of the line-to-line state.
+    pub(crate) fn carry(&self) -> Carry {
+        Carry {
+            buffer: self.buffer.clone(),
+            mlfid: self.mlfid.clone(),
+            last_date: self.last_date,
+            dates: self.dates.state_copy(),
+        }
+    }
+
+    /// Takes the line-to-line state of a filter with the same definition.
+    pub(crate) fn set_carry(&mut self, carry: &Carry) {
+        self.buffer.clone_from(&carry.buffer);
+        self.mlfid.clone_from(&carry.mlfid);
+        self.last_date = carry.last_date;
+        self.dates.set_state(&carry.dates);
+    }
+
+    /// The line-to-line state: given the same lines from now on, two filters of the same
+    /// definition in equal states report the same matches (counters aside).
+    pub(crate) fn state(&self) -> FilterState {
+        FilterState {
+            // A one-line filter replaces its buffer on every line.
+            buffer: if self.maxlines == 1 {
+                Vec::new()
+            } else {
+                self.buffer.clone()
+            },
+            last_date: self.last_date.map(f64::to_bits),
+            date_template: self.dates.state(),
+            fixed_now: self.clock.fixed_now,
+            sessions: self.mlfid.live(),
+        }
+    }
+
     /// Indexes of failregexes that run on the backtracking engine (with a budget).
     pub fn backtracking_regexes(&self) -> Vec<usize> {
         (0..self.failregex.len())
@@ -544,6 +674,17 @@ impl Filter {
     pub fn process_line(&mut self, line: &str) -> Vec<FilterMatch> {
         self.stats.lines += 1;
         let found = self.dates.find(line, &self.clock);
+        if let Some(screen) = &self.screen {
+            let (s, e) = found.map_or((0, 0), |f| f.span);
+            self.scratch.clear();
+            self.scratch.push_str(&line[..s]);
+            self.scratch.push_str(&line[e..]);
+            self.scratch.push('\n');
+            if !screen.may_match(self.prefregex.as_ref(), &self.scratch) {
+                self.rejected(found);
+                return Vec::new();
+            }
+        }
         let (tuple, date) = match found {
             Some(f) => {
                 self.stats.dated += 1;
@@ -581,6 +722,20 @@ impl Filter {
                 .filter(|t| *t > (self.clock.now() - 60) as f64)
         });
         self.find_failures(tuple, date)
+    }
+
+    /// The bookkeeping of a line the screen rejected: what the full path would have done to the
+    /// counters and the last known date, without building the line's buffers.
+    fn rejected(&mut self, found: Option<FoundDate>) {
+        self.buffer.clear();
+        if let Some(f) = found {
+            self.stats.dated += 1;
+            if f.span.0 != f.span.1
+                && let Some(t) = f.time
+            {
+                self.last_date = Some(t);
+            }
+        }
     }
 
     /// Processes raw bytes (invalid UTF-8 is replaced, like fail2ban's `errors=replace`).
@@ -931,10 +1086,7 @@ mod tests {
             failregex: failregex.iter().map(|s| s.to_string()).collect(),
             ..FilterDefinition::default()
         })
-        .with_clock(Clock {
-            zone: jiff::tz::TimeZone::UTC,
-            fixed_now: Some(1_124_013_600),
-        })
+        .with_clock(Clock::fixed(jiff::tz::TimeZone::UTC, 1_124_013_600))
         .build()
         .expect("builds")
     }

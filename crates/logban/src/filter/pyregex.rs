@@ -664,8 +664,14 @@ impl Linear {
 
     /// Capture spans of the leftmost-first match from `start`, like `regex::Regex::captures_at`.
     fn captures(&self, hay: &str, start: usize) -> Option<Vec<Option<(usize, usize)>>> {
-        // The DFA rejects most lines without allocating capture slots.
-        let m = self.re.find_at(hay, start)?;
+        // Short haystacks go straight to the capture search (which runs its own DFA first);
+        // on long ones the DFA finds the match span first, which decides how to resolve groups.
+        let short = hay.len() - start.min(hay.len()) <= LONG_SPAN;
+        let m = if short {
+            None
+        } else {
+            Some(self.re.find_at(hay, start)?)
+        };
         if let Some(head) = &self.content_head {
             // `head.` is valid exactly where `head(?P<content>.+)(?m:$)` is: `.+` then takes
             // the rest of the line up to the next newline.
@@ -683,7 +689,7 @@ impl Linear {
             spans.push(Some((content_start, content_end)));
             return Some(spans);
         }
-        if m.len() > LONG_SPAN {
+        if let Some(m) = m.filter(|m| m.len() > LONG_SPAN) {
             let split = self
                 .split
                 .get_or_init(|| GroupFreeHead::new(self.re.as_str(), self.multiline));
@@ -836,6 +842,36 @@ impl Matcher {
         match &self.engine {
             Engine::Linear(l) => l.re.find_at(hay, start).map(|m| (m.start(), m.end())),
             Engine::Backtracking(_) => self.search_at(hay, start).map(|c| c.whole()),
+        }
+    }
+
+    /// Whether the pattern ends in `<F-CONTENT>.+</F-CONTENT>$` and [`content_start`]
+    /// (Self::content_start) finds the content with a DFA.
+    pub(crate) fn has_content_head(&self) -> bool {
+        matches!(&self.engine, Engine::Linear(l) if l.content_head.is_some())
+    }
+
+    /// `None` when the pattern does not match `hay`; else where its `<F-CONTENT>` starts, when
+    /// [`has_content_head`](Self::has_content_head) (a DFA search, no captures).
+    pub(crate) fn content_start(&self, hay: &str) -> Option<Option<usize>> {
+        match &self.engine {
+            Engine::Linear(l) => match &l.content_head {
+                // `head.` matches exactly where the whole pattern does (see `Linear::captures`).
+                Some(head) => {
+                    let end = head.find(hay)?.end();
+                    Some(Some(end - hay[..end].chars().next_back()?.len_utf8()))
+                }
+                None => l.re.is_match(hay).then_some(None),
+            },
+            Engine::Backtracking(_) => self.is_match(hay).then_some(None),
+        }
+    }
+
+    /// The translated pattern (regex syntax, or fancy-regex syntax when backtracking).
+    pub(crate) fn pattern(&self) -> &str {
+        match &self.engine {
+            Engine::Linear(l) => l.re.as_str(),
+            Engine::Backtracking(re) => re.as_str(),
         }
     }
 

@@ -29,6 +29,7 @@ use crate::Result;
 use crate::jail::{JailConfig, PortRange, Protocol};
 
 /// What a sink needs to know about a jail to set it up.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SinkJail {
     /// The jail's (validated) name.
@@ -64,6 +65,7 @@ impl From<&JailConfig> for SinkJail {
 }
 
 /// One change for a sink to apply.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BanAction {
     /// Ban `target` in `jail` for `timeout` (`None`: until unbanned).

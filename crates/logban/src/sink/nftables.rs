@@ -33,6 +33,7 @@ use crate::jail::Protocol;
 use crate::{Error, Result};
 
 /// What happens to packets from banned addresses.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NftVerdict {
     /// Silently dropped (the default).

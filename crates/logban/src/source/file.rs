@@ -22,6 +22,7 @@ pub struct FilePosition {
 }
 
 /// Where to start reading a file that is opened for the first time.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartAt {
     /// Only lines appended from now on (a daemon starting without saved state).

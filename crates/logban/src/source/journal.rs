@@ -9,6 +9,7 @@ use super::LogLine;
 use crate::{Error, Result};
 
 /// What to read from the journal.
+#[non_exhaustive]
 #[derive(Debug, Clone, Default)]
 pub struct JournalConfig {
     /// fail2ban-style matches, one alternative per entry (`_SYSTEMD_UNIT=sshd.service + _COMM=sshd`).
