@@ -65,7 +65,9 @@ impl From<&JailConfig> for SinkJail {
 }
 
 /// One change for a sink to apply.
-#[non_exhaustive]
+///
+/// Exhaustive on purpose: a sink must apply every kind of action, so a new kind is a breaking
+/// change that each sink has to handle, not one it may skip.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BanAction {
     /// Ban `target` in `jail` for `timeout` (`None`: until unbanned).
