@@ -934,3 +934,35 @@ async fn a_damaged_config_is_corrupt_not_a_wrong_password() {
         .unwrap_err();
     assert!(matches!(wrong, Error::WrongKey), "{wrong:?}");
 }
+
+/// Earlier versions wrote `config` before the key: a killed `init` left a config that nothing
+/// can open. Opening says the keys are missing; `init` replaces it.
+#[tokio::test]
+async fn init_replaces_a_config_left_alone_by_an_older_killed_init() {
+    use object_store::ObjectStoreExt;
+    let store: Arc<dyn object_store::ObjectStore> = Arc::new(InMemory::new());
+    let config = object_store::path::Path::from("config");
+    store.put(&config, vec![7u8; 300].into()).await.unwrap();
+    let key = KeySource::passphrase("x");
+    let err = Repository::open(store.clone(), "here", &key)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NoKeys { .. }), "{err:?}");
+    assert!(err.to_string().contains("run init again"), "{err}");
+    Repository::init(store.clone(), "here", &key, crate::InitOptions::new())
+        .await
+        .unwrap();
+    Repository::open(store.clone(), "here", &key).await.unwrap();
+
+    // With anything else there, a config is never replaced.
+    let other: Arc<dyn object_store::ObjectStore> = Arc::new(InMemory::new());
+    other.put(&config, vec![7u8; 300].into()).await.unwrap();
+    let index = object_store::path::Path::from(format!("index/{}", format::random_id()));
+    other.put(&index, vec![1u8; 10].into()).await.unwrap();
+    let err = Repository::init(other.clone(), "here", &key, crate::InitOptions::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::RepositoryExists { .. }), "{err:?}");
+    let kept = other.get(&config).await.unwrap().bytes().await.unwrap();
+    assert_eq!(kept.as_ref(), &[7u8; 300][..]);
+}
