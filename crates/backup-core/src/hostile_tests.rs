@@ -853,6 +853,11 @@ async fn init_completes_over_the_key_a_killed_init_left() {
     for password in ["hostile", "another"] {
         let store: Arc<dyn object_store::ObjectStore> = Arc::new(InMemory::new());
         copy_all(first.store.as_ref(), store.as_ref(), "keys").await;
+        // And a damaged key object beside it.
+        let damaged = object_store::path::Path::from(format!("keys/{}", format::random_id()));
+        object_store::ObjectStoreExt::put(store.as_ref(), &damaged, vec![1u8; 5].into())
+            .await
+            .unwrap();
         let key = KeySource::passphrase(password);
         let made = Repository::init(store.clone(), "here", &key, crate::InitOptions::new())
             .await

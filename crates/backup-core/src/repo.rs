@@ -260,9 +260,14 @@ impl Repository {
         let replace_config = config_exists;
         let mut reused = None;
         for name in &leftover_keys {
-            if let Some(master) = unwrap_key(store.as_ref(), name, key).await? {
-                reused = Some(master);
-                break;
+            match unwrap_key(store.as_ref(), name, key).await {
+                Ok(Some(master)) => {
+                    reused = Some(master);
+                    break;
+                }
+                // Another key, or a damaged one: passed over, as open does.
+                Ok(None) | Err(Error::Corrupt { .. }) => {}
+                Err(e) => return Err(e),
             }
         }
         let key_written = reused.is_some();
