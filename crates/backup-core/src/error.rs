@@ -37,7 +37,9 @@ pub enum Error {
         supported: u32,
     },
     /// The repository has no key objects (`keys/` is missing or empty), so nothing can open it.
-    #[error("the repository at {location} has no keys: keys/ is missing or empty")]
+    #[error(
+        "the repository at {location} has no keys: keys/ is missing or empty (if nothing else is there, an init was killed: run init again)"
+    )]
     NoKeys {
         /// Where the repository is.
         location: String,

@@ -853,6 +853,11 @@ async fn init_completes_over_the_key_a_killed_init_left() {
     for password in ["hostile", "another"] {
         let store: Arc<dyn object_store::ObjectStore> = Arc::new(InMemory::new());
         copy_all(first.store.as_ref(), store.as_ref(), "keys").await;
+        // And a damaged key object beside it.
+        let damaged = object_store::path::Path::from(format!("keys/{}", format::random_id()));
+        object_store::ObjectStoreExt::put(store.as_ref(), &damaged, vec![1u8; 5].into())
+            .await
+            .unwrap();
         let key = KeySource::passphrase(password);
         let made = Repository::init(store.clone(), "here", &key, crate::InitOptions::new())
             .await
@@ -933,4 +938,36 @@ async fn a_damaged_config_is_corrupt_not_a_wrong_password() {
         .await
         .unwrap_err();
     assert!(matches!(wrong, Error::WrongKey), "{wrong:?}");
+}
+
+/// Earlier versions wrote `config` before the key: a killed `init` left a config that nothing
+/// can open. Opening says the keys are missing; `init` replaces it.
+#[tokio::test]
+async fn init_replaces_a_config_left_alone_by_an_older_killed_init() {
+    use object_store::ObjectStoreExt;
+    let store: Arc<dyn object_store::ObjectStore> = Arc::new(InMemory::new());
+    let config = object_store::path::Path::from("config");
+    store.put(&config, vec![7u8; 300].into()).await.unwrap();
+    let key = KeySource::passphrase("x");
+    let err = Repository::open(store.clone(), "here", &key)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NoKeys { .. }), "{err:?}");
+    assert!(err.to_string().contains("run init again"), "{err}");
+    Repository::init(store.clone(), "here", &key, crate::InitOptions::new())
+        .await
+        .unwrap();
+    Repository::open(store.clone(), "here", &key).await.unwrap();
+
+    // With anything else there, a config is never replaced.
+    let other: Arc<dyn object_store::ObjectStore> = Arc::new(InMemory::new());
+    other.put(&config, vec![7u8; 300].into()).await.unwrap();
+    let index = object_store::path::Path::from(format!("index/{}", format::random_id()));
+    other.put(&index, vec![1u8; 10].into()).await.unwrap();
+    let err = Repository::init(other.clone(), "here", &key, crate::InitOptions::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::RepositoryExists { .. }), "{err:?}");
+    let kept = other.get(&config).await.unwrap().bytes().await.unwrap();
+    assert_eq!(kept.as_ref(), &[7u8; 300][..]);
 }

@@ -166,7 +166,7 @@ pub enum Change {
 pub struct DiffEntry {
     /// What changed.
     pub change: Change,
-    /// Path inside the snapshots (lossy UTF-8).
+    /// Path inside the snapshots, escaped as [`escape_path`] does (as `ls` prints it).
     pub path: String,
 }
 
@@ -203,7 +203,7 @@ pub async fn diff(repo: &Repository, a: &str, b: &str) -> Result<Vec<DiffEntry>>
         if let Some(change) = change {
             out.push(DiffEntry {
                 change,
-                path: String::from_utf8_lossy(path).into_owned(),
+                path: escape_path(path),
             });
         }
     }

@@ -222,7 +222,9 @@ impl Repository {
     /// The key object is written first and `config` last (create-only, the atomic "does a
     /// repository exist"), so an `init` killed part-way leaves nothing or a key object without
     /// a config: a location holding only such keys counts as empty, and an `init` rerun with
-    /// the same password or key file reuses the master secret of the key it opens.
+    /// the same password or key file reuses the master secret of the key it opens. A `config`
+    /// with nothing else at all (not even a key: what a killed `init` of earlier versions left,
+    /// which nothing can ever open) is replaced.
     ///
     /// `location` names the store in messages (a path or URL).
     pub async fn init(
@@ -238,17 +240,34 @@ impl Repository {
                 "empty passphrase: a repository needs a non-empty one".into(),
             ));
         }
-        match store.head(&ObjectPath::from(CONFIG)).await {
-            Ok(_) => return Err(Error::RepositoryExists { location }),
-            Err(object_store::Error::NotFound { .. }) => {}
+        let config_exists = match store.head(&ObjectPath::from(CONFIG)).await {
+            Ok(_) => true,
+            Err(object_store::Error::NotFound { .. }) => false,
             Err(e) => return Err(Error::store(CONFIG, e)),
-        }
-        let leftover_keys = leftover_keys(store.as_ref(), &location).await?;
+        };
+        let leftover_keys = match leftover_keys(store.as_ref(), &location).await {
+            // A config alone, with no key that could ever open it: what an init of earlier
+            // versions (config first) left when killed. Nothing can read it; it is replaced.
+            Err(Error::NotEmpty { found, .. }) if config_exists && found == CONFIG => {
+                if !only_object_is_config(store.as_ref(), &location).await? {
+                    return Err(Error::RepositoryExists { location });
+                }
+                Vec::new()
+            }
+            _ if config_exists => return Err(Error::RepositoryExists { location }),
+            other => other?,
+        };
+        let replace_config = config_exists;
         let mut reused = None;
         for name in &leftover_keys {
-            if let Some(master) = unwrap_key(store.as_ref(), name, key).await? {
-                reused = Some(master);
-                break;
+            match unwrap_key(store.as_ref(), name, key).await {
+                Ok(Some(master)) => {
+                    reused = Some(master);
+                    break;
+                }
+                // Another key, or a damaged one: passed over, as open does.
+                Ok(None) | Err(Error::Corrupt { .. }) => {}
+                Err(e) => return Err(e),
             }
         }
         let key_written = reused.is_some();
@@ -285,12 +304,17 @@ impl Repository {
             .keys
             .cipher
             .seal(CONFIG.as_bytes(), &format::encode(&repo.config))?;
+        let mode = if replace_config {
+            PutMode::Overwrite
+        } else {
+            PutMode::Create
+        };
         match repo
             .store
             .put_opts(
                 &ObjectPath::from(CONFIG),
                 config_bytes.into(),
-                PutOptions::from(PutMode::Create),
+                PutOptions::from(mode),
             )
             .await
         {
@@ -752,6 +776,17 @@ async fn unwrap_key(
     let bytes = get_bytes(store, name).await?;
     let object: KeyObject = format::decode(name, &bytes)?;
     key.unwrap(&object, name)
+}
+
+/// Whether `config` is the only object at the location.
+async fn only_object_is_config(store: &dyn ObjectStore, location: &str) -> Result<bool> {
+    let names: Vec<_> = store
+        .list(None)
+        .take(2)
+        .try_collect()
+        .await
+        .map_err(|e| Error::store(location, e))?;
+    Ok(names.len() == 1 && names[0].location.as_ref() == CONFIG)
 }
 
 /// The key objects at a location with no config (an init killed before writing its config

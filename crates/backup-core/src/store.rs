@@ -134,6 +134,10 @@ impl StoreOptions {
 /// Builds object_store's reqwest client with rustls on ring passed in its own configuration:
 /// reqwest is built without a TLS provider, and installing ring as the process-wide default
 /// (what object_store's default connector would need) is global state a library must not touch.
+/// Certificates are checked by the platform verifier (the system's roots), as reqwest's own
+/// rustls setup does. Of the client options it applies the timeouts, plain-HTTP permission and
+/// proxy settings; HTTP/2 tuning and extra root certificates are
+/// not supported.
 #[derive(Debug)]
 struct RingRustlsConnector;
 
@@ -170,6 +174,13 @@ impl HttpConnector for RingRustlsConnector {
         }
         if let Some(timeout) = seconds(Key::ConnectTimeout) {
             builder = builder.connect_timeout(timeout);
+        }
+        if let Some(url) = options.get_config_value(&Key::ProxyUrl) {
+            let mut proxy = reqwest::Proxy::all(&url).map_err(|e| generic(Box::new(e)))?;
+            if let Some(excludes) = options.get_config_value(&Key::ProxyExcludes) {
+                proxy = proxy.no_proxy(reqwest::NoProxy::from_string(&excludes));
+            }
+            builder = builder.proxy(proxy);
         }
         let client = builder.build().map_err(|e| generic(Box::new(e)))?;
         Ok(HttpClient::new(client))
