@@ -8,8 +8,8 @@
 # download), MaxThreads $CLAMD_THREADS (default 4). Per run, tools alternate (order rotating),
 # each timed step preceded by a re-read of the tree (warm page cache for everyone):
 #   clamdscan       clamdscan --multiscan --fdpass (clamdscan has no cache: every run is a full scan)
-#   hostguard-first scan-uploads scan --jobs $JOBS (default 8: twice clamd's threads, so a request
-#                   is always queued in clamd while another is answered) with a fresh --cache file
+#   hostguard-first scan-uploads scan --jobs $JOBS (default 64 requests outstanding on its one pipelined
+#                   session, so clamd always has queued work, as clamdscan keeps) with a fresh --cache file
 #   hostguard-rescan the same command again with the cache the first scan wrote
 # Each step must report the 3 infected files. Prints medians and every run as markdown.
 # Needs: cargo build --release -p hostguard-examples --bin scan-uploads; clamav-daemon, clamdscan.
@@ -19,7 +19,7 @@ runs=${1:-5}
 work=${2:-/var/tmp/virusscan-bench}
 bin=${SCAN_UPLOADS_BIN:-${CARGO_TARGET_DIR:-target}/release/scan-uploads}
 files=${BENCH_FILES:-24000}
-jobs=${JOBS:-8}
+jobs=${JOBS:-64}
 export HOSTGUARD_CLAMD_THREADS=${CLAMD_THREADS:-4}
 tree="$work/tree"
 mkdir -p "$work"

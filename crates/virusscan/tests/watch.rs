@@ -12,7 +12,8 @@ use common::eicar;
 use virusscan::watch::{WatchEvent, Watcher};
 use virusscan::{Outcome, Scanner};
 
-const SETTLE: Duration = Duration::from_millis(400);
+// Long enough that a loaded machine (CI) does not stall a writer past it between two pieces.
+const SETTLE: Duration = Duration::from_millis(1000);
 
 /// Collects events until `quiet` passes without one.
 async fn events_until_quiet(watcher: &mut Watcher, quiet: Duration) -> Vec<WatchEvent> {
