@@ -90,8 +90,9 @@ fn main() {
             let mock = runtime.block_on(common::MockGraph::start());
             let dir = tempfile::tempdir().expect("tempdir");
             let token = dir.path().join("token.json");
-            let client =
-                common::client_builder(&mock.graph_url(), &mock.token_url(), &token).build().expect("client");
+            let client = common::client_builder(&mock.graph_url(), &mock.token_url(), &token)
+                .build()
+                .expect("client");
             runtime.block_on(common::login(&mock, &client));
             let mut args: Vec<String> = [
                 "--client-id",

@@ -214,6 +214,7 @@ impl OneDriveClientBuilder {
             graph_url,
             fragment_size: self.fragment_size,
             simple_upload_limit: self.simple_upload_limit,
+            buffers: crate::upload::BufferPool::default(),
         })
     }
 }
@@ -226,6 +227,7 @@ pub struct OneDriveClient {
     graph_url: String,
     pub(crate) fragment_size: u64,
     pub(crate) simple_upload_limit: u64,
+    pub(crate) buffers: crate::upload::BufferPool,
 }
 
 impl std::fmt::Debug for OneDriveClient {

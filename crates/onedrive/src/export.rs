@@ -25,6 +25,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -303,9 +304,14 @@ impl ExportJobBuilder {
                 self.concurrency
             )));
         }
+        // Private: session records are bearer capabilities, spool files may be plain copies.
         for sub in ["sessions", "spool"] {
             let dir = state_dir.join(sub);
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| Error::io(&dir, e))?;
         }
         Ok(ExportJob {
             client: self.client,
@@ -427,6 +433,7 @@ impl ExportJob {
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(self.journal_path())
                 .map_err(|e| Error::io(self.journal_path(), e))?,
         );
@@ -514,11 +521,12 @@ impl ExportJob {
             .map_err(|e| Error::io(self.journal_path(), std::io::Error::other(e)))?;
         line.push(b'\n');
         {
+            // Not synced: a line lost to a power cut only costs a re-upload, and a killed
+            // process loses nothing (the kernel has the write).
             let mut file = journal
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             file.write_all(&line)
-                .and_then(|()| file.sync_data())
                 .map_err(|e| Error::io(self.journal_path(), e))?;
         }
         if spooled {
@@ -560,11 +568,17 @@ impl ExportJob {
         let entry = planned.entry.clone();
         let recipients = self.recipients.clone();
         let spool_path = spool.clone();
+        // Only bodies that go through an upload session can be resumed, so only they are made
+        // durable and recorded (a single PUT is simply redone).
+        let resumable_above = self.client.simple_upload_limit;
         let (body_size, body_hash) = tokio::task::spawn_blocking(move || {
-            spool_file(&*source, &entry, &recipients, &spool_path)
+            spool_file(&*source, &entry, &recipients, &spool_path, resumable_above)
         })
         .await
         .map_err(|e| Error::io(&spool, std::io::Error::other(e)))??;
+        if body_size <= resumable_above {
+            return Ok((spool, body_size, body_hash, true));
+        }
         let meta = SpoolMeta {
             plain_size: planned.size,
             plain_hash: planned.hash.clone(),
@@ -829,12 +843,14 @@ fn spool_file(
     entry: &SourceEntry,
     recipients: &[crypto_at_rest::age::X25519Recipient],
     spool: &Path,
+    sync_above: u64,
 ) -> Result<(u64, String)> {
     let mut reader = source.open(entry).map_err(|e| source_error(entry, e))?;
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
+        .mode(0o600)
         .open(spool)
         .map_err(|e| Error::io(spool, e))?;
     let mut out = HashingWriter {
@@ -864,7 +880,9 @@ fn spool_file(
     let file = inner
         .into_inner()
         .map_err(|e| Error::io(spool, e.into_error()))?;
-    file.sync_all().map_err(|e| Error::io(spool, e))?;
+    if hash.len() > sync_above {
+        file.sync_all().map_err(|e| Error::io(spool, e))?;
+    }
     Ok((hash.len(), hash.finalize_base64()))
 }
 

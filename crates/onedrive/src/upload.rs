@@ -38,6 +38,72 @@ impl AbortHandle {
     }
 }
 
+/// Fragment buffers, reused across fragments and uploads: each upload in flight holds one, so
+/// memory stays near concurrency x fragment size instead of growing with allocator
+/// fragmentation from a fresh multi-megabyte allocation per fragment.
+#[derive(Clone, Default)]
+pub(crate) struct BufferPool(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+/// Buffers kept for reuse (more are allocated when more uploads are in flight).
+const POOL_KEEP: usize = 16;
+
+impl BufferPool {
+    /// An empty buffer with room for `capacity` bytes.
+    pub(crate) fn take(&self, capacity: usize) -> PooledBuf {
+        let reused = self.0.lock().ok().and_then(|mut pool| pool.pop());
+        let mut buf = reused.unwrap_or_default();
+        buf.clear();
+        buf.reserve_exact(capacity);
+        PooledBuf {
+            buf,
+            pool: self.clone(),
+        }
+    }
+}
+
+/// A buffer that goes back to its pool when dropped (also after the HTTP stack is done with it).
+pub(crate) struct PooledBuf {
+    buf: Vec<u8>,
+    pool: BufferPool,
+}
+
+impl PooledBuf {
+    /// An HTTP body that returns the buffer to the pool once sent.
+    pub(crate) fn into_bytes(self) -> bytes::Bytes {
+        bytes::Bytes::from_owner(self)
+    }
+}
+
+impl std::ops::Deref for PooledBuf {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.buf
+    }
+}
+
+impl std::ops::DerefMut for PooledBuf {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+}
+
+impl AsRef<[u8]> for PooledBuf {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for PooledBuf {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        if let Ok(mut pool) = self.pool.0.lock() {
+            if pool.len() < POOL_KEEP {
+                pool.push(buf);
+            }
+        }
+    }
+}
+
 /// Called with the number of bytes of the file the server has acknowledged so far.
 pub type ProgressFn = Arc<dyn Fn(u64) + Send + Sync>;
 
@@ -124,7 +190,7 @@ pub(crate) fn hash_file(path: &Path) -> Result<(u64, String)> {
     use std::io::Read;
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut hash = QuickXorHash::new();
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; 256 << 10];
     loop {
         let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
         if n == 0 {
@@ -257,9 +323,10 @@ impl Upload<'_> {
             }
             let end = (offset + self.client.fragment_size).min(size);
             let local = self.local.clone();
+            let mut buf = self.client.buffers.take(self.client.fragment_size as usize);
             let fragment = blocking(&self.local, move || {
                 let file = std::fs::File::open(&local).map_err(|e| Error::io(&local, e))?;
-                let mut buf = vec![0u8; (end - offset) as usize];
+                buf.resize((end - offset) as usize, 0);
                 file.read_exact_at(&mut buf, offset)
                     .map_err(|e| Error::io(&local, e))?;
                 Ok(buf)
@@ -278,7 +345,7 @@ impl Upload<'_> {
                 )
                 .header("Content-Length", end - offset)
                 .timeout(Duration::from_secs(600))
-                .body(fragment);
+                .body(reqwest::Body::from(fragment.into_bytes()));
             attempt += 1;
             let response = match self.client.http.send_once(request).await {
                 Ok(response) => response,
