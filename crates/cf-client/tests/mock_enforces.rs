@@ -50,9 +50,7 @@ fn code(envelope: &Value) -> u64 {
 
 #[tokio::test]
 async fn the_mock_enforces_auth_schema_and_routes() {
-    let mock = MockCloudflare::builder()
-        .with_zone("example.com")
-        .start()
+    let mock = MockCloudflare::start_with_zone("example.com")
         .await
         .expect("mock");
     let zone = mock.zone_id("example.com").expect("zone");
