@@ -30,9 +30,7 @@ async fn run(tool: &str, mock: &MockCloudflare, token: &str, args: &[&str]) -> O
 }
 
 async fn mock() -> MockCloudflare {
-    MockCloudflare::builder()
-        .with_zone("example.com")
-        .start()
+    MockCloudflare::start_with_zone("example.com")
         .await
         .expect("mock")
 }

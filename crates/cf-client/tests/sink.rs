@@ -43,9 +43,7 @@ async fn ip_list_sink_conforms() {
 
 #[tokio::test]
 async fn access_rule_sink_conforms() {
-    let mock = MockCloudflare::builder()
-        .with_zone("example.com")
-        .start()
+    let mock = MockCloudflare::start_with_zone("example.com")
         .await
         .expect("mock");
     let zone = mock.zone_id("example.com").expect("zone");

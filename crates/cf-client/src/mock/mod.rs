@@ -206,6 +206,11 @@ impl MockCloudflare {
         }
     }
 
+    /// A mock with one zone and the defaults, started.
+    pub async fn start_with_zone(zone: &str) -> Result<MockCloudflare> {
+        MockCloudflare::builder().with_zone(zone).start().await
+    }
+
     /// The API root, `http://127.0.0.1:PORT/client/v4`.
     pub fn url(&self) -> String {
         format!("http://{}/client/v4", self.addr)
