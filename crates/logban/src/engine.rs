@@ -46,13 +46,12 @@ pub trait LineMatcher: Send {
     }
 }
 
-fn outcome(found: &[crate::FilterMatch]) -> LineOutcome {
+/// A filter's matches as failures; a match without a timestamp counts at `now`, the time it
+/// is read (as fail2ban does).
+fn outcome(found: &[crate::FilterMatch], now: i64) -> LineOutcome {
     LineOutcome {
         matches: u32::try_from(found.iter().filter(|m| !m.nofail).count()).unwrap_or(u32::MAX),
-        failures: found
-            .iter()
-            .filter_map(crate::FilterMatch::to_failure)
-            .collect(),
+        failures: found.iter().filter_map(|m| m.to_failure_at(now)).collect(),
     }
 }
 
@@ -68,11 +67,13 @@ impl<F: FnMut(&[u8]) -> Option<Failure> + Send> LineMatcher for F {
 
 impl LineMatcher for crate::Filter {
     fn match_line(&mut self, line: &[u8]) -> LineOutcome {
-        outcome(&self.process_bytes(line))
+        let found = self.process_bytes(line);
+        outcome(&found, self.now())
     }
 
     fn match_line_at(&mut self, line: &[u8], time: f64) -> LineOutcome {
-        outcome(&self.process_line_at(&String::from_utf8_lossy(line), time))
+        let found = self.process_line_at(&String::from_utf8_lossy(line), time);
+        outcome(&found, self.now())
     }
 }
 

@@ -91,3 +91,38 @@ async fn sshd_filter_lines_ban_the_attacker_only() {
     assert_eq!(journal_bans.len(), 1, "{journal_bans:?}");
     assert_eq!(journal_bans[0].start, NOW - 5);
 }
+
+/// A line the filter matches but that carries no timestamp (fail2ban's asterisk, murmur and
+/// named-refused samples have such lines) counts as a failure at the time it is read.
+#[tokio::test]
+async fn matches_without_a_timestamp_count_when_they_are_read() {
+    let mut def = logban::FilterDefinition::new("undated");
+    def.failregex
+        .push(r"^Registration from '\S+' failed for '<HOST>'".into());
+    let mut filter = FilterBuilder::new(def)
+        .with_clock(Clock::fixed(jiff::tz::TimeZone::UTC, NOW))
+        .build()
+        .expect("filter builds");
+    let sink = Arc::new(MemorySink::new());
+    let engine = Engine::builder(sink.clone())
+        .with_jail(
+            JailConfig::builder("voip")
+                .with_maxretry(3)
+                .with_ignore_self(false)
+                .build()
+                .expect("jail"),
+        )
+        .with_clock(|| NOW)
+        .build()
+        .await
+        .expect("engine");
+    let line = b"Registration from '<sip:1@x>' failed for '192.0.2.77' - Wrong password";
+    for _ in 0..3 {
+        engine
+            .feed_line("voip", line, &mut filter)
+            .await
+            .expect("feed");
+    }
+    assert!(sink.is_banned("voip", "192.0.2.77".parse().expect("ip")));
+    assert_eq!(engine.metrics().jail("voip").snapshot().failures, 3);
+}
