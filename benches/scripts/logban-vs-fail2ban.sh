@@ -39,39 +39,6 @@ for _ in $(seq "$RUNS"); do
   measure fail2ban "$WORK/fail2ban.rows" fail2ban-regex -o row "$LOG" "$FILTER_DIR/sshd.conf"
 done
 
-python3 - "$WORK" <<'PY'
-import ast, json, statistics, sys
-work = sys.argv[1]
-ours = []
-for line in open(f"{work}/logban.jsonl"):
-    v = json.loads(line)
-    if "summary" in v:
-        continue
-    ours.append((v["id"], float(v["time"])))
-theirs = []
-for line in open(f"{work}/fail2ban.rows"):
-    line = line.strip().rstrip(",")
-    if not line.startswith("["):
-        continue
-    row = ast.literal_eval(line.replace("\t", " "))
-    theirs.append((str(row[0]), float(row[1])))
-diff = [(i, a, b) for i, (a, b) in enumerate(zip(ours, theirs)) if a != b]
-if len(ours) != len(theirs) or diff:
-    print(f"MISMATCH: logban {len(ours)} failures, fail2ban {len(theirs)}; first differences: {diff[:5]}")
-    sys.exit(1)
-runs = {}
-for line in open(f"{work}/runs.txt"):
-    name, wall, rss = line.split()
-    runs.setdefault(name, []).append((float(wall), int(rss)))
-med = {n: (statistics.median(w for w, _ in r), statistics.median(m for _, m in r)) for n, r in runs.items()}
-lw, lm = med["logban"]
-fw, fm = med["fail2ban"]
-print(f"same failures: {len(ours)} (address and time, line by line)")
-print("| tool | wall (median of %d) | peak RSS |" % len(runs["logban"]))
-print("|---|---|---|")
-print(f"| logban-regex (sshd) | {lw:.2f} s | {lm/1024:.0f} MiB |")
-print(f"| fail2ban-regex 1.0.2 (sshd) | {fw:.2f} s | {fm/1024:.0f} MiB |")
-print(f"ratio: {fw/lw:.1f}x faster, {fm/lm:.1f}x less memory")
-print("runs (wall s, RSS KiB):", {n: r for n, r in runs.items()})
-print("load averages during the runs:", " ".join(l.split()[1] for l in open(f"{work}/load.txt")))
-PY
+python3 benches/scripts/compare-fail2ban-rows.py "$WORK/logban.jsonl" "$WORK/fail2ban.rows" \
+  "$WORK/runs.txt" sshd
+echo "load averages during the runs: $(cut -d' ' -f2 "$WORK/load.txt" | tr '\n' ' ')"

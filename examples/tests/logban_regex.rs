@@ -67,3 +67,76 @@ fn prints_failures_totals_and_json() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no-such-filter"));
 }
+
+/// A filter file written for the test (no stock filter needed).
+fn custom_filter(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+    let path = dir.join("custom.conf");
+    std::fs::write(&path, body).expect("filter");
+    path
+}
+
+#[test]
+fn missing_files_and_directories_are_errors_not_log_lines() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let filter = custom_filter(tmp.path(), "[Definition]\nfailregex = ^bad <HOST>$\n");
+    for (log, says) in [
+        (tmp.path().join("nope.log"), "no such log file"),
+        (tmp.path().to_path_buf(), "is a directory"),
+    ] {
+        let out = Command::new(BIN)
+            .arg(&log)
+            .arg(&filter)
+            .output()
+            .expect("runs");
+        assert!(!out.status.success(), "{}", log.display());
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says));
+    }
+    // A line with spaces is still a log line.
+    let out = Command::new(BIN)
+        .args(["--json", "bad 192.0.2.1"])
+        .arg(&filter)
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(r#""without_timestamp":1"#));
+}
+
+/// Comment lines of a sample log stay out of multi-line buffers (fail2ban-regex skips them), and
+/// matches without a timestamp are reported as such, not as ids that are not addresses.
+#[test]
+fn comment_lines_are_skipped_and_undated_matches_are_named() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let filter = custom_filter(
+        tmp.path(),
+        "[Definition]\nfailregex = ^\\s*login begin\\n\\s*login from <HOST> failed$\nmaxlines = 2\n",
+    );
+    let log = tmp.path().join("sample.log");
+    std::fs::write(
+        &log,
+        "# failJSON: { \"match\": true }\n\
+         2026-03-01 10:00:00 login begin\n\
+         # failJSON: a comment between the two lines of one failure\n\
+         2026-03-01 10:00:01 login from 192.0.2.8 failed\n\
+         login begin\n\
+         login from 192.0.2.9 failed\n",
+    )
+    .expect("log");
+    let out = Command::new(BIN)
+        .arg(&log)
+        .arg(&filter)
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("192.0.2.8"), "{text}");
+    assert!(text.contains("Lines: 4 lines"), "{text}");
+    assert!(
+        text.contains("Failures: 1 with a valid address; 0 matched ids"),
+        "{text}"
+    );
+    assert!(text.contains("Matched without a timestamp: 1"), "{text}");
+}

@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,13 +47,12 @@ pub trait LineMatcher: Send {
     }
 }
 
-fn outcome(found: &[crate::FilterMatch]) -> LineOutcome {
+/// A filter's matches as failures; a match without a timestamp counts at `now`, the time it
+/// is read (as fail2ban does).
+fn outcome(found: &[crate::FilterMatch], now: i64) -> LineOutcome {
     LineOutcome {
         matches: u32::try_from(found.iter().filter(|m| !m.nofail).count()).unwrap_or(u32::MAX),
-        failures: found
-            .iter()
-            .filter_map(crate::FilterMatch::to_failure)
-            .collect(),
+        failures: found.iter().filter_map(|m| m.to_failure_at(now)).collect(),
     }
 }
 
@@ -68,13 +68,18 @@ impl<F: FnMut(&[u8]) -> Option<Failure> + Send> LineMatcher for F {
 
 impl LineMatcher for crate::Filter {
     fn match_line(&mut self, line: &[u8]) -> LineOutcome {
-        outcome(&self.process_bytes(line))
+        let found = self.process_bytes(line);
+        outcome(&found, self.now())
     }
 
     fn match_line_at(&mut self, line: &[u8], time: f64) -> LineOutcome {
-        outcome(&self.process_line_at(&String::from_utf8_lossy(line), time))
+        let found = self.process_line_at(&String::from_utf8_lossy(line), time);
+        outcome(&found, self.now())
     }
 }
+
+/// How often (seconds) [`Engine::tick`] prunes ban history.
+const PRUNE_EVERY: i64 = 3600;
 
 /// Unix seconds, from the engine's clock (set with [`EngineBuilder::with_clock`]).
 type NowFn = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -154,6 +159,7 @@ impl EngineBuilder {
                 clock: self.clock,
                 retries: self.retries,
                 retry_delay: self.retry_delay,
+                next_prune: AtomicI64::new(i64::MIN),
                 queue: tokio::sync::Mutex::new(Vec::new()),
                 unapplied: Mutex::new(HashSet::new()),
             }),
@@ -183,6 +189,8 @@ struct Inner {
     clock: NowFn,
     retries: u32,
     retry_delay: Duration,
+    /// When [`Engine::tick`] next prunes ban history (Unix seconds).
+    next_prune: AtomicI64,
     /// Changes not yet applied; held while applying, which also serializes sink calls.
     queue: tokio::sync::Mutex<Vec<Change>>,
     unapplied: Mutex<HashSet<(String, IpNet)>>,
@@ -280,8 +288,8 @@ impl Engine {
         let mut changes = Vec::new();
         let mut jails = self.jails();
         for (name, jail) in jails.iter_mut() {
-            for (target, count) in state.ban_counts(name)? {
-                jail.set_ban_count(target, count);
+            for (target, count, end) in state.ban_counts(name)? {
+                jail.set_ban_count(target, count, end.unwrap_or(now));
             }
         }
         for stored in state.bans()? {
@@ -409,17 +417,45 @@ impl Engine {
         Ok(ban)
     }
 
-    /// Lifts expired bans and retries queued changes. Call it about once a second.
+    /// Lifts expired bans and retries queued changes. Call it about once a second. Once an
+    /// hour it also prunes ban history older than each jail's
+    /// [`ban_history`](crate::JailConfig::ban_history), in memory and (on a blocking thread) in
+    /// the state database.
     pub async fn tick(&self) -> Result<()> {
         let now = self.now();
         let mut changes = Vec::new();
+        let prune = now >= self.inner.next_prune.load(Ordering::Relaxed);
+        let mut cutoffs = Vec::new();
+        if prune {
+            self.inner
+                .next_prune
+                .store(now + PRUNE_EVERY, Ordering::Relaxed);
+        }
         for (name, jail) in self.jails().iter_mut() {
+            if prune {
+                jail.prune_ban_history(now);
+                let age = i64::try_from(jail.config().ban_history().as_secs()).unwrap_or(i64::MAX);
+                cutoffs.push((name.clone(), now.saturating_sub(age)));
+            }
             for ban in jail.expire(now) {
                 self.inner.metrics.jail(name).ban_ended();
                 changes.push(Change::Unban {
                     jail: ban.jail,
                     target: ban.target,
                 });
+            }
+        }
+        if let (Some(state), false) = (self.inner.state.clone(), cutoffs.is_empty()) {
+            let pruned = tokio::task::spawn_blocking(move || {
+                cutoffs.iter().try_for_each(|(jail, cutoff)| {
+                    state.prune_ban_counts(jail, *cutoff, now).map(drop)
+                })
+            })
+            .await;
+            match pruned {
+                Ok(Err(e)) => tracing::warn!("pruning ban history: {e}"),
+                Err(e) => tracing::warn!("pruning ban history: {e}"),
+                Ok(Ok(())) => {}
             }
         }
         self.apply(changes).await

@@ -216,6 +216,7 @@ pub struct JailConfig {
     ports: Vec<PortRange>,
     protocol: Protocol,
     max_tracked: usize,
+    ban_history: Duration,
 }
 
 /// Builder for [`JailConfig`]. Defaults follow fail2ban: maxretry 5, findtime 10 min, bantime
@@ -225,6 +226,9 @@ pub struct JailConfigBuilder {
     config: JailConfig,
     ignore_text: Vec<String>,
 }
+
+/// Ban counts are remembered this long after a target's last ban (fail2ban's `dbpurgeage`).
+const DEFAULT_BAN_HISTORY: Duration = Duration::from_secs(86_400);
 
 /// Default cap on tracked (not yet banned) addresses per jail: about 15 MiB of state.
 pub const DEFAULT_MAX_TRACKED: usize = 200_000;
@@ -247,6 +251,7 @@ impl JailConfig {
                 ports: Vec::new(),
                 protocol: Protocol::Tcp,
                 max_tracked: DEFAULT_MAX_TRACKED,
+                ban_history: DEFAULT_BAN_HISTORY,
             },
             ignore_text: Vec::new(),
         }
@@ -299,6 +304,10 @@ impl JailConfig {
     /// Cap on tracked addresses.
     pub fn max_tracked(&self) -> usize {
         self.max_tracked
+    }
+    /// How long a target's ban count is remembered after its last ban ended.
+    pub fn ban_history(&self) -> Duration {
+        self.ban_history
     }
 
     /// The ban target for `addr`: the address itself, or its prefix when grouping is on.
@@ -400,6 +409,13 @@ impl JailConfigBuilder {
     /// Cap on tracked, not yet banned addresses (at least 16).
     pub fn with_max_tracked(mut self, max: usize) -> Self {
         self.config.max_tracked = max;
+        self
+    }
+    /// How long a target's ban count (for incremental bans) is remembered after its last ban
+    /// ended; older history is pruned, so it does not grow forever. Default one day, as
+    /// fail2ban's `dbpurgeage`.
+    pub fn with_ban_history(mut self, age: Duration) -> Self {
+        self.config.ban_history = age;
         self
     }
 
@@ -525,7 +541,8 @@ pub struct Jail {
     trackers: HashMap<IpNet, Tracker>,
     seq: u64,
     bans: HashMap<IpNet, Ban>,
-    ban_counts: HashMap<IpNet, u32>,
+    /// Bans so far of each target, and when its last ban ends (`i64::MAX`: permanent).
+    ban_counts: HashMap<IpNet, (u32, i64)>,
     evicted: u64,
 }
 
@@ -616,7 +633,7 @@ impl Jail {
     /// The ban `target` would get starting at `start` (its ban time incremented by its earlier
     /// bans unless `bantime` overrides it), without recording it.
     fn plan_ban(&self, target: IpNet, start: i64, bantime: Option<BanTime>) -> Ban {
-        let previous = self.ban_counts.get(&target).copied().unwrap_or(0);
+        let previous = self.ban_count(target);
         let until = match bantime.unwrap_or_else(|| self.config.ban_time_after(previous)) {
             BanTime::For(d) => Some(start.saturating_add(secs(d))),
             BanTime::Permanent => None,
@@ -632,7 +649,8 @@ impl Jail {
 
     /// Records a planned ban as active and counts it.
     fn commit(&mut self, ban: Ban) -> Ban {
-        self.ban_counts.insert(ban.target, ban.count);
+        self.ban_counts
+            .insert(ban.target, (ban.count, ban.until.unwrap_or(i64::MAX)));
         self.bans.insert(ban.target, ban.clone());
         ban
     }
@@ -668,19 +686,32 @@ impl Jail {
 
     /// Puts back a ban loaded from saved state (it keeps its original end time).
     pub fn restore(&mut self, ban: Ban) {
-        let count = self.ban_counts.entry(ban.target).or_insert(0);
-        *count = (*count).max(ban.count);
+        let entry = self.ban_counts.entry(ban.target).or_insert((0, i64::MIN));
+        entry.0 = entry.0.max(ban.count);
+        entry.1 = entry.1.max(ban.until.unwrap_or(i64::MAX));
         self.bans.insert(ban.target, ban);
     }
 
-    /// Sets how many times `target` was banned before (from saved history), for increments.
-    pub fn set_ban_count(&mut self, target: IpNet, count: u32) {
-        self.ban_counts.insert(target, count);
+    /// Sets how many times `target` was banned before and when its last ban ended (from saved
+    /// history), for increments.
+    pub fn set_ban_count(&mut self, target: IpNet, count: u32, last_end: i64) {
+        self.ban_counts.insert(target, (count, last_end));
     }
 
     /// How many times `target` has been banned.
     pub fn ban_count(&self, target: IpNet) -> u32 {
-        self.ban_counts.get(&target).copied().unwrap_or(0)
+        self.ban_counts.get(&target).map_or(0, |c| c.0)
+    }
+
+    /// Forgets the ban counts of targets whose last ban ended longer than
+    /// [`ban_history`](JailConfig::ban_history) before `now`; returns how many.
+    pub fn prune_ban_history(&mut self, now: i64) -> usize {
+        let cutoff = now.saturating_sub(secs(self.config.ban_history));
+        let before = self.ban_counts.len();
+        let bans = &self.bans;
+        self.ban_counts
+            .retain(|target, (_, last_end)| *last_end >= cutoff || bans.contains_key(target));
+        before - self.ban_counts.len()
     }
 
     /// Active bans.
@@ -824,6 +855,44 @@ mod tests {
             (1, Some(1060)),
             "first ban, base time"
         );
+    }
+
+    /// A repeat offender's count is kept while its history is young (the next ban is longer),
+    /// and forgotten once its last ban ended longer ago than `ban_history`.
+    #[test]
+    fn ban_history_is_pruned_by_age() {
+        let mut j = jail(
+            JailConfig::builder("h")
+                .with_maxretry(1)
+                .with_bantime(BanTime::For(Duration::from_secs(100)))
+                .with_increment(BanIncrement::default())
+                .with_ban_history(Duration::from_secs(1000)),
+        );
+        let target = |b: &Verdict| match b {
+            Verdict::Banned(b) => b.clone(),
+            other => panic!("not banned: {other:?}"),
+        };
+        let first = target(&j.record(&fail("192.0.2.1", 10), 10));
+        assert_eq!((first.count, first.until), (1, Some(110)));
+        assert_eq!(j.expire(200).len(), 1);
+        assert_eq!(j.prune_ban_history(1_000), 0, "ended 890 s ago: kept");
+        let second = target(&j.record(&fail("192.0.2.1", 1_000), 1_000));
+        assert_eq!(second.count, 2, "a repeat offender");
+        assert_eq!(j.expire(1_300).len(), 1);
+        assert_eq!(second.until, Some(1_200), "twice as long");
+        assert_eq!(
+            j.prune_ban_history(1_200 + 1_000),
+            0,
+            "ended 1000 s ago: kept"
+        );
+        assert_eq!(
+            j.prune_ban_history(1_200 + 1_001),
+            1,
+            "ended more than 1000 s ago"
+        );
+        assert_eq!(j.ban_count(second.target), 0);
+        let third = target(&j.record(&fail("192.0.2.1", 3_000), 3_000));
+        assert_eq!(third.count, 1, "counting starts again");
     }
 
     #[test]

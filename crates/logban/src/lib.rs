@@ -67,6 +67,9 @@
 //! [`fail2ban::load_filter`] loads a stock filter by name with arguments
 //! (`load_filter(dir, "sshd[mode=aggressive]")`): `[INCLUDES]`, `.local` files, `%(var)s` and
 //! `<var>` substitution, prefregex, ignoreregex, datepattern, maxlines, journalmatch.
+//! [`Filter::scan`] and [`Filter::scan_reader`] process a whole file or backlog on all cores
+//! with exactly the results of a sequential scan; every line is first screened by DFAs (the
+//! prefregex's head and supersets of the failregexes) before any capture or allocation.
 //! [`fail2ban::import_jails`] reads jail.conf/jail.local. [`source`] follows files (rotation,
 //! copytruncate, saved positions, globs), the journal (`journalctl -o json`) and in-memory lines.
 //!

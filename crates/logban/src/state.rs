@@ -26,6 +26,9 @@ use crate::{Error, Result};
 const BANS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("bans");
 const BAN_COUNTS: TableDefinition<'_, &str, u32> = TableDefinition::new("ban_counts");
 const POSITIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("positions");
+/// When each counted target's last ban ends (Unix seconds, `i64::MAX` for permanent), for
+/// pruning old history; databases written before it have counts without an end.
+const BAN_ENDS: TableDefinition<'_, &str, i64> = TableDefinition::new("ban_ends");
 
 /// Any redb error, boxed (redb's error type is large, and not part of the API); `?` converts
 /// into it.
@@ -71,6 +74,7 @@ impl StateStore {
         tx.open_table(BANS).map_err(|e| err(e.into()))?;
         tx.open_table(BAN_COUNTS).map_err(|e| err(e.into()))?;
         tx.open_table(POSITIONS).map_err(|e| err(e.into()))?;
+        tx.open_table(BAN_ENDS).map_err(|e| err(e.into()))?;
         tx.commit().map_err(|e| err(e.into()))?;
         Ok(StateStore {
             db: Arc::new(db),
@@ -111,6 +115,8 @@ impl StateStore {
             tx.open_table(BANS)?.insert(k.as_str(), value.as_slice())?;
             tx.open_table(BAN_COUNTS)?
                 .insert(k.as_str(), stored.ban.count)?;
+            tx.open_table(BAN_ENDS)?
+                .insert(k.as_str(), stored.ban.until.unwrap_or(i64::MAX))?;
             Ok(())
         })
     }
@@ -141,10 +147,12 @@ impl StateStore {
         Ok(out)
     }
 
-    /// How often each target of `jail` was banned.
-    pub fn ban_counts(&self, jail: &str) -> Result<Vec<(IpNet, u32)>> {
+    /// How often each target of `jail` was banned, and when its last ban ends (`None` for a
+    /// count saved before the database kept ends).
+    pub fn ban_counts(&self, jail: &str) -> Result<Vec<(IpNet, u32, Option<i64>)>> {
         let tx = self.db.begin_read().map_err(|e| self.error(e))?;
         let table = tx.open_table(BAN_COUNTS).map_err(|e| self.error(e))?;
+        let ends = tx.open_table(BAN_ENDS).map_err(|e| self.error(e))?;
         let prefix = format!("{jail} ");
         let mut out = Vec::new();
         for entry in table.range(prefix.as_str()..).map_err(|e| self.error(e))? {
@@ -152,11 +160,46 @@ impl StateStore {
             let Some(target) = k.value().strip_prefix(&prefix) else {
                 break;
             };
+            let end = ends.get(k.value()).map_err(|e| self.error(e))?;
             if let Ok(target) = target.parse::<IpNet>() {
-                out.push((target, v.value()));
+                out.push((target, v.value(), end.map(|e| e.value())));
             }
         }
         Ok(out)
+    }
+
+    /// Removes the ban counts of `jail` whose last ban ended before `cutoff` (Unix seconds);
+    /// a count without a known end is given `now` as its end, so it goes one history later.
+    /// Returns how many were removed. One write transaction (blocking: run it off an async
+    /// runtime).
+    pub fn prune_ban_counts(&self, jail: &str, cutoff: i64, now: i64) -> Result<usize> {
+        let prefix = format!("{jail} ");
+        self.write(|tx| {
+            let mut counts = tx.open_table(BAN_COUNTS)?;
+            let mut ends = tx.open_table(BAN_ENDS)?;
+            let mut old = Vec::new();
+            let mut unknown = Vec::new();
+            for entry in counts.range(prefix.as_str()..)? {
+                let (k, _) = entry?;
+                let key = k.value();
+                if !key.starts_with(&prefix) {
+                    break;
+                }
+                match ends.get(key)?.map(|e| e.value()) {
+                    Some(end) if end < cutoff => old.push(key.to_owned()),
+                    Some(_) => {}
+                    None => unknown.push(key.to_owned()),
+                }
+            }
+            for key in &old {
+                counts.remove(key.as_str())?;
+                ends.remove(key.as_str())?;
+            }
+            for key in &unknown {
+                ends.insert(key.as_str(), now)?;
+            }
+            Ok(old.len())
+        })
     }
 
     /// The position saved under `key` (a source's own encoding).
@@ -238,8 +281,8 @@ mod tests {
         assert_eq!(
             counts,
             vec![
-                ("192.0.2.1/32".parse().expect("net"), 1),
-                ("2001:db8::/64".parse().expect("net"), 3)
+                ("192.0.2.1/32".parse().expect("net"), 1, Some(200)),
+                ("2001:db8::/64".parse().expect("net"), 3, Some(200))
             ]
         );
         assert_eq!(
@@ -249,6 +292,59 @@ mod tests {
         assert_eq!(state.position("nope").expect("get"), None);
         state.remove_position("file:/var/log/a").expect("remove");
         assert_eq!(state.position("file:/var/log/a").expect("get"), None);
+    }
+
+    /// Ban history older than the cutoff goes; newer history, other jails' and permanent bans'
+    /// stay; a count from before ends were kept is given one more history.
+    #[test]
+    fn ban_counts_are_pruned_by_age() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateStore::open(dir.path().join("state.redb")).expect("open");
+        let mut permanent = ban("sshd", "192.0.2.3/32", 4);
+        permanent.ban.until = None;
+        let mut recent = ban("sshd", "192.0.2.2/32", 2);
+        recent.ban.until = Some(5_000);
+        for b in [
+            ban("sshd", "192.0.2.1/32", 1),
+            recent,
+            permanent,
+            ban("web", "192.0.2.1/32", 1),
+        ] {
+            state.save_ban(&b).expect("save");
+        }
+        let legacy = "sshd 192.0.2.4/32";
+        state
+            .write(|tx| {
+                tx.open_table(BAN_COUNTS)?.insert(legacy, 7)?;
+                Ok(())
+            })
+            .expect("legacy count");
+        assert_eq!(
+            state.prune_ban_counts("sshd", 1_000, 9_000).expect("prune"),
+            1
+        );
+        let mut left: Vec<String> = state
+            .ban_counts("sshd")
+            .expect("counts")
+            .iter()
+            .map(|(t, c, end)| format!("{t} {c} {end:?}"))
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "192.0.2.2/32 2 Some(5000)",
+                "192.0.2.3/32 4 Some(9223372036854775807)",
+                "192.0.2.4/32 7 Some(9000)"
+            ]
+        );
+        assert_eq!(state.ban_counts("web").expect("web").len(), 1);
+        assert_eq!(
+            state
+                .prune_ban_counts("sshd", 9_001, 10_000)
+                .expect("prune"),
+            2
+        );
     }
 
     #[test]

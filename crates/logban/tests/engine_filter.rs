@@ -11,21 +11,19 @@ use logban::{BanTime, Engine, FilterBuilder, JailConfig, MemorySink};
 /// 2027-01-15 10:00:00 UTC, the fixed "now" of filter and engine.
 const NOW: i64 = 1_800_007_200;
 
-#[tokio::test]
-async fn sshd_filter_lines_ban_the_attacker_only() {
-    let Some(dir) = test_support::require_env("FAIL2BAN_FILTER_DIR", "fail2ban's filter.d") else {
-        return;
-    };
-    let definition = logban::fail2ban::load_filter(Path::new(&dir), "sshd").expect("sshd filter");
-    let mut filter = FilterBuilder::new(definition)
+/// A filter and an engine with one jail (maxretry 3, 10-minute bans), both at [`NOW`].
+async fn filter_and_engine(
+    definition: logban::FilterDefinition,
+    jail: &str,
+) -> (logban::Filter, Engine, Arc<MemorySink>) {
+    let filter = FilterBuilder::new(definition)
         .with_clock(Clock::fixed(jiff::tz::TimeZone::UTC, NOW))
         .build()
         .expect("filter builds");
-
     let sink = Arc::new(MemorySink::new());
     let engine = Engine::builder(sink.clone())
         .with_jail(
-            JailConfig::builder("sshd")
+            JailConfig::builder(jail)
                 .with_maxretry(3)
                 .with_bantime(BanTime::For(Duration::from_secs(600)))
                 .with_ignore_self(false)
@@ -36,6 +34,16 @@ async fn sshd_filter_lines_ban_the_attacker_only() {
         .build()
         .await
         .expect("engine");
+    (filter, engine, sink)
+}
+
+#[tokio::test]
+async fn sshd_filter_lines_ban_the_attacker_only() {
+    let Some(dir) = test_support::require_env("FAIL2BAN_FILTER_DIR", "fail2ban's filter.d") else {
+        return;
+    };
+    let definition = logban::fail2ban::load_filter(Path::new(&dir), "sshd").expect("sshd filter");
+    let (mut filter, engine, sink) = filter_and_engine(definition, "sshd").await;
 
     let lines = [
         // Injection attempts: the address sits in the user name (CVE-2013-2178-style).
@@ -90,4 +98,23 @@ async fn sshd_filter_lines_ban_the_attacker_only() {
     }
     assert_eq!(journal_bans.len(), 1, "{journal_bans:?}");
     assert_eq!(journal_bans[0].start, NOW - 5);
+}
+
+/// A line the filter matches but that carries no timestamp (fail2ban's asterisk, murmur and
+/// named-refused samples have such lines) counts as a failure at the time it is read.
+#[tokio::test]
+async fn matches_without_a_timestamp_count_when_they_are_read() {
+    let mut def = logban::FilterDefinition::new("undated");
+    def.failregex
+        .push(r"^Registration from '\S+' failed for '<HOST>'".into());
+    let (mut filter, engine, sink) = filter_and_engine(def, "voip").await;
+    let line = b"Registration from '<sip:1@x>' failed for '192.0.2.77' - Wrong password";
+    for _ in 0..3 {
+        engine
+            .feed_line("voip", line, &mut filter)
+            .await
+            .expect("feed");
+    }
+    assert!(sink.is_banned("voip", "192.0.2.77".parse().expect("ip")));
+    assert_eq!(engine.metrics().jail("voip").snapshot().failures, 3);
 }

@@ -27,7 +27,11 @@ find /run/log/journal /var/log/journal -name '*.journal' -exec cp {} "$OUT"/ \;
 "#;
 
 fn read_all(config: &JournalConfig) -> (Vec<JournalEntry>, Option<String>) {
-    let mut src = JournalSource::spawn(config).expect("journalctl starts");
+    drain(JournalSource::spawn(config).expect("journalctl starts"))
+}
+
+/// Polls `src` until `journalctl` has exited and everything was read.
+fn drain(mut src: JournalSource) -> (Vec<JournalEntry>, Option<String>) {
     let mut entries = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !src.is_finished() && Instant::now() < deadline {
@@ -99,4 +103,50 @@ fn journal_entries_with_matches_and_cursor() {
     let (rest, _) = read_all(&config);
     assert_eq!(rest.len(), 1);
     assert!(rest[0].line.contains("192.0.2.45"));
+}
+
+/// The reader queues at most `queue` entries ahead of `poll`: with nobody polling, a fast
+/// journal is held back (here a stand-in `journalctl` blocks on its full pipe and never reaches
+/// its end marker), and every entry still arrives, in order, once polled.
+#[test]
+fn the_read_ahead_queue_is_bounded_and_loses_nothing() {
+    let Some(sh) = test_support::require_program("sh") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let marker = dir.path().join("printed-everything");
+    let program = dir.path().join("journalctl");
+    let message = "x".repeat(4000);
+    std::fs::write(
+        &program,
+        format!(
+            "#!{}\ni=0\nwhile [ $i -lt 100 ]; do\n  printf '{{\"__CURSOR\":\"c%d\",\"__REALTIME_TIMESTAMP\":\"1700000000000000\",\"_HOSTNAME\":\"h\",\"SYSLOG_IDENTIFIER\":\"t\",\"MESSAGE\":\"%d {message}\"}}\\n' $i $i\n  i=$((i+1))\ndone\ntouch '{}'\n",
+            sh.display(),
+            marker.display()
+        ),
+    )
+    .expect("script");
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let mut config = JournalConfig::default();
+    config.program = Some(program);
+    config.queue = 4;
+    let src = JournalSource::spawn(&config).expect("starts");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !marker.exists(),
+        "400 KB printed with nobody polling: the queue is not bounded"
+    );
+    let (entries, _) = drain(src);
+    assert_eq!(entries.len(), 100);
+    for (i, e) in entries.iter().enumerate() {
+        assert!(
+            e.line.starts_with(&format!("h t: {i} ")),
+            "entry {i} in order"
+        );
+    }
+    assert!(marker.exists());
 }

@@ -3,7 +3,9 @@
 //! ```text
 //! logban-regex [--json] [--filter-dir DIR] LOG FILTER
 //! ```
-//! LOG is a file (`-` for stdin) or, if no such file exists, a single log line. FILTER is a
+//! LOG is a file (`-` for stdin) or a single log line (text with spaces); a directory or a
+//! missing file is an error. Lines starting with `#` and empty lines are skipped, as
+//! fail2ban-regex skips the comments of its sample logs. FILTER is a
 //! filter file path or a name in the filter directory, with optional arguments
 //! (`sshd[mode=aggressive]`). Prints totals, per-regex hits and the failures found; `--json`
 //! prints one JSON object per failure and a final summary object instead.
@@ -47,13 +49,20 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("loading filter {}", args.filter))?;
     let mut filter = FilterBuilder::new(def.clone())
         .with_check_all_regex(true)
+        .with_comment_lines_skipped(true)
         .build()
         .with_context(|| format!("compiling filter {}", args.filter))?;
 
+    let path = std::path::Path::new(&args.log);
     let input: Box<dyn Read> = if args.log == "-" {
         Box::new(std::io::stdin())
-    } else if std::path::Path::new(&args.log).is_file() {
-        Box::new(std::fs::File::open(&args.log).with_context(|| format!("opening {}", args.log))?)
+    } else if path.is_file() {
+        Box::new(std::fs::File::open(path).with_context(|| format!("opening {}", args.log))?)
+    } else if path.is_dir() {
+        anyhow::bail!("{} is a directory, not a log file", args.log);
+    } else if !args.log.contains(char::is_whitespace) {
+        // A log line has spaces; a word without any is a path that does not exist.
+        anyhow::bail!("{}: no such log file", args.log);
     } else {
         Box::new(std::io::Cursor::new(args.log.clone().into_bytes()))
     };
@@ -62,7 +71,7 @@ fn main() -> anyhow::Result<()> {
     });
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    let (mut failures, mut not_banned) = (0u64, 0u64);
+    let (mut failures, mut not_banned, mut undated) = (0u64, 0u64, 0u64);
     let mut write_error = None;
     filter
         .scan_reader(input, threads, |found| {
@@ -70,8 +79,10 @@ fn main() -> anyhow::Result<()> {
             let is_failure = m.to_failure().is_some();
             if is_failure {
                 failures += 1;
-            } else if !m.nofail {
+            } else if !m.nofail && m.addr.is_none() {
                 not_banned += 1;
+            } else if !m.nofail {
+                undated += 1;
             }
             if (is_failure || args.all) && write_error.is_none() {
                 write_error = print_match(&mut out, m, found.line, args.json).err();
@@ -92,6 +103,7 @@ fn main() -> anyhow::Result<()> {
                 "missed": stats.missed(),
                 "failures": failures,
                 "ids_not_addresses": not_banned,
+                "without_timestamp": undated,
                 "failregex_hits": stats.failregex_hits,
                 "ignoreregex_hits": stats.ignoreregex_hits,
             }
@@ -136,6 +148,12 @@ fn main() -> anyhow::Result<()> {
             out,
             "Failures: {failures} with a valid address; {not_banned} matched ids that are not addresses (never banned)"
         )?;
+        if undated > 0 {
+            writeln!(
+                out,
+                "Matched without a timestamp: {undated} (valid addresses; not listed above; a daemon counts them at the time it reads them)"
+            )?;
+        }
     }
     out.flush()?;
     Ok(())

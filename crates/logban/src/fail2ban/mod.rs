@@ -114,6 +114,13 @@ pub fn load_filter_with(path: &Path, args: &BTreeMap<String, String>) -> Result<
     let mut combined: BTreeMap<String, String> = BTreeMap::new();
     for opt in FILTER_OPTIONS {
         if let Some(v) = cfg.get("Definition", opt, &pvars) {
+            // fail2ban (Python's configparser) refuses a reference to nothing.
+            if let Some(name) = undefined_reference(&v) {
+                return Err(Error::Fail2banConfig {
+                    path: path.to_path_buf(),
+                    reason: format!("[Definition] {opt}: `%({name})s` is not defined"),
+                });
+            }
             combined.insert((*opt).to_string(), v);
         }
     }
@@ -160,6 +167,14 @@ pub fn load_filter_with(path: &Path, args: &BTreeMap<String, String>) -> Result<
         maxlines,
         journalmatch: lines(resolve("journalmatch")),
     })
+}
+
+/// The first `%(name)s` left in an interpolated value (interpolation keeps what it cannot
+/// resolve).
+fn undefined_reference(value: &str) -> Option<&str> {
+    let start = value.find("%(")? + 2;
+    let len = value[start..].find(")s")?;
+    Some(&value[start..start + len])
 }
 
 /// fail2ban's `substituteRecursiveTags` for one value: `<tag>` replaced from `tags`, then
@@ -233,5 +248,29 @@ mod tests {
             (t == "lt_file/x").then(|| "FILE".to_string())
         });
         assert_eq!(out, "FILE <HOST>");
+    }
+
+    #[test]
+    fn an_undefined_reference_is_refused_with_its_file_section_and_name() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("typo.conf");
+        std::fs::write(
+            &path,
+            "[Definition]\n_daemon = sshd\nfailregex = ^%(_deamon)s: bad <HOST>\n",
+        )
+        .expect("write");
+        let err = load_filter(dir.path(), "typo")
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("typo.conf"), "{err}");
+        assert!(err.contains("[Definition] failregex"), "{err}");
+        assert!(err.contains("%(_deamon)s"), "{err}");
+        std::fs::write(
+            &path,
+            "[Definition]\n_daemon = sshd\nfailregex = ^%(_daemon)s: bad <HOST>\n",
+        )
+        .expect("write");
+        let def = load_filter(dir.path(), "typo").expect("loads");
+        assert_eq!(def.failregex, ["^sshd: bad <HOST>"]);
     }
 }

@@ -82,6 +82,7 @@ pub struct FilterBuilder {
     clock: Clock,
     check_all_regex: bool,
     use_dns: UseDns,
+    skip_comments: bool,
 }
 
 impl FilterBuilder {
@@ -92,6 +93,7 @@ impl FilterBuilder {
             clock: Clock::default(),
             check_all_regex: false,
             use_dns: UseDns::default(),
+            skip_comments: false,
         }
     }
 
@@ -105,6 +107,14 @@ impl FilterBuilder {
     /// and its test suite do this).
     pub fn with_check_all_regex(mut self, yes: bool) -> Self {
         self.check_all_regex = yes;
+        self
+    }
+
+    /// Skip lines that start with `#`, and empty lines, without counting them (fail2ban-regex
+    /// does this with the comments of its annotated sample logs); off by default, since a `#`
+    /// line of a real log is data.
+    pub fn with_comment_lines_skipped(mut self, yes: bool) -> Self {
+        self.skip_comments = yes;
         self
     }
 
@@ -204,6 +214,7 @@ impl FilterBuilder {
             maxlines,
             clock: self.clock,
             check_all_regex: self.check_all_regex,
+            skip_comments: self.skip_comments,
             buffer: Vec::new(),
             mlfid: MlfidCache::default(),
             last_date: None,
@@ -399,14 +410,22 @@ impl FilterMatch {
         u32::try_from(self.lines.len()).unwrap_or(u32::MAX).max(1)
     }
 
-    /// The [`Failure`] for a jail, if this match is one and its id is a valid address.
+    /// The [`Failure`] for a jail, if this match is one, its id is a valid address and the line
+    /// had a timestamp (see [`to_failure_at`](Self::to_failure_at) for lines without one).
     pub fn to_failure(&self) -> Option<Failure> {
+        self.time.and_then(|t| self.to_failure_at(t as i64))
+    }
+
+    /// The [`Failure`] for a jail, if this match is one and its id is a valid address; a match
+    /// whose line had no timestamp fails at `now` (Unix seconds), the time it was read, as
+    /// fail2ban counts it.
+    pub fn to_failure_at(&self, now: i64) -> Option<Failure> {
         if self.nofail {
             return None;
         }
         Some(Failure {
             addr: self.addr?,
-            time: self.time? as i64,
+            time: self.time.map_or(now, |t| t as i64),
             user: self.groups.get("user").cloned(),
             attempts: self.attempts(),
         })
@@ -611,6 +630,7 @@ pub struct Filter {
     maxlines: usize,
     clock: Clock,
     check_all_regex: bool,
+    skip_comments: bool,
     buffer: Vec<TupleLine>,
     mlfid: MlfidCache,
     last_date: Option<f64>,
@@ -621,6 +641,11 @@ impl Filter {
     /// The definition this filter was built from.
     pub fn definition(&self) -> &FilterDefinition {
         &self.def
+    }
+
+    /// The filter's clock's "now", Unix seconds.
+    pub(crate) fn now(&self) -> i64 {
+        self.clock.now()
     }
 
     /// Counters so far.
@@ -672,6 +697,9 @@ impl Filter {
 
     /// Processes one log line (date detected in the line).
     pub fn process_line(&mut self, line: &str) -> Vec<FilterMatch> {
+        if self.skip_comments && (line.is_empty() || line.starts_with('#')) {
+            return Vec::new();
+        }
         self.stats.lines += 1;
         let found = self.dates.find(line, &self.clock);
         if let Some(screen) = &self.screen {

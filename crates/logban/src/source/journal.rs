@@ -3,14 +3,14 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, TryRecvError, channel};
+use std::sync::mpsc::{Receiver, TryRecvError, sync_channel};
 
 use super::LogLine;
 use crate::{Error, Result};
 
 /// What to read from the journal.
 #[non_exhaustive]
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct JournalConfig {
     /// fail2ban-style matches, one alternative per entry (`_SYSTEMD_UNIT=sshd.service + _COMM=sshd`).
     pub matches: Vec<String>,
@@ -22,9 +22,29 @@ pub struct JournalConfig {
     pub follow: bool,
     /// The `journalctl` program (default `journalctl` on `PATH`).
     pub program: Option<PathBuf>,
+    /// Entries read ahead of [`JournalSource::poll`] at most; when the queue is full the reader
+    /// waits (and `journalctl` with it: the journal keeps the entries), so memory stays bounded
+    /// however fast the journal grows. Default [`JournalConfig::DEFAULT_QUEUE`].
+    pub queue: usize,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            matches: Vec::new(),
+            after_cursor: None,
+            files: Vec::new(),
+            follow: false,
+            program: None,
+            queue: Self::DEFAULT_QUEUE,
+        }
+    }
 }
 
 impl JournalConfig {
+    /// Entries queued between the reader thread and [`JournalSource::poll`] by default.
+    pub const DEFAULT_QUEUE: usize = 16_384;
+
     /// `journalctl` arguments for this configuration (argv, never a shell).
     pub fn args(&self) -> Vec<String> {
         let mut args = vec![
@@ -133,7 +153,7 @@ impl JournalSource {
             program: program.display().to_string(),
             source: std::io::Error::other("no stdout pipe"),
         })?;
-        let (tx, rx) = channel();
+        let (tx, rx) = sync_channel(config.queue.max(1));
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
