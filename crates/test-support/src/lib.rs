@@ -48,7 +48,10 @@ pub fn record_skip(reason: &str) {
     let binary = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .map(|stem| stem.rsplit_once('-').map_or(stem.clone(), |(name, _hash)| name.to_owned()))
+        .map(|stem| {
+            stem.rsplit_once('-')
+                .map_or(stem.clone(), |(name, _hash)| name.to_owned())
+        })
         .unwrap_or_default();
     let line = format!("{package} ({binary}) {test}: {reason}\n");
     // One write of a short line to an O_APPEND file: lines from parallel tests do not interleave.
