@@ -858,6 +858,20 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever clamd (or an impostor) answers, only the two exact OK forms are clean.
+        #[test]
+        fn only_ok_is_clean(reply in "\\PC{0,80}") {
+            let verdict = parse_verdict(&reply);
+            if matches!(verdict, Ok(Verdict::Clean)) {
+                let ok = reply == "stream: OK"
+                    || reply.strip_prefix("fd[").and_then(|r| r.strip_suffix("]: OK"))
+                        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+                proptest::prop_assert!(ok, "{reply:?} parsed as clean");
+            }
+        }
+    }
+
     #[test]
     fn session_numbers_must_match() {
         assert_eq!(strip_session_id(b"3: PONG", 3).unwrap(), "PONG");

@@ -55,8 +55,12 @@ impl PipelinedSession {
         })
     }
 
-    /// Alive, and not idle so long that clamd may be closing it (its `IdleTimeout`).
+    /// Alive, and not idle so long that clamd may be closing it (its `IdleTimeout`). Its
+    /// reader must be running too: it ends with the runtime that started it.
     pub(crate) fn is_usable(&self, idle_lifetime: Duration) -> bool {
+        if self.reader.is_finished() {
+            return false;
+        }
         match lock(&self.waiters).as_ref() {
             None => false,
             Some(waiting) => !waiting.is_empty() || lock(&self.last_used).elapsed() < idle_lifetime,

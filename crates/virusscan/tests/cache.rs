@@ -109,3 +109,18 @@ fn saving_replaces_atomically_and_loading_round_trips() {
     let err = ScanCache::load(&path).unwrap_err().to_string();
     assert!(err.contains("scan.cache"), "{err}");
 }
+
+proptest::proptest! {
+    /// Arbitrary bytes and damaged fixtures never panic the decoder.
+    #[test]
+    fn decoding_garbage_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+        let _ = ScanCache::decode(&bytes);
+        let mut damaged = FIXTURE.to_vec();
+        for (i, b) in bytes.iter().enumerate() {
+            let at = (i * 37 + usize::from(*b)) % damaged.len();
+            damaged[at] ^= b | 1;
+        }
+        let _ = ScanCache::decode(&damaged);
+        let _ = ScanCache::decode(&damaged[..bytes.len().min(damaged.len())]);
+    }
+}

@@ -323,3 +323,23 @@ async fn pipelined_session_dying_fails_every_request() {
         assert!(matches!(result, Err(Error::Transport { .. })), "{result:?}");
     }
 }
+
+/// A client outliving the runtime that started its pipelined session starts a new one.
+#[test]
+fn client_survives_its_first_runtime() {
+    let Some(client) = common::unix_client() else {
+        return;
+    };
+    let mut file = tempfile::tempfile().unwrap();
+    std::io::Write::write_all(&mut file, &eicar()).unwrap();
+    for _ in 0..2 {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let scan =
+            async { tokio::time::timeout(Duration::from_secs(10), client.scan_file(&file)).await };
+        let verdict = runtime.block_on(scan);
+        assert!(verdict.expect("no hang").unwrap().signature().is_some());
+    }
+}
