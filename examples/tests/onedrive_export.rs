@@ -13,16 +13,22 @@ fn tool() -> Command {
     Command::new(env!("CARGO_BIN_EXE_onedrive-export"))
 }
 
-fn run(mock: &common::MockGraph, token: &Path, args: &[&str]) -> Output {
-    let out = tool()
-        .args(["--client-id", common::CLIENT_ID, "--token-file"])
+/// The tool, signed in through `token` and pointed at the mock.
+fn authed(mock: &common::MockGraph, token: &Path) -> Command {
+    let mut cmd = tool();
+    cmd.args(["--client-id", common::CLIENT_ID, "--token-file"])
         .arg(token)
         .args([
             "--graph-url",
             &mock.graph_url(),
             "--token-url",
             &mock.token_url(),
-        ])
+        ]);
+    cmd
+}
+
+fn run(mock: &common::MockGraph, token: &Path, args: &[&str]) -> Output {
+    let out = authed(mock, token)
         .args(args)
         .output()
         .expect("run onedrive-export");
@@ -119,21 +125,63 @@ async fn login_export_dry_run_and_status() {
     );
     // A changed remote file makes status fail, naming it.
     mock.put_file("drive-me", "Exports/site/index.php", b"tampered");
-    let out = tool()
-        .args(["--client-id", common::CLIENT_ID, "--token-file"])
-        .arg(&token)
-        .args([
-            "--graph-url",
-            &mock.graph_url(),
-            "--token-url",
-            &mock.token_url(),
-            "status",
-            "--to",
-            "Exports/site",
-        ])
+    let out = authed(&mock, &token)
+        .args(["status", "--to", "Exports/site"])
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("changed: index.php"));
+
+    // From a backup snapshot (made by the `backup` tool) instead of a directory.
+    let repo = dir.path().join("repo");
+    for args in [vec!["init"], vec!["backup", site.to_str().unwrap()]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_backup"))
+            .arg("--repo")
+            .arg(&repo)
+            .args(&args)
+            .env("BACKUP_PASSWORD", "pw")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "backup {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = authed(&mock, &token)
+        .args([
+            "export",
+            "--quiet",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--snapshot",
+            "latest",
+        ])
+        .args([
+            "--sub-path",
+            "site/wp-content",
+            "--to",
+            "Exports/snap",
+            "--state-dir",
+        ])
+        .arg(dir.path().join("state-snap"))
+        .env("BACKUP_PASSWORD", "pw")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        mock.file("drive-me", "Exports/snap/site/wp-content/big.bin")
+            .unwrap(),
+        common::data(3 << 20, 1)
+    );
+    assert!(
+        mock.file("drive-me", "Exports/snap/site/index.php")
+            .is_none(),
+        "--sub-path limits the export"
+    );
     mock.assert_clean();
 }

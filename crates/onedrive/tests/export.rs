@@ -104,7 +104,10 @@ async fn directory_export_is_complete_incremental_and_listed_in_the_manifest() {
     assert_eq!((summary.uploaded, summary.skipped), (5, 0));
     for private in ["state", "state/sessions", "state/spool"] {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join(private)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join(private))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o700, "{private} is private");
     }
     let mut remote = mock.files_under("drive-me", "Exports/site");
