@@ -394,7 +394,7 @@ async fn export_child_process() {
 #[tokio::test]
 async fn export_killed_mid_way_resumes_without_resending() {
     let mock = MockGraph::start().await;
-    mock.with(|s| s.fragment_delay = Duration::from_millis(25));
+    mock.with(|s| s.fragment_delay = Duration::from_millis(60));
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token.json");
     let client = logged_in(&mock, &token_file).await;
