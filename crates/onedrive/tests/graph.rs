@@ -646,3 +646,42 @@ fn names_onedrive_refuses_are_mapped_reversibly_or_refused() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn https_with_rustls_trusts_a_given_root_and_nothing_else() {
+    let mock = MockGraph::start_tls().await;
+    assert!(mock.graph_url().starts_with("https://"));
+    let dir = tempfile::tempdir().unwrap();
+    let client = builder(&mock, dir.path())
+        .with_root_certificate_der(MockGraph::TLS_CERT)
+        .build()
+        .unwrap();
+    login(&mock, &client).await;
+    let local = dir.path().join("tls.bin");
+    let content = data(2 * UNIT as usize + 5, 31);
+    std::fs::write(&local, &content).unwrap();
+    client
+        .upload_file(&Drive::Me, &path("tls.bin"), &local)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mock.file("drive-me", "tls.bin").unwrap(), content);
+
+    // Without the root the handshake fails: an error, never a silent fallback to plain HTTP.
+    let untrusting = builder(&mock, dir.path())
+        .with_retry(RetryPolicy::default().with_max_attempts(1))
+        .build()
+        .unwrap();
+    let err = untrusting
+        .get_item(&Drive::Me, &ItemRef::Path(RemotePath::root()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err}");
+    assert!(
+        builder(&mock, dir.path())
+            .with_root_certificate_der(b"not DER".to_vec())
+            .build()
+            .is_err()
+    );
+    mock.assert_clean();
+}
