@@ -446,6 +446,20 @@ async fn throttling_honours_retry_after_on_api_and_upload_urls() {
         "both Retry-After waits honoured"
     );
     assert_eq!(mock.with(|s| s.throttled), 2);
+    // Other transient failures (500, 502, 504) are retried with backoff.
+    mock.with(|s| {
+        s.throttle.push((Target::Api, 500, 0));
+        s.throttle.push((Target::Api, 502, 0));
+        s.throttle.push((Target::Api, 504, 0));
+    });
+    assert!(
+        client
+            .get_item(&Drive::Me, &ItemRef::Path(RemotePath::root()))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(mock.with(|s| s.throttled), 5);
     // A Retry-After beyond the policy's limit fails instead of hanging.
     let strict = builder(&mock, dir.path())
         .with_retry(RetryPolicy::default().with_max_retry_after(Duration::from_secs(5)))
