@@ -370,7 +370,10 @@ impl Authenticator {
 
     /// An authenticator with its own HTTP client (rustls on ring, system roots).
     pub fn from_config(config: OAuthConfig) -> Result<Self> {
-        Ok(Self::new(config, Http::new(crate::RetryPolicy::default())?))
+        Ok(Self::new(
+            config,
+            Http::new(crate::RetryPolicy::default(), &[])?,
+        ))
     }
 
     /// The URL the user opens to sign in and consent (step 2 of the consent step).

@@ -158,9 +158,17 @@ pub struct OneDriveClientBuilder {
     retry: RetryPolicy,
     fragment_size: u64,
     simple_upload_limit: u64,
+    extra_roots: Vec<Vec<u8>>,
 }
 
 impl OneDriveClientBuilder {
+    /// Also trusts this root certificate (DER), besides the system's (a TLS-inspecting proxy's
+    /// private CA, tests). May be given several times.
+    pub fn with_root_certificate_der(mut self, der: impl Into<Vec<u8>>) -> Self {
+        self.extra_roots.push(der.into());
+        self
+    }
+
     /// Graph's base URL (default [`DEFAULT_GRAPH_URL`]; tests point it at a mock).
     pub fn with_graph_url(mut self, url: impl Into<String>) -> Self {
         self.graph_url = url.into();
@@ -207,7 +215,7 @@ impl OneDriveClientBuilder {
         let graph_url = self.graph_url.trim_end_matches('/').to_owned();
         url::Url::parse(&graph_url)
             .map_err(|e| Error::InvalidConfig(format!("Graph URL `{graph_url}`: {e}")))?;
-        let http = Http::new(self.retry)?;
+        let http = Http::new(self.retry, &self.extra_roots)?;
         Ok(OneDriveClient {
             auth: Authenticator::new(self.oauth, http.clone()),
             http,
@@ -248,6 +256,7 @@ impl OneDriveClient {
             retry: RetryPolicy::default(),
             fragment_size: DEFAULT_FRAGMENT_SIZE,
             simple_upload_limit: DEFAULT_SIMPLE_UPLOAD_LIMIT,
+            extra_roots: Vec::new(),
         }
     }
 

@@ -64,8 +64,8 @@ impl SourceEntry {
 }
 
 /// Where an export's files come from: a directory subtree ([`DirectorySource`]), a backup
-/// snapshot (an adapter in the `onedrive-export` example, so this crate stays independent of
-/// backup-core), or anything else that can list and read files.
+/// snapshot (`snapshot::SnapshotSource`, behind the optional `backup-core` feature, so this crate
+/// stays independent of backup-core by default), or anything else that can list and read files.
 ///
 /// Methods are blocking; the export calls them off the async runtime.
 pub trait ExportSource: Send + Sync {

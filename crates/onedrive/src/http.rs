@@ -145,13 +145,19 @@ pub(crate) struct Http {
 }
 
 impl Http {
-    pub(crate) fn new(policy: RetryPolicy) -> Result<Self> {
+    /// A client trusting the system's roots and `extra_roots` (DER certificates).
+    pub(crate) fn new(policy: RetryPolicy, extra_roots: &[Vec<u8>]) -> Result<Self> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         // Unreadable system certificates are skipped; a TLS handshake then fails with a
         // clear certificate error rather than the client failing to build.
         for cert in rustls_native_certs::load_native_certs().certs {
             let _ = roots.add(cert);
+        }
+        for der in extra_roots {
+            roots
+                .add(rustls::pki_types::CertificateDer::from(der.clone()))
+                .map_err(|e| Error::InvalidConfig(format!("root certificate: {e}")))?;
         }
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

@@ -51,7 +51,8 @@
 //! * **[`QuickXorHash`]**, from Microsoft's published description, folded 160 bytes at a time.
 //! * **Exports** ([`ExportJob`]): a selection from an [`ExportSource`] (a directory, or a
 //!   backup snapshot through an adapter) to a drive folder; incremental, resumable, optionally
-//!   age-encrypted to the customer's recipient, with a manifest; bounded memory.
+//!   age-encrypted to the customer's recipient, with a manifest; bounded memory. Feature
+//!   `backup-core` adds `snapshot::SnapshotSource`, the files of a backup snapshot.
 //!
 //! # Errors
 //!
@@ -66,6 +67,7 @@
 //!   segments; [jiff]: upload session expiry times.
 //! * [ring]: PKCE's SHA-256 and random verifier; [base64]: hashes and PKCE.
 //! * [crypto_at_rest]: age encryption of exports (its `age` module).
+//! * backup-core (optional, feature `backup-core`): reading snapshots for `snapshot::SnapshotSource`.
 //! * [tokio], [futures]: parallel uploads (the source trait is blocking, called off the
 //!   runtime); [zeroize]: secrets; [tracing]: logs without secrets.
 
@@ -78,6 +80,8 @@ mod export;
 mod http;
 mod names;
 mod quickxor;
+#[cfg(feature = "backup-core")]
+pub mod snapshot;
 mod state;
 mod upload;
 

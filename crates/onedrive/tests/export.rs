@@ -104,7 +104,10 @@ async fn directory_export_is_complete_incremental_and_listed_in_the_manifest() {
     assert_eq!((summary.uploaded, summary.skipped), (5, 0));
     for private in ["state", "state/sessions", "state/spool"] {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join(private)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join(private))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o700, "{private} is private");
     }
     let mut remote = mock.files_under("drive-me", "Exports/site");
@@ -391,7 +394,7 @@ async fn export_child_process() {
 #[tokio::test]
 async fn export_killed_mid_way_resumes_without_resending() {
     let mock = MockGraph::start().await;
-    mock.with(|s| s.fragment_delay = Duration::from_millis(25));
+    mock.with(|s| s.fragment_delay = Duration::from_millis(60));
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token.json");
     let client = logged_in(&mock, &token_file).await;

@@ -446,6 +446,20 @@ async fn throttling_honours_retry_after_on_api_and_upload_urls() {
         "both Retry-After waits honoured"
     );
     assert_eq!(mock.with(|s| s.throttled), 2);
+    // Other transient failures (500, 502, 504) are retried with backoff.
+    mock.with(|s| {
+        s.throttle.push((Target::Api, 500, 0));
+        s.throttle.push((Target::Api, 502, 0));
+        s.throttle.push((Target::Api, 504, 0));
+    });
+    assert!(
+        client
+            .get_item(&Drive::Me, &ItemRef::Path(RemotePath::root()))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(mock.with(|s| s.throttled), 5);
     // A Retry-After beyond the policy's limit fails instead of hanging.
     let strict = builder(&mock, dir.path())
         .with_retry(RetryPolicy::default().with_max_retry_after(Duration::from_secs(5)))
@@ -645,4 +659,43 @@ fn names_onedrive_refuses_are_mapped_reversibly_or_refused() {
         err.to_string().contains("400") || err.to_string().contains("399"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn https_with_rustls_trusts_a_given_root_and_nothing_else() {
+    let mock = MockGraph::start_tls().await;
+    assert!(mock.graph_url().starts_with("https://"));
+    let dir = tempfile::tempdir().unwrap();
+    let client = builder(&mock, dir.path())
+        .with_root_certificate_der(MockGraph::TLS_CERT)
+        .build()
+        .unwrap();
+    login(&mock, &client).await;
+    let local = dir.path().join("tls.bin");
+    let content = data(2 * UNIT as usize + 5, 31);
+    std::fs::write(&local, &content).unwrap();
+    client
+        .upload_file(&Drive::Me, &path("tls.bin"), &local)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mock.file("drive-me", "tls.bin").unwrap(), content);
+
+    // Without the root the handshake fails: an error, never a silent fallback to plain HTTP.
+    let untrusting = builder(&mock, dir.path())
+        .with_retry(RetryPolicy::default().with_max_attempts(1))
+        .build()
+        .unwrap();
+    let err = untrusting
+        .get_item(&Drive::Me, &ItemRef::Path(RemotePath::root()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err}");
+    assert!(
+        builder(&mock, dir.path())
+            .with_root_certificate_der(b"not DER".to_vec())
+            .build()
+            .is_err()
+    );
+    mock.assert_clean();
 }

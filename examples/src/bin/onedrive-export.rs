@@ -3,23 +3,22 @@
 //! `login` runs the one-time consent step (prints a URL, reads back the address the browser was
 //! sent to); `export` uploads what changed (`--dry-run` only says what would go), optionally
 //! age-encrypted to the customer's recipient; `status` checks the export folder against its
-//! manifest. The logic lives in the onedrive crate; this tool parses arguments, shows progress and
-//! adapts backup-core snapshots to `onedrive::ExportSource`. See examples/README.md.
+//! manifest. The logic lives in the onedrive crate (snapshots through its `backup-core` feature);
+//! this tool parses arguments, opens the repository and shows progress. See examples/README.md.
 
 use std::collections::HashMap;
-use std::io::{BufRead, Read};
-use std::os::unix::ffi::OsStrExt;
+use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
-use backup_core::format::{Node, NodeKind};
 use backup_core::{KeySource, Repository, StoreOptions};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use onedrive::snapshot::SnapshotSource;
 use onedrive::{
     DirectorySource, Drive, ExportEvent, ExportJob, ExportSource, FileAction, NamePolicy,
-    OAuthConfig, OneDriveClient, Pkce, RemotePath, Secret, SourceEntry,
+    OAuthConfig, OneDriveClient, Pkce, RemotePath, Secret,
 };
 
 /// Environment variable with the client secret (client credentials).
@@ -244,7 +243,7 @@ async fn export(auth: &AuthArgs, args: ExportArgs) -> Result<()> {
     let folder = RemotePath::parse(&args.target.to)?;
     let source: Arc<dyn ExportSource> = match (&args.dir, &args.repo) {
         (Some(dir), _) => Arc::new(DirectorySource::new(dir)),
-        (None, Some(repo)) => Arc::new(SnapshotSource::open(&args, repo).await?),
+        (None, Some(repo)) => Arc::new(snapshot_source(&args, repo).await?),
         (None, None) => bail!("give --dir or --repo with --snapshot"),
     };
     let bars = Bars::new(args.quiet);
@@ -326,101 +325,16 @@ async fn status(auth: &AuthArgs, target: Target) -> Result<()> {
     Ok(())
 }
 
-/// The files of a backup snapshot, read chunk by chunk (adapter from backup-core).
-struct SnapshotSource {
-    repo: Arc<Repository>,
-    runtime: tokio::runtime::Handle,
-    files: HashMap<PathBuf, Node>,
-}
-
-impl SnapshotSource {
-    async fn open(args: &ExportArgs, location: &str) -> Result<Self> {
-        let key = match (&args.key_file, std::env::var(PASSWORD_ENV)) {
-            (Some(path), _) => KeySource::key_file(path)?,
-            (None, Ok(password)) => KeySource::passphrase(password),
-            (None, Err(_)) => bail!("give --key-file or set {PASSWORD_ENV}"),
-        };
-        let store = StoreOptions::new(location).build()?;
-        let repo = Arc::new(Repository::open(store, location, &key).await?);
-        let wanted = args.snapshot.as_deref().unwrap_or("latest");
-        let (_, snapshot) = repo.find_snapshot(wanted).await?;
-        let mut files = HashMap::new();
-        let mut pending = vec![(snapshot.tree, PathBuf::new())];
-        while let Some((tree, prefix)) = pending.pop() {
-            for node in repo.load_tree(&tree).await?.nodes {
-                let path = prefix.join(std::ffi::OsStr::from_bytes(&node.name));
-                match (node.kind, node.subtree) {
-                    (NodeKind::Dir, Some(subtree)) => pending.push((subtree, path)),
-                    (NodeKind::File, _) => {
-                        let under = args.sub_path.as_ref().is_none_or(|s| path.starts_with(s));
-                        if under {
-                            files.insert(path, node);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Ok(Self {
-            repo,
-            runtime: tokio::runtime::Handle::current(),
-            files,
-        })
-    }
-}
-
-impl ExportSource for SnapshotSource {
-    fn entries(&self) -> std::io::Result<Vec<SourceEntry>> {
-        let mut entries: Vec<SourceEntry> = self
-            .files
-            .iter()
-            .map(|(path, node)| SourceEntry::new(path.clone(), node.size))
-            .collect();
-        entries.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(entries)
-    }
-
-    fn open(&self, entry: &SourceEntry) -> std::io::Result<Box<dyn Read + Send>> {
-        let node = self
-            .files
-            .get(&entry.path)
-            .ok_or_else(|| std::io::Error::other("not in the snapshot"))?;
-        Ok(Box::new(ChunkReader {
-            repo: self.repo.clone(),
-            runtime: self.runtime.clone(),
-            chunks: node.content.clone().into_iter(),
-            buf: Vec::new(),
-            pos: 0,
-        }))
-    }
-}
-
-/// Reads a file's chunks one at a time (called off the runtime, so blocking on it is fine).
-struct ChunkReader {
-    repo: Arc<Repository>,
-    runtime: tokio::runtime::Handle,
-    chunks: std::vec::IntoIter<backup_core::format::ChunkId>,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl Read for ChunkReader {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.pos == self.buf.len() {
-            let Some(id) = self.chunks.next() else {
-                return Ok(0);
-            };
-            self.buf = self
-                .runtime
-                .block_on(self.repo.load_blob(&id))
-                .map_err(std::io::Error::other)?;
-            self.pos = 0;
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
+async fn snapshot_source(args: &ExportArgs, location: &str) -> Result<SnapshotSource> {
+    let key = match (&args.key_file, std::env::var(PASSWORD_ENV)) {
+        (Some(path), _) => KeySource::key_file(path)?,
+        (None, Ok(password)) => KeySource::passphrase(password),
+        (None, Err(_)) => bail!("give --key-file or set {PASSWORD_ENV}"),
+    };
+    let store = StoreOptions::new(location).build()?;
+    let repo = Arc::new(Repository::open(store, location, &key).await?);
+    let wanted = args.snapshot.as_deref().unwrap_or("latest");
+    Ok(SnapshotSource::new(repo, wanted, args.sub_path.as_deref()).await?)
 }
 
 #[tokio::main]

@@ -151,10 +151,39 @@ fn timestamp(t: SystemTime) -> String {
 
 impl MockGraph {
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// The mock behind TLS (rustls on ring) with the certificate in tests/data, valid for
+    /// 127.0.0.1; its DER is [`MockGraph::TLS_CERT`].
+    pub async fn start_tls() -> Self {
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![rustls::pki_types::CertificateDer::from(
+                    Self::TLS_CERT.to_vec(),
+                )],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(Self::TLS_KEY.to_vec().into()),
+            )
+            .expect("server certificate");
+        Self::start_with(Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(
+            config,
+        ))))
+        .await
+    }
+
+    pub const TLS_CERT: &'static [u8] = include_bytes!("../data/mock-tls-cert.der");
+    const TLS_KEY: &'static [u8] = include_bytes!("../data/mock-tls-key.der");
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://{}", listener.local_addr().expect("addr"));
         let mut state = State {
             token_lifetime: 3600,
             page_size: 200,
@@ -186,14 +215,16 @@ impl MockGraph {
                     return;
                 };
                 let (s3, sc3, b3) = (s2.clone(), sc2.clone(), b2.clone());
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let (s4, sc4, b4) = (s3.clone(), sc3.clone(), b3.clone());
-                        async move { handle(req, s4, sc4, b4).await }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                serve(stream, s3, sc3, b3).await;
+                            }
+                        }
+                        None => serve(stream, s3, sc3, b3).await,
+                    }
                 });
             }
         });
@@ -329,6 +360,19 @@ impl MockGraph {
             out
         })
     }
+}
+
+async fn serve<I>(io: I, state: Arc<Mutex<State>>, schemas: Arc<schema::Schemas>, base: String)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let (s, sc, b) = (state.clone(), schemas.clone(), base.clone());
+        async move { handle(req, s, sc, b).await }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .await;
 }
 
 fn child<'a>(nodes: &'a HashMap<String, Node>, parent: &str, name: &str) -> Option<&'a Node> {
