@@ -240,33 +240,3 @@ fn shipped_example_config_is_valid() {
         "{err}"
     );
 }
-
-#[test]
-fn systemd_unit_verifies() {
-    let Some(analyze) = test_support::require_program("systemd-analyze") else {
-        return;
-    };
-    let unit = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/systemd/healthreport.service"
-    ))
-    .unwrap();
-    assert!(unit.contains(
-        "ExecStart=/usr/local/bin/healthreport --config /etc/healthreport.toml --periodic"
-    ));
-    // verify wants the program to exist: point it at the built binary.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("healthreport.service");
-    std::fs::write(&path, unit.replace("/usr/local/bin/healthreport", BIN)).unwrap();
-    let out = Command::new(analyze)
-        .arg("verify")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{said}");
-    assert!(
-        !said.contains("healthreport.service:"),
-        "warnings about the unit: {said}"
-    );
-}

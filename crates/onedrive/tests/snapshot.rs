@@ -20,14 +20,17 @@ async fn snapshot_of(files: &[(&str, Vec<u8>)]) -> (tempfile::TempDir, Arc<Repos
         std::fs::write(path, content).unwrap();
     }
     let location = dir.path().join("repo").display().to_string();
-    let store = StoreOptions::new(&location).build().unwrap();
+    let store = StoreOptions::new(&location)
+        .with_create(true)
+        .build()
+        .unwrap();
     let key = KeySource::passphrase("test passphrase");
     let repo = Arc::new(
         Repository::init(store, &location, &key, InitOptions::new())
             .await
             .unwrap(),
     );
-    let options = BackupOptions::new([site]).build().unwrap();
+    let options = BackupOptions::builder([site]).build().unwrap();
     backup_core::backup(repo.clone(), options, Arc::new(NoProgress))
         .await
         .unwrap();
