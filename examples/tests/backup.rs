@@ -483,3 +483,101 @@ fn a_rerun_removes_what_a_killed_restore_left() {
     );
     assert!(std::fs::read(target.join("src/big")).expect("restored") == big);
 }
+
+#[test]
+fn forget_lists_reasons_and_removes_only_what_the_policy_drops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("site");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("index.php"), b"<?php").expect("write");
+    let repo = dir.path().join("repo");
+    let src = src.to_str().expect("utf-8");
+    ok(backup(&repo, &["init"], Some("pw")));
+    let mut ids = Vec::new();
+    for (tag, host) in [
+        ("monthly", "web1"),
+        ("a", "web1"),
+        ("b", "web1"),
+        ("c", "web2"),
+    ] {
+        let out = json(&ok(backup(
+            &repo,
+            &["--json", "backup", src, "--tag", tag, "--host", host],
+            Some("pw"),
+        )));
+        ids.push(out["id"].as_str().expect("id").to_string());
+    }
+    fails_with(
+        backup(&repo, &["forget", "--keep-daily", "0"], Some("pw")),
+        "keeps nothing",
+    );
+    fails_with(
+        backup(&repo, &["forget", "--keep-within", "3w"], Some("pw")),
+        "unknown unit 'w'",
+    );
+
+    let args = ["forget", "--keep-last", "1", "--keep-tag", "monthly"];
+    let plan = ok(backup(
+        &repo,
+        &[&args[..], &["--dry-run"]].concat(),
+        Some("pw"),
+    ));
+    assert!(plan.contains("would remove 1 snapshots"), "{plan}");
+    let line = |id: &str| {
+        plan.lines()
+            .find(|l| l.contains(&id[..8]))
+            .unwrap_or_else(|| panic!("{id} not listed: {plan}"))
+            .to_string()
+    };
+    assert!(line(&ids[0]).contains("keep") && line(&ids[0]).contains("tag monthly"));
+    assert!(line(&ids[1]).contains("remove") && line(&ids[1]).contains("not among the last 1"));
+    assert!(line(&ids[2]).trim_start().starts_with("keep") && line(&ids[2]).contains("last"));
+    // web2 is its own group, where it is the newest.
+    assert!(line(&ids[3]).trim_start().starts_with("keep"));
+    let listed = json(&ok(backup(&repo, &["--json", "snapshots"], Some("pw"))));
+    assert_eq!(
+        listed.as_array().expect("array").len(),
+        4,
+        "dry run removed"
+    );
+
+    let done = json(&ok(backup(
+        &repo,
+        &[&["--json"], &args[..]].concat(),
+        Some("pw"),
+    )));
+    assert_eq!(done["dry_run"], false);
+    let removed: Vec<_> = done["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["decisions"].as_array().expect("decisions").iter())
+        .filter(|d| d["keep"] == false)
+        .map(|d| d["id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(removed, [ids[1].clone()]);
+    let listed = json(&ok(backup(&repo, &["--json", "snapshots"], Some("pw"))));
+    let left: Vec<_> = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|s| s["id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(left, [ids[0].clone(), ids[2].clone(), ids[3].clone()]);
+    // The kept snapshots still restore.
+    let target = dir.path().join("restored");
+    ok(backup(
+        &repo,
+        &[
+            "restore",
+            &ids[0],
+            "--target",
+            target.to_str().expect("utf-8"),
+        ],
+        Some("pw"),
+    ));
+    assert_eq!(
+        std::fs::read(target.join("site/index.php")).expect("restored"),
+        b"<?php"
+    );
+}

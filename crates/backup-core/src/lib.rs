@@ -33,6 +33,10 @@
 //! zstd, pack objects, an index, trees and snapshots, every object a crypto-at-rest envelope bound
 //! to its name.
 //!
+//! Old snapshots are forgotten by a retention policy ([`retention`], which recommends a
+//! short-term plus long-term policy); forgetting deletes snapshot objects only, and the data
+//! stays until a prune (not yet in this crate).
+//!
 //! # Why these dependencies
 //!
 //! * `object_store`: one async API over local disk, S3 (with conditional puts for `init`) and
@@ -69,6 +73,7 @@ mod pool;
 mod progress;
 mod repo;
 mod restore;
+pub mod retention;
 mod scan;
 mod store;
 

@@ -7,6 +7,7 @@
 //! backup -r s3://bucket/prefix snapshots
 //! backup -r /srv/repo restore latest --target /tmp/restore [--path www/site]
 //! backup -r /srv/repo ls latest | diff A B | stats [--json]
+//! backup -r /srv/repo forget --keep-within 2d --keep-daily 14 --keep-monthly 12 [--dry-run]
 //! ```
 //!
 //! The password comes from `BACKUP_PASSWORD`, or the key comes from `--key-file` (a
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use backup_core::format::{NodeKind, Snapshot};
+use backup_core::retention::{GroupBy, RetentionDuration, RetentionPolicy, RetentionPolicyBuilder};
 use backup_core::{
     BackupOptions, InitOptions, KeySource, Progress, Repository, RestoreOptions, StoreOptions, ops,
 };
@@ -129,6 +131,55 @@ enum Command {
     Stats {
         /// Snapshots to count (default: all).
         snapshots: Vec<String>,
+    },
+    /// Forget snapshots by a retention policy (restic's rules, applied per group). Deletes
+    /// snapshot objects only: their data stays in the repository until a prune.
+    Forget {
+        /// Keep the N newest snapshots.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep_last: u32,
+        /// Keep the newest snapshot of each of the last N hours that hold one.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep_hourly: u32,
+        /// Keep the newest snapshot of each of the last N days that hold one.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep_daily: u32,
+        /// Keep the newest snapshot of each of the last N ISO weeks that hold one.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep_weekly: u32,
+        /// Keep the newest snapshot of each of the last N months that hold one.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep_monthly: u32,
+        /// Keep the newest snapshot of each of the last N years that hold one.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep_yearly: u32,
+        /// Keep every snapshot less than this before the group's newest (1y6m, 14d, 36h).
+        #[arg(long, value_name = "DURATION")]
+        keep_within: Option<RetentionDuration>,
+        /// Keep one snapshot per hour within this duration of the group's newest.
+        #[arg(long, value_name = "DURATION")]
+        keep_within_hourly: Option<RetentionDuration>,
+        /// Keep one snapshot per day within this duration of the group's newest.
+        #[arg(long, value_name = "DURATION")]
+        keep_within_daily: Option<RetentionDuration>,
+        /// Keep one snapshot per ISO week within this duration of the group's newest.
+        #[arg(long, value_name = "DURATION")]
+        keep_within_weekly: Option<RetentionDuration>,
+        /// Keep one snapshot per month within this duration of the group's newest.
+        #[arg(long, value_name = "DURATION")]
+        keep_within_monthly: Option<RetentionDuration>,
+        /// Keep one snapshot per year within this duration of the group's newest.
+        #[arg(long, value_name = "DURATION")]
+        keep_within_yearly: Option<RetentionDuration>,
+        /// Keep snapshots with this tag (repeatable).
+        #[arg(long, value_name = "TAG")]
+        keep_tag: Vec<String>,
+        /// Group snapshots by these fields (comma-separated host, paths, tags; "" = one group).
+        #[arg(long, default_value = "host,paths")]
+        group_by: GroupBy,
+        /// Only list what would be kept and removed, and why.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
     },
     /// End-to-end demo with no configuration: back up a directory into a temporary repository,
     /// restore it elsewhere, verify it is identical, and print the summary.
@@ -514,9 +565,109 @@ async fn run(cli: Cli) -> Result<i32> {
                 );
             }
         }
+        Command::Forget { .. } => forget(&cli, &location).await?,
         Command::Demo { .. } => unreachable!("handled above"),
     }
     Ok(0)
+}
+
+/// `forget`: builds the policy from the flags, applies it and prints each decision.
+async fn forget(cli: &Cli, location: &str) -> Result<()> {
+    let Command::Forget {
+        keep_last,
+        keep_hourly,
+        keep_daily,
+        keep_weekly,
+        keep_monthly,
+        keep_yearly,
+        keep_within,
+        keep_within_hourly,
+        keep_within_daily,
+        keep_within_weekly,
+        keep_within_monthly,
+        keep_within_yearly,
+        keep_tag,
+        group_by,
+        dry_run,
+    } = &cli.command
+    else {
+        bail!("not a forget command");
+    };
+    let mut policy = RetentionPolicy::builder()
+        .with_keep_last(*keep_last)
+        .with_keep_hourly(*keep_hourly)
+        .with_keep_daily(*keep_daily)
+        .with_keep_weekly(*keep_weekly)
+        .with_keep_monthly(*keep_monthly)
+        .with_keep_yearly(*keep_yearly)
+        .with_group_by(*group_by);
+    if let Some(d) = keep_within {
+        policy = policy.with_keep_within(*d);
+    }
+    type Setter = fn(RetentionPolicyBuilder, RetentionDuration) -> RetentionPolicyBuilder;
+    let within: [(&Option<RetentionDuration>, Setter); 5] = [
+        (
+            keep_within_hourly,
+            RetentionPolicyBuilder::with_keep_within_hourly,
+        ),
+        (
+            keep_within_daily,
+            RetentionPolicyBuilder::with_keep_within_daily,
+        ),
+        (
+            keep_within_weekly,
+            RetentionPolicyBuilder::with_keep_within_weekly,
+        ),
+        (
+            keep_within_monthly,
+            RetentionPolicyBuilder::with_keep_within_monthly,
+        ),
+        (
+            keep_within_yearly,
+            RetentionPolicyBuilder::with_keep_within_yearly,
+        ),
+    ];
+    for (duration, set) in within {
+        if let Some(d) = duration {
+            policy = set(policy, *d);
+        }
+    }
+    for t in keep_tag {
+        policy = policy.with_keep_tag(t);
+    }
+    let policy = policy.build()?;
+    let repo = open(cli, location).await?;
+    let groups = repo.forget(&policy, *dry_run).await?;
+    if cli.json {
+        println!("{}", json!({"dry_run": dry_run, "groups": groups}));
+        return Ok(());
+    }
+    let mut removed = 0;
+    for group in &groups {
+        let k = &group.key;
+        println!(
+            "group: host {} paths {} tags {}",
+            k.host.as_deref().unwrap_or("*"),
+            k.paths.as_ref().map_or("*".into(), |p| p.join(" ")),
+            k.tags.as_ref().map_or("*".into(), |t| t.join(",")),
+        );
+        for d in &group.decisions {
+            println!(
+                "  {} {} {}  {}",
+                if d.keep { "keep  " } else { "remove" },
+                &d.id[..8.min(d.id.len())],
+                time_of(d.time_ns),
+                d.reasons.join("; ")
+            );
+        }
+        removed += group.removed().count();
+    }
+    if *dry_run {
+        println!("dry run: would remove {removed} snapshots (data stays until a prune)");
+    } else {
+        println!("removed {removed} snapshots (data stays until a prune)");
+    }
+    Ok(())
 }
 
 /// The workspace's source tree if this binary runs from a checkout, else `None`.
