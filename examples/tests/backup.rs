@@ -581,3 +581,73 @@ fn forget_lists_reasons_and_removes_only_what_the_policy_drops() {
         b"<?php"
     );
 }
+
+#[test]
+fn check_passes_then_names_damage_with_exit_4_and_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("site");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("index.php"), b"<?php echo 'a page';").expect("write");
+    let repo = dir.path().join("repo");
+    ok(backup(&repo, &["init"], Some("pw")));
+    let snap = json(&ok(backup(
+        &repo,
+        &["--json", "backup", src.to_str().expect("utf-8")],
+        Some("pw"),
+    )));
+    let id = snap["id"].as_str().expect("id").to_string();
+    let text = ok(backup(&repo, &["check", "--read-data"], Some("pw")));
+    assert!(text.contains("no damage found"), "{text}");
+    let part = ok(backup(
+        &repo,
+        &["check", "--read-data-subset", "1/1"],
+        Some("pw"),
+    ));
+    assert!(part.contains("read part 1/1"), "{part}");
+    fails_with(
+        backup(&repo, &["check", "--read-data-subset", "0/3"], Some("pw")),
+        "n must be in 1..=N",
+    );
+
+    // One pack holds everything; flip a byte of its first frame (the file's).
+    let pack = std::fs::read_dir(repo.join("data"))
+        .expect("data/")
+        .flat_map(|d| std::fs::read_dir(d.expect("entry").path()).expect("pack dir"))
+        .map(|p| p.expect("pack").path())
+        .next()
+        .expect("a pack");
+    let mut bytes = std::fs::read(&pack).expect("read pack");
+    bytes[10] ^= 1;
+    std::fs::write(&pack, bytes).expect("write pack");
+    let pack_name = pack
+        .strip_prefix(&repo)
+        .expect("inside")
+        .to_string_lossy()
+        .into_owned();
+
+    let out = backup(&repo, &["--json", "check", "--read-data"], Some("pw"));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&String::from_utf8(out.stdout).expect("utf-8"));
+    let problems = report["problems"].as_array().expect("problems");
+    assert!(
+        problems.iter().any(|p| p["object"]
+            .as_str()
+            .is_some_and(|o| o.starts_with(&pack_name))),
+        "{report}"
+    );
+    assert!(
+        problems.iter().any(|p| p["snapshot"] == id.as_str()
+            && p["path"].as_str().is_some_and(|p| p.starts_with("/site"))),
+        "{report}"
+    );
+    let text = backup(&repo, &["check", "--read-data"], Some("pw"));
+    assert_eq!(text.status.code(), Some(4));
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains(&format!("damage: snapshot {}", &id[..8]))
+    );
+}

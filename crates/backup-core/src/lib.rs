@@ -35,7 +35,9 @@
 //!
 //! Old snapshots are forgotten by a retention policy ([`retention`], which recommends a
 //! short-term plus long-term policy); forgetting deletes snapshot objects only, and the data
-//! stays until a prune (not yet in this crate).
+//! stays until a prune (not yet in this crate). [`check`] verifies the structure and, all at
+//! once or part by part, the data, naming each damaged object with the snapshots and files it
+//! affects.
 //!
 //! # Why these dependencies
 //!
@@ -55,6 +57,7 @@
 //!   `rustix`: `mknodat` for FIFOs and device nodes, which std cannot create.
 
 mod backup;
+pub mod check;
 mod chunker;
 mod cipher;
 mod compare;

@@ -449,7 +449,7 @@ impl Repository {
 
     /// Loads every object in `dir` (`index` or `snapshots`), a bounded number at a time; skips
     /// and records foreign names and objects that are damaged or vanished meanwhile.
-    async fn load_objects<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn load_objects<T: serde::de::DeserializeOwned>(
         &self,
         dir: &str,
     ) -> Result<Vec<(String, T)>> {

@@ -7,6 +7,7 @@
 //! backup -r s3://bucket/prefix snapshots
 //! backup -r /srv/repo restore latest --target /tmp/restore [--path www/site]
 //! backup -r /srv/repo ls latest | diff A B | stats [--json]
+//! backup -r /srv/repo check [--read-data | --read-data-subset 1/7 | 10% | 2G] [--json]
 //! backup -r /srv/repo forget --keep-within 2d --keep-daily 14 --keep-monthly 12 [--dry-run]
 //! ```
 //!
@@ -14,7 +15,7 @@
 //! crypto-at-rest keyring file); only on a terminal is the password prompted for.
 //!
 //! Exit status: 0 on success, 1 on error, 3 when `backup` saved a snapshot but skipped files it
-//! could not read (as restic). `ls` prints paths escaped (`\n`, `\\`, `\xNN`, ...), and
+//! could not read (as restic), 4 when `check` found damage. `ls` prints paths escaped (`\n`, `\\`, `\xNN`, ...), and
 //! `restore --path` takes a path as `ls` prints it.
 
 use std::ffi::OsString;
@@ -25,6 +26,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use backup_core::check::{CheckOptions, CheckReport, DataSubset};
 use backup_core::format::{NodeKind, Snapshot};
 use backup_core::retention::{GroupBy, RetentionDuration, RetentionPolicy, RetentionPolicyBuilder};
 use backup_core::{
@@ -180,6 +182,17 @@ enum Command {
         /// Only list what would be kept and removed, and why.
         #[arg(short = 'n', long)]
         dry_run: bool,
+    },
+    /// Verify the repository: every index entry, tree and chunk in place (exit 4 when damage
+    /// is found, naming the object and the snapshots and files it affects).
+    Check {
+        /// Also decrypt and verify every pack.
+        #[arg(long)]
+        read_data: bool,
+        /// Decrypt and verify part of the packs: n/N (N runs with n = 1..N read everything), a
+        /// percentage or a size (a different part each day, so that N daily runs read all).
+        #[arg(long, value_name = "SUBSET", conflicts_with = "read_data")]
+        read_data_subset: Option<DataSubset>,
     },
     /// End-to-end demo with no configuration: back up a directory into a temporary repository,
     /// restore it elsewhere, verify it is identical, and print the summary.
@@ -351,6 +364,9 @@ fn tune_malloc(command: &Command) {
 
 /// Exit status of a backup that skipped unreadable files (restic's).
 const EXIT_PARTIAL: i32 = 3;
+
+/// Exit status of a `check` that found damage (1 stays "the check could not run").
+const EXIT_DAMAGED: i32 = 4;
 
 fn main() {
     let cli = Cli::parse();
@@ -566,9 +582,69 @@ async fn run(cli: Cli) -> Result<i32> {
             }
         }
         Command::Forget { .. } => forget(&cli, &location).await?,
+        Command::Check {
+            read_data,
+            read_data_subset,
+        } => {
+            let repo = open(&cli, &location).await?;
+            let mut options = CheckOptions::builder();
+            if let Some(subset) = read_data_subset {
+                options = options.with_read_data(*subset);
+            } else if *read_data {
+                options = options.with_read_data(DataSubset::All);
+            }
+            let report = backup_core::check::check(repo, &options.build()?).await?;
+            print_check(cli.json, &report)?;
+            if !report.is_ok() {
+                return Ok(EXIT_DAMAGED);
+            }
+        }
         Command::Demo { .. } => unreachable!("handled above"),
     }
     Ok(0)
+}
+
+/// Prints what `check` found.
+fn print_check(json_out: bool, report: &CheckReport) -> Result<()> {
+    if json_out {
+        println!("{}", serde_json::to_string(report)?);
+        return Ok(());
+    }
+    println!(
+        "checked {} snapshots, {} trees, {} packs",
+        report.snapshots, report.trees, report.packs
+    );
+    if let Some(part) = &report.part {
+        println!(
+            "read part {part} of the data: {} packs, {}, {} blobs verified",
+            report.packs_read,
+            human_bytes(report.bytes_read),
+            report.blobs_verified
+        );
+    }
+    if !report.unindexed_packs.is_empty() {
+        println!(
+            "note: {} packs are in no index (left by an interrupted backup)",
+            report.unindexed_packs.len()
+        );
+    }
+    for p in &report.problems {
+        match (&p.snapshot, &p.path) {
+            (Some(snapshot), Some(path)) => println!(
+                "damage: snapshot {} {path}: {}: {}",
+                &snapshot[..8.min(snapshot.len())],
+                p.object,
+                p.problem
+            ),
+            _ => println!("damage: {}: {}", p.object, p.problem),
+        }
+    }
+    if report.is_ok() {
+        println!("no damage found");
+    } else {
+        println!("{} problems found", report.problems.len());
+    }
+    Ok(())
 }
 
 /// `forget`: builds the policy from the flags, applies it and prints each decision.
