@@ -11,6 +11,7 @@ fn command(repo: &Path, args: &[&str], password: Option<&str>) -> Command {
         .args(args)
         .env_remove("BACKUP_PASSWORD")
         .env_remove("BACKUP_REPOSITORY")
+        .env_remove("BACKUP_NEW_PASSWORD")
         .stdin(Stdio::null());
     if let Some(pw) = password {
         cmd.env("BACKUP_PASSWORD", pw);
@@ -650,4 +651,64 @@ fn check_passes_then_names_damage_with_exit_4_and_json() {
     assert!(
         String::from_utf8_lossy(&text.stdout).contains(&format!("damage: snapshot {}", &id[..8]))
     );
+}
+
+#[test]
+fn keys_are_added_listed_changed_and_the_last_is_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = dir.path().join("repo");
+    ok(backup(&repo, &["init"], Some("alice")));
+    let added = json(&ok(command(
+        &repo,
+        &["--json", "key", "add"],
+        Some("alice"),
+    )
+    .env("BACKUP_NEW_PASSWORD", "bob")
+    .output()
+    .expect("runs")));
+    let bob = added["added"].as_str().expect("id").to_string();
+    let listed = json(&ok(backup(&repo, &["--json", "key", "list"], Some("bob"))));
+    let keys = listed.as_array().expect("array");
+    assert_eq!(keys.len(), 2);
+    let alice = keys
+        .iter()
+        .find(|k| k["id"] != bob.as_str())
+        .expect("alice's key")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert!(keys.iter().all(|k| k["kind"] == "passphrase"));
+    assert!(
+        keys.iter()
+            .any(|k| k["id"] == bob.as_str() && k["current"] == true)
+    );
+    fails_with(
+        backup(&repo, &["key", "remove", &bob], Some("bob")),
+        "opened with",
+    );
+    fails_with(
+        command(&repo, &["key", "passwd"], Some("bob"))
+            .output()
+            .expect("runs"),
+        "BACKUP_NEW_PASSWORD",
+    );
+    ok(backup(&repo, &["key", "remove", &alice[..8]], Some("bob")));
+    fails_with(
+        backup(&repo, &["key", "list"], Some("alice")),
+        "wrong password",
+    );
+    fails_with(
+        backup(&repo, &["key", "remove", &bob], Some("bob")),
+        "last key",
+    );
+    let changed = ok(command(&repo, &["key", "passwd"], Some("bob"))
+        .env("BACKUP_NEW_PASSWORD", "bob2")
+        .output()
+        .expect("runs"));
+    assert!(
+        changed.contains(&format!("replaced key {bob}")),
+        "{changed}"
+    );
+    fails_with(backup(&repo, &["snapshots"], Some("bob")), "wrong password");
+    ok(backup(&repo, &["snapshots"], Some("bob2")));
 }

@@ -69,6 +69,7 @@ pub mod format;
 mod fsmeta;
 #[cfg(test)]
 mod hostile_tests;
+pub mod keys;
 mod local;
 pub mod ops;
 mod pack;

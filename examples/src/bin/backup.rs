@@ -8,6 +8,7 @@
 //! backup -r /srv/repo restore latest --target /tmp/restore [--path www/site]
 //! backup -r /srv/repo ls latest | diff A B | stats [--json]
 //! backup -r /srv/repo check [--read-data | --read-data-subset 1/7 | 10% | 2G] [--json]
+//! backup -r /srv/repo key add | list | remove ID | passwd      # new password: BACKUP_NEW_PASSWORD
 //! backup -r /srv/repo forget --keep-within 2d --keep-daily 14 --keep-monthly 12 [--dry-run]
 //! ```
 //!
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use backup_core::check::{CheckOptions, CheckReport, DataSubset};
 use backup_core::format::{NodeKind, Snapshot};
+use backup_core::keys::KeyKind;
 use backup_core::retention::{GroupBy, RetentionDuration, RetentionPolicy, RetentionPolicyBuilder};
 use backup_core::{
     BackupOptions, InitOptions, KeySource, Progress, Repository, RestoreOptions, StoreOptions, ops,
@@ -194,12 +196,124 @@ enum Command {
         #[arg(long, value_name = "SUBSET", conflicts_with = "read_data")]
         read_data_subset: Option<DataSubset>,
     },
+    /// Manage the repository's keys (passphrases and key files); no data is rewritten.
+    Key {
+        #[command(subcommand)]
+        action: KeyCommand,
+    },
     /// End-to-end demo with no configuration: back up a directory into a temporary repository,
     /// restore it elsewhere, verify it is identical, and print the summary.
     Demo {
         /// Directory to back up (default: this workspace's source tree, else a generated one).
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Add a key (another admin's): the new passphrase comes from BACKUP_NEW_PASSWORD (or a
+    /// prompt), or the new key from --new-key-file.
+    Add {
+        /// The new key's keyring file instead of a new passphrase.
+        #[arg(long)]
+        new_key_file: Option<PathBuf>,
+    },
+    /// List the keys; `*` marks the one used now.
+    List,
+    /// Remove a key by id or unique prefix (not the one used now, never the last).
+    Remove {
+        /// Key id or unique prefix.
+        id: String,
+    },
+    /// Replace the key used now by a new passphrase (BACKUP_NEW_PASSWORD or a prompt) or key
+    /// file: the new key is written before the old one is removed.
+    Passwd {
+        /// The new key's keyring file instead of a new passphrase.
+        #[arg(long)]
+        new_key_file: Option<PathBuf>,
+    },
+}
+
+const NEW_PASSWORD_ENV: &str = "BACKUP_NEW_PASSWORD";
+
+/// The new key of `key add` / `key passwd`.
+fn new_key_source(key_file: Option<&Path>) -> Result<KeySource> {
+    if let Some(path) = key_file {
+        return Ok(KeySource::key_file(path)?);
+    }
+    if let Ok(p) = std::env::var(NEW_PASSWORD_ENV) {
+        return Ok(KeySource::passphrase(p));
+    }
+    if std::io::stdin().is_terminal() {
+        let p = rpassword::prompt_password("new password: ")
+            .context("reading the new password from the terminal")?;
+        let again = rpassword::prompt_password("new password again: ")
+            .context("reading the new password from the terminal")?;
+        if p != again {
+            bail!("the two new passwords differ");
+        }
+        return Ok(KeySource::passphrase(p));
+    }
+    bail!(
+        "no new password: set {NEW_PASSWORD_ENV} or pass --new-key-file (no terminal to prompt on)"
+    )
+}
+
+/// `key add|list|remove|passwd`.
+async fn key(cli: &Cli, location: &str, action: &KeyCommand) -> Result<()> {
+    let repo = open(cli, location).await?;
+    match action {
+        KeyCommand::Add { new_key_file } => {
+            let id = repo
+                .add_key(&new_key_source(new_key_file.as_deref())?)
+                .await?;
+            if cli.json {
+                println!("{}", json!({"added": id}));
+            } else {
+                println!("added key {id}");
+            }
+        }
+        KeyCommand::List => {
+            let keys = repo.list_keys().await?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&keys)?);
+            } else {
+                for k in &keys {
+                    let kind = match k.kind {
+                        KeyKind::Passphrase => "passphrase",
+                        KeyKind::KeyFile => "key file",
+                        _ => "other",
+                    };
+                    println!(
+                        "{} {} {kind:<10} {}",
+                        if k.current { '*' } else { ' ' },
+                        k.id,
+                        k.kdf.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+        KeyCommand::Remove { id } => {
+            repo.remove_key(id).await?;
+            if cli.json {
+                println!("{}", json!({"removed": id}));
+            } else {
+                println!("removed key {id}");
+            }
+        }
+        KeyCommand::Passwd { new_key_file } => {
+            let old = repo.current_key()?;
+            let id = repo
+                .change_key(&new_key_source(new_key_file.as_deref())?)
+                .await?;
+            if cli.json {
+                println!("{}", json!({"added": id, "removed": old}));
+            } else {
+                println!("replaced key {old} by {id}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Progress bar with bytes/s and ETA; hidden when stderr is not a terminal or with --json.
@@ -582,6 +696,7 @@ async fn run(cli: Cli) -> Result<i32> {
             }
         }
         Command::Forget { .. } => forget(&cli, &location).await?,
+        Command::Key { action } => key(&cli, &location, action).await?,
         Command::Check {
             read_data,
             read_data_subset,
