@@ -214,3 +214,40 @@ async fn a_lost_pack_is_found_by_the_structure_check() {
     assert!(by_file.object.starts_with(&lost), "{by_file:?}");
     assert_eq!(by_file.snapshot.as_deref(), Some(f.snapshot.as_str()));
 }
+
+#[tokio::test]
+async fn a_damaged_index_object_is_named_with_the_files_it_made_unreachable() {
+    let f = fixture().await;
+    let index_dir = f.repo_dir.join("index");
+    let index = std::fs::read_dir(&index_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .next()
+        .unwrap();
+    let mut bytes = std::fs::read(&index).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&index, bytes).unwrap();
+    let name = relative(&f.repo_dir, &index);
+
+    let store = StoreOptions::new(f.repo_dir.to_string_lossy())
+        .build()
+        .unwrap();
+    let repo = Repository::open(store, "repo", &KeySource::passphrase("pw")).await;
+    // The only index object is damaged: nothing is reachable, and check says why.
+    let repo = Arc::new(repo.unwrap());
+    let report = check(repo, &CheckOptions::builder().build().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.object == name && p.problem.contains("fails authentication")),
+        "{:?}",
+        report.problems
+    );
+    let root = problem_at(&report, "/");
+    assert_eq!(root.snapshot.as_deref(), Some(f.snapshot.as_str()));
+    assert_eq!(report.unindexed_packs.len(), report.packs);
+}
