@@ -11,6 +11,7 @@ fn command(repo: &Path, args: &[&str], password: Option<&str>) -> Command {
         .args(args)
         .env_remove("BACKUP_PASSWORD")
         .env_remove("BACKUP_REPOSITORY")
+        .env_remove("BACKUP_NEW_PASSWORD")
         .stdin(Stdio::null());
     if let Some(pw) = password {
         cmd.env("BACKUP_PASSWORD", pw);
@@ -482,4 +483,232 @@ fn a_rerun_removes_what_a_killed_restore_left() {
         "left: {left:?}"
     );
     assert!(std::fs::read(target.join("src/big")).expect("restored") == big);
+}
+
+#[test]
+fn forget_lists_reasons_and_removes_only_what_the_policy_drops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("site");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("index.php"), b"<?php").expect("write");
+    let repo = dir.path().join("repo");
+    let src = src.to_str().expect("utf-8");
+    ok(backup(&repo, &["init"], Some("pw")));
+    let mut ids = Vec::new();
+    for (tag, host) in [
+        ("monthly", "web1"),
+        ("a", "web1"),
+        ("b", "web1"),
+        ("c", "web2"),
+    ] {
+        let out = json(&ok(backup(
+            &repo,
+            &["--json", "backup", src, "--tag", tag, "--host", host],
+            Some("pw"),
+        )));
+        ids.push(out["id"].as_str().expect("id").to_string());
+    }
+    fails_with(
+        backup(&repo, &["forget", "--keep-daily", "0"], Some("pw")),
+        "keeps nothing",
+    );
+    fails_with(
+        backup(&repo, &["forget", "--keep-within", "3w"], Some("pw")),
+        "unknown unit 'w'",
+    );
+
+    let args = ["forget", "--keep-last", "1", "--keep-tag", "monthly"];
+    let plan = ok(backup(
+        &repo,
+        &[&args[..], &["--dry-run"]].concat(),
+        Some("pw"),
+    ));
+    assert!(plan.contains("would remove 1 snapshots"), "{plan}");
+    let line = |id: &str| {
+        plan.lines()
+            .find(|l| l.contains(&id[..8]))
+            .unwrap_or_else(|| panic!("{id} not listed: {plan}"))
+            .to_string()
+    };
+    assert!(line(&ids[0]).contains("keep") && line(&ids[0]).contains("tag monthly"));
+    assert!(line(&ids[1]).contains("remove") && line(&ids[1]).contains("not among the last 1"));
+    assert!(line(&ids[2]).trim_start().starts_with("keep") && line(&ids[2]).contains("last"));
+    // web2 is its own group, where it is the newest.
+    assert!(line(&ids[3]).trim_start().starts_with("keep"));
+    let listed = json(&ok(backup(&repo, &["--json", "snapshots"], Some("pw"))));
+    assert_eq!(
+        listed.as_array().expect("array").len(),
+        4,
+        "dry run removed"
+    );
+
+    let done = json(&ok(backup(
+        &repo,
+        &[&["--json"], &args[..]].concat(),
+        Some("pw"),
+    )));
+    assert_eq!(done["dry_run"], false);
+    let removed: Vec<_> = done["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["decisions"].as_array().expect("decisions").iter())
+        .filter(|d| d["keep"] == false)
+        .map(|d| d["id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(removed, [ids[1].clone()]);
+    let listed = json(&ok(backup(&repo, &["--json", "snapshots"], Some("pw"))));
+    let left: Vec<_> = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|s| s["id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(left, [ids[0].clone(), ids[2].clone(), ids[3].clone()]);
+    // The kept snapshots still restore.
+    let target = dir.path().join("restored");
+    ok(backup(
+        &repo,
+        &[
+            "restore",
+            &ids[0],
+            "--target",
+            target.to_str().expect("utf-8"),
+        ],
+        Some("pw"),
+    ));
+    assert_eq!(
+        std::fs::read(target.join("site/index.php")).expect("restored"),
+        b"<?php"
+    );
+}
+
+#[test]
+fn check_passes_then_names_damage_with_exit_4_and_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("site");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("index.php"), b"<?php echo 'a page';").expect("write");
+    let repo = dir.path().join("repo");
+    ok(backup(&repo, &["init"], Some("pw")));
+    let snap = json(&ok(backup(
+        &repo,
+        &["--json", "backup", src.to_str().expect("utf-8")],
+        Some("pw"),
+    )));
+    let id = snap["id"].as_str().expect("id").to_string();
+    let text = ok(backup(&repo, &["check", "--read-data"], Some("pw")));
+    assert!(text.contains("no damage found"), "{text}");
+    let part = ok(backup(
+        &repo,
+        &["check", "--read-data-subset", "1/1"],
+        Some("pw"),
+    ));
+    assert!(part.contains("read part 1/1"), "{part}");
+    fails_with(
+        backup(&repo, &["check", "--read-data-subset", "0/3"], Some("pw")),
+        "n must be in 1..=N",
+    );
+
+    // One pack holds everything; flip a byte of its first frame (the file's).
+    let pack = std::fs::read_dir(repo.join("data"))
+        .expect("data/")
+        .flat_map(|d| std::fs::read_dir(d.expect("entry").path()).expect("pack dir"))
+        .map(|p| p.expect("pack").path())
+        .next()
+        .expect("a pack");
+    let mut bytes = std::fs::read(&pack).expect("read pack");
+    bytes[10] ^= 1;
+    std::fs::write(&pack, bytes).expect("write pack");
+    let pack_name = pack
+        .strip_prefix(&repo)
+        .expect("inside")
+        .to_string_lossy()
+        .into_owned();
+
+    let out = backup(&repo, &["--json", "check", "--read-data"], Some("pw"));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&String::from_utf8(out.stdout).expect("utf-8"));
+    let problems = report["problems"].as_array().expect("problems");
+    assert!(
+        problems.iter().any(|p| p["object"]
+            .as_str()
+            .is_some_and(|o| o.starts_with(&pack_name))),
+        "{report}"
+    );
+    assert!(
+        problems.iter().any(|p| p["snapshot"] == id.as_str()
+            && p["path"].as_str().is_some_and(|p| p.starts_with("/site"))),
+        "{report}"
+    );
+    let text = backup(&repo, &["check", "--read-data"], Some("pw"));
+    assert_eq!(text.status.code(), Some(4));
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains(&format!("damage: snapshot {}", &id[..8]))
+    );
+}
+
+#[test]
+fn keys_are_added_listed_changed_and_the_last_is_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = dir.path().join("repo");
+    ok(backup(&repo, &["init"], Some("alice")));
+    let added = json(&ok(command(
+        &repo,
+        &["--json", "key", "add"],
+        Some("alice"),
+    )
+    .env("BACKUP_NEW_PASSWORD", "bob")
+    .output()
+    .expect("runs")));
+    let bob = added["added"].as_str().expect("id").to_string();
+    let listed = json(&ok(backup(&repo, &["--json", "key", "list"], Some("bob"))));
+    let keys = listed.as_array().expect("array");
+    assert_eq!(keys.len(), 2);
+    let alice = keys
+        .iter()
+        .find(|k| k["id"] != bob.as_str())
+        .expect("alice's key")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert!(keys.iter().all(|k| k["kind"] == "passphrase"));
+    assert!(
+        keys.iter()
+            .any(|k| k["id"] == bob.as_str() && k["current"] == true)
+    );
+    fails_with(
+        backup(&repo, &["key", "remove", &bob], Some("bob")),
+        "opened with",
+    );
+    fails_with(
+        command(&repo, &["key", "passwd"], Some("bob"))
+            .output()
+            .expect("runs"),
+        "BACKUP_NEW_PASSWORD",
+    );
+    ok(backup(&repo, &["key", "remove", &alice[..8]], Some("bob")));
+    fails_with(
+        backup(&repo, &["key", "list"], Some("alice")),
+        "wrong password",
+    );
+    fails_with(
+        backup(&repo, &["key", "remove", &bob], Some("bob")),
+        "last key",
+    );
+    let changed = ok(command(&repo, &["key", "passwd"], Some("bob"))
+        .env("BACKUP_NEW_PASSWORD", "bob2")
+        .output()
+        .expect("runs"));
+    assert!(
+        changed.contains(&format!("replaced key {bob}")),
+        "{changed}"
+    );
+    fails_with(backup(&repo, &["snapshots"], Some("bob")), "wrong password");
+    ok(backup(&repo, &["snapshots"], Some("bob2")));
 }

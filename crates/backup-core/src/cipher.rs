@@ -38,7 +38,7 @@ impl std::fmt::Debug for KeySource {
 #[derive(Serialize, Deserialize)]
 pub(crate) struct KeyObject {
     /// `PassphraseKdf` text (function, parameters, salt) for passphrase keys; `None` for key files.
-    kdf: Option<String>,
+    pub(crate) kdf: Option<String>,
     /// Envelope of the master secret, associated data = the object's name.
     #[serde(with = "serde_bytes")]
     wrapped_master: Vec<u8>,

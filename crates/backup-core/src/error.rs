@@ -118,6 +118,15 @@ pub enum Error {
         #[source]
         source: crypto_at_rest::Error,
     },
+    /// Removing a key was refused: it would leave the repository (or this caller) without a
+    /// key.
+    #[error("refusing to remove key {id}: {reason}")]
+    KeyRemovalRefused {
+        /// The key's id.
+        id: String,
+        /// Why.
+        reason: &'static str,
+    },
     /// A configuration value (builder option, URL, glob) is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -33,6 +33,12 @@
 //! zstd, pack objects, an index, trees and snapshots, every object a crypto-at-rest envelope bound
 //! to its name.
 //!
+//! Old snapshots are forgotten by a retention policy ([`retention`], which recommends a
+//! short-term plus long-term policy); forgetting deletes snapshot objects only, and the data
+//! stays until a prune (not yet in this crate). [`check`] verifies the structure and, all at
+//! once or part by part, the data, naming each damaged object with the snapshots and files it
+//! affects.
+//!
 //! # Why these dependencies
 //!
 //! * `object_store`: one async API over local disk, S3 (with conditional puts for `init`) and
@@ -51,6 +57,7 @@
 //!   `rustix`: `mknodat` for FIFOs and device nodes, which std cannot create.
 
 mod backup;
+pub mod check;
 mod chunker;
 mod cipher;
 mod compare;
@@ -62,6 +69,7 @@ pub mod format;
 mod fsmeta;
 #[cfg(test)]
 mod hostile_tests;
+pub mod keys;
 mod local;
 pub mod ops;
 mod pack;
@@ -69,6 +77,7 @@ mod pool;
 mod progress;
 mod repo;
 mod restore;
+pub mod retention;
 mod scan;
 mod store;
 

@@ -97,7 +97,7 @@ pub struct SkippedObject {
 }
 
 /// Whether `name` is `<dir>/` followed by an object id (32 lowercase hex digits).
-fn is_object_name(dir: &str, name: &str) -> bool {
+pub(crate) fn is_object_name(dir: &str, name: &str) -> bool {
     name.strip_prefix(dir)
         .and_then(|rest| rest.strip_prefix('/'))
         .is_some_and(|id| {
@@ -139,6 +139,8 @@ impl BlobLocation {
 
 /// The secrets derived from the master key.
 pub(crate) struct Keys {
+    /// The master secret, kept to wrap it for new keys (`key add`, `key passwd`).
+    master: Zeroizing<[u8; MASTER_LEN]>,
     pub(crate) cipher: RepoCipher,
     id_key: Zeroizing<[u8; 32]>,
     group_key: Zeroizing<[u8; 32]>,
@@ -160,6 +162,7 @@ impl Keys {
             master,
         ));
         Keys {
+            master: Zeroizing::new(*master),
             cipher: RepoCipher::from_master(master),
             id_key,
             group_key,
@@ -196,7 +199,9 @@ pub struct Repository {
     /// Index objects loaded (none: the index is missing).
     index_objects: AtomicUsize,
     /// Damaged or foreign objects skipped so far, by name.
-    skipped: Mutex<BTreeMap<String, String>>,
+    pub(crate) skipped: Mutex<BTreeMap<String, String>>,
+    /// The `keys/` object this repository was opened (or created) with.
+    pub(crate) key_name: Mutex<String>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -262,7 +267,7 @@ impl Repository {
         for name in &leftover_keys {
             match unwrap_key(store.as_ref(), name, key).await {
                 Ok(Some(master)) => {
-                    reused = Some(master);
+                    reused = Some((master, name.clone()));
                     break;
                 }
                 // Another key, or a damaged one: passed over, as open does.
@@ -270,9 +275,9 @@ impl Repository {
                 Err(e) => return Err(e),
             }
         }
-        let key_written = reused.is_some();
+        let key_written = reused.as_ref().map(|(_, name)| name.clone());
         let master = match reused {
-            Some(master) => master,
+            Some((master, _)) => master,
             None => {
                 let mut master = Zeroizing::new([0u8; MASTER_LEN]);
                 ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), master.as_mut())
@@ -296,9 +301,11 @@ impl Repository {
             index: RwLock::new(HashMap::new()),
             index_objects: AtomicUsize::new(0),
             skipped: Mutex::new(BTreeMap::new()),
+            key_name: Mutex::new(key_written.clone().unwrap_or_default()),
         };
-        if !key_written {
-            repo.add_key(&master, key).await?;
+        if key_written.is_none() {
+            let name = repo.write_key(key).await?;
+            *repo.key_name.lock().map_err(poisoned)? = name;
         }
         let config_bytes = repo
             .keys
@@ -327,10 +334,12 @@ impl Repository {
         }
     }
 
-    async fn add_key(&self, master: &[u8; MASTER_LEN], key: &KeySource) -> Result<()> {
+    /// Writes a new key object wrapping the master secret for `key`; returns its name.
+    pub(crate) async fn write_key(&self, key: &KeySource) -> Result<String> {
         let name = format!("keys/{}", format::random_id());
-        let object = key.wrap(master, &name)?;
-        self.put(&name, format::encode(&object), true).await
+        let object = key.wrap(&self.keys.master, &name)?;
+        self.put(&name, format::encode(&object), true).await?;
+        Ok(name)
     }
 
     /// Opens the repository with a passphrase or key file.
@@ -383,11 +392,11 @@ impl Repository {
             if let Ok(plain) =
                 RepoCipher::from_master(&master).open(CONFIG.as_bytes(), &config_sealed)
             {
-                opened = Some((master, plain));
+                opened = Some((master, plain, name.clone()));
                 break;
             }
         }
-        let (master, config_plain) = match opened {
+        let (master, config_plain, key_name) = match opened {
             Some(opened) => opened,
             None if unwrapped_any => {
                 return Err(Error::corrupt(
@@ -426,6 +435,7 @@ impl Repository {
             index: RwLock::new(HashMap::new()),
             index_objects: AtomicUsize::new(0),
             skipped,
+            key_name: Mutex::new(key_name),
         };
         repo.load_index().await?;
         Ok(repo)
@@ -449,7 +459,7 @@ impl Repository {
 
     /// Loads every object in `dir` (`index` or `snapshots`), a bounded number at a time; skips
     /// and records foreign names and objects that are damaged or vanished meanwhile.
-    async fn load_objects<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn load_objects<T: serde::de::DeserializeOwned>(
         &self,
         dir: &str,
     ) -> Result<Vec<(String, T)>> {
@@ -758,7 +768,7 @@ fn insert_pack(index: &mut HashMap<ChunkId, BlobLocation>, pack: &IndexPack) {
 }
 
 /// Records a skipped object (once) and logs it.
-fn skip(skipped: &Mutex<BTreeMap<String, String>>, name: &str, reason: &str) {
+pub(crate) fn skip(skipped: &Mutex<BTreeMap<String, String>>, name: &str, reason: &str) {
     if let Ok(mut skipped) = skipped.lock() {
         if !skipped.contains_key(name) {
             tracing::warn!("skipping repository object {name}: {reason}");
@@ -768,7 +778,7 @@ fn skip(skipped: &Mutex<BTreeMap<String, String>>, name: &str, reason: &str) {
 }
 
 /// The master secret in key object `name` if `key` opens it.
-async fn unwrap_key(
+pub(crate) async fn unwrap_key(
     store: &dyn ObjectStore,
     name: &str,
     key: &KeySource,
@@ -816,7 +826,7 @@ pub(crate) fn poisoned<T>(_: T) -> Error {
     Error::Worker("a worker panicked while holding the index lock".into())
 }
 
-async fn list_names(store: &dyn ObjectStore, dir: &str) -> Result<Vec<String>> {
+pub(crate) async fn list_names(store: &dyn ObjectStore, dir: &str) -> Result<Vec<String>> {
     let metas: Vec<_> = store
         .list(Some(&ObjectPath::from(dir)))
         .try_collect()

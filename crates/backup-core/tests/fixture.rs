@@ -192,6 +192,19 @@ async fn the_version_1_fixture_restores_every_snapshot_to_its_manifest() {
     assert_eq!(listed, expected.keys().cloned().collect());
     assert!(repo.skipped_objects().is_empty());
 
+    // `check --read-data` reads the version-1 format too, and finds it sound.
+    let options = backup_core::check::CheckOptions::builder()
+        .with_read_data(backup_core::check::DataSubset::All)
+        .build()
+        .unwrap();
+    let report = backup_core::check::check(repo.clone(), &options)
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.snapshots, 3);
+    assert!(report.packs_read > 0 && report.packs_read == report.packs);
+    assert!(report.unindexed_packs.is_empty());
+
     for (id, lines) in &expected {
         let target = work.path().join(id);
         restore_all(repo.clone(), id, &target).await;

@@ -7,13 +7,16 @@
 //! backup -r s3://bucket/prefix snapshots
 //! backup -r /srv/repo restore latest --target /tmp/restore [--path www/site]
 //! backup -r /srv/repo ls latest | diff A B | stats [--json]
+//! backup -r /srv/repo check [--read-data | --read-data-subset 1/7 | 10% | 2G] [--json]
+//! backup -r /srv/repo key add | list | remove ID | passwd      # new password: BACKUP_NEW_PASSWORD
+//! backup -r /srv/repo forget --keep-within 2d --keep-daily 14 --keep-monthly 12 [--dry-run]
 //! ```
 //!
 //! The password comes from `BACKUP_PASSWORD`, or the key comes from `--key-file` (a
 //! crypto-at-rest keyring file); only on a terminal is the password prompted for.
 //!
 //! Exit status: 0 on success, 1 on error, 3 when `backup` saved a snapshot but skipped files it
-//! could not read (as restic). `ls` prints paths escaped (`\n`, `\\`, `\xNN`, ...), and
+//! could not read (as restic), 4 when `check` found damage. `ls` prints paths escaped (`\n`, `\\`, `\xNN`, ...), and
 //! `restore --path` takes a path as `ls` prints it.
 
 use std::ffi::OsString;
@@ -24,7 +27,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use backup_core::check::{CheckOptions, CheckReport, DataSubset};
 use backup_core::format::{NodeKind, Snapshot};
+use backup_core::keys::KeyKind;
+use backup_core::retention::{GroupBy, RetentionDuration, RetentionPolicy, RetentionPolicyBuilder};
 use backup_core::{
     BackupOptions, InitOptions, KeySource, Progress, Repository, RestoreOptions, StoreOptions, ops,
 };
@@ -130,12 +136,184 @@ enum Command {
         /// Snapshots to count (default: all).
         snapshots: Vec<String>,
     },
+    /// Forget snapshots by a retention policy (restic's rules, applied per group). Deletes
+    /// snapshot objects only: their data stays in the repository until a prune.
+    Forget {
+        /// Keep the N newest snapshots.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep_last: u32,
+        /// Keep the newest snapshot of each of the last N hours that hold one.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep_hourly: u32,
+        /// Keep the newest snapshot of each of the last N days that hold one.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep_daily: u32,
+        /// Keep the newest snapshot of each of the last N ISO weeks that hold one.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep_weekly: u32,
+        /// Keep the newest snapshot of each of the last N months that hold one.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep_monthly: u32,
+        /// Keep the newest snapshot of each of the last N years that hold one.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep_yearly: u32,
+        /// Keep every snapshot less than this before the group's newest (1y6m, 14d, 36h).
+        #[arg(long, value_name = "DURATION")]
+        keep_within: Option<RetentionDuration>,
+        /// Keep one snapshot per hour within this duration of the group's newest.
+        #[arg(long, value_name = "DURATION")]
+        keep_within_hourly: Option<RetentionDuration>,
+        /// Keep one snapshot per day within this duration of the group's newest.
+        #[arg(long, value_name = "DURATION")]
+        keep_within_daily: Option<RetentionDuration>,
+        /// Keep one snapshot per ISO week within this duration of the group's newest.
+        #[arg(long, value_name = "DURATION")]
+        keep_within_weekly: Option<RetentionDuration>,
+        /// Keep one snapshot per month within this duration of the group's newest.
+        #[arg(long, value_name = "DURATION")]
+        keep_within_monthly: Option<RetentionDuration>,
+        /// Keep one snapshot per year within this duration of the group's newest.
+        #[arg(long, value_name = "DURATION")]
+        keep_within_yearly: Option<RetentionDuration>,
+        /// Keep snapshots with this tag (repeatable).
+        #[arg(long, value_name = "TAG")]
+        keep_tag: Vec<String>,
+        /// Group snapshots by these fields (comma-separated host, paths, tags; "" = one group).
+        #[arg(long, default_value = "host,paths")]
+        group_by: GroupBy,
+        /// Only list what would be kept and removed, and why.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
+    /// Verify the repository: every index entry, tree and chunk in place (exit 4 when damage
+    /// is found, naming the object and the snapshots and files it affects).
+    Check {
+        /// Also decrypt and verify every pack.
+        #[arg(long)]
+        read_data: bool,
+        /// Decrypt and verify part of the packs: n/N (N runs with n = 1..N read everything), a
+        /// percentage or a size (a different part each day, so that N daily runs read all).
+        #[arg(long, value_name = "SUBSET", conflicts_with = "read_data")]
+        read_data_subset: Option<DataSubset>,
+    },
+    /// Manage the repository's keys (passphrases and key files); no data is rewritten.
+    Key {
+        #[command(subcommand)]
+        action: KeyCommand,
+    },
     /// End-to-end demo with no configuration: back up a directory into a temporary repository,
     /// restore it elsewhere, verify it is identical, and print the summary.
     Demo {
         /// Directory to back up (default: this workspace's source tree, else a generated one).
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Add a key (another admin's): the new passphrase comes from BACKUP_NEW_PASSWORD (or a
+    /// prompt), or the new key from --new-key-file.
+    Add {
+        /// The new key's keyring file instead of a new passphrase.
+        #[arg(long)]
+        new_key_file: Option<PathBuf>,
+    },
+    /// List the keys; `*` marks the one used now.
+    List,
+    /// Remove a key by id or unique prefix (not the one used now, never the last).
+    Remove {
+        /// Key id or unique prefix.
+        id: String,
+    },
+    /// Replace the key used now by a new passphrase (BACKUP_NEW_PASSWORD or a prompt) or key
+    /// file: the new key is written before the old one is removed.
+    Passwd {
+        /// The new key's keyring file instead of a new passphrase.
+        #[arg(long)]
+        new_key_file: Option<PathBuf>,
+    },
+}
+
+const NEW_PASSWORD_ENV: &str = "BACKUP_NEW_PASSWORD";
+
+/// The new key of `key add` / `key passwd`.
+fn new_key_source(key_file: Option<&Path>) -> Result<KeySource> {
+    if let Some(path) = key_file {
+        return Ok(KeySource::key_file(path)?);
+    }
+    if let Ok(p) = std::env::var(NEW_PASSWORD_ENV) {
+        return Ok(KeySource::passphrase(p));
+    }
+    if std::io::stdin().is_terminal() {
+        let p = rpassword::prompt_password("new password: ")
+            .context("reading the new password from the terminal")?;
+        let again = rpassword::prompt_password("new password again: ")
+            .context("reading the new password from the terminal")?;
+        if p != again {
+            bail!("the two new passwords differ");
+        }
+        return Ok(KeySource::passphrase(p));
+    }
+    bail!(
+        "no new password: set {NEW_PASSWORD_ENV} or pass --new-key-file (no terminal to prompt on)"
+    )
+}
+
+/// `key add|list|remove|passwd`.
+async fn key(cli: &Cli, location: &str, action: &KeyCommand) -> Result<()> {
+    let repo = open(cli, location).await?;
+    match action {
+        KeyCommand::Add { new_key_file } => {
+            let id = repo
+                .add_key(&new_key_source(new_key_file.as_deref())?)
+                .await?;
+            if cli.json {
+                println!("{}", json!({"added": id}));
+            } else {
+                println!("added key {id}");
+            }
+        }
+        KeyCommand::List => {
+            let keys = repo.list_keys().await?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&keys)?);
+            } else {
+                for k in &keys {
+                    let kind = match k.kind {
+                        KeyKind::Passphrase => "passphrase",
+                        KeyKind::KeyFile => "key file",
+                        _ => "other",
+                    };
+                    println!(
+                        "{} {} {kind:<10} {}",
+                        if k.current { '*' } else { ' ' },
+                        k.id,
+                        k.kdf.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+        KeyCommand::Remove { id } => {
+            repo.remove_key(id).await?;
+            if cli.json {
+                println!("{}", json!({"removed": id}));
+            } else {
+                println!("removed key {id}");
+            }
+        }
+        KeyCommand::Passwd { new_key_file } => {
+            let old = repo.current_key()?;
+            let id = repo
+                .change_key(&new_key_source(new_key_file.as_deref())?)
+                .await?;
+            if cli.json {
+                println!("{}", json!({"added": id, "removed": old}));
+            } else {
+                println!("replaced key {old} by {id}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Progress bar with bytes/s and ETA; hidden when stderr is not a terminal or with --json.
@@ -300,6 +478,9 @@ fn tune_malloc(command: &Command) {
 
 /// Exit status of a backup that skipped unreadable files (restic's).
 const EXIT_PARTIAL: i32 = 3;
+
+/// Exit status of a `check` that found damage (1 stays "the check could not run").
+const EXIT_DAMAGED: i32 = 4;
 
 fn main() {
     let cli = Cli::parse();
@@ -514,9 +695,170 @@ async fn run(cli: Cli) -> Result<i32> {
                 );
             }
         }
+        Command::Forget { .. } => forget(&cli, &location).await?,
+        Command::Key { action } => key(&cli, &location, action).await?,
+        Command::Check {
+            read_data,
+            read_data_subset,
+        } => {
+            let repo = open(&cli, &location).await?;
+            let mut options = CheckOptions::builder();
+            if let Some(subset) = read_data_subset {
+                options = options.with_read_data(*subset);
+            } else if *read_data {
+                options = options.with_read_data(DataSubset::All);
+            }
+            let report = backup_core::check::check(repo, &options.build()?).await?;
+            print_check(cli.json, &report)?;
+            if !report.is_ok() {
+                return Ok(EXIT_DAMAGED);
+            }
+        }
         Command::Demo { .. } => unreachable!("handled above"),
     }
     Ok(0)
+}
+
+/// Prints what `check` found.
+fn print_check(json_out: bool, report: &CheckReport) -> Result<()> {
+    if json_out {
+        println!("{}", serde_json::to_string(report)?);
+        return Ok(());
+    }
+    println!(
+        "checked {} snapshots, {} trees, {} packs",
+        report.snapshots, report.trees, report.packs
+    );
+    if let Some(part) = &report.part {
+        println!(
+            "read part {part} of the data: {} packs, {}, {} blobs verified",
+            report.packs_read,
+            human_bytes(report.bytes_read),
+            report.blobs_verified
+        );
+    }
+    if !report.unindexed_packs.is_empty() {
+        println!(
+            "note: {} packs are in no index (left by an interrupted backup)",
+            report.unindexed_packs.len()
+        );
+    }
+    for p in &report.problems {
+        match (&p.snapshot, &p.path) {
+            (Some(snapshot), Some(path)) => println!(
+                "damage: snapshot {} {path}: {}: {}",
+                &snapshot[..8.min(snapshot.len())],
+                p.object,
+                p.problem
+            ),
+            _ => println!("damage: {}: {}", p.object, p.problem),
+        }
+    }
+    if report.is_ok() {
+        println!("no damage found");
+    } else {
+        println!("{} problems found", report.problems.len());
+    }
+    Ok(())
+}
+
+/// `forget`: builds the policy from the flags, applies it and prints each decision.
+async fn forget(cli: &Cli, location: &str) -> Result<()> {
+    let Command::Forget {
+        keep_last,
+        keep_hourly,
+        keep_daily,
+        keep_weekly,
+        keep_monthly,
+        keep_yearly,
+        keep_within,
+        keep_within_hourly,
+        keep_within_daily,
+        keep_within_weekly,
+        keep_within_monthly,
+        keep_within_yearly,
+        keep_tag,
+        group_by,
+        dry_run,
+    } = &cli.command
+    else {
+        bail!("not a forget command");
+    };
+    let mut policy = RetentionPolicy::builder()
+        .with_keep_last(*keep_last)
+        .with_keep_hourly(*keep_hourly)
+        .with_keep_daily(*keep_daily)
+        .with_keep_weekly(*keep_weekly)
+        .with_keep_monthly(*keep_monthly)
+        .with_keep_yearly(*keep_yearly)
+        .with_group_by(*group_by);
+    if let Some(d) = keep_within {
+        policy = policy.with_keep_within(*d);
+    }
+    type Setter = fn(RetentionPolicyBuilder, RetentionDuration) -> RetentionPolicyBuilder;
+    let within: [(&Option<RetentionDuration>, Setter); 5] = [
+        (
+            keep_within_hourly,
+            RetentionPolicyBuilder::with_keep_within_hourly,
+        ),
+        (
+            keep_within_daily,
+            RetentionPolicyBuilder::with_keep_within_daily,
+        ),
+        (
+            keep_within_weekly,
+            RetentionPolicyBuilder::with_keep_within_weekly,
+        ),
+        (
+            keep_within_monthly,
+            RetentionPolicyBuilder::with_keep_within_monthly,
+        ),
+        (
+            keep_within_yearly,
+            RetentionPolicyBuilder::with_keep_within_yearly,
+        ),
+    ];
+    for (duration, set) in within {
+        if let Some(d) = duration {
+            policy = set(policy, *d);
+        }
+    }
+    for t in keep_tag {
+        policy = policy.with_keep_tag(t);
+    }
+    let policy = policy.build()?;
+    let repo = open(cli, location).await?;
+    let groups = repo.forget(&policy, *dry_run).await?;
+    if cli.json {
+        println!("{}", json!({"dry_run": dry_run, "groups": groups}));
+        return Ok(());
+    }
+    let mut removed = 0;
+    for group in &groups {
+        let k = &group.key;
+        println!(
+            "group: host {} paths {} tags {}",
+            k.host.as_deref().unwrap_or("*"),
+            k.paths.as_ref().map_or("*".into(), |p| p.join(" ")),
+            k.tags.as_ref().map_or("*".into(), |t| t.join(",")),
+        );
+        for d in &group.decisions {
+            println!(
+                "  {} {} {}  {}",
+                if d.keep { "keep  " } else { "remove" },
+                &d.id[..8.min(d.id.len())],
+                time_of(d.time_ns),
+                d.reasons.join("; ")
+            );
+        }
+        removed += group.removed().count();
+    }
+    if *dry_run {
+        println!("dry run: would remove {removed} snapshots (data stays until a prune)");
+    } else {
+        println!("removed {removed} snapshots (data stays until a prune)");
+    }
+    Ok(())
 }
 
 /// The workspace's source tree if this binary runs from a checkout, else `None`.

@@ -1,0 +1,104 @@
+//! Keys: a second admin's key, a changed passphrase, removals refused where they would lock
+//! the repository, and no data rewritten by any of it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use backup_core::conformance::small_options;
+use backup_core::keys::KeyKind;
+use backup_core::{BackupOptions, Error, KeySource, NoProgress, Repository};
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use object_store::memory::InMemory;
+
+/// Every object but the key objects, with its size and e-tag.
+async fn non_key_objects(store: &dyn ObjectStore) -> BTreeMap<String, (u64, Option<String>)> {
+    let all: Vec<_> = store.list(None).try_collect().await.unwrap();
+    all.into_iter()
+        .filter(|m| !m.location.as_ref().starts_with("keys/"))
+        .map(|m| (m.location.to_string(), (m.size, m.e_tag)))
+        .collect()
+}
+
+async fn open(store: &Arc<InMemory>, pass: &str) -> backup_core::Result<Repository> {
+    Repository::open(store.clone(), "memory", &KeySource::passphrase(pass)).await
+}
+
+#[tokio::test]
+async fn add_passwd_and_remove_keys_without_rewriting_data() {
+    let store = Arc::new(InMemory::new());
+    let alice = KeySource::passphrase("alice's passphrase");
+    let repo = Arc::new(
+        Repository::init(store.clone(), "memory", &alice, small_options())
+            .await
+            .unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), b"data").unwrap();
+    let options = BackupOptions::builder([dir.path()]).build().unwrap();
+    let (snapshot, _) = backup_core::backup(repo.clone(), options, Arc::new(NoProgress))
+        .await
+        .unwrap();
+    let data_before = non_key_objects(store.as_ref()).await;
+
+    let alice_id = repo.current_key().unwrap();
+    let bob_id = repo
+        .add_key(&KeySource::passphrase("bob's passphrase"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        repo.add_key(&KeySource::passphrase("")).await,
+        Err(Error::Config(_))
+    ));
+    let keys = repo.list_keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    for k in &keys {
+        assert_eq!(k.kind, KeyKind::Passphrase);
+        assert!(k.kdf.as_deref().unwrap().starts_with("argon2id"), "{k:?}");
+        assert_eq!(k.current, k.id == alice_id);
+    }
+    assert!(keys.iter().any(|k| k.id == bob_id));
+
+    // Bob opens the repository and reads Alice's snapshot.
+    let as_bob = open(&store, "bob's passphrase").await.unwrap();
+    assert_eq!(as_bob.current_key().unwrap(), bob_id);
+    assert_eq!(as_bob.find_snapshot("latest").await.unwrap().0, snapshot);
+
+    // Nobody removes the key they opened with; Bob removes Alice's.
+    let refused = as_bob.remove_key(&bob_id).await.unwrap_err();
+    assert!(
+        matches!(refused, Error::KeyRemovalRefused { .. }),
+        "{refused}"
+    );
+    assert!(matches!(
+        as_bob.remove_key("ffff").await,
+        Err(Error::NotFound { .. })
+    ));
+    as_bob.remove_key(&alice_id[..8]).await.unwrap();
+    assert!(matches!(
+        open(&store, "alice's passphrase").await,
+        Err(Error::WrongKey)
+    ));
+    let refused = as_bob.remove_key(&bob_id).await.unwrap_err();
+    assert!(refused.to_string().contains("last key"), "{refused}");
+
+    // Bob changes his passphrase: the old one stops working, the new one opens.
+    let new_id = as_bob
+        .change_key(&KeySource::passphrase("bob's new passphrase"))
+        .await
+        .unwrap();
+    assert_ne!(new_id, bob_id);
+    assert_eq!(as_bob.current_key().unwrap(), new_id);
+    assert!(matches!(
+        open(&store, "bob's passphrase").await,
+        Err(Error::WrongKey)
+    ));
+    let reopened = open(&store, "bob's new passphrase").await.unwrap();
+    assert_eq!(reopened.list_keys().await.unwrap().len(), 1);
+    assert_eq!(reopened.find_snapshot("latest").await.unwrap().0, snapshot);
+    assert_eq!(
+        non_key_objects(store.as_ref()).await,
+        data_before,
+        "data rewritten"
+    );
+}
