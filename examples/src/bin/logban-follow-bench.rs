@@ -35,8 +35,8 @@ struct Args {
         default_value = "/etc/fail2ban/filter.d"
     )]
     filter_dir: PathBuf,
-    /// How often the follower polls the file (the `logban` daemon uses 250 ms).
-    #[arg(long, default_value_t = 250)]
+    /// How often the follower polls the file (the `logban` daemon uses 50 ms).
+    #[arg(long, default_value_t = 50)]
     period_ms: u64,
     /// Bans to time.
     #[arg(long, default_value_t = 200)]
