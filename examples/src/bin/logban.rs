@@ -223,6 +223,13 @@ fn start_readers(
             let files = engine
                 .open_files(&paths)
                 .with_context(|| format!("jail {}: logpath", jail.name))?;
+            for (path, why) in files.unreadable() {
+                eprintln!(
+                    "logban: warning: jail {}: log {} {why}",
+                    jail.name,
+                    path.display()
+                );
+            }
             tokio::spawn(async move {
                 let result = engine.follow_files(&name, files, filter, period).await;
                 report_reader_end(&name, result);

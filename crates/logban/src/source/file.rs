@@ -235,6 +235,37 @@ impl FileSource {
         Ok(())
     }
 
+    /// The configured paths that give no log file to read now, with why: a path that does not
+    /// exist (yet: it is read from its start when it appears), a directory, or a glob that
+    /// matches no file. A daemon warns about these when it starts.
+    pub fn unreadable(&self) -> Vec<(PathBuf, &'static str)> {
+        self.patterns
+            .iter()
+            .filter_map(|pattern| {
+                let name = pattern
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let why = if name.contains(['*', '?']) {
+                    let parent = pattern.parent().unwrap_or(Path::new("."));
+                    let matched = self.tails.keys().any(|p| {
+                        p.parent() == Some(parent)
+                            && p.file_name()
+                                .is_some_and(|f| glob_match(&name, &f.to_string_lossy()))
+                    });
+                    (!matched).then_some("matches no file (yet)")
+                } else if pattern.is_dir() {
+                    Some("is a directory, not a log file")
+                } else if !pattern.exists() {
+                    Some("does not exist (yet); it is read when it appears")
+                } else {
+                    None
+                };
+                why.map(|why| (pattern.clone(), why))
+            })
+            .collect()
+    }
+
     /// Positions of every followed file, to save.
     pub fn positions(&self) -> Vec<(PathBuf, FilePosition)> {
         self.tails
@@ -272,7 +303,10 @@ impl FileSource {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             if !name.contains(['*', '?']) {
-                out.push(pattern.clone());
+                // A directory is never read as a log (`unreadable` reports it).
+                if !pattern.is_dir() {
+                    out.push(pattern.clone());
+                }
                 continue;
             }
             let dir = pattern.parent().unwrap_or(Path::new("."));
