@@ -140,3 +140,42 @@ fn comment_lines_are_skipped_and_undated_matches_are_named() {
     );
     assert!(text.contains("Matched without a timestamp: 1"), "{text}");
 }
+
+/// `--logtimezone` (fail2ban's `logtimezone`) sets the zone of log times that carry none.
+#[test]
+fn logtimezone_sets_the_zone_of_zoneless_times() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let filter = custom_filter(tmp.path(), "[Definition]\nfailregex = ^\\s*bad <HOST>$\n");
+    let time = |zone: &str| -> f64 {
+        let out = Command::new(BIN)
+            .args([
+                "--json",
+                "--logtimezone",
+                zone,
+                "2026-03-01 10:00:00 bad 192.0.2.1",
+            ])
+            .arg(&filter)
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let first = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .map(str::to_owned);
+        let row: serde_json::Value = serde_json::from_str(&first.expect("a row")).expect("json");
+        row["time"].as_f64().expect("time")
+    };
+    assert_eq!(time("UTC"), 1_772_359_200.0, "2026-03-01T10:00:00Z");
+    assert_eq!(time("UTC+0200"), 1_772_352_000.0);
+    assert_eq!(time("Europe/Paris"), 1_772_355_600.0, "CET in March");
+    let bad = Command::new(BIN)
+        .args(["--logtimezone", "Mars/Olympus", "x y"])
+        .arg(&filter)
+        .output()
+        .expect("runs");
+    assert!(!bad.status.success());
+}

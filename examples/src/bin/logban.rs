@@ -204,6 +204,7 @@ fn start_readers(
             .with_context(|| format!("jail {}: filter {spec}", jail.name))?;
         let journalmatch = definition.journalmatch.clone();
         let filter = FilterBuilder::new(definition)
+            .with_clock(jail.filter_clock()?)
             .build()
             .with_context(|| format!("jail {}: filter {spec}", jail.name))?;
         let (engine, name) = (engine.clone(), jail.name.clone());
