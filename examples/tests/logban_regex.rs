@@ -11,6 +11,19 @@ Mar  1 00:00:02 web1 sshd[4000]: Failed password for invalid user 203.0.113.66 f
 Mar  1 00:00:03 web1 sshd[4001]: Invalid user x from evil.example.com port 1
 ";
 
+/// The `--json` rows of a successful run.
+fn json_rows(out: &std::process::Output) -> Vec<serde_json::Value> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
 #[test]
 fn prints_failures_totals_and_json() {
     let Some(dir) = test_support::require_env("FAIL2BAN_FILTER_DIR", "fail2ban's filter.d") else {
@@ -26,15 +39,7 @@ fn prints_failures_totals_and_json() {
         .arg("sshd[mode=aggressive]")
         .output()
         .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect();
+    let rows = json_rows(&out);
     let failures: Vec<&str> = rows
         .iter()
         .filter(|r| r["failure"] == true)
@@ -157,17 +162,7 @@ fn logtimezone_sets_the_zone_of_zoneless_times() {
             .arg(&filter)
             .output()
             .expect("runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let first = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .map(str::to_owned);
-        let row: serde_json::Value = serde_json::from_str(&first.expect("a row")).expect("json");
-        row["time"].as_f64().expect("time")
+        json_rows(&out)[0]["time"].as_f64().expect("time")
     };
     assert_eq!(time("UTC"), 1_772_359_200.0, "2026-03-01T10:00:00Z");
     assert_eq!(time("UTC+0200"), 1_772_352_000.0);
