@@ -121,6 +121,7 @@ fn overlong_lines_are_cut_not_buffered_forever() {
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0].bytes.len(), 1 << 20);
     assert_eq!(lines[1].bytes, b"next");
+    assert_eq!(tail.cut_lines(), 1, "the cut is counted, not silent");
 }
 
 #[test]

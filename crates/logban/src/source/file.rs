@@ -54,6 +54,8 @@ pub struct FileTail {
     partial: Vec<u8>,
     /// Bytes of the incomplete last line read so far (including any cut off).
     partial_raw: u64,
+    /// Lines longer than [`MAX_LINE`] read so far (each cut to its first MiB, and logged).
+    cut: u64,
 }
 
 impl FileTail {
@@ -67,6 +69,7 @@ impl FileTail {
             offset: 0,
             partial: Vec::new(),
             partial_raw: 0,
+            cut: 0,
         };
         match File::open(&tail.path) {
             Ok(file) => {
@@ -91,6 +94,12 @@ impl FileTail {
     /// The followed path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Lines longer than 1 MiB read so far: each was cut to its first MiB (and a warning
+    /// logged), so a failure beyond that point of such a line is not seen.
+    pub fn cut_lines(&self) -> u64 {
+        self.cut
     }
 
     /// Position to save (complete lines consumed so far).
@@ -164,6 +173,15 @@ impl FileTail {
                 match rest.iter().position(|&b| b == b'\n') {
                     Some(i) => {
                         keep(&mut self.partial, &mut self.partial_raw, &rest[..i]);
+                        if self.partial_raw > MAX_LINE as u64 {
+                            // Reported, never silent: a filter sees only the line's first MiB.
+                            self.cut += 1;
+                            tracing::warn!(
+                                path = %self.path.display(),
+                                bytes = self.partial_raw,
+                                "log line longer than 1 MiB: only its first MiB is matched"
+                            );
+                        }
                         self.offset += self.partial_raw + 1;
                         self.partial_raw = 0;
                         lines.push(LogLine {
@@ -264,6 +282,11 @@ impl FileSource {
                 why.map(|why| (pattern.clone(), why))
             })
             .collect()
+    }
+
+    /// Lines longer than 1 MiB read so far from every file (see [`FileTail::cut_lines`]).
+    pub fn cut_lines(&self) -> u64 {
+        self.tails.values().map(FileTail::cut_lines).sum()
     }
 
     /// Positions of every followed file, to save.
