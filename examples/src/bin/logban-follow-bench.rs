@@ -51,7 +51,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let input = std::fs::read(&args.log).with_context(|| format!("reading {}", args.log.display()))?;
+    let input =
+        std::fs::read(&args.log).with_context(|| format!("reading {}", args.log.display()))?;
     let lines = input.iter().filter(|&&b| b == b'\n').count() as u64;
     let def = load_filter(&args.filter_dir, "sshd").context("loading the sshd filter")?;
     let filter = FilterBuilder::new(def).build()?;
@@ -60,7 +61,10 @@ async fn main() -> anyhow::Result<()> {
         .with_maxretry(1)
         .with_ignore_self(false)
         .build()?;
-    let engine = Engine::builder(sink.clone()).with_jail(jail).build().await?;
+    let engine = Engine::builder(sink.clone())
+        .with_jail(jail)
+        .build()
+        .await?;
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("auth.log");
     let mut file = std::fs::File::create(&path)?;
