@@ -59,12 +59,8 @@ impl Engine {
         lines: &[LogLine],
         matcher: &mut dyn LineMatcher,
     ) -> Result<()> {
-        for line in lines {
-            let fed = match line.time {
-                Some(time) => self.feed_line_at(jail, &line.bytes, time, matcher).await,
-                None => self.feed_line(jail, &line.bytes, matcher).await,
-            };
-            match fed {
+        for outcome in matcher.match_lines(lines) {
+            match self.feed_outcome(jail, outcome).await {
                 Ok(_) | Err(Error::Sink { .. } | Error::Spawn { .. }) => {}
                 Err(e) => return Err(e),
             }
