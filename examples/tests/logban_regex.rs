@@ -11,6 +11,19 @@ Mar  1 00:00:02 web1 sshd[4000]: Failed password for invalid user 203.0.113.66 f
 Mar  1 00:00:03 web1 sshd[4001]: Invalid user x from evil.example.com port 1
 ";
 
+/// The `--json` rows of a successful run.
+fn json_rows(out: &std::process::Output) -> Vec<serde_json::Value> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
 #[test]
 fn prints_failures_totals_and_json() {
     let Some(dir) = test_support::require_env("FAIL2BAN_FILTER_DIR", "fail2ban's filter.d") else {
@@ -26,15 +39,7 @@ fn prints_failures_totals_and_json() {
         .arg("sshd[mode=aggressive]")
         .output()
         .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect();
+    let rows = json_rows(&out);
     let failures: Vec<&str> = rows
         .iter()
         .filter(|r| r["failure"] == true)
@@ -139,4 +144,33 @@ fn comment_lines_are_skipped_and_undated_matches_are_named() {
         "{text}"
     );
     assert!(text.contains("Matched without a timestamp: 1"), "{text}");
+}
+
+/// `--logtimezone` (fail2ban's `logtimezone`) sets the zone of log times that carry none.
+#[test]
+fn logtimezone_sets_the_zone_of_zoneless_times() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let filter = custom_filter(tmp.path(), "[Definition]\nfailregex = ^\\s*bad <HOST>$\n");
+    let time = |zone: &str| -> f64 {
+        let out = Command::new(BIN)
+            .args([
+                "--json",
+                "--logtimezone",
+                zone,
+                "2026-03-01 10:00:00 bad 192.0.2.1",
+            ])
+            .arg(&filter)
+            .output()
+            .expect("runs");
+        json_rows(&out)[0]["time"].as_f64().expect("time")
+    };
+    assert_eq!(time("UTC"), 1_772_359_200.0, "2026-03-01T10:00:00Z");
+    assert_eq!(time("UTC+0200"), 1_772_352_000.0);
+    assert_eq!(time("Europe/Paris"), 1_772_355_600.0, "CET in March");
+    let bad = Command::new(BIN)
+        .args(["--logtimezone", "Mars/Olympus", "x y"])
+        .arg(&filter)
+        .output()
+        .expect("runs");
+    assert!(!bad.status.success());
 }

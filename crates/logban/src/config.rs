@@ -190,6 +190,9 @@ pub struct JailSection {
     pub protocol: Option<String>,
     /// Cap on tracked addresses.
     pub max_tracked: Option<usize>,
+    /// fail2ban's `logtimezone`: the zone of log times that carry none (`UTC`, `UTC+0200`,
+    /// `Europe/Paris`); default the host's zone.
+    pub logtimezone: Option<String>,
 }
 
 fn yes() -> bool {
@@ -208,6 +211,21 @@ fn positive(field: &str, s: Seconds) -> Result<Duration> {
 }
 
 impl JailSection {
+    /// The clock for this jail's filter: the host's clock, with log times that carry no zone in
+    /// `logtimezone` (default the host's zone).
+    pub fn filter_clock(&self) -> Result<crate::filter::Clock> {
+        let zone = match self.logtimezone.as_deref() {
+            Some(text) => {
+                crate::filter::parse_logtimezone(text).map_err(|reason| Error::InvalidConfig {
+                    field: format!("jail {}: logtimezone", self.name),
+                    reason,
+                })?
+            }
+            None => jiff::tz::TimeZone::system(),
+        };
+        Ok(crate::filter::Clock::system(zone))
+    }
+
     /// The filter spec to load (`filter`, or the jail's name).
     pub fn filter_spec(&self) -> &str {
         self.filter.as_deref().unwrap_or(&self.name)
@@ -322,6 +340,7 @@ impl DaemonConfig {
         // Validate every enabled jail now, so that a bad one is reported before starting.
         for jail in config.enabled_jails() {
             jail.to_jail_config()?;
+            jail.filter_clock()?;
         }
         Ok(config)
     }
@@ -406,6 +425,7 @@ bantime = -1
             "[sink]\nkind = \"memory\"\n[[jail]]\nname = \"a\"\nfindtime = \"5 parsecs\"\n",
             "[sink]\nkind = \"memory\"\n[[jail]]\nname = \"a b\"\n",
             "[sink]\nkind = \"memory\"\n[[jail]]\nname = \"a\"\nignoreip = [\"nonsense\"]\n",
+            "[sink]\nkind = \"memory\"\n[[jail]]\nname = \"a\"\nlogtimezone = \"Mars/Olympus\"\n",
         ] {
             assert!(
                 DaemonConfig::from_toml(bad, Path::new("bad.toml")).is_err(),

@@ -21,6 +21,7 @@ use ipnet::IpNet;
 use crate::jail::{Ban, BanTime, Jail, JailConfig, Verdict};
 use crate::metrics::{JailCounters, Metrics};
 use crate::sink::{BanAction, BanSink, SinkJail};
+use crate::source::LogLine;
 use crate::state::{StateStore, StoredBan};
 use crate::{Error, Failure, Result};
 
@@ -44,6 +45,18 @@ pub trait LineMatcher: Send {
     /// seconds). By default the time is ignored.
     fn match_line_at(&mut self, line: &[u8], _time: f64) -> LineOutcome {
         self.match_line(line)
+    }
+
+    /// Looks at a batch of lines in order (a poll's worth), with the same results as one call
+    /// per line; a [`Filter`](crate::Filter) scans large batches on all cores.
+    fn match_lines(&mut self, lines: &[LogLine]) -> Vec<LineOutcome> {
+        lines
+            .iter()
+            .map(|l| match l.time {
+                Some(time) => self.match_line_at(&l.bytes, time),
+                None => self.match_line(&l.bytes),
+            })
+            .collect()
     }
 }
 
@@ -76,7 +89,48 @@ impl LineMatcher for crate::Filter {
         let found = self.process_line_at(&String::from_utf8_lossy(line), time);
         outcome(&found, self.now())
     }
+
+    fn match_lines(&mut self, lines: &[LogLine]) -> Vec<LineOutcome> {
+        let parallel = lines.len() >= PARALLEL_BATCH
+            && lines
+                .iter()
+                // The scan splits at newlines and drops a final `\r`: lines it would change
+                // keep the line-by-line path.
+                .all(|l| {
+                    l.time.is_none() && !l.bytes.contains(&b'\n') && !l.bytes.ends_with(b"\r")
+                });
+        if !parallel {
+            return lines
+                .iter()
+                .map(|l| match l.time {
+                    Some(time) => self.match_line_at(&l.bytes, time),
+                    None => self.match_line(&l.bytes),
+                })
+                .collect();
+        }
+        let mut data = Vec::with_capacity(lines.iter().map(|l| l.bytes.len() + 1).sum());
+        for line in lines {
+            data.extend_from_slice(&line.bytes);
+            data.push(b'\n');
+        }
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let mut found: Vec<Vec<crate::FilterMatch>> = vec![Vec::new(); lines.len()];
+        for m in self.scan(&data, threads) {
+            // Line numbers count from 1 within the batch.
+            if let Some(slot) = usize::try_from(m.line - 1)
+                .ok()
+                .and_then(|i| found.get_mut(i))
+            {
+                slot.push(m.found);
+            }
+        }
+        let now = self.now();
+        found.iter().map(|f| outcome(f, now)).collect()
+    }
 }
+
+/// Batches of at least this many lines (a backlog) are scanned on all cores.
+const PARALLEL_BATCH: usize = 32_768;
 
 /// How often (seconds) [`Engine::tick`] prunes ban history.
 const PRUNE_EVERY: i64 = 3600;
@@ -331,6 +385,11 @@ impl Engine {
         matcher: &mut dyn LineMatcher,
     ) -> Result<Vec<Ban>> {
         let outcome = matcher.match_line_at(line, time);
+        self.count_and_report(jail, outcome).await
+    }
+
+    /// Counts a line a matcher already looked at and reports its failures to `jail`.
+    pub(crate) async fn feed_outcome(&self, jail: &str, outcome: LineOutcome) -> Result<Vec<Ban>> {
         self.count_and_report(jail, outcome).await
     }
 

@@ -28,6 +28,14 @@ fn decode(bytes: &[u8]) -> Option<FilePosition> {
     })
 }
 
+/// Runs blocking work (file reads, database commits) on tokio's blocking threads.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        // Blocking tasks are never cancelled: an error is a panic, passed on.
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
 impl Engine {
     /// Opens `patterns` (paths or globs) for `jail`: files with a saved position resume there,
     /// the others start at their end (files appearing later are read from their beginning).
@@ -51,12 +59,8 @@ impl Engine {
         lines: &[LogLine],
         matcher: &mut dyn LineMatcher,
     ) -> Result<()> {
-        for line in lines {
-            let fed = match line.time {
-                Some(time) => self.feed_line_at(jail, &line.bytes, time, matcher).await,
-                None => self.feed_line(jail, &line.bytes, matcher).await,
-            };
-            match fed {
+        for outcome in matcher.match_lines(lines) {
+            match self.feed_outcome(jail, outcome).await {
                 Ok(_) | Err(Error::Sink { .. } | Error::Spawn { .. }) => {}
                 Err(e) => return Err(e),
             }
@@ -79,17 +83,28 @@ impl Engine {
         loop {
             interval.tick().await;
             // A backlog comes in bounded batches: poll again at once while lines come, saving
-            // positions after each batch.
+            // positions after each batch. Reading files and committing positions (an fsync)
+            // block, so both run on blocking threads, never on the runtime's workers.
             loop {
-                let lines = source.poll()?;
+                let (returned, polled) = blocking(move || {
+                    let polled = source.poll();
+                    (source, polled)
+                })
+                .await;
+                source = returned;
+                let lines = polled?;
                 if lines.is_empty() {
                     break;
                 }
                 self.feed_all(jail, &lines, &mut matcher).await?;
-                if let Some(state) = self.state() {
-                    for (path, position) in source.positions() {
-                        state.set_position(&file_key(&path), &encode(position))?;
-                    }
+                if let Some(state) = self.state().cloned() {
+                    let positions = source.positions();
+                    blocking(move || {
+                        positions.iter().try_for_each(|(path, position)| {
+                            state.set_position(&file_key(path), &encode(*position))
+                        })
+                    })
+                    .await?;
                 }
             }
         }

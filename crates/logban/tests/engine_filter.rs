@@ -118,3 +118,51 @@ async fn matches_without_a_timestamp_count_when_they_are_read() {
     assert!(sink.is_banned("voip", "192.0.2.77".parse().expect("ip")));
     assert_eq!(engine.metrics().jail("voip").snapshot().failures, 3);
 }
+
+/// A poll's batch of lines (a backlog) is matched on all cores with the results of one line at
+/// a time, in order.
+#[test]
+fn a_large_batch_matches_like_one_line_at_a_time() {
+    use logban::LineMatcher;
+    use logban::source::LogLine;
+    let mut def = logban::FilterDefinition::new("batch");
+    def.prefregex = Some(r"^\s*<F-MLFID>\S+ s\[\d+\]:</F-MLFID> <F-CONTENT>.+</F-CONTENT>$".into());
+    def.failregex = vec![
+        r"^user <F-NOFAIL><F-USER>\S+</F-USER></F-NOFAIL>$".into(),
+        r"^fail from <ADDR>$".into(),
+    ];
+    let filter = FilterBuilder::new(def)
+        .with_clock(Clock::fixed(jiff::tz::TimeZone::UTC, NOW))
+        .build()
+        .expect("builds");
+    let lines: Vec<LogLine> = (0..40_000u32)
+        .map(|i| {
+            let body = if i % 3 == 0 {
+                format!("user u{}", i % 7)
+            } else {
+                format!("fail from 192.0.2.{}", i % 200)
+            };
+            LogLine {
+                bytes: format!(
+                    "Jan 15 09:{:02}:{:02} h s[{}]: {body}",
+                    i / 60 % 60,
+                    i % 60,
+                    i % 150
+                )
+                .into_bytes(),
+                time: None,
+            }
+        })
+        .collect();
+    let mut one_by_one = filter.clone();
+    let expected: Vec<_> = lines
+        .iter()
+        .map(|l| one_by_one.match_line(&l.bytes))
+        .collect();
+    let mut batched = filter;
+    let got = batched.match_lines(&lines);
+    let failures: usize = expected.iter().map(|o| o.failures.len()).sum();
+    assert!(failures > 20_000, "{failures} failures");
+    assert!(got == expected, "same outcomes, line by line");
+    assert_eq!(batched.stats(), one_by_one.stats());
+}

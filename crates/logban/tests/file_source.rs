@@ -121,6 +121,7 @@ fn overlong_lines_are_cut_not_buffered_forever() {
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0].bytes.len(), 1 << 20);
     assert_eq!(lines[1].bytes, b"next");
+    assert_eq!(tail.cut_lines(), 1, "the cut is counted, not silent");
 }
 
 #[test]
@@ -144,4 +145,32 @@ fn a_large_backlog_comes_over_several_bounded_polls() {
     assert!(polls.len() >= 3, "{polls:?}");
     assert!(polls.iter().all(|&n| n <= 8 * 1024 + 64), "{polls:?}");
     assert_eq!(polls.iter().sum::<usize>(), count);
+}
+
+/// Paths that give nothing to read are named with why, so a daemon can warn; a missing file is
+/// picked up once it appears.
+#[test]
+fn missing_files_directories_and_empty_globs_are_reported() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let present = dir.path().join("present.log");
+    append(&present, "x\n");
+    let missing = dir.path().join("missing.log");
+    let glob = dir.path().join("sub").join("*.log");
+    std::fs::create_dir(dir.path().join("sub")).expect("sub");
+    let mut src = FileSource::new(
+        [
+            present.clone(),
+            missing.clone(),
+            dir.path().to_path_buf(),
+            glob.clone(),
+        ],
+        StartAt::End,
+    )
+    .expect("opens");
+    let reported: Vec<_> = src.unreadable().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(reported, [missing.clone(), dir.path().to_path_buf(), glob]);
+    assert!(src.unreadable()[1].1.contains("directory"));
+    append(&missing, "appeared\n");
+    assert_eq!(texts(src.poll().expect("poll")), ["appeared"]);
+    assert_eq!(src.unreadable().len(), 2);
 }

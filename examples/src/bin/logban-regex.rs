@@ -38,6 +38,10 @@ struct Args {
     /// Also list matches that are not failures (`<F-NOFAIL>`, host names, pending sessions).
     #[arg(long)]
     all: bool,
+    /// Zone of log times that carry none (fail2ban's `logtimezone`: `UTC`, `UTC+0200`,
+    /// `Europe/Paris`); default the host's zone.
+    #[arg(long)]
+    logtimezone: Option<String>,
     /// Threads scanning the log (default: all cores); the results are those of one thread.
     #[arg(long)]
     threads: Option<usize>,
@@ -47,7 +51,13 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let def = load_filter(&args.filter_dir, &args.filter)
         .with_context(|| format!("loading filter {}", args.filter))?;
+    let zone = match args.logtimezone.as_deref() {
+        Some(text) => logban::filter::parse_logtimezone(text)
+            .map_err(|e| anyhow::anyhow!("--logtimezone: {e}"))?,
+        None => jiff::tz::TimeZone::system(),
+    };
     let mut filter = FilterBuilder::new(def.clone())
+        .with_clock(logban::filter::Clock::system(zone))
         .with_check_all_regex(true)
         .with_comment_lines_skipped(true)
         .build()

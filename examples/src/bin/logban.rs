@@ -204,10 +204,13 @@ fn start_readers(
             .with_context(|| format!("jail {}: filter {spec}", jail.name))?;
         let journalmatch = definition.journalmatch.clone();
         let filter = FilterBuilder::new(definition)
+            .with_clock(jail.filter_clock()?)
             .build()
             .with_context(|| format!("jail {}: filter {spec}", jail.name))?;
         let (engine, name) = (engine.clone(), jail.name.clone());
-        let period = Duration::from_millis(250);
+        // Polls are cheap (a stat and a read); 50 ms keeps a ban within about 55 ms of its line
+        // at p99 (benches/results/logban-daemon.md), where 250 ms gave 247 ms.
+        let period = Duration::from_millis(50);
         let task = if jail.journal {
             let mut journal = JournalConfig::default();
             journal.matches = journalmatch;
@@ -221,6 +224,13 @@ fn start_readers(
             let files = engine
                 .open_files(&paths)
                 .with_context(|| format!("jail {}: logpath", jail.name))?;
+            for (path, why) in files.unreadable() {
+                eprintln!(
+                    "logban: warning: jail {}: log {} {why}",
+                    jail.name,
+                    path.display()
+                );
+            }
             tokio::spawn(async move {
                 let result = engine.follow_files(&name, files, filter, period).await;
                 report_reader_end(&name, result);

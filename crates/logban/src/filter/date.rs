@@ -66,6 +66,48 @@ impl Clock {
     }
 }
 
+/// Parses fail2ban's `logtimezone`: `UTC` (or `Z`, `GMT`), a fixed offset `UTC+HH`, `UTC+HHMM`,
+/// `UTC-HH:MM` (or the same without `UTC`), or an IANA zone name (`Europe/Paris`).
+///
+/// ```
+/// use logban::filter::parse_logtimezone;
+/// let paris = parse_logtimezone("UTC+0200").unwrap();
+/// assert_eq!(paris.to_offset(jiff::Timestamp::UNIX_EPOCH).seconds(), 7200);
+/// assert!(parse_logtimezone("Mars/Olympus").is_err());
+/// ```
+pub fn parse_logtimezone(text: &str) -> Result<TimeZone, String> {
+    let t = text.trim();
+    let upper = t.to_ascii_uppercase();
+    if matches!(upper.as_str(), "UTC" | "Z" | "GMT") {
+        return Ok(TimeZone::UTC);
+    }
+    let offset = upper
+        .strip_prefix("UTC")
+        .or_else(|| upper.strip_prefix("GMT"))
+        .unwrap_or(&upper);
+    if let Some((sign, digits)) = offset
+        .strip_prefix('+')
+        .map(|d| (1, d))
+        .or_else(|| offset.strip_prefix('-').map(|d| (-1, d)))
+    {
+        let digits: String = digits.chars().filter(|c| *c != ':').collect();
+        let (h, m) = match digits.len() {
+            1 | 2 => (digits.as_str(), "0"),
+            4 => digits.split_at(2),
+            _ => return Err(format!("`{text}` is not a zone offset (UTC+HHMM)")),
+        };
+        let (h, m): (i32, i32) = match (h.parse(), m.parse()) {
+            (Ok(h), Ok(m)) if h <= 23 && m <= 59 => (h, m),
+            _ => return Err(format!("`{text}` is not a zone offset (UTC+HHMM)")),
+        };
+        let seconds = sign * (h * 3600 + m * 60);
+        return jiff::tz::Offset::from_seconds(seconds)
+            .map(TimeZone::fixed)
+            .map_err(|e| format!("`{text}`: {e}"));
+    }
+    TimeZone::get(t).map_err(|e| format!("`{text}` is not a time zone: {e}"))
+}
+
 // strptime fields, as fail2ban's `timeRE` has them (with its own overrides).
 const FIELDS: &[(&str, &str)] = &[
     ("ExY", r"(?P<Y>20[0-3]\d)"),

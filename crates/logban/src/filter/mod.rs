@@ -19,7 +19,7 @@ mod screen;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-pub use date::{Clock, DateDetector, FoundDate};
+pub use date::{Clock, DateDetector, FoundDate, parse_logtimezone};
 
 pub use pyregex::{BACKTRACK_LIMIT, TranslateError};
 use pyregex::{Captures, Matcher};

@@ -138,6 +138,20 @@ pub struct CommandSink {
 }
 
 impl CommandSink {
+    /// Runs the ban or unban command of one action.
+    async fn run_action(&self, action: &BanAction) -> Result<()> {
+        let target = action.target();
+        let mut values = target_values(action.jail(), &target);
+        match action {
+            BanAction::Ban { timeout, .. } => {
+                let secs = timeout.map_or_else(|| "-1".to_owned(), |t| t.as_secs().to_string());
+                values.push(("<bantime>", secs));
+                self.run(&self.templates.ban, &values).await
+            }
+            BanAction::Unban { .. } => self.run(&self.templates.unban, &values).await,
+        }
+    }
+
     /// Starts a builder.
     pub fn builder() -> CommandSinkBuilder {
         CommandSinkBuilder::default()
@@ -177,24 +191,54 @@ fn target_values(jail: &str, target: &IpNet) -> Vec<(&'static str, String)> {
 
 #[async_trait]
 impl BanSink for CommandSink {
+    /// Applies the set as one unit: nothing runs unless every jail name is valid, and when a
+    /// command fails, the bans this set already applied are lifted again (newest first). An
+    /// unban cannot be undone (the remaining ban time is not known here): one that ran before
+    /// the failure is recorded as applied and named in the error, with any ban whose undoing
+    /// failed, so nothing is half-applied silently.
     async fn apply(&self, actions: &[BanAction]) -> Result<()> {
         for action in actions {
             crate::jail::validate_jail_name(action.jail())?;
-            let target = action.target();
-            let mut values = target_values(action.jail(), &target);
-            match action {
-                BanAction::Ban { timeout, .. } => {
-                    let secs = timeout.map_or_else(|| "-1".to_owned(), |t| t.as_secs().to_string());
-                    values.push(("<bantime>", secs));
-                    self.run(&self.templates.ban, &values).await?;
-                }
-                BanAction::Unban { .. } => {
-                    self.run(&self.templates.unban, &values).await?;
+        }
+        for (done, action) in actions.iter().enumerate() {
+            let Err(failure) = self.run_action(action).await else {
+                continue;
+            };
+            if done == 0 {
+                // Nothing of the set ran: the command's own error says it all.
+                return Err(failure);
+            }
+            let mut undone = 0;
+            let mut still_applied = Vec::new();
+            for earlier in actions[..done].iter().rev() {
+                let lifted = match earlier {
+                    BanAction::Ban { jail, target, .. } => self
+                        .run(&self.templates.unban, &target_values(jail, target))
+                        .await
+                        .is_ok(),
+                    BanAction::Unban { .. } => false,
+                };
+                if lifted {
+                    undone += 1;
+                } else {
+                    still_applied.push(earlier.clone());
                 }
             }
-            // Recorded once the command succeeded: `list` reports what was applied.
-            self.applied.apply(std::slice::from_ref(action));
+            self.applied.apply(&still_applied);
+            let kept: Vec<String> = still_applied
+                .iter()
+                .map(|a| format!("{} {}", a.jail(), a.target()))
+                .collect();
+            return Err(Error::Sink {
+                sink: "command".into(),
+                reason: format!(
+                    "{failure}; {undone} earlier change(s) of this set undone; still applied: [{}]",
+                    kept.join(", ")
+                ),
+            });
         }
+        // Recorded once every command succeeded: `list` reports what was applied.
+        self.applied.apply(actions);
         Ok(())
     }
 
@@ -325,6 +369,56 @@ mod tests {
             missing.ban("j", target, None).await,
             Err(Error::Spawn { .. })
         ));
+    }
+
+    /// A set whose third ban fails: the two bans before it are lifted again, newest first, and
+    /// nothing is recorded as applied; an unban that ran before a failure is named.
+    #[tokio::test]
+    async fn a_failing_set_is_undone_or_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("calls");
+        let script = format!(
+            "echo \"$0 $1\" >> {}; test \"$1\" != 192.0.2.3",
+            log.display()
+        );
+        let sink = CommandSink::builder()
+            .with_ban(["/bin/sh", "-c", &script, "ban", "<ip>"])
+            .with_unban(["/bin/sh", "-c", &script, "unban", "<ip>"])
+            .build()
+            .expect("valid");
+        let ban = |ip: &str| BanAction::Ban {
+            jail: "j".into(),
+            target: format!("{ip}/32").parse().expect("net"),
+            timeout: None,
+        };
+        let err = sink
+            .apply(&[ban("192.0.2.1"), ban("192.0.2.2"), ban("192.0.2.3")])
+            .await
+            .expect_err("the third ban fails");
+        assert!(
+            err.to_string()
+                .contains("2 earlier change(s) of this set undone"),
+            "{err}"
+        );
+        let calls = std::fs::read_to_string(&log).expect("log");
+        assert_eq!(
+            calls,
+            "ban 192.0.2.1\nban 192.0.2.2\nban 192.0.2.3\nunban 192.0.2.2\nunban 192.0.2.1\n"
+        );
+        assert!(sink.list("j").await.expect("list").is_empty());
+
+        let unban = BanAction::Unban {
+            jail: "j".into(),
+            target: "192.0.2.9/32".parse().expect("net"),
+        };
+        let err = sink
+            .apply(&[unban, ban("192.0.2.3")])
+            .await
+            .expect_err("fails");
+        assert!(
+            err.to_string().contains("still applied: [j 192.0.2.9/32]"),
+            "{err}"
+        );
     }
 
     #[cfg(feature = "conformance")]

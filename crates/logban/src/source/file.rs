@@ -54,6 +54,8 @@ pub struct FileTail {
     partial: Vec<u8>,
     /// Bytes of the incomplete last line read so far (including any cut off).
     partial_raw: u64,
+    /// Lines longer than [`MAX_LINE`] read so far (each cut to its first MiB, and logged).
+    cut: u64,
 }
 
 impl FileTail {
@@ -67,6 +69,7 @@ impl FileTail {
             offset: 0,
             partial: Vec::new(),
             partial_raw: 0,
+            cut: 0,
         };
         match File::open(&tail.path) {
             Ok(file) => {
@@ -91,6 +94,12 @@ impl FileTail {
     /// The followed path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Lines longer than 1 MiB read so far: each was cut to its first MiB (and a warning
+    /// logged), so a failure beyond that point of such a line is not seen.
+    pub fn cut_lines(&self) -> u64 {
+        self.cut
     }
 
     /// Position to save (complete lines consumed so far).
@@ -164,6 +173,15 @@ impl FileTail {
                 match rest.iter().position(|&b| b == b'\n') {
                     Some(i) => {
                         keep(&mut self.partial, &mut self.partial_raw, &rest[..i]);
+                        if self.partial_raw > MAX_LINE as u64 {
+                            // Reported, never silent: a filter sees only the line's first MiB.
+                            self.cut += 1;
+                            tracing::warn!(
+                                path = %self.path.display(),
+                                bytes = self.partial_raw,
+                                "log line longer than 1 MiB: only its first MiB is matched"
+                            );
+                        }
                         self.offset += self.partial_raw + 1;
                         self.partial_raw = 0;
                         lines.push(LogLine {
@@ -235,6 +253,42 @@ impl FileSource {
         Ok(())
     }
 
+    /// The configured paths that give no log file to read now, with why: a path that does not
+    /// exist (yet: it is read from its start when it appears), a directory, or a glob that
+    /// matches no file. A daemon warns about these when it starts.
+    pub fn unreadable(&self) -> Vec<(PathBuf, &'static str)> {
+        self.patterns
+            .iter()
+            .filter_map(|pattern| {
+                let name = pattern
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let why = if name.contains(['*', '?']) {
+                    let parent = pattern.parent().unwrap_or(Path::new("."));
+                    let matched = self.tails.keys().any(|p| {
+                        p.parent() == Some(parent)
+                            && p.file_name()
+                                .is_some_and(|f| glob_match(&name, &f.to_string_lossy()))
+                    });
+                    (!matched).then_some("matches no file (yet)")
+                } else if pattern.is_dir() {
+                    Some("is a directory, not a log file")
+                } else if !pattern.exists() {
+                    Some("does not exist (yet); it is read when it appears")
+                } else {
+                    None
+                };
+                why.map(|why| (pattern.clone(), why))
+            })
+            .collect()
+    }
+
+    /// Lines longer than 1 MiB read so far from every file (see [`FileTail::cut_lines`]).
+    pub fn cut_lines(&self) -> u64 {
+        self.tails.values().map(FileTail::cut_lines).sum()
+    }
+
     /// Positions of every followed file, to save.
     pub fn positions(&self) -> Vec<(PathBuf, FilePosition)> {
         self.tails
@@ -272,7 +326,10 @@ impl FileSource {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             if !name.contains(['*', '?']) {
-                out.push(pattern.clone());
+                // A directory is never read as a log (`unreadable` reports it).
+                if !pattern.is_dir() {
+                    out.push(pattern.clone());
+                }
                 continue;
             }
             let dir = pattern.parent().unwrap_or(Path::new("."));

@@ -1,0 +1,139 @@
+//! `logban-follow-bench`: how fast the engine follows a growing log file, and how soon a ban
+//! lands after the line that triggers it.
+//!
+//! ```text
+//! logban-follow-bench [--filter-dir DIR] [--period-ms 250] [--bans 200] LOG
+//! ```
+//! Starts an engine with the stock sshd filter following an empty file in a temporary
+//! directory (as the `logban` daemon does: `Engine::open_files` + `Engine::follow_files`), then
+//! appends every line of LOG as fast as it can and reports the lines per second until the
+//! engine has counted them all. Then, `--bans` times, it appends one failure line stamped now
+//! for a fresh address (jail maxretry 1) and measures the time until the ban is in the sink.
+//! The sink is the memory sink: the latency is the engine's (poll period, filter, jail), not
+//! nftables'.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use logban::fail2ban::load_filter;
+use logban::{Engine, FilterBuilder, JailConfig, MemorySink};
+
+#[derive(Parser)]
+#[command(about = "Measure how fast logban follows a growing log and how soon bans land")]
+struct Args {
+    /// Lines to append (an auth.log, e.g. from benches/scripts/gen-authlog.py).
+    log: PathBuf,
+    /// Directory of fail2ban filters.
+    #[arg(
+        long,
+        env = "FAIL2BAN_FILTER_DIR",
+        default_value = "/etc/fail2ban/filter.d"
+    )]
+    filter_dir: PathBuf,
+    /// How often the follower polls the file (the `logban` daemon uses 50 ms).
+    #[arg(long, default_value_t = 50)]
+    period_ms: u64,
+    /// Bans to time.
+    #[arg(long, default_value_t = 200)]
+    bans: u32,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied().unwrap_or_default()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let input =
+        std::fs::read(&args.log).with_context(|| format!("reading {}", args.log.display()))?;
+    let lines = input.iter().filter(|&&b| b == b'\n').count() as u64;
+    let def = load_filter(&args.filter_dir, "sshd").context("loading the sshd filter")?;
+    let filter = FilterBuilder::new(def).build()?;
+    let sink = Arc::new(MemorySink::new());
+    let jail = JailConfig::builder("sshd")
+        .with_maxretry(1)
+        .with_ignore_self(false)
+        .build()?;
+    let engine = Engine::builder(sink.clone())
+        .with_jail(jail)
+        .build()
+        .await?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("auth.log");
+    let mut file = std::fs::File::create(&path)?;
+    let source = engine.open_files(std::slice::from_ref(&path))?;
+    let period = Duration::from_millis(args.period_ms);
+    let follower = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.follow_files("sshd", source, filter, period).await })
+    };
+    let counted = || engine.metrics().jail("sshd").snapshot().lines;
+
+    // Throughput: everything appended at once, in 1 MiB writes, while the follower reads.
+    let started = Instant::now();
+    let mut writer = file.try_clone()?;
+    let writing = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        for chunk in input.chunks(1 << 20) {
+            writer.write_all(chunk)?;
+        }
+        Ok(())
+    });
+    while counted() < lines {
+        if follower.is_finished() {
+            anyhow::bail!("the follower stopped: {:?}", follower.await);
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let took = started.elapsed();
+    writing.await??;
+    println!(
+        "followed {lines} lines in {:.2} s: {:.0} lines/s (poll period {} ms)",
+        took.as_secs_f64(),
+        lines as f64 / took.as_secs_f64(),
+        args.period_ms
+    );
+
+    // Ban latency: one failure line at a time, stamped now, for an address not seen before.
+    let mut latencies = Vec::new();
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    for i in 0..args.bans {
+        let addr: IpAddr = format!("2001:db8:f00::{:x}", i + 1).parse()?;
+        let stamp = jiff::Zoned::now().strftime("%b %e %H:%M:%S").to_string();
+        let line = format!(
+            "{stamp} web1 sshd[{}]: Failed password for root from {addr} port 22 ssh2\n",
+            1000 + i
+        );
+        let written = Instant::now();
+        file.write_all(line.as_bytes())?;
+        while !sink.is_banned("sshd", addr) {
+            if written.elapsed() > Duration::from_secs(10) {
+                anyhow::bail!("{addr} was not banned within 10 s");
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        latencies.push(written.elapsed());
+        // The next line comes at a random point of the poll period, as real failures do
+        // (a fixed spacing would always just miss, or just catch, a poll).
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        tokio::time::sleep(Duration::from_micros(seed % (args.period_ms * 1000).max(1))).await;
+    }
+    latencies.sort();
+    println!(
+        "ban latency over {} bans (line written to ban in the sink): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        latencies.len(),
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+    follower.abort();
+    Ok(())
+}
