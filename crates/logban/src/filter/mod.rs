@@ -1101,7 +1101,50 @@ fn groups_of(caps: &Captures, text: &str) -> BTreeMap<String, String> {
             out.insert(base, value);
         }
     }
+    // fail2ban's `tuple_` groups: `id`, `tuple_id`, `tuple_id_2`, ... (in name order) combine
+    // into one value, the tuple `(id, tuple_id, ...)` written as Python writes it.
+    let mut tuples: Vec<(&str, String)> = caps
+        .names
+        .iter()
+        .flatten()
+        .filter_map(|name| {
+            let rest = name.strip_prefix("tuple_")?;
+            let base = match rest.rsplit_once('_') {
+                Some((b, n)) if !b.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => b,
+                _ => rest,
+            };
+            Some((name.as_str(), group_name(base)))
+        })
+        .collect();
+    tuples.sort();
+    let mut combined: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
+    for (name, base) in tuples {
+        let value = out.get(name).cloned();
+        combined
+            .entry(base.clone())
+            .or_insert_with(|| vec![out.get(&base).cloned()])
+            .push(value);
+    }
+    for (base, items) in combined {
+        out.insert(base, python_tuple(&items));
+    }
     out
+}
+
+/// A tuple of strings (or `None`s) as Python's `repr` writes it: `('a', None)`.
+fn python_tuple(items: &[Option<String>]) -> String {
+    let parts: Vec<String> = items
+        .iter()
+        .map(|item| match item {
+            // Python quotes with `"` when the text has a `'` and no `"`.
+            Some(v) if v.contains('\'') && !v.contains('"') => {
+                format!("\"{}\"", v.replace('\\', "\\\\"))
+            }
+            Some(v) => format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'")),
+            None => "None".to_string(),
+        })
+        .collect();
+    format!("({})", parts.join(", "))
 }
 
 #[cfg(test)]
@@ -1117,6 +1160,20 @@ mod tests {
         .with_clock(Clock::fixed(jiff::tz::TimeZone::UTC, 1_124_013_600))
         .build()
         .expect("builds")
+    }
+
+    /// fail2ban's `tuple_` groups combine into one id: `(<F-ID>, <F-TUPLE_ID>, ...)`; the
+    /// expected ids are what `fail2ban-regex -o row` 1.0.2 prints for the same regex and lines.
+    #[test]
+    fn tuple_groups_combine_into_one_id() {
+        let mut f = filter(&[
+            r"^\s*login <F-ID>\S+</F-ID> on <F-TUPLE_ID>\S+</F-TUPLE_ID>(?: from <F-TUPLE_ID_2>\S+</F-TUPLE_ID_2>)?$",
+        ]);
+        let found = f.process_line("Aug 14 11:59:59 login alice on tty1");
+        assert_eq!(found[0].id.as_deref(), Some("('alice', 'tty1', None)"));
+        let found = f.process_line("Aug 14 11:59:59 login bob on pts/0 from x'y");
+        assert_eq!(found[0].id.as_deref(), Some(r#"('bob', 'pts/0', "x'y")"#));
+        assert!(found[0].addr.is_none(), "a tuple is never an address");
     }
 
     #[test]
