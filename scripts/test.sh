@@ -51,9 +51,12 @@ export HOSTGUARD_PYTHON="$venv/bin/python"
 
 # --- Services on loopback --------------------------------------------------------------------
 pids=()
+# Directories that services made for one run (their data, sockets, logs); removed on exit.
+cleanup_dirs=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  for dir in "${cleanup_dirs[@]}"; do rm -rf -- "$dir"; done
 }
 trap cleanup EXIT
 

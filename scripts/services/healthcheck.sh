@@ -58,6 +58,7 @@ CONF
 start_healthcheck_services() {
   local dir nginx_port db_port fpm_bin user
   dir=$(mktemp -d "${TMPDIR:-/tmp}/hostguard-health.XXXXXX")
+  cleanup_dirs+=("$dir")
   chmod 755 "$dir"
   user=$(id -un)
   nginx_port=$(healthcheck_free_port)

@@ -21,6 +21,7 @@ virusscan_eicar_hex() {
 start_clamd() {
   local dir port
   dir=$(mktemp -d "${TMPDIR:-/tmp}/hostguard-clamd.XXXXXX")
+  cleanup_dirs+=("$dir")
   chmod 755 "$dir"
   mkdir -p "$dir/db"
   printf 'Hostguard.Test.EICAR:0:*:%s\n' "$(virusscan_eicar_hex)" >"$dir/db/hostguard-test.ndb"
