@@ -726,8 +726,8 @@ fn print_check(json_out: bool, report: &CheckReport) -> Result<()> {
         return Ok(());
     }
     println!(
-        "checked {} snapshots, {} trees, {} packs",
-        report.snapshots, report.trees, report.packs
+        "checked {} snapshots, {} trees, {} packs ({} headers compared with the index)",
+        report.snapshots, report.trees, report.packs, report.headers_read
     );
     if let Some(part) = &report.part {
         println!(
