@@ -712,3 +712,40 @@ fn keys_are_added_listed_changed_and_the_last_is_kept() {
     fails_with(backup(&repo, &["snapshots"], Some("bob")), "wrong password");
     ok(backup(&repo, &["snapshots"], Some("bob2")));
 }
+
+#[test]
+fn check_unit_and_timer_verify() {
+    let Some(analyze) = test_support::require_program("systemd-analyze") else {
+        return;
+    };
+    let units = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd");
+    let service = std::fs::read_to_string(format!("{units}/backup-check.service")).expect("unit");
+    assert!(
+        service.contains("ExecStart=/usr/local/bin/backup --json check --read-data-subset 15%")
+    );
+    // verify wants the program to exist: point it at the built binary.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("backup-check.service");
+    std::fs::write(
+        &path,
+        service.replace("/usr/local/bin/backup", env!("CARGO_BIN_EXE_backup")),
+    )
+    .expect("write unit");
+    std::fs::copy(
+        format!("{units}/backup-check.timer"),
+        dir.path().join("backup-check.timer"),
+    )
+    .expect("copy timer");
+    let out = Command::new(analyze)
+        .arg("verify")
+        .arg(&path)
+        .arg(dir.path().join("backup-check.timer"))
+        .output()
+        .expect("systemd-analyze runs");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        !said.contains("backup-check."),
+        "warnings about the units: {said}"
+    );
+}
