@@ -39,6 +39,10 @@ pub struct KeyInfo {
     pub kdf: Option<String>,
     /// Whether this is the key the repository was opened with.
     pub current: bool,
+    /// When it was added, ns since the epoch (unknown for keys written before 2026-12-06).
+    pub created_ns: Option<i64>,
+    /// The host it was added on (unknown for keys written before 2026-12-06).
+    pub host: Option<String>,
 }
 
 impl Repository {
@@ -78,6 +82,8 @@ impl Repository {
                     KeyKind::KeyFile
                 },
                 kdf: object.kdf,
+                created_ns: object.created_ns,
+                host: object.host,
                 current: id == current,
                 id,
             });

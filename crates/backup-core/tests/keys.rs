@@ -20,6 +20,11 @@ async fn non_key_objects(store: &dyn ObjectStore) -> BTreeMap<String, (u64, Opti
         .collect()
 }
 
+fn now_ns() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    i64::try_from(since.unwrap().as_nanos()).unwrap()
+}
+
 async fn open(store: &Arc<InMemory>, pass: &str) -> backup_core::Result<Repository> {
     Repository::open(store.clone(), "memory", &KeySource::passphrase(pass)).await
 }
@@ -56,6 +61,10 @@ async fn add_passwd_and_remove_keys_without_rewriting_data() {
         assert_eq!(k.kind, KeyKind::Passphrase);
         assert!(k.kdf.as_deref().unwrap().starts_with("argon2id"), "{k:?}");
         assert_eq!(k.current, k.id == alice_id);
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(k.host.as_deref(), Some(host.trim()));
+        let age = now_ns() - k.created_ns.unwrap();
+        assert!((0..600_000_000_000).contains(&age), "created {age} ns ago");
     }
     assert!(keys.iter().any(|k| k.id == bob_id));
 

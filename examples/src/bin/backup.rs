@@ -285,9 +285,11 @@ async fn key(cli: &Cli, location: &str, action: &KeyCommand) -> Result<()> {
                         _ => "other",
                     };
                     println!(
-                        "{} {} {kind:<10} {}",
+                        "{} {} {kind:<10} {:<20} {:<16} {}",
                         if k.current { '*' } else { ' ' },
                         k.id,
+                        k.created_ns.map_or("-".into(), time_of),
+                        k.host.as_deref().unwrap_or("-"),
                         k.kdf.as_deref().unwrap_or("")
                     );
                 }
