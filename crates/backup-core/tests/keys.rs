@@ -111,3 +111,42 @@ async fn add_passwd_and_remove_keys_without_rewriting_data() {
         "data rewritten"
     );
 }
+
+#[tokio::test]
+async fn a_key_file_is_added_beside_a_passphrase_and_listed_as_one() {
+    use crypto_at_rest::{KeyId, Keyring};
+    let store = Arc::new(InMemory::new());
+    let repo = Repository::init(
+        store.clone(),
+        "memory",
+        &KeySource::passphrase("admin"),
+        small_options(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("ops.key");
+    Keyring::generate(KeyId(3))
+        .unwrap()
+        .save(&key_file)
+        .unwrap();
+    let id = repo
+        .add_key(&KeySource::key_file(&key_file).unwrap())
+        .await
+        .unwrap();
+    let listed = repo.list_keys().await.unwrap();
+    let added = listed.iter().find(|k| k.id == id).unwrap();
+    assert_eq!(
+        (added.kind, added.kdf.as_deref(), added.current),
+        (KeyKind::KeyFile, None, false)
+    );
+    let with_file = Repository::open(
+        store.clone(),
+        "memory",
+        &KeySource::key_file(&key_file).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(with_file.config().id, repo.config().id);
+    assert_eq!(with_file.current_key().unwrap(), id);
+}
