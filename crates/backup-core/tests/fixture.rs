@@ -195,7 +195,10 @@ async fn the_version_1_fixture_restores_every_snapshot_to_its_manifest() {
     // Its keys predate the keys' creation time and host: listed without them.
     let keys = repo.list_keys().await.unwrap();
     assert_eq!(keys.iter().filter(|k| k.current).count(), 1);
-    assert!(keys.iter().all(|k| k.created_ns.is_none() && k.host.is_none()));
+    assert!(
+        keys.iter()
+            .all(|k| k.created_ns.is_none() && k.host.is_none())
+    );
 
     // `check --read-data` reads the version-1 format too, and finds it sound.
     let options = backup_core::check::CheckOptions::builder()
