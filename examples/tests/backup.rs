@@ -517,6 +517,18 @@ fn forget_lists_reasons_and_removes_only_what_the_policy_drops() {
         "unknown unit 'w'",
     );
 
+    // Only web2's snapshots: its one is the newest, nothing goes, web1's are not listed.
+    let web2 = ok(backup(
+        &repo,
+        &["forget", "--keep-last", "1", "--host", "web2", "--dry-run"],
+        Some("pw"),
+    ));
+    assert!(web2.contains("would remove 0 snapshots"), "{web2}");
+    assert!(
+        web2.contains(&ids[3][..8]) && !web2.contains(&ids[1][..8]),
+        "{web2}"
+    );
+
     let args = ["forget", "--keep-last", "1", "--keep-tag", "monthly"];
     let plan = ok(backup(
         &repo,

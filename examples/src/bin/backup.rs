@@ -178,6 +178,15 @@ enum Command {
         /// Keep snapshots with this tag (repeatable).
         #[arg(long, value_name = "TAG")]
         keep_tag: Vec<String>,
+        /// Look only at snapshots of this host (repeatable); others are left alone.
+        #[arg(long, value_name = "HOST")]
+        host: Vec<String>,
+        /// Look only at snapshots with this tag (repeatable: any of them).
+        #[arg(long, value_name = "TAG")]
+        tag: Vec<String>,
+        /// Look only at snapshots that include this path (repeatable: all of them).
+        #[arg(long, value_name = "PATH")]
+        path: Vec<String>,
         /// Group snapshots by these fields (comma-separated host, paths, tags; "" = one group).
         #[arg(long, default_value = "host,paths")]
         group_by: GroupBy,
@@ -780,6 +789,9 @@ async fn forget(cli: &Cli, location: &str) -> Result<()> {
         keep_within_monthly,
         keep_within_yearly,
         keep_tag,
+        host,
+        tag,
+        path,
         group_by,
         dry_run,
     } = &cli.command
@@ -827,6 +839,15 @@ async fn forget(cli: &Cli, location: &str) -> Result<()> {
     }
     for t in keep_tag {
         policy = policy.with_keep_tag(t);
+    }
+    for h in host {
+        policy = policy.with_only_host(h);
+    }
+    for t in tag {
+        policy = policy.with_only_tag(t);
+    }
+    for p in path {
+        policy = policy.with_only_path(p);
     }
     let policy = policy.build()?;
     let repo = open(cli, location).await?;
