@@ -837,18 +837,10 @@ async fn forget(cli: &Cli, location: &str) -> Result<()> {
             policy = set(policy, *d);
         }
     }
-    for t in keep_tag {
-        policy = policy.with_keep_tag(t);
-    }
-    for h in host {
-        policy = policy.with_only_host(h);
-    }
-    for t in tag {
-        policy = policy.with_only_tag(t);
-    }
-    for p in path {
-        policy = policy.with_only_path(p);
-    }
+    let policy = keep_tag.iter().fold(policy, |p, t| p.with_keep_tag(t));
+    let policy = host.iter().fold(policy, |p, h| p.with_only_host(h));
+    let policy = tag.iter().fold(policy, |p, t| p.with_only_tag(t));
+    let policy = path.iter().fold(policy, |p, path| p.with_only_path(path));
     let policy = policy.build()?;
     let repo = open(cli, location).await?;
     let groups = repo.forget(&policy, *dry_run).await?;
