@@ -352,14 +352,6 @@ impl Repository {
     ) -> Result<CheckReport> {
         let mut report = CheckReport::default();
         let mut problems = Vec::new();
-        for s in self.skipped_objects() {
-            problems.push(Problem {
-                snapshot: None,
-                path: None,
-                object: s.object,
-                problem: format!("skipped: {}", s.reason),
-            });
-        }
         // The packs the store holds.
         let mut pack_sizes = HashMap::new();
         let mut listing = self.store.list(Some(&ObjectPath::from("data")));
@@ -501,7 +493,18 @@ impl Repository {
         }
         report.trees = walk.trees.len();
         problems.append(&mut walk.problems);
-        // Skipped snapshots are reported by the listing too: once is enough.
+        // Damaged or foreign objects met while opening, loading the index or listing the
+        // snapshots (one that vanished meanwhile, deleted by a forget, is no damage).
+        for s in self.skipped_objects() {
+            if s.reason != crate::repo::VANISHED {
+                problems.push(Problem {
+                    snapshot: None,
+                    path: None,
+                    object: s.object,
+                    problem: format!("skipped: {}", s.reason),
+                });
+            }
+        }
         problems.sort();
         problems.dedup();
         report.problems = problems;

@@ -271,3 +271,23 @@ async fn a_damaged_pack_header_is_found_without_reading_the_data() {
     assert_eq!(p.problem, "its header fails authentication");
     assert_eq!((p.snapshot.as_deref(), p.path.as_deref()), (None, None));
 }
+
+#[tokio::test]
+async fn a_damaged_snapshot_object_is_named() {
+    let f = fixture().await;
+    let object = f.repo_dir.join("snapshots").join(&f.snapshot);
+    let mut bytes = std::fs::read(&object).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&object, bytes).unwrap();
+    let report = check(f.repo.clone(), &CheckOptions::builder().build().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(report.snapshots, 0);
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert_eq!(
+        report.problems[0].object,
+        format!("snapshots/{}", f.snapshot)
+    );
+    assert!(report.problems[0].problem.contains("fails authentication"));
+}
