@@ -6,6 +6,10 @@
 //! remains, and in particular the last key can never be removed); [`Repository::change_key`]
 //! writes the new key before it removes the old one, so a change killed part-way leaves both
 //! keys working.
+//!
+//! Not yet safe against a concurrent key change: the repository has no locks yet, so two
+//! admins who at the same moment each remove the other's key (each opened with their own)
+//! can leave no key at all. Until locks exist, make key changes one at a time.
 
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
