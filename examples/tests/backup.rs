@@ -517,6 +517,18 @@ fn forget_lists_reasons_and_removes_only_what_the_policy_drops() {
         "unknown unit 'w'",
     );
 
+    // Only web2's snapshots: its one is the newest, nothing goes, web1's are not listed.
+    let web2 = ok(backup(
+        &repo,
+        &["forget", "--keep-last", "1", "--host", "web2", "--dry-run"],
+        Some("pw"),
+    ));
+    assert!(web2.contains("would remove 0 snapshots"), "{web2}");
+    assert!(
+        web2.contains(&ids[3][..8]) && !web2.contains(&ids[1][..8]),
+        "{web2}"
+    );
+
     let args = ["forget", "--keep-last", "1", "--keep-tag", "monthly"];
     let plan = ok(backup(
         &repo,
@@ -711,4 +723,41 @@ fn keys_are_added_listed_changed_and_the_last_is_kept() {
     );
     fails_with(backup(&repo, &["snapshots"], Some("bob")), "wrong password");
     ok(backup(&repo, &["snapshots"], Some("bob2")));
+}
+
+#[test]
+fn check_unit_and_timer_verify() {
+    let Some(analyze) = test_support::require_program("systemd-analyze") else {
+        return;
+    };
+    let units = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd");
+    let service = std::fs::read_to_string(format!("{units}/backup-check.service")).expect("unit");
+    assert!(
+        service.contains("ExecStart=/usr/local/bin/backup --json check --read-data-subset 15%")
+    );
+    // verify wants the program to exist: point it at the built binary.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("backup-check.service");
+    std::fs::write(
+        &path,
+        service.replace("/usr/local/bin/backup", env!("CARGO_BIN_EXE_backup")),
+    )
+    .expect("write unit");
+    std::fs::copy(
+        format!("{units}/backup-check.timer"),
+        dir.path().join("backup-check.timer"),
+    )
+    .expect("copy timer");
+    let out = Command::new(analyze)
+        .arg("verify")
+        .arg(&path)
+        .arg(dir.path().join("backup-check.timer"))
+        .output()
+        .expect("systemd-analyze runs");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        !said.contains("backup-check."),
+        "warnings about the units: {said}"
+    );
 }

@@ -1,7 +1,7 @@
 //! Checking a repository: its structure, and (optionally) the content of some or all packs.
 //!
 //! [`check`] verifies that every index entry points at a pack the store holds and
-//! lies within it, and that every tree and file chunk each snapshot references is in the index
+//! lies within it, that each pack's header (read from its end) lists what the index says, and that every tree and file chunk each snapshot references is in the index
 //! and within its pack; every tree is opened and decoded on the way. With
 //! [`CheckOptionsBuilder::with_read_data`] it also reads packs, opens their headers (which must list
 //! what the index says) and decrypts, decompresses and verifies every blob in them against
@@ -24,7 +24,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 use serde::Serialize;
 
@@ -191,9 +192,11 @@ pub struct CheckReport {
     pub trees: usize,
     /// Packs in the store.
     pub packs: usize,
-    /// Packs read and verified (with read-data).
+    /// Packs read and verified whole (with read-data).
     pub packs_read: usize,
-    /// Bytes of packs read.
+    /// Packs of which only the header was read and compared with the index.
+    pub headers_read: usize,
+    /// Bytes of the packs read whole.
     pub bytes_read: u64,
     /// Blobs decrypted and verified (with read-data).
     pub blobs_verified: usize,
@@ -349,14 +352,6 @@ impl Repository {
     ) -> Result<CheckReport> {
         let mut report = CheckReport::default();
         let mut problems = Vec::new();
-        for s in self.skipped_objects() {
-            problems.push(Problem {
-                snapshot: None,
-                path: None,
-                object: s.object,
-                problem: format!("skipped: {}", s.reason),
-            });
-        }
         // The packs the store holds.
         let mut pack_sizes = HashMap::new();
         let mut listing = self.store.list(Some(&ObjectPath::from("data")));
@@ -424,54 +419,60 @@ impl Repository {
             .map(|id| format::pack_path(id))
             .collect();
         report.unindexed_packs.sort();
-        // Reading the data, so the walk can name the files that damaged blobs belong to.
+        // Every pack's header, and with read-data the whole of the selected packs, so the
+        // walk can name the files that damaged blobs belong to.
+        let part = options.read_data.map(|subset| match subset {
+            DataSubset::All => (1, 1),
+            DataSubset::Part { n, of } => (n, of),
+            DataSubset::Percent(p) => {
+                let of = (100.0 / p).ceil().max(1.0) as u32;
+                ((options.run % u64::from(of)) as u32 + 1, of)
+            }
+            DataSubset::Size(s) => {
+                let total: u64 = pack_sizes.values().sum();
+                let of = u32::try_from(total.div_ceil(s).max(1)).unwrap_or(u32::MAX);
+                ((options.run % u64::from(of)) as u32 + 1, of)
+            }
+        });
+        report.part = part.map(|(n, of)| format!("{n}/{of}"));
         let mut bad_blobs = HashMap::new();
-        if let Some(subset) = options.read_data {
-            let (n, of) = match subset {
-                DataSubset::All => (1, 1),
-                DataSubset::Part { n, of } => (n, of),
-                DataSubset::Percent(p) => {
-                    let of = (100.0 / p).ceil().max(1.0) as u32;
-                    ((options.run % u64::from(of)) as u32 + 1, of)
+        let present: Vec<_> = indexed
+            .iter()
+            .filter_map(|(id, entries)| pack_sizes.get(id).map(|&size| (id, size, entries)))
+            .collect();
+        let mut reads = futures::stream::iter(present)
+            .map(|(id, size, entries)| match part {
+                Some((n, of)) if part_of(id, of) == n => {
+                    read_pack(shared.clone(), id, entries).boxed()
                 }
-                DataSubset::Size(s) => {
-                    let total: u64 = pack_sizes.values().sum();
-                    let of = u32::try_from(total.div_ceil(s).max(1)).unwrap_or(u32::MAX);
-                    ((options.run % u64::from(of)) as u32 + 1, of)
-                }
-            };
-            report.part = Some(format!("{n}/{of}"));
-            let selected: Vec<_> = indexed
-                .iter()
-                .filter(|(id, _)| pack_sizes.contains_key(*id) && part_of(id, of) == n)
-                .collect();
-            let results: Vec<Result<PackRead>> = futures::stream::iter(selected)
-                .map(|(id, entries)| read_pack(shared.clone(), id, entries))
-                .buffer_unordered(options.loads)
-                .collect()
-                .await;
-            for read in results {
-                let read = read?;
+                _ => read_header(shared.clone(), id, size, entries).boxed(),
+            })
+            .buffer_unordered(options.loads);
+        while let Some(read) = reads.next().await {
+            let read = read?;
+            if read.full {
                 report.packs_read += 1;
                 report.bytes_read += read.bytes;
-                report.blobs_verified += read.verified;
-                for (object, problem) in read.pack_problems {
-                    problems.push(Problem {
-                        snapshot: None,
-                        path: None,
-                        object,
-                        problem,
-                    });
-                }
-                for (id, object, problem) in read.bad_blobs {
-                    problems.push(Problem {
-                        snapshot: None,
-                        path: None,
-                        object: object.clone(),
-                        problem: problem.clone(),
-                    });
-                    bad_blobs.insert(id, (object, problem));
-                }
+            } else {
+                report.headers_read += 1;
+            }
+            report.blobs_verified += read.verified;
+            for (object, problem) in read.pack_problems {
+                problems.push(Problem {
+                    snapshot: None,
+                    path: None,
+                    object,
+                    problem,
+                });
+            }
+            for (id, object, problem) in read.bad_blobs {
+                problems.push(Problem {
+                    snapshot: None,
+                    path: None,
+                    object: object.clone(),
+                    problem: problem.clone(),
+                });
+                bad_blobs.insert(id, (object, problem));
             }
         }
         // Every snapshot's trees and chunks.
@@ -492,7 +493,18 @@ impl Repository {
         }
         report.trees = walk.trees.len();
         problems.append(&mut walk.problems);
-        // Skipped snapshots are reported by the listing too: once is enough.
+        // Damaged or foreign objects met while opening, loading the index or listing the
+        // snapshots (one that vanished meanwhile, deleted by a forget, is no damage).
+        for s in self.skipped_objects() {
+            if s.reason != crate::repo::VANISHED {
+                problems.push(Problem {
+                    snapshot: None,
+                    path: None,
+                    object: s.object,
+                    problem: format!("skipped: {}", s.reason),
+                });
+            }
+        }
         problems.sort();
         problems.dedup();
         report.problems = problems;
@@ -501,26 +513,12 @@ impl Repository {
 
     fn verify_pack(&self, path: &str, bytes: &[u8], entries: &[PackEntry]) -> PackRead {
         let mut read = PackRead {
+            full: true,
             bytes: bytes.len() as u64,
             ..PackRead::default()
         };
-        match self.pack_header(path, bytes) {
-            Ok(mut header) => {
-                let mut listed = entries.to_vec();
-                header.sort_by_key(|e| (e.offset, e.id));
-                listed.sort_by_key(|e| (e.offset, e.id));
-                listed.dedup();
-                if header != listed {
-                    read.pack_problems.push((
-                        path.to_string(),
-                        "its header does not list what the index says".into(),
-                    ));
-                }
-            }
-            Err(reason) => read
-                .pack_problems
-                .push((format!("{path} (header)"), reason)),
-        }
+        read.pack_problems
+            .extend(self.compare_header(path, bytes, entries));
         let mut groups: HashMap<u32, std::result::Result<Vec<u8>, String>> = HashMap::new();
         for e in entries {
             let loc = BlobLocation {
@@ -567,6 +565,31 @@ impl Repository {
         read
     }
 
+    /// A problem if the header at the end of `bytes` (a pack, or its tail) does not open or
+    /// does not list exactly `entries`.
+    fn compare_header(
+        &self,
+        path: &str,
+        bytes: &[u8],
+        entries: &[PackEntry],
+    ) -> Option<(String, String)> {
+        match self.pack_header(path, bytes) {
+            Ok(mut header) => {
+                let mut listed = entries.to_vec();
+                header.sort_by_key(|e| (e.offset, e.id));
+                listed.sort_by_key(|e| (e.offset, e.id));
+                listed.dedup();
+                (header != listed).then(|| {
+                    (
+                        path.to_string(),
+                        "its header does not list what the index says".into(),
+                    )
+                })
+            }
+            Err(reason) => Some((format!("{path} (header)"), reason)),
+        }
+    }
+
     /// Opens and decodes a pack's header.
     fn pack_header(&self, path: &str, bytes: &[u8]) -> std::result::Result<Vec<PackEntry>, String> {
         let len_at = bytes
@@ -610,9 +633,56 @@ async fn read_pack(repo: Arc<Repository>, id: &str, entries: &[PackEntry]) -> Re
         .map_err(|e| Error::Worker(format!("verifying a pack: {e}")))
 }
 
+/// Reads one pack's header (two range reads at its end) and compares it with the index.
+async fn read_header(
+    repo: Arc<Repository>,
+    id: &str,
+    size: u64,
+    entries: &[PackEntry],
+) -> Result<PackRead> {
+    let path = format::pack_path(id);
+    let object = ObjectPath::from(path.as_str());
+    let problem = |what: &str| PackRead {
+        pack_problems: vec![(format!("{path} (header)"), what.to_string())],
+        ..PackRead::default()
+    };
+    let get = |range: std::ops::Range<u64>| repo.store.get_range(&object, range);
+    let Some(len_at) = size.checked_sub(4) else {
+        return Ok(problem("shorter than its length field"));
+    };
+    let len = match get(len_at..size).await {
+        Ok(b) if b.len() == 4 => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        Ok(_) => return Ok(problem("shorter than the store says")),
+        Err(object_store::Error::NotFound { .. }) => {
+            return Ok(problem("vanished while being checked"));
+        }
+        Err(e) => return Err(Error::store(&path, e)),
+    };
+    let Some(start) = len_at.checked_sub(u64::from(len)) else {
+        return Ok(problem("its header length points outside the pack"));
+    };
+    let tail = match get(start..size).await {
+        Ok(b) => b,
+        Err(object_store::Error::NotFound { .. }) => {
+            return Ok(problem("vanished while being checked"));
+        }
+        Err(e) => return Err(Error::store(&path, e)),
+    };
+    Ok(PackRead {
+        bytes: tail.len() as u64,
+        pack_problems: repo
+            .compare_header(&path, &tail, entries)
+            .into_iter()
+            .collect(),
+        ..PackRead::default()
+    })
+}
+
 /// What reading one pack found.
 #[derive(Default)]
 struct PackRead {
+    /// Whether the whole pack was read (else only its header).
+    full: bool,
     bytes: u64,
     verified: usize,
     pack_problems: Vec<(String, String)>,

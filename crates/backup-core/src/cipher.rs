@@ -42,6 +42,12 @@ pub(crate) struct KeyObject {
     /// Envelope of the master secret, associated data = the object's name.
     #[serde(with = "serde_bytes")]
     wrapped_master: Vec<u8>,
+    /// When the key was added, ns since the epoch (absent in keys written before 2026-12-06).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) created_ns: Option<i64>,
+    /// The host it was added on (absent in keys written before 2026-12-06).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) host: Option<String>,
 }
 
 impl KeySource {
@@ -79,11 +85,15 @@ impl KeySource {
                 Ok(KeyObject {
                     kdf: Some(kdf.to_string()),
                     wrapped_master: ring.seal(name.as_bytes(), master).map_err(crypto)?,
+                    created_ns: now_ns(),
+                    host: Some(crate::backup::hostname()),
                 })
             }
             KeySource::Keyring(ring) => Ok(KeyObject {
                 kdf: None,
                 wrapped_master: ring.seal(name.as_bytes(), master).map_err(crypto)?,
+                created_ns: now_ns(),
+                host: Some(crate::backup::hostname()),
             }),
         }
     }
@@ -117,6 +127,14 @@ impl KeySource {
             .map_err(|_| Error::corrupt(name, "master secret has the wrong length"))?;
         Ok(Some(Zeroizing::new(master)))
     }
+}
+
+/// Now, ns since the epoch (`None` before 1970 or after 2262).
+fn now_ns() -> Option<i64> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_nanos()).ok())
 }
 
 /// Seals and opens repository objects under the repository's key-encryption key.

@@ -314,6 +314,71 @@ async fn restore_of_damaged_packs_fails(store: Arc<dyn ObjectStore>, damage: fn(
     );
 }
 
+/// Two backups, then: `check --read-data` finds nothing wrong and reads every pack; `forget`
+/// of the older removes its snapshot object only (the other still checks and restores); a
+/// second key opens the repository and the key in use cannot be removed.
+pub async fn check_forget_and_keys(store: Arc<dyn ObjectStore>) {
+    use crate::check::{CheckOptions, DataSubset, check};
+    use crate::retention::RetentionPolicy;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).expect("mkdir");
+    write_sample_tree(&src);
+    let repo = Arc::new(
+        Repository::init(store.clone(), "maintenance", &key(), small_options())
+            .await
+            .expect("init"),
+    );
+    for tag in ["old", "new"] {
+        let options = BackupOptions::builder([&src]).with_tag(tag).build();
+        backup(
+            repo.clone(),
+            options.expect("options"),
+            Arc::new(NoProgress),
+        )
+        .await
+        .expect("backup");
+    }
+    let read_all = CheckOptions::builder()
+        .with_read_data(DataSubset::All)
+        .build()
+        .expect("options");
+    let report = check(repo.clone(), &read_all).await.expect("check");
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.snapshots, 2);
+    assert!(
+        report.packs > 1 && report.packs_read == report.packs,
+        "{report:?}"
+    );
+
+    let policy = RetentionPolicy::builder().with_keep_last(1).build();
+    let groups = repo
+        .forget(&policy.expect("policy"), false)
+        .await
+        .expect("forget");
+    assert_eq!(groups.iter().map(|g| g.removed().count()).sum::<usize>(), 1);
+    let left = repo.snapshots().await.expect("snapshots");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].1.tags, ["new"]);
+    let report = check(repo.clone(), &read_all).await.expect("check");
+    assert!(report.is_ok(), "{:?}", report.problems);
+
+    let second = KeySource::passphrase("second admin");
+    let id = repo.add_key(&second).await.expect("add key");
+    let reopened = Repository::open(store, "maintenance", &second)
+        .await
+        .expect("open");
+    assert_eq!(reopened.current_key().expect("current"), id);
+    let refused = reopened.remove_key(&id).await;
+    assert!(
+        matches!(refused, Err(Error::KeyRemovalRefused { .. })),
+        "{refused:?}"
+    );
+    let target = dir.path().join("restored");
+    restore_all(Arc::new(reopened), &left[0].0, &target).await;
+    assert_same_tree(&src, &target.join("src"));
+}
+
 /// Runs every check above, each under its own prefix of `store`.
 pub async fn run_all(store: Arc<dyn ObjectStore>) {
     let sub = |p: &str| -> Arc<dyn ObjectStore> { Arc::new(PrefixStore::new(store.clone(), p)) };
@@ -321,4 +386,5 @@ pub async fn run_all(store: Arc<dyn ObjectStore>) {
     wrong_key_and_missing_repository(sub("keys")).await;
     backup_restore_roundtrip(sub("roundtrip")).await;
     corrupt_pack_is_named(sub("corrupt")).await;
+    check_forget_and_keys(sub("maintenance")).await;
 }

@@ -6,6 +6,10 @@
 //! remains, and in particular the last key can never be removed); [`Repository::change_key`]
 //! writes the new key before it removes the old one, so a change killed part-way leaves both
 //! keys working.
+//!
+//! Not yet safe against a concurrent key change: the repository has no locks yet, so two
+//! admins who at the same moment each remove the other's key (each opened with their own)
+//! can leave no key at all. Until locks exist, make key changes one at a time.
 
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
@@ -39,6 +43,10 @@ pub struct KeyInfo {
     pub kdf: Option<String>,
     /// Whether this is the key the repository was opened with.
     pub current: bool,
+    /// When it was added, ns since the epoch (unknown for keys written before 2026-12-06).
+    pub created_ns: Option<i64>,
+    /// The host it was added on (unknown for keys written before 2026-12-06).
+    pub host: Option<String>,
 }
 
 impl Repository {
@@ -78,6 +86,8 @@ impl Repository {
                     KeyKind::KeyFile
                 },
                 kdf: object.kdf,
+                created_ns: object.created_ns,
+                host: object.host,
                 current: id == current,
                 id,
             });

@@ -82,6 +82,9 @@ fn check_sizes(pack_size: u32, compression_level: i32) -> std::result::Result<()
     Ok(())
 }
 
+/// The reason recorded for an object listed but gone when read (a concurrent forget).
+pub(crate) const VANISHED: &str = "vanished while being read";
+
 /// Index, snapshot or key objects loaded at once while opening or listing.
 const OBJECT_LOADS: usize = 32;
 
@@ -485,7 +488,7 @@ impl Repository {
                 Ok(value) => loaded.push((name, value)),
                 Err(Error::Corrupt { reason, .. }) => skip(&self.skipped, &name, &reason),
                 Err(Error::NotFound { .. }) => {
-                    skip(&self.skipped, &name, "vanished while being read");
+                    skip(&self.skipped, &name, VANISHED);
                 }
                 Err(e) => return Err(e),
             }

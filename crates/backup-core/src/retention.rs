@@ -13,6 +13,9 @@
 //!   taken less than `d` before the group's newest one;
 //! * `keep-tag t`: every snapshot tagged `t`.
 //!
+//! A policy can also look at only some snapshots (restic's `--host`, `--tag`, `--path`:
+//! [`RetentionPolicyBuilder::with_only_host`] and its siblings); the others are left alone.
+//!
 //! Durations are written as restic writes them: `1y6m`, `14d`, `36h`, `2y3m7d12h` (`m` is a
 //! month). Hours, days, weeks, months and years are counted in UTC, so a policy means the same
 //! on every host; a duration is subtracted on the calendar (one month before 31 March is
@@ -301,6 +304,24 @@ pub struct RetentionPolicy {
     within_buckets: [Option<RetentionDuration>; 5],
     tags: Vec<String>,
     group_by: GroupBy,
+    only: Selection,
+}
+
+/// Which snapshots a policy looks at (restic's `--host`, `--tag`, `--path`); empty lists match
+/// every snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Selection {
+    hosts: Vec<String>,
+    tags: Vec<String>,
+    paths: Vec<String>,
+}
+
+impl Selection {
+    fn matches(&self, s: &Snapshot) -> bool {
+        (self.hosts.is_empty() || self.hosts.contains(&s.host))
+            && (self.tags.is_empty() || self.tags.iter().any(|t| s.tags.contains(t)))
+            && (self.paths.is_empty() || self.paths.iter().all(|p| s.paths.contains(p)))
+    }
 }
 
 /// Builds a [`RetentionPolicy`]; `build` refuses a policy that keeps nothing.
@@ -317,6 +338,7 @@ impl RetentionPolicy {
             within_buckets: [None; 5],
             tags: Vec::new(),
             group_by: GroupBy::default(),
+            only: Selection::default(),
         })
     }
 
@@ -367,6 +389,25 @@ impl RetentionPolicyBuilder {
     /// Keeps every snapshot tagged `tag` (repeatable: any of the tags keeps a snapshot).
     pub fn with_keep_tag(mut self, tag: impl Into<String>) -> Self {
         self.0.tags.push(tag.into());
+        self
+    }
+
+    /// Looks only at snapshots of this host (repeatable: any of them); the others are left
+    /// alone and not listed.
+    pub fn with_only_host(mut self, host: impl Into<String>) -> Self {
+        self.0.only.hosts.push(host.into());
+        self
+    }
+
+    /// Looks only at snapshots with this tag (repeatable: any of them).
+    pub fn with_only_tag(mut self, tag: impl Into<String>) -> Self {
+        self.0.only.tags.push(tag.into());
+        self
+    }
+
+    /// Looks only at snapshots that include this backed-up path (repeatable: all of them).
+    pub fn with_only_path(mut self, path: impl Into<String>) -> Self {
+        self.0.only.paths.push(path.into());
         self
     }
 
@@ -461,14 +502,15 @@ impl ForgetGroup {
     }
 }
 
-/// Applies `policy` to `snapshots` (id and snapshot, in any order): groups them, then decides
-/// for each one. Groups come in key order, each newest first (ties broken by id).
+/// Applies `policy` to `snapshots` (id and snapshot, in any order): groups those it looks at
+/// (see [`RetentionPolicyBuilder::with_only_host`]), then decides for each one. Groups come in
+/// key order, each newest first (ties broken by id).
 pub fn apply_policy(
     snapshots: &[(String, Snapshot)],
     policy: &RetentionPolicy,
 ) -> Vec<ForgetGroup> {
     let mut groups: BTreeMap<GroupKey, Vec<&(String, Snapshot)>> = BTreeMap::new();
-    for entry in snapshots {
+    for entry in snapshots.iter().filter(|(_, s)| policy.only.matches(s)) {
         groups
             .entry(GroupKey::of(&entry.1, policy.group_by))
             .or_default()

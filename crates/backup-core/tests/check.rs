@@ -108,6 +108,7 @@ async fn a_sound_repository_passes_and_parts_cover_every_pack_once() {
     assert_eq!(structure.snapshots, 1);
     assert_eq!(structure.packs, on_disk.len());
     assert_eq!(structure.packs_read, 0);
+    assert_eq!(structure.headers_read, on_disk.len());
     assert!(structure.trees >= 3, "root, src and a: {}", structure.trees);
 
     let all = check(f.repo.clone(), &read_all()).await.unwrap();
@@ -250,4 +251,43 @@ async fn a_damaged_index_object_is_named_with_the_files_it_made_unreachable() {
     let root = problem_at(&report, "/");
     assert_eq!(root.snapshot.as_deref(), Some(f.snapshot.as_str()));
     assert_eq!(report.unindexed_packs.len(), report.packs);
+}
+
+#[tokio::test]
+async fn a_damaged_pack_header_is_found_without_reading_the_data() {
+    let f = fixture().await;
+    let (pack, _) = packs(&f.repo_dir).into_iter().next().unwrap();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let near_end = bytes.len() - 10;
+    bytes[near_end] ^= 0x80;
+    std::fs::write(&pack, bytes).unwrap();
+    let name = relative(&f.repo_dir, &pack);
+    let report = check(f.repo.clone(), &CheckOptions::builder().build().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    let p = &report.problems[0];
+    assert_eq!(p.object, format!("{name} (header)"));
+    assert_eq!(p.problem, "its header fails authentication");
+    assert_eq!((p.snapshot.as_deref(), p.path.as_deref()), (None, None));
+}
+
+#[tokio::test]
+async fn a_damaged_snapshot_object_is_named() {
+    let f = fixture().await;
+    let object = f.repo_dir.join("snapshots").join(&f.snapshot);
+    let mut bytes = std::fs::read(&object).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&object, bytes).unwrap();
+    let report = check(f.repo.clone(), &CheckOptions::builder().build().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(report.snapshots, 0);
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert_eq!(
+        report.problems[0].object,
+        format!("snapshots/{}", f.snapshot)
+    );
+    assert!(report.problems[0].problem.contains("fails authentication"));
 }

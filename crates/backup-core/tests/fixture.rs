@@ -192,6 +192,14 @@ async fn the_version_1_fixture_restores_every_snapshot_to_its_manifest() {
     assert_eq!(listed, expected.keys().cloned().collect());
     assert!(repo.skipped_objects().is_empty());
 
+    // Its keys predate the keys' creation time and host: listed without them.
+    let keys = repo.list_keys().await.unwrap();
+    assert_eq!(keys.iter().filter(|k| k.current).count(), 1);
+    assert!(
+        keys.iter()
+            .all(|k| k.created_ns.is_none() && k.host.is_none())
+    );
+
     // `check --read-data` reads the version-1 format too, and finds it sound.
     let options = backup_core::check::CheckOptions::builder()
         .with_read_data(backup_core::check::DataSubset::All)

@@ -20,6 +20,11 @@ async fn non_key_objects(store: &dyn ObjectStore) -> BTreeMap<String, (u64, Opti
         .collect()
 }
 
+fn now_ns() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    i64::try_from(since.unwrap().as_nanos()).unwrap()
+}
+
 async fn open(store: &Arc<InMemory>, pass: &str) -> backup_core::Result<Repository> {
     Repository::open(store.clone(), "memory", &KeySource::passphrase(pass)).await
 }
@@ -56,6 +61,10 @@ async fn add_passwd_and_remove_keys_without_rewriting_data() {
         assert_eq!(k.kind, KeyKind::Passphrase);
         assert!(k.kdf.as_deref().unwrap().starts_with("argon2id"), "{k:?}");
         assert_eq!(k.current, k.id == alice_id);
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(k.host.as_deref(), Some(host.trim()));
+        let age = now_ns() - k.created_ns.unwrap();
+        assert!((0..600_000_000_000).contains(&age), "created {age} ns ago");
     }
     assert!(keys.iter().any(|k| k.id == bob_id));
 
@@ -101,4 +110,43 @@ async fn add_passwd_and_remove_keys_without_rewriting_data() {
         data_before,
         "data rewritten"
     );
+}
+
+#[tokio::test]
+async fn a_key_file_is_added_beside_a_passphrase_and_listed_as_one() {
+    use crypto_at_rest::{KeyId, Keyring};
+    let store = Arc::new(InMemory::new());
+    let repo = Repository::init(
+        store.clone(),
+        "memory",
+        &KeySource::passphrase("admin"),
+        small_options(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("ops.key");
+    Keyring::generate(KeyId(3))
+        .unwrap()
+        .save(&key_file)
+        .unwrap();
+    let id = repo
+        .add_key(&KeySource::key_file(&key_file).unwrap())
+        .await
+        .unwrap();
+    let listed = repo.list_keys().await.unwrap();
+    let added = listed.iter().find(|k| k.id == id).unwrap();
+    assert_eq!(
+        (added.kind, added.kdf.as_deref(), added.current),
+        (KeyKind::KeyFile, None, false)
+    );
+    let with_file = Repository::open(
+        store.clone(),
+        "memory",
+        &KeySource::key_file(&key_file).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(with_file.config().id, repo.config().id);
+    assert_eq!(with_file.current_key().unwrap(), id);
 }

@@ -432,3 +432,51 @@ async fn forget_deletes_only_snapshots_and_dry_run_nothing() {
     let again = repo.forget(&policy, false).await.unwrap();
     assert_eq!(again[0].removed().count(), 0);
 }
+
+#[test]
+fn only_the_selected_snapshots_are_decided() {
+    let all = vec![
+        (
+            "a".repeat(32),
+            snapshot(BASE_NS, "web1", &["/srv", "/etc"], &["nightly"]),
+        ),
+        (
+            "b".repeat(32),
+            snapshot(BASE_NS + 1, "web2", &["/srv"], &["nightly"]),
+        ),
+        (
+            "c".repeat(32),
+            snapshot(BASE_NS + 2, "web1", &["/srv"], &[]),
+        ),
+        (
+            "d".repeat(32),
+            snapshot(BASE_NS + 3, "web1", &["/etc"], &["nightly"]),
+        ),
+    ];
+    let decided = |policy: RetentionPolicy| -> Vec<char> {
+        let mut ids: Vec<char> = apply_policy(&all, &policy)
+            .iter()
+            .flat_map(|g| g.decisions.iter().map(|d| d.id.chars().next().unwrap()))
+            .collect();
+        ids.sort();
+        ids
+    };
+    let keep = || RetentionPolicy::builder().with_keep_last(1);
+    assert_eq!(
+        decided(keep().with_only_host("web1").build().unwrap()),
+        ['a', 'c', 'd']
+    );
+    assert_eq!(
+        decided(keep().with_only_tag("nightly").build().unwrap()),
+        ['a', 'b', 'd']
+    );
+    assert_eq!(
+        decided(keep().with_only_path("/srv").build().unwrap()),
+        ['a', 'b', 'c']
+    );
+    let both = keep()
+        .with_only_host("web1")
+        .with_only_path("/srv")
+        .with_only_path("/etc");
+    assert_eq!(decided(both.build().unwrap()), ['a']);
+}

@@ -178,6 +178,15 @@ enum Command {
         /// Keep snapshots with this tag (repeatable).
         #[arg(long, value_name = "TAG")]
         keep_tag: Vec<String>,
+        /// Look only at snapshots of this host (repeatable); others are left alone.
+        #[arg(long, value_name = "HOST")]
+        host: Vec<String>,
+        /// Look only at snapshots with this tag (repeatable: any of them).
+        #[arg(long, value_name = "TAG")]
+        tag: Vec<String>,
+        /// Look only at snapshots that include this path (repeatable: all of them).
+        #[arg(long, value_name = "PATH")]
+        path: Vec<String>,
         /// Group snapshots by these fields (comma-separated host, paths, tags; "" = one group).
         #[arg(long, default_value = "host,paths")]
         group_by: GroupBy,
@@ -285,9 +294,11 @@ async fn key(cli: &Cli, location: &str, action: &KeyCommand) -> Result<()> {
                         _ => "other",
                     };
                     println!(
-                        "{} {} {kind:<10} {}",
+                        "{} {} {kind:<10} {:<20} {:<16} {}",
                         if k.current { '*' } else { ' ' },
                         k.id,
+                        k.created_ns.map_or("-".into(), time_of),
+                        k.host.as_deref().unwrap_or("-"),
                         k.kdf.as_deref().unwrap_or("")
                     );
                 }
@@ -726,8 +737,8 @@ fn print_check(json_out: bool, report: &CheckReport) -> Result<()> {
         return Ok(());
     }
     println!(
-        "checked {} snapshots, {} trees, {} packs",
-        report.snapshots, report.trees, report.packs
+        "checked {} snapshots, {} trees, {} packs ({} headers compared with the index)",
+        report.snapshots, report.trees, report.packs, report.headers_read
     );
     if let Some(part) = &report.part {
         println!(
@@ -778,6 +789,9 @@ async fn forget(cli: &Cli, location: &str) -> Result<()> {
         keep_within_monthly,
         keep_within_yearly,
         keep_tag,
+        host,
+        tag,
+        path,
         group_by,
         dry_run,
     } = &cli.command
@@ -823,9 +837,10 @@ async fn forget(cli: &Cli, location: &str) -> Result<()> {
             policy = set(policy, *d);
         }
     }
-    for t in keep_tag {
-        policy = policy.with_keep_tag(t);
-    }
+    let policy = keep_tag.iter().fold(policy, |p, t| p.with_keep_tag(t));
+    let policy = host.iter().fold(policy, |p, h| p.with_only_host(h));
+    let policy = tag.iter().fold(policy, |p, t| p.with_only_tag(t));
+    let policy = path.iter().fold(policy, |p, path| p.with_only_path(path));
     let policy = policy.build()?;
     let repo = open(cli, location).await?;
     let groups = repo.forget(&policy, *dry_run).await?;
