@@ -7,6 +7,7 @@ use std::process::Command;
 
 /// The tools a unit may start, with the binaries cargo built for this test.
 const TOOLS: &[(&str, &str)] = &[
+    ("backup", env!("CARGO_BIN_EXE_backup")),
     ("healthreport", env!("CARGO_BIN_EXE_healthreport")),
     ("logban", env!("CARGO_BIN_EXE_logban")),
     ("onedrive-export", env!("CARGO_BIN_EXE_onedrive-export")),
