@@ -613,13 +613,13 @@ impl Pipeline<'_> {
             self.chunks_new.fetch_add(added as u64, Ordering::Relaxed);
             full
         };
-        if let Some(mut full) = full {
-            if let Some(pack) = full.finish(&keys.cipher)? {
-                sealer
-                    .packs
-                    .send(pack)
-                    .map_err(|_| Error::Worker("upload threads stopped".into()))?;
-            }
+        if let Some(mut full) = full
+            && let Some(pack) = full.finish(&keys.cipher)?
+        {
+            sealer
+                .packs
+                .send(pack)
+                .map_err(|_| Error::Worker("upload threads stopped".into()))?;
         }
         Ok(())
     }

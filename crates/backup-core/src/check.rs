@@ -156,12 +156,12 @@ impl CheckOptionsBuilder {
                 "check: parallel loads must be at least 1".into(),
             ));
         }
-        if let Some(DataSubset::Part { n, of }) = self.0.read_data {
-            if n == 0 || n > of {
-                return Err(Error::Config(format!(
-                    "read-data part {n}/{of}: n must be in 1..=N"
-                )));
-            }
+        if let Some(DataSubset::Part { n, of }) = self.0.read_data
+            && (n == 0 || n > of)
+        {
+            return Err(Error::Config(format!(
+                "read-data part {n}/{of}: n must be in 1..=N"
+            )));
         }
         Ok(self.0)
     }

@@ -170,10 +170,10 @@ pub(crate) fn apply_to_file(file: &std::fs::File, path: &Path, node: &Node) -> V
     set_xattrs(node, path, &mut warnings, |name, value| {
         file.set_xattr(name, value)
     });
-    if let Err(e) = std::os::unix::fs::fchown(file, Some(node.uid), Some(node.gid)) {
-        if e.kind() != std::io::ErrorKind::PermissionDenied {
-            warnings.push(format!("{}: chown: {e}", path.display()));
-        }
+    if let Err(e) = std::os::unix::fs::fchown(file, Some(node.uid), Some(node.gid))
+        && e.kind() != std::io::ErrorKind::PermissionDenied
+    {
+        warnings.push(format!("{}: chown: {e}", path.display()));
     }
     // After chown, which clears set-id bits.
     if let Err(e) = file.set_permissions(std::fs::Permissions::from_mode(node.mode & 0o7777)) {

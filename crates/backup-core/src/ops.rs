@@ -253,10 +253,10 @@ pub async fn stats(repo: &Repository, snapshots: &[String]) -> Result<Stats> {
         }
         for entry in list_tree(repo, &snap.tree).await? {
             let node = entry.node;
-            if let Some(t) = node.subtree {
-                if seen.insert(t) {
-                    stats.stored_bytes += repo.locate(&t)?.stored_share();
-                }
+            if let Some(t) = node.subtree
+                && seen.insert(t)
+            {
+                stats.stored_bytes += repo.locate(&t)?.stored_share();
             }
             if node.kind != NodeKind::File {
                 continue;

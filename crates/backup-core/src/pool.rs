@@ -39,10 +39,10 @@ impl BufferPool {
             return;
         }
         buf.clear();
-        if let Ok(mut free) = self.free.lock() {
-            if free.len() < self.keep {
-                free.push(buf);
-            }
+        if let Ok(mut free) = self.free.lock()
+            && free.len() < self.keep
+        {
+            free.push(buf);
         }
     }
 }

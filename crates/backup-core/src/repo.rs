@@ -772,11 +772,11 @@ fn insert_pack(index: &mut HashMap<ChunkId, BlobLocation>, pack: &IndexPack) {
 
 /// Records a skipped object (once) and logs it.
 pub(crate) fn skip(skipped: &Mutex<BTreeMap<String, String>>, name: &str, reason: &str) {
-    if let Ok(mut skipped) = skipped.lock() {
-        if !skipped.contains_key(name) {
-            tracing::warn!("skipping repository object {name}: {reason}");
-            skipped.insert(name.to_string(), reason.to_string());
-        }
+    if let Ok(mut skipped) = skipped.lock()
+        && !skipped.contains_key(name)
+    {
+        tracing::warn!("skipping repository object {name}: {reason}");
+        skipped.insert(name.to_string(), reason.to_string());
     }
 }
 

@@ -85,10 +85,10 @@ impl StoreOptions {
                     .with_allow_http(endpoint.starts_with("http://"))
                     .with_endpoint(endpoint);
             }
-            if std::env::var_os("AWS_REGION").is_none() {
-                if let Ok(region) = std::env::var("AWS_DEFAULT_REGION") {
-                    builder = builder.with_region(region);
-                }
+            if std::env::var_os("AWS_REGION").is_none()
+                && let Ok(region) = std::env::var("AWS_DEFAULT_REGION")
+            {
+                builder = builder.with_region(region);
             }
             let s3 = builder
                 .build()

@@ -368,17 +368,17 @@ fn build_check(
         ),
     ];
     for (key, span, kinds) in &specific {
-        if let Some(span) = span {
-            if !kinds.contains(&kind) {
-                return Err((
-                    Some(span.clone()),
-                    key,
-                    format!(
-                        "does not apply to kind `{kind}` (only {})",
-                        kinds.join(", ")
-                    ),
-                ));
-            }
+        if let Some(span) = span
+            && !kinds.contains(&kind)
+        {
+            return Err((
+                Some(span.clone()),
+                key,
+                format!(
+                    "does not apply to kind `{kind}` (only {})",
+                    kinds.join(", ")
+                ),
+            ));
         }
     }
     let invalid = |key: &'static str, span: Option<std::ops::Range<usize>>| {

@@ -139,12 +139,11 @@ impl SampleRun<'_> {
                 }
                 let mut line = line.trim_end_matches(['\r', '\n']).to_string();
                 for (key, opts) in tests.clone() {
-                    if let Some(fd) = &faildata {
-                        if let Some(c) = fd.get("constraint").and_then(Value::as_str) {
-                            if !eval_condition(c, &self.name, &opts) {
-                                continue;
-                            }
-                        }
+                    if let Some(fd) = &faildata
+                        && let Some(c) = fd.get("constraint").and_then(Value::as_str)
+                        && !eval_condition(c, &self.name, &opts)
+                    {
+                        continue;
                     }
                     let filter_opts: BTreeMap<String, String> = opts
                         .iter()
@@ -152,10 +151,9 @@ impl SampleRun<'_> {
                         .map(|(k, v)| (k.clone(), value_str(v)))
                         .collect();
                     let journal = opts.get("logtype").and_then(Value::as_str) == Some("journal");
-                    if journal {
-                        if let Some(p) = opts.get("test.prefix-line").and_then(Value::as_str) {
-                            line = format!("{p}{line}");
-                        }
+                    if journal && let Some(p) = opts.get("test.prefix-line").and_then(Value::as_str)
+                    {
+                        line = format!("{p}{line}");
                     }
                     let slot = self.filter(&key, &filter_opts);
                     let verdict = match slot {
@@ -320,10 +318,10 @@ fn same_value(key: &str, want: &Value, got: Option<&Value>) -> bool {
         }
         _ => {
             let (w, g) = (value_str(want), value_str(got));
-            if key == "host" {
-                if let (Ok(a), Ok(b)) = (w.parse::<IpAddr>(), g.parse::<IpAddr>()) {
-                    return a == b;
-                }
+            if key == "host"
+                && let (Ok(a), Ok(b)) = (w.parse::<IpAddr>(), g.parse::<IpAddr>())
+            {
+                return a == b;
             }
             w == g
         }

@@ -16,7 +16,7 @@ const NOW: i64 = 1_800_000_000;
 
 /// Flood address `i`: alternately from 10.0.0.0/8 and 2001:db8::/32, all distinct.
 fn flood_addr(i: u64) -> IpAddr {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i / 2) as u32))
     } else {
         IpAddr::V6(Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(i)))
@@ -74,7 +74,7 @@ async fn flood(total: u64, max_tracked: usize, attackers: &[IpAddr], every: u64)
             .await
             .expect("feed");
         for (k, attacker) in attackers.iter().enumerate() {
-            if (i + k as u64 * every / attackers.len() as u64) % every == 0 {
+            if (i + k as u64 * every / attackers.len() as u64).is_multiple_of(every) {
                 let line = format!("auth failure from {attacker}");
                 engine
                     .feed_line("flood", line.as_bytes(), &mut matcher)

@@ -35,14 +35,15 @@ fn cases(text: &str) -> Vec<Case> {
             filter = f.trim().to_string();
         } else if let Some(j) = line.strip_prefix("# failJSON:") {
             expect = Some(serde_json::from_str(j).expect("valid failJSON"));
-        } else if !line.trim().is_empty() && !line.starts_with('#') {
-            if let Some(expect) = expect.take() {
-                out.push(Case {
-                    filter: filter.clone(),
-                    expect,
-                    line: line.to_string(),
-                });
-            }
+        } else if !line.trim().is_empty()
+            && !line.starts_with('#')
+            && let Some(expect) = expect.take()
+        {
+            out.push(Case {
+                filter: filter.clone(),
+                expect,
+                line: line.to_string(),
+            });
         }
     }
     out

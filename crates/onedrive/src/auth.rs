@@ -444,10 +444,10 @@ impl Authenticator {
     /// A valid access token: the cached one, or a new one when it has under five minutes left.
     pub(crate) async fn access_token(&self) -> Result<Secret> {
         let mut cached = self.inner.cached.lock().await;
-        if let Some(token) = cached.as_ref() {
-            if token.expires_at > SystemTime::now() + REFRESH_MARGIN {
-                return Ok(token.token.clone());
-            }
+        if let Some(token) = cached.as_ref()
+            && token.expires_at > SystemTime::now() + REFRESH_MARGIN
+        {
+            return Ok(token.token.clone());
         }
         let token = self.fetch_token().await?;
         let secret = token.token.clone();
@@ -484,13 +484,14 @@ impl Authenticator {
                     .inner
                     .distrust_stored
                     .swap(false, std::sync::atomic::Ordering::SeqCst);
-                if let Some(access) = &stored.access_token {
-                    if remaining > REFRESH_MARGIN.as_secs() && !distrusted {
-                        return Ok(AccessToken {
-                            token: Secret::new(access.clone()),
-                            expires_at: UNIX_EPOCH + Duration::from_secs(stored.expires_at),
-                        });
-                    }
+                if let Some(access) = &stored.access_token
+                    && remaining > REFRESH_MARGIN.as_secs()
+                    && !distrusted
+                {
+                    return Ok(AccessToken {
+                        token: Secret::new(access.clone()),
+                        expires_at: UNIX_EPOCH + Duration::from_secs(stored.expires_at),
+                    });
                 }
                 let mut form = vec![
                     ("grant_type", "refresh_token"),

@@ -198,7 +198,7 @@ impl OneDriveClientBuilder {
     /// Checks the settings and builds the client.
     pub fn build(self) -> Result<OneDriveClient> {
         if self.fragment_size == 0
-            || self.fragment_size % FRAGMENT_UNIT != 0
+            || !self.fragment_size.is_multiple_of(FRAGMENT_UNIT)
             || self.fragment_size >= FRAGMENT_LIMIT
         {
             return Err(Error::InvalidConfig(format!(

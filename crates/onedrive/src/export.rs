@@ -548,21 +548,21 @@ impl ExportJob {
         id: &str,
     ) -> Result<(PathBuf, u64, String, bool)> {
         let local = self.source.local_path(&planned.entry);
-        if !self.encrypted() {
-            if let Some(local) = local {
-                return Ok((local, planned.size, planned.hash.clone(), false));
-            }
+        if !self.encrypted()
+            && let Some(local) = local
+        {
+            return Ok((local, planned.size, planned.hash.clone(), false));
         }
         let spool = self.state_dir.join("spool").join(format!("{id}.body"));
         let meta_path = spool.with_extension("json");
         // A spool left by an interrupted run of the same content is reused: its upload session
         // (keyed by the spool's hash) can then resume.
-        if let Ok(bytes) = std::fs::read(&meta_path) {
-            if let Ok(meta) = serde_json::from_slice::<SpoolMeta>(&bytes) {
-                if meta.plain_hash == planned.hash && meta.plain_size == planned.size {
-                    return Ok((spool, meta.body_size, meta.body_hash, true));
-                }
-            }
+        if let Ok(bytes) = std::fs::read(&meta_path)
+            && let Ok(meta) = serde_json::from_slice::<SpoolMeta>(&bytes)
+            && meta.plain_hash == planned.hash
+            && meta.plain_size == planned.size
+        {
+            return Ok((spool, meta.body_size, meta.body_hash, true));
         }
         let source = self.source.clone();
         let entry = planned.entry.clone();

@@ -96,10 +96,10 @@ impl AsRef<[u8]> for PooledBuf {
 impl Drop for PooledBuf {
     fn drop(&mut self) {
         let buf = std::mem::take(&mut self.buf);
-        if let Ok(mut pool) = self.pool.0.lock() {
-            if pool.len() < POOL_KEEP {
-                pool.push(buf);
-            }
+        if let Ok(mut pool) = self.pool.0.lock()
+            && pool.len() < POOL_KEEP
+        {
+            pool.push(buf);
         }
     }
 }
@@ -414,10 +414,10 @@ impl Upload<'_> {
                         policy.backoff(attempt)
                     };
                     tokio::time::sleep(wait).await;
-                    if !matches!(status, 429 | 503) {
-                        if let Some(next) = self.status(&session).await? {
-                            offset = next;
-                        }
+                    if !matches!(status, 429 | 503)
+                        && let Some(next) = self.status(&session).await?
+                    {
+                        offset = next;
                     }
                 }
                 _ => {

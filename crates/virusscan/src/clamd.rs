@@ -546,10 +546,10 @@ impl ClamdClient {
     async fn fd_session(&self) -> Result<(Arc<PipelinedSession>, bool)> {
         let cfg = &self.inner.config;
         let mut slot = self.inner.fd_session.lock().await;
-        if let Some(session) = slot.as_ref() {
-            if session.is_usable(cfg.idle_lifetime) {
-                return Ok((session.clone(), true));
-            }
+        if let Some(session) = slot.as_ref()
+            && session.is_usable(cfg.idle_lifetime)
+        {
+            return Ok((session.clone(), true));
         }
         let Stream::Unix(stream) = self.connect_stream().await? else {
             return Err(Error::InvalidConfig {

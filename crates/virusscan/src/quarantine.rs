@@ -383,10 +383,10 @@ impl Quarantine {
         for entry in std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, "listing", e))? {
             let entry = entry.map_err(|e| Error::io(&self.dir, "listing", e))?;
             let name = entry.file_name();
-            if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")) {
-                if valid_id(id) {
-                    ids.push(id.to_owned());
-                }
+            if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json"))
+                && valid_id(id)
+            {
+                ids.push(id.to_owned());
             }
         }
         ids.sort();
@@ -534,14 +534,14 @@ impl Quarantine {
                 .strip_suffix(".json.tmp")
                 .map(|id| (id, true))
                 .or_else(|| name.strip_suffix(".data.tmp").map(|id| (id, false)));
-            if let Some((id, always)) = stray {
-                if always || !ids.iter().any(|i| i == id) {
-                    self.remove_if_present(&name)?;
-                    actions.push((
-                        id.to_owned(),
-                        RecoveryAction::RemovedTemporary(self.dir.join(&name)),
-                    ));
-                }
+            if let Some((id, always)) = stray
+                && (always || !ids.iter().any(|i| i == id))
+            {
+                self.remove_if_present(&name)?;
+                actions.push((
+                    id.to_owned(),
+                    RecoveryAction::RemovedTemporary(self.dir.join(&name)),
+                ));
             }
         }
         for id in ids {
@@ -590,18 +590,15 @@ impl Quarantine {
                     self.discard(&id)?;
                     return Ok(Some(RecoveryAction::LeftInPlace));
                 }
-                if record.method == "copy" {
-                    if let Some(pfd) = &parent_fd {
-                        if let Some((hash, _)) = original_hash(pfd)? {
-                            if hash == record.sha256 {
-                                rustix::fs::unlinkat(pfd, name, AtFlags::empty()).map_err(|e| {
-                                    Error::io(&target, "removing the copied original", e.into())
-                                })?;
-                                rustix::fs::fsync(pfd)
-                                    .map_err(|e| Error::io(&parent, "fsync", e.into()))?;
-                            }
-                        }
-                    }
+                if record.method == "copy"
+                    && let Some(pfd) = &parent_fd
+                    && let Some((hash, _)) = original_hash(pfd)?
+                    && hash == record.sha256
+                {
+                    rustix::fs::unlinkat(pfd, name, AtFlags::empty()).map_err(|e| {
+                        Error::io(&target, "removing the copied original", e.into())
+                    })?;
+                    rustix::fs::fsync(pfd).map_err(|e| Error::io(&parent, "fsync", e.into()))?;
                 }
                 self.finish_quarantine(record)?;
                 Ok(Some(RecoveryAction::Quarantined))
@@ -613,22 +610,21 @@ impl Quarantine {
                         restore_tmp_name(name, &id).as_os_str(),
                         AtFlags::empty(),
                     );
-                    if let Some((hash, _)) = original_hash(pfd)? {
-                        if hash == record.sha256 {
-                            // Back in place: make sure the metadata is the recorded one.
-                            let fd = rustix::fs::openat(pfd, name, OPEN_FILE, Mode::empty())
-                                .map_err(|e| Error::io(&target, "opening", e.into()))?;
-                            apply_metadata(&fd, &record).map_err(|e| {
-                                Error::io(&target, "setting owner, mode and times", e.into())
-                            })?;
-                            rustix::fs::fsync(pfd)
-                                .map_err(|e| Error::io(&parent, "fsync", e.into()))?;
-                            self.remove_if_present(&data)?;
-                            self.remove_if_present(&format!("{id}.json"))?;
-                            rustix::fs::fsync(&self.dirfd)
-                                .map_err(|e| self.err(".", "fsync", e))?;
-                            return Ok(Some(RecoveryAction::Restored));
-                        }
+                    if let Some((hash, _)) = original_hash(pfd)?
+                        && hash == record.sha256
+                    {
+                        // Back in place: make sure the metadata is the recorded one.
+                        let fd = rustix::fs::openat(pfd, name, OPEN_FILE, Mode::empty())
+                            .map_err(|e| Error::io(&target, "opening", e.into()))?;
+                        apply_metadata(&fd, &record).map_err(|e| {
+                            Error::io(&target, "setting owner, mode and times", e.into())
+                        })?;
+                        rustix::fs::fsync(pfd)
+                            .map_err(|e| Error::io(&parent, "fsync", e.into()))?;
+                        self.remove_if_present(&data)?;
+                        self.remove_if_present(&format!("{id}.json"))?;
+                        rustix::fs::fsync(&self.dirfd).map_err(|e| self.err(".", "fsync", e))?;
+                        return Ok(Some(RecoveryAction::Restored));
                     }
                 }
                 if !data_present {

@@ -247,12 +247,11 @@ impl TreeScanner {
         let mut running = JoinSet::new();
         let mut finish =
             |report: FileReport, summary: &mut TreeSummary, fresh: &mut Option<ScanCache>| {
-                if let (Some(cache), Some(id)) = (fresh.as_mut(), report.identity.as_ref()) {
-                    if matches!(report.outcome, Outcome::Clean | Outcome::Unchanged)
-                        && !report.changed_during_scan
-                    {
-                        cache.insert_clean(id);
-                    }
+                if let (Some(cache), Some(id)) = (fresh.as_mut(), report.identity.as_ref())
+                    && matches!(report.outcome, Outcome::Clean | Outcome::Unchanged)
+                    && !report.changed_during_scan
+                {
+                    cache.insert_clean(id);
                 }
                 summary.count(&report);
                 on_file(&report);

@@ -194,9 +194,8 @@ impl Watcher {
         loop {
             tokio::select! {
                 Some(report) = done_rx.recv() => {
-                    if let (Some(id), Outcome::Clean) = (&report.identity, &report.outcome) {
-                        if !report.changed_during_scan { seen.insert_clean(id); }
-                    }
+                    if let (Some(id), Outcome::Clean) = (&report.identity, &report.outcome)
+                        && !report.changed_during_scan { seen.insert_clean(id); }
                     on_file(&report);
                 }
                 event = self.rx.recv() => match event {

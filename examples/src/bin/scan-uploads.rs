@@ -347,10 +347,10 @@ async fn scan_once(
             .scan(dir, old.clone(), |r| {
                 handler.file(r);
                 let n = progress.fetch_add(1, Ordering::Relaxed) + 1;
-                if let Some(bar) = &bar {
-                    if n % 256 == 0 {
-                        bar.set_message(format!("{n} files"));
-                    }
+                if let Some(bar) = &bar
+                    && n.is_multiple_of(256)
+                {
+                    bar.set_message(format!("{n} files"));
                 }
             })
             .await
@@ -369,10 +369,10 @@ async fn scan_once(
         bar.finish_and_clear();
     }
     // Rewritten (and fsync'ed) only when something changed: an unchanged tree costs no write.
-    if let (Some(path), Some(cache)) = (cache_path, merged) {
-        if old.as_ref() != Some(&cache) {
-            cache.save(path)?;
-        }
+    if let (Some(path), Some(cache)) = (cache_path, merged)
+        && old.as_ref() != Some(&cache)
+    {
+        cache.save(path)?;
     }
     let secs = started.elapsed().as_secs_f64();
     println!(

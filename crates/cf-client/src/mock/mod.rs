@@ -709,13 +709,12 @@ impl Shared {
             }
         }
         let answer = self.route(&req);
-        if let Some(op) = &op {
-            if let Err(e) = self
+        if let Some(op) = &op
+            && let Err(e) = self
                 .spec
                 .check_response(op, &method, answer.status, &answer.body)
-            {
-                self.violation(format!("response (mock bug): {e}"));
-            }
+        {
+            self.violation(format!("response (mock bug): {e}"));
         }
         answer
     }
@@ -914,14 +913,15 @@ fn check_record(
     if name != zone_name && !name.ends_with(&format!(".{zone_name}")) {
         return Some(fail(400, 9007, "Name is not within the zone"));
     }
-    if let Some(ttl) = body.get("ttl").and_then(Value::as_u64) {
-        if ttl != 1 && !(60..=86400).contains(&ttl) {
-            return Some(fail(
-                400,
-                9021,
-                "Invalid TTL. Must be between 60 and 86400 seconds, or 1 for Automatic",
-            ));
-        }
+    if let Some(ttl) = body.get("ttl").and_then(Value::as_u64)
+        && ttl != 1
+        && !(60..=86400).contains(&ttl)
+    {
+        return Some(fail(
+            400,
+            9021,
+            "Invalid TTL. Must be between 60 and 86400 seconds, or 1 for Automatic",
+        ));
     }
     let kind = body["type"].as_str().unwrap_or_default();
     let content = body["content"].as_str().unwrap_or_default();
@@ -1457,7 +1457,7 @@ fn encode_cursor(key: &str) -> String {
 }
 
 fn decode_cursor(cursor: &str) -> Option<String> {
-    if cursor.len() % 2 != 0 {
+    if !cursor.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..cursor.len())

@@ -190,23 +190,23 @@ impl Spec {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(), String> {
-        if op.template.ends_with("/settings/{setting_id}") {
-            if let (Some(setting), Some(body)) = (path.rsplit('/').next(), body) {
-                let schema = json!({"$ref": format!("#/components/schemas/zones_{setting}")});
-                if self
-                    .request_components
-                    .pointer(&format!("/schemas/zones_{setting}"))
-                    .is_none()
-                {
-                    return Err(format!("unknown zone setting `{setting}`"));
-                }
-                return self.check(
-                    &format!("request {method} setting {setting}"),
-                    &schema,
-                    Direction::Request,
-                    body,
-                );
+        if op.template.ends_with("/settings/{setting_id}")
+            && let (Some(setting), Some(body)) = (path.rsplit('/').next(), body)
+        {
+            let schema = json!({"$ref": format!("#/components/schemas/zones_{setting}")});
+            if self
+                .request_components
+                .pointer(&format!("/schemas/zones_{setting}"))
+                .is_none()
+            {
+                return Err(format!("unknown zone setting `{setting}`"));
             }
+            return self.check(
+                &format!("request {method} setting {setting}"),
+                &schema,
+                Direction::Request,
+                body,
+            );
         }
         let Some(request_body) = op.definition.get("requestBody") else {
             return match body {
@@ -359,10 +359,10 @@ fn nullable_to_json_schema(value: &mut Value) {
                 if let Some(Value::String(t)) = map.get("type").cloned() {
                     map.insert("type".into(), json!([t, "null"]));
                 }
-                if let Some(Value::Array(values)) = map.get_mut("enum") {
-                    if !values.contains(&Value::Null) {
-                        values.push(Value::Null);
-                    }
+                if let Some(Value::Array(values)) = map.get_mut("enum")
+                    && !values.contains(&Value::Null)
+                {
+                    values.push(Value::Null);
                 }
             }
             map.values_mut().for_each(nullable_to_json_schema);

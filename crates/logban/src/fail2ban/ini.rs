@@ -46,23 +46,21 @@ fn parse_text(path: &Path, text: &str) -> Result<(Section, Vec<(String, Section)
             continue;
         }
         let indented = line.starts_with(' ') || line.starts_with('\t');
-        if indented {
-            if let Some(key) = &last_key {
-                let value = strip_inline_comment(trimmed);
-                let target = match &current {
-                    Some(s) if s != "DEFAULT" => sections
-                        .iter_mut()
-                        .rev()
-                        .find(|(n, _)| n == s)
-                        .map(|(_, sec)| sec),
-                    _ => Some(&mut defaults),
-                };
-                if let Some(v) = target.and_then(|sec| sec.get_mut(key)) {
-                    v.push('\n');
-                    v.push_str(value);
-                }
-                continue;
+        if indented && let Some(key) = &last_key {
+            let value = strip_inline_comment(trimmed);
+            let target = match &current {
+                Some(s) if s != "DEFAULT" => sections
+                    .iter_mut()
+                    .rev()
+                    .find(|(n, _)| n == s)
+                    .map(|(_, sec)| sec),
+                _ => Some(&mut defaults),
+            };
+            if let Some(v) = target.and_then(|sec| sec.get_mut(key)) {
+                v.push('\n');
+                v.push_str(value);
             }
+            continue;
         }
         if let Some(name) = trimmed.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
             let name = name.to_string();

@@ -263,11 +263,11 @@ impl Template {
             word_begin = WordBegin::No;
             word_end = false;
         }
-        if word_begin != WordBegin::No {
-            if let Some(rest) = pattern.strip_prefix("{^LN-BEG}") {
-                pattern = rest.to_string();
-                word_begin = WordBegin::Start;
-            }
+        if word_begin != WordBegin::No
+            && let Some(rest) = pattern.strip_prefix("{^LN-BEG}")
+        {
+            pattern = rest.to_string();
+            word_begin = WordBegin::Start;
         }
         let alpha = has_alpha_field(&pattern);
         let mut regex = substitute_fields(&pattern)?;
@@ -633,10 +633,11 @@ impl DateDetector {
         static DEFAULTS: std::sync::LazyLock<Vec<Template>> = std::sync::LazyLock::new(|| {
             let mut templates = Vec::new();
             for p in DEFAULT_TEMPLATES {
-                if !p.starts_with('^') && !p.starts_with("{^LN-BEG}") {
-                    if let Ok(t) = Template::from_pattern(&format!("{{^LN-BEG}}{p}")) {
-                        templates.push(t);
-                    }
+                if !p.starts_with('^')
+                    && !p.starts_with("{^LN-BEG}")
+                    && let Ok(t) = Template::from_pattern(&format!("{{^LN-BEG}}{p}"))
+                {
+                    templates.push(t);
                 }
             }
             templates.extend(
@@ -713,25 +714,25 @@ impl DateDetector {
     pub fn find(&mut self, line: &str, clock: &Clock) -> Option<FoundDate> {
         if let Some(c) = &self.cache {
             let t = &self.templates[c.template];
-            if t.line_anchored && t.kind != Kind::None {
-                if let Some((s, e)) = t.matcher.find_at(line, 0) {
-                    if line[s..e] == c.whole {
-                        return Some(FoundDate {
-                            span: (s + c.span.0, s + c.span.1),
-                            time: c.time,
-                        });
-                    }
-                }
+            if t.line_anchored
+                && t.kind != Kind::None
+                && let Some((s, e)) = t.matcher.find_at(line, 0)
+                && line[s..e] == c.whole
+            {
+                return Some(FoundDate {
+                    span: (s + c.span.0, s + c.span.1),
+                    time: c.time,
+                });
             }
         }
         if let Some((idx, pos)) = self.last {
             let t = &self.templates[idx];
-            if let Some((caps, span)) = t.find(line) {
-                if t.line_anchored || span.0 == pos {
-                    let time = t.value(line, &caps, clock);
-                    self.remember(idx, line, &caps, span, time);
-                    return Some(FoundDate { span, time });
-                }
+            if let Some((caps, span)) = t.find(line)
+                && (t.line_anchored || span.0 == pos)
+            {
+                let time = t.value(line, &caps, clock);
+                self.remember(idx, line, &caps, span, time);
+                return Some(FoundDate { span, time });
             }
         }
         for idx in 0..self.templates.len() {

@@ -1240,7 +1240,7 @@ fn fragment(
             .push(format!("fragment {start}-{end} is 60 MiB or more"));
         return error(400, "invalidRange", "fragment too large");
     }
-    if end + 1 < total && len % UNIT != 0 {
+    if end + 1 < total && !len.is_multiple_of(UNIT) {
         s.violations.push(format!(
             "fragment {start}-{end} ({len} bytes) is not a multiple of 320 KiB"
         ));
