@@ -552,28 +552,47 @@ fn rotate_reports_every_failure_and_a_rerun_finishes_without_a_new_key() {
 #[test]
 fn rotate_killed_at_any_point_leaves_files_that_open() {
     use crypto_at_rest::Keyring;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
-    let plain = sealed_files(d);
     let names: Vec<String> = (0..24).map(|i| format!("f{i}.bin")).collect();
-    for name in &names {
-        std::fs::copy(d.join("s.bin"), d.join(name)).expect("copy");
-    }
     let mut args = vec!["rotate".to_owned(), "-k".into(), "ring.txt".into()];
     args.extend(names.iter().cloned());
-    let mut killed = 0;
-    for attempt in 0..60u64 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_crypt"))
+    let setup = |d: &Path| {
+        let plain = sealed_files(d);
+        for name in &names {
+            std::fs::copy(d.join("s.bin"), d.join(name)).expect("copy");
+        }
+        plain
+    };
+    let spawn_rotate = |d: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_crypt"))
             .current_dir(d)
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("spawn crypt");
-        // Kill points spread over start-up, the rotation record, the keyring save and the
-        // re-wraps (a whole run takes about 100 ms here, most of it in fsyncs).
-        std::thread::sleep(std::time::Duration::from_micros(attempt * 1500));
+            .expect("spawn crypt")
+    };
+    // A whole run takes from a few ms (tmpfs) to ~100 ms (fsyncs on a loaded disk): time one on
+    // the same file system, so the kill points spread over start-up, the rotation record, the
+    // keyring save and the re-wraps wherever the test runs.
+    let calibration = tempfile::tempdir().expect("tempdir");
+    setup(calibration.path());
+    let started = std::time::Instant::now();
+    assert!(
+        spawn_rotate(calibration.path())
+            .wait()
+            .expect("wait")
+            .success()
+    );
+    let whole_run = started.elapsed();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let plain = setup(d);
+    let mut killed = 0;
+    for attempt in 0..60u32 {
+        let mut child = spawn_rotate(d);
+        std::thread::sleep(whole_run * attempt / 60);
         if child.try_wait().expect("try_wait").is_none() {
             killed += 1;
         }
