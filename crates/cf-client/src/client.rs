@@ -22,6 +22,11 @@ pub const CLOUDFLARE_BUDGET: u32 = 1_200;
 /// The window of [`CLOUDFLARE_BUDGET`].
 pub const CLOUDFLARE_WINDOW: Duration = Duration::from_secs(300);
 
+/// The longest `retry-after` honoured. Cloudflare's budget refills within its 5-minute window, so
+/// a 429 asking for longer fails the call with [`Error::RateLimited`] instead of stalling every
+/// caller of the client (and a 5xx's `retry-after` is shortened to it).
+pub const MAX_RETRY_AFTER: Duration = CLOUDFLARE_WINDOW;
+
 /// The default API root.
 pub const DEFAULT_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
 
@@ -429,6 +434,12 @@ impl Client {
         let bytes = response.bytes().await.map_err(transport)?;
         if status == 429 {
             inner.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            if retry_after.is_some_and(|wait| wait > MAX_RETRY_AFTER) {
+                return Err(Attempt::Fatal(Error::RateLimited {
+                    request,
+                    retry_after,
+                }));
+            }
             // Everyone sharing this client waits: the budget is per token, not per call.
             if let Some(wait) = retry_after {
                 inner.limiter.pause_for(wait);
@@ -445,7 +456,7 @@ impl Client {
         if status >= 500 {
             let errors = envelope.map(|e| e.errors).unwrap_or_default();
             return Err(Attempt::Retry {
-                wait: retry_after,
+                wait: retry_after.map(|wait| wait.min(MAX_RETRY_AFTER)),
                 error: Error::Api {
                     request,
                     status,
@@ -588,7 +599,9 @@ impl RateLimiter {
     }
 
     fn pause_for(&self, wait: Duration) {
-        let until = Instant::now() + wait;
+        let Some(until) = Instant::now().checked_add(wait) else {
+            return;
+        };
         let mut state = self.lock();
         if state.paused_until.is_none_or(|p| p < until) {
             state.paused_until = Some(until);
@@ -638,6 +651,55 @@ mod tests {
         limiter.pause_for(Duration::from_secs(30));
         limiter.acquire().await;
         assert_eq!(start.elapsed(), Duration::from_secs(40));
+    }
+
+    /// A server that answers every request with `429` and `retry-after: {retry_after}`.
+    async fn throttling_server(retry_after: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                // The request (a GET, no body) is read whole before answering.
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(n @ 1..) => request.extend_from_slice(&buf[..n]),
+                        _ => break,
+                    }
+                }
+                let body = r#"{"success":false,"errors":[{"code":10000,"message":"rate limited"}],"messages":[],"result":null}"#;
+                let answer = format!(
+                    "HTTP/1.1 429 Too Many Requests\r\nretry-after: {retry_after}\r\n\
+                     content-type: application/json\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        format!("http://{addr}/client/v4")
+    }
+
+    #[tokio::test]
+    async fn an_absurd_retry_after_fails_the_call_instead_of_panicking_or_stalling() {
+        let base = throttling_server("18446744073709551615").await;
+        let client = Client::builder()
+            .with_token("t")
+            .with_base_url(base)
+            .with_backoff(Duration::from_millis(1), Duration::from_millis(2))
+            .build()
+            .expect("client");
+        let call = tokio::time::timeout(Duration::from_secs(10), client.verify_token()).await;
+        let err = call.expect("answered in time").expect_err("429");
+        assert!(
+            matches!(err, Error::RateLimited { retry_after: Some(w), .. } if w > MAX_RETRY_AFTER),
+            "{err:?}"
+        );
+        assert_eq!(client.stats().requests, 1, "no retry after a refused wait");
     }
 
     #[test]
