@@ -27,6 +27,10 @@ pub const CLOUDFLARE_WINDOW: Duration = Duration::from_secs(300);
 /// caller of the client (and a 5xx's `retry-after` is shortened to it).
 pub const MAX_RETRY_AFTER: Duration = CLOUDFLARE_WINDOW;
 
+/// The largest answer read (a page of 5,000 DNS records is about 3 MiB): a longer body, announced
+/// or streamed, fails the call with [`Error::Decode`] instead of growing memory without bound.
+pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
 /// The default API root.
 pub const DEFAULT_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
 
@@ -423,7 +427,7 @@ impl Client {
                 }
             }
         };
-        let response = builder.send().await.map_err(transport)?;
+        let mut response = builder.send().await.map_err(transport)?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -431,7 +435,25 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let bytes = response.bytes().await.map_err(transport)?;
+        let too_large = || {
+            Attempt::Fatal(Error::Decode {
+                request: request.clone(),
+                reason: format!("HTTP {status}: answer larger than {MAX_RESPONSE_BYTES} bytes"),
+            })
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         if status == 429 {
             inner.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
             if retry_after.is_some_and(|wait| wait > MAX_RETRY_AFTER) {
@@ -700,6 +722,44 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(client.stats().requests, 1, "no retry after a refused wait");
+    }
+
+    #[tokio::test]
+    async fn an_endless_answer_is_refused_at_the_size_limit() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}/client/v4", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let _ = stream.read(&mut [0u8; 4096]).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                        transfer-encoding: chunked\r\n\r\n";
+            let _ = stream.write_all(head.as_bytes()).await;
+            // JSON whitespace, a quarter over the limit, then the end of the body.
+            let mut chunk = format!("{:x}\r\n", 1 << 16).into_bytes();
+            chunk.extend(std::iter::repeat_n(b' ', 1 << 16));
+            chunk.extend_from_slice(b"\r\n");
+            for _ in 0..(MAX_RESPONSE_BYTES + MAX_RESPONSE_BYTES / 4) >> 16 {
+                if stream.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+            let _ = stream.write_all(b"0\r\n\r\n").await;
+        });
+        let client = Client::builder()
+            .with_token("t")
+            .with_base_url(base)
+            .build()
+            .expect("client");
+        let err = client.verify_token().await.expect_err("too large");
+        assert!(
+            matches!(&err, Error::Decode { reason, .. } if reason.contains("larger than")),
+            "{err:?}"
+        );
     }
 
     #[test]
