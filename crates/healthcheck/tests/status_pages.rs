@@ -2,8 +2,54 @@
 //! ngx_http_stub_status_module documentation; PHP-FPM's www.conf `pm.status_path` comments) and
 //! on hostile input.
 
-use healthcheck::checks::status_page::{parse_nginx_status, parse_php_fpm_status};
+mod support;
+
+use healthcheck::checks::status_page::{MAX_STATUS_PAGE, parse_nginx_status, parse_php_fpm_status};
+use healthcheck::checks::{NginxStatusCheck, PhpFpmStatusCheck};
+use healthcheck::{Check, Reason, Status};
 use proptest::prelude::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Answers every request with an endless page (chunked; stops a quarter past the limit).
+async fn endless_page() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/status", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = stream.read(&mut [0u8; 4096]).await;
+                let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+                let mut data = head.as_bytes().to_vec();
+                let line = "Active connections: 1 \n";
+                for _ in 0..(MAX_STATUS_PAGE + MAX_STATUS_PAGE / 4) / line.len() {
+                    data.extend_from_slice(format!("{:x}\r\n{line}\r\n", line.len()).as_bytes());
+                }
+                data.extend_from_slice(b"0\r\n\r\n");
+                let _ = stream.write_all(&data).await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn endless_status_pages_are_refused_at_the_limit() {
+    let url = endless_page().await;
+    let checks: [Box<dyn Check>; 2] = [
+        Box::new(NginxStatusCheck::new(&url, support::provider(), None).unwrap()),
+        Box::new(PhpFpmStatusCheck::new(&url, support::provider(), None).unwrap()),
+    ];
+    for check in checks {
+        let o = check.run().await;
+        assert_eq!(
+            (o.status, o.reason),
+            (Status::Critical, Reason::Protocol),
+            "{}",
+            o.message
+        );
+        assert!(o.message.contains("larger than"), "{}", o.message);
+    }
+}
 
 #[test]
 fn nginx_documented_example() {

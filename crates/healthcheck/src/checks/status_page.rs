@@ -11,6 +11,10 @@ use crate::check::{Check, Observation, Unit};
 use crate::error::{Result, invalid};
 use crate::status::Reason;
 
+/// The largest status page read: PHP-FPM's `?full` page for a few hundred workers is well under
+/// it; a URL pointing at something else (a download, an endless stream) must not fill memory.
+pub const MAX_STATUS_PAGE: usize = 1 << 20;
+
 /// Fetches a status page: the body on 200, else a verdict.
 #[derive(Debug, Clone)]
 struct StatusPage {
@@ -35,7 +39,7 @@ impl StatusPage {
 
     async fn fetch(&self) -> std::result::Result<(String, f64), Observation> {
         let begun = Instant::now();
-        let response = self
+        let mut response = self
             .client
             .get(self.url.clone())
             .send()
@@ -48,10 +52,21 @@ impl StatusPage {
                 format!("{} answered {code}", self.url),
             ));
         }
-        let body = response
-            .text()
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| crate::checks::http::classify(&e, self.url.as_str()))?;
+            .map_err(|e| crate::checks::http::classify(&e, self.url.as_str()))?
+        {
+            if body.len() + chunk.len() > MAX_STATUS_PAGE {
+                return Err(Observation::critical(
+                    Reason::Protocol,
+                    format!("{}: page larger than {MAX_STATUS_PAGE} bytes", self.url),
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let body = String::from_utf8_lossy(&body).into_owned();
         Ok((body, begun.elapsed().as_secs_f64()))
     }
 }
