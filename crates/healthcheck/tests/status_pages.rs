@@ -93,3 +93,37 @@ proptest! {
         let _ = parse_php_fpm_status(&text);
     }
 }
+
+#[tokio::test]
+async fn credentials_in_check_urls_stay_out_of_messages_and_debug() {
+    let served = endless_page()
+        .await
+        .replace("http://", "http://ops:pw-s3cret@")
+        + "?token=t-s3cret";
+    let refused = format!(
+        "http://ops:pw-s3cret@{}/health?token=t-s3cret",
+        support::refused_addr()
+    );
+    for url in [served, refused] {
+        let http = healthcheck::checks::HttpCheck::builder(url.clone(), support::provider())
+            .build()
+            .unwrap();
+        let nginx = NginxStatusCheck::new(&url, support::provider(), None).unwrap();
+        let fpm = PhpFpmStatusCheck::new(&url, support::provider(), None).unwrap();
+        let debug = [
+            format!("{http:?}"),
+            format!("{nginx:?}"),
+            format!("{fpm:?}"),
+        ];
+        let checks: [Box<dyn Check>; 3] = [Box::new(http), Box::new(nginx), Box::new(fpm)];
+        for check in checks {
+            let o = check.run().await;
+            assert!(!o.message.contains("s3cret"), "{}", o.message);
+            assert!(o.message.contains("127.0.0.1"), "{}", o.message);
+        }
+        for text in debug {
+            assert!(!text.contains("s3cret"), "{text}");
+            assert!(text.contains("127.0.0.1"), "{text}");
+        }
+    }
+}

@@ -16,10 +16,20 @@ use crate::status::Reason;
 pub const MAX_STATUS_PAGE: usize = 1 << 20;
 
 /// Fetches a status page: the body on 200, else a verdict.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct StatusPage {
     url: reqwest::Url,
+    /// The URL without password and query, as messages and `Debug` show it.
+    shown: String,
     client: reqwest::Client,
+}
+
+impl std::fmt::Debug for StatusPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusPage")
+            .field("url", &self.shown)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StatusPage {
@@ -34,7 +44,11 @@ impl StatusPage {
             Duration::from_secs(30),
             url.scheme() == "https",
         )?;
-        Ok(StatusPage { url, client })
+        Ok(StatusPage {
+            shown: crate::checks::http::shown(&url),
+            url,
+            client,
+        })
     }
 
     async fn fetch(&self) -> std::result::Result<(String, f64), Observation> {
@@ -44,24 +58,24 @@ impl StatusPage {
             .get(self.url.clone())
             .send()
             .await
-            .map_err(|e| crate::checks::http::classify(&e, self.url.as_str()))?;
+            .map_err(|e| crate::checks::http::classify(&e.without_url(), &self.shown))?;
         let code = response.status();
         if !code.is_success() {
             return Err(Observation::critical(
                 Reason::HttpStatus,
-                format!("{} answered {code}", self.url),
+                format!("{} answered {code}", self.shown),
             ));
         }
         let mut body = Vec::new();
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| crate::checks::http::classify(&e, self.url.as_str()))?
+            .map_err(|e| crate::checks::http::classify(&e.without_url(), &self.shown))?
         {
             if body.len() + chunk.len() > MAX_STATUS_PAGE {
                 return Err(Observation::critical(
                     Reason::Protocol,
-                    format!("{}: page larger than {MAX_STATUS_PAGE} bytes", self.url),
+                    format!("{}: page larger than {MAX_STATUS_PAGE} bytes", self.shown),
                 ));
             }
             body.extend_from_slice(&chunk);
@@ -187,7 +201,7 @@ impl Check for NginxStatusCheck {
             .with_metric("response_seconds", took, Unit::Seconds),
             Err(e) => Observation::critical(
                 Reason::Protocol,
-                format!("{} is not a stub_status page: {e}", self.page.url),
+                format!("{} is not a stub_status page: {e}", self.page.shown),
             ),
         }
     }
@@ -292,7 +306,7 @@ impl Check for PhpFpmStatusCheck {
             .with_metric("response_seconds", took, Unit::Seconds),
             Err(e) => Observation::critical(
                 Reason::Protocol,
-                format!("{} is not a PHP-FPM status page: {e}", self.page.url),
+                format!("{} is not a PHP-FPM status page: {e}", self.page.shown),
             ),
         }
     }
