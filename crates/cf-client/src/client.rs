@@ -22,6 +22,15 @@ pub const CLOUDFLARE_BUDGET: u32 = 1_200;
 /// The window of [`CLOUDFLARE_BUDGET`].
 pub const CLOUDFLARE_WINDOW: Duration = Duration::from_secs(300);
 
+/// The longest `retry-after` honoured. Cloudflare's budget refills within its 5-minute window, so
+/// a 429 asking for longer fails the call with [`Error::RateLimited`] instead of stalling every
+/// caller of the client (and a 5xx's `retry-after` is shortened to it).
+pub const MAX_RETRY_AFTER: Duration = CLOUDFLARE_WINDOW;
+
+/// The largest answer read (a page of 5,000 DNS records is about 3 MiB): a longer body, announced
+/// or streamed, fails the call with [`Error::Decode`] instead of growing memory without bound.
+pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
 /// The default API root.
 pub const DEFAULT_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
 
@@ -418,7 +427,7 @@ impl Client {
                 }
             }
         };
-        let response = builder.send().await.map_err(transport)?;
+        let mut response = builder.send().await.map_err(transport)?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -426,9 +435,33 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let bytes = response.bytes().await.map_err(transport)?;
+        let too_large = || {
+            Attempt::Fatal(Error::Decode {
+                request: request.clone(),
+                reason: format!("HTTP {status}: answer larger than {MAX_RESPONSE_BYTES} bytes"),
+            })
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         if status == 429 {
             inner.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            if retry_after.is_some_and(|wait| wait > MAX_RETRY_AFTER) {
+                return Err(Attempt::Fatal(Error::RateLimited {
+                    request,
+                    retry_after,
+                }));
+            }
             // Everyone sharing this client waits: the budget is per token, not per call.
             if let Some(wait) = retry_after {
                 inner.limiter.pause_for(wait);
@@ -445,7 +478,7 @@ impl Client {
         if status >= 500 {
             let errors = envelope.map(|e| e.errors).unwrap_or_default();
             return Err(Attempt::Retry {
-                wait: retry_after,
+                wait: retry_after.map(|wait| wait.min(MAX_RETRY_AFTER)),
                 error: Error::Api {
                     request,
                     status,
@@ -588,7 +621,9 @@ impl RateLimiter {
     }
 
     fn pause_for(&self, wait: Duration) {
-        let until = Instant::now() + wait;
+        let Some(until) = Instant::now().checked_add(wait) else {
+            return;
+        };
         let mut state = self.lock();
         if state.paused_until.is_none_or(|p| p < until) {
             state.paused_until = Some(until);
@@ -638,6 +673,93 @@ mod tests {
         limiter.pause_for(Duration::from_secs(30));
         limiter.acquire().await;
         assert_eq!(start.elapsed(), Duration::from_secs(40));
+    }
+
+    /// A server that answers every request with `429` and `retry-after: {retry_after}`.
+    async fn throttling_server(retry_after: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                // The request (a GET, no body) is read whole before answering.
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(n @ 1..) => request.extend_from_slice(&buf[..n]),
+                        _ => break,
+                    }
+                }
+                let body = r#"{"success":false,"errors":[{"code":10000,"message":"rate limited"}],"messages":[],"result":null}"#;
+                let answer = format!(
+                    "HTTP/1.1 429 Too Many Requests\r\nretry-after: {retry_after}\r\n\
+                     content-type: application/json\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        format!("http://{addr}/client/v4")
+    }
+
+    #[tokio::test]
+    async fn an_absurd_retry_after_fails_the_call_instead_of_panicking_or_stalling() {
+        let base = throttling_server("18446744073709551615").await;
+        let client = Client::builder()
+            .with_token("t")
+            .with_base_url(base)
+            .with_backoff(Duration::from_millis(1), Duration::from_millis(2))
+            .build()
+            .expect("client");
+        let call = tokio::time::timeout(Duration::from_secs(10), client.verify_token()).await;
+        let err = call.expect("answered in time").expect_err("429");
+        assert!(
+            matches!(err, Error::RateLimited { retry_after: Some(w), .. } if w > MAX_RETRY_AFTER),
+            "{err:?}"
+        );
+        assert_eq!(client.stats().requests, 1, "no retry after a refused wait");
+    }
+
+    #[tokio::test]
+    async fn an_endless_answer_is_refused_at_the_size_limit() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}/client/v4", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let _ = stream.read(&mut [0u8; 4096]).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                        transfer-encoding: chunked\r\n\r\n";
+            let _ = stream.write_all(head.as_bytes()).await;
+            // JSON whitespace, a quarter over the limit, then the end of the body.
+            let mut chunk = format!("{:x}\r\n", 1 << 16).into_bytes();
+            chunk.extend(std::iter::repeat_n(b' ', 1 << 16));
+            chunk.extend_from_slice(b"\r\n");
+            for _ in 0..(MAX_RESPONSE_BYTES + MAX_RESPONSE_BYTES / 4) >> 16 {
+                if stream.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+            let _ = stream.write_all(b"0\r\n\r\n").await;
+        });
+        let client = Client::builder()
+            .with_token("t")
+            .with_base_url(base)
+            .build()
+            .expect("client");
+        let err = client.verify_token().await.expect_err("too large");
+        assert!(
+            matches!(&err, Error::Decode { reason, .. } if reason.contains("larger than")),
+            "{err:?}"
+        );
     }
 
     #[test]

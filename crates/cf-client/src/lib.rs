@@ -73,6 +73,7 @@ pub mod zones;
 pub use auth::{Credentials, Secret};
 pub use client::{
     CLOUDFLARE_BUDGET, CLOUDFLARE_WINDOW, Client, ClientBuilder, ClientStats, DEFAULT_BASE_URL,
+    MAX_RESPONSE_BYTES, MAX_RETRY_AFTER,
 };
 pub use envelope::{ApiMessage, Cursors, ResultInfo};
 pub use error::{Error, Result, TransportError, exit_code};

@@ -86,12 +86,26 @@ impl AlertSink for MemorySink {
 }
 
 /// POSTs each alert as JSON to a URL, retrying with exponential backoff on errors and 5xx.
-#[derive(Debug)]
+///
+/// Webhook URLs often carry their credential (a token in the path or query, user and password):
+/// `Debug` and errors show only the URL's origin.
 pub struct WebhookSink {
     url: reqwest::Url,
+    /// The URL's origin (scheme, host, port), the only part shown.
+    shown: String,
     client: reqwest::Client,
     attempts: u32,
     backoff: Duration,
+}
+
+impl std::fmt::Debug for WebhookSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSink")
+            .field("url", &self.shown)
+            .field("attempts", &self.attempts)
+            .field("backoff", &self.backoff)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Builds a [`WebhookSink`].
@@ -161,6 +175,7 @@ impl WebhookSinkBuilder {
             url.scheme() == "https",
         )?;
         Ok(WebhookSink {
+            shown: url.origin().ascii_serialization(),
             url,
             client,
             attempts: self.attempts,
@@ -196,11 +211,14 @@ impl AlertSink for WebhookSink {
                 Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
                     return Err(Error::Sink {
                         sink: "webhook".into(),
-                        reason: format!("{} answered {}", self.url, r.status()),
+                        reason: format!("{} answered {}", self.shown, r.status()),
                     });
                 }
-                Ok(r) => last = format!("{} answered {}", self.url, r.status()),
-                Err(e) => last = format!("{}: {}", self.url, crate::checks::http::describe(&e)),
+                Ok(r) => last = format!("{} answered {}", self.shown, r.status()),
+                Err(e) => {
+                    let e = e.without_url();
+                    last = format!("{}: {}", self.shown, crate::checks::http::describe(&e));
+                }
             }
             if attempt < self.attempts {
                 tokio::time::sleep(wait).await;

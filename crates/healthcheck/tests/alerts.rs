@@ -117,6 +117,31 @@ async fn webhook_retries_with_backoff() {
 }
 
 #[tokio::test]
+async fn webhook_credentials_stay_out_of_debug_and_errors() {
+    let (url, _state) = receiver(0, "").await;
+    // The receiver refuses this path with 400; a dead port gives a transport error.
+    let refused = url.replace("http://", "http://ops:pw-s3cret@") + "/tok-s3cret?key=q-s3cret";
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/hook/tok-s3cret", listener.local_addr().unwrap())
+    };
+    for url in [refused, dead] {
+        let sink = WebhookSink::builder(url.clone(), provider())
+            .with_attempts(1)
+            .build()
+            .unwrap();
+        let debug = format!("{sink:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(debug.contains("127.0.0.1"), "{debug}");
+        let err = sink.send(&hostile_alert()).await.expect_err(&url);
+        for text in [err.to_string(), format!("{err:?}")] {
+            assert!(!text.contains("s3cret"), "{text}");
+            assert!(text.contains("127.0.0.1"), "{text}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn webhook_retries_too_many_requests() {
     let (url, state) = receiver(1, "429 Too Many Requests").await;
     let sink = WebhookSink::builder(url, provider())

@@ -72,6 +72,10 @@ pub const CLIENT_CREDENTIALS_SCOPE: &str = "https://graph.microsoft.com/.default
 /// Tokens are refreshed when they have less than this left.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
+/// The longest token lifetime believed (Microsoft's access tokens last about an hour): a longer
+/// `expires_in` from the token endpoint, or `expires_at` in the token file, is not trusted.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 /// How the client gets its tokens.
 #[derive(Debug, Clone)]
 enum Grant {
@@ -484,8 +488,10 @@ impl Authenticator {
                     .inner
                     .distrust_stored
                     .swap(false, std::sync::atomic::Ordering::SeqCst);
+                // A lifetime beyond the cap is a corrupt file: refresh instead.
                 if let Some(access) = &stored.access_token
                     && remaining > REFRESH_MARGIN.as_secs()
+                    && remaining <= MAX_TOKEN_LIFETIME.as_secs()
                     && !distrusted
                 {
                     return Ok(AccessToken {
@@ -543,7 +549,10 @@ impl Authenticator {
         }
         let parsed: TokenResponse = serde_json::from_slice(&response.body)
             .map_err(|e| Error::invalid_response(&what, format!("token response: {e}")))?;
-        let lifetime = parsed.expires_in.unwrap_or(3600);
+        let lifetime = parsed
+            .expires_in
+            .unwrap_or(3600)
+            .min(MAX_TOKEN_LIFETIME.as_secs());
         let expires_at = SystemTime::now() + Duration::from_secs(lifetime);
         if let (Grant::Delegated { token_file }, Some(refresh)) =
             (&config.grant, &parsed.refresh_token)
@@ -612,4 +621,76 @@ async fn write_token_file(path: &Path, tokens: &StoredTokens) -> Result<()> {
     tokio::task::spawn_blocking(move || crate::state::write_atomic(&owned, &json, 0o600))
         .await
         .map_err(|e| Error::io(path, std::io::Error::other(e)))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A token endpoint that answers every request with `body` (HTTP 200, JSON), on a thread.
+    fn token_endpoint(body: &'static str) -> String {
+        use std::io::{BufRead, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/token", listener.local_addr().expect("addr"));
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                // The form is read whole (head lines, then Content-Length bytes) first.
+                let mut reader = std::io::BufReader::new(&stream);
+                let (mut line, mut length) = (String::new(), 0usize);
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(value) = lower.strip_prefix("content-length:") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                    line.clear();
+                }
+                let _ = reader.read_exact(&mut vec![0; length]);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn an_absurd_expires_in_is_capped_not_a_panic() {
+        let url = token_endpoint(r#"{"access_token":"fresh","expires_in":18446744073709551615}"#);
+        let config = OAuthConfig::client_credentials("tenant", "client", Secret::new("s"))
+            .with_token_url(url)
+            .build()
+            .expect("config");
+        let auth = Authenticator::from_config(config).expect("authenticator");
+        let token = auth.access_token().await.expect("token");
+        assert_eq!(token.expose(), "fresh");
+        let cached = auth.inner.cached.lock().await;
+        let expires_at = cached.as_ref().expect("cached").expires_at;
+        assert!(expires_at <= SystemTime::now() + MAX_TOKEN_LIFETIME);
+    }
+
+    #[tokio::test]
+    async fn a_token_file_with_an_absurd_expiry_is_refreshed_not_a_panic() {
+        let url = token_endpoint(
+            r#"{"access_token":"refreshed","refresh_token":"r2","expires_in":3600}"#,
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("tokens.json");
+        std::fs::write(
+            &file,
+            r#"{"refresh_token":"r1","access_token":"stale","expires_at":18446744073709551615}"#,
+        )
+        .expect("token file");
+        let config = OAuthConfig::delegated("client", &file)
+            .with_token_url(url)
+            .build()
+            .expect("config");
+        let auth = Authenticator::from_config(config).expect("authenticator");
+        let token = auth.access_token().await.expect("token");
+        assert_eq!(token.expose(), "refreshed");
+        let stored = std::fs::read_to_string(&file).expect("token file");
+        assert!(stored.contains("r2"), "the new refresh token is stored");
+    }
 }

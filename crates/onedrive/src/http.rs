@@ -93,7 +93,11 @@ impl RetryPolicy {
     }
 }
 
-/// An answer, read whole (Graph's JSON answers are small; downloads are not done here).
+/// The largest answer read: Graph's JSON answers are small (a page of 200 children is well
+/// under 1 MiB), so a longer body, announced or streamed, is a failure rather than memory spent.
+pub(crate) const MAX_ANSWER_BYTES: usize = 16 << 20;
+
+/// An answer, read whole up to [`MAX_ANSWER_BYTES`] (downloads are not done here).
 #[derive(Debug)]
 pub(crate) struct Response {
     pub(crate) status: u16,
@@ -190,7 +194,7 @@ impl Http {
         &self,
         request: reqwest::RequestBuilder,
     ) -> std::result::Result<Response, BoxError> {
-        let response = request.send().await.map_err(strip_url)?;
+        let mut response = request.send().await.map_err(strip_url)?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -198,7 +202,22 @@ impl Http {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = response.bytes().await.map_err(strip_url)?.to_vec();
+        let too_large = || -> BoxError {
+            format!("HTTP {status}: answer larger than {MAX_ANSWER_BYTES} bytes").into()
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(strip_url)? {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
         Ok(Response {
             status,
             retry_after,
@@ -252,4 +271,57 @@ impl Http {
 /// reqwest errors name the URL, and upload URLs are bearer capabilities: drop it.
 fn strip_url(error: reqwest::Error) -> BoxError {
     Box::new(error.without_url())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Serves one answer of `announced` bytes of JSON whitespace (`None`: chunked, no length),
+    /// sending at most a quarter more than the limit.
+    async fn serve_large(announced: Option<u64>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!(
+            "http://{}/v1.0/me/drive",
+            listener.local_addr().expect("addr")
+        );
+        tokio::spawn(async move {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let _ = stream.read(&mut [0u8; 4096]).await;
+            let framing = match announced {
+                Some(n) => format!("content-length: {n}"),
+                None => "transfer-encoding: chunked".to_owned(),
+            };
+            let head = format!("HTTP/1.1 200 OK\r\n{framing}\r\n\r\n");
+            if stream.write_all(head.as_bytes()).await.is_err() || announced.is_some() {
+                return;
+            }
+            let size = format!("{:x}\r\n", 1 << 16);
+            let framed = [size.as_bytes(), &[b' '; 1 << 16], b"\r\n"].concat();
+            for _ in 0..(MAX_ANSWER_BYTES + MAX_ANSWER_BYTES / 4) >> 16 {
+                if stream.write_all(&framed).await.is_err() {
+                    return;
+                }
+            }
+            let _ = stream.write_all(b"0\r\n\r\n").await;
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn answers_over_the_limit_are_refused() {
+        let http = Http::new(RetryPolicy::default(), &[]).expect("http");
+        for announced in [None, Some(MAX_ANSWER_BYTES as u64 + 1)] {
+            let url = serve_large(announced).await;
+            match http.send_once(http.client().get(&url)).await {
+                Ok(answer) => panic!("{announced:?}: {} bytes read", answer.body.len()),
+                Err(err) => assert!(err.to_string().contains("larger than"), "{err}"),
+            }
+        }
+    }
 }

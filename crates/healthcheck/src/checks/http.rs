@@ -13,13 +13,37 @@ use crate::status::Reason;
 
 /// Fetches a URL; expects a status (default any 2xx) and optionally a text in the body.
 /// Metrics `response_seconds`, `status_code`, `body_bytes`.
-#[derive(Debug, Clone)]
+///
+/// A password or query in the URL (where credentials go) never reaches messages, reports or
+/// `Debug`: they show the URL without them.
+#[derive(Clone)]
 pub struct HttpCheck {
     url: reqwest::Url,
+    /// The URL as shown (see [`shown`]).
+    shown: String,
     client: reqwest::Client,
     expect_status: Vec<u16>,
     body_contains: Option<String>,
     max_body: usize,
+}
+
+impl std::fmt::Debug for HttpCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpCheck")
+            .field("url", &self.shown)
+            .field("expect_status", &self.expect_status)
+            .field("body_contains", &self.body_contains)
+            .field("max_body", &self.max_body)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `url` as messages, reports and `Debug` show it: without its password and query.
+pub(crate) fn shown(url: &reqwest::Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_password(None);
+    url.set_query(None);
+    url.to_string()
 }
 
 /// Builds an [`HttpCheck`].
@@ -107,6 +131,7 @@ impl HttpCheckBuilder {
             url.scheme() == "https",
         )?;
         Ok(HttpCheck {
+            shown: shown(&url),
             url,
             client,
             expect_status: self.expect_status,
@@ -189,7 +214,7 @@ impl Check for HttpCheck {
         let begun = Instant::now();
         let mut response = match self.client.get(self.url.clone()).send().await {
             Ok(r) => r,
-            Err(e) => return classify(&e, self.url.as_str()),
+            Err(e) => return classify(&e.without_url(), &self.shown),
         };
         let code = response.status().as_u16();
         let mut body = Vec::new();
@@ -197,7 +222,7 @@ impl Check for HttpCheck {
             match response.chunk().await {
                 Ok(Some(chunk)) => body.extend_from_slice(&chunk),
                 Ok(None) => break,
-                Err(e) => return classify(&e, self.url.as_str()),
+                Err(e) => return classify(&e.without_url(), &self.shown),
             }
         }
         body.truncate(self.max_body);
@@ -208,7 +233,10 @@ impl Check for HttpCheck {
             self.expect_status.contains(&code)
         };
         let observation = if !status_ok {
-            Observation::critical(Reason::HttpStatus, format!("{} answered {code}", self.url))
+            Observation::critical(
+                Reason::HttpStatus,
+                format!("{} answered {code}", self.shown),
+            )
         } else if let Some(needle) = self
             .body_contains
             .as_deref()
@@ -216,12 +244,12 @@ impl Check for HttpCheck {
         {
             Observation::critical(
                 Reason::BodyMismatch,
-                format!("{} answered {code} without `{needle}`", self.url),
+                format!("{} answered {code} without `{needle}`", self.shown),
             )
         } else {
             Observation::ok(format!(
                 "{} answered {code} in {:.1} ms",
-                self.url,
+                self.shown,
                 took * 1e3
             ))
         };

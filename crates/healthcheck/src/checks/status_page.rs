@@ -11,11 +11,25 @@ use crate::check::{Check, Observation, Unit};
 use crate::error::{Result, invalid};
 use crate::status::Reason;
 
+/// The largest status page read: PHP-FPM's `?full` page for a few hundred workers is well under
+/// it; a URL pointing at something else (a download, an endless stream) must not fill memory.
+pub const MAX_STATUS_PAGE: usize = 1 << 20;
+
 /// Fetches a status page: the body on 200, else a verdict.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct StatusPage {
     url: reqwest::Url,
+    /// The URL without password and query, as messages and `Debug` show it.
+    shown: String,
     client: reqwest::Client,
+}
+
+impl std::fmt::Debug for StatusPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusPage")
+            .field("url", &self.shown)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StatusPage {
@@ -30,28 +44,43 @@ impl StatusPage {
             Duration::from_secs(30),
             url.scheme() == "https",
         )?;
-        Ok(StatusPage { url, client })
+        Ok(StatusPage {
+            shown: crate::checks::http::shown(&url),
+            url,
+            client,
+        })
     }
 
     async fn fetch(&self) -> std::result::Result<(String, f64), Observation> {
         let begun = Instant::now();
-        let response = self
+        let mut response = self
             .client
             .get(self.url.clone())
             .send()
             .await
-            .map_err(|e| crate::checks::http::classify(&e, self.url.as_str()))?;
+            .map_err(|e| crate::checks::http::classify(&e.without_url(), &self.shown))?;
         let code = response.status();
         if !code.is_success() {
             return Err(Observation::critical(
                 Reason::HttpStatus,
-                format!("{} answered {code}", self.url),
+                format!("{} answered {code}", self.shown),
             ));
         }
-        let body = response
-            .text()
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| crate::checks::http::classify(&e, self.url.as_str()))?;
+            .map_err(|e| crate::checks::http::classify(&e.without_url(), &self.shown))?
+        {
+            if body.len() + chunk.len() > MAX_STATUS_PAGE {
+                return Err(Observation::critical(
+                    Reason::Protocol,
+                    format!("{}: page larger than {MAX_STATUS_PAGE} bytes", self.shown),
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let body = String::from_utf8_lossy(&body).into_owned();
         Ok((body, begun.elapsed().as_secs_f64()))
     }
 }
@@ -172,7 +201,7 @@ impl Check for NginxStatusCheck {
             .with_metric("response_seconds", took, Unit::Seconds),
             Err(e) => Observation::critical(
                 Reason::Protocol,
-                format!("{} is not a stub_status page: {e}", self.page.url),
+                format!("{} is not a stub_status page: {e}", self.page.shown),
             ),
         }
     }
@@ -277,7 +306,7 @@ impl Check for PhpFpmStatusCheck {
             .with_metric("response_seconds", took, Unit::Seconds),
             Err(e) => Observation::critical(
                 Reason::Protocol,
-                format!("{} is not a PHP-FPM status page: {e}", self.page.url),
+                format!("{} is not a PHP-FPM status page: {e}", self.page.shown),
             ),
         }
     }
