@@ -321,7 +321,15 @@ impl Upload<'_> {
                 (session, offset) = self.renew(&mut fresh_sessions, size, hash).await?;
                 continue;
             }
-            let end = (offset + self.client.fragment_size).min(size);
+            // The server (or a saved session) asking for a byte past the end is a broken answer,
+            // not a reason to read beyond the file.
+            if offset >= size {
+                return Err(Error::invalid_response(
+                    &what,
+                    format!("next expected byte {offset} is past the file's {size} bytes"),
+                ));
+            }
+            let end = offset.saturating_add(self.client.fragment_size).min(size);
             let local = self.local.clone();
             let mut buf = self.client.buffers.take(self.client.fragment_size as usize);
             let fragment = blocking(&self.local, move || {
