@@ -343,3 +343,41 @@ fn client_survives_its_first_runtime() {
         assert!(verdict.expect("no hang").unwrap().signature().is_some());
     }
 }
+
+/// clamd skips a file over its MaxFileSize and, without `AlertExceedsMax yes`, calls it clean:
+/// with the limit known, the client says too large instead, by descriptor and by stream alike.
+#[tokio::test]
+async fn a_file_over_max_file_size_is_too_large_not_clean() {
+    let Some(socket) = common::socket() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut content = eicar();
+    content.resize(1024, b'\n');
+    let at_limit = dir.path().join("at-limit");
+    std::fs::write(&at_limit, &content).unwrap();
+    content.push(b'\n');
+    let over = dir.path().join("over");
+    std::fs::write(&over, &content).unwrap();
+    for fd_passing in [true, false] {
+        let client = ClamdClient::unix(socket.clone())
+            .with_fd_passing(fd_passing)
+            .with_max_file_size(1024)
+            .build()
+            .unwrap();
+        let file = std::fs::File::open(&over).unwrap();
+        let verdict = client.scan_file(&file).await.unwrap();
+        assert!(
+            matches!(&verdict, Verdict::TooLarge { reason } if reason.contains("1025 bytes")),
+            "fd passing {fd_passing}: {verdict:?}"
+        );
+        let file = std::fs::File::open(&at_limit).unwrap();
+        assert!(
+            matches!(
+                client.scan_file(&file).await.unwrap(),
+                Verdict::Infected { .. }
+            ),
+            "a file at the limit is still scanned"
+        );
+    }
+}

@@ -48,6 +48,11 @@ struct Clamd {
     /// clamd's StreamMaxLength in bytes, so a stream cut off past it is reported too large.
     #[arg(long, default_value_t = 100 << 20)]
     stream_max_length: u64,
+    /// clamd's MaxFileSize in bytes (Debian's default 25 MiB; 0: no limit here): a larger file
+    /// is reported too large instead of sent, since clamd would skip it and, without
+    /// `AlertExceedsMax yes`, call it clean.
+    #[arg(long, default_value_t = 25 << 20)]
+    max_file_size: u64,
     /// clamd's DatabaseDirectory: its files' names and times join the signature version, so
     /// new unofficial signatures invalidate the cache.
     #[arg(long)]
@@ -251,6 +256,9 @@ fn client(c: &Clamd) -> anyhow::Result<ClamdClient> {
     let mut builder = builder
         .with_max_connections(c.jobs)
         .with_stream_max_length(c.stream_max_length);
+    if c.max_file_size > 0 {
+        builder = builder.with_max_file_size(c.max_file_size);
+    }
     if let Some(dir) = &c.database_dir {
         builder = builder.with_database_dir(dir.clone());
     }
