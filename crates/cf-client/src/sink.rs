@@ -59,6 +59,10 @@ impl CloudflareSinkBuilder {
 
     /// Bans IPv6 hosts as their /64 (Cloudflare lists and access rules take IPv6 prefixes no
     /// longer than /64, and one host usually owns the whole /64). Off by default.
+    ///
+    /// Known limit: the item records one ban per jail and /64, not per address. When one jail
+    /// bans two addresses of the same /64, the later ban's expiry replaces the earlier one's, and
+    /// unbanning (or the expiry of) either address lifts the /64 for that jail.
     pub fn with_ipv6_widened_to_64(mut self, widen: bool) -> Self {
         self.widen_ipv6 = widen;
         self
