@@ -207,12 +207,18 @@ impl Watcher {
                         }
                     }
                     Some(WatchEvent::Settled(path)) => {
-                        let file = match fsutil::open_regular(&path) {
-                            Ok(f) => f,
-                            // Gone or replaced by something else since: nothing to scan.
-                            Err(_) => continue,
+                        // Opening can block (a slow or hung file system): off the runtime.
+                        let opened = {
+                            let path = path.clone();
+                            tokio::task::spawn_blocking(move || {
+                                let file = fsutil::open_regular(&path).ok()?;
+                                let identity = FileIdentity::of(&file).ok()?;
+                                Some((file, identity))
+                            })
+                            .await
                         };
-                        let Ok(identity) = FileIdentity::of(&file) else { continue };
+                        // Gone or replaced by something else since: nothing to scan.
+                        let Ok(Some((file, identity))) = opened else { continue };
                         let key = (identity.dev, identity.ino, identity.size, identity.mtime_ns, identity.ctime_ns);
                         if seen.is_clean(&identity) || !scanned.insert(key) {
                             continue;
