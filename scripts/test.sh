@@ -81,7 +81,6 @@ export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}
 # fail2ban's stock filters and annotated sample logs, as Debian ships them.
 export FAIL2BAN_FILTER_DIR=${FAIL2BAN_FILTER_DIR:-/etc/fail2ban/filter.d}
 export FAIL2BAN_SAMPLE_LOGS=${FAIL2BAN_SAMPLE_LOGS:-/usr/lib/python3/dist-packages/fail2ban/tests/files/logs}
-export HOSTGUARD_SHARED=${HOSTGUARD_SHARED:-$root/../shared}
 
 for starter in "${service_starters[@]}"; do
   "$starter"

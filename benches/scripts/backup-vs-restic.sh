@@ -22,11 +22,10 @@ runs=${1:-3}
 work=${2:-/var/tmp/backup-bench}
 bin=${BACKUP_BIN:-${CARGO_TARGET_DIR:-target}/release/backup}
 src=${BENCH_SRC:-$(rustc --print sysroot)}
-shared=${HOSTGUARD_SHARED:-../shared}
 restore_dir=${RESTORE_DIR:-/dev/shm/backup-bench-restore}
 mkdir -p "$work" "$restore_dir"
 mut="$work/mutated-tree"
-[ -d "$mut" ] || python3 "$shared/bench/mutate-tree.py" "$src" "$mut" >"$work/mutate.log"
+[ -d "$mut" ] || python3 benches/scripts/mutate-tree.py "$src" "$mut" >"$work/mutate.log"
 
 export BACKUP_PASSWORD=bench RESTIC_PASSWORD=bench RUSTIC_PASSWORD=bench
 tools=(hostguard restic)

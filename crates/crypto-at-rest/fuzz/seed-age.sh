@@ -1,10 +1,10 @@
 #!/bin/sh
 # Seeds the age_header and armor fuzz corpora from the CCTV age vectors: each vector's age file
 # (after the blank line, inflated when `compressed: zlib`); armored ones go to both targets.
-#   fuzz/seed-age.sh [VECTOR_DIR]     (default ../shared/conformance/age beside the checkout)
+#   fuzz/seed-age.sh [VECTOR_DIR]     (default the vectors copied into tests/data/age-cctv)
 set -eu
 cd "$(dirname "$0")"
-vectors=${1:-${HOSTGUARD_SHARED:-../../../../shared}/conformance/age}
+vectors=${1:-../tests/data/age-cctv}
 mkdir -p corpus/age_header corpus/armor
 python3 - "$vectors" <<'PY'
 import pathlib, sys, zlib

@@ -106,15 +106,6 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The read-only `shared/` directory beside the checkout (test vectors, schemas, bench tools).
-///
-/// `HOSTGUARD_SHARED` overrides it.
-pub fn shared_dir() -> PathBuf {
-    std::env::var_os("HOSTGUARD_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("../shared"))
-}
-
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     path.metadata()
