@@ -9,7 +9,7 @@ use healthcheck::checks::{
 };
 use healthcheck::conformance::check_suite;
 use healthcheck::{Check, Reason, Status};
-use support::{fixture, is_root, spawn_until};
+use support::{assert_verdict, fixture, is_root, spawn_until};
 
 const WITHIN: Duration = Duration::from_secs(5);
 
@@ -18,12 +18,7 @@ async fn disk_space_and_inodes_match_df() {
     let dir = tempfile::tempdir().unwrap();
     let check = DiskCheck::new(dir.path());
     let o = check.run().await;
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Ok, Reason::Ok),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Ok, Reason::Ok);
     // Compare with df, which reports the same statvfs figures (available to non-root users).
     if let Some(df) = test_support::require_program("df") {
         let out = std::process::Command::new(df)
@@ -53,12 +48,7 @@ async fn disk_space_and_inodes_match_df() {
     check_suite(&check, WITHIN).await;
 
     let o = DiskCheck::new(dir.path().join("no/such/dir")).run().await;
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Critical, Reason::Missing),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Critical, Reason::Missing);
 }
 
 /// A read-only tmpfs mounted in a private mount namespace of a child process, seen through
@@ -91,12 +81,7 @@ async fn read_only_mount_is_critical() {
         .await;
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Critical, Reason::ReadOnly),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Critical, Reason::ReadOnly);
     assert_eq!(expected.status, Status::Ok, "{}", expected.message);
     // tmpfs of 1 MiB, empty: all of it free.
     assert_eq!(expected.metric("free_bytes"), Some(1024.0 * 1024.0));
@@ -143,43 +128,23 @@ async fn process_by_name_and_pidfile() {
     std::fs::write(&pidfile, format!("{}\n", sleeper.id())).unwrap();
     let by_file = ProcessCheck::by_pidfile(&pidfile);
     let o = by_file.run().await;
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Ok, Reason::Ok),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Ok, Reason::Ok);
     check_suite(&by_file, WITHIN).await;
     let o = ProcessCheck::by_name("sleep").run().await;
     assert!(o.metric("processes").unwrap() >= 1.0, "{}", o.message);
     sleeper.kill().unwrap();
     sleeper.wait().unwrap();
     let o = by_file.run().await;
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Critical, Reason::NotRunning),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Critical, Reason::NotRunning);
     let o = ProcessCheck::by_name("no-such-daemon-hg").run().await;
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Critical, Reason::NotRunning),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Critical, Reason::NotRunning);
     let o = ProcessCheck::by_pidfile(dir.path().join("missing.pid"))
         .run()
         .await;
     assert_eq!(o.reason, Reason::NotRunning, "{}", o.message);
     std::fs::write(&pidfile, "not a pid").unwrap();
     let o = by_file.run().await;
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Unknown, Reason::CheckFailed),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Unknown, Reason::CheckFailed);
 }
 
 #[tokio::test]

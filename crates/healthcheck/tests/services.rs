@@ -13,7 +13,7 @@ use healthcheck::checks::{
 };
 use healthcheck::conformance::check_suite;
 use healthcheck::{Check, CheckEntry, Monitor, Reason, Status};
-use support::{hung_server, provider, refused_addr};
+use support::{assert_verdict, hung_server, provider, refused_addr};
 use test_support::require_env;
 
 const WITHIN: Duration = Duration::from_secs(5);
@@ -56,12 +56,7 @@ async fn php_fpm_status_through_nginx() {
     };
     let check = PhpFpmStatusCheck::new(&url, provider(), None).unwrap();
     let o = check.run().await;
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Ok, Reason::Ok),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Ok, Reason::Ok);
     assert!(o.message.starts_with("pool hostguard:"), "{}", o.message);
     // pm = static with two children: the one serving this request is active.
     assert_eq!(
@@ -83,12 +78,7 @@ async fn http_status_latency_and_body() {
         .build()
         .unwrap();
     let o = ok.run().await;
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Ok, Reason::Ok),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Ok, Reason::Ok);
     assert_eq!(o.metric("status_code"), Some(200.0));
     assert_eq!(
         o.metric("body_bytes"),
@@ -97,12 +87,7 @@ async fn http_status_latency_and_body() {
     check_suite(&ok, WITHIN).await;
     let tcp = TcpCheck::new(url.trim_start_matches("http://").trim_end_matches('/')).unwrap();
     let o = tcp.run().await;
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Ok, Reason::Ok),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Ok, Reason::Ok);
     check_suite(&tcp, WITHIN).await;
 
     let o = HttpCheck::builder(url.clone(), provider())
@@ -111,23 +96,13 @@ async fn http_status_latency_and_body() {
         .unwrap()
         .run()
         .await;
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Critical, Reason::BodyMismatch),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Critical, Reason::BodyMismatch);
     let o = HttpCheck::builder(format!("{url}missing"), provider())
         .build()
         .unwrap()
         .run()
         .await;
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Critical, Reason::HttpStatus),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Critical, Reason::HttpStatus);
     assert_eq!(o.metric("status_code"), Some(404.0));
     let o = HttpCheck::builder(format!("{url}missing"), provider())
         .with_expect_status([404])
@@ -145,12 +120,7 @@ async fn mariadb_greeting_without_credentials() {
     };
     let check = MysqlCheck::new(&addr).unwrap();
     let o = check.run().await;
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Ok, Reason::Ok),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Ok, Reason::Ok);
     // Debian 12 ships MariaDB 10.11; the `5.5.5-` prefix it sends is removed.
     assert!(o.message.contains("MariaDB 10.11."), "{}", o.message);
     assert!(!o.message.contains("5.5.5-"), "{}", o.message);
@@ -176,12 +146,7 @@ async fn mariadb_authenticated_ping() {
         .unwrap()
         .with_credentials(user.clone(), password.clone());
     let o = check.run().await;
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Ok, Reason::Ok),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Ok, Reason::Ok);
     assert!(o.metric("ping_seconds").is_some());
     check_suite(&check, WITHIN).await;
 
@@ -189,12 +154,7 @@ async fn mariadb_authenticated_ping() {
         .unwrap()
         .with_credentials(user.clone(), "not the password");
     let o = wrong.run().await;
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Critical, Reason::AuthFailed),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Critical, Reason::AuthFailed);
     assert!(o.message.contains("error 1045"), "{}", o.message);
     assert!(
         !format!("{wrong:?}").contains("not the password"),
@@ -215,12 +175,7 @@ async fn nginx_process_by_pidfile_and_name() {
     };
     let check = ProcessCheck::by_pidfile(&pidfile);
     let o = check.run().await;
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Ok, Reason::Ok),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Ok, Reason::Ok);
     check_suite(&check, WITHIN).await;
     let by_name = ProcessCheck::by_name("nginx");
     let o = by_name.run().await;

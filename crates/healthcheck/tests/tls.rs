@@ -9,7 +9,7 @@ use healthcheck::checks::{HttpCheck, TlsCheck};
 use healthcheck::conformance::check_suite;
 use healthcheck::tls::Roots;
 use healthcheck::{Check, Reason, Status};
-use support::{Ca, hung_server, provider, refused_addr, tls_server};
+use support::{Ca, assert_verdict, hung_server, provider, refused_addr, tls_server};
 use time::Duration;
 
 fn now() -> i64 {
@@ -35,12 +35,7 @@ async fn valid_leaf_reports_days_left() {
     let addr = tls_server(leaf).await;
     let c = check(addr, &ca, "web.test");
     let o = c.run().await;
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Ok, Reason::Ok),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Ok, Reason::Ok);
     let days = o.metric("days_left").unwrap();
     let expected = (not_after - now()) as f64 / 86_400.0;
     assert!(
@@ -66,12 +61,7 @@ async fn expired_leaf_is_expired_with_its_dates() {
     let addr = tls_server(leaf).await;
     let c = check(addr, &ca, "web.test");
     let o = c.run().await;
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Critical, Reason::CertExpired),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Critical, Reason::CertExpired);
     let days = o
         .metric("days_left")
         .expect("an expired certificate's dates are still read");
@@ -86,12 +76,7 @@ async fn future_leaf_is_not_yet_valid() {
     let leaf = ca.leaf("web.test", Duration::days(2), Duration::days(90));
     let addr = tls_server(leaf).await;
     let o = check(addr, &ca, "web.test").run().await;
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Critical, Reason::CertNotYetValid),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Critical, Reason::CertNotYetValid);
     let days = o.metric("days_left").unwrap();
     assert!((days - 90.0).abs() < 0.01, "{days}");
 }
@@ -103,12 +88,7 @@ async fn leaf_of_another_ca_is_untrusted() {
     let leaf = other.leaf("web.test", Duration::hours(-1), Duration::days(10));
     let addr = tls_server(leaf).await;
     let o = check(addr, &ca, "web.test").run().await;
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Critical, Reason::CertUntrusted),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Critical, Reason::CertUntrusted);
     let days = o.metric("days_left").unwrap();
     assert!(days > 9.99 && days <= 10.0, "{days}");
 }
@@ -119,12 +99,7 @@ async fn leaf_for_another_name_is_a_name_mismatch() {
     let leaf = ca.leaf("other.test", Duration::hours(-1), Duration::hours(36));
     let addr = tls_server(leaf).await;
     let o = check(addr, &ca, "web.test").run().await;
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Critical, Reason::CertNameMismatch),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Critical, Reason::CertNameMismatch);
     assert!(
         o.message.contains("not valid for web.test"),
         "{}",
@@ -144,23 +119,13 @@ async fn hung_refused_and_dead_name_each_have_their_verdict() {
     );
 
     let o = check(refused_addr(), &ca, "web.test").run().await;
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Critical, Reason::Refused),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Critical, Reason::Refused);
     let c = TlsCheck::builder("nonexistent.invalid:443", provider())
         .with_roots(Roots::from_pem(ca.pem().as_bytes()).unwrap())
         .build()
         .unwrap();
     let o = c.run().await;
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Critical, Reason::Dns),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Critical, Reason::Dns);
 }
 
 /// HTTPS through reqwest on the same rustls gives the same certificate verdicts.
@@ -175,12 +140,7 @@ async fn https_check_with_private_ca() {
         .build()
         .unwrap();
     let o = c.run().await;
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Ok, Reason::Ok),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Ok, Reason::Ok);
     check_suite(&c, StdDuration::from_secs(5)).await;
 
     let expired = tls_server(ca.leaf("localhost", Duration::days(-40), Duration::days(-1))).await;
@@ -190,22 +150,12 @@ async fn https_check_with_private_ca() {
         .unwrap()
         .run()
         .await;
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Critical, Reason::CertExpired),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Critical, Reason::CertExpired);
     // Without the private CA the system roots do not trust it.
     let o = HttpCheck::builder(format!("https://localhost:{}/", good.port()), provider())
         .build()
         .unwrap()
         .run()
         .await;
-    assert_eq!(
-        (o.status, o.reason),
-        (Status::Critical, Reason::CertUntrusted),
-        "{}",
-        o.message
-    );
+    assert_verdict(&o, Status::Critical, Reason::CertUntrusted);
 }

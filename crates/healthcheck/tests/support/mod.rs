@@ -174,3 +174,13 @@ pub fn spawn_until(command: &mut std::process::Command, ready_line: &str) -> std
     assert_eq!(line.trim(), ready_line);
     child
 }
+
+/// Asserts an observation's status and reason, showing its message when they differ.
+#[track_caller]
+pub fn assert_verdict(
+    o: &healthcheck::Observation,
+    status: healthcheck::Status,
+    reason: healthcheck::Reason,
+) {
+    assert_eq!((o.status, o.reason), (status, reason), "{}", o.message);
+}
