@@ -160,11 +160,7 @@ impl WebhookSinkBuilder {
 
     /// Checks the URL and builds the client.
     pub fn build(self) -> Result<WebhookSink> {
-        let url = reqwest::Url::parse(&self.url)
-            .map_err(|e| invalid("webhook.url", format!("`{}`: {e}", self.url)))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid("webhook.url", "must be http or https"));
-        }
+        let url = crate::tls::http_url("webhook.url", &self.url)?;
         if !(1..=10).contains(&self.attempts) {
             return Err(invalid("webhook.attempts", "must be 1 to 10"));
         }

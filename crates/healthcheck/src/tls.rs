@@ -82,6 +82,20 @@ pub fn client_config(provider: Arc<CryptoProvider>, roots: &Roots) -> Result<rus
         .with_no_client_auth())
 }
 
+/// Parses a configured HTTP(S) URL. The error names the field and what is wrong, never the URL
+/// itself: it may carry a password, a query key or a webhook token.
+pub(crate) fn http_url(field: &str, text: &str) -> Result<reqwest::Url> {
+    let url = reqwest::Url::parse(text)
+        .map_err(|e| crate::error::invalid(field, format!("not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(crate::error::invalid(
+            field,
+            format!("scheme `{}`: must be http or https", url.scheme()),
+        ));
+    }
+    Ok(url)
+}
+
 /// A reqwest client on rustls with `provider` (reqwest needs one even for plain http), trusting
 /// `roots` (the system's when `None` and the URL is https); no proxies, no redirects followed.
 pub(crate) fn http_client(

@@ -265,3 +265,22 @@ async fn memory_sink_conformance() {
     })
     .await;
 }
+
+#[test]
+fn a_refused_webhook_url_is_not_echoed() {
+    // The URL's password and path token are secrets; the error says what is wrong without them.
+    for url in [
+        "ftp://ops:s3cret@hooks.example/T0KEN",
+        "https://ops:s3cret@[bad/T0KEN",
+    ] {
+        let err = WebhookSink::builder(url, provider())
+            .build()
+            .expect_err("refused");
+        let text = format!("{err} {err:?}");
+        assert!(text.contains("webhook.url"), "{text}");
+        assert!(
+            !text.contains("s3cret") && !text.contains("T0KEN"),
+            "{text}"
+        );
+    }
+}

@@ -106,14 +106,7 @@ impl HttpCheckBuilder {
 
     /// Checks the URL and builds the client.
     pub fn build(self) -> Result<HttpCheck> {
-        let url = reqwest::Url::parse(&self.url)
-            .map_err(|e| invalid("url", format!("`{}`: {e}", self.url)))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid(
-                "url",
-                format!("`{}`: must be http or https", self.url),
-            ));
-        }
+        let url = crate::tls::http_url("url", &self.url)?;
         if let Some(bad) = self
             .expect_status
             .iter()

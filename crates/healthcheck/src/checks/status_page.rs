@@ -8,7 +8,7 @@ use rustls::crypto::CryptoProvider;
 use crate::tls::Roots;
 
 use crate::check::{Check, Observation, Unit};
-use crate::error::{Result, invalid};
+use crate::error::Result;
 use crate::status::Reason;
 
 /// The largest status page read: PHP-FPM's `?full` page for a few hundred workers is well under
@@ -34,10 +34,7 @@ impl std::fmt::Debug for StatusPage {
 
 impl StatusPage {
     fn new(url: &str, provider: Arc<CryptoProvider>, roots: Option<&Roots>) -> Result<StatusPage> {
-        let url = reqwest::Url::parse(url).map_err(|e| invalid("url", format!("`{url}`: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid("url", format!("`{url}`: must be http or https")));
-        }
+        let url = crate::tls::http_url("url", url)?;
         let client = crate::tls::http_client(
             provider,
             roots,
