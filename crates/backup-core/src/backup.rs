@@ -679,6 +679,26 @@ pub async fn backup(
     options: BackupOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<(String, Snapshot)> {
+    // A shared lock keeps a prune from deleting what this backup deduplicates against or
+    // has uploaded but not yet indexed (see crate::lock).
+    let lock = repo
+        .lock(&crate::lock::LockOptions::builder(crate::lock::LockKind::Shared, "backup").build()?)
+        .await?;
+    repo.reload_index_if_pruned().await?;
+    let result = backup_locked(&repo, options, progress, &lock).await;
+    if let Err(e) = lock.release().await {
+        // It goes stale on its own (an append-only store may refuse the delete).
+        tracing::warn!("removing the backup's lock: {}", crate::report(&e));
+    }
+    result
+}
+
+async fn backup_locked(
+    repo: &Arc<Repository>,
+    options: BackupOptions,
+    progress: Arc<dyn Progress>,
+    lock: &crate::lock::RepositoryLock,
+) -> Result<(String, Snapshot)> {
     let started = Instant::now();
     let time_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -737,6 +757,7 @@ pub async fn backup(
         changed,
     };
     let id = format::random_id();
+    lock.check()?;
     repo.put_sealed(&format!("snapshots/{id}"), &snapshot)
         .await?;
     Ok((id, snapshot))

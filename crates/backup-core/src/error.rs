@@ -133,6 +133,26 @@ pub enum Error {
     /// A background worker stopped unexpectedly.
     #[error("internal worker failure: {0}")]
     Worker(String),
+    /// Another process holds a lock that conflicts with the one asked for (see
+    /// [`crate::lock`]).
+    #[error(
+        "the repository at {location} is locked: {holder} (if that process is gone, the lock goes stale on its own; `backup unlock` removes stale locks)"
+    )]
+    Locked {
+        /// Where the repository is.
+        location: String,
+        /// Who holds the lock: command, kind, host, pid, since when, last refreshed.
+        holder: String,
+    },
+    /// A lock this process held could not be kept fresh, or was removed by someone else: the
+    /// operation stopped before changing anything more.
+    #[error("lost the repository lock {object}: {reason}")]
+    LockLost {
+        /// The lock object.
+        object: String,
+        /// What happened.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -35,7 +35,8 @@
 //!
 //! Old snapshots are forgotten by a retention policy ([`retention`], which recommends a
 //! short-term plus long-term policy); forgetting deletes snapshot objects only, and the data
-//! stays until a prune (not yet in this crate). [`check`] verifies the structure and, all at
+//! stays until a [`prune`](prune::prune), which runs under an exclusive [`lock`] that
+//! backups (shared locks) exclude. [`check`] verifies the structure and, all at
 //! once or part by part, the data, naming each damaged object with the snapshots and files it
 //! affects.
 //!
@@ -71,10 +72,12 @@ mod fsmeta;
 mod hostile_tests;
 pub mod keys;
 mod local;
+pub mod lock;
 pub mod ops;
 mod pack;
 mod pool;
 mod progress;
+pub mod prune;
 mod repo;
 mod restore;
 pub mod retention;

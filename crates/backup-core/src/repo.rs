@@ -205,6 +205,8 @@ pub struct Repository {
     pub(crate) skipped: Mutex<BTreeMap<String, String>>,
     /// The `keys/` object this repository was opened (or created) with.
     pub(crate) key_name: Mutex<String>,
+    /// The index objects loaded, by name (to see whether a prune replaced them).
+    index_names: Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -305,6 +307,7 @@ impl Repository {
             index_objects: AtomicUsize::new(0),
             skipped: Mutex::new(BTreeMap::new()),
             key_name: Mutex::new(key_written.clone().unwrap_or_default()),
+            index_names: Mutex::new(Vec::new()),
         };
         if key_written.is_none() {
             let name = repo.write_key(key).await?;
@@ -439,6 +442,7 @@ impl Repository {
             index_objects: AtomicUsize::new(0),
             skipped,
             key_name: Mutex::new(key_name),
+            index_names: Mutex::new(Vec::new()),
         };
         repo.load_index().await?;
         Ok(repo)
@@ -514,11 +518,34 @@ impl Repository {
     async fn load_index(&self) -> Result<()> {
         let files = self.load_objects::<IndexFile>("index").await?;
         self.index_objects.store(files.len(), Ordering::Relaxed);
+        *self.index_names.lock().map_err(poisoned)? =
+            files.iter().map(|(name, _)| name.clone()).collect();
         let mut index = self.index.write().map_err(poisoned)?;
+        index.clear();
         for (_, file) in files {
             for pack in file.packs {
                 insert_pack(&mut index, &pack);
             }
+        }
+        Ok(())
+    }
+
+    /// Loads the index again if an index object that was loaded is gone (a prune replaced
+    /// it since), so that nothing is deduplicated against data the prune deleted. Call it
+    /// under a lock.
+    pub(crate) async fn reload_index_if_pruned(&self) -> Result<()> {
+        let now: std::collections::HashSet<String> = list_names(self.store.as_ref(), "index")
+            .await?
+            .into_iter()
+            .collect();
+        let gone = self
+            .index_names
+            .lock()
+            .map_err(poisoned)?
+            .iter()
+            .any(|name| !now.contains(name));
+        if gone {
+            self.load_index().await?;
         }
         Ok(())
     }

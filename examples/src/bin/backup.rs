@@ -10,7 +10,12 @@
 //! backup -r /srv/repo check [--read-data | --read-data-subset 1/7 | 10% | 2G] [--json]
 //! backup -r /srv/repo key add | list | remove ID | passwd      # new password: BACKUP_NEW_PASSWORD
 //! backup -r /srv/repo forget --keep-within 2d --keep-daily 14 --keep-monthly 12 [--dry-run]
+//! backup -r /srv/repo prune [--max-unused 5%|100M|unlimited] [--max-repack-size 2G] [--dry-run]
+//! backup -r /srv/repo unlock [--force]                 # stale locks only, unless forced
 //! ```
+//!
+//! Locks (see `backup_core::lock`): `backup` and `forget` take a shared lock; `prune` and
+//! `key add|remove|passwd` take the exclusive one; reading commands take none.
 //!
 //! The password comes from `BACKUP_PASSWORD`, or the key comes from `--key-file` (a
 //! crypto-at-rest keyring file); only on a terminal is the password prompted for.
@@ -30,6 +35,8 @@ use anyhow::{Context, Result, bail};
 use backup_core::check::{CheckOptions, CheckReport, DataSubset};
 use backup_core::format::{NodeKind, Snapshot};
 use backup_core::keys::KeyKind;
+use backup_core::lock::{LockKind, LockOptions, RepositoryLock};
+use backup_core::prune::{MaxUnused, PackAction, PruneOptions, PruneReport};
 use backup_core::retention::{GroupBy, RetentionDuration, RetentionPolicy, RetentionPolicyBuilder};
 use backup_core::{
     BackupOptions, InitOptions, KeySource, Progress, Repository, RestoreOptions, StoreOptions, ops,
@@ -210,6 +217,27 @@ enum Command {
         #[command(subcommand)]
         action: KeyCommand,
     },
+    /// Delete data no snapshot uses and repack packs that are partly unused, under the
+    /// repository's exclusive lock (never beside a running backup).
+    Prune {
+        /// Unused data that may stay: a percentage of the packs, a size (100M), or unlimited
+        /// (then only wholly unused packs are deleted).
+        #[arg(long, default_value = "5%", value_name = "LIMIT")]
+        max_unused: MaxUnused,
+        /// Read at most this many bytes of packs to repack (2G, 500M).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_repack_size: Option<u64>,
+        /// Only say what would be deleted and repacked (with --json, the decision per pack).
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
+    /// Remove stale locks (their process is gone, or they were not refreshed for their stale
+    /// age); with --force, every lock.
+    Unlock {
+        /// Remove every lock, even live ones (only when you know their holders are gone).
+        #[arg(long)]
+        force: bool,
+    },
     /// End-to-end demo with no configuration: back up a directory into a temporary repository,
     /// restore it elsewhere, verify it is identical, and print the summary.
     Demo {
@@ -271,6 +299,36 @@ fn new_key_source(key_file: Option<&Path>) -> Result<KeySource> {
 /// `key add|list|remove|passwd`.
 async fn key(cli: &Cli, location: &str, action: &KeyCommand) -> Result<()> {
     let repo = open(cli, location).await?;
+    // Two key changes at once could each remove the key the other opened with.
+    let lock = match action {
+        KeyCommand::List => None,
+        _ => Some(take_lock(&repo, LockKind::Exclusive, "key").await?),
+    };
+    let result = key_locked(cli, &repo, action).await;
+    release(lock).await;
+    result
+}
+
+/// Takes a lock for `command`.
+async fn take_lock(repo: &Repository, kind: LockKind, command: &str) -> Result<RepositoryLock> {
+    Ok(repo
+        .lock(&LockOptions::builder(kind, command).build()?)
+        .await?)
+}
+
+/// Releases a lock; a failure only leaves it to go stale.
+async fn release(lock: Option<RepositoryLock>) {
+    if let Some(lock) = lock
+        && let Err(e) = lock.release().await
+    {
+        eprintln!(
+            "warning: could not remove the lock (it goes stale on its own): {}",
+            backup_core::report(&e)
+        );
+    }
+}
+
+async fn key_locked(cli: &Cli, repo: &Repository, action: &KeyCommand) -> Result<()> {
     match action {
         KeyCommand::Add { new_key_file } => {
             let id = repo
@@ -725,9 +783,93 @@ async fn run(cli: Cli) -> Result<i32> {
                 return Ok(EXIT_DAMAGED);
             }
         }
+        Command::Prune {
+            max_unused,
+            max_repack_size,
+            dry_run,
+        } => {
+            let repo = open(&cli, &location).await?;
+            let mut options = PruneOptions::builder()
+                .with_max_unused(*max_unused)
+                .with_dry_run(*dry_run);
+            if let Some(max) = max_repack_size {
+                options = options.with_max_repack_size(*max);
+            }
+            let report = backup_core::prune::prune(repo, &options.build()?).await?;
+            print_prune(cli.json, &report)?;
+        }
+        Command::Unlock { force } => {
+            let repo = open(&cli, &location).await?;
+            let removed = repo.unlock(*force).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&removed)?);
+            } else {
+                for entry in &removed {
+                    let holder = entry
+                        .info
+                        .as_ref()
+                        .map_or("(does not open)".into(), |i| i.describe());
+                    let why = entry.stale.as_deref().unwrap_or("forced");
+                    println!("removed {}: {holder}: {why}", entry.object);
+                }
+                println!("removed {} locks", removed.len());
+            }
+        }
         Command::Demo { .. } => unreachable!("handled above"),
     }
     Ok(0)
+}
+
+fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    backup_core::prune::parse_size(text)
+}
+
+/// Prints what `prune` did or would do.
+fn print_prune(json_out: bool, r: &PruneReport) -> Result<()> {
+    if json_out {
+        println!("{}", serde_json::to_string(r)?);
+        return Ok(());
+    }
+    let would = if r.dry_run { "would " } else { "" };
+    println!(
+        "{} snapshots use {} blobs; {} packs, {}, of which {} unused",
+        r.snapshots,
+        r.blobs_used,
+        r.packs,
+        human_bytes(r.bytes),
+        human_bytes(r.unused_bytes)
+    );
+    println!(
+        "{would}delete {} packs ({}; {} in no index), {would}repack {} packs ({}) into {} new ({}); unused left {}",
+        r.packs_deleted,
+        human_bytes(r.bytes_deleted),
+        r.unindexed_deleted,
+        r.packs_repacked,
+        human_bytes(r.bytes_repacked),
+        r.packs_written,
+        human_bytes(r.bytes_written),
+        human_bytes(r.unused_after)
+    );
+    if r.dry_run {
+        for d in r.decisions.iter().filter(|d| d.action != PackAction::Keep) {
+            let action = match d.action {
+                PackAction::Repack => "repack",
+                _ => "delete",
+            };
+            println!(
+                "  {action} {} ({}): {}",
+                d.pack,
+                human_bytes(d.size),
+                d.reason
+            );
+        }
+    } else {
+        println!(
+            "replaced {} index objects by {}",
+            r.index_deleted, r.index_written
+        );
+    }
+    Ok(())
 }
 
 /// Prints what `check` found.
@@ -843,7 +985,14 @@ async fn forget(cli: &Cli, location: &str) -> Result<()> {
     let policy = path.iter().fold(policy, |p, path| p.with_only_path(path));
     let policy = policy.build()?;
     let repo = open(cli, location).await?;
-    let groups = repo.forget(&policy, *dry_run).await?;
+    let lock = if *dry_run {
+        None
+    } else {
+        Some(take_lock(&repo, LockKind::Shared, "forget").await?)
+    };
+    let groups = repo.forget(&policy, *dry_run).await;
+    release(lock).await;
+    let groups = groups?;
     if cli.json {
         println!("{}", json!({"dry_run": dry_run, "groups": groups}));
         return Ok(());
