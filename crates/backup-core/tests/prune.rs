@@ -74,7 +74,8 @@ impl Fixture {
 
     /// Prune with `--max-unused 0%`: every partly used pack is repacked.
     async fn prune_all(&self) -> PruneReport {
-        self.prune_all().await
+        let options = options().with_max_unused(MaxUnused::Percent(0.0));
+        self.prune(options.build().unwrap()).await
     }
 
     async fn objects(&self) -> BTreeMap<String, u64> {
