@@ -379,6 +379,85 @@ pub async fn check_forget_and_keys(store: Arc<dyn ObjectStore>) {
     assert_same_tree(&src, &target.join("src"));
 }
 
+/// Locks and prune: of four handles racing for the exclusive lock exactly one wins (the store's
+/// create-only put decides), a shared lock keeps the exclusive one out, and a prune after a
+/// forget deletes the forgotten data while the kept snapshot still checks and restores.
+pub async fn locks_and_prune(store: Arc<dyn ObjectStore>) {
+    use crate::check::{CheckOptions, DataSubset, check};
+    use crate::lock::{LockKind, LockOptions};
+    use crate::prune::{MaxUnused, PruneOptions, prune};
+    use object_store::ObjectStoreExt;
+    let repo = Arc::new(
+        Repository::init(store.clone(), "locks", &key(), small_options())
+            .await
+            .expect("init"),
+    );
+    let exclusive = LockOptions::builder(LockKind::Exclusive, "conformance")
+        .build()
+        .expect("lock options");
+    let mut handles = Vec::new();
+    for _ in 0..4 {
+        let handle = Repository::open(store.clone(), "locks", &key()).await;
+        handles.push(Arc::new(handle.expect("open")));
+    }
+    let attempts = handles.iter().map(|r| r.lock(&exclusive));
+    let (won, lost): (Vec<_>, Vec<_>) = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .partition(|r| r.is_ok());
+    assert_eq!(won.len(), 1, "{lost:?}");
+    assert!(lost.iter().all(|r| matches!(r, Err(Error::Locked { .. }))));
+    for lock in won.into_iter().flatten() {
+        lock.release().await.expect("release");
+    }
+    let shared = LockOptions::builder(LockKind::Shared, "conformance");
+    let shared = repo
+        .lock(&shared.build().expect("options"))
+        .await
+        .expect("shared");
+    let blocked = repo.lock(&exclusive).await;
+    assert!(matches!(blocked, Err(Error::Locked { .. })), "{blocked:?}");
+    shared.release().await.expect("release");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).expect("mkdir");
+    write_sample_tree(&src);
+    let run = || BackupOptions::builder([&src]).build().expect("options");
+    let (old, _) = backup(repo.clone(), run(), Arc::new(NoProgress))
+        .await
+        .expect("backup");
+    std::fs::write(src.join("replaced.bin"), vec![3u8; 200_000]).expect("write");
+    let (new, _) = backup(repo.clone(), run(), Arc::new(NoProgress))
+        .await
+        .expect("backup");
+    store
+        .delete(&ObjectPath::from(format!("snapshots/{old}")))
+        .await
+        .expect("forget");
+    let options = PruneOptions::builder().with_max_unused(MaxUnused::Percent(0.0));
+    let report = prune(repo.clone(), &options.build().expect("options"))
+        .await
+        .expect("prune");
+    assert!(
+        report.packs_deleted + report.packs_repacked > 0,
+        "{report:?}"
+    );
+    let read_all = CheckOptions::builder()
+        .with_read_data(DataSubset::All)
+        .build();
+    let checked = check(repo.clone(), &read_all.expect("options"))
+        .await
+        .expect("check");
+    assert!(
+        checked.is_ok() && checked.unindexed_packs.is_empty(),
+        "{checked:?}"
+    );
+    let target = dir.path().join("restored");
+    restore_all(repo, &new, &target).await;
+    assert_same_tree(&src, &target.join("src"));
+}
+
 /// Runs every check above, each under its own prefix of `store`.
 pub async fn run_all(store: Arc<dyn ObjectStore>) {
     let sub = |p: &str| -> Arc<dyn ObjectStore> { Arc::new(PrefixStore::new(store.clone(), p)) };
@@ -387,4 +466,5 @@ pub async fn run_all(store: Arc<dyn ObjectStore>) {
     backup_restore_roundtrip(sub("roundtrip")).await;
     corrupt_pack_is_named(sub("corrupt")).await;
     check_forget_and_keys(sub("maintenance")).await;
+    locks_and_prune(sub("locks")).await;
 }
