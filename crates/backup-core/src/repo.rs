@@ -470,6 +470,12 @@ impl Repository {
         &self,
         dir: &str,
     ) -> Result<Vec<(String, T)>> {
+        let names = self.object_names(dir).await?;
+        self.load_each(names, OBJECT_LOADS).try_collect().await
+    }
+
+    /// The names of the objects in `dir`, sorted; foreign names are skipped and recorded.
+    pub(crate) async fn object_names(&self, dir: &str) -> Result<Vec<String>> {
         let mut names = Vec::new();
         for name in list_names(self.store.as_ref(), dir).await? {
             if is_object_name(dir, &name) {
@@ -478,26 +484,37 @@ impl Repository {
                 skip(&self.skipped, &name, "not a repository object");
             }
         }
-        let results: Vec<(String, Result<T>)> = futures::stream::iter(names)
-            .map(|name| async move {
+        Ok(names)
+    }
+
+    /// Loads the objects `names`, at most `loads` at a time, in the order they arrive (so a
+    /// caller can handle each and let it go: `check` streams the index this way); skips and
+    /// records objects that are damaged or vanished meanwhile.
+    pub(crate) fn load_each<'a, T: serde::de::DeserializeOwned + 'a>(
+        &'a self,
+        names: Vec<String>,
+        loads: usize,
+    ) -> impl futures::Stream<Item = Result<(String, T)>> + 'a {
+        futures::stream::iter(names)
+            .map(move |name| async move {
                 let loaded = self.get_sealed::<T>(&name).await;
                 (name, loaded)
             })
-            .buffer_unordered(OBJECT_LOADS)
-            .collect()
-            .await;
-        let mut loaded = Vec::with_capacity(results.len());
-        for (name, result) in results {
-            match result {
-                Ok(value) => loaded.push((name, value)),
-                Err(Error::Corrupt { reason, .. }) => skip(&self.skipped, &name, &reason),
-                Err(Error::NotFound { .. }) => {
-                    skip(&self.skipped, &name, VANISHED);
+            .buffer_unordered(loads)
+            .filter_map(move |(name, result)| async move {
+                match result {
+                    Ok(value) => Some(Ok((name, value))),
+                    Err(Error::Corrupt { reason, .. }) => {
+                        skip(&self.skipped, &name, &reason);
+                        None
+                    }
+                    Err(Error::NotFound { .. }) => {
+                        skip(&self.skipped, &name, VANISHED);
+                        None
+                    }
+                    Err(e) => Some(Err(e)),
                 }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(loaded)
+            })
     }
 
     /// The location string given at open or init.
@@ -689,7 +706,7 @@ impl Repository {
     }
 
     /// Opens (bound to `id`) and decompresses one sealed frame.
-    fn open_frame_with<'d>(
+    pub(crate) fn open_frame_with<'d>(
         &self,
         id: &ChunkId,
         raw_length: u32,
