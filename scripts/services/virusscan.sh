@@ -52,6 +52,9 @@ SelfCheck 0
 Bytecode no
 CONF
   if [ "$(id -u)" -eq 0 ]; then echo "User root" >>"$dir/clamd.conf"; fi
+  # clamd makes (and removes) a directory in its TemporaryDirectory for every file it scans;
+  # benchmarks can put it on a tmpfs (default: clamd's own, /tmp).
+  if [ -n "${HOSTGUARD_CLAMD_TMPDIR:-}" ]; then echo "TemporaryDirectory $HOSTGUARD_CLAMD_TMPDIR" >>"$dir/clamd.conf"; fi
   clamd --config-file="$dir/clamd.conf" >"$dir/stdout.log" 2>&1 &
   pids+=($!)
   local i ready=no

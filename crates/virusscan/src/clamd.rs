@@ -4,7 +4,6 @@
 
 use std::fmt;
 use std::fs::File;
-use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -18,6 +17,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::error::{Error, Result};
 use crate::fdpass::PipelinedSession;
+use crate::fsutil::FileIdentity;
 use crate::scanner::{Scanner, Verdict};
 
 /// Where clamd listens.
@@ -569,7 +569,7 @@ impl ClamdClient {
             });
         };
         let session = Arc::new(
-            PipelinedSession::start(stream)
+            PipelinedSession::start(stream, cfg.io_timeout)
                 .await
                 .map_err(|e| self.transport("starting a session", e))?,
         );
@@ -663,32 +663,6 @@ async fn read_reply(stream: &mut Stream) -> std::io::Result<Vec<u8>> {
                 std::io::ErrorKind::InvalidData,
                 "reply longer than 64 KiB",
             ));
-        }
-    }
-}
-
-/// Passes `file`'s descriptor with one data byte (`SCM_RIGHTS`), as clamd's FILDES expects.
-pub(crate) async fn send_fd(unix: &UnixStream, file: &File) -> std::io::Result<()> {
-    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
-    use std::mem::MaybeUninit;
-    loop {
-        unix.writable().await?;
-        let result = unix.try_io(tokio::io::Interest::WRITABLE, || {
-            let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
-            let mut control = SendAncillaryBuffer::new(&mut space);
-            let fds = [file.as_fd()];
-            if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
-                return Err(std::io::Error::other("control buffer too small"));
-            }
-            let iov = [std::io::IoSlice::new(&[0u8])];
-            rustix::net::sendmsg(unix, &iov, &mut control, SendFlags::NOSIGNAL)
-                .map_err(std::io::Error::from)
-        });
-        match result {
-            Ok(1) => return Ok(()),
-            Ok(_) => return Err(std::io::Error::other("descriptor not sent")),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
         }
     }
 }
@@ -788,14 +762,33 @@ impl Scanner for ClamdClient {
     }
 
     async fn scan_file(&self, file: &File) -> Result<Verdict> {
-        if let Some(limit) = self.inner.config.max_file_size {
+        let size = match self.inner.config.max_file_size {
             // One fstat of an open descriptor: no path walk, nothing that can hang.
-            let size = file.metadata().map_err(Error::Source)?.len();
-            if size > limit {
-                return Ok(Verdict::TooLarge {
-                    reason: format!("{size} bytes is over clamd's MaxFileSize of {limit} bytes"),
-                });
-            }
+            Some(_) => Some(file.metadata().map_err(Error::Source)?.len()),
+            None => None,
+        };
+        self.scan_file_of_size(file, size).await
+    }
+
+    async fn scan_file_with_identity(
+        &self,
+        file: &File,
+        identity: &FileIdentity,
+    ) -> Result<Verdict> {
+        // The caller's fstat has the size: no second one per file.
+        self.scan_file_of_size(file, Some(identity.size)).await
+    }
+}
+
+impl ClamdClient {
+    /// Scans an open file whose size (when needed for `MaxFileSize`) is `size`.
+    async fn scan_file_of_size(&self, file: &File, size: Option<u64>) -> Result<Verdict> {
+        if let (Some(limit), Some(size)) = (self.inner.config.max_file_size, size)
+            && size > limit
+        {
+            return Ok(Verdict::TooLarge {
+                reason: format!("{size} bytes is over clamd's MaxFileSize of {limit} bytes"),
+            });
         }
         if self.inner.config.fd_passing {
             return self.scan_fd(file).await;

@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, ReadBuf};
 
+use crate::fsutil::FileIdentity;
 use crate::scanner::{Scanner, Verdict};
 
 /// Inputs the suite scans, provided by the implementation's test.
@@ -126,12 +127,19 @@ pub async fn every_input_kind_agrees(scanner: &dyn Scanner, samples: &Samples) {
         let mut moved = &file;
         std::io::Read::read(&mut moved, &mut [0u8; 3]).expect("read");
         let by_file = scanner.scan_file(&file).await.expect("file");
+        let identity = FileIdentity::of(&file).expect("fstat");
+        let by_identity = scanner
+            .scan_file_with_identity(&file, &identity)
+            .await
+            .expect("file with identity");
         let by_path = scanner.scan_path(&path).await.expect("path");
         if infected {
             check_infected(&by_file, samples, "file");
+            check_infected(&by_identity, samples, "file with identity");
             check_infected(&by_path, samples, "path");
         } else {
             assert_eq!(by_file, Verdict::Clean, "clean file");
+            assert_eq!(by_identity, Verdict::Clean, "clean file with identity");
             assert_eq!(by_path, Verdict::Clean, "clean path");
         }
     }
@@ -202,6 +210,15 @@ pub async fn too_large_is_not_clean(scanner: &dyn Scanner, samples: &Samples) {
     assert!(
         matches!(verdict, Verdict::TooLarge { .. }),
         "oversized file gave {verdict:?}"
+    );
+    let identity = FileIdentity::of(&file).expect("fstat");
+    let verdict = scanner
+        .scan_file_with_identity(&file, &identity)
+        .await
+        .expect("too large file with identity");
+    assert!(
+        matches!(verdict, Verdict::TooLarge { .. }),
+        "oversized file with identity gave {verdict:?}"
     );
     assert_eq!(
         scanner

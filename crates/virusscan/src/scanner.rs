@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use tokio::io::AsyncRead;
 
 use crate::error::{Error, Result};
+use crate::fsutil::FileIdentity;
 
 /// What a scanner concluded about some data. Errors are not verdicts: a scan that failed
 /// returns `Err`, so nothing that was not scanned can be mistaken for [`Verdict::Clean`].
@@ -72,6 +73,18 @@ pub trait Scanner: Send + Sync + std::fmt::Debug {
     async fn scan_file(&self, file: &File) -> Result<Verdict> {
         let mut reader = reader_from_start(file).await?;
         self.scan_reader(&mut reader).await
+    }
+
+    /// Scans an open regular file whose identity the caller has just read from it with
+    /// [`FileIdentity::of`] (as the tree scan and watch mode do), so an implementation can rely
+    /// on `identity.size` rather than ask the file again. The default ignores the identity.
+    async fn scan_file_with_identity(
+        &self,
+        file: &File,
+        identity: &FileIdentity,
+    ) -> Result<Verdict> {
+        let _ = identity;
+        self.scan_file(file).await
     }
 
     /// Opens `path` (never through a symbolic link at its last component) and scans it.

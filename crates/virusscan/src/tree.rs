@@ -303,7 +303,7 @@ pub(crate) async fn scan_one(
     file: File,
     identity: FileIdentity,
 ) -> FileReport {
-    let verdict = scanner.scan_file(&file).await;
+    let verdict = scanner.scan_file_with_identity(&file, &identity).await;
     let after = FileIdentity::of(&file).ok();
     let changed_during_scan = after != Some(identity);
     let outcome = match verdict {

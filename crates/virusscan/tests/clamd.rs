@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{eicar, stream_max};
 use virusscan::conformance::{Samples, run_all};
-use virusscan::{ClamdClient, Error, Scanner, Verdict};
+use virusscan::{ClamdClient, Error, FileIdentity, Scanner, Verdict};
 
 fn samples() -> Samples {
     Samples::new(b"<?php echo 'hello'; ?>\n".repeat(200), eicar())
@@ -370,6 +370,16 @@ async fn a_file_over_max_file_size_is_too_large_not_clean() {
         assert!(
             matches!(&verdict, Verdict::TooLarge { reason } if reason.contains("1025 bytes")),
             "fd passing {fd_passing}: {verdict:?}"
+        );
+        // The tree scan's way: the size comes from the identity it took, not another fstat.
+        let identity = FileIdentity::of(&file).unwrap();
+        let verdict = client
+            .scan_file_with_identity(&file, &identity)
+            .await
+            .unwrap();
+        assert!(
+            matches!(&verdict, Verdict::TooLarge { reason } if reason.contains("1025 bytes")),
+            "fd passing {fd_passing}, with identity: {verdict:?}"
         );
         let file = std::fs::File::open(&at_limit).unwrap();
         assert!(
