@@ -147,6 +147,25 @@ fn bad_config_and_missing_daemon_are_clear_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is the daemon running"));
 }
 
+/// A config with one jail `app` reading `log` through `filters/app.conf`; returns its path and
+/// the socket's.
+fn app_config(dir: &Path, filters: &Path, log: &Path, maxretry: u32) -> (PathBuf, PathBuf) {
+    let socket = dir.join("logban.sock");
+    let config = dir.join("logban.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nsocket = \"{}\"\nfilter_dir = \"{}\"\n\n[sink]\nkind = \"memory\"\n\n\
+             [[jail]]\nname = \"app\"\nlogpath = [\"{}\"]\nmaxretry = {maxretry}\nignoreself = false\n",
+            socket.display(),
+            filters.display(),
+            log.display()
+        ),
+    )
+    .expect("write config");
+    (config, socket)
+}
+
 #[test]
 fn daemon_follows_a_log_through_a_fail2ban_filter() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -159,19 +178,7 @@ fn daemon_follows_a_log_through_a_fail2ban_filter() {
     .expect("write filter");
     let log = dir.path().join("app.log");
     std::fs::write(&log, "").expect("create log");
-    let socket = dir.path().join("logban.sock");
-    let config = dir.path().join("logban.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[daemon]\nsocket = \"{}\"\nfilter_dir = \"{}\"\n\n[sink]\nkind = \"memory\"\n\n\
-             [[jail]]\nname = \"app\"\nlogpath = [\"{}\"]\nmaxretry = 2\nignoreself = false\n",
-            socket.display(),
-            filters.display(),
-            log.display()
-        ),
-    )
-    .expect("write config");
+    let (config, socket) = app_config(dir.path(), &filters, &log, 2);
     let daemon = Daemon::start(&config, &socket);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -204,4 +211,58 @@ fn daemon_follows_a_log_through_a_fail2ban_filter() {
         std::thread::sleep(Duration::from_millis(100));
     }
     daemon.stop();
+}
+
+/// A configured log that does not exist yet: the daemon starts, warns on stderr, shows it in
+/// `status`, and reads the file from its start once it appears.
+#[test]
+fn a_missing_log_is_warned_about_counted_and_read_when_it_appears() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let filters = dir.path().join("filter.d");
+    std::fs::create_dir(&filters).expect("mkdir");
+    std::fs::write(
+        filters.join("app.conf"),
+        "[Definition]\nfailregex = ^auth failure from <HOST>$\n",
+    )
+    .expect("write filter");
+    let log = dir.path().join("later.log");
+    let (config, socket) = app_config(dir.path(), &filters, &log, 1);
+    let stderr = dir.path().join("stderr.txt");
+    let child = Command::new(BIN)
+        .args(["daemon", "--config"])
+        .arg(&config)
+        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+        .spawn()
+        .expect("start daemon");
+    let daemon = Daemon(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = || -> serde_json::Value {
+        serde_json::from_str(&stdout_of(&client(&socket, &["status", "--json"]))).expect("json")
+    };
+    while !socket.exists() || status()[0]["counters"]["unreadable_logs"] != 1 {
+        assert!(Instant::now() < deadline, "the missing log is not counted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(&log, "auth failure from 198.51.100.9\n").expect("the log appears");
+    loop {
+        let json = status();
+        if json[0]["bans"][0]["ban"]["target"] == "198.51.100.9/32" {
+            assert_eq!(json[0]["counters"]["unreadable_logs"], 0, "{json}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the appeared log was not read: {json}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    daemon.stop();
+    let text = std::fs::read_to_string(&stderr).expect("stderr");
+    assert!(
+        text.contains("WARN")
+            && text.contains(&log.display().to_string())
+            && text.contains("does not exist"),
+        "{text}"
+    );
+    assert!(text.contains("can be read now"), "{text}");
 }

@@ -1,5 +1,8 @@
-//! The [`BanSink`] conformance suite (feature `conformance`): plain async functions every sink's
+//! The conformance suites (feature `conformance`): plain async functions every implementation's
 //! tests run, like object_store's `integration` module. They panic on a violation.
+//!
+//! This module is the [`BanSink`] suite; [`source`] is the [`LogSource`](crate::source::LogSource)
+//! suite.
 //!
 //! The suite uses jails `conf_a` and `conf-b` and documentation addresses (192.0.2.0/24,
 //! 2001:db8::/32). It takes about three seconds (it waits for a timeout to run out).
@@ -10,6 +13,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::sink::{BanAction, BanSink, SinkJail};
+
+pub mod source;
 
 fn net(text: &str) -> IpNet {
     crate::jail::parse_net(text).expect("conformance suite address")

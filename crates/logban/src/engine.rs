@@ -22,7 +22,7 @@ use crate::jail::{Ban, BanTime, Jail, JailConfig, Verdict};
 use crate::metrics::{JailCounters, Metrics};
 use crate::sink::{BanAction, BanSink, SinkJail};
 use crate::source::LogLine;
-use crate::state::{StateStore, StoredBan};
+use crate::state::{Record, StateStore, StoredBan};
 use crate::{Error, Failure, Result};
 
 /// What a filter found in one line.
@@ -388,30 +388,44 @@ impl Engine {
         self.count_and_report(jail, outcome).await
     }
 
-    /// Counts a line a matcher already looked at and reports its failures to `jail`.
-    pub(crate) async fn feed_outcome(&self, jail: &str, outcome: LineOutcome) -> Result<Vec<Ban>> {
-        self.count_and_report(jail, outcome).await
-    }
-
-    async fn count_and_report(&self, jail: &str, outcome: LineOutcome) -> Result<Vec<Ban>> {
-        // Checked first, so a line for an unknown jail creates no counters for it.
+    /// Counts the lines a matcher already looked at (a poll's batch) and reports their
+    /// failures to `jail`; the bans they cause go to the sink as one batch.
+    pub(crate) async fn feed_outcomes(
+        &self,
+        jail: &str,
+        outcomes: Vec<LineOutcome>,
+    ) -> Result<Vec<Ban>> {
         if !self.jails().contains_key(jail) {
             return Err(unknown_jail(jail));
         }
         let metrics = self.inner.metrics.jail(jail);
-        metrics.add_lines(1);
-        metrics.add_matches(u64::from(outcome.matches));
-        self.report(jail, &outcome.failures).await
+        metrics.add_lines(outcomes.len() as u64);
+        let mut bans = Vec::new();
+        for outcome in outcomes {
+            metrics.add_matches(u64::from(outcome.matches));
+            bans.extend(self.decide(jail, &outcome.failures)?);
+        }
+        self.start_bans(bans).await
+    }
+
+    async fn count_and_report(&self, jail: &str, outcome: LineOutcome) -> Result<Vec<Ban>> {
+        self.feed_outcomes(jail, vec![outcome]).await
     }
 
     /// Hands failures to `jail`; returns the bans they caused (applied, or queued on error).
     pub async fn report(&self, jail: &str, failures: &[Failure]) -> Result<Vec<Ban>> {
+        let bans = self.decide(jail, failures)?;
+        self.start_bans(bans).await
+    }
+
+    /// Counts failures in `jail`; returns the bans they cause (not applied yet).
+    fn decide(&self, jail: &str, failures: &[Failure]) -> Result<Vec<Ban>> {
         if failures.is_empty() {
             return Ok(Vec::new());
         }
         let now = self.now();
         let metrics = self.inner.metrics.jail(jail);
-        let bans: Vec<Ban> = self.with_jail(jail, |j| {
+        self.with_jail(jail, |j| {
             failures
                 .iter()
                 .filter_map(|f| match j.record(f, now) {
@@ -430,13 +444,17 @@ impl Engine {
                     Verdict::Stale => None,
                 })
                 .collect()
-        })?;
+        })
+    }
+
+    /// Counts and applies new bans as one sink batch.
+    async fn start_bans(&self, bans: Vec<Ban>) -> Result<Vec<Ban>> {
         if bans.is_empty() {
             return Ok(bans);
         }
         for ban in &bans {
-            tracing::info!(jail, target = %ban.target, until = ?ban.until, "ban");
-            metrics.ban_started();
+            tracing::info!(jail = %ban.jail, target = %ban.target, until = ?ban.until, "ban");
+            self.inner.metrics.jail(&ban.jail).ban_started();
         }
         self.apply(bans.iter().cloned().map(Change::Ban).collect())
             .await?;
@@ -636,8 +654,10 @@ impl Engine {
         } else {
             queue.clone()
         };
+        // Recorded while the queue is held, so records land in the order the sink saw them.
+        let recorded = self.record(&changes, applied).await;
         drop(queue);
-        self.record(&changes, applied)?;
+        recorded?;
         if let Err(e) = result {
             let jails: HashSet<&str> = actions.iter().map(BanAction::jail).collect();
             for jail in jails {
@@ -654,38 +674,45 @@ impl Engine {
         Ok(())
     }
 
-    /// Saves the outcome of a batch: bans with their applied flag, removals of unbanned ones.
-    fn record(&self, changes: &[Change], applied: bool) -> Result<()> {
-        let mut unapplied = self
-            .inner
-            .unapplied
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        for change in changes {
-            match change {
-                Change::Ban(ban) => {
-                    let key = (ban.jail.clone(), ban.target);
-                    if applied {
-                        unapplied.remove(&key);
-                    } else {
-                        unapplied.insert(key);
+    /// Saves the outcome of a batch: bans with their applied flag, removals of unbanned ones,
+    /// in one database transaction on a blocking thread (its commit waits for an fsync).
+    async fn record(&self, changes: &[Change], applied: bool) -> Result<()> {
+        {
+            let mut unapplied = self
+                .inner
+                .unapplied
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for change in changes {
+                match change {
+                    Change::Ban(ban) => {
+                        let key = (ban.jail.clone(), ban.target);
+                        if applied {
+                            unapplied.remove(&key);
+                        } else {
+                            unapplied.insert(key);
+                        }
                     }
-                    if let Some(state) = &self.inner.state {
-                        state.save_ban(&StoredBan {
-                            ban: ban.clone(),
-                            applied,
-                        })?;
-                    }
-                }
-                Change::Unban { jail, target } => {
-                    unapplied.remove(&(jail.clone(), *target));
-                    if let Some(state) = &self.inner.state {
-                        state.remove_ban(jail, target)?;
+                    Change::Unban { jail, target } => {
+                        unapplied.remove(&(jail.clone(), *target));
                     }
                 }
             }
         }
-        Ok(())
+        let Some(state) = self.inner.state.clone() else {
+            return Ok(());
+        };
+        let records: Vec<Record> = changes
+            .iter()
+            .map(|change| match change {
+                Change::Ban(ban) => Record::Save(StoredBan {
+                    ban: ban.clone(),
+                    applied,
+                }),
+                Change::Unban { jail, target } => Record::Remove(jail.clone(), *target),
+            })
+            .collect();
+        crate::follow::blocking(move || state.record(&records)).await
     }
 }
 

@@ -80,4 +80,20 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A bounded queue is full (or closed): the item was not taken.
+    #[error("{what} is full ({capacity} entries)")]
+    QueueFull {
+        /// Which queue.
+        what: String,
+        /// Its capacity.
+        capacity: usize,
+    },
+    /// A log source failed (e.g. `journalctl` exited with an error).
+    #[error("log source {log}: {reason}")]
+    LogSource {
+        /// The source (program, file).
+        log: String,
+        /// What went wrong.
+        reason: String,
+    },
 }

@@ -1,35 +1,21 @@
-//! Following sources with the engine: poll a [`FileSource`] or a [`JournalSource`], feed its
-//! lines to a jail, and save how far it got in the [`StateStore`](crate::StateStore), so a
-//! restart resumes there (lines written while the daemon was down are read, none twice).
+//! Following sources with the engine: poll any [`LogSource`], match its lines on a blocking
+//! thread, feed them to a jail, and save the source's checkpoint in the
+//! [`StateStore`](crate::StateStore), so a restart resumes there (lines written while the daemon
+//! was down are read, none twice).
 //!
-//! Position keys: `file:<path>` (value `<inode> <offset>`) and `journal:<jail>` (the cursor).
+//! Checkpoint keys: `file:<path>` (value `<inode> <offset>`) and `journal:<jail>` (the cursor).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::engine::{Engine, LineMatcher};
-use crate::source::{FilePosition, FileSource, JournalConfig, JournalSource, LogLine, StartAt};
+use crate::source::{
+    FileSource, JournalConfig, JournalSource, LogSource, StartAt, decode_position, position_key,
+};
 use crate::{Error, Result};
 
-fn file_key(path: &Path) -> String {
-    format!("file:{}", path.display())
-}
-
-fn encode(position: FilePosition) -> Vec<u8> {
-    format!("{} {}", position.inode, position.offset).into_bytes()
-}
-
-fn decode(bytes: &[u8]) -> Option<FilePosition> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    let (inode, offset) = text.split_once(' ')?;
-    Some(FilePosition {
-        inode: inode.parse().ok()?,
-        offset: offset.parse().ok()?,
-    })
-}
-
-/// Runs blocking work (file reads, database commits) on tokio's blocking threads.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+/// Runs blocking work (reads, matching, database commits) on tokio's blocking threads.
+pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(work)
         .await
         // Blocking tasks are never cancelled: an error is a panic, passed on.
@@ -37,13 +23,16 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 }
 
 impl Engine {
-    /// Opens `patterns` (paths or globs) for `jail`: files with a saved position resume there,
-    /// the others start at their end (files appearing later are read from their beginning).
+    /// Opens `patterns` (paths or globs): files with a saved position resume there, the others
+    /// start at their end (files appearing later are read from their beginning).
     pub fn open_files(&self, patterns: &[PathBuf]) -> Result<FileSource> {
-        let mut source = FileSource::new(patterns.iter().cloned(), StartAt::End)?;
+        let source = FileSource::new(patterns.iter().cloned(), StartAt::End)?;
         if let Some(state) = self.state() {
             for (path, _) in source.positions() {
-                if let Some(saved) = state.position(&file_key(&path))?.and_then(|v| decode(&v)) {
+                if let Some(saved) = state
+                    .position(&position_key(&path))?
+                    .and_then(|v| decode_position(&v))
+                {
                     source.resume(&path, saved)?;
                 }
             }
@@ -51,75 +40,9 @@ impl Engine {
         Ok(source)
     }
 
-    /// Feeds polled lines to `jail`. Sink failures are already queued and reported by the
-    /// engine, so they do not stop reading.
-    async fn feed_all(
-        &self,
-        jail: &str,
-        lines: &[LogLine],
-        matcher: &mut dyn LineMatcher,
-    ) -> Result<()> {
-        for outcome in matcher.match_lines(lines) {
-            match self.feed_outcome(jail, outcome).await {
-                Ok(_) | Err(Error::Sink { .. } | Error::Spawn { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    /// Follows log files for `jail` forever (see [`open_files`](Self::open_files)), polling
-    /// every `period` and saving positions after every poll that read something. Returns only
-    /// on an error (a file that cannot be read, the state database failing).
-    pub async fn follow_files(
-        &self,
-        jail: &str,
-        mut source: FileSource,
-        mut matcher: impl LineMatcher,
-        period: Duration,
-    ) -> Result<()> {
-        let mut interval = tokio::time::interval(period);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            interval.tick().await;
-            // A backlog comes in bounded batches: poll again at once while lines come, saving
-            // positions after each batch. Reading files and committing positions (an fsync)
-            // block, so both run on blocking threads, never on the runtime's workers.
-            loop {
-                let (returned, polled) = blocking(move || {
-                    let polled = source.poll();
-                    (source, polled)
-                })
-                .await;
-                source = returned;
-                let lines = polled?;
-                if lines.is_empty() {
-                    break;
-                }
-                self.feed_all(jail, &lines, &mut matcher).await?;
-                if let Some(state) = self.state().cloned() {
-                    let positions = source.positions();
-                    blocking(move || {
-                        positions.iter().try_for_each(|(path, position)| {
-                            state.set_position(&file_key(path), &encode(*position))
-                        })
-                    })
-                    .await?;
-                }
-            }
-        }
-    }
-
-    /// Follows the journal for `jail` (resuming after the saved cursor unless `config` names
-    /// one), polling every `period` and saving the cursor. Returns when `journalctl` exits
-    /// (reading a finished journal file) or on an error.
-    pub async fn follow_journal(
-        &self,
-        jail: &str,
-        mut config: JournalConfig,
-        mut matcher: impl LineMatcher,
-        period: Duration,
-    ) -> Result<()> {
+    /// Starts `journalctl` for `jail` with `config`, resuming after the cursor saved for the
+    /// jail unless `config` names one (without either it starts at the end).
+    pub fn open_journal(&self, jail: &str, mut config: JournalConfig) -> Result<JournalSource> {
         let key = format!("journal:{jail}");
         if config.after_cursor.is_none()
             && let Some(state) = self.state()
@@ -128,38 +51,89 @@ impl Engine {
                 .position(&key)?
                 .and_then(|v| String::from_utf8(v).ok());
         }
-        let mut source = JournalSource::spawn(&config)?;
+        Ok(JournalSource::spawn(&config)?.with_checkpoint_key(key))
+    }
+
+    /// Follows `source` for `jail`: polls it every `period` (at once again while lines come),
+    /// matches the lines on a blocking thread, feeds the outcomes to the jail, and saves the
+    /// source's checkpoint after each batch (on a blocking thread). Inputs the source cannot
+    /// read are counted in the jail's `unreadable_logs` and logged when they appear and when
+    /// they are resolved. Returns when the source is finished, or on an error (a source or the
+    /// state database failing); sink failures do not stop it (the engine queues and retries).
+    pub async fn follow<M: LineMatcher + 'static>(
+        &self,
+        jail: &str,
+        source: &dyn LogSource,
+        matcher: M,
+        period: Duration,
+    ) -> Result<()> {
+        if !self.jail_names().iter().any(|j| j == jail) {
+            return Err(Error::InvalidConfig {
+                field: "jail".into(),
+                reason: format!("no jail called `{jail}`"),
+            });
+        }
+        let mut matcher = Some(matcher);
+        let mut problems = Vec::new();
+        self.note_problems(jail, source, &mut problems);
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
-            let lines = source.poll();
-            self.feed_all(jail, &lines, &mut matcher).await?;
-            if let (Some(state), Some(cursor), false) =
-                (self.state(), source.cursor(), lines.is_empty())
-            {
-                state.set_position(&key, cursor.as_bytes())?;
+            loop {
+                let lines = source.poll().await?;
+                self.note_problems(jail, source, &mut problems);
+                if lines.is_empty() {
+                    break;
+                }
+                let Some(mut m) = matcher.take() else {
+                    // Only a panic while matching (passed on) leaves no matcher.
+                    return Ok(());
+                };
+                let (m, outcomes) = blocking(move || {
+                    let outcomes = m.match_lines(&lines);
+                    (m, outcomes)
+                })
+                .await;
+                matcher = Some(m);
+                // Sink failures are queued and reported by the engine: reading goes on.
+                match self.feed_outcomes(jail, outcomes).await {
+                    Ok(_) | Err(Error::Sink { .. } | Error::Spawn { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                if let Some(state) = self.state().cloned() {
+                    let checkpoint = source.checkpoint();
+                    if !checkpoint.is_empty() {
+                        blocking(move || state.set_positions(&checkpoint)).await?;
+                    }
+                }
             }
             if source.is_finished() {
                 return Ok(());
             }
         }
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn positions_round_trip_and_reject_garbage() {
-        let p = FilePosition {
-            inode: 1234,
-            offset: 99,
-        };
-        assert_eq!(decode(&encode(p)), Some(p));
-        for bad in [&b""[..], b"12", b"a b", b"1 -2", &[0xff, 0x20, 0x31]] {
-            assert_eq!(decode(bad), None);
+    /// Sets the jail's `unreadable_logs` to the source's problems and logs what changed.
+    fn note_problems(
+        &self,
+        jail: &str,
+        source: &dyn LogSource,
+        known: &mut Vec<crate::source::SourceProblem>,
+    ) {
+        let now = source.problems();
+        if now == *known {
+            return;
         }
+        for problem in now.iter().filter(|p| !known.contains(p)) {
+            tracing::warn!(jail, "log {problem}");
+        }
+        for problem in known.iter().filter(|p| !now.contains(p)) {
+            tracing::info!(jail, log = %problem.input, "log can be read now");
+        }
+        self.metrics()
+            .jail(jail)
+            .set_unreadable_logs(now.len() as u64);
+        *known = now;
     }
 }

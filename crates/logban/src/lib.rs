@@ -37,7 +37,7 @@
 //! host's own addresses, IPv6 prefix grouping, a capped tracker); [`engine`] wires lines to jails
 //! to a [`BanSink`] with retries, expiry, and restore from [`StateStore`]; [`sink`] has the
 //! nftables, command and memory sinks; [`config`] and [`control`] are the daemon's TOML config
-//! and its client protocol.
+//! and its client protocol, and [`daemon`] wires them into the running daemon.
 //!
 //! Dependencies of the banning side, and why: `ipnet` (CIDR ignore lists and prefix bans, a
 //! small well-kept crate), `if-addrs` (the host's own addresses without parsing `ip` output),
@@ -70,8 +70,10 @@
 //! [`Filter::scan`] and [`Filter::scan_reader`] process a whole file or backlog on all cores
 //! with exactly the results of a sequential scan; every line is first screened by DFAs (the
 //! prefregex's head and supersets of the failregexes) before any capture or allocation.
-//! [`fail2ban::import_jails`] reads jail.conf/jail.local. [`source`] follows files (rotation,
-//! copytruncate, saved positions, globs), the journal (`journalctl -o json`) and in-memory lines.
+//! [`fail2ban::import_jails`] reads jail.conf/jail.local. [`source`] has one trait,
+//! [`LogSource`](source::LogSource), over files (rotation, copytruncate, saved positions,
+//! globs), the journal (`journalctl -o json`) and in-memory lines; [`Engine::follow`] follows
+//! any of them.
 //!
 //! Dependencies of the reading side, and why: `regex` (linear-time matching with literal
 //! prefilters and a `RegexSet`; no input can make it backtrack), `fancy-regex` (only for the
@@ -85,6 +87,7 @@ pub mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod control;
+pub mod daemon;
 pub mod engine;
 mod error;
 pub mod fail2ban;

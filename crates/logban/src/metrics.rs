@@ -15,6 +15,7 @@ pub struct JailMetrics {
     unbans: AtomicU64,
     current_bans: AtomicU64,
     sink_errors: AtomicU64,
+    unreadable_logs: AtomicU64,
 }
 
 /// A snapshot of [`JailMetrics`].
@@ -37,6 +38,10 @@ pub struct JailCounters {
     pub current_bans: u64,
     /// Failed sink calls (after retries).
     pub sink_errors: u64,
+    /// Configured logs that cannot be read now (missing, a directory, a glob matching
+    /// nothing); a missing file is read once it appears.
+    #[serde(default)]
+    pub unreadable_logs: u64,
 }
 
 fn add(counter: &AtomicU64, n: u64) {
@@ -77,6 +82,10 @@ impl JailMetrics {
     pub fn set_current_bans(&self, n: u64) {
         self.current_bans.store(n, Ordering::Relaxed);
     }
+    /// Sets how many configured logs cannot be read now.
+    pub fn set_unreadable_logs(&self, n: u64) {
+        self.unreadable_logs.store(n, Ordering::Relaxed);
+    }
     /// Counts a failed sink call.
     pub fn sink_error(&self) {
         add(&self.sink_errors, 1);
@@ -94,6 +103,7 @@ impl JailMetrics {
             unbans: get(&self.unbans),
             current_bans: get(&self.current_bans),
             sink_errors: get(&self.sink_errors),
+            unreadable_logs: get(&self.unreadable_logs),
         }
     }
 }
@@ -152,6 +162,7 @@ mod tests {
         sshd.ban_ended();
         metrics.jail("sshd").sink_error();
         metrics.jail("web").add_lines(2);
+        metrics.jail("web").set_unreadable_logs(2);
         let snap = metrics.snapshot();
         assert_eq!(
             snap["sshd"],
@@ -164,9 +175,10 @@ mod tests {
                 unbans: 1,
                 current_bans: 1,
                 sink_errors: 1,
+                unreadable_logs: 0,
             }
         );
-        assert_eq!(snap["web"].lines, 2);
+        assert_eq!((snap["web"].lines, snap["web"].unreadable_logs), (2, 2));
         metrics.jail("web").ban_ended();
         assert_eq!(metrics.jail("web").snapshot().current_bans, 0);
     }

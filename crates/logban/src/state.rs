@@ -49,6 +49,15 @@ pub struct StoredBan {
     pub applied: bool,
 }
 
+/// One change to save with [`StateStore::record`].
+#[derive(Debug, Clone)]
+pub(crate) enum Record {
+    /// A ban (new or updated) and its ban count.
+    Save(StoredBan),
+    /// A ban lifted (its count stays, for incremental bans).
+    Remove(String, IpNet),
+}
+
 /// The state database; cheap to clone (clones share one open database).
 #[derive(Debug, Clone)]
 pub struct StateStore {
@@ -106,17 +115,55 @@ impl StateStore {
 
     /// Saves (or updates) a ban, and its target's ban count.
     pub fn save_ban(&self, stored: &StoredBan) -> Result<()> {
-        let k = key(&stored.ban.jail, &stored.ban.target);
-        let value = serde_json::to_vec(stored).map_err(|e| Error::Corrupt {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        })?;
+        self.record(&[Record::Save(stored.clone())])
+    }
+
+    /// Saves a batch of changes in order, in one transaction (one commit, one fsync).
+    pub(crate) fn record(&self, records: &[Record]) -> Result<()> {
+        let mut encoded = Vec::with_capacity(records.len());
+        for record in records {
+            encoded.push(match record {
+                Record::Save(stored) => {
+                    let value = serde_json::to_vec(stored).map_err(|e| Error::Corrupt {
+                        path: self.path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    (
+                        key(&stored.ban.jail, &stored.ban.target),
+                        Some((stored, value)),
+                    )
+                }
+                Record::Remove(jail, target) => (key(jail, target), None),
+            });
+        }
         self.write(|tx| {
-            tx.open_table(BANS)?.insert(k.as_str(), value.as_slice())?;
-            tx.open_table(BAN_COUNTS)?
-                .insert(k.as_str(), stored.ban.count)?;
-            tx.open_table(BAN_ENDS)?
-                .insert(k.as_str(), stored.ban.until.unwrap_or(i64::MAX))?;
+            let mut bans = tx.open_table(BANS)?;
+            let mut counts = tx.open_table(BAN_COUNTS)?;
+            let mut ends = tx.open_table(BAN_ENDS)?;
+            for (k, save) in &encoded {
+                match save {
+                    Some((stored, value)) => {
+                        bans.insert(k.as_str(), value.as_slice())?;
+                        counts.insert(k.as_str(), stored.ban.count)?;
+                        ends.insert(k.as_str(), stored.ban.until.unwrap_or(i64::MAX))?;
+                    }
+                    None => {
+                        bans.remove(k.as_str())?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Saves sources' positions (`(key, value)` pairs, see [`position`](Self::position)) in
+    /// one transaction (durable when this returns).
+    pub fn set_positions(&self, positions: &[(String, Vec<u8>)]) -> Result<()> {
+        self.write(|tx| {
+            let mut table = tx.open_table(POSITIONS)?;
+            for (key, value) in positions {
+                table.insert(key.as_str(), value.as_slice())?;
+            }
             Ok(())
         })
     }
@@ -212,10 +259,7 @@ impl StateStore {
 
     /// Saves a source's position under `key` (durable when this returns).
     pub fn set_position(&self, key: &str, value: &[u8]) -> Result<()> {
-        self.write(|tx| {
-            tx.open_table(POSITIONS)?.insert(key, value)?;
-            Ok(())
-        })
+        self.set_positions(&[(key.to_owned(), value.to_vec())])
     }
 
     /// Forgets the position under `key`.

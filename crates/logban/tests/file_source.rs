@@ -5,7 +5,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
 
-use logban::source::{FileSource, FileTail, StartAt};
+use logban::source::{FileSource, FileTail, LogSource, StartAt};
 
 fn append(path: &Path, text: &str) {
     let mut f = OpenOptions::new()
@@ -89,7 +89,7 @@ fn resumes_at_a_saved_position_unless_rotated() {
 fn globs_pick_up_new_files_and_missing_files_appear_later() {
     let dir = tempfile::tempdir().expect("tmp");
     append(&dir.path().join("a.log"), "a0\n");
-    let mut src = FileSource::new(
+    let src = FileSource::new(
         [dir.path().join("*.log"), dir.path().join("later.txt")],
         StartAt::End,
     )
@@ -99,7 +99,7 @@ fn globs_pick_up_new_files_and_missing_files_appear_later() {
     append(&dir.path().join("later.txt"), "l1\n");
     append(&dir.path().join("skip.txt"), "no\n");
     let mut got: Vec<String> = src
-        .poll()
+        .poll_blocking()
         .expect("poll")
         .into_iter()
         .map(|l| String::from_utf8(l.bytes).expect("utf8"))
@@ -157,7 +157,7 @@ fn missing_files_directories_and_empty_globs_are_reported() {
     let missing = dir.path().join("missing.log");
     let glob = dir.path().join("sub").join("*.log");
     std::fs::create_dir(dir.path().join("sub")).expect("sub");
-    let mut src = FileSource::new(
+    let src = FileSource::new(
         [
             present.clone(),
             missing.clone(),
@@ -167,10 +167,12 @@ fn missing_files_directories_and_empty_globs_are_reported() {
         StartAt::End,
     )
     .expect("opens");
-    let reported: Vec<_> = src.unreadable().into_iter().map(|(p, _)| p).collect();
-    assert_eq!(reported, [missing.clone(), dir.path().to_path_buf(), glob]);
-    assert!(src.unreadable()[1].1.contains("directory"));
+    let reported: Vec<_> = src.problems().into_iter().map(|p| p.input).collect();
+    let shown = |p: &Path| p.display().to_string();
+    assert_eq!(reported, [shown(&missing), shown(dir.path()), shown(&glob)]);
+    assert!(src.problems()[1].why.contains("directory"));
+    assert!(src.problems()[0].why.contains("does not exist"));
     append(&missing, "appeared\n");
-    assert_eq!(texts(src.poll().expect("poll")), ["appeared"]);
-    assert_eq!(src.unreadable().len(), 2);
+    assert_eq!(texts(src.poll_blocking().expect("poll")), ["appeared"]);
+    assert_eq!(src.problems().len(), 2, "the file is no longer reported");
 }

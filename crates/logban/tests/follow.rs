@@ -55,7 +55,7 @@ fn follow(engine: &Engine, log: &Path) -> tokio::task::JoinHandle<logban::Result
     let engine = engine.clone();
     tokio::spawn(async move {
         engine
-            .follow_files("app", source, matcher, Duration::from_millis(20))
+            .follow("app", &source, matcher, Duration::from_millis(20))
             .await
     })
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use logban::fail2ban::load_filter;
 use logban::filter::FilterBuilder;
-use logban::source::{JournalConfig, JournalEntry, JournalSource};
+use logban::source::{JournalConfig, JournalEntry, JournalSource, LogSource};
 
 const SCRIPT: &str = r#"set -e
 OUT=$1
@@ -31,15 +31,22 @@ fn read_all(config: &JournalConfig) -> (Vec<JournalEntry>, Option<String>) {
 }
 
 /// Polls `src` until `journalctl` has exited and everything was read.
-fn drain(mut src: JournalSource) -> (Vec<JournalEntry>, Option<String>) {
+fn drain(src: JournalSource) -> (Vec<JournalEntry>, Option<String>) {
     let mut entries = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !src.is_finished() && Instant::now() < deadline {
-        entries.extend(src.poll_entries());
+        entries.extend(src.poll_entries().expect("journalctl succeeds"));
         std::thread::sleep(Duration::from_millis(20));
     }
-    entries.extend(src.poll_entries());
-    (entries, src.cursor().map(str::to_string))
+    entries.extend(src.poll_entries().expect("journalctl succeeds"));
+    (entries, src.cursor())
+}
+
+/// Writes an executable stand-in for `journalctl`.
+fn write_program(path: &Path, script: &str) {
+    std::fs::write(path, script).expect("script");
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
 }
 
 fn journal_file(dir: &Path) -> Option<PathBuf> {
@@ -117,20 +124,14 @@ fn the_read_ahead_queue_is_bounded_and_loses_nothing() {
     let marker = dir.path().join("printed-everything");
     let program = dir.path().join("journalctl");
     let message = "x".repeat(4000);
-    std::fs::write(
+    write_program(
         &program,
-        format!(
+        &format!(
             "#!{}\ni=0\nwhile [ $i -lt 100 ]; do\n  printf '{{\"__CURSOR\":\"c%d\",\"__REALTIME_TIMESTAMP\":\"1700000000000000\",\"_HOSTNAME\":\"h\",\"SYSLOG_IDENTIFIER\":\"t\",\"MESSAGE\":\"%d {message}\"}}\\n' $i $i\n  i=$((i+1))\ndone\ntouch '{}'\n",
             sh.display(),
             marker.display()
         ),
-    )
-    .expect("script");
-    std::fs::set_permissions(
-        &program,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
+    );
     let mut config = JournalConfig::default();
     config.program = Some(program);
     config.queue = 4;
@@ -149,4 +150,39 @@ fn the_read_ahead_queue_is_bounded_and_loses_nothing() {
         );
     }
     assert!(marker.exists());
+}
+
+/// A `journalctl` that fails is reported by a poll (named, with its status), not taken for the
+/// end of the journal.
+#[test]
+fn a_failing_journalctl_is_an_error() {
+    let Some(sh) = test_support::require_program("sh") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let program = dir.path().join("journalctl");
+    write_program(
+        &program,
+        &format!(
+            "#!{}\necho 'Failed to add match: Invalid argument' >&2\nexit 1\n",
+            sh.display()
+        ),
+    );
+    let mut config = JournalConfig::default();
+    config.program = Some(program);
+    let src = JournalSource::spawn(&config).expect("starts");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let err = loop {
+        match src.poll_entries() {
+            Err(e) => break e,
+            Ok(entries) => assert!(entries.is_empty()),
+        }
+        assert!(Instant::now() < deadline, "the failure was never reported");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        matches!(&err, logban::Error::LogSource { reason, .. } if reason.contains("exit status: 1")),
+        "{err}"
+    );
+    assert!(src.is_finished());
 }

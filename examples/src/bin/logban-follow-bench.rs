@@ -2,32 +2,39 @@
 //! lands after the line that triggers it.
 //!
 //! ```text
-//! logban-follow-bench [--filter-dir DIR] [--period-ms 250] [--bans 200] LOG
+//! logban-follow-bench [--filter-dir DIR] [--period-ms 50] [--bans 200] [--netns NS] [LOG]
 //! ```
 //! Starts an engine with the stock sshd filter following an empty file in a temporary
-//! directory (as the `logban` daemon does: `Engine::open_files` + `Engine::follow_files`), then
-//! appends every line of LOG as fast as it can and reports the lines per second until the
+//! directory (as the `logban` daemon does: `Engine::open_files` + `Engine::follow`). With LOG,
+//! it appends every line of LOG as fast as it can and reports the lines per second until the
 //! engine has counted them all. Then, `--bans` times, it appends one failure line stamped now
-//! for a fresh address (jail maxretry 1) and measures the time until the ban is in the sink.
-//! The sink is the memory sink: the latency is the engine's (poll period, filter, jail), not
-//! nftables'.
+//! for a fresh address (jail maxretry 1) and measures the time until the ban is applied.
+//!
+//! The sink is the memory sink, or with `--netns NS` the nftables sink inside network namespace
+//! NS (`ip netns exec NS nft`): a ban counts as landed when the `nft -f -` transaction that adds
+//! the address to the jail's set has succeeded, and at the end every timed address is checked
+//! to be in the set (`nft -j list set`).
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use ipnet::IpNet;
 use logban::fail2ban::load_filter;
-use logban::{Engine, FilterBuilder, JailConfig, MemorySink};
+use logban::sink::{BanAction, SinkJail};
+use logban::{BanSink, Engine, FilterBuilder, JailConfig, MemorySink, NftablesSink};
 
 #[derive(Parser)]
 #[command(about = "Measure how fast logban follows a growing log and how soon bans land")]
 struct Args {
-    /// Lines to append (an auth.log, e.g. from benches/scripts/gen-authlog.py).
-    log: PathBuf,
+    /// Lines to append (an auth.log, e.g. from benches/scripts/gen-authlog.py); without it only
+    /// ban latency is measured.
+    log: Option<PathBuf>,
     /// Directory of fail2ban filters.
     #[arg(
         long,
@@ -41,6 +48,57 @@ struct Args {
     /// Bans to time.
     #[arg(long, default_value_t = 200)]
     bans: u32,
+    /// Ban through nftables inside this (existing) network namespace instead of memory.
+    #[arg(long)]
+    netns: Option<String>,
+}
+
+/// A sink that notes when each ban was applied by the sink it wraps.
+#[derive(Debug)]
+struct Timed {
+    inner: Arc<dyn BanSink>,
+    applied: Mutex<HashMap<IpNet, Instant>>,
+}
+
+impl Timed {
+    fn applied_at(&self, target: &IpNet) -> Option<Instant> {
+        self.applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(target)
+            .copied()
+    }
+}
+
+#[async_trait::async_trait]
+impl BanSink for Timed {
+    async fn apply(&self, actions: &[BanAction]) -> logban::Result<()> {
+        self.inner.apply(actions).await?;
+        let done = Instant::now();
+        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        for action in actions {
+            if let BanAction::Ban { target, .. } = action {
+                applied.entry(*target).or_insert(done);
+            }
+        }
+        Ok(())
+    }
+
+    async fn list(&self, jail: &str) -> logban::Result<Vec<IpNet>> {
+        self.inner.list(jail).await
+    }
+
+    async fn prepare(&self, jail: &SinkJail) -> logban::Result<()> {
+        self.inner.prepare(jail).await
+    }
+
+    async fn cleanup(&self) -> logban::Result<()> {
+        self.inner.cleanup().await
+    }
+
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -51,12 +109,16 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let input =
-        std::fs::read(&args.log).with_context(|| format!("reading {}", args.log.display()))?;
-    let lines = input.iter().filter(|&&b| b == b'\n').count() as u64;
     let def = load_filter(&args.filter_dir, "sshd").context("loading the sshd filter")?;
     let filter = FilterBuilder::new(def).build()?;
-    let sink = Arc::new(MemorySink::new());
+    let inner: Arc<dyn BanSink> = match &args.netns {
+        Some(ns) => Arc::new(NftablesSink::builder().with_netns(ns).build()?),
+        None => Arc::new(MemorySink::new()),
+    };
+    let sink = Arc::new(Timed {
+        inner,
+        applied: Mutex::new(HashMap::new()),
+    });
     let jail = JailConfig::builder("sshd")
         .with_maxretry(1)
         .with_ignore_self(false)
@@ -72,39 +134,45 @@ async fn main() -> anyhow::Result<()> {
     let period = Duration::from_millis(args.period_ms);
     let follower = {
         let engine = engine.clone();
-        tokio::spawn(async move { engine.follow_files("sshd", source, filter, period).await })
+        tokio::spawn(async move { engine.follow("sshd", &source, filter, period).await })
     };
-    let counted = || engine.metrics().jail("sshd").snapshot().lines;
 
-    // Throughput: everything appended at once, in 1 MiB writes, while the follower reads.
-    let started = Instant::now();
-    let mut writer = file.try_clone()?;
-    let writing = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        for chunk in input.chunks(1 << 20) {
-            writer.write_all(chunk)?;
+    if let Some(log) = &args.log {
+        let input = std::fs::read(log).with_context(|| format!("reading {}", log.display()))?;
+        let lines = input.iter().filter(|&&b| b == b'\n').count() as u64;
+        let counted = || engine.metrics().jail("sshd").snapshot().lines;
+        // Throughput: everything appended at once, in 1 MiB writes, while the follower reads.
+        let started = Instant::now();
+        let mut writer = file.try_clone()?;
+        let writing = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            for chunk in input.chunks(1 << 20) {
+                writer.write_all(chunk)?;
+            }
+            Ok(())
+        });
+        while counted() < lines {
+            if follower.is_finished() {
+                anyhow::bail!("the follower stopped: {:?}", follower.await);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        Ok(())
-    });
-    while counted() < lines {
-        if follower.is_finished() {
-            anyhow::bail!("the follower stopped: {:?}", follower.await);
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        let took = started.elapsed();
+        writing.await??;
+        println!(
+            "followed {lines} lines in {:.2} s: {:.0} lines/s (poll period {} ms)",
+            took.as_secs_f64(),
+            lines as f64 / took.as_secs_f64(),
+            args.period_ms
+        );
     }
-    let took = started.elapsed();
-    writing.await??;
-    println!(
-        "followed {lines} lines in {:.2} s: {:.0} lines/s (poll period {} ms)",
-        took.as_secs_f64(),
-        lines as f64 / took.as_secs_f64(),
-        args.period_ms
-    );
 
     // Ban latency: one failure line at a time, stamped now, for an address not seen before.
     let mut latencies = Vec::new();
+    let mut timed = Vec::new();
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
     for i in 0..args.bans {
         let addr: IpAddr = format!("2001:db8:f00::{:x}", i + 1).parse()?;
+        let target = IpNet::from(addr);
         let stamp = jiff::Zoned::now().strftime("%b %e %H:%M:%S").to_string();
         let line = format!(
             "{stamp} web1 sshd[{}]: Failed password for root from {addr} port 22 ssh2\n",
@@ -112,13 +180,17 @@ async fn main() -> anyhow::Result<()> {
         );
         let written = Instant::now();
         file.write_all(line.as_bytes())?;
-        while !sink.is_banned("sshd", addr) {
+        let applied = loop {
+            if let Some(at) = sink.applied_at(&target) {
+                break at;
+            }
             if written.elapsed() > Duration::from_secs(10) {
                 anyhow::bail!("{addr} was not banned within 10 s");
             }
             tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-        latencies.push(written.elapsed());
+        };
+        latencies.push(applied.saturating_duration_since(written));
+        timed.push(target);
         // The next line comes at a random point of the poll period, as real failures do
         // (a fixed spacing would always just miss, or just catch, a poll).
         seed ^= seed << 13;
@@ -126,14 +198,26 @@ async fn main() -> anyhow::Result<()> {
         seed ^= seed << 17;
         tokio::time::sleep(Duration::from_micros(seed % (args.period_ms * 1000).max(1))).await;
     }
+    let listed = sink.list("sshd").await?;
+    let missing = timed.iter().filter(|t| !listed.contains(t)).count();
+    anyhow::ensure!(
+        missing == 0,
+        "{missing} timed bans are not in the {} sink's set",
+        sink.name()
+    );
     latencies.sort();
     println!(
-        "ban latency over {} bans (line written to ban in the sink): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "ban latency over {} bans (line written to ban applied by the {} sink, all {} verified listed): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         latencies.len(),
+        sink.name(),
+        timed.len(),
         percentile(&latencies, 0.5).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
     follower.abort();
+    if args.netns.is_some() {
+        sink.cleanup().await?;
+    }
     Ok(())
 }

@@ -13,15 +13,13 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use logban::JailStatus;
 use logban::config::{DaemonConfig, parse_seconds};
 use logban::control::{self, Request, Response};
-use logban::source::JournalConfig;
-use logban::{Engine, FilterBuilder, JailStatus, StateStore};
+use logban::daemon::Daemon;
 
 #[derive(Parser)]
 #[command(version, about = "Log-scanning IP banning: daemon and client")]
@@ -159,7 +157,7 @@ fn print_status(jails: &[JailStatus]) {
     for jail in jails {
         let c = &jail.counters;
         println!(
-            "{}: {} lines, {} matches, {} failures ({} ignored), {} tracked, {} bans ({} current), {} sink errors",
+            "{}: {} lines, {} matches, {} failures ({} ignored), {} tracked, {} bans ({} current), {} sink errors, {} unreadable logs",
             jail.name,
             c.lines,
             c.matches,
@@ -168,7 +166,8 @@ fn print_status(jails: &[JailStatus]) {
             jail.tracked,
             c.bans,
             c.current_bans,
-            c.sink_errors
+            c.sink_errors,
+            c.unreadable_logs
         );
         for stored in &jail.bans {
             let left = match stored.ban.remaining(now) {
@@ -189,111 +188,26 @@ fn print_status(jails: &[JailStatus]) {
     }
 }
 
-/// Starts one task per jail that reads its logs (files or journal) through its fail2ban filter.
-fn start_readers(
-    engine: &Engine,
-    config: &DaemonConfig,
-) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    let mut readers = Vec::new();
-    for jail in config.enabled_jails() {
-        if jail.logpath.is_empty() && !jail.journal {
-            continue;
-        }
-        let spec = jail.filter_spec();
-        let definition = logban::fail2ban::load_filter(&config.daemon.filter_dir, spec)
-            .with_context(|| format!("jail {}: filter {spec}", jail.name))?;
-        let journalmatch = definition.journalmatch.clone();
-        let filter = FilterBuilder::new(definition)
-            .with_clock(jail.filter_clock()?)
-            .build()
-            .with_context(|| format!("jail {}: filter {spec}", jail.name))?;
-        let (engine, name) = (engine.clone(), jail.name.clone());
-        // Polls are cheap (a stat and a read); 50 ms keeps a ban within about 55 ms of its line
-        // at p99 (benches/results/logban-daemon.md), where 250 ms gave 247 ms.
-        let period = Duration::from_millis(50);
-        let task = if jail.journal {
-            let mut journal = JournalConfig::default();
-            journal.matches = journalmatch;
-            journal.follow = true;
-            tokio::spawn(async move {
-                let result = engine.follow_journal(&name, journal, filter, period).await;
-                report_reader_end(&name, result);
-            })
-        } else {
-            let paths: Vec<PathBuf> = jail.logpath.iter().map(PathBuf::from).collect();
-            let files = engine
-                .open_files(&paths)
-                .with_context(|| format!("jail {}: logpath", jail.name))?;
-            for (path, why) in files.unreadable() {
-                eprintln!(
-                    "logban: warning: jail {}: log {} {why}",
-                    jail.name,
-                    path.display()
-                );
-            }
-            tokio::spawn(async move {
-                let result = engine.follow_files(&name, files, filter, period).await;
-                report_reader_end(&name, result);
-            })
-        };
-        readers.push(task);
-    }
-    Ok(readers)
-}
-
-fn report_reader_end(jail: &str, result: logban::Result<()>) {
-    match result {
-        Ok(()) => eprintln!("logban: jail {jail}: log source ended"),
-        Err(e) => eprintln!(
-            "logban: jail {jail}: stopped reading logs: {}",
-            control::error_chain(&e)
-        ),
-    }
-}
-
 async fn daemon(config_path: &Path, socket: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = DaemonConfig::load(config_path)?;
-    let socket = socket.unwrap_or_else(|| config.daemon.socket.clone());
-    let sink = config.sink.build()?;
-    let mut builder = Engine::builder(Arc::clone(&sink));
-    for jail in config.enabled_jails() {
-        builder = builder.with_jail(jail.to_jail_config()?);
+    // Warnings (unreadable logs, sink failures) and bans go to stderr (the journal, under
+    // systemd); RUST_LOG is not read: info and above.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+        .init();
+    let mut config = DaemonConfig::load(config_path)?;
+    if let Some(socket) = socket {
+        config.daemon.socket = socket;
     }
-    if let Some(state) = &config.daemon.state {
-        if let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        builder = builder.with_state(StateStore::open(state)?);
-    }
-    let engine = builder.build().await?;
-    let ticker = engine.spawn_ticker(Duration::from_secs(1));
-    let readers = start_readers(&engine, &config)?;
-    let listener = control::bind(&socket).await?;
-    eprintln!(
-        "logban: {} jails, {} sink, control socket {}",
-        engine.jail_names().len(),
-        sink.name(),
-        socket.display()
-    );
-    let server = tokio::spawn(control::serve(engine.clone(), listener, socket.clone()));
-
+    let daemon = Daemon::start(&config).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-        result = server => {
-            result.context("control server")??;
-        }
-    }
-    ticker.abort();
-    for reader in readers {
-        reader.abort();
-    }
-    let _ = std::fs::remove_file(&socket);
-    if config.daemon.cleanup_on_exit {
-        engine.cleanup_sink().await?;
-        eprintln!("logban: removed the sink's rules");
-    }
-    eprintln!("logban: stopped");
+    daemon
+        .run_until(async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        })
+        .await?;
     Ok(())
 }

@@ -5,8 +5,9 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use super::LogLine;
+use super::{LogLine, LogSource, SourceProblem};
 use crate::{Error, Result};
 
 /// Bytes one poll of one file reads at most.
@@ -219,12 +220,22 @@ fn keep(partial: &mut Vec<u8>, raw: &mut u64, bytes: &[u8]) {
 }
 
 /// Follows every file matching a set of paths or globs (`*`/`?` in the file name), picking up
-/// files that appear later.
-#[derive(Debug)]
+/// files that appear later (a missing file is read from its start when it appears).
+///
+/// Its [`LogSource`] checkpoint is one `file:<path>` key per file (value `<inode> <offset>`);
+/// [`Engine::open_files`](crate::Engine::open_files) resumes from them.
+#[derive(Debug, Clone)]
 pub struct FileSource {
+    files: Arc<Mutex<Files>>,
+}
+
+#[derive(Debug)]
+struct Files {
     patterns: Vec<PathBuf>,
     start: StartAt,
     tails: BTreeMap<PathBuf, FileTail>,
+    /// What [`Files::unreadable`] found at the last poll.
+    problems: Vec<SourceProblem>,
 }
 
 impl FileSource {
@@ -234,29 +245,102 @@ impl FileSource {
         patterns: impl IntoIterator<Item = impl Into<PathBuf>>,
         start: StartAt,
     ) -> Result<Self> {
-        let mut src = Self {
+        let mut files = Files {
             patterns: patterns.into_iter().map(Into::into).collect(),
             start,
             tails: BTreeMap::new(),
+            problems: Vec::new(),
         };
-        for path in src.expand()? {
+        for path in files.expand()? {
             let tail = FileTail::open(&path, start)?;
-            src.tails.insert(path, tail);
+            files.tails.insert(path, tail);
         }
-        Ok(src)
+        files.problems = files.unreadable();
+        Ok(Self {
+            files: Arc::new(Mutex::new(files)),
+        })
+    }
+
+    fn files(&self) -> std::sync::MutexGuard<'_, Files> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Resumes a file at a saved position (call before the first poll).
-    pub fn resume(&mut self, path: &Path, position: FilePosition) -> Result<()> {
+    pub fn resume(&self, path: &Path, position: FilePosition) -> Result<()> {
         let tail = FileTail::open(path, StartAt::Saved(position))?;
-        self.tails.insert(path.to_path_buf(), tail);
+        self.files().tails.insert(path.to_path_buf(), tail);
         Ok(())
     }
 
+    /// Lines longer than 1 MiB read so far from every file (see [`FileTail::cut_lines`]).
+    pub fn cut_lines(&self) -> u64 {
+        self.files().tails.values().map(FileTail::cut_lines).sum()
+    }
+
+    /// Positions of every followed file, to save.
+    pub fn positions(&self) -> Vec<(PathBuf, FilePosition)> {
+        self.files()
+            .tails
+            .iter()
+            .map(|(p, t)| (p.clone(), t.position()))
+            .collect()
+    }
+
+    /// New complete lines from every file (about 8 MiB per file at most; poll again while
+    /// lines come), read on the calling thread: [`LogSource::poll`] runs this on a blocking
+    /// thread.
+    pub fn poll_blocking(&self) -> Result<Vec<LogLine>> {
+        self.files().poll()
+    }
+}
+
+/// The state key of a followed file's position.
+pub(crate) fn position_key(path: &Path) -> String {
+    format!("file:{}", path.display())
+}
+
+/// A position as saved: `<inode> <offset>`.
+pub(crate) fn encode_position(position: FilePosition) -> Vec<u8> {
+    format!("{} {}", position.inode, position.offset).into_bytes()
+}
+
+/// A saved position, `None` for anything malformed.
+pub(crate) fn decode_position(bytes: &[u8]) -> Option<FilePosition> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let (inode, offset) = text.split_once(' ')?;
+    Some(FilePosition {
+        inode: inode.parse().ok()?,
+        offset: offset.parse().ok()?,
+    })
+}
+
+#[async_trait::async_trait]
+impl LogSource for FileSource {
+    async fn poll(&self) -> Result<Vec<LogLine>> {
+        let files = Arc::clone(&self.files);
+        tokio::task::spawn_blocking(move || files.lock().unwrap_or_else(|e| e.into_inner()).poll())
+            .await
+            // Blocking tasks are never cancelled: an error is a panic, passed on.
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+
+    fn checkpoint(&self) -> Vec<(String, Vec<u8>)> {
+        self.positions()
+            .into_iter()
+            .map(|(path, position)| (position_key(&path), encode_position(position)))
+            .collect()
+    }
+
+    fn problems(&self) -> Vec<SourceProblem> {
+        self.files().problems.clone()
+    }
+}
+
+impl Files {
     /// The configured paths that give no log file to read now, with why: a path that does not
     /// exist (yet: it is read from its start when it appears), a directory, or a glob that
-    /// matches no file. A daemon warns about these when it starts.
-    pub fn unreadable(&self) -> Vec<(PathBuf, &'static str)> {
+    /// matches no file.
+    fn unreadable(&self) -> Vec<SourceProblem> {
         self.patterns
             .iter()
             .filter_map(|pattern| {
@@ -279,27 +363,15 @@ impl FileSource {
                 } else {
                     None
                 };
-                why.map(|why| (pattern.clone(), why))
+                why.map(|why| SourceProblem {
+                    input: pattern.display().to_string(),
+                    why: why.to_owned(),
+                })
             })
             .collect()
     }
 
-    /// Lines longer than 1 MiB read so far from every file (see [`FileTail::cut_lines`]).
-    pub fn cut_lines(&self) -> u64 {
-        self.tails.values().map(FileTail::cut_lines).sum()
-    }
-
-    /// Positions of every followed file, to save.
-    pub fn positions(&self) -> Vec<(PathBuf, FilePosition)> {
-        self.tails
-            .iter()
-            .map(|(p, t)| (p.clone(), t.position()))
-            .collect()
-    }
-
-    /// New complete lines from every file (about 8 MiB per file at most; poll again while
-    /// lines come).
-    pub fn poll(&mut self) -> Result<Vec<LogLine>> {
+    fn poll(&mut self) -> Result<Vec<LogLine>> {
         for path in self.expand()? {
             if !self.tails.contains_key(&path) {
                 let start = if self.start == StartAt::End {
@@ -315,6 +387,7 @@ impl FileSource {
         for tail in self.tails.values_mut() {
             out.extend(tail.poll()?);
         }
+        self.problems = self.unreadable();
         Ok(out)
     }
 
@@ -372,4 +445,21 @@ fn glob_match(pattern: &str, name: &str) -> bool {
         }
     }
     p[pi..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_round_trip_and_reject_garbage() {
+        let p = FilePosition {
+            inode: 1234,
+            offset: 99,
+        };
+        assert_eq!(decode_position(&encode_position(p)), Some(p));
+        for bad in [&b""[..], b"12", b"a b", b"1 -2", &[0xff, 0x20, 0x31]] {
+            assert_eq!(decode_position(bad), None);
+        }
+    }
 }

@@ -3,9 +3,10 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, TryRecvError, sync_channel};
 
-use super::LogLine;
+use super::{LogLine, LogSource};
 use crate::{Error, Result};
 
 /// What to read from the journal.
@@ -22,7 +23,7 @@ pub struct JournalConfig {
     pub follow: bool,
     /// The `journalctl` program (default `journalctl` on `PATH`).
     pub program: Option<PathBuf>,
-    /// Entries read ahead of [`JournalSource::poll`] at most; when the queue is full the reader
+    /// Entries read ahead of [`LogSource::poll`] at most; when the queue is full the reader
     /// waits (and `journalctl` with it: the journal keeps the entries), so memory stays bounded
     /// however fast the journal grows. Default [`JournalConfig::DEFAULT_QUEUE`].
     pub queue: usize,
@@ -42,7 +43,7 @@ impl Default for JournalConfig {
 }
 
 impl JournalConfig {
-    /// Entries queued between the reader thread and [`JournalSource::poll`] by default.
+    /// Entries queued between the reader thread and [`LogSource::poll`] by default.
     pub const DEFAULT_QUEUE: usize = 16_384;
 
     /// `journalctl` arguments for this configuration (argv, never a shell).
@@ -60,7 +61,10 @@ impl JournalConfig {
         }
         match &self.after_cursor {
             Some(c) => args.push(format!("--after-cursor={c}")),
-            None if self.follow => args.extend(["-n".to_string(), "0".to_string()]),
+            // Not `-n 0`: systemd 252's `journalctl -f -n 0` with matches, started before any
+            // entry matches, drops all but the last entry of the first burst that does
+            // (tests/source_conformance.rs found it); `--since=now` loses none.
+            None if self.follow => args.push("--since=now".into()),
             None => {}
         }
         for (i, alt) in self.matches.iter().enumerate() {
@@ -124,12 +128,26 @@ impl JournalEntry {
 }
 
 /// Reads the journal through a `journalctl` child process.
+///
+/// Its [`LogSource`] checkpoint is the cursor of the last entry polled, under the key set by
+/// [`with_checkpoint_key`](Self::with_checkpoint_key) (default `journal`;
+/// [`Engine::open_journal`](crate::Engine::open_journal) uses `journal:<jail>` and resumes
+/// from it). A `journalctl` that exits with an error is reported by the next poll.
 #[derive(Debug)]
 pub struct JournalSource {
+    state: Mutex<Reader>,
+    program: String,
+    key: String,
+}
+
+#[derive(Debug)]
+struct Reader {
     child: Child,
     rx: Receiver<String>,
     cursor: Option<String>,
     finished: bool,
+    /// Entries one poll returns at most (the queue's size).
+    batch: usize,
 }
 
 impl JournalSource {
@@ -163,60 +181,101 @@ impl JournalSource {
             }
         });
         Ok(Self {
-            child,
-            rx,
-            cursor: config.after_cursor.clone(),
-            finished: false,
+            state: Mutex::new(Reader {
+                child,
+                rx,
+                cursor: config.after_cursor.clone(),
+                finished: false,
+                batch: config.queue.max(1),
+            }),
+            program: program.display().to_string(),
+            key: "journal".into(),
         })
     }
 
-    /// Entries printed since the last poll (never blocks).
-    pub fn poll(&mut self) -> Vec<LogLine> {
-        self.poll_entries()
-            .into_iter()
-            .map(|e| LogLine {
-                bytes: e.line.into_bytes(),
-                time: Some(e.time),
-            })
-            .collect()
+    /// Saves the cursor under `key` in [`LogSource::checkpoint`].
+    pub fn with_checkpoint_key(mut self, key: impl Into<String>) -> Self {
+        self.key = key.into();
+        self
     }
 
-    /// Like [`poll`](Self::poll), with each entry's cursor.
-    pub fn poll_entries(&mut self) -> Vec<JournalEntry> {
+    fn reader(&self) -> std::sync::MutexGuard<'_, Reader> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The entries printed since the last poll, with their cursors (never blocks; at most a
+    /// queue's worth). When `journalctl` has exited, its failure is the error.
+    pub fn poll_entries(&self) -> Result<Vec<JournalEntry>> {
+        let mut reader = self.reader();
         let mut out = Vec::new();
-        loop {
-            match self.rx.try_recv() {
+        while out.len() < reader.batch {
+            match reader.rx.try_recv() {
                 Ok(json) => {
                     if let Some(e) = JournalEntry::parse(&json) {
-                        self.cursor = Some(e.cursor.clone());
+                        reader.cursor = Some(e.cursor.clone());
                         out.push(e);
                     }
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
-                    self.finished = true;
+                    if !reader.finished {
+                        reader.finished = true;
+                        // Its stdout is closed: it has exited (or is about to).
+                        let status = reader.child.wait().map_err(|source| Error::Spawn {
+                            program: self.program.clone(),
+                            source,
+                        })?;
+                        if !status.success() {
+                            return Err(Error::LogSource {
+                                log: self.program.clone(),
+                                reason: format!("exited with {status}"),
+                            });
+                        }
+                    }
                     break;
                 }
             }
         }
-        out
-    }
-
-    /// True once `journalctl` has exited and everything it printed was polled.
-    pub fn is_finished(&self) -> bool {
-        self.finished
+        Ok(out)
     }
 
     /// Cursor of the last entry returned, to save.
-    pub fn cursor(&self) -> Option<&str> {
-        self.cursor.as_deref()
+    pub fn cursor(&self) -> Option<String> {
+        self.reader().cursor.clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl LogSource for JournalSource {
+    async fn poll(&self) -> Result<Vec<LogLine>> {
+        Ok(self
+            .poll_entries()?
+            .into_iter()
+            .map(|e| LogLine {
+                bytes: e.line.into_bytes(),
+                time: Some(e.time),
+            })
+            .collect())
+    }
+
+    fn checkpoint(&self) -> Vec<(String, Vec<u8>)> {
+        self.cursor()
+            .map(|c| (self.key.clone(), c.into_bytes()))
+            .into_iter()
+            .collect()
+    }
+
+    /// True once `journalctl` has exited and everything it printed was polled.
+    fn is_finished(&self) -> bool {
+        self.reader().finished
     }
 }
 
 impl Drop for JournalSource {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let reader = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        let _ = reader.child.kill();
+        let _ = reader.child.wait();
     }
 }
 
@@ -244,6 +303,18 @@ mod tests {
                 "+",
                 "_COMM=sshd"
             ]
+        );
+    }
+
+    #[test]
+    fn following_without_a_cursor_starts_now_not_with_n_0() {
+        let cfg = JournalConfig {
+            follow: true,
+            ..JournalConfig::default()
+        };
+        assert_eq!(
+            cfg.args(),
+            ["-o", "json", "--no-pager", "-f", "--since=now"]
         );
     }
 

@@ -1,16 +1,38 @@
-//! Log sources: files (followed across rotation), the systemd journal, and in-memory lines.
+//! Log sources: files (followed across rotation), the systemd journal, and in-memory lines,
+//! all behind one trait, [`LogSource`].
 //!
-//! Sources are polled: [`FileSource::poll`] returns the complete lines appended since the last
-//! call, [`JournalSource::poll`] the entries `journalctl` has printed. Each reports a position
-//! ([`FilePosition`], a journal cursor) to save and resume from.
+//! A source is polled: [`LogSource::poll`] returns the lines that arrived since the last call,
+//! a bounded batch at a time (poll again at once while lines come). Blocking reads run on
+//! tokio's blocking threads, never on the runtime's workers. Each source reports where it got
+//! to ([`LogSource::checkpoint`]) for the [`StateStore`](crate::StateStore), and the configured
+//! inputs that give no lines now ([`LogSource::problems`]: a missing file, a directory), which
+//! the engine counts and warns about. `logban::conformance::source` (feature `conformance`) is
+//! the suite every source runs.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> logban::Result<()> {
+//! use logban::source::{LogSource, MemorySource};
+//!
+//! let source = MemorySource::new();
+//! source.push("Failed password for root from 192.0.2.7")?;
+//! let lines = source.poll().await?;
+//! assert_eq!(lines[0].bytes, b"Failed password for root from 192.0.2.7");
+//! assert!(source.poll().await?.is_empty());
+//! # Ok(()) }
+//! ```
 
 mod file;
 mod journal;
 
 use std::collections::VecDeque;
+use std::sync::Mutex;
 
 pub use file::{FilePosition, FileSource, FileTail, StartAt};
+pub(crate) use file::{decode_position, position_key};
 pub use journal::{JournalConfig, JournalEntry, JournalSource};
+
+use crate::{Error, Result};
 
 /// One line from a source.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,37 +43,154 @@ pub struct LogLine {
     pub time: Option<f64>,
 }
 
+/// A configured input that gives no lines now, and why.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceProblem {
+    /// The input as configured (a path, a glob).
+    pub input: String,
+    /// Why it gives nothing (`does not exist (yet)...`, `is a directory...`).
+    pub why: String,
+}
+
+impl std::fmt::Display for SourceProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.input, self.why)
+    }
+}
+
+/// A log to follow: files ([`FileSource`]), the journal ([`JournalSource`]) or lines handed
+/// over in memory ([`MemorySource`]).
+///
+/// Only [`poll`](Self::poll) is required. Sources are shared (`&self`): each keeps its own
+/// state behind a lock, so a daemon can poll a source while its status is read.
+#[async_trait::async_trait]
+pub trait LogSource: Send + Sync + std::fmt::Debug {
+    /// The complete lines that arrived since the last call, in log order, each exactly once;
+    /// at most a bounded batch (about 8 MiB per file, a queue's worth of entries), so a caller
+    /// polls again at once while lines come. Never blocks the async runtime. An error (a file
+    /// that cannot be read, `journalctl` failing) names what failed.
+    async fn poll(&self) -> Result<Vec<LogLine>>;
+
+    /// Where the source has got to, as `(key, value)` pairs to save in the
+    /// [`StateStore`](crate::StateStore) after the lines polled so far were handled; the
+    /// engine's `open_*` constructors resume from them. Default: nothing to save.
+    fn checkpoint(&self) -> Vec<(String, Vec<u8>)> {
+        Vec::new()
+    }
+
+    /// Configured inputs that gave no lines at the last poll (or at creation), with why.
+    /// Default: none.
+    fn problems(&self) -> Vec<SourceProblem> {
+        Vec::new()
+    }
+
+    /// True once no line will ever come again (a finished journal file, a closed memory
+    /// source) and everything was polled. Default: never.
+    fn is_finished(&self) -> bool {
+        false
+    }
+}
+
 /// Lines handed over in memory, for embedding logban in a service that has its own logs.
-#[derive(Debug, Default)]
+///
+/// The queue is bounded ([`with_capacity`](Self::with_capacity), default
+/// [`MemorySource::DEFAULT_CAPACITY`] lines): a push into a full queue is refused with
+/// [`Error::QueueFull`], never grows memory.
+#[derive(Debug)]
 pub struct MemorySource {
-    queue: VecDeque<LogLine>,
+    state: Mutex<MemoryQueue>,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct MemoryQueue {
+    lines: VecDeque<LogLine>,
+    closed: bool,
+}
+
+impl Default for MemorySource {
+    fn default() -> Self {
+        Self::with_capacity(Self::DEFAULT_CAPACITY)
+    }
 }
 
 impl MemorySource {
-    /// An empty source.
+    /// Lines queued at most by [`new`](Self::new).
+    pub const DEFAULT_CAPACITY: usize = 65_536;
+
+    /// Lines one poll returns at most.
+    const BATCH: usize = 32_768;
+
+    /// An empty source holding up to [`DEFAULT_CAPACITY`](Self::DEFAULT_CAPACITY) lines.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Queues a line (its date is detected by the filter).
-    pub fn push(&mut self, line: impl Into<Vec<u8>>) {
-        self.queue.push_back(LogLine {
+    /// An empty source holding up to `capacity` lines (at least one).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            state: Mutex::new(MemoryQueue::default()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, MemoryQueue> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn enqueue(&self, line: LogLine) -> Result<()> {
+        let mut queue = self.queue();
+        if queue.closed {
+            return Err(Error::QueueFull {
+                what: "memory source (closed)".into(),
+                capacity: self.capacity,
+            });
+        }
+        if queue.lines.len() >= self.capacity {
+            return Err(Error::QueueFull {
+                what: "memory source".into(),
+                capacity: self.capacity,
+            });
+        }
+        queue.lines.push_back(line);
+        Ok(())
+    }
+
+    /// Queues a line (its date is detected by the filter); refused when the queue is full or
+    /// the source closed.
+    pub fn push(&self, line: impl Into<Vec<u8>>) -> Result<()> {
+        self.enqueue(LogLine {
             bytes: line.into(),
             time: None,
-        });
+        })
     }
 
-    /// Queues a line whose time is known.
-    pub fn push_at(&mut self, line: impl Into<Vec<u8>>, time: f64) {
-        self.queue.push_back(LogLine {
+    /// Queues a line whose time is known (Unix seconds).
+    pub fn push_at(&self, line: impl Into<Vec<u8>>, time: f64) -> Result<()> {
+        self.enqueue(LogLine {
             bytes: line.into(),
             time: Some(time),
-        });
+        })
     }
 
-    /// Takes every queued line.
-    pub fn poll(&mut self) -> Vec<LogLine> {
-        self.queue.drain(..).collect()
+    /// No more lines will be pushed: the source is finished once the queue is polled empty.
+    pub fn close(&self) {
+        self.queue().closed = true;
+    }
+}
+
+#[async_trait::async_trait]
+impl LogSource for MemorySource {
+    async fn poll(&self) -> Result<Vec<LogLine>> {
+        let mut queue = self.queue();
+        let n = queue.lines.len().min(Self::BATCH);
+        Ok(queue.lines.drain(..n).collect())
+    }
+
+    fn is_finished(&self) -> bool {
+        let queue = self.queue();
+        queue.closed && queue.lines.is_empty()
     }
 }
 
@@ -59,15 +198,24 @@ impl MemorySource {
 mod tests {
     use super::*;
 
-    #[test]
-    fn memory_source_hands_lines_over_in_order() {
-        let mut src = MemorySource::new();
-        src.push("a");
-        src.push_at("b", 5.0);
-        let lines = src.poll();
+    #[tokio::test]
+    async fn memory_source_is_bounded_and_finishes_when_closed() {
+        let src = MemorySource::with_capacity(2);
+        src.push("a").expect("room");
+        src.push_at("b", 5.0).expect("room");
+        assert!(matches!(
+            src.push("c"),
+            Err(Error::QueueFull { capacity: 2, .. })
+        ));
+        let lines = src.poll().await.expect("poll");
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].bytes, b"a");
         assert_eq!(lines[1].time, Some(5.0));
-        assert!(src.poll().is_empty());
+        src.push("d").expect("room again");
+        src.close();
+        assert!(src.push("e").is_err(), "closed");
+        assert!(!src.is_finished(), "a line is still queued");
+        assert_eq!(src.poll().await.expect("poll").len(), 1);
+        assert!(src.is_finished());
     }
 }
