@@ -591,7 +591,11 @@ impl Repository {
     }
 
     /// Opens and decodes a pack's header.
-    fn pack_header(&self, path: &str, bytes: &[u8]) -> std::result::Result<Vec<PackEntry>, String> {
+    pub(crate) fn pack_header(
+        &self,
+        path: &str,
+        bytes: &[u8],
+    ) -> std::result::Result<Vec<PackEntry>, String> {
         let len_at = bytes
             .len()
             .checked_sub(4)

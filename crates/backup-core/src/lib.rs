@@ -65,6 +65,8 @@ mod compress;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 pub mod format;
 mod fsmeta;
 #[cfg(test)]
@@ -75,9 +77,11 @@ pub mod ops;
 mod pack;
 mod pool;
 mod progress;
+pub mod repair;
 mod repo;
 mod restore;
 pub mod retention;
+pub mod retry;
 mod scan;
 mod store;
 

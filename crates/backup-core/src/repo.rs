@@ -529,6 +529,18 @@ impl Repository {
         Ok(())
     }
 
+    /// Replaces the in-memory index by `packs`, now listed by `objects` index objects (after
+    /// `repair index`).
+    pub(crate) fn replace_index(&self, packs: &[IndexPack], objects: usize) -> Result<()> {
+        let mut index = self.index.write().map_err(poisoned)?;
+        index.clear();
+        for pack in packs {
+            insert_pack(&mut index, pack);
+        }
+        self.index_objects.store(objects, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Whether a blob with this id is stored.
     pub(crate) fn has_blob(&self, id: &ChunkId) -> bool {
         self.index.read().is_ok_and(|i| i.contains_key(id))
