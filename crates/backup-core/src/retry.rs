@@ -647,7 +647,15 @@ impl RetryingStore {
                 let mut s = state?;
                 loop {
                     let item = match tokio::time::timeout(policy.timeout, s.stream.next()).await {
-                        Ok(None) => return None,
+                        Ok(None) if s.next >= s.end => return None,
+                        // A body that ends short is a cut connection, never a shorter object.
+                        Ok(None) => Err(object_store::Error::Generic {
+                            store: STORE,
+                            source: Box::new(std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                format!("body ended at byte {} of {}", s.next, s.end),
+                            )),
+                        }),
                         Ok(Some(item)) => item,
                         Err(_) => Err(timed_out(policy.timeout)),
                     };
@@ -667,14 +675,9 @@ impl RetryingStore {
                             options.range = Some(GetRange::Bounded(s.next..s.end));
                             let reopened = tokio::time::timeout(
                                 policy.timeout,
-                                s.store.get_opts(&s.location, options).map(|r| {
-                                    r.map(|r| match r.payload {
-                                        GetResultPayload::Stream(stream) => stream,
-                                        GetResultPayload::File(..) => {
-                                            futures::stream::empty().boxed()
-                                        }
-                                    })
-                                }),
+                                s.store
+                                    .get_opts(&s.location, options)
+                                    .map(|r| r.map(GetResult::into_stream)),
                             )
                             .await;
                             match reopened {
