@@ -152,7 +152,7 @@ async fn persistent_errors_fail_at_once_naming_the_object() {
     assert!(names(&work.path().join("repo/snapshots")).is_empty());
 }
 
-/// Backups under faults, seed after seed: each succeeds or fails with an error, and afterwards
+/// Backups under faults, run after run: each succeeds or fails with an error, and afterwards
 /// the repository (read without faults) passes `check --read-data` and every snapshot saved so
 /// far restores identically.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,7 +162,7 @@ async fn backups_under_faults_succeed_or_fail_cleanly() {
     let src = work.path().join("src");
     init(&repo_dir).await;
     let mut saved: Vec<(String, std::path::PathBuf)> = Vec::new();
-    let (mut succeeded, mut failed) = (0, 0);
+    let (mut succeeded, mut failed, mut faults_injected) = (0, 0, 0);
     for seed in 0..10u64 {
         write_tree(&src, seed);
         // Few retries, and many faults every other run, so that some backups do fail.
