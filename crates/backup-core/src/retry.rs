@@ -309,6 +309,35 @@ impl RetryingStore {
     }
 }
 
+impl RetryingStore {
+    /// After a put given up on: removes the truncated copy of `payload` an attempt may have
+    /// left (a store without atomic puts), trying harder than the put did, since a truncated
+    /// object left behind reads as damage. Nobody else's object is a truncated copy of this
+    /// payload, so nothing else is ever removed.
+    async fn remove_partial_write(&self, location: &Path, payload: &PutPayload) {
+        let attempts = 2 * (self.backoff.policy.max_retries + 1);
+        for attempt in 1..=attempts {
+            let step = async {
+                match self.reconcile(location, payload).await? {
+                    Reconciled::Truncated => {
+                        match self.inner.delete_stream(single(location)).next().await {
+                            Some(Err(e)) => Err(e),
+                            _ => Ok(()),
+                        }
+                    }
+                    _ => Ok(()),
+                }
+            };
+            match tokio::time::timeout(self.backoff.policy.timeout, step).await {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) if !is_transient(&e) => return,
+                _ => tokio::time::sleep(self.backoff.delay(attempt)).await,
+            }
+        }
+        tracing::warn!("{location}: could not remove what a failed put may have left");
+    }
+}
+
 enum Reconciled {
     Same,
     Truncated,
@@ -454,10 +483,8 @@ impl ObjectStore for RetryingStore {
             .await;
         if let Err(e) = &result
             && is_transient_or_gave_up(e)
-            && let Ok(Reconciled::Truncated) = self.reconcile(location, &payload).await
         {
-            // Our own partial write: nobody else's object is a truncated copy of this payload.
-            let _ = self.inner.delete_stream(single(location)).next().await;
+            self.remove_partial_write(location, &payload).await;
         }
         result
     }
