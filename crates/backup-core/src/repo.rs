@@ -407,7 +407,24 @@ impl Repository {
                     "fails authentication under every key this password or key file opens",
                 ));
             }
-            None => return Err(Error::WrongKey),
+            None => {
+                // A damaged key may be the one this password or key file opens: say so (a
+                // checksum is no secret), rather than "wrong password".
+                let damaged: Vec<String> = skipped
+                    .lock()
+                    .map_err(poisoned)?
+                    .iter()
+                    .filter(|(name, _)| is_object_name("keys", name))
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                if damaged.is_empty() {
+                    return Err(Error::WrongKey);
+                }
+                return Err(Error::corrupt(
+                    damaged.join(", "),
+                    "damaged, and no undamaged key opens with this password or key file",
+                ));
+            }
         };
         let ConfigVersion { version } = format::decode(CONFIG, &config_plain)?;
         if version > FORMAT_VERSION {
@@ -799,7 +816,7 @@ pub(crate) async fn unwrap_key(
     key: &KeySource,
 ) -> Result<Option<Zeroizing<[u8; MASTER_LEN]>>> {
     let bytes = get_bytes(store, name).await?;
-    let object: KeyObject = format::decode(name, &bytes)?;
+    let object = KeyObject::decode(name, &bytes)?;
     key.unwrap(&object, name)
 }
 
