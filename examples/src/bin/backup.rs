@@ -11,6 +11,7 @@
 //! backup -r /srv/repo key add | list | remove ID | passwd      # new password: BACKUP_NEW_PASSWORD
 //! backup -r /srv/repo forget --keep-within 2d --keep-daily 14 --keep-monthly 12 [--dry-run]
 //! backup -r /srv/repo repair index [--dry-run] | repair snapshots [--read-data] [--dry-run]
+//! backup -r /srv/repo blobs [--json]                           # where each chunk and tree is
 //! ```
 //!
 //! The password comes from `BACKUP_PASSWORD`, or the key comes from `--key-file` (a
@@ -223,6 +224,8 @@ enum Command {
         #[command(subcommand)]
         what: RepairCommand,
     },
+    /// List every blob the index holds: id, kind (data or tree), pack, offset and length.
+    Blobs,
 }
 
 #[derive(Subcommand)]
@@ -755,6 +758,22 @@ async fn run(cli: Cli) -> Result<i32> {
             }
         }
         Command::Repair { what } => repair(&cli, &location, what).await?,
+        Command::Blobs => {
+            use std::io::Write;
+            let repo = open(&cli, &location).await?;
+            let mut out = std::io::stdout().lock();
+            for b in ops::list_blobs(&repo).await? {
+                if cli.json {
+                    writeln!(out, "{}", serde_json::to_string(&b)?)?;
+                } else {
+                    let kind = match b.kind {
+                        backup_core::format::BlobKind::Tree => "tree",
+                        _ => "data",
+                    };
+                    writeln!(out, "{} {kind} {} {} {}", b.id, b.pack, b.offset, b.length)?;
+                }
+            }
+        }
         Command::Demo { .. } => unreachable!("handled above"),
     }
     Ok(0)
