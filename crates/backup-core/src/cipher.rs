@@ -49,7 +49,7 @@ pub(crate) struct KeyObject {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) host: Option<String>,
     /// The first 16 bytes of the BLAKE3 hash of this object's CBOR without `sum` (absent in
-    /// keys written before 2026-12-07): a key object is not sealed as a whole, and a damaged
+    /// keys written before it was added on 2026-12-06): a key object is not sealed as a whole, and a damaged
     /// one must read as damaged, not as another admin's key.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
     sum: Option<Vec<u8>>,

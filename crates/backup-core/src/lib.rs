@@ -38,6 +38,10 @@
 //! stays until a prune (not yet in this crate). [`check`] verifies the structure and, all at
 //! once or part by part, the data, naming each damaged object with the snapshots and files it
 //! affects.
+//! [`repair`] rebuilds the index from the pack headers and rewrites damaged snapshots to keep
+//! what can still be read. Every store [`StoreOptions::build`] opens retries transient errors
+//! with backoff and bounds every call in time ([`retry`]); the `fault-injection` feature adds
+//! `faults`, an object store that misbehaves on purpose, for tests.
 //!
 //! # Why these dependencies
 //!

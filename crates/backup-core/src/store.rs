@@ -78,8 +78,9 @@ impl StoreOptions {
         &self.location
     }
 
-    /// Opens the store. A local directory must exist unless [`StoreOptions::with_create`] was
-    /// given. Changes no process-wide state: TLS for S3 uses rustls with the ring provider given
+    /// Opens the store, wrapped in a [`RetryingStore`] (its calls need a tokio runtime with
+    /// the time driver, as `Runtime::new` and `#[tokio::main]` build). A local directory must
+    /// exist unless [`StoreOptions::with_create`] was given. Changes no process-wide state: TLS for S3 uses rustls with the ring provider given
     /// to its own client configuration, not an installed default provider.
     pub fn build(self) -> Result<Arc<dyn ObjectStore>> {
         let policy = self.retry.with_timeout(self.timeout).build()?;
