@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Kill campaign for backup-core (issue 12): `kill -9` at POINTS instants spread over runs of
-# `backup`, `forget` and key changes (`key passwd`). After each kill:
+# Kill campaign for backup-core (issue 12): `kill -9` at instants spread over runs of `backup`,
+# `forget`, key changes (`key passwd`) and `init`, until KILLS runs were killed mid-run (a
+# point whose run had already finished when the kill came is tried, and counted apart). After
+# each point:
 #   1. `check --read-data` passes (exit 0);
 #   2. every snapshot still listed restores byte-identical to the tree it was taken of, and no
 #      snapshot that must stay is gone (a killed backup leaves its snapshot or none; a killed
@@ -11,21 +13,24 @@
 # a delay drawn uniformly from [0, 1.1 D] (deterministic from SEED), so the points spread over
 # the whole run, start-up included. The table printed gives each point's delay as a fraction of D.
 #
-# Each phase is one function (`phase_backup`, `phase_forget`, `phase_key`) that prepares the
-# run and sets CMD to the command to kill, and has a `verify_<phase>` and `rerun_<phase>` partner; a
+# Each phase is one function (`phase_backup`, `phase_forget`, `phase_key`, `phase_init`) that
+# prepares the run and sets CMD to the command to kill (and CMD_REPO when it is not the main
+# repository), and has a `verify_<phase>` and `rerun_<phase>` partner; a
 # phase is added by writing these three and naming it in PHASES (prune: see
 # backup-kill-prune.sh).
 #
 # Usage: benches/scripts/backup-kill-campaign.sh
-#   POINTS=60 SEED=1 PHASES="backup backup forget key"   (phases drawn in turn, with repeats)
+#   KILLS=50 SEED=1 PHASES="backup backup forget key init"   (phases in turn, with repeats)
+#   POINTS=150 (the most points tried to reach KILLS)
 #   BACKUP_BIN=path/to/backup (default: build it with cargo; RELEASE=1 for a release build)
 #   TREE_MB=48 (size of the generated tree), WORK=dir (kept; default a temporary directory)
 # Prints a markdown table of every point and a summary line; exits 1 at the first failure.
 set -euo pipefail
 
-POINTS=${POINTS:-60}
+KILLS=${KILLS:-50}
+POINTS=${POINTS:-$((3 * KILLS))}
 SEED=${SEED:-1}
-PHASES=${PHASES:-"backup backup forget key"}
+PHASES=${PHASES:-"backup backup forget key init"}
 TREE_MB=${TREE_MB:-48}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -123,6 +128,7 @@ restore_every_snapshot() {
 # --- phases: prepare and print the command to kill; verify; rerun -----------------------------
 
 phase_backup() {
+    CMD_REPO=""
     # A new round: the tree changes, the backup that saves it is killed.
     local next="$WORK/next"
     rm -rf "$next"
@@ -132,10 +138,11 @@ phase_backup() {
     CMD="backup $SRC"
 }
 verify_backup() { :; }
-rerun_backup() { bk backup "$SRC" >/dev/null || [ $? = 3 ]; }
+rerun_backup() { timed bk backup "$SRC" >/dev/null || [ $? = 3 ]; }
 
 FORGET_KEEP=3
 phase_forget() {
+    CMD_REPO=""
     # Enough snapshots for the policy to forget some.
     local n
     n=$(snapshot_ids | wc -l)
@@ -161,7 +168,7 @@ verify_forget() {
     done
 }
 rerun_forget() {
-    bk forget --keep-last $FORGET_KEEP >/dev/null
+    timed bk forget --keep-last $FORGET_KEEP >/dev/null
     for f in "$WORK/forgettable"/*; do
         [ -e "$f" ] && rm -rf "$STATES/$(basename "$f")"
     done
@@ -169,6 +176,7 @@ rerun_forget() {
 }
 
 phase_key() {
+    CMD_REPO=""
     PW_NEXT="kill campaign $point"
     CMD="key passwd"
 }
@@ -181,20 +189,43 @@ verify_key() {
 }
 rerun_key() {
     BACKUP_PASSWORD="$PW_CUR" BACKUP_NEW_PASSWORD="$PW_NEXT" \
-        "$BACKUP_BIN" -r "$REPO" key passwd >/dev/null
+        timed "$BACKUP_BIN" -r "$REPO" key passwd >/dev/null
     PW_CUR="$PW_NEXT"
     opens_with "$PW_CUR"
 }
 
+INIT_REPO="$WORK/init-repo"
+phase_init() {
+    rm -rf "$INIT_REPO"
+    CMD_REPO="$INIT_REPO"
+    CMD="init"
+}
+verify_init() { :; }
+rerun_init() {
+    # A killed init leaves nothing, keys only (a rerun reuses them) or the whole repository.
+    local out
+    if ! out=$(BACKUP_PASSWORD="$PW_CUR" timed "$BACKUP_BIN" -r "$INIT_REPO" init 2>&1); then
+        grep -q "already exists" <<<"$out" || { echo "FAIL: init rerun: $out" >&2; exit 1; }
+    fi
+    BACKUP_PASSWORD="$PW_CUR" "$BACKUP_BIN" -r "$INIT_REPO" check --read-data >/dev/null
+}
+
 # --- the campaign ----------------------------------------------------------------------------
 
-declare -A DURATION
-run_timed() {
-    local phase=$1 start
+# Runs a command, recording how long it took as the duration of the current phase's runs
+# (a file, as reruns may call it in a subshell).
+timed() {
+    local start status=0
     start=$(now_ms)
-    "rerun_$phase"
-    DURATION[$phase]=$(($(now_ms) - start))
+    "$@" || status=$?
+    echo $(($(now_ms) - start)) >"$WORK/duration-$phase"
+    return $status
 }
+run_timed() {
+    "rerun_$1"
+    DURATION[$1]=$(cat "$WORK/duration-$1")
+}
+declare -A DURATION
 
 generate_tree
 bk init >/dev/null
@@ -213,7 +244,9 @@ echo "| point | phase | command | delay ms | run ms | fraction | killed | snapsh
 echo "|---|---|---|---|---|---|---|---|"
 killed_count=0
 declare -A per_phase
-for point in $(seq 1 "$POINTS"); do
+point=0
+while [ "$killed_count" -lt "$KILLS" ] && [ "$point" -lt "$POINTS" ]; do
+    point=$((point + 1))
     phase=${phase_list[$(((point - 1) % ${#phase_list[@]}))]}
     "phase_$phase"
     cmd=$CMD
@@ -221,16 +254,20 @@ for point in $(seq 1 "$POINTS"); do
     delay=$(draw $((duration * 11 / 10 + 1)) "$point")
     read -r -a args <<<"$cmd"
     BACKUP_PASSWORD="$PW_CUR" BACKUP_NEW_PASSWORD="${PW_NEXT:-}" \
-        "$BACKUP_BIN" -r "$REPO" "${args[@]}" >/dev/null 2>&1 &
+        "$BACKUP_BIN" -r "${CMD_REPO:-$REPO}" "${args[@]}" >/dev/null 2>&1 &
     pid=$!
     sleep "$(awk "BEGIN { print $delay / 1000 }")"
-    if kill -9 "$pid" 2>/dev/null; then
+    kill -9 "$pid" 2>/dev/null || true
+    status=0
+    wait "$pid" 2>/dev/null || status=$?
+    # 137: killed by the signal; anything else: the run had ended by itself.
+    if [ "$status" = 137 ]; then
         killed=yes
         killed_count=$((killed_count + 1))
+        per_phase[$phase]=$((${per_phase[$phase]:-0} + 1))
     else
-        killed=no
+        killed="no (exit $status)"
     fi
-    wait "$pid" 2>/dev/null || true
     if [ "$phase" = key ]; then
         verify_key
         # Whichever key opens is used to check (and for the rerun).
@@ -244,11 +281,14 @@ for point in $(seq 1 "$POINTS"); do
     run_timed "$phase"
     record_new_snapshots
     check_repository
-    per_phase[$phase]=$((${per_phase[$phase]:-0} + 1))
     fraction=$(python3 -c "print(f'{$delay / max($duration, 1):.2f}')")
     echo "| $point | $phase | \`$cmd\` | $delay | $duration | $fraction | $killed | $restored |"
 done
 summary=""
 for phase in "${!per_phase[@]}"; do summary="$summary $phase=${per_phase[$phase]}"; done
 echo
-echo "kill campaign: $POINTS points ($killed_count killed mid-run;$summary), seed $SEED, tree ${TREE_MB} MiB: all passed"
+echo "kill campaign: $point points, $killed_count killed mid-run (by phase:$summary), seed $SEED, tree ${TREE_MB} MiB: all passed"
+if [ "$killed_count" -lt "$KILLS" ]; then
+    echo "FAIL: only $killed_count of $KILLS runs killed mid-run in $POINTS points" >&2
+    exit 1
+fi

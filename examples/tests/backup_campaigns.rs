@@ -39,7 +39,7 @@ fn run_campaign(name: &str, vars: &[(&str, &str)]) {
 fn five_kills_leave_a_repository_that_checks_restores_and_reruns() {
     run_campaign(
         "backup-kill-campaign.sh",
-        &[("POINTS", "5"), ("TREE_MB", "8"), ("SEED", "2")],
+        &[("KILLS", "5"), ("TREE_MB", "8"), ("SEED", "2")],
     );
 }
 
