@@ -97,7 +97,9 @@ impl StoreOptions {
                     base: 2.0,
                 },
                 max_retries: policy.max_retries() as usize,
-                retry_timeout: self.timeout.saturating_mul(policy.max_retries() + 1),
+                // object_store's own bound: retries reuse the request's signature, which must
+                // stay valid (it advises under 5 minutes).
+                retry_timeout: object_store::RetryConfig::default().retry_timeout,
             };
             let mut builder = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
