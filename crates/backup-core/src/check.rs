@@ -668,6 +668,9 @@ impl Repository {
         }
         report.trees = walk.trees.len();
         problems.append(&mut walk.problems);
+        // Every key object, so that a damaged one is reported (opening stops at the first key
+        // that opens).
+        self.list_keys().await?;
         // Damaged or foreign objects met while opening, loading the index or listing the
         // snapshots (one that vanished meanwhile, deleted by a forget, is no damage).
         for s in self.skipped_objects() {
@@ -790,7 +793,11 @@ impl Repository {
     }
 
     /// Opens and decodes a pack's header.
-    fn pack_header(&self, path: &str, bytes: &[u8]) -> std::result::Result<Vec<PackEntry>, String> {
+    pub(crate) fn pack_header(
+        &self,
+        path: &str,
+        bytes: &[u8],
+    ) -> std::result::Result<Vec<PackEntry>, String> {
         let len_at = bytes
             .len()
             .checked_sub(4)

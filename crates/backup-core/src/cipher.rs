@@ -48,6 +48,46 @@ pub(crate) struct KeyObject {
     /// The host it was added on (absent in keys written before 2026-12-06).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) host: Option<String>,
+    /// The first 16 bytes of the BLAKE3 hash of this object's CBOR without `sum` (absent in
+    /// keys written before it was added on 2026-12-06): a key object is not sealed as a whole, and a damaged
+    /// one must read as damaged, not as another admin's key.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    sum: Option<Vec<u8>>,
+}
+
+impl KeyObject {
+    /// The checksum of this object's fields other than `sum`.
+    fn checksum(&self) -> Vec<u8> {
+        let unsummed = KeyObject {
+            kdf: self.kdf.clone(),
+            wrapped_master: self.wrapped_master.clone(),
+            created_ns: self.created_ns,
+            host: self.host.clone(),
+            sum: None,
+        };
+        blake3::hash(&crate::format::encode(&unsummed)).as_bytes()[..16].to_vec()
+    }
+
+    fn with_sum(mut self) -> Self {
+        self.sum = Some(self.checksum());
+        self
+    }
+
+    /// Decodes key object `name` and checks it is exactly as written: it must encode back to
+    /// the same bytes (a damaged field name or length reads differently) and match its
+    /// checksum. Damage is [`Error::Corrupt`].
+    pub(crate) fn decode(name: &str, bytes: &[u8]) -> Result<KeyObject> {
+        let object: KeyObject = crate::format::decode(name, bytes)?;
+        if crate::format::encode(&object) != bytes {
+            return Err(Error::corrupt(name, "damaged: does not decode exactly"));
+        }
+        if let Some(sum) = &object.sum
+            && *sum != object.checksum()
+        {
+            return Err(Error::corrupt(name, "damaged: checksum mismatch"));
+        }
+        Ok(object)
+    }
 }
 
 impl KeySource {
@@ -87,14 +127,18 @@ impl KeySource {
                     wrapped_master: ring.seal(name.as_bytes(), master).map_err(crypto)?,
                     created_ns: now_ns(),
                     host: Some(crate::backup::hostname()),
-                })
+                    sum: None,
+                }
+                .with_sum())
             }
             KeySource::Keyring(ring) => Ok(KeyObject {
                 kdf: None,
                 wrapped_master: ring.seal(name.as_bytes(), master).map_err(crypto)?,
                 created_ns: now_ns(),
                 host: Some(crate::backup::hostname()),
-            }),
+                sum: None,
+            }
+            .with_sum()),
         }
     }
 

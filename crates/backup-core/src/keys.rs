@@ -17,7 +17,6 @@ use serde::Serialize;
 
 use crate::cipher::{KeyObject, KeySource};
 use crate::error::{Error, Result};
-use crate::format;
 use crate::repo::{Repository, get_bytes, is_object_name, list_names, poisoned, skip};
 
 /// What kind of secret a key object is opened with.
@@ -67,7 +66,7 @@ impl Repository {
                 continue;
             }
             let object: Result<KeyObject> = match get_bytes(self.store.as_ref(), &name).await {
-                Ok(bytes) => format::decode(&name, &bytes),
+                Ok(bytes) => KeyObject::decode(&name, &bytes),
                 Err(Error::NotFound { .. }) => continue,
                 Err(e) => return Err(e),
             };

@@ -39,6 +39,10 @@
 //! backups (shared locks) exclude. [`check`] verifies the structure and, all at
 //! once or part by part, the data, naming each damaged object with the snapshots and files it
 //! affects.
+//! [`repair`] rebuilds the index from the pack headers and rewrites damaged snapshots to keep
+//! what can still be read. Every store [`StoreOptions::build`] opens retries transient errors
+//! with backoff and bounds every call in time ([`retry`]); the `fault-injection` feature adds
+//! `faults`, an object store that misbehaves on purpose, for tests.
 //!
 //! # Why these dependencies
 //!
@@ -66,6 +70,8 @@ mod compress;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 pub mod format;
 mod fsmeta;
 #[cfg(test)]
@@ -78,9 +84,11 @@ mod pack;
 mod pool;
 mod progress;
 pub mod prune;
+pub mod repair;
 mod repo;
 mod restore;
 pub mod retention;
+pub mod retry;
 mod scan;
 mod store;
 

@@ -281,3 +281,46 @@ pub async fn stats(repo: &Repository, snapshots: &[String]) -> Result<Stats> {
     };
     Ok(stats)
 }
+
+/// One blob entry of the index: where a chunk or tree is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct IndexedBlob {
+    /// The blob's id (hex).
+    pub id: String,
+    /// Data chunk or tree.
+    pub kind: crate::format::BlobKind,
+    /// The pack object holding it (`data/xx/…`).
+    pub pack: String,
+    /// Where its frame starts in the pack.
+    pub offset: u32,
+    /// The frame's length (for a grouped blob: the group's frame).
+    pub length: u32,
+    /// Whether it is one of a group of small blobs sealed together.
+    pub grouped: bool,
+}
+
+/// Every blob entry of the readable index objects, in pack and offset order (for inspecting a
+/// repository, and for the corruption campaign, which damages tree blobs in their packs).
+pub async fn list_blobs(repo: &Repository) -> Result<Vec<IndexedBlob>> {
+    let mut blobs = Vec::new();
+    for (_, file) in repo
+        .load_objects::<crate::format::IndexFile>("index")
+        .await?
+    {
+        for pack in file.packs {
+            let path = crate::format::pack_path(&pack.id);
+            blobs.extend(pack.entries.into_iter().map(|e| IndexedBlob {
+                id: e.id.to_hex(),
+                kind: e.kind,
+                pack: path.clone(),
+                offset: e.offset,
+                length: e.length,
+                grouped: e.group.is_some(),
+            }));
+        }
+    }
+    blobs.sort_by(|a, b| (&a.pack, a.offset, &a.id).cmp(&(&b.pack, b.offset, &b.id)));
+    blobs.dedup();
+    Ok(blobs)
+}

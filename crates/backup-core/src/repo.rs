@@ -410,7 +410,24 @@ impl Repository {
                     "fails authentication under every key this password or key file opens",
                 ));
             }
-            None => return Err(Error::WrongKey),
+            None => {
+                // A damaged key may be the one this password or key file opens: say so (a
+                // checksum is no secret), rather than "wrong password".
+                let damaged: Vec<String> = skipped
+                    .lock()
+                    .map_err(poisoned)?
+                    .iter()
+                    .filter(|(name, _)| is_object_name("keys", name))
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                if damaged.is_empty() {
+                    return Err(Error::WrongKey);
+                }
+                return Err(Error::corrupt(
+                    damaged.join(", "),
+                    "damaged, and no undamaged key opens with this password or key file",
+                ));
+            }
         };
         let ConfigVersion { version } = format::decode(CONFIG, &config_plain)?;
         if version > FORMAT_VERSION {
@@ -570,6 +587,18 @@ impl Repository {
     pub(crate) fn add_to_index(&self, pack: &IndexPack) -> Result<()> {
         insert_pack(&mut *self.index.write().map_err(poisoned)?, pack);
         self.index_objects.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Replaces the in-memory index by `packs`, now listed by `objects` index objects (after
+    /// `repair index`).
+    pub(crate) fn replace_index(&self, packs: &[IndexPack], objects: usize) -> Result<()> {
+        let mut index = self.index.write().map_err(poisoned)?;
+        index.clear();
+        for pack in packs {
+            insert_pack(&mut index, pack);
+        }
+        self.index_objects.store(objects, Ordering::Relaxed);
         Ok(())
     }
 
@@ -831,7 +860,7 @@ pub(crate) async fn unwrap_key(
     key: &KeySource,
 ) -> Result<Option<Zeroizing<[u8; MASTER_LEN]>>> {
     let bytes = get_bytes(store, name).await?;
-    let object: KeyObject = format::decode(name, &bytes)?;
+    let object = KeyObject::decode(name, &bytes)?;
     key.unwrap(&object, name)
 }
 

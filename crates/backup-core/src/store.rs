@@ -10,6 +10,7 @@ use object_store::{ClientOptions, ObjectStore};
 
 use crate::error::{Error, Result};
 use crate::local::DurableLocalStore;
+use crate::retry::{RetryPolicy, RetryingStore};
 
 /// Where a repository lives and how to reach it.
 ///
@@ -18,12 +19,18 @@ use crate::local::DurableLocalStore;
 /// environment variables (`AWS_ENDPOINT_URL`, `AWS_REGION`/`AWS_DEFAULT_REGION`,
 /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`); a plain-HTTP endpoint is
 /// allowed only when it is given explicitly.
+///
+/// Every store built is wrapped in a [`RetryingStore`]: transient errors are retried with
+/// exponential backoff and jitter, every call has a timeout, and an error given up on names
+/// the object (see [`crate::retry`]). For S3 the retries are object_store's own HTTP client's,
+/// configured from the same [`RetryPolicy`], so no request is retried twice.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     location: String,
     timeout: Duration,
     endpoint: Option<String>,
     create: bool,
+    retry: RetryPolicy,
 }
 
 impl StoreOptions {
@@ -35,7 +42,15 @@ impl StoreOptions {
             timeout: Duration::from_secs(300),
             endpoint: None,
             create: false,
+            retry: RetryPolicy::new(),
         }
+    }
+
+    /// Sets how transient errors are retried (the policy's own timeout is replaced by
+    /// [`StoreOptions::with_timeout`]'s).
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
     }
 
     /// Creates a local directory that does not exist yet (for [`crate::Repository::init`]);
@@ -46,7 +61,7 @@ impl StoreOptions {
         self
     }
 
-    /// Sets the per-request timeout for remote stores.
+    /// Sets the per-request timeout (for local stores, per call).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -63,17 +78,32 @@ impl StoreOptions {
         &self.location
     }
 
-    /// Opens the store. A local directory must exist unless [`StoreOptions::with_create`] was
-    /// given. Changes no process-wide state: TLS for S3 uses rustls with the ring provider given
+    /// Opens the store, wrapped in a [`RetryingStore`] (its calls need a tokio runtime with
+    /// the time driver, as `Runtime::new` and `#[tokio::main]` build). A local directory must
+    /// exist unless [`StoreOptions::with_create`] was given. Changes no process-wide state: TLS for S3 uses rustls with the ring provider given
     /// to its own client configuration, not an installed default provider.
     pub fn build(self) -> Result<Arc<dyn ObjectStore>> {
+        let policy = self.retry.with_timeout(self.timeout).build()?;
         if let Some(rest) = self.location.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
                 return Err(Error::Config(format!("{}: no bucket name", self.location)));
             }
+            // object_store's client retries (and resumes cut downloads); this policy is its.
+            let retry = object_store::RetryConfig {
+                backoff: object_store::BackoffConfig {
+                    init_backoff: policy.initial_backoff(),
+                    max_backoff: policy.max_backoff(),
+                    base: 2.0,
+                },
+                max_retries: policy.max_retries() as usize,
+                // object_store's own bound: retries reuse the request's signature, which must
+                // stay valid (it advises under 5 minutes).
+                retry_timeout: object_store::RetryConfig::default().retry_timeout,
+            };
             let mut builder = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
+                .with_retry(retry)
                 .with_client_options(ClientOptions::new().with_timeout(self.timeout))
                 .with_http_connector(RingRustlsConnector);
             let endpoint = self
@@ -94,11 +124,19 @@ impl StoreOptions {
                 .build()
                 .map_err(|e| Error::store(&self.location, e))?;
             let prefix = prefix.trim_matches('/');
-            return Ok(if prefix.is_empty() {
+            let s3: Arc<dyn ObjectStore> = if prefix.is_empty() {
                 Arc::new(s3)
             } else {
                 Arc::new(PrefixStore::new(s3, prefix))
-            });
+            };
+            // Deadlines, put reconciliation and error naming only: a call may take every
+            // retry of the client below it.
+            let deadline = self
+                .timeout
+                .saturating_mul(policy.max_retries() + 1)
+                .saturating_add(policy.max_backoff().saturating_mul(policy.max_retries()));
+            let outer = policy.with_max_retries(0).with_timeout(deadline);
+            return Ok(Arc::new(RetryingStore::new(s3, outer)));
         }
         if self.location.contains("://") {
             return Err(Error::Config(format!(
@@ -127,7 +165,7 @@ impl StoreOptions {
         }
         let local = DurableLocalStore::new(std::path::Path::new(&self.location))
             .map_err(|e| Error::store(&self.location, e))?;
-        Ok(Arc::new(local))
+        Ok(Arc::new(RetryingStore::new(Arc::new(local), policy)))
     }
 }
 

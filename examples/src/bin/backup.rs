@@ -12,6 +12,8 @@
 //! backup -r /srv/repo forget --keep-within 2d --keep-daily 14 --keep-monthly 12 [--dry-run]
 //! backup -r /srv/repo prune [--max-unused 5%|100M|unlimited] [--max-repack-size 2G] [--dry-run]
 //! backup -r /srv/repo unlock [--force]                 # stale locks only, unless forced
+//! backup -r /srv/repo repair index [--dry-run] | repair snapshots [--read-data] [--dry-run]
+//! backup -r /srv/repo blobs [--json]                           # where each chunk and tree is
 //! ```
 //!
 //! Locks (see `backup_core::lock`): `backup` and `forget` take a shared lock; `prune` and
@@ -243,6 +245,36 @@ enum Command {
     Demo {
         /// Directory to back up (default: this workspace's source tree, else a generated one).
         dir: Option<PathBuf>,
+    },
+    /// Repair a damaged repository (run `check` first, and `repair index` before `repair
+    /// snapshots`).
+    Repair {
+        #[command(subcommand)]
+        what: RepairCommand,
+    },
+    /// List every blob the index holds: id, kind (data or tree), pack, offset and length.
+    Blobs,
+}
+
+#[derive(Subcommand)]
+enum RepairCommand {
+    /// Rebuild the index from the pack headers; damaged packs are reported. The old index
+    /// objects are deleted only after the new ones are written.
+    Index {
+        /// Only report what would be written and deleted.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
+    /// Rewrite snapshots whose trees or chunks are missing or damaged: the files and
+    /// directories that cannot be read are dropped, the rest is saved as a new snapshot
+    /// (tagged `repaired`) before the damaged one is deleted.
+    Snapshots {
+        /// Also read and verify every chunk (else only missing ones are found).
+        #[arg(long)]
+        read_data: bool,
+        /// Only report what would be dropped.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
     },
 }
 
@@ -815,6 +847,23 @@ async fn run(cli: Cli) -> Result<i32> {
                 println!("removed {} locks", removed.len());
             }
         }
+        Command::Repair { what } => repair(&cli, &location, what).await?,
+        Command::Blobs => {
+            use std::io::Write;
+            let repo = open(&cli, &location).await?;
+            let mut out = std::io::stdout().lock();
+            for b in ops::list_blobs(&repo).await? {
+                if cli.json {
+                    writeln!(out, "{}", serde_json::to_string(&b)?)?;
+                } else {
+                    let kind = match b.kind {
+                        backup_core::format::BlobKind::Tree => "tree",
+                        _ => "data",
+                    };
+                    writeln!(out, "{} {kind} {} {} {}", b.id, b.pack, b.offset, b.length)?;
+                }
+            }
+        }
         Command::Demo { .. } => unreachable!("handled above"),
     }
     Ok(0)
@@ -1145,6 +1194,81 @@ async fn demo(dir: Option<PathBuf>, json_out: bool) -> Result<()> {
     }
     if !diffs.is_empty() {
         bail!("restored tree differs from the source: {diffs:#?}");
+    }
+    Ok(())
+}
+
+/// `repair index` and `repair snapshots`.
+async fn repair(cli: &Cli, location: &str, what: &RepairCommand) -> Result<()> {
+    use backup_core::repair::{RepairOptions, repair_index, repair_snapshots};
+    let repo = open(cli, location).await?;
+    match what {
+        RepairCommand::Index { dry_run } => {
+            let options = RepairOptions::builder().with_dry_run(*dry_run).build()?;
+            let report = repair_index(repo, &options).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&report)?);
+                return Ok(());
+            }
+            let would = if report.dry_run { "would " } else { "" };
+            println!(
+                "{} packs in the store; the new index {would}list {} packs ({} blobs)",
+                report.packs, report.packs_indexed, report.blobs
+            );
+            for pack in &report.packs_recovered {
+                println!("recovered: {pack} (in no readable index object)");
+            }
+            for d in &report.damaged {
+                println!("damaged: {}: {}", d.object, d.problem);
+            }
+            for pack in &report.kept_from_old_index {
+                println!("kept: {pack}: its entries from the old index (header damaged)");
+            }
+            for pack in &report.missing_packs {
+                println!("missing: {pack}: listed by the old index, not in the store");
+            }
+            println!(
+                "{} index objects written, {} old ones {would}removed",
+                report.written.len(),
+                report.removed.len()
+            );
+        }
+        RepairCommand::Snapshots { read_data, dry_run } => {
+            let options = RepairOptions::builder()
+                .with_dry_run(*dry_run)
+                .with_read_data(*read_data)
+                .build()?;
+            let report = repair_snapshots(repo, &options).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&report)?);
+                return Ok(());
+            }
+            for r in &report.repaired {
+                let short = &r.snapshot[..8.min(r.snapshot.len())];
+                for d in &r.dropped {
+                    println!(
+                        "snapshot {short} {}: dropped: {}: {}",
+                        d.path, d.object, d.problem
+                    );
+                }
+                match (&r.new_snapshot, r.removed) {
+                    (_, true) if report.dry_run => {
+                        println!("snapshot {short}: nothing readable, would be removed")
+                    }
+                    (_, true) => println!("snapshot {short}: nothing readable, removed"),
+                    (Some(new), _) => println!("snapshot {short}: replaced by {}", &new[..8]),
+                    (None, _) => println!("snapshot {short}: would be rewritten"),
+                }
+            }
+            for d in &report.unreadable {
+                println!("unreadable (left alone): {}: {}", d.object, d.problem);
+            }
+            println!(
+                "{} snapshots checked, {} damaged",
+                report.snapshots,
+                report.repaired.len()
+            );
+        }
     }
     Ok(())
 }

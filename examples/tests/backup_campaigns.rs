@@ -1,0 +1,52 @@
+//! Short forms of the kill and corruption campaigns (benches/scripts/backup-*-campaign.sh),
+//! driving this build's `backup` binary: 5 kills spread over backup, forget and key changes;
+//! 12 flipped bytes, two in an object of each kind. The full campaigns and their results are in
+//! benches/results/backup-campaigns.md.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn script(name: &str) -> PathBuf {
+    test_support::workspace_root()
+        .join("benches/scripts")
+        .join(name)
+}
+
+fn run_campaign(name: &str, vars: &[(&str, &str)]) {
+    if test_support::require_program("python3").is_none() {
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let output = Command::new("bash")
+        .arg(script(name))
+        .env("BACKUP_BIN", env!("CARGO_BIN_EXE_backup"))
+        .env("WORK", work.path())
+        .envs(vars.iter().copied())
+        .env_remove("BACKUP_PASSWORD")
+        .env_remove("BACKUP_REPOSITORY")
+        .output()
+        .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{name} failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("campaign:"), "{stdout}");
+}
+
+#[test]
+fn five_kills_leave_a_repository_that_checks_restores_and_reruns() {
+    run_campaign(
+        "backup-kill-campaign.sh",
+        &[("KILLS", "5"), ("TREE_MB", "8"), ("SEED", "2")],
+    );
+}
+
+#[test]
+fn twelve_flipped_bytes_are_all_found_and_no_restore_writes_corrupt_data() {
+    run_campaign(
+        "backup-corruption-campaign.sh",
+        &[("RUNS", "12"), ("TREE_MB", "3"), ("SEED", "2")],
+    );
+}
