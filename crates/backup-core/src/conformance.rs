@@ -13,6 +13,9 @@ use object_store::ObjectStore;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 
+mod mirror;
+pub use mirror::{append_only_guards, copy_into};
+
 use crate::{
     BackupOptions, ChunkerParams, Error, InitOptions, KeySource, NoProgress, Repository,
     RestoreOptions, backup, ops, restore,
@@ -387,4 +390,6 @@ pub async fn run_all(store: Arc<dyn ObjectStore>) {
     backup_restore_roundtrip(sub("roundtrip")).await;
     corrupt_pack_is_named(sub("corrupt")).await;
     check_forget_and_keys(sub("maintenance")).await;
+    copy_into(sub("mirror")).await;
+    append_only_guards(sub("append-only")).await;
 }

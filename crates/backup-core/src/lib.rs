@@ -81,6 +81,11 @@ pub mod retention;
 mod scan;
 mod store;
 
+// Mirrors, append-only handles and schedules (issue 13).
+pub mod append_only;
+pub mod copy;
+pub mod schedule;
+
 pub use backup::{BackupOptions, BackupOptionsBuilder, backup};
 pub use chunker::ChunkerParams;
 pub use cipher::KeySource;
@@ -90,3 +95,5 @@ pub use progress::{NoProgress, Progress};
 pub use repo::{InitOptions, Repository, SkippedObject};
 pub use restore::{RestoreOptions, RestoreOptionsBuilder, RestoreSummary, restore};
 pub use store::StoreOptions;
+
+pub use append_only::AppendOnlyStore;

@@ -635,6 +635,9 @@ impl Repository {
         policy: &RetentionPolicy,
         dry_run: bool,
     ) -> Result<Vec<ForgetGroup>> {
+        if !dry_run {
+            self.refuse_if_append_only("forget")?;
+        }
         let snapshots = self.snapshots().await?;
         let groups = apply_policy(&snapshots, policy);
         if !dry_run {
