@@ -41,7 +41,7 @@
 //!     .build()?;
 //! assert!(scheduler.run_due().await?.is_empty()); // a new job waits for its first slot
 //! let status = scheduler.status();
-//! assert_eq!(status.jobs["hourly"].next_run, Some(1_796_553_300)); // 10:35
+//! assert_eq!(status.jobs["hourly"].next_run, Some(1_796_555_700)); // 11:15
 //! # Ok(())
 //! # }
 //! ```
