@@ -1287,11 +1287,21 @@ impl Scheduler {
     }
 
     /// Runs requested and due jobs, then sleeps until the next slot or `poll` (for requests),
-    /// forever. Fails only when the status file cannot be written.
-    pub async fn run_forever(&mut self, poll: Duration) -> Result<()> {
+    /// forever, calling `on_run` after each run with the job's status. Fails only when the
+    /// state directory cannot be read or written.
+    pub async fn run_forever(
+        &mut self,
+        poll: Duration,
+        mut on_run: impl FnMut(&RunRecord, &JobStatus) + Send,
+    ) -> Result<()> {
         loop {
-            self.run_requested().await?;
-            self.run_due().await?;
+            let mut records = self.run_requested().await?;
+            records.extend(self.run_due().await?);
+            for record in &records {
+                if let Some(status) = self.status.jobs.get(&record.job) {
+                    on_run(record, status);
+                }
+            }
             let now = self.clock.now();
             let wait = self.next_wake().map_or(poll, |at| {
                 Duration::from_secs(at.saturating_sub(now).max(1) as u64)
