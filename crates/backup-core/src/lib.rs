@@ -39,6 +39,11 @@
 //! once or part by part, the data, naming each damaged object with the snapshots and files it
 //! affects.
 //!
+//! Snapshots are copied, incrementally, into a mirror on another store by [`copy`]; a host
+//! that must not be able to destroy its own history opens its repository append-only
+//! ([`append_only`]); and [`schedule`] runs backups, forgets and scrubs from a policy file,
+//! keeping a status file for health checks.
+//!
 //! # Why these dependencies
 //!
 //! * `object_store`: one async API over local disk, S3 (with conditional puts for `init`) and
@@ -54,7 +59,10 @@
 //! * `ciborium` + `serde_bytes`: CBOR with byte strings, so non-UTF-8 file names round-trip.
 //! * `crossbeam-channel`: bounded multi-consumer channels that keep the pipeline's memory bounded.
 //! * `globset`: fast matching of many exclude globs; `xattr`, `filetime`: metadata std lacks;
-//!   `rustix`: `mknodat` for FIFOs and device nodes, which std cannot create.
+//!   `rustix`: `mknodat` for FIFOs and device nodes, which std cannot create, and `flock` for
+//!   the schedule's state directory.
+//! * `toml` and `serde_json`: the schedule's policy file (TOML, as operators write other
+//!   configuration) and its status file (JSON, which health checks read).
 
 mod backup;
 pub mod check;

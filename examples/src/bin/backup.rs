@@ -25,7 +25,8 @@
 //! crypto-at-rest keyring file); only on a terminal is the password prompted for.
 //!
 //! Exit status: 0 on success, 1 on error, 3 when `backup` saved a snapshot but skipped files it
-//! could not read (as restic), 4 when `check` found damage. `ls` prints paths escaped (`\n`, `\\`, `\xNN`, ...), and
+//! could not read (as restic), 4 when `check` found damage or `copy` left snapshots out
+//! because their data is damaged in the source. `ls` prints paths escaped (`\n`, `\\`, `\xNN`, ...), and
 //! `restore --path` takes a path as `ls` prints it.
 
 use std::ffi::OsString;
