@@ -950,3 +950,54 @@ fn schedule_runs_requested_jobs_and_writes_a_status_file() {
         Some("pw"),
     ));
 }
+
+#[test]
+fn a_scheduled_run_killed_anywhere_leaves_a_repository_that_checks_and_runs_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("site");
+    std::fs::create_dir(&src).expect("mkdir");
+    std::fs::write(src.join("a.bin"), test_support::noise(16 << 20, 3)).expect("write");
+    let repo = dir.path().join("repo");
+    ok(backup(&repo, &["init"], Some("pw")));
+    let policy = dir.path().join("policy.toml");
+    let text = format!(
+        "[[job]]\nname = \"nightly\"\nat = \"daily 03:00\"\n\
+         [[job.step]]\nkind = \"backup\"\npaths = [{:?}]\n\
+         [[job.step]]\nkind = \"forget\"\nkeep_last = 3\n",
+        src.to_str().expect("utf-8")
+    );
+    std::fs::write(&policy, text).expect("write policy");
+    let schedule = |state: &Path, extra: &[&str]| {
+        let policy = policy.to_str().expect("utf-8");
+        let base = ["schedule", "--policy", policy, "--state-dir"];
+        let args = [&base[..], &[state.to_str().expect("utf-8")], extra].concat();
+        command(&repo, &args, Some("pw"))
+    };
+    let started = std::time::Instant::now();
+    let first = dir.path().join("state-first");
+    ok(schedule(&first, &["--run-now", "nightly", "--once"])
+        .output()
+        .expect("runs"));
+    let took = started.elapsed().as_millis() as u64;
+    for i in 0..8u64 {
+        let state = dir.path().join(format!("state{i}"));
+        let mut child = schedule(&state, &["--run-now", "nightly", "--once"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("schedule starts");
+        std::thread::sleep(std::time::Duration::from_millis(i * took / 6));
+        let _ = child.kill(); // SIGKILL
+        child.wait().expect("wait");
+        ok(backup(&repo, &["check", "--read-data"], Some("pw")));
+        // The rerun serves a request the kill left, and records an interrupted run as such.
+        ok(schedule(&state, &["--once"]).output().expect("runs"));
+        let status = json(&ok(schedule(&state, &["--status"]).output().expect("runs")));
+        let nightly = &status["jobs"]["nightly"];
+        assert!(nightly["running_since"].is_null(), "{status}");
+        if nightly["runs"].as_u64().unwrap_or(0) > 0 {
+            assert!(nightly["last_success"].is_string(), "{status}");
+        }
+        ok(backup(&repo, &["check", "--read-data"], Some("pw")));
+    }
+}

@@ -1156,7 +1156,10 @@ impl SchedulerBuilder {
             }
         }
         let dir = &self.state_dir;
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        // The requests directory is made here, by the scheduler's user, so that a request
+        // written by another user (root running `--run-now`) can be removed once served.
+        let requests = dir.join(REQUESTS);
+        std::fs::create_dir_all(&requests).map_err(|e| Error::io(&requests, e))?;
         let lock_path = dir.join("lock");
         let lock = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
         if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
@@ -1169,6 +1172,10 @@ impl SchedulerBuilder {
         let mut status = ScheduleStatus::read(&status_path)?;
         status.version = STATUS_VERSION;
         let now = self.clock.now();
+        // Jobs no longer in the policy would look stale to a health check forever.
+        status
+            .jobs
+            .retain(|name, _| self.policy.job(name).is_some());
         for (name, job) in status.jobs.iter_mut() {
             if let Some(since) = job.running_since.take() {
                 job.failures += 1;
@@ -1786,6 +1793,18 @@ mod tests {
                 .next()
                 .is_none()
         );
+    }
+
+    #[tokio::test]
+    async fn jobs_dropped_from_the_policy_leave_the_status() {
+        let mut f = fixture(POLICY, DEC6_1020).await;
+        drop(f.scheduler().unwrap());
+        let only_hourly =
+            "[[job]]\nname = \"hourly\"\nat = \"hourly\"\n[[job.step]]\nkind = \"record\"";
+        f.policy = SchedulePolicy::parse(Path::new("p.toml"), only_hourly).unwrap();
+        let scheduler = f.scheduler().unwrap();
+        let jobs: Vec<_> = scheduler.status().jobs.keys().collect();
+        assert_eq!(jobs, ["hourly"]);
     }
 
     #[tokio::test]
