@@ -59,8 +59,9 @@
 //! rerun completes, sending again only what was not indexed.
 //!
 //! A snapshot whose data is damaged or missing in the source is not copied: it is listed in
-//! [`CopyReport::failed`] with the reason, and the others are copied. Failures of either
-//! store are errors.
+//! [`CopyReport::failed`] with the reason (naming the damaged object), the sound data read
+//! for it before the damage was found is kept (indexed), and the other snapshots are copied.
+//! Failures of either store are errors.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -227,7 +228,14 @@ pub async fn copy(
             entries: 0,
             report: &mut report,
         };
-        match mirror.copy_snapshot(id, snapshot, &walked).await {
+        let copied = mirror.copy_snapshot(id, snapshot, &walked).await;
+        if let Err(Error::Corrupt { .. } | Error::NotFound { .. }) = &copied {
+            // What was verified and sent before the damage is indexed, so it is neither
+            // garbage nor sent again.
+            mirror.close_pack().await?;
+            mirror.write_index().await?;
+        }
+        match copied {
             Ok(trees) => {
                 walked.extend(trees);
                 report.copied.push(id.clone());

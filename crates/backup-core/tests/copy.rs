@@ -147,6 +147,11 @@ async fn copy_all(source: &Arc<Repository>, mirror: &Arc<Repository>) -> CopyRep
 
 /// `check --read-data` of a fresh handle on `store` finds no damage; returns its snapshots.
 async fn checks_clean(store: &Arc<dyn ObjectStore>) -> usize {
+    check_mirror(store).await.snapshots
+}
+
+/// `check --read-data` of a fresh handle on `store`, which must find no damage.
+async fn check_mirror(store: &Arc<dyn ObjectStore>) -> backup_core::check::CheckReport {
     let repo = Repository::open(store.clone(), "mirror", &mirror_key())
         .await
         .unwrap();
@@ -156,7 +161,7 @@ async fn checks_clean(store: &Arc<dyn ObjectStore>) -> usize {
         .unwrap();
     let report = check(Arc::new(repo), &options).await.unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
-    report.snapshots
+    report
 }
 
 #[tokio::test]
@@ -308,7 +313,10 @@ async fn damaged_source_data_is_reported_and_not_copied() {
         "{}",
         report.failed[0].error
     );
-    assert_eq!(checks_clean(&store).await, 1);
+    let checked = check_mirror(&store).await;
+    assert_eq!(checked.snapshots, 1);
+    // What was sent for the second snapshot before the damage was found is indexed.
+    assert!(checked.unindexed_packs.is_empty(), "{checked:?}");
 }
 
 fn pack_files(repo: &Path) -> Vec<std::path::PathBuf> {
