@@ -724,3 +724,280 @@ fn keys_are_added_listed_changed_and_the_last_is_kept() {
     fails_with(backup(&repo, &["snapshots"], Some("bob")), "wrong password");
     ok(backup(&repo, &["snapshots"], Some("bob2")));
 }
+
+/// `backup -r SOURCE copy --to MIRROR`, the mirror's password in BACKUP_TO_PASSWORD.
+fn copy_command(source: &Path, mirror: &Path) -> Command {
+    let mut cmd = command(source, &["copy", "--to"], Some("pw"));
+    cmd.arg(mirror).env("BACKUP_TO_PASSWORD", "mirror pw");
+    cmd
+}
+
+/// `init --copy-params-from SOURCE` of a mirror with its own password.
+fn init_mirror(source: &Path, mirror: &Path) {
+    let source = source.to_str().expect("utf-8");
+    let mut cmd = command(
+        mirror,
+        &["init", "--copy-params-from", source],
+        Some("mirror pw"),
+    );
+    ok(cmd
+        .env("BACKUP_FROM_PASSWORD", "pw")
+        .output()
+        .expect("init runs"));
+}
+
+#[test]
+fn copy_killed_anywhere_leaves_a_mirror_that_checks_and_a_rerun_completes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("site");
+    std::fs::create_dir(&src).expect("mkdir");
+    std::fs::write(src.join("a.bin"), test_support::noise(12 << 20, 1)).expect("write");
+    let source = dir.path().join("source");
+    ok(backup(&source, &["init"], Some("pw")));
+    let site = src.to_str().expect("utf-8");
+    ok(backup(
+        &source,
+        &["backup", site, "--tag", "one"],
+        Some("pw"),
+    ));
+    std::fs::write(src.join("b.bin"), test_support::noise(9 << 20, 2)).expect("write");
+    ok(backup(
+        &source,
+        &["backup", site, "--tag", "two"],
+        Some("pw"),
+    ));
+
+    // A different key: refused, naming the fix.
+    let stranger = dir.path().join("stranger");
+    ok(backup(&stranger, &["init"], Some("mirror pw")));
+    let refused = copy_command(&source, &stranger)
+        .output()
+        .expect("copy runs");
+    fails_with(refused, "init --copy-params-from");
+
+    let started = std::time::Instant::now();
+    let whole = dir.path().join("whole");
+    init_mirror(&source, &whole);
+    let out = ok(copy_command(&source, &whole).output().expect("copy runs"));
+    assert!(out.contains("2 snapshots copied, 0 already there"), "{out}");
+    let took = started.elapsed().as_millis() as u64;
+    let again = ok(copy_command(&source, &whole).output().expect("copy runs"));
+    assert!(
+        again.contains("0 snapshots copied, 2 already there, 0 failed: 0 blobs"),
+        "{again}"
+    );
+
+    for (i, delay_ms) in (0..12).map(|i| i * took / 10).enumerate() {
+        let mirror = dir.path().join(format!("mirror{i}"));
+        init_mirror(&source, &mirror);
+        let mut child = copy_command(&source, &mirror)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("copy starts");
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        child.wait().expect("wait");
+        let check = backup(&mirror, &["check", "--read-data"], Some("mirror pw"));
+        let said = String::from_utf8_lossy(&check.stdout);
+        assert!(check.status.success(), "killed after {delay_ms} ms: {said}");
+        let rerun = copy_command(&source, &mirror).output().expect("copy runs");
+        let said = ok(rerun);
+        assert!(
+            said.contains(" 0 failed"),
+            "killed after {delay_ms} ms: {said}"
+        );
+        let listed = json(&ok(backup(
+            &mirror,
+            &["--json", "snapshots"],
+            Some("mirror pw"),
+        )));
+        assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+        ok(backup(
+            &mirror,
+            &["check", "--read-data"],
+            Some("mirror pw"),
+        ));
+        std::fs::remove_dir_all(&mirror).expect("cleanup");
+    }
+    let target = dir.path().join("restored");
+    let target = target.to_str().expect("utf-8");
+    let restore = ["restore", "latest", "--target", target];
+    ok(backup(&whole, &restore, Some("mirror pw")));
+    assert_eq!(
+        std::fs::read(Path::new(target).join("site/b.bin")).expect("read"),
+        test_support::noise(9 << 20, 2)
+    );
+}
+
+#[test]
+fn append_only_backs_up_but_forgets_and_removes_keys_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("site");
+    std::fs::create_dir(&src).expect("mkdir");
+    std::fs::write(src.join("index.php"), b"<?php").expect("write");
+    let repo = dir.path().join("repo");
+    let site = src.to_str().expect("utf-8");
+    ok(backup(&repo, &["init"], Some("pw")));
+    let mut add = command(&repo, &["--json", "key", "add"], Some("pw"));
+    let added = json(&ok(add
+        .env("BACKUP_NEW_PASSWORD", "other")
+        .output()
+        .expect("runs")));
+    let other = added["added"].as_str().expect("key id").to_string();
+    for _ in 0..2 {
+        ok(backup(
+            &repo,
+            &["--append-only", "backup", site],
+            Some("pw"),
+        ));
+    }
+    let forget = ["--append-only", "forget", "--keep-last", "1"];
+    fails_with(backup(&repo, &forget, Some("pw")), "opened append-only");
+    let remove = ["--append-only", "key", "remove", other.as_str()];
+    fails_with(backup(&repo, &remove, Some("pw")), "opened append-only");
+    let mut passwd = command(&repo, &["--append-only", "key", "passwd"], Some("pw"));
+    passwd.env("BACKUP_NEW_PASSWORD", "third");
+    fails_with(passwd.output().expect("runs"), "opened append-only");
+    let listed = json(&ok(backup(&repo, &["--json", "snapshots"], Some("pw"))));
+    assert_eq!(listed.as_array().map(Vec::len), Some(2));
+    let keys = json(&ok(backup(&repo, &["--json", "key", "list"], Some("pw"))));
+    assert_eq!(keys.as_array().map(Vec::len), Some(2));
+    // Without --append-only, the same forget works.
+    ok(backup(&repo, &["forget", "--keep-last", "1"], Some("pw")));
+}
+
+#[test]
+fn schedule_runs_requested_jobs_and_writes_a_status_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("site");
+    std::fs::create_dir(&src).expect("mkdir");
+    std::fs::write(src.join("index.php"), b"<?php").expect("write");
+    let repo = dir.path().join("repo");
+    ok(backup(&repo, &["init"], Some("pw")));
+    let policy = dir.path().join("policy.toml");
+    let text = format!(
+        "[[job]]\nname = \"nightly\"\nat = \"daily 03:00\"\n\
+         [[job.step]]\nkind = \"backup\"\npaths = [{:?}]\ntag = [\"nightly\"]\n\
+         [[job.step]]\nkind = \"check\"\nread_data_subset = \"1/2\"\n",
+        src.to_str().expect("utf-8")
+    );
+    std::fs::write(&policy, text).expect("write policy");
+    let state = dir.path().join("state");
+    let schedule = |extra: &[&str]| {
+        let base = [
+            "schedule",
+            "--policy",
+            policy.to_str().expect("utf-8"),
+            "--state-dir",
+        ];
+        let args = [&base[..], &[state.to_str().expect("utf-8")], extra].concat();
+        backup(&repo, &args, Some("pw"))
+    };
+    let status = || json(&ok(schedule(&["--status"])));
+    assert_eq!(status()["jobs"], json("{}"), "nothing ran yet");
+    fails_with(
+        schedule(&["--run-now", "weekly"]),
+        "no job named \"weekly\"",
+    );
+    let requested = ok(schedule(&["--run-now", "nightly"]));
+    assert!(
+        requested.contains("requested a run of nightly"),
+        "{requested}"
+    );
+    // No job is due yet (a new job waits for its slot): only the requested run happens.
+    let ran = ok(schedule(&["--once"]));
+    assert!(
+        ran.contains("job nightly: manual run succeeded: backup: snapshot"),
+        "{ran}"
+    );
+    let listed = json(&ok(backup(&repo, &["--json", "snapshots"], Some("pw"))));
+    assert_eq!(listed[0]["tags"], json("[\"nightly\"]"));
+    let nightly = &status()["jobs"]["nightly"];
+    assert!(nightly["last_success"].is_string(), "{nightly}");
+    assert!(
+        nightly["next_run"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("T03:00:00Z")),
+        "{nightly}"
+    );
+    assert_eq!(nightly["last_check"]["ok"], true, "{nightly}");
+    assert_eq!(nightly["last_check"]["part"], "1/2", "{nightly}");
+    assert_eq!(nightly["last_error"], serde_json::Value::Null);
+    assert!(
+        ok(schedule(&["--once"])).is_empty(),
+        "the request was served once"
+    );
+
+    std::fs::write(
+        &policy,
+        "[[job]]\nname = \"p\"\nat = \"hourly\"\n[[job.step]]\nkind = \"prune\"\n",
+    )
+    .expect("write policy");
+    fails_with(schedule(&["--once"]), "no step kind \"prune\"");
+    // The shipped example policy is valid (its jobs wait for their first slots).
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/backup-schedule.toml");
+    let args = [
+        "schedule",
+        "--policy",
+        example.to_str().expect("utf-8"),
+        "--state-dir",
+    ];
+    let fresh = dir.path().join("fresh-state");
+    ok(backup(
+        &repo,
+        &[&args[..], &[fresh.to_str().expect("utf-8"), "--once"]].concat(),
+        Some("pw"),
+    ));
+}
+
+#[test]
+fn a_scheduled_run_killed_anywhere_leaves_a_repository_that_checks_and_runs_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("site");
+    std::fs::create_dir(&src).expect("mkdir");
+    std::fs::write(src.join("a.bin"), test_support::noise(16 << 20, 3)).expect("write");
+    let repo = dir.path().join("repo");
+    ok(backup(&repo, &["init"], Some("pw")));
+    let policy = dir.path().join("policy.toml");
+    let text = format!(
+        "[[job]]\nname = \"nightly\"\nat = \"daily 03:00\"\n\
+         [[job.step]]\nkind = \"backup\"\npaths = [{:?}]\n\
+         [[job.step]]\nkind = \"forget\"\nkeep_last = 3\n",
+        src.to_str().expect("utf-8")
+    );
+    std::fs::write(&policy, text).expect("write policy");
+    let schedule = |state: &Path, extra: &[&str]| {
+        let policy = policy.to_str().expect("utf-8");
+        let base = ["schedule", "--policy", policy, "--state-dir"];
+        let args = [&base[..], &[state.to_str().expect("utf-8")], extra].concat();
+        command(&repo, &args, Some("pw"))
+    };
+    let started = std::time::Instant::now();
+    let first = dir.path().join("state-first");
+    ok(schedule(&first, &["--run-now", "nightly", "--once"])
+        .output()
+        .expect("runs"));
+    let took = started.elapsed().as_millis() as u64;
+    for i in 0..8u64 {
+        let state = dir.path().join(format!("state{i}"));
+        let mut child = schedule(&state, &["--run-now", "nightly", "--once"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("schedule starts");
+        std::thread::sleep(std::time::Duration::from_millis(i * took / 6));
+        let _ = child.kill(); // SIGKILL
+        child.wait().expect("wait");
+        ok(backup(&repo, &["check", "--read-data"], Some("pw")));
+        // The rerun serves a request the kill left, and records an interrupted run as such.
+        ok(schedule(&state, &["--once"]).output().expect("runs"));
+        let status = json(&ok(schedule(&state, &["--status"]).output().expect("runs")));
+        let nightly = &status["jobs"]["nightly"];
+        assert!(nightly["running_since"].is_null(), "{status}");
+        if nightly["runs"].as_u64().unwrap_or(0) > 0 {
+            assert!(nightly["last_success"].is_string(), "{status}");
+        }
+        ok(backup(&repo, &["check", "--read-data"], Some("pw")));
+    }
+}

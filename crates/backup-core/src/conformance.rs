@@ -13,6 +13,9 @@ use object_store::ObjectStore;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 
+mod mirror;
+pub use mirror::{append_only_guards, copy_into};
+
 use crate::{
     BackupOptions, ChunkerParams, Error, InitOptions, KeySource, NoProgress, Repository,
     RestoreOptions, backup, ops, restore,
@@ -467,4 +470,6 @@ pub async fn run_all(store: Arc<dyn ObjectStore>) {
     corrupt_pack_is_named(sub("corrupt")).await;
     check_forget_and_keys(sub("maintenance")).await;
     locks_and_prune(sub("locks")).await;
+    copy_into(sub("mirror")).await;
+    append_only_guards(sub("append-only")).await;
 }

@@ -130,6 +130,36 @@ pub enum Error {
     /// A configuration value (builder option, URL, glob) is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The repository was opened append-only ([`crate::Repository::open_append_only`]), and
+    /// the operation would delete or replace objects.
+    #[error(
+        "the repository at {location} is opened append-only: {operation} would delete objects; run it where the repository is opened with full rights"
+    )]
+    AppendOnly {
+        /// Where the repository is.
+        location: String,
+        /// The refused operation (`forget`, `key remove`, ...).
+        operation: &'static str,
+    },
+    /// `copy` between repositories that do not share their chunk keys (chunk ids are keyed
+    /// per repository, so data cannot move between them without being re-chunked).
+    #[error(
+        "{destination} does not share the chunk keys of {source_location}: create it with `init --copy-params-from {source_location}` to copy into it"
+    )]
+    KeysDiffer {
+        /// The repository copied from.
+        source_location: String,
+        /// The repository copied into.
+        destination: String,
+    },
+    /// The schedule's policy file or state file is invalid.
+    #[error("{path}: {reason}")]
+    Schedule {
+        /// The policy or state file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A background worker stopped unexpectedly.
     #[error("internal worker failure: {0}")]
     Worker(String),

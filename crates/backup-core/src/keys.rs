@@ -109,6 +109,7 @@ impl Repository {
     /// Removes key `id` (or a unique prefix of it). Removing the key this repository was
     /// opened with, and so the last key, is refused with [`Error::KeyRemovalRefused`].
     pub async fn remove_key(&self, id: &str) -> Result<()> {
+        self.refuse_if_append_only("key remove")?;
         let keys = self.list_keys().await?;
         let matching: Vec<_> = keys.iter().filter(|k| k.id.starts_with(id)).collect();
         let key = match matching.as_slice() {
@@ -144,6 +145,7 @@ impl Repository {
     /// file): writes the new key object, then removes the old one; returns the new key's id.
     /// Killed in between, both keys open the repository. No data is rewritten.
     pub async fn change_key(&self, new: &KeySource) -> Result<String> {
+        self.refuse_if_append_only("key passwd")?;
         let old = self.current_key()?;
         let id = self.add_key(new).await?;
         *self.key_name.lock().map_err(poisoned)? = format!("keys/{id}");

@@ -44,6 +44,11 @@
 //! with backoff and bounds every call in time ([`retry`]); the `fault-injection` feature adds
 //! `faults`, an object store that misbehaves on purpose, for tests.
 //!
+//! Snapshots are copied, incrementally, into a mirror on another store by [`copy`]; a host
+//! that must not be able to destroy its own history opens its repository append-only
+//! ([`append_only`]); and [`schedule`] runs backups, forgets and scrubs from a policy file,
+//! keeping a status file for health checks.
+//!
 //! # Why these dependencies
 //!
 //! * `object_store`: one async API over local disk, S3 (with conditional puts for `init`) and
@@ -59,7 +64,10 @@
 //! * `ciborium` + `serde_bytes`: CBOR with byte strings, so non-UTF-8 file names round-trip.
 //! * `crossbeam-channel`: bounded multi-consumer channels that keep the pipeline's memory bounded.
 //! * `globset`: fast matching of many exclude globs; `xattr`, `filetime`: metadata std lacks;
-//!   `rustix`: `mknodat` for FIFOs and device nodes, which std cannot create.
+//!   `rustix`: `mknodat` for FIFOs and device nodes, which std cannot create, and `flock` for
+//!   the schedule's state directory.
+//! * `toml` and `serde_json`: the schedule's policy file (TOML, as operators write other
+//!   configuration) and its status file (JSON, which health checks read).
 
 mod backup;
 pub mod check;
@@ -92,6 +100,11 @@ pub mod retry;
 mod scan;
 mod store;
 
+// Mirrors, append-only handles and schedules (issue 13).
+pub mod append_only;
+pub mod copy;
+pub mod schedule;
+
 pub use backup::{BackupOptions, BackupOptionsBuilder, backup};
 pub use chunker::ChunkerParams;
 pub use cipher::KeySource;
@@ -101,3 +114,5 @@ pub use progress::{NoProgress, Progress};
 pub use repo::{InitOptions, Repository, SkippedObject};
 pub use restore::{RestoreOptions, RestoreOptionsBuilder, RestoreSummary, restore};
 pub use store::StoreOptions;
+
+pub use append_only::AppendOnlyStore;

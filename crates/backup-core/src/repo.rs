@@ -26,6 +26,9 @@ pub struct InitOptions {
     chunker: ChunkerParams,
     pack_size: u32,
     compression_level: i32,
+    /// The master secret of the repository whose parameters are copied
+    /// ([`InitOptions::with_params_from`]).
+    shared_master: Option<crate::copy::SharedMaster>,
 }
 
 impl Default for InitOptions {
@@ -34,6 +37,7 @@ impl Default for InitOptions {
             chunker: ChunkerParams::default(),
             pack_size: 8 * 1024 * 1024,
             compression_level: 1,
+            shared_master: None,
         }
     }
 }
@@ -60,6 +64,18 @@ impl InitOptions {
     /// Sets the zstd level (1 to 19).
     pub fn with_compression_level(mut self, level: i32) -> Self {
         self.compression_level = level;
+        self
+    }
+
+    /// Takes `source`'s chunker bounds, pack size, zstd level and master secret, so that
+    /// [`crate::copy::copy`] can move its snapshots here without re-chunking or re-encrypting
+    /// (the tool's `init --copy-params-from`). The new repository still gets its own key object
+    /// (its own passphrase or key file) and its own config id.
+    pub fn with_params_from(mut self, source: &Repository) -> Self {
+        self.chunker = source.config.chunker;
+        self.pack_size = source.config.pack_size;
+        self.compression_level = source.config.compression_level;
+        self.shared_master = Some(crate::copy::SharedMaster::of(source));
         self
     }
 
@@ -173,6 +189,17 @@ impl Keys {
         }
     }
 
+    /// Whether both were derived from the same master secret (so chunk ids, group ids and
+    /// sealed frames are interchangeable: see `copy`).
+    pub(crate) fn same_master(&self, other: &Keys) -> bool {
+        *self.master == *other.master
+    }
+
+    /// The master secret (for `init` with another repository's parameters).
+    pub(crate) fn master(&self) -> &[u8; MASTER_LEN] {
+        &self.master
+    }
+
     /// The keyed id of a plaintext blob.
     pub(crate) fn chunk_id(&self, data: &[u8]) -> ChunkId {
         ChunkId(*blake3::keyed_hash(&self.id_key, data).as_bytes())
@@ -207,6 +234,9 @@ pub struct Repository {
     pub(crate) key_name: Mutex<String>,
     /// The index objects loaded, by name (to see whether a prune replaced them).
     index_names: Mutex<Vec<String>>,
+    /// Opened through [`crate::AppendOnlyStore`] by [`Repository::open_append_only`]: deleting
+    /// operations are refused up front.
+    pub(crate) append_only: bool,
 }
 
 impl std::fmt::Debug for Repository {
@@ -283,12 +313,11 @@ impl Repository {
         let key_written = reused.as_ref().map(|(_, name)| name.clone());
         let master = match reused {
             Some((master, _)) => master,
-            None => {
-                let mut master = Zeroizing::new([0u8; MASTER_LEN]);
-                ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), master.as_mut())
-                    .map_err(|_| Error::Config("the system random generator failed".into()))?;
-                master
-            }
+            None => match &options.shared_master {
+                // The source's secret for `init --copy-params-from` (see `copy`).
+                Some(shared) => shared.secret(),
+                None => random_master()?,
+            },
         };
         let config = Config {
             version: FORMAT_VERSION,
@@ -308,6 +337,7 @@ impl Repository {
             skipped: Mutex::new(BTreeMap::new()),
             key_name: Mutex::new(key_written.clone().unwrap_or_default()),
             index_names: Mutex::new(Vec::new()),
+            append_only: false,
         };
         if key_written.is_none() {
             let name = repo.write_key(key).await?;
@@ -460,6 +490,7 @@ impl Repository {
             skipped,
             key_name: Mutex::new(key_name),
             index_names: Mutex::new(Vec::new()),
+            append_only: false,
         };
         repo.load_index().await?;
         Ok(repo)
@@ -862,6 +893,14 @@ pub(crate) async fn unwrap_key(
     let bytes = get_bytes(store, name).await?;
     let object = KeyObject::decode(name, &bytes)?;
     key.unwrap(&object, name)
+}
+
+/// A fresh master secret.
+fn random_master() -> Result<Zeroizing<[u8; MASTER_LEN]>> {
+    let mut master = Zeroizing::new([0u8; MASTER_LEN]);
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), master.as_mut())
+        .map_err(|_| Error::Config("the system random generator failed".into()))?;
+    Ok(master)
 }
 
 /// Whether `config` is the only object at the location.

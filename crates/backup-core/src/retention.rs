@@ -272,7 +272,7 @@ impl Bucket {
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
@@ -283,7 +283,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 /// The proleptic Gregorian date (year, month, day) of a day since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -635,6 +635,9 @@ impl Repository {
         policy: &RetentionPolicy,
         dry_run: bool,
     ) -> Result<Vec<ForgetGroup>> {
+        if !dry_run {
+            self.refuse_if_append_only("forget")?;
+        }
         let snapshots = self.snapshots().await?;
         let groups = apply_policy(&snapshots, policy);
         if !dry_run {

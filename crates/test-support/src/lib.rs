@@ -106,6 +106,26 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// `len` pseudo-random bytes (xorshift64 from `seed`): incompressible test data that does not
+/// repeat, so it cannot hide chunk mix-ups or be shrunk by compression.
+///
+/// ```
+/// let a = test_support::noise(1000, 1);
+/// assert_eq!(a, test_support::noise(1000, 1));
+/// assert_ne!(a, test_support::noise(1000, 2));
+/// ```
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     path.metadata()

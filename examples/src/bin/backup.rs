@@ -14,16 +14,26 @@
 //! backup -r /srv/repo unlock [--force]                 # stale locks only, unless forced
 //! backup -r /srv/repo repair index [--dry-run] | repair snapshots [--read-data] [--dry-run]
 //! backup -r /srv/repo blobs [--json]                           # where each chunk and tree is
+//! backup -r s3://bucket/mirror init --copy-params-from /srv/repo   # a mirror sharing chunk keys
+//! backup -r /srv/repo copy --to s3://bucket/mirror [SNAPSHOT...] [--host H] [--tag T]
+//! backup -r /srv/repo --append-only backup /var/www   # forget, key remove, ... are refused
+//! backup -r /srv/repo schedule --policy /etc/hostguard/backup-schedule.toml [--once]
+//! backup schedule --policy FILE --run-now JOB | --status
 //! ```
 //!
 //! Locks (see `backup_core::lock`): `backup` and `forget` take a shared lock; `prune` and
 //! `key add|remove|passwd` take the exclusive one; reading commands take none.
 //!
+//! The other repository's key for `copy --to` and `init --copy-params-from` comes from
+//! `BACKUP_TO_PASSWORD` / `--to-key-file` or `BACKUP_FROM_PASSWORD` / `--from-key-file`,
+//! else it is the same as this repository's.
+//!
 //! The password comes from `BACKUP_PASSWORD`, or the key comes from `--key-file` (a
 //! crypto-at-rest keyring file); only on a terminal is the password prompted for.
 //!
 //! Exit status: 0 on success, 1 on error, 3 when `backup` saved a snapshot but skipped files it
-//! could not read (as restic), 4 when `check` found damage. `ls` prints paths escaped (`\n`, `\\`, `\xNN`, ...), and
+//! could not read (as restic), 4 when `check` found damage or `copy` left snapshots out
+//! because their data is damaged in the source. `ls` prints paths escaped (`\n`, `\\`, `\xNN`, ...), and
 //! `restore --path` takes a path as `ls` prints it.
 
 use std::ffi::OsString;
@@ -35,11 +45,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use backup_core::check::{CheckOptions, CheckReport, DataSubset};
+use backup_core::copy::CopyOptions;
 use backup_core::format::{NodeKind, Snapshot};
 use backup_core::keys::KeyKind;
 use backup_core::lock::{LockKind, LockOptions, RepositoryLock};
 use backup_core::prune::{MaxUnused, PackAction, PruneOptions, PruneReport};
 use backup_core::retention::{GroupBy, RetentionDuration, RetentionPolicy, RetentionPolicyBuilder};
+use backup_core::schedule;
 use backup_core::{
     BackupOptions, InitOptions, KeySource, Progress, Repository, RestoreOptions, StoreOptions, ops,
 };
@@ -74,6 +86,10 @@ struct Cli {
     /// it for slow disks or remote stores).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// Open the repository append-only: backups, restores and checks work; anything that
+    /// deletes or replaces objects (forget, key remove, key passwd) is refused.
+    #[arg(long, global = true, env = "BACKUP_APPEND_ONLY")]
+    append_only: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -81,7 +97,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create a repository (refuses to overwrite an existing one).
-    Init,
+    Init {
+        /// Share this repository's chunk keys, chunk sizes, pack size and compression level, so
+        /// that `copy` can copy its snapshots here (its key: BACKUP_FROM_PASSWORD or
+        /// --from-key-file, else the same as the new repository's).
+        #[arg(long, value_name = "REPOSITORY")]
+        copy_params_from: Option<String>,
+        /// Key file of the --copy-params-from repository.
+        #[arg(long, requires = "copy_params_from")]
+        from_key_file: Option<PathBuf>,
+    },
     /// Back up files and directories.
     Backup {
         /// Paths to back up.
@@ -214,6 +239,51 @@ enum Command {
         #[arg(long, value_name = "SUBSET", conflicts_with = "read_data")]
         read_data_subset: Option<DataSubset>,
     },
+    /// Copy snapshots (all, or those named or matching --host/--tag) with their data into
+    /// another repository made by `init --copy-params-from`; only what it lacks is sent, and
+    /// snapshots it already holds are skipped.
+    Copy {
+        /// The destination repository (its key: BACKUP_TO_PASSWORD or --to-key-file, else the
+        /// same as the source's).
+        #[arg(long, value_name = "REPOSITORY")]
+        to: String,
+        /// Key file of the destination.
+        #[arg(long)]
+        to_key_file: Option<PathBuf>,
+        /// Snapshots to copy (id, unique prefix or `latest`; default: all).
+        snapshots: Vec<String>,
+        /// Only snapshots of this host (repeatable).
+        #[arg(long)]
+        host: Vec<String>,
+        /// Only snapshots with this tag (repeatable).
+        #[arg(long)]
+        tag: Vec<String>,
+    },
+    /// Run the jobs of a schedule policy (TOML): backups, forgets and check scrubs at their
+    /// times (UTC), missed runs once after downtime, and runs requested with --run-now; the
+    /// state and a JSON status file for health checks are kept in --state-dir.
+    Schedule {
+        /// The policy file.
+        #[arg(long)]
+        policy: PathBuf,
+        /// Where the status file (status.json), the lock and run requests live.
+        #[arg(
+            long,
+            env = "STATE_DIRECTORY",
+            default_value = "/var/lib/hostguard-backup"
+        )]
+        state_dir: PathBuf,
+        /// Ask the running scheduler to run this job now, beside the schedule, and exit (with
+        /// --once, run it in this process).
+        #[arg(long, value_name = "JOB")]
+        run_now: Option<String>,
+        /// Run requested and due jobs once and exit (exit 1 if one failed).
+        #[arg(long)]
+        once: bool,
+        /// Print the status file and exit.
+        #[arg(long, conflicts_with_all = ["run_now", "once"])]
+        status: bool,
+    },
     /// Manage the repository's keys (passphrases and key files); no data is rewritten.
     Key {
         #[command(subcommand)]
@@ -304,6 +374,10 @@ enum KeyCommand {
 }
 
 const NEW_PASSWORD_ENV: &str = "BACKUP_NEW_PASSWORD";
+/// The destination's password for `copy --to`.
+const TO_PASSWORD_ENV: &str = "BACKUP_TO_PASSWORD";
+/// The source's password for `init --copy-params-from`.
+const FROM_PASSWORD_ENV: &str = "BACKUP_FROM_PASSWORD";
 
 /// The new key of `key add` / `key passwd`.
 fn new_key_source(key_file: Option<&Path>) -> Result<KeySource> {
@@ -460,6 +534,18 @@ impl Drop for Bar {
     }
 }
 
+/// The key of another repository (`copy --to`, `init --copy-params-from`): its key file, its
+/// password variable, else this repository's key.
+fn other_key_source(cli: &Cli, key_file: Option<&Path>, env: &str) -> Result<KeySource> {
+    if let Some(path) = key_file {
+        return Ok(KeySource::key_file(path)?);
+    }
+    if let Ok(p) = std::env::var(env) {
+        return Ok(KeySource::passphrase(p));
+    }
+    key_source(cli)
+}
+
 fn key_source(cli: &Cli) -> Result<KeySource> {
     if let Some(path) = &cli.key_file {
         return Ok(KeySource::key_file(path)?);
@@ -480,12 +566,22 @@ fn key_source(cli: &Cli) -> Result<KeySource> {
 static OPENED: OnceLock<Arc<Repository>> = OnceLock::new();
 
 async fn open(cli: &Cli, location: &str) -> Result<Arc<Repository>> {
+    let repo = open_with(cli, location, &key_source(cli)?).await?;
+    let _ = OPENED.set(repo.clone());
+    Ok(repo)
+}
+
+/// Opens `location` with `key` (append-only with --append-only).
+async fn open_with(cli: &Cli, location: &str, key: &KeySource) -> Result<Arc<Repository>> {
     let store = StoreOptions::new(location)
         .with_timeout(Duration::from_secs(cli.timeout))
         .build()?;
-    let repo = Arc::new(Repository::open(store, location, &key_source(cli)?).await?);
-    let _ = OPENED.set(repo.clone());
-    Ok(repo)
+    let repo = if cli.append_only {
+        Repository::open_append_only(store, location, key).await?
+    } else {
+        Repository::open(store, location, key).await?
+    };
+    Ok(Arc::new(repo))
 }
 
 /// Warns about damaged or foreign objects the repository skipped.
@@ -605,17 +701,27 @@ async fn run(cli: Cli) -> Result<i32> {
     if let Command::Demo { dir } = &cli.command {
         return demo(dir.clone(), cli.json).await.map(|()| 0);
     }
+    if let Command::Schedule { .. } = &cli.command {
+        return schedule(&cli).await;
+    }
     let Some(location) = cli.repo.clone() else {
         bail!("no repository: pass --repo PATH|s3://bucket/prefix or set BACKUP_REPOSITORY");
     };
     match &cli.command {
-        Command::Init => {
+        Command::Init {
+            copy_params_from,
+            from_key_file,
+        } => {
+            let mut options = InitOptions::new();
+            if let Some(source) = copy_params_from {
+                let key = other_key_source(&cli, from_key_file.as_deref(), FROM_PASSWORD_ENV)?;
+                options = options.with_params_from(&*open_with(&cli, source, &key).await?);
+            }
             let store = StoreOptions::new(&location)
                 .with_timeout(Duration::from_secs(cli.timeout))
                 .with_create(true)
                 .build()?;
-            let repo =
-                Repository::init(store, &location, &key_source(&cli)?, InitOptions::new()).await?;
+            let repo = Repository::init(store, &location, &key_source(&cli)?, options).await?;
             if cli.json {
                 println!("{}", json!({"location": location, "id": repo.config().id}));
             } else {
@@ -797,6 +903,50 @@ async fn run(cli: Cli) -> Result<i32> {
             }
         }
         Command::Forget { .. } => forget(&cli, &location).await?,
+        Command::Copy {
+            to,
+            to_key_file,
+            snapshots,
+            host,
+            tag,
+        } => {
+            let source = open(&cli, &location).await?;
+            let key = other_key_source(&cli, to_key_file.as_deref(), TO_PASSWORD_ENV)?;
+            let destination = open_with(&cli, to, &key).await?;
+            let options = snapshots
+                .iter()
+                .fold(CopyOptions::builder(), |b, s| b.with_snapshot(s));
+            let options = host.iter().fold(options, |b, h| b.with_host(h));
+            let options = tag.iter().fold(options, |b, t| b.with_tag(t)).build()?;
+            let report = backup_core::copy::copy(source, destination, &options).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                for id in &report.copied {
+                    println!("copied snapshot {}", &id[..8.min(id.len())]);
+                }
+                for f in &report.failed {
+                    println!(
+                        "NOT copied: snapshot {}: {}",
+                        &f.snapshot[..8.min(f.snapshot.len())],
+                        f.error
+                    );
+                }
+                println!(
+                    "{} snapshots copied, {} already there, {} failed: {} blobs ({}) in {} packs sent to {to}",
+                    report.copied.len(),
+                    report.already_present.len(),
+                    report.failed.len(),
+                    report.blobs_copied,
+                    human_bytes(report.bytes_copied),
+                    report.packs_written
+                );
+            }
+            if !report.failed.is_empty() {
+                return Ok(EXIT_DAMAGED);
+            }
+        }
+        Command::Schedule { .. } => unreachable!("handled above"),
         Command::Key { action } => key(&cli, &location, action).await?,
         Command::Check {
             read_data,
@@ -919,6 +1069,71 @@ fn print_prune(json_out: bool, r: &PruneReport) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `schedule`: queue a manual run, print the status, or run the policy's jobs.
+async fn schedule(cli: &Cli) -> Result<i32> {
+    let Command::Schedule {
+        policy,
+        state_dir,
+        run_now,
+        once,
+        status,
+    } = &cli.command
+    else {
+        bail!("not a schedule command");
+    };
+    let status_path = state_dir.join(schedule::STATUS_FILE);
+    if *status {
+        let status = schedule::ScheduleStatus::read(&status_path)?;
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(0);
+    }
+    let policy = schedule::SchedulePolicy::load(policy)?;
+    if let Some(job) = run_now {
+        schedule::request_run(state_dir, &policy, job)?;
+        if !once {
+            println!("requested a run of {job}: the scheduler runs it within seconds");
+            return Ok(0);
+        }
+    }
+    let Some(location) = cli.repo.clone() else {
+        bail!("no repository: pass --repo PATH|s3://bucket/prefix or set BACKUP_REPOSITORY");
+    };
+    let store = StoreOptions::new(&location).with_timeout(Duration::from_secs(cli.timeout));
+    let source =
+        schedule::OpenRepository::new(store, key_source(cli)?).with_append_only(cli.append_only);
+    let mut scheduler =
+        schedule::Scheduler::builder(policy, state_dir, Arc::new(source)).build()?;
+    let print = |record: &schedule::RunRecord, status: &schedule::JobStatus| {
+        let how = if record.manual { "manual run" } else { "run" };
+        match (&status.last_error, record.ok) {
+            (Some(e), false) => eprintln!("job {}: {how} failed: {}", record.job, e.message),
+            _ => println!(
+                "job {}: {how} succeeded: {}",
+                record.job,
+                status.last_summary.join("; ")
+            ),
+        }
+    };
+    if *once {
+        let mut records = scheduler.run_requested().await?;
+        records.extend(scheduler.run_due().await?);
+        for record in &records {
+            print(record, &scheduler.status().jobs[&record.job]);
+        }
+        if cli.json {
+            println!("{}", serde_json::to_string(scheduler.status())?);
+        }
+        return Ok(if records.iter().all(|r| r.ok) { 0 } else { 1 });
+    }
+    println!(
+        "scheduler started: {} jobs, status in {}",
+        scheduler.status().jobs.len(),
+        status_path.display()
+    );
+    scheduler.run_forever(Duration::from_secs(2), print).await?;
+    Ok(0)
 }
 
 /// Prints what `check` found.
