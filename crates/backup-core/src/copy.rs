@@ -133,8 +133,8 @@ impl CopyOptions {
 }
 
 impl CopyOptionsBuilder {
-    /// Copies this snapshot (id, unique prefix or `latest`); repeatable. Without any, all are
-    /// candidates.
+    /// Copies this snapshot (id, unique prefix, or `latest`: the newest that the host and tag
+    /// filters let through); repeatable. Without any, all are candidates.
     pub fn with_snapshot(mut self, id: impl Into<String>) -> Self {
         self.0.snapshots.push(id.into());
         self
@@ -258,13 +258,21 @@ fn select<'a>(
     all: &'a [(String, Snapshot)],
     options: &CopyOptions,
 ) -> Result<Vec<&'a (String, Snapshot)>> {
+    let passes = |s: &Snapshot| {
+        (options.hosts.is_empty() || options.hosts.contains(&s.host))
+            && (options.tags.is_empty() || options.tags.iter().any(|t| s.tags.contains(t)))
+    };
     let mut chosen: Vec<&(String, Snapshot)> = Vec::new();
     if options.snapshots.is_empty() {
         chosen.extend(all);
     }
     for wanted in &options.snapshots {
         let matching: Vec<_> = if wanted == "latest" {
-            all.last().into_iter().collect()
+            all.iter()
+                .rev()
+                .find(|(_, s)| passes(s))
+                .into_iter()
+                .collect()
         } else {
             all.iter()
                 .filter(|(id, _)| id.starts_with(wanted))
@@ -285,10 +293,7 @@ fn select<'a>(
             }
         }
     }
-    chosen.retain(|(_, s)| {
-        (options.hosts.is_empty() || options.hosts.contains(&s.host))
-            && (options.tags.is_empty() || options.tags.iter().any(|t| s.tags.contains(t)))
-    });
+    chosen.retain(|(_, s)| passes(s));
     chosen.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
     chosen.dedup_by(|a, b| a.0 == b.0);
     Ok(chosen)
