@@ -82,6 +82,9 @@ use crate::repo::{BlobLocation, Repository, get_bytes, list_names};
 /// Source packs read at once.
 const PACKS_IN_FLIGHT: usize = 4;
 
+/// Destination packs uploaded at once (as a backup's uploaders).
+const UPLOADS_IN_FLIGHT: usize = 2;
+
 /// Trees loaded at once while walking a snapshot.
 const TREES_IN_FLIGHT: usize = 16;
 
@@ -133,8 +136,8 @@ impl CopyOptions {
 }
 
 impl CopyOptionsBuilder {
-    /// Copies this snapshot (id, unique prefix or `latest`); repeatable. Without any, all are
-    /// candidates.
+    /// Copies this snapshot (id, unique prefix, or `latest`: the newest that the host and tag
+    /// filters let through); repeatable. Without any, all are candidates.
     pub fn with_snapshot(mut self, id: impl Into<String>) -> Self {
         self.0.snapshots.push(id.into());
         self
@@ -224,6 +227,7 @@ pub async fn copy(
             source: &source,
             destination: &destination,
             pack: PackBuilder::default(),
+            uploads: tokio::task::JoinSet::new(),
             uploaded: Vec::new(),
             entries: 0,
             report: &mut report,
@@ -258,13 +262,21 @@ fn select<'a>(
     all: &'a [(String, Snapshot)],
     options: &CopyOptions,
 ) -> Result<Vec<&'a (String, Snapshot)>> {
+    let passes = |s: &Snapshot| {
+        (options.hosts.is_empty() || options.hosts.contains(&s.host))
+            && (options.tags.is_empty() || options.tags.iter().any(|t| s.tags.contains(t)))
+    };
     let mut chosen: Vec<&(String, Snapshot)> = Vec::new();
     if options.snapshots.is_empty() {
         chosen.extend(all);
     }
     for wanted in &options.snapshots {
         let matching: Vec<_> = if wanted == "latest" {
-            all.last().into_iter().collect()
+            all.iter()
+                .rev()
+                .find(|(_, s)| passes(s))
+                .into_iter()
+                .collect()
         } else {
             all.iter()
                 .filter(|(id, _)| id.starts_with(wanted))
@@ -285,10 +297,7 @@ fn select<'a>(
             }
         }
     }
-    chosen.retain(|(_, s)| {
-        (options.hosts.is_empty() || options.hosts.contains(&s.host))
-            && (options.tags.is_empty() || options.tags.iter().any(|t| s.tags.contains(t)))
-    });
+    chosen.retain(|(_, s)| passes(s));
     chosen.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
     chosen.dedup_by(|a, b| a.0 == b.0);
     Ok(chosen)
@@ -308,6 +317,8 @@ struct Mirror<'a> {
     source: &'a Arc<Repository>,
     destination: &'a Arc<Repository>,
     pack: PackBuilder,
+    /// Packs being uploaded.
+    uploads: tokio::task::JoinSet<Result<IndexPack>>,
     /// Packs uploaded but in no index object yet.
     uploaded: Vec<IndexPack>,
     /// Blob entries in `uploaded`.
@@ -326,8 +337,15 @@ impl Mirror<'_> {
         let (needed, trees) = self.walk(snapshot.tree, walked).await?;
         let frames = self.frames(&needed)?;
         let source = self.source.clone();
+        // Spawned, so reads go on while frames are packed and uploaded.
         let mut fetched = futures::stream::iter(frames)
-            .map(|(pack, frames)| fetch(source.clone(), pack, frames))
+            .map(|(pack, frames)| {
+                let task = tokio::spawn(fetch(source.clone(), pack, frames));
+                async move {
+                    task.await
+                        .map_err(|e| Error::Worker(format!("reading source packs: {e}")))?
+                }
+            })
             .buffered(PACKS_IN_FLIGHT);
         while let Some(frames) = fetched.try_next().await? {
             for (bytes, members) in frames {
@@ -466,24 +484,44 @@ impl Mirror<'_> {
         Ok(())
     }
 
-    /// Seals the open pack's header and uploads it (create-only).
+    /// Seals the open pack's header and starts its upload (create-only), once fewer than
+    /// [`UPLOADS_IN_FLIGHT`] are under way.
     async fn close_pack(&mut self) -> Result<()> {
         let Some(pack) = self.pack.finish(&self.destination.keys.cipher)? else {
             return Ok(());
         };
-        let bytes = Bytes::from(pack.bytes).slice(pack.start..);
-        self.destination.put(&pack.path, bytes, true).await?;
-        self.report.packs_written += 1;
-        self.entries += pack.index.entries.len();
-        self.uploaded.push(pack.index);
+        while self.uploads.len() >= UPLOADS_IN_FLIGHT {
+            self.finish_upload().await?;
+        }
+        let destination = self.destination.clone();
+        self.uploads.spawn(async move {
+            let bytes = Bytes::from(pack.bytes).slice(pack.start..);
+            destination.put(&pack.path, bytes, true).await?;
+            Ok(pack.index)
+        });
         if self.entries >= INDEX_ENTRIES {
             self.write_index().await?;
         }
         Ok(())
     }
 
-    /// Writes an index object naming the packs uploaded since the last one.
+    /// Waits for one upload to end.
+    async fn finish_upload(&mut self) -> Result<()> {
+        if let Some(done) = self.uploads.join_next().await {
+            let index = done.map_err(|e| Error::Worker(format!("uploading a pack: {e}")))??;
+            self.report.packs_written += 1;
+            self.entries += index.entries.len();
+            self.uploaded.push(index);
+        }
+        Ok(())
+    }
+
+    /// Writes an index object naming the packs uploaded since the last one, once every
+    /// upload under way has ended (an index never names a pack not yet stored).
     async fn write_index(&mut self) -> Result<()> {
+        while !self.uploads.is_empty() {
+            self.finish_upload().await?;
+        }
         if self.uploaded.is_empty() {
             return Ok(());
         }

@@ -61,7 +61,8 @@
 //! burst of missed runs after downtime. A job seen for the first time waits for its next slot.
 //! Jobs run one at a time, in the order their slots came. A failed step ends its job's run
 //! (later steps would act on a backup that did not happen), and the failure is recorded; the
-//! job runs again at its next slot. A run killed part-way (the scheduler was stopped or
+//! job runs again at its next slot or, with `retry = "15m"` in its `[[job]]`, that long after
+//! the failure, again and again until a run succeeds or the next slot comes. A run killed part-way (the scheduler was stopped or
 //! crashed) has recorded no slot, so the job is due again at once when the scheduler starts,
 //! and its status says it was interrupted; every step is safe to rerun (a backup whose
 //! snapshot was not written leaves only data the next backup reuses).
@@ -96,7 +97,8 @@
 //!   "last_slot": "2026-12-06T10:15:00Z", "last_started": "2026-12-06T10:15:00Z",
 //!   "last_finished": "2026-12-06T10:15:09Z", "last_success": "2026-12-06T10:15:09Z",
 //!   "last_error": null, "last_check": {"time": "...", "ok": true, "problems": 0, "part": "3/7"},
-//!   "next_run": "2026-12-06T11:15:00Z", "running_since": null, "runs": 12, "failures": 0,
+//!   "next_run": "2026-12-06T11:15:00Z", "running_since": null, "retry_at": null,
+//!   "runs": 12, "failures": 0,
 //!   "last_summary": ["backup: snapshot 1a2b3c4d ...", "forget: removed 1 snapshots"]}}}
 //! ```
 //!
@@ -328,6 +330,9 @@ pub struct Job {
     pub at: Calendar,
     /// What it does, in order.
     pub steps: Vec<JobStep>,
+    /// After a failed scheduled run, run again this many seconds later (until a run
+    /// succeeds or the next slot comes); `retry = "15m"` in the policy.
+    pub retry: Option<i64>,
 }
 
 /// A parsed policy file; see the module docs.
@@ -349,6 +354,7 @@ struct RawPolicy {
 struct RawJob {
     name: String,
     at: String,
+    retry: Option<String>,
     #[serde(default)]
     step: Vec<toml::Table>,
 }
@@ -392,6 +398,22 @@ impl SchedulePolicy {
                 .at
                 .parse()
                 .map_err(|e| error(format!("job {}: {e}", job.name)))?;
+            let retry = match &job.retry {
+                None => None,
+                Some(text) => {
+                    let seconds = humantime::parse_duration(text)
+                        .ok()
+                        .map(|d| d.as_secs())
+                        .filter(|s| (60..=DAY as u64).contains(s))
+                        .ok_or_else(|| {
+                            error(format!(
+                                "job {}: retry {text:?}: give a duration from 1m to 1d",
+                                job.name
+                            ))
+                        })?;
+                    Some(seconds as i64)
+                }
+            };
             if job.step.is_empty() {
                 return Err(error(format!("job {} has no [[job.step]]", job.name)));
             }
@@ -415,6 +437,7 @@ impl SchedulePolicy {
                 name: job.name,
                 at,
                 steps,
+                retry,
             });
         }
         Ok(SchedulePolicy {
@@ -920,6 +943,9 @@ pub struct JobStatus {
     /// Set while a run is in progress.
     #[serde(with = "rfc3339_option", default)]
     pub running_since: Option<i64>,
+    /// When a failed run is retried (the job's `retry`), if before its next slot.
+    #[serde(with = "rfc3339_option", default)]
+    pub retry_at: Option<i64>,
     /// Runs so far (scheduled and manual).
     #[serde(default)]
     pub runs: u64,
@@ -1239,11 +1265,16 @@ impl Scheduler {
     }
 
     fn next_run(&self, job: &Job) -> i64 {
-        let last = self.status.jobs.get(&job.name).and_then(|s| s.last_slot);
-        last.map_or_else(
+        let status = self.status.jobs.get(&job.name);
+        let last = status.and_then(|s| s.last_slot);
+        let slot = last.map_or_else(
             || job.at.next_after(self.clock.now()),
             |l| job.at.next_after(l),
-        )
+        );
+        match status.and_then(|s| s.retry_at) {
+            Some(retry) if retry < slot => retry,
+            _ => slot,
+        }
     }
 
     /// The earliest next run of any job.
@@ -1356,12 +1387,17 @@ impl Scheduler {
         }
         if !manual {
             state.last_slot = Some(job.at.latest_at_or_before(started));
+            state.retry_at = match (&failure, job.retry) {
+                (Some(_), Some(retry)) => Some(finished + retry),
+                _ => None,
+            };
         }
         let ok = failure.is_none();
         match failure {
             None => {
                 state.last_success = Some(finished);
                 state.last_error = None;
+                state.retry_at = None;
                 tracing::info!("schedule: job {name} succeeded");
             }
             Some(message) => {
@@ -1734,6 +1770,40 @@ mod tests {
         assert!(message.contains("found 2 problems"), "{message}");
         assert!(status.jobs["hourly"].last_error.is_none());
         assert_eq!(status.jobs["hourly"].last_success, Some(DEC13_0400));
+    }
+
+    #[tokio::test]
+    async fn failed_runs_are_retried_until_the_next_slot() {
+        let policy = r#"
+            [[job]]
+            name = "flaky"
+            at = "daily 02:30"
+            retry = "15m"
+            [[job.step]]
+            kind = "record"
+            fail = true
+        "#;
+        let f = fixture(policy, DEC6_1020).await;
+        let mut scheduler = f.scheduler().unwrap();
+        assert_eq!(scheduler.status().jobs["flaky"].next_run, Some(DEC7_0230));
+        f.clock.set(DEC7_0230);
+        assert!(!scheduler.run_due().await.unwrap()[0].ok);
+        let retry = DEC7_0230 + 15 * 60;
+        assert_eq!(scheduler.status().jobs["flaky"].next_run, Some(retry));
+        f.clock.set(retry + 60);
+        assert_eq!(scheduler.run_due().await.unwrap().len(), 1);
+        assert_eq!(
+            scheduler.status().jobs["flaky"].retry_at,
+            Some(retry + 60 + 15 * 60)
+        );
+        // A day later the slot comes before any retry: one run, not one per missed retry.
+        f.clock.set(DEC7_0230 + DAY + 5);
+        assert_eq!(scheduler.run_due().await.unwrap().len(), 1);
+        assert_eq!(f.recorder.runs().len(), 3);
+        let bad =
+            "[[job]]\nname = \"j\"\nat = \"hourly\"\nretry = \"5s\"\n[[job.step]]\nkind = \"x\"";
+        let err = SchedulePolicy::parse(Path::new("p.toml"), bad).unwrap_err();
+        assert!(err.to_string().contains("retry \"5s\""), "{err}");
     }
 
     #[tokio::test]

@@ -202,6 +202,14 @@ async fn snapshots_are_selected_by_id_host_and_tag() {
     assert_eq!(latest.copied, [web_daily.as_str()]);
     assert_eq!(latest.already_present, [web_weekly.as_str()]);
 
+    // `latest` is the newest snapshot the filters let through.
+    let (_, fresh) = mirror_of(&source).await;
+    let latest_db = CopyOptions::builder()
+        .with_snapshot("latest")
+        .with_host("db");
+    let latest_db = copy(source.clone(), fresh, &only(latest_db)).await.unwrap();
+    assert_eq!(latest_db.copied, [db_daily.as_str()]);
+
     let missing = CopyOptions::builder().with_snapshot("ffffffff");
     let missing = copy(source.clone(), mirror.clone(), &only(missing)).await;
     assert!(
