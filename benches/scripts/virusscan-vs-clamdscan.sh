@@ -13,8 +13,10 @@
 # Per run, tools alternate (order rotating), each timed step preceded by a re-read of the tree
 # (warm page cache for everyone):
 #   clamdscan       clamdscan --multiscan --fdpass (clamdscan has no cache: every run is a full scan)
-#   hostguard-first scan-uploads scan --jobs $JOBS (default 64 requests outstanding on its one pipelined
-#                   session, so clamd always has queued work, as clamdscan keeps) with a fresh --cache file
+#   hostguard-first scan-uploads scan --jobs $JOBS (default 128 requests outstanding on its one pipelined
+#                   session: clamd queues 100 of them, as many as clamdscan keeps queued, and the rest
+#                   wait in the socket for clamd to take when this tool is not scheduled) with a fresh
+#                   --cache file
 #   hostguard-rescan the same command again with the cache the first scan wrote
 # Each step must report the 3 infected files. Prints, per clamd: medians, every run, the client's
 # own CPU time (user+sys: independent of the machine's load) and clamd's during the step, the
@@ -26,7 +28,7 @@ runs=${1:-5}
 work=${2:-/var/tmp/virusscan-bench}
 bin=${SCAN_UPLOADS_BIN:-${CARGO_TARGET_DIR:-target}/release/scan-uploads}
 files=${BENCH_FILES:-24000}
-jobs=${JOBS:-64}
+jobs=${JOBS:-128}
 modes=${CLAMD_TMP:-disk tmpfs}
 export HOSTGUARD_CLAMD_THREADS=${CLAMD_THREADS:-4}
 if [ ! -x "$bin" ]; then

@@ -44,6 +44,7 @@ pub struct ClamdClientBuilder {
     io_timeout: Duration,
     scan_timeout: Duration,
     max_connections: usize,
+    pipeline_depth: Option<usize>,
     idle_lifetime: Duration,
     chunk_size: usize,
     stream_max_length: Option<u64>,
@@ -60,6 +61,7 @@ impl ClamdClientBuilder {
             io_timeout: Duration::from_secs(10),
             scan_timeout: Duration::from_secs(120),
             max_connections: 4,
+            pipeline_depth: None,
             idle_lifetime: Duration::from_secs(10),
             chunk_size: 64 * 1024,
             stream_max_length: None,
@@ -81,11 +83,23 @@ impl ClamdClientBuilder {
         self
     }
 
-    /// At most this many calls in flight (default 4): streams and pings each use one
-    /// pooled session (so at most this many connections); descriptor-passing scans share one
-    /// pipelined session with up to this many requests outstanding on it.
+    /// At most this many calls in flight (default 4, at most 64): streams and pings each use
+    /// one pooled session (so at most this many connections); descriptor-passing scans share
+    /// one pipelined session with up to
+    /// [`with_pipeline_depth`](Self::with_pipeline_depth) requests outstanding on it (by
+    /// default this many).
     pub fn with_max_connections(mut self, n: usize) -> Self {
         self.max_connections = n;
+        self
+    }
+
+    /// At most this many descriptor-passing requests outstanding on the pipelined session
+    /// (1..=256; default: [`with_max_connections`](Self::with_max_connections)). clamd queues
+    /// them for its threads; a deep queue keeps those threads busy while the client is not
+    /// scheduled (`clamdscan --multiscan --fdpass` keeps about 100 queued). clamd holds each
+    /// queued descriptor open, and stops reading requests when its `MaxQueue` is full.
+    pub fn with_pipeline_depth(mut self, n: usize) -> Self {
+        self.pipeline_depth = Some(n);
         self
     }
 
@@ -146,6 +160,13 @@ impl ClamdClientBuilder {
                 reason: format!("{} is not within 1..=64", self.max_connections),
             });
         }
+        let depth = self.pipeline_depth.unwrap_or(self.max_connections);
+        if depth == 0 || depth > 256 {
+            return Err(Error::InvalidConfig {
+                field: "pipeline_depth",
+                reason: format!("{depth} is not within 1..=256"),
+            });
+        }
         if self.chunk_size == 0 || self.chunk_size > 16 << 20 {
             return Err(Error::InvalidConfig {
                 field: "chunk_size",
@@ -172,6 +193,7 @@ impl ClamdClientBuilder {
         Ok(ClamdClient {
             inner: Arc::new(Inner {
                 permits: Semaphore::new(self.max_connections),
+                fd_permits: Semaphore::new(depth),
                 idle: Mutex::new(Vec::new()),
                 fd_session: tokio::sync::Mutex::new(None),
                 config: self,
@@ -203,6 +225,8 @@ impl fmt::Debug for ClamdClient {
 struct Inner {
     config: ClamdClientBuilder,
     permits: Semaphore,
+    /// Descriptor-passing requests outstanding on the pipelined session.
+    fd_permits: Semaphore,
     idle: Mutex<Vec<Session>>,
     /// The session descriptor-passing scans share (pipelined).
     fd_session: tokio::sync::Mutex<Option<Arc<PipelinedSession>>>,
@@ -329,13 +353,7 @@ impl ClamdClient {
 
     /// One of the `max_connections` calls in flight.
     async fn permit(&self) -> Result<SemaphorePermit<'_>> {
-        self.inner
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| Error::Protocol {
-                reply: "client closed".into(),
-            })
+        acquire(&self.inner.permits).await
     }
 
     async fn session(&self, _permit: &SemaphorePermit<'_>) -> Result<Session> {
@@ -578,11 +596,11 @@ impl ClamdClient {
     }
 
     /// Scans an open file by passing its descriptor on the pipelined session (at most
-    /// `max_connections` requests in flight). A send that fails on a reused session (clamd may
+    /// `pipeline_depth` requests in flight). A send that fails on a reused session (clamd may
     /// have just closed it) is retried once on a new one.
     async fn scan_fd(&self, file: &File) -> Result<Verdict> {
         let cfg = &self.inner.config;
-        let _permit = self.permit().await?;
+        let _permit = acquire(&self.inner.fd_permits).await?;
         let (mut session, mut reused) = self.fd_session().await?;
         let answer = loop {
             match session.send(file, cfg.io_timeout).await {
@@ -609,6 +627,12 @@ impl ClamdClient {
         };
         parse_verdict(&reply)
     }
+}
+
+async fn acquire(permits: &Semaphore) -> Result<SemaphorePermit<'_>> {
+    permits.acquire().await.map_err(|_| Error::Protocol {
+        reply: "client closed".into(),
+    })
 }
 
 /// How sending a stream ended.

@@ -250,6 +250,88 @@ fn builder_rejects_bad_settings() {
             .build()
             .is_err()
     );
+    for depth in [0, 257] {
+        assert!(
+            matches!(
+                ClamdClient::unix("/x").with_pipeline_depth(depth).build(),
+                Err(Error::InvalidConfig {
+                    field: "pipeline_depth",
+                    ..
+                })
+            ),
+            "pipeline depth {depth}"
+        );
+    }
+    assert!(
+        ClamdClient::unix("/x")
+            .with_pipeline_depth(256)
+            .build()
+            .is_ok()
+    );
+}
+
+/// `n` scans of empty files by descriptor, each its own task.
+fn scans_of_empty_files(
+    client: &ClamdClient,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<virusscan::Result<Verdict>>> {
+    (0..n)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let file = tempfile::tempfile().unwrap();
+                client.scan_file(&file).await
+            })
+        })
+        .collect()
+}
+
+/// The pipeline depth, not `max_connections`, bounds the descriptors outstanding on the one
+/// session: a server that answers nothing until requests stop coming sees exactly that many.
+#[tokio::test]
+async fn pipeline_depth_bounds_the_requests_in_flight() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clamd.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    // A thread with plain blocking reads: each read stops after a request that carries a
+    // descriptor, and tokio would wait for a new wake-up after such a short read.
+    let server = std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut windows = Vec::new();
+        let mut data = Vec::new();
+        let mut answered = 0;
+        while answered < 10 {
+            // Collects requests until none has come for 500 ms, then answers them all, in order.
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = sock.read(&mut buf) {
+                data.extend_from_slice(&buf[..n]);
+            }
+            let requests = data.windows(8).filter(|w| w == b"zFILDES\0").count();
+            windows.push(requests - answered);
+            if requests == answered {
+                break;
+            }
+            for id in answered + 1..=requests {
+                sock.write_all(format!("{id}: fd[9]: OK\0").as_bytes())
+                    .unwrap();
+            }
+            answered = requests;
+        }
+        assert!(data.starts_with(b"zIDSESSION\0"), "no session started");
+        windows
+    });
+    let client = ClamdClient::unix(&path)
+        .with_max_connections(2)
+        .with_pipeline_depth(6)
+        .build()
+        .unwrap();
+    for scan in scans_of_empty_files(&client, 10) {
+        assert_eq!(scan.await.unwrap().unwrap(), Verdict::Clean);
+    }
+    assert_eq!(server.join().unwrap(), [6, 4]);
 }
 
 /// Many descriptor-passing scans in flight on the one pipelined session: each gets its own
@@ -310,15 +392,7 @@ async fn pipelined_session_dying_fails_every_request() {
         .with_max_connections(4)
         .build()
         .unwrap();
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let client = client.clone();
-        tasks.push(tokio::spawn(async move {
-            let file = tempfile::tempfile().unwrap();
-            client.scan_file(&file).await
-        }));
-    }
-    for task in tasks {
+    for task in scans_of_empty_files(&client, 4) {
         let result = task.await.unwrap();
         assert!(matches!(result, Err(Error::Transport { .. })), "{result:?}");
     }

@@ -57,7 +57,10 @@ struct Clamd {
     /// new unofficial signatures invalidate the cache.
     #[arg(long)]
     database_dir: Option<PathBuf>,
-    /// Files scanned at once (and connections to clamd).
+    /// Files in flight at once (1-256): with --socket, descriptors queued for clamd on one
+    /// session (clamd's threads stay busy while this tool waits for the CPU: use more than
+    /// clamd's MaxThreads, up to its MaxQueue); with --tcp, streams, one connection each (at
+    /// most 64).
     #[arg(long, short = 'j', default_value_t = 4)]
     jobs: usize,
 }
@@ -254,7 +257,8 @@ fn client(c: &Clamd) -> anyhow::Result<ClamdClient> {
         None => ClamdClient::unix(c.socket.clone()),
     };
     let mut builder = builder
-        .with_max_connections(c.jobs)
+        .with_max_connections(c.jobs.min(64))
+        .with_pipeline_depth(c.jobs)
         .with_stream_max_length(c.stream_max_length);
     if c.max_file_size > 0 {
         builder = builder.with_max_file_size(c.max_file_size);
