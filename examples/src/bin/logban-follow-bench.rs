@@ -2,7 +2,7 @@
 //! lands after the line that triggers it.
 //!
 //! ```text
-//! logban-follow-bench [--filter-dir DIR] [--period-ms 50] [--bans 200] [--netns NS] [LOG]
+//! logban-follow-bench [--filter-dir DIR] [--period-ms 50] [--bans 200] [--nftables] [LOG]
 //! ```
 //! Starts an engine with the stock sshd filter following an empty file in a temporary
 //! directory (as the `logban` daemon does: `Engine::open_files` + `Engine::follow`). With LOG,
@@ -10,10 +10,11 @@
 //! engine has counted them all. Then, `--bans` times, it appends one failure line stamped now
 //! for a fresh address (jail maxretry 1) and measures the time until the ban is applied.
 //!
-//! The sink is the memory sink, or with `--netns NS` the nftables sink inside network namespace
-//! NS (`ip netns exec NS nft`): a ban counts as landed when the `nft -f -` transaction that adds
-//! the address to the jail's set has succeeded, and at the end every timed address is checked
-//! to be in the set (`nft -j list set`).
+//! The sink is the memory sink, or with `--nftables` the nftables sink in the current network
+//! namespace (run it inside one: `ip netns exec NS logban-follow-bench --nftables`, as
+//! benches/scripts/logban-ban-latency.sh does): a ban counts as landed when the `nft -f -`
+//! transaction that adds the address to the jail's set has succeeded, and at the end every
+//! timed address is checked to be in the set (`nft -j list set`); the table is removed after.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -48,9 +49,9 @@ struct Args {
     /// Bans to time.
     #[arg(long, default_value_t = 200)]
     bans: u32,
-    /// Ban through nftables inside this (existing) network namespace instead of memory.
+    /// Ban through nftables (in this process's network namespace) instead of memory.
     #[arg(long)]
-    netns: Option<String>,
+    nftables: bool,
 }
 
 /// A sink that notes when each ban was applied by the sink it wraps.
@@ -111,9 +112,10 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let def = load_filter(&args.filter_dir, "sshd").context("loading the sshd filter")?;
     let filter = FilterBuilder::new(def).build()?;
-    let inner: Arc<dyn BanSink> = match &args.netns {
-        Some(ns) => Arc::new(NftablesSink::builder().with_netns(ns).build()?),
-        None => Arc::new(MemorySink::new()),
+    let inner: Arc<dyn BanSink> = if args.nftables {
+        Arc::new(NftablesSink::builder().build()?)
+    } else {
+        Arc::new(MemorySink::new())
     };
     let sink = Arc::new(Timed {
         inner,
@@ -216,7 +218,7 @@ async fn main() -> anyhow::Result<()> {
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
     follower.abort();
-    if args.netns.is_some() {
+    if args.nftables {
         sink.cleanup().await?;
     }
     Ok(())

@@ -204,6 +204,10 @@ struct Template {
     line_anchored: bool,
     /// Two separators that must be equal (`(?P<_sep>…)…(?P=_sep)`).
     sep_check: bool,
+    /// For `^[^X]*X({DATE})` (fail2ban's nginx and Apache access-log pattern, X = `[`): the
+    /// date starts right after the line's first X and ends the match, so a line whose text
+    /// there equals the last date has that date (see [`DateDetector::find`]).
+    date_after: Option<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,6 +305,7 @@ impl Template {
             value_group,
             line_anchored,
             sep_check,
+            date_after: None,
         })
     }
 
@@ -357,6 +362,23 @@ impl Template {
             Kind::Fields => fields_to_time(line, caps, clock),
         }
     }
+}
+
+/// `X` when `pattern` is `^[^X]*X({DATE})` for one ASCII punctuation character X (written
+/// escaped or not): the date then starts right after the line's first X.
+fn delimited_date(pattern: &str) -> Option<u8> {
+    let rest = pattern.trim().strip_prefix("^[^")?;
+    let unescape = |t: &str| -> Option<(u8, usize)> {
+        let b = t.as_bytes();
+        match b.first()? {
+            b'\\' => Some((*b.get(1)?, 2)),
+            &c => Some((c, 1)),
+        }
+    };
+    let (x, n) = unescape(rest)?;
+    let rest = rest[n..].strip_prefix("]*")?;
+    let (y, n) = unescape(rest)?;
+    (x == y && x.is_ascii_punctuation() && &rest[n..] == "({DATE})").then_some(x)
 }
 
 fn regex_epoch_tag(pattern: &str) -> bool {
@@ -670,6 +692,7 @@ impl DateDetector {
                         .filter(|t| key == "{DEFAULT}" || t.line_anchored),
                 );
             } else if key.contains("{DATE}") {
+                let date_after = delimited_date(pattern);
                 for p in DEFAULT_TEMPLATES {
                     let unbound = p.strip_prefix("{^LN-BEG}").unwrap_or(p);
                     let wrapped = match *p {
@@ -677,7 +700,12 @@ impl DateDetector {
                         "TAI64N" => continue,
                         _ => pattern.replacen("{DATE}", unbound, 1),
                     };
-                    templates.push(Template::from_pattern(&wrapped)?);
+                    let mut template = Template::from_pattern(&wrapped)?;
+                    // Epoch templates have their own groups; the default ones group the date.
+                    if *p != "EPOCH" {
+                        template.date_after = date_after;
+                    }
+                    templates.push(template);
                 }
             } else {
                 templates.push(Template::from_pattern(pattern)?);
@@ -711,10 +739,28 @@ impl DateDetector {
     }
 
     /// Finds the date in `line`.
+    ///
+    /// The last date found is reused, without captures or parsing, when the template that
+    /// found it matches the same text again: the whole match for a line-anchored template
+    /// (syslog's `Mar  1 00:00:00 ` prefix), or for `^[^\[]*\[({DATE})` the date text after
+    /// the first `[`, where the match must end (access logs, whose lines start with varying
+    /// client addresses).
     pub fn find(&mut self, line: &str, clock: &Clock) -> Option<FoundDate> {
         if let Some(c) = &self.cache {
             let t = &self.templates[c.template];
-            if t.line_anchored
+            if let Some(x) = t.date_after {
+                let date = &c.whole[c.span.0..c.span.1];
+                if let Some(at) = line.bytes().position(|b| b == x)
+                    && line[at + 1..].starts_with(date)
+                    && let Some((_, e)) = t.matcher.find_at(line, 0)
+                    && e == at + 1 + date.len()
+                {
+                    return Some(FoundDate {
+                        span: (at + 1, e),
+                        time: c.time,
+                    });
+                }
+            } else if t.line_anchored
                 && t.kind != Kind::None
                 && let Some((s, e)) = t.matcher.find_at(line, 0)
                 && line[s..e] == c.whole
@@ -756,6 +802,15 @@ impl DateDetector {
         time: Option<f64>,
     ) {
         let (s, e) = caps.whole();
+        if let Some(x) = self.templates[template].date_after {
+            // Only a date that starts after the first X and ends the match can be recognised
+            // again by its text alone.
+            let first = line.bytes().position(|b| b == x).map(|i| i + 1);
+            if first != Some(span.0) || span.1 != e {
+                self.cache = None;
+                return;
+            }
+        }
         self.cache = Some(LastDate {
             template,
             whole: line[s..e].to_string(),
@@ -809,6 +864,41 @@ mod tests {
                 .unwrap_or_else(|| panic!("no date in {line}"));
             assert_eq!(iso(found.time.expect("time")), want, "{line}");
         }
+    }
+
+    #[test]
+    fn access_log_dates_are_reused_by_their_text_and_only_there() {
+        assert_eq!(delimited_date(r"^[^\[]*\[({DATE})"), Some(b'['));
+        assert_eq!(delimited_date(r"^[^\[]*\[({DATE}) x"), None);
+        assert_eq!(delimited_date(r"^[^\[]*\](({DATE})"), None);
+        let clock = test_clock();
+        let mut dd = DateDetector::from_datepattern(r"^[^\[]*\[({DATE})").expect("ok");
+        let lines = [
+            r#"192.0.2.1 - - [14/Aug/2005:12:00:00 +0200] "GET / HTTP/1.1""#,
+            // Same date text after another address: reused.
+            r#"2001:db8::77 - bob [14/Aug/2005:12:00:00 +0200] "GET /x HTTP/1.1""#,
+            // A longer date (with a fraction): parsed.
+            r#"192.0.2.1 - - [14/Aug/2005:12:00:00.5 +0200] "GET / HTTP/1.1""#,
+            r#"192.0.2.1 - - [14/Aug/2005:12:00:01 +0200] "GET / HTTP/1.1""#,
+            // The same text, but not after the first `[`: not from the cache.
+            r#"192.0.2.1 [x] - [14/Aug/2005:12:00:01 +0200] "GET / HTTP/1.1""#,
+        ];
+        for line in lines {
+            // A detector without the last date gives the same answer.
+            let mut uncached = dd.clone();
+            uncached.cache = None;
+            let parsed = uncached.find(line, &clock);
+            assert_eq!(dd.find(line, &clock), parsed, "{line}");
+        }
+        // The reuse happens: a marked cached time comes back for the second line.
+        dd.find(lines[0], &clock).expect("date");
+        if let Some(c) = dd.cache.as_mut() {
+            c.time = Some(1.0);
+        }
+        assert_eq!(dd.find(lines[1], &clock).expect("date").time, Some(1.0));
+        assert_ne!(dd.find(lines[3], &clock).expect("date").time, Some(1.0));
+        let span = dd.find(lines[1], &clock).expect("date").span;
+        assert_eq!(&lines[1][span.0..span.1], "14/Aug/2005:12:00:00 +0200");
     }
 
     #[test]
