@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Corruption campaign for backup-core (issue 12): RUNS runs, each on a fresh copy of a pristine
 # repository (two snapshots, two keys), each flipping one random byte in one random object of
-# one kind; the kinds come in turn, so every kind is hit RUNS/6 times:
+# one kind; the kinds come in turn, so every kind is hit RUNS/7 times:
 #   pack      any byte of a pack (a blob's frame, the header, or the header's length field)
+#   header    a byte of a pack's header or its length field (a random pack byte rarely is one)
 #   tree      a byte inside a tree blob's frame (trees live in packs)
 #   index     an index object        snapshot  a snapshot object
 #   key       a key object           config    the config object
@@ -16,13 +17,13 @@
 #      final name whose bytes differ from the backed-up file, nor a temporary file.
 #
 # Usage: benches/scripts/backup-corruption-campaign.sh
-#   RUNS=120 SEED=1 TREE_MB=8 BACKUP_BIN=path/to/backup (default: built with cargo)
+#   RUNS=140 SEED=1 TREE_MB=8 BACKUP_BIN=path/to/backup (default: built with cargo)
 #   WORK=dir (kept; default a temporary directory)
 # Prints a markdown table of every run and a summary line; exits 1 if any run is not detected
 # or any restore wrote corrupt data.
 set -euo pipefail
 
-RUNS=${RUNS:-120}
+RUNS=${RUNS:-140}
 SEED=${SEED:-1}
 TREE_MB=${TREE_MB:-8}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -121,7 +122,7 @@ def restore_is_safe(run):
     return verified, None
 
 
-kinds = ["pack", "tree", "index", "snapshot", "key", "config"]
+kinds = ["pack", "header", "tree", "index", "snapshot", "key", "config"]
 print("| run | kind | object | byte | where | check exit | object named | files named | restore |")
 print("|---|---|---|---|---|---|---|---|---|")
 detected = {k: 0 for k in kinds}
@@ -134,6 +135,12 @@ for run in range(1, runs + 1):
         obj, offset, length = rng.choice(trees)
         at = offset + rng.randrange(length)
         where = "tree frame"
+    elif kind == "header":
+        obj = rng.choice(objects("data"))
+        size = os.path.getsize(os.path.join(pristine, obj))
+        header = max(o + n for o, n in frames[obj])
+        at = rng.randrange(header, size)
+        where = "length" if at >= size - 4 else "header"
     else:
         prefix = {"pack": "data", "index": "index", "snapshot": "snapshots", "key": "keys"}.get(kind)
         obj = rng.choice(objects(prefix)) if prefix else "config"
