@@ -8,6 +8,7 @@
 //! * a **cut connection**: a GET whose body stops part-way with a reset, or a PUT whose upload
 //!   is cut (nothing is stored);
 //! * a **partial write**: a PUT that leaves a truncated object under its name, then fails;
+//! * a **lost reply**: a PUT that is stored whole, then fails (the answer never came back);
 //! * a **hang**: a call that never answers;
 //! * **persistent** errors (permission denied) for every object under chosen prefixes.
 //!
@@ -57,6 +58,7 @@ pub struct FaultConfig {
     error_rate: f64,
     cut_rate: f64,
     partial_write_rate: f64,
+    lost_reply_rate: f64,
     latency_rate: f64,
     max_latency: Duration,
     hang_rate: f64,
@@ -71,6 +73,7 @@ impl FaultConfig {
             error_rate: 0.0,
             cut_rate: 0.0,
             partial_write_rate: 0.0,
+            lost_reply_rate: 0.0,
             latency_rate: 0.0,
             max_latency: Duration::ZERO,
             hang_rate: 0.0,
@@ -93,6 +96,12 @@ impl FaultConfig {
     /// PUTs that leave a truncated object, then fail.
     pub fn with_partial_write_rate(mut self, rate: f64) -> Self {
         self.partial_write_rate = rate;
+        self
+    }
+
+    /// PUTs that store the whole object, then fail as if the reply were lost.
+    pub fn with_lost_reply_rate(mut self, rate: f64) -> Self {
+        self.lost_reply_rate = rate;
         self
     }
 
@@ -121,6 +130,7 @@ impl FaultConfig {
             ("error", self.error_rate),
             ("cut", self.cut_rate),
             ("partial write", self.partial_write_rate),
+            ("lost reply", self.lost_reply_rate),
             ("latency", self.latency_rate),
             ("hang", self.hang_rate),
         ];
@@ -145,6 +155,8 @@ pub struct FaultCounts {
     pub cuts: u64,
     /// Truncated objects left by failed PUTs.
     pub partial_writes: u64,
+    /// PUTs stored whole whose reply was lost.
+    pub lost_replies: u64,
     /// Calls delayed.
     pub delays: u64,
     /// Calls that never answered.
@@ -158,6 +170,7 @@ struct Counters {
     errors: AtomicU64,
     cuts: AtomicU64,
     partial_writes: AtomicU64,
+    lost_replies: AtomicU64,
     delays: AtomicU64,
     hangs: AtomicU64,
     persistent: AtomicU64,
@@ -210,6 +223,7 @@ struct Draw {
     error: bool,
     cut: Option<f64>,
     partial: Option<f64>,
+    lost_reply: bool,
     persistent: bool,
 }
 
@@ -254,6 +268,7 @@ impl FaultStore {
             errors: c.errors.load(Ordering::Relaxed),
             cuts: c.cuts.load(Ordering::Relaxed),
             partial_writes: c.partial_writes.load(Ordering::Relaxed),
+            lost_replies: c.lost_replies.load(Ordering::Relaxed),
             delays: c.delays.load(Ordering::Relaxed),
             hangs: c.hangs.load(Ordering::Relaxed),
             persistent: c.persistent.load(Ordering::Relaxed),
@@ -300,6 +315,7 @@ impl Shared {
         if op == Op::Put && partial < c.partial_write_rate {
             draw.partial = Some(where_);
         }
+        draw.lost_reply = op == Op::Put && next() < c.lost_reply_rate;
         draw
     }
 
@@ -364,7 +380,15 @@ impl ObjectStore for FaultStore {
                 .fetch_add(1, Ordering::Relaxed);
             return Err(transient(format!("injected partial write of {location}")));
         }
-        self.inner.put_opts(location, payload, opts).await
+        let stored = self.inner.put_opts(location, payload, opts).await?;
+        if draw.lost_reply {
+            self.shared
+                .counters
+                .lost_replies
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(transient(format!("injected lost reply for {location}")));
+        }
+        Ok(stored)
     }
 
     async fn put_multipart_opts(

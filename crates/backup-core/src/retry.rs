@@ -12,7 +12,10 @@
 //! to the object's ETag). A create-only put that failed and is retried may meet the object its
 //! own earlier attempt left: when that object holds exactly the payload the put succeeded; when
 //! it is a truncated copy of it (a partial write) it is replaced; anything else is a genuine
-//! `AlreadyExists`. A put given up on removes a truncated copy of its payload that it left.
+//! `AlreadyExists`. Likewise a conditional update (`PutMode::Update`) retried after an attempt
+//! that was applied but answered with an error meets a changed ETag: when the object holds
+//! exactly the payload, the update succeeded. A put given up on removes a truncated copy of its
+//! payload that it left.
 //!
 //! [`crate::StoreOptions::build`] applies this wrapper to every store it opens. For S3,
 //! object_store's HTTP client already retries (HTTP 5xx, 429, 408, connection errors, and it
@@ -473,6 +476,20 @@ impl ObjectStore for RetryingStore {
                                     Reconciled::Other => {
                                         Err(object_store::Error::AlreadyExists { path, source })
                                     }
+                                }
+                            }
+                            // A conditional update whose first attempt was applied but
+                            // answered with an error: the object now holds this payload.
+                            Err(e @ object_store::Error::Precondition { .. })
+                                if retried && matches!(opts.mode, PutMode::Update(_)) =>
+                            {
+                                match self.reconcile(location, &payload).await? {
+                                    Reconciled::Same => Ok(PutResult {
+                                        e_tag: None,
+                                        version: None,
+                                        extensions: Default::default(),
+                                    }),
+                                    _ => Err(e),
                                 }
                             }
                             other => other,

@@ -86,6 +86,39 @@ async fn cut_downloads_resume_and_partial_writes_are_reconciled() {
     );
 }
 
+/// A put applied but answered with an error (the reply lost): its retry meets its own object,
+/// which counts as done, for create-only puts and for conditional updates (lock refreshes).
+#[tokio::test]
+async fn lost_replies_of_creates_and_updates_count_as_done() {
+    let faults = FaultConfig::new(21).with_lost_reply_rate(0.5);
+    let (injected, store) = faulty(Arc::new(InMemory::new()), faults, quick_policy(10));
+    for i in 0..20u64 {
+        let name = ObjectPath::from(format!("locks/{i}"));
+        let create = PutOptions::from(PutMode::Create);
+        store
+            .put_opts(&name, noise(i, 300).into(), create)
+            .await
+            .unwrap();
+        let meta = store.head(&name).await.unwrap();
+        let version = object_store::UpdateVersion {
+            e_tag: meta.e_tag,
+            version: meta.version,
+        };
+        let update = PutOptions::from(PutMode::Update(version));
+        store
+            .put_opts(&name, noise(i + 100, 300).into(), update)
+            .await
+            .unwrap();
+        let stored = injected.inner().get(&name).await.unwrap().bytes().await;
+        assert_eq!(stored.unwrap(), noise(i + 100, 300), "{name}");
+    }
+    assert!(
+        injected.injected().lost_replies > 10,
+        "{:?}",
+        injected.injected()
+    );
+}
+
 #[tokio::test]
 async fn the_same_seed_injects_the_same_faults() {
     let mut runs = Vec::new();
@@ -172,6 +205,7 @@ async fn backups_under_faults(plain: impl Fn() -> Arc<dyn ObjectStore>, runs: u6
             .with_error_rate(rate)
             .with_cut_rate(rate)
             .with_partial_write_rate(rate)
+            .with_lost_reply_rate(rate)
             .with_latency(0.2, Duration::from_millis(5));
         let (injected, store) = faulty(plain(), faults, quick_policy(2));
         let opened = Repository::open(store, "repo", &key()).await;
@@ -180,7 +214,8 @@ async fn backups_under_faults(plain: impl Fn() -> Arc<dyn ObjectStore>, runs: u6
             Err(e) => Err(e),
         };
         let counts = injected.injected();
-        faults_injected += counts.errors + counts.cuts + counts.partial_writes;
+        faults_injected +=
+            counts.errors + counts.cuts + counts.partial_writes + counts.lost_replies;
         match outcome {
             Ok(id) => {
                 succeeded += 1;
