@@ -71,17 +71,23 @@ import json, sys
 sys.exit(1 if json.load(open(sys.argv[1]))["unindexed_packs"] else 0)' "$work/check.json"
 }
 
-rm -rf "$work/timing"; cp -a "$template" "$work/timing"
-start=$(date +%s.%N)
-"$bin" -r "$work/timing" prune --max-unused 0% >"$work/prune-timing.txt"
-whole=$(echo "$(date +%s.%N) - $start" | bc)
+# The shortest of three uninterrupted prunes: the kills are spread over it.
+whole=
+for _ in 1 2 3; do
+  rm -rf "$work/timing"; cp -a "$template" "$work/timing"; sync
+  start=$(date +%s.%N)
+  "$bin" -r "$work/timing" prune --max-unused 0% >"$work/prune-timing.txt"
+  took=$(echo "$(date +%s.%N) - $start" | bc)
+  if [ -z "$whole" ] || [ "$(echo "$took < $whole" | bc)" = 1 ]; then whole=$took; fi
+done
 rm -rf "$work/timing"
-echo "uninterrupted prune: ${whole} s ($(grep -E 'delete|repack' "$work/prune-timing.txt" | head -1))"
+echo "uninterrupted prune (shortest of 3): ${whole} s ($(grep -E 'delete|repack' "$work/prune-timing.txt" | head -1))"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| point | killed after (s) | finished before the kill | check --read-data | snapshots restored identical | rerun | check after rerun (no unindexed pack) |"
 echo "|---|---|---|---|---|---|---|"
 failures=0
+interrupted=0
 for point in $(seq 0 $((points - 1))); do
   delay=$(echo "scale=3; $whole * $point / $points" | bc)
   repo="$work/repo"
@@ -92,6 +98,7 @@ for point in $(seq 0 $((points - 1))); do
   kill -9 "$pid" 2>/dev/null || true
   finished=no
   wait "$pid" 2>/dev/null && finished=yes
+  [ "$finished" = yes ] || interrupted=$((interrupted + 1))
   c1=pass; checks "$repo" || c1=FAIL
   r=$(restores "$repo") || r=FAIL
   rerun=pass; "$bin" -r "$repo" prune --max-unused 0% >/dev/null 2>&1 || rerun=FAIL
@@ -102,5 +109,5 @@ for point in $(seq 0 $((points - 1))); do
 done
 rm -rf "$work/repo"
 echo
-echo "points: $points, failures: $failures"
+echo "points: $points, killed before finishing: $interrupted, failures: $failures"
 [ "$failures" -eq 0 ]

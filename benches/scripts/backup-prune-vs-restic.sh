@@ -13,7 +13,9 @@
 #
 # Timed, per run and tool (tools alternate, order rotating each run), each on a fresh copy of the
 # template: `forget --keep-last 10` (10 of the 20 snapshots go), then `prune` with the tool's
-# default limits (5 % unused for all). Wall time and peak RSS by /usr/bin/time. Afterwards (not
+# default limits (5 % unused for all); and on another fresh copy, after the same forget (not
+# timed), `prune --max-unused 0%` (step prune_all: every partly used pack repacked, so every
+# tool reclaims all it can). Wall time and peak RSS by /usr/bin/time. After each prune (not
 # timed) `check` must pass for hostguard and restic. Prints medians as a markdown table and the
 # load average at the start of each run.
 # Needs: cargo build --release -p hostguard-examples --bin backup
@@ -71,6 +73,13 @@ timed() {
   printf '%s\t%s\t%s\t%s\n' "$tool" "$step" "$run" "$(tr ' ' '\t' <"$work/time.txt")" >>"$results"
 }
 
+check_after() { # tool repo: the tool's own check must pass after a prune
+  case $1 in
+    hostguard|restic) cmd "$1" "$2" check >"$work/check-$1.txt" 2>&1 || {
+      echo "FAILED: $1 check after prune" >&2; cat "$work/check-$1.txt" >&2; exit 1; } ;;
+  esac
+}
+
 for run in $(seq 1 "$runs"); do
   echo "run $run: load average $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$work/load.txt" >&2
   order=("${tools[@]:$(( (run - 1) % ${#tools[@]} ))}" "${tools[@]:0:$(( (run - 1) % ${#tools[@]} ))}")
@@ -79,17 +88,21 @@ for run in $(seq 1 "$runs"); do
     rm -rf "$repo"; cp -a "$work/template-$tool" "$repo"; sync
     case $tool in
       hostguard) argv=("$bin" -r "$repo") ;;
-      restic) argv=(restic -q -r "$repo") ;;
+      restic) argv=(restic -r "$repo") ;;
       rustic) argv=(rustic -r "$repo") ;;
     esac
     timed "$tool" forget "$run" -- "${argv[@]}" forget --keep-last 10
     sync
     timed "$tool" prune "$run" -- "${argv[@]}" prune
     printf '%s\t%s\t%s\t%s\t0\n' "$tool" repo_bytes "$run" "$(du -sb "$repo" | cut -f1)" >>"$results"
-    case $tool in
-      hostguard|restic) cmd "$tool" "$repo" check >"$work/check-$tool.txt" 2>&1 || {
-        echo "FAILED: $tool check after prune" >&2; cat "$work/check-$tool.txt" >&2; exit 1; } ;;
-    esac
+    check_after "$tool" "$repo"
+    # The same with --max-unused 0%: every partly used pack repacked, all unused data gone.
+    rm -rf "$repo"; cp -a "$work/template-$tool" "$repo"; sync
+    "${argv[@]}" forget --keep-last 10 >/dev/null
+    sync
+    timed "$tool" prune_all "$run" -- "${argv[@]}" prune --max-unused 0%
+    printf '%s\t%s\t%s\t%s\t0\n' "$tool" repo_bytes_all "$run" "$(du -sb "$repo" | cut -f1)" >>"$results"
+    check_after "$tool" "$repo"
   done
 done
 printf 'template\trepo_bytes\t0\t%s\t0\n' "$(du -sb "$work/template-hostguard" | cut -f1)" >>"$results"
@@ -105,17 +118,22 @@ def med(tool, step, i):
     return statistics.median(v[i] for v in rows[(tool, step)])
 print("| step (median wall / peak RSS) | " + " | ".join(tools) + " |")
 print("|---|" + "---|" * len(tools))
-for step in ("forget", "prune"):
+for step in ("forget", "prune", "prune_all"):
     print(f"| {step} | " + " | ".join(
         f"{med(t, step, 0):.2f} s / {med(t, step, 1) / 1024:.0f} MiB" for t in tools) + " |")
 print("| forget + prune | " + " | ".join(
     f"{med(t, 'forget', 0) + med(t, 'prune', 0):.2f} s" for t in tools) + " |")
-print("| repository after | " + " | ".join(
-    f"{med(t, 'repo_bytes', 0) / 2**20:.0f} MiB" for t in tools) + " |")
+print("| repository after prune / prune_all | " + " | ".join(
+    f"{med(t, 'repo_bytes', 0) / 2**20:.0f} MiB / {med(t, 'repo_bytes_all', 0) / 2**20:.0f} MiB"
+    for t in tools) + " |")
+print(f"| repository before (hostguard) | {med('template', 'repo_bytes', 0) / 2**20:.0f} MiB |")
 h = med("hostguard", "forget", 0) + med("hostguard", "prune", 0)
 for t in tools[1:]:
     o = med(t, "forget", 0) + med(t, "prune", 0)
     print(f"\nforget + prune: hostguard {o / h:.1f}x faster than {t}; prune peak RSS "
           f"{med('hostguard', 'prune', 1) / 1024:.0f} MiB vs {med(t, 'prune', 1) / 1024:.0f} MiB")
+    a, b = med("hostguard", "prune_all", 0), med(t, "prune_all", 0)
+    print(f"prune --max-unused 0%: hostguard {b / a:.1f}x faster than {t}; peak RSS "
+          f"{med('hostguard', 'prune_all', 1) / 1024:.0f} MiB vs {med(t, 'prune_all', 1) / 1024:.0f} MiB")
 print(f"\nruns per cell: {max(len(v) for v in rows.values())}")
 EOF

@@ -97,10 +97,7 @@ impl LockInfo {
                 self.stale_after_ms / 1000
             ));
         }
-        if self.host == here
-            && std::path::Path::new("/proc/self").exists()
-            && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
-        {
+        if self.host == here && process_gone(self.pid) {
             return Some(format!("process {} on this host is gone", self.pid));
         }
         None
@@ -121,6 +118,19 @@ impl LockInfo {
             rfc3339(self.refreshed_ns)
         )
     }
+}
+
+/// Whether no process `pid` exists here: `kill(pid, 0)` fails with ESRCH. (Not `/proc`, which
+/// `ProtectProc=invisible` or `hidepid` hide other users' processes from; EPERM means it
+/// exists.)
+fn process_gone(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)
 }
 
 fn rfc3339(ns: i64) -> String {
