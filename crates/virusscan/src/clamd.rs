@@ -95,9 +95,10 @@ impl ClamdClientBuilder {
 
     /// At most this many descriptor-passing requests outstanding on the pipelined session
     /// (1..=256; default: [`with_max_connections`](Self::with_max_connections)). clamd queues
-    /// them for its threads; a deep queue keeps those threads busy while the client is not
-    /// scheduled (`clamdscan --multiscan --fdpass` keeps about 100 queued). clamd holds each
-    /// queued descriptor open, and stops reading requests when its `MaxQueue` is full.
+    /// them for its threads; a deep queue keeps those threads busy while the client waits for a
+    /// CPU (`clamdscan --multiscan --fdpass` keeps about 100 queued). clamd holds each queued
+    /// descriptor open and takes only so many of a session's requests at a time (100 in this
+    /// crate's benchmark); the rest wait in the socket until it does.
     pub fn with_pipeline_depth(mut self, n: usize) -> Self {
         self.pipeline_depth = Some(n);
         self

@@ -58,9 +58,9 @@ struct Clamd {
     #[arg(long)]
     database_dir: Option<PathBuf>,
     /// Files in flight at once (1-256): with --socket, descriptors queued for clamd on one
-    /// session (clamd's threads stay busy while this tool waits for the CPU: use more than
-    /// clamd's MaxThreads, up to its MaxQueue); with --tcp, streams, one connection each (at
-    /// most 64).
+    /// session (for whole trees use more than clamd queues at once, e.g. 128, so its threads
+    /// stay busy while this tool waits for a CPU); with --tcp, streams, one connection each
+    /// (at most 64).
     #[arg(long, short = 'j', default_value_t = 4)]
     jobs: usize,
 }
