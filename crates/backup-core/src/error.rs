@@ -166,7 +166,7 @@ pub enum Error {
     /// Another process holds a lock that conflicts with the one asked for (see
     /// [`crate::lock`]).
     #[error(
-        "the repository at {location} is locked: {holder} (if that process is gone, the lock goes stale on its own; `backup unlock` removes stale locks)"
+        "the repository at {location} is locked: {holder} (if that process is gone, its lock goes stale on its own, and unlock removes stale locks)"
     )]
     Locked {
         /// Where the repository is.

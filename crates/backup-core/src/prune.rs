@@ -8,6 +8,36 @@
 //! prune run to reclaim anything; with conditional writes a lock is cheap and exact, and
 //! a prune of this crate takes seconds.)
 //!
+//! ```
+//! use std::sync::Arc;
+//! use backup_core::prune::{MaxUnused, PackAction, PruneOptions, prune};
+//! use backup_core::{BackupOptions, InitOptions, KeySource, NoProgress, Repository};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let work = tempfile::tempdir()?;
+//! let site = work.path().join("site");
+//! std::fs::create_dir(&site)?;
+//! let store = Arc::new(object_store::memory::InMemory::new());
+//! let key = KeySource::passphrase("correct horse battery staple");
+//! let repo = Arc::new(Repository::init(store, "memory", &key, InitOptions::new()).await?);
+//! let mut ids = Vec::new();
+//! for day in 0..2u8 {
+//!     std::fs::write(site.join("db.sql"), vec![day; 100_000])?;
+//!     let options = BackupOptions::builder([&site]).build()?;
+//!     ids.push(backup_core::backup(repo.clone(), options, Arc::new(NoProgress)).await?.0);
+//! }
+//! // Forget the first snapshot (a retention policy would choose it), then prune.
+//! let policy = backup_core::retention::RetentionPolicy::builder().with_keep_last(1).build()?;
+//! repo.forget(&policy, false).await?;
+//! let options = PruneOptions::builder().with_max_unused(MaxUnused::Percent(0.0));
+//! let report = prune(repo.clone(), &options.build()?).await?;
+//! assert!(report.decisions.iter().any(|d| d.action != PackAction::Keep));
+//! assert_eq!(repo.snapshots().await?.len(), 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Steps, in this order, so that a prune killed at any instant leaves a repository whose
 //! every index entry points at a pack that exists, and the next prune finishes the job:
 //!

@@ -293,3 +293,52 @@ fn lock_options_are_checked() {
         .build();
     assert!(matches!(shared_prune, Err(Error::Config(_))));
 }
+
+/// Reading commands take no lock and write nothing, so they work with read-only credentials:
+/// every object (name and e-tag) is the same after them.
+#[tokio::test]
+async fn reading_commands_write_nothing() {
+    use backup_core::check::{CheckOptions, DataSubset};
+    use futures::TryStreamExt;
+    use object_store::ObjectStore;
+    let (store, repo) = repository().await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), vec![5u8; 100_000]).unwrap();
+    let options = BackupOptions::builder([&src]).build().unwrap();
+    let (id, _) = backup_core::backup(repo, options, Arc::new(NoProgress))
+        .await
+        .unwrap();
+    let objects = || async {
+        let all: Vec<_> = store.list(None).try_collect().await.unwrap();
+        all.into_iter()
+            .map(|m| (m.location.to_string(), m.e_tag))
+            .collect::<Vec<_>>()
+    };
+    let before = objects().await;
+    let repo = Arc::new(
+        Repository::open(store.clone(), "memory", &key())
+            .await
+            .unwrap(),
+    );
+    repo.snapshots().await.unwrap();
+    let read_all = CheckOptions::builder()
+        .with_read_data(DataSubset::All)
+        .build()
+        .unwrap();
+    let report = backup_core::check::check(repo.clone(), &read_all)
+        .await
+        .unwrap();
+    assert!(report.is_ok());
+    backup_core::ops::list(&repo, &id).await.unwrap();
+    let target = dir.path().join("restored");
+    let options = backup_core::RestoreOptions::builder(&target)
+        .build()
+        .unwrap();
+    backup_core::restore(repo.clone(), &id, options, Arc::new(NoProgress))
+        .await
+        .unwrap();
+    repo.list_locks().await.unwrap();
+    assert_eq!(objects().await, before);
+}
