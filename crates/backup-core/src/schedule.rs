@@ -1819,11 +1819,34 @@ mod tests {
         let f = fixture(policy, DEC6_1020).await;
         let mut scheduler = f.scheduler().unwrap();
         f.clock.set(DEC6_1100);
-        // Dropping the run's future mid-step leaves the state a kill leaves.
-        let killed = tokio::time::timeout(Duration::from_millis(50), scheduler.run_due()).await;
-        assert!(killed.is_err());
+        // Dropping the run's future mid-step leaves the state a kill leaves. The run is dropped
+        // once the status file says it is running (a fixed wait fails on a loaded machine).
+        let status_path = f.state.path().join(STATUS_FILE);
+        let on_disk = {
+            let run = scheduler.run_due();
+            tokio::pin!(run);
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                tokio::select! {
+                    _ = &mut run => panic!("a hanging step finished"),
+                    () = tokio::time::sleep(Duration::from_millis(10)) => {}
+                }
+                let running = ScheduleStatus::read(&status_path).ok().filter(|status| {
+                    status
+                        .jobs
+                        .get("stuck")
+                        .is_some_and(|j| j.running_since.is_some())
+                });
+                if let Some(status) = running {
+                    break status;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the run never said it was running"
+                );
+            }
+        };
         drop(scheduler);
-        let on_disk = ScheduleStatus::read(&f.state.path().join(STATUS_FILE)).unwrap();
         assert_eq!(on_disk.jobs["stuck"].running_since, Some(DEC6_1100));
         f.clock.set(DEC6_1115);
         let scheduler = f.scheduler().unwrap();
