@@ -90,12 +90,15 @@ impl Engine {
                     // Only a panic while matching (passed on) leaves no matcher.
                     return Ok(());
                 };
-                let (m, outcomes) = blocking(move || {
+                let (m, outcomes, undecided) = blocking(move || {
+                    let before = m.undecided_lines();
                     let outcomes = m.match_lines(&lines);
-                    (m, outcomes)
+                    let undecided = m.undecided_lines().saturating_sub(before);
+                    (m, outcomes, undecided)
                 })
                 .await;
                 matcher = Some(m);
+                self.count_undecided(jail, undecided);
                 // Sink failures are queued and reported by the engine: reading goes on.
                 match self.feed_outcomes(jail, outcomes).await {
                     Ok(_) | Err(Error::Sink { .. } | Error::Spawn { .. }) => {}

@@ -16,6 +16,7 @@ pub struct JailMetrics {
     current_bans: AtomicU64,
     sink_errors: AtomicU64,
     unreadable_logs: AtomicU64,
+    undecided_lines: AtomicU64,
 }
 
 /// A snapshot of [`JailMetrics`].
@@ -42,6 +43,10 @@ pub struct JailCounters {
     /// nothing); a missing file is read once it appears.
     #[serde(default)]
     pub unreadable_logs: u64,
+    /// Lines on which a failregex gave up (its backtrack budget ran out, e.g. on a very long
+    /// line): they may hold failures that were not counted.
+    #[serde(default)]
+    pub undecided_lines: u64,
 }
 
 fn add(counter: &AtomicU64, n: u64) {
@@ -86,6 +91,10 @@ impl JailMetrics {
     pub fn set_unreadable_logs(&self, n: u64) {
         self.unreadable_logs.store(n, Ordering::Relaxed);
     }
+    /// Counts `n` lines a failregex gave up on.
+    pub fn add_undecided(&self, n: u64) {
+        add(&self.undecided_lines, n);
+    }
     /// Counts a failed sink call.
     pub fn sink_error(&self) {
         add(&self.sink_errors, 1);
@@ -104,6 +113,7 @@ impl JailMetrics {
             current_bans: get(&self.current_bans),
             sink_errors: get(&self.sink_errors),
             unreadable_logs: get(&self.unreadable_logs),
+            undecided_lines: get(&self.undecided_lines),
         }
     }
 }
@@ -176,6 +186,7 @@ mod tests {
                 current_bans: 1,
                 sink_errors: 1,
                 unreadable_logs: 0,
+                undecided_lines: 0,
             }
         );
         assert_eq!((snap["web"].lines, snap["web"].unreadable_logs), (2, 2));
