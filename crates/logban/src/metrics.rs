@@ -17,6 +17,7 @@ pub struct JailMetrics {
     sink_errors: AtomicU64,
     unreadable_logs: AtomicU64,
     undecided_lines: AtomicU64,
+    cut_lines: AtomicU64,
 }
 
 /// A snapshot of [`JailMetrics`].
@@ -47,6 +48,10 @@ pub struct JailCounters {
     /// line): they may hold failures that were not counted.
     #[serde(default)]
     pub undecided_lines: u64,
+    /// Lines longer than the source keeps (1 MiB for files), cut: a failure beyond their first
+    /// part is not seen.
+    #[serde(default)]
+    pub cut_lines: u64,
 }
 
 fn add(counter: &AtomicU64, n: u64) {
@@ -95,6 +100,10 @@ impl JailMetrics {
     pub fn add_undecided(&self, n: u64) {
         add(&self.undecided_lines, n);
     }
+    /// Counts `n` lines a source cut.
+    pub fn add_cut_lines(&self, n: u64) {
+        add(&self.cut_lines, n);
+    }
     /// Counts a failed sink call.
     pub fn sink_error(&self) {
         add(&self.sink_errors, 1);
@@ -114,6 +123,7 @@ impl JailMetrics {
             sink_errors: get(&self.sink_errors),
             unreadable_logs: get(&self.unreadable_logs),
             undecided_lines: get(&self.undecided_lines),
+            cut_lines: get(&self.cut_lines),
         }
     }
 }
@@ -187,6 +197,7 @@ mod tests {
                 sink_errors: 1,
                 unreadable_logs: 0,
                 undecided_lines: 0,
+                cut_lines: 0,
             }
         );
         assert_eq!((snap["web"].lines, snap["web"].unreadable_logs), (2, 2));
