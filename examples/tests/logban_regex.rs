@@ -174,3 +174,41 @@ fn logtimezone_sets_the_zone_of_zoneless_times() {
         .expect("runs");
     assert!(!bad.status.success());
 }
+
+/// A failregex that needs the backtracking engine (a lookahead) and gives up on a very long
+/// line: the line is reported as undecided (text and JSON), not silently missed; short lines
+/// still match.
+#[test]
+fn lines_a_failregex_gave_up_on_are_reported() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let filter = custom_filter(
+        tmp.path(),
+        "[Definition]\nfailregex = ^\\s*Failed for (?:(?! from ).)*? from <HOST>$\n",
+    );
+    let log = tmp.path().join("long.log");
+    std::fs::write(
+        &log,
+        format!(
+            "1700000000 Failed for short from 192.0.2.1\n1700000001 Failed for {} from 192.0.2.2\n",
+            "y".repeat(200_000)
+        ),
+    )
+    .expect("log");
+    let out = Command::new(BIN)
+        .arg("--json")
+        .arg(&log)
+        .arg(&filter)
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(r#""undecided":1"#), "{stdout}");
+    assert!(stdout.contains(r#""failures":1"#), "{stdout}");
+    let out = Command::new(BIN)
+        .arg(&log)
+        .arg(&filter)
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Undecided: 1 lines"), "{stdout}");
+}

@@ -47,6 +47,13 @@ pub trait LineMatcher: Send {
         self.match_line(line)
     }
 
+    /// Lines looked at so far on which matching gave up undecided (a failregex's backtrack
+    /// budget ran out, see [`FilterStats::undecided`](crate::filter::FilterStats::undecided));
+    /// the engine counts the increase in the jail's `undecided_lines`. Default: 0.
+    fn undecided_lines(&self) -> u64 {
+        0
+    }
+
     /// Looks at a batch of lines in order (a poll's worth), with the same results as one call
     /// per line; a [`Filter`](crate::Filter) scans large batches on all cores.
     fn match_lines(&mut self, lines: &[LogLine]) -> Vec<LineOutcome> {
@@ -80,6 +87,10 @@ impl<F: FnMut(&[u8]) -> Option<Failure> + Send> LineMatcher for F {
 }
 
 impl LineMatcher for crate::Filter {
+    fn undecided_lines(&self) -> u64 {
+        self.stats().undecided
+    }
+
     fn match_line(&mut self, line: &[u8]) -> LineOutcome {
         let found = self.process_bytes(line);
         outcome(&found, self.now())
@@ -372,8 +383,22 @@ impl Engine {
         line: &[u8],
         matcher: &mut dyn LineMatcher,
     ) -> Result<Vec<Ban>> {
+        let before = matcher.undecided_lines();
         let outcome = matcher.match_line(line);
+        self.count_undecided(jail, matcher.undecided_lines().saturating_sub(before));
         self.count_and_report(jail, outcome).await
+    }
+
+    /// Counts lines a matcher gave up on (and warns: they may hide failures).
+    pub(crate) fn count_undecided(&self, jail: &str, lines: u64) {
+        if lines > 0 && self.jails().contains_key(jail) {
+            tracing::warn!(
+                jail,
+                lines,
+                "a failregex gave up on lines (backtrack budget; very long lines?): they may hold failures that were not counted"
+            );
+            self.inner.metrics.jail(jail).add_undecided(lines);
+        }
     }
 
     /// Like [`feed_line`](Self::feed_line) for a line whose time is known (journal entries).
@@ -384,7 +409,9 @@ impl Engine {
         time: f64,
         matcher: &mut dyn LineMatcher,
     ) -> Result<Vec<Ban>> {
+        let before = matcher.undecided_lines();
         let outcome = matcher.match_line_at(line, time);
+        self.count_undecided(jail, matcher.undecided_lines().saturating_sub(before));
         self.count_and_report(jail, outcome).await
     }
 

@@ -58,7 +58,8 @@ impl Engine {
     /// matches the lines on a blocking thread, feeds the outcomes to the jail, and saves the
     /// source's checkpoint after each batch (on a blocking thread). Inputs the source cannot
     /// read are counted in the jail's `unreadable_logs` and logged when they appear and when
-    /// they are resolved. Returns when the source is finished, or on an error (a source or the
+    /// they are resolved; lines the source cut are counted in `cut_lines`, lines the matcher
+    /// gave up on in `undecided_lines`. Returns when the source is finished, or on an error (a source or the
     /// state database failing); sink failures do not stop it (the engine queues and retries).
     pub async fn follow<M: LineMatcher + 'static>(
         &self,
@@ -76,6 +77,7 @@ impl Engine {
         let mut matcher = Some(matcher);
         let mut problems = Vec::new();
         self.note_problems(jail, source, &mut problems);
+        let mut cut = source.cut_lines();
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -83,6 +85,11 @@ impl Engine {
             loop {
                 let lines = source.poll().await?;
                 self.note_problems(jail, source, &mut problems);
+                let cut_now = source.cut_lines();
+                self.metrics()
+                    .jail(jail)
+                    .add_cut_lines(cut_now.saturating_sub(cut));
+                cut = cut_now;
                 if lines.is_empty() {
                     break;
                 }
@@ -90,12 +97,15 @@ impl Engine {
                     // Only a panic while matching (passed on) leaves no matcher.
                     return Ok(());
                 };
-                let (m, outcomes) = blocking(move || {
+                let (m, outcomes, undecided) = blocking(move || {
+                    let before = m.undecided_lines();
                     let outcomes = m.match_lines(&lines);
-                    (m, outcomes)
+                    let undecided = m.undecided_lines().saturating_sub(before);
+                    (m, outcomes, undecided)
                 })
                 .await;
                 matcher = Some(m);
+                self.count_undecided(jail, undecided);
                 // Sink failures are queued and reported by the engine: reading goes on.
                 match self.feed_outcomes(jail, outcomes).await {
                     Ok(_) | Err(Error::Sink { .. } | Error::Spawn { .. }) => {}

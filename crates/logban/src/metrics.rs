@@ -16,6 +16,8 @@ pub struct JailMetrics {
     current_bans: AtomicU64,
     sink_errors: AtomicU64,
     unreadable_logs: AtomicU64,
+    undecided_lines: AtomicU64,
+    cut_lines: AtomicU64,
 }
 
 /// A snapshot of [`JailMetrics`].
@@ -42,6 +44,14 @@ pub struct JailCounters {
     /// nothing); a missing file is read once it appears.
     #[serde(default)]
     pub unreadable_logs: u64,
+    /// Lines on which a failregex gave up (its backtrack budget ran out, e.g. on a very long
+    /// line): they may hold failures that were not counted.
+    #[serde(default)]
+    pub undecided_lines: u64,
+    /// Lines longer than the source keeps (1 MiB for files), cut: a failure beyond their first
+    /// part is not seen.
+    #[serde(default)]
+    pub cut_lines: u64,
 }
 
 fn add(counter: &AtomicU64, n: u64) {
@@ -86,6 +96,14 @@ impl JailMetrics {
     pub fn set_unreadable_logs(&self, n: u64) {
         self.unreadable_logs.store(n, Ordering::Relaxed);
     }
+    /// Counts `n` lines a failregex gave up on.
+    pub fn add_undecided(&self, n: u64) {
+        add(&self.undecided_lines, n);
+    }
+    /// Counts `n` lines a source cut.
+    pub fn add_cut_lines(&self, n: u64) {
+        add(&self.cut_lines, n);
+    }
     /// Counts a failed sink call.
     pub fn sink_error(&self) {
         add(&self.sink_errors, 1);
@@ -104,6 +122,8 @@ impl JailMetrics {
             current_bans: get(&self.current_bans),
             sink_errors: get(&self.sink_errors),
             unreadable_logs: get(&self.unreadable_logs),
+            undecided_lines: get(&self.undecided_lines),
+            cut_lines: get(&self.cut_lines),
         }
     }
 }
@@ -176,6 +196,8 @@ mod tests {
                 current_bans: 1,
                 sink_errors: 1,
                 unreadable_logs: 0,
+                undecided_lines: 0,
+                cut_lines: 0,
             }
         );
         assert_eq!((snap["web"].lines, snap["web"].unreadable_logs), (2, 2));

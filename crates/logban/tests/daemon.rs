@@ -80,6 +80,15 @@ async fn missing_logs_are_counted_and_picked_up_when_they_appear() {
         counters.unreadable_logs, 1,
         "the directory is still not a log"
     );
+    assert_eq!(counters.cut_lines, 0);
+
+    // A line over 1 MiB is cut, and counted.
+    file.write_all(&[b'x'; 1_200_000]).expect("append");
+    file.write_all(b"\n").expect("append");
+    wait_for("the cut line", &socket, |j| {
+        j[0]["counters"]["cut_lines"] == 1
+    })
+    .await;
 
     daemon.stop().await.expect("stops");
     assert!(!socket.exists(), "the socket is removed");

@@ -166,3 +166,25 @@ fn a_large_batch_matches_like_one_line_at_a_time() {
     assert!(got == expected, "same outcomes, line by line");
     assert_eq!(batched.stats(), one_by_one.stats());
 }
+
+/// A line on which a backtracking failregex gives up (a lookahead over a 200 KB line) is counted
+/// in the jail's `undecided_lines`, not silently dropped; short lines still fail.
+#[tokio::test]
+async fn lines_a_failregex_gave_up_on_are_counted() {
+    let mut def = logban::FilterDefinition::new("lookahead");
+    def.failregex
+        .push(r"^\s*Failed for (?:(?! from ).)*? from <HOST>$".into());
+    let (mut filter, engine, _sink) = filter_and_engine(def, "app").await;
+    let long = format!("Failed for {} from 192.0.2.2", "y".repeat(200_000));
+    for line in ["Failed for short from 192.0.2.1", long.as_str()] {
+        engine
+            .feed_line("app", line.as_bytes(), &mut filter)
+            .await
+            .expect("fed");
+    }
+    let counters = engine.metrics().jail("app").snapshot();
+    assert_eq!(
+        (counters.lines, counters.failures, counters.undecided_lines),
+        (2, 1, 1)
+    );
+}

@@ -8,7 +8,9 @@
 //! fail2ban-regex skips the comments of its sample logs. FILTER is a
 //! filter file path or a name in the filter directory, with optional arguments
 //! (`sshd[mode=aggressive]`). Prints totals, per-regex hits and the failures found; `--json`
-//! prints one JSON object per failure and a final summary object instead.
+//! prints one JSON object per failure and a final summary object instead. Lines on which a
+//! backtracking failregex gave up (its budget spent on a very long line) are counted and
+//! reported as undecided, never silently missed.
 
 use std::io::{BufWriter, Read, Write};
 use std::path::PathBuf;
@@ -114,6 +116,7 @@ fn main() -> anyhow::Result<()> {
                 "failures": failures,
                 "ids_not_addresses": not_banned,
                 "without_timestamp": undated,
+                "undecided": stats.undecided,
                 "failregex_hits": stats.failregex_hits,
                 "ignoreregex_hits": stats.ignoreregex_hits,
             }
@@ -158,6 +161,13 @@ fn main() -> anyhow::Result<()> {
             out,
             "Failures: {failures} with a valid address; {not_banned} matched ids that are not addresses (never banned)"
         )?;
+        if stats.undecided > 0 {
+            writeln!(
+                out,
+                "Undecided: {} lines (counted as missed) on which a failregex gave up: its backtrack budget ran out (a very long line?); they may hold failures that were not found",
+                stats.undecided
+            )?;
+        }
         if undated > 0 {
             writeln!(
                 out,

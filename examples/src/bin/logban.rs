@@ -157,7 +157,7 @@ fn print_status(jails: &[JailStatus]) {
     for jail in jails {
         let c = &jail.counters;
         println!(
-            "{}: {} lines, {} matches, {} failures ({} ignored), {} tracked, {} bans ({} current), {} sink errors, {} unreadable logs",
+            "{}: {} lines, {} matches, {} failures ({} ignored), {} tracked, {} bans ({} current), {} sink errors, {} unreadable logs, {} undecided lines, {} cut lines",
             jail.name,
             c.lines,
             c.matches,
@@ -167,7 +167,9 @@ fn print_status(jails: &[JailStatus]) {
             c.bans,
             c.current_bans,
             c.sink_errors,
-            c.unreadable_logs
+            c.unreadable_logs,
+            c.undecided_lines,
+            c.cut_lines
         );
         for stored in &jail.bans {
             let left = match stored.ban.remaining(now) {

@@ -342,6 +342,11 @@ pub struct FilterStats {
     pub failregex_hits: Vec<u64>,
     /// Hits per ignoreregex, by index.
     pub ignoreregex_hits: Vec<u64>,
+    /// Lines that nothing matched but that were not fully decided: a failregex that needs the
+    /// backtracking engine gave up on them (its budget, 100,000 steps a search, is spent on a
+    /// very long line, e.g. sshd's on a user name over about 33 KB, which fail2ban matches).
+    /// They may hold failures that were not found; they are never silently "missed".
+    pub undecided: u64,
 }
 
 impl FilterStats {
@@ -360,6 +365,7 @@ impl FilterStats {
         self.dated += other.dated;
         self.matched += other.matched;
         self.ignored += other.ignored;
+        self.undecided += other.undecided;
         for (a, b) in self.failregex_hits.iter_mut().zip(&other.failregex_hits) {
             *a += b;
         }
@@ -697,6 +703,20 @@ impl Filter {
 
     /// Processes one log line (date detected in the line).
     pub fn process_line(&mut self, line: &str) -> Vec<FilterMatch> {
+        let gave_up = pyregex::gave_up_count();
+        let found = self.process_one_line(line);
+        self.count_undecided(gave_up, &found);
+        found
+    }
+
+    /// Counts the line as undecided when nothing matched it and a pattern gave up on it.
+    fn count_undecided(&mut self, gave_up_before: u64, found: &[FilterMatch]) {
+        if found.is_empty() && pyregex::gave_up_count() != gave_up_before {
+            self.stats.undecided += 1;
+        }
+    }
+
+    fn process_one_line(&mut self, line: &str) -> Vec<FilterMatch> {
         if self.skip_comments && (line.is_empty() || line.starts_with('#')) {
             return Vec::new();
         }
@@ -773,6 +793,13 @@ impl Filter {
 
     /// Processes a line whose time is already known (a journal entry).
     pub fn process_line_at(&mut self, line: &str, time: f64) -> Vec<FilterMatch> {
+        let gave_up = pyregex::gave_up_count();
+        let found = self.process_one_line_at(line, time);
+        self.count_undecided(gave_up, &found);
+        found
+    }
+
+    fn process_one_line_at(&mut self, line: &str, time: f64) -> Vec<FilterMatch> {
         self.stats.lines += 1;
         self.stats.dated += 1;
         let tuple = TupleLine {

@@ -476,6 +476,22 @@ fn class_literal(c: char) -> String {
     }
 }
 
+thread_local! {
+    /// How often a backtracking pattern gave up on this thread (its budget was blown).
+    static GAVE_UP: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How often a backtracking pattern has given up on the current thread so far: a filter
+/// compares it before and after a line to know that the line was not fully decided.
+pub(crate) fn gave_up_count() -> u64 {
+    GAVE_UP.with(std::cell::Cell::get)
+}
+
+fn gave_up(pattern: &str, error: &dyn std::fmt::Display) {
+    GAVE_UP.with(|n| n.set(n.get() + 1));
+    tracing::warn!(%pattern, %error, "regex gave up (backtrack budget); counted as no match");
+}
+
 /// A compiled pattern: linear-time when possible, else backtracking with a budget.
 #[derive(Debug, Clone)]
 pub(crate) struct Matcher {
@@ -830,7 +846,7 @@ impl Matcher {
                 }),
                 Ok(None) => None,
                 Err(e) => {
-                    tracing::warn!(pattern = %self.source, error = %e, "regex gave up (backtrack budget); counted as no match");
+                    gave_up(&self.source, &e);
                     None
                 }
             },
@@ -890,7 +906,7 @@ impl Matcher {
             Engine::Backtracking(re) => match re.is_match(hay) {
                 Ok(m) => m,
                 Err(e) => {
-                    tracing::warn!(pattern = %self.source, error = %e, "regex gave up (backtrack budget); counted as no match");
+                    gave_up(&self.source, &e);
                     false
                 }
             },

@@ -272,11 +272,6 @@ impl FileSource {
         Ok(())
     }
 
-    /// Lines longer than 1 MiB read so far from every file (see [`FileTail::cut_lines`]).
-    pub fn cut_lines(&self) -> u64 {
-        self.files().tails.values().map(FileTail::cut_lines).sum()
-    }
-
     /// Positions of every followed file, to save.
     pub fn positions(&self) -> Vec<(PathBuf, FilePosition)> {
         self.files()
@@ -333,6 +328,11 @@ impl LogSource for FileSource {
 
     fn problems(&self) -> Vec<SourceProblem> {
         self.files().problems.clone()
+    }
+
+    /// Lines longer than 1 MiB read so far from every file (see [`FileTail::cut_lines`]).
+    fn cut_lines(&self) -> u64 {
+        self.files().tails.values().map(FileTail::cut_lines).sum()
     }
 }
 

@@ -85,6 +85,12 @@ pub trait LogSource: Send + Sync + std::fmt::Debug {
         Vec::new()
     }
 
+    /// Lines read so far that were longer than the source keeps (1 MiB for files): each was
+    /// cut, so a failure beyond its first part is not seen. Default: none.
+    fn cut_lines(&self) -> u64 {
+        0
+    }
+
     /// True once no line will ever come again (a finished journal file, a closed memory
     /// source) and everything was polled. Default: never.
     fn is_finished(&self) -> bool {
