@@ -1,0 +1,243 @@
+//! `heal` from a mirror: a deleted or damaged pack, index object, tree or snapshot object is
+//! rebuilt from the mirror, after which `check --read-data` passes and every snapshot restores
+//! byte-identical; a blob the mirror lacks too is named by snapshot and path.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use backup_core::copy::{CopyOptions, copy};
+use backup_core::heal::{HealOptions, HealReport, heal};
+use backup_core::repair::{RepairOptions, repair_snapshots};
+use backup_core::{Repository, conformance::small_options};
+use common::*;
+
+/// Two snapshots in `work/repo`, copied into the mirror `work/mirror`; the kept states.
+async fn with_mirror(work: &Path) -> (Vec<String>, Vec<PathBuf>) {
+    let src = work.join("src");
+    let repo = init(&work.join("repo")).await;
+    let mut ids = Vec::new();
+    let mut copies = Vec::new();
+    for round in 0..2 {
+        write_tree(&src, round);
+        ids.push(backup(&repo, &src).await.unwrap());
+        let copy_dir = work.join(format!("state{round}"));
+        std::fs::create_dir(&copy_dir).unwrap();
+        keep_copy(&src, &copy_dir);
+        copies.push(copy_dir.join("src"));
+    }
+    let mirror = Arc::new(
+        Repository::init(
+            local(&work.join("mirror")),
+            "mirror",
+            &key(),
+            small_options().with_params_from(&repo),
+        )
+        .await
+        .unwrap(),
+    );
+    let copied = copy(repo, mirror, &CopyOptions::builder().build().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(copied.copied.len(), 2);
+    (ids, copies)
+}
+
+async fn open_mirror(work: &Path) -> Arc<Repository> {
+    Arc::new(
+        Repository::open(local(&work.join("mirror")), "mirror", &key())
+            .await
+            .unwrap(),
+    )
+}
+
+async fn run_heal(work: &Path, dry_run: bool) -> HealReport {
+    let repo = open(&work.join("repo")).await;
+    let options = HealOptions::builder()
+        .with_dry_run(dry_run)
+        .build()
+        .unwrap();
+    heal(repo, open_mirror(work).await, &options).await.unwrap()
+}
+
+/// Heals (after a dry run that changes nothing) and asserts the repository is whole again.
+async fn heal_and_verify(work: &Path, ids: &[String], copies: &[PathBuf]) -> HealReport {
+    let before = std::fs::read_dir(work.join("repo/index"))
+        .map(|d| d.count())
+        .ok();
+    let dry = run_heal(work, true).await;
+    assert!(dry.dry_run);
+    let after_dry = std::fs::read_dir(work.join("repo/index"))
+        .map(|d| d.count())
+        .ok();
+    assert_eq!(before, after_dry, "a dry run writes nothing");
+    let report = run_heal(work, false).await;
+    assert!(report.is_healed(), "{report:?}");
+    let repo = open(&work.join("repo")).await;
+    let checked = check_all(repo.clone()).await;
+    assert!(checked.is_ok(), "{:?}", checked.problems);
+    assert!(checked.unindexed_packs.is_empty());
+    for (id, expected) in ids.iter().zip(copies) {
+        let restored = restore_into(&repo, id, work, "src").await.unwrap();
+        assert_same(expected, &restored);
+    }
+    assert!(
+        names(&work.join("repo/locks")).is_empty(),
+        "the lock is released"
+    );
+    // A second heal finds nothing to do.
+    let again = run_heal(work, false).await;
+    assert!(again.damaged_packs.is_empty() && again.snapshots_restored.is_empty());
+    assert_eq!(again.blobs_from_mirror + again.blobs_salvaged, 0);
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_pack_is_rebuilt_from_the_mirror() {
+    let work = tempfile::tempdir().unwrap();
+    let (ids, copies) = with_mirror(work.path()).await;
+    let (largest, _) = packs(&work.path().join("repo"))
+        .into_iter()
+        .max_by_key(|(_, size)| *size)
+        .unwrap();
+    std::fs::remove_file(&largest).unwrap();
+    let report = heal_and_verify(work.path(), &ids, &copies).await;
+    assert_eq!(report.damaged_packs.len(), 1, "{report:?}");
+    assert!(largest.ends_with(&report.damaged_packs[0]));
+    assert!(report.blobs_from_mirror > 0 && report.packs_written > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_byte_in_a_pack_is_healed_and_the_pack_deleted() {
+    let work = tempfile::tempdir().unwrap();
+    let (ids, copies) = with_mirror(work.path()).await;
+    let (largest, size) = packs(&work.path().join("repo"))
+        .into_iter()
+        .max_by_key(|(_, size)| *size)
+        .unwrap();
+    flip(&largest, size as usize / 3);
+    let report = heal_and_verify(work.path(), &ids, &copies).await;
+    assert_eq!(report.damaged_packs.len(), 1, "{report:?}");
+    assert!(report.blobs_from_mirror > 0, "{report:?}");
+    assert!(
+        report.blobs_salvaged > 0,
+        "the pack's sound frames are kept: {report:?}"
+    );
+    assert!(!largest.exists(), "the damaged pack is deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_and_a_damaged_index_object_are_rebuilt() {
+    let work = tempfile::tempdir().unwrap();
+    let (ids, copies) = with_mirror(work.path()).await;
+    let index_dir = work.path().join("repo/index");
+    let old = names(&index_dir);
+    assert!(old.len() >= 2);
+    flip(&index_dir.join(&old[0]), 40);
+    std::fs::remove_file(index_dir.join(&old[1])).unwrap();
+    let report = heal_and_verify(work.path(), &ids, &copies).await;
+    assert!(report.index_rebuilt);
+    assert!(report.damaged_packs.is_empty(), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_tree_is_read_back_from_the_mirror() {
+    let work = tempfile::tempdir().unwrap();
+    let (ids, copies) = with_mirror(work.path()).await;
+    let repo_dir = work.path().join("repo");
+    // Find a pack whose damage check reports as a damaged tree.
+    let mut found = false;
+    for (pack, _) in packs(&repo_dir) {
+        flip(&pack, 20);
+        let repo = open(&repo_dir).await;
+        let report = check_all(repo).await;
+        // A damaged tree is reported at its directory's path.
+        let dirs = ["/", "/src", "/src/a", "/src/c"];
+        if report
+            .problems
+            .iter()
+            .any(|p| p.path.as_deref().is_some_and(|p| dirs.contains(&p)))
+        {
+            found = true;
+            break;
+        }
+        flip(&pack, 20);
+    }
+    assert!(found, "some pack holds trees");
+    let report = heal_and_verify(work.path(), &ids, &copies).await;
+    assert_eq!(report.damaged_packs.len(), 1, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_and_a_damaged_snapshot_object_come_back_from_the_mirror() {
+    let work = tempfile::tempdir().unwrap();
+    let (ids, copies) = with_mirror(work.path()).await;
+    let dir = work.path().join("repo/snapshots");
+    std::fs::remove_file(dir.join(&ids[0])).unwrap();
+    flip(&dir.join(&ids[1]), 30);
+    let report = heal_and_verify(work.path(), &ids, &copies).await;
+    let mut restored = report.snapshots_restored.clone();
+    restored.sort();
+    let mut expected: Vec<String> = ids.iter().map(|id| format!("snapshots/{id}")).collect();
+    expected.sort();
+    assert_eq!(restored, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_missing_in_both_is_named_by_path_and_the_repository_stays_consistent() {
+    let work = tempfile::tempdir().unwrap();
+    let (ids, _copies) = with_mirror(work.path()).await;
+    let (largest, _) = packs(&work.path().join("repo"))
+        .into_iter()
+        .max_by_key(|(_, size)| *size)
+        .unwrap();
+    std::fs::remove_file(&largest).unwrap();
+    // The mirror lost its data packs too (its trees are in the smaller ones).
+    let mirror_packs = packs(&work.path().join("mirror"));
+    let biggest = mirror_packs.iter().map(|(_, s)| *s).max().unwrap();
+    for (pack, size) in &mirror_packs {
+        if *size * 4 > biggest {
+            std::fs::remove_file(pack).unwrap();
+        }
+    }
+    let report = run_heal(work.path(), false).await;
+    assert!(!report.is_healed());
+    assert!(!report.lost.is_empty());
+    for lost in &report.lost {
+        assert!(ids.contains(&lost.snapshot), "{lost:?}");
+        assert!(lost.path.ends_with("/src/a/big.bin"), "{lost:?}");
+        assert!(lost.object.starts_with("blob "), "{lost:?}");
+    }
+    assert!(!largest.exists());
+    // Consistent: only missing blobs are left, which `repair snapshots` drops.
+    let repo = open(&work.path().join("repo")).await;
+    let checked = check_all(repo.clone()).await;
+    assert!(!checked.is_ok());
+    assert!(
+        checked
+            .problems
+            .iter()
+            .all(|p| p.path.as_deref().is_some_and(|p| p.ends_with("a/big.bin"))),
+        "{:?}",
+        checked.problems
+    );
+    let options = RepairOptions::builder().build().unwrap();
+    repair_snapshots(repo, &options).await.unwrap();
+    let checked = check_all(open(&work.path().join("repo")).await).await;
+    assert!(checked.is_ok(), "{:?}", checked.problems);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_with_other_keys_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let _ = with_mirror(work.path()).await;
+    let other = init(&work.path().join("other")).await;
+    let repo = open(&work.path().join("repo")).await;
+    let options = HealOptions::builder().build().unwrap();
+    let err = heal(repo, other, &options).await.unwrap_err();
+    assert!(
+        matches!(err, backup_core::Error::KeysDiffer { .. }),
+        "{err}"
+    );
+}
