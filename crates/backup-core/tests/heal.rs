@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use backup_core::copy::{CopyOptions, copy};
+use backup_core::format::BlobKind;
 use backup_core::heal::{HealOptions, HealReport, heal};
+use backup_core::ops::list_blobs;
 use backup_core::repair::{RepairOptions, repair_snapshots};
 use backup_core::{Repository, conformance::small_options};
 use common::*;
@@ -112,11 +114,21 @@ async fn a_deleted_pack_is_rebuilt_from_the_mirror() {
 async fn a_flipped_byte_in_a_pack_is_healed_and_the_pack_deleted() {
     let work = tempfile::tempdir().unwrap();
     let (ids, copies) = with_mirror(work.path()).await;
-    let (largest, size) = packs(&work.path().join("repo"))
-        .into_iter()
-        .max_by_key(|(_, size)| *size)
-        .unwrap();
-    flip(&largest, size as usize / 3);
+    // A byte in the first frame of a pack holding several.
+    let repo_dir = work.path().join("repo");
+    let blobs = list_blobs(&*open(&repo_dir).await).await.unwrap();
+    let victim = blobs
+        .iter()
+        .find(|b| {
+            blobs
+                .iter()
+                .filter(|o| o.pack == b.pack && o.offset != b.offset)
+                .count()
+                > 0
+        })
+        .expect("a pack holds several frames");
+    let largest = repo_dir.join(&victim.pack);
+    flip(&largest, (victim.offset + victim.length / 2) as usize);
     let report = heal_and_verify(work.path(), &ids, &copies).await;
     assert_eq!(report.damaged_packs.len(), 1, "{report:?}");
     assert!(report.blobs_from_mirror > 0, "{report:?}");
@@ -146,25 +158,18 @@ async fn a_damaged_tree_is_read_back_from_the_mirror() {
     let work = tempfile::tempdir().unwrap();
     let (ids, copies) = with_mirror(work.path()).await;
     let repo_dir = work.path().join("repo");
-    // Find a pack whose damage check reports as a damaged tree.
-    let mut found = false;
-    for (pack, _) in packs(&repo_dir) {
-        flip(&pack, 20);
-        let repo = open(&repo_dir).await;
-        let report = check_all(repo).await;
-        // A damaged tree is reported at its directory's path.
-        let dirs = ["/", "/src", "/src/a", "/src/c"];
-        if report
-            .problems
-            .iter()
-            .any(|p| p.path.as_deref().is_some_and(|p| dirs.contains(&p)))
-        {
-            found = true;
-            break;
-        }
-        flip(&pack, 20);
-    }
-    assert!(found, "some pack holds trees");
+    // A byte in the middle of a tree's frame.
+    let blobs = list_blobs(&*open(&repo_dir).await).await.unwrap();
+    let tree = blobs
+        .iter()
+        .find(|b| b.kind == BlobKind::Tree)
+        .expect("the index lists trees");
+    flip(
+        &repo_dir.join(&tree.pack),
+        (tree.offset + tree.length / 2) as usize,
+    );
+    let damaged = check_all(open(&repo_dir).await).await;
+    assert!(!damaged.is_ok());
     let report = heal_and_verify(work.path(), &ids, &copies).await;
     assert_eq!(report.damaged_packs.len(), 1, "{report:?}");
 }
@@ -188,27 +193,48 @@ async fn a_deleted_and_a_damaged_snapshot_object_come_back_from_the_mirror() {
 async fn a_blob_missing_in_both_is_named_by_path_and_the_repository_stays_consistent() {
     let work = tempfile::tempdir().unwrap();
     let (ids, _copies) = with_mirror(work.path()).await;
-    let (largest, _) = packs(&work.path().join("repo"))
-        .into_iter()
-        .max_by_key(|(_, size)| *size)
-        .unwrap();
+    // A chunk of `a/big.bin`, deleted with its pack here and in the mirror.
+    let repo_dir = work.path().join("repo");
+    let mirror_dir = work.path().join("mirror");
+    let here = list_blobs(&*open(&repo_dir).await).await.unwrap();
+    let there = list_blobs(&*open_mirror(work.path()).await).await.unwrap();
+    let holds_trees = |blobs: &[backup_core::ops::IndexedBlob], pack: &str| {
+        blobs
+            .iter()
+            .any(|b| b.pack == pack && b.kind == BlobKind::Tree)
+    };
+    // One whose packs hold no trees, so that the snapshots stay readable around it.
+    let chunk = here
+        .iter()
+        .find(|b| {
+            b.kind == BlobKind::Data
+                && !b.grouped
+                && !holds_trees(&here, &b.pack)
+                && there
+                    .iter()
+                    .any(|t| t.id == b.id && !holds_trees(&there, &t.pack))
+        })
+        .expect("big.bin has chunks in packs without trees")
+        .clone();
+    let mirrored = there.iter().find(|b| b.id == chunk.id).unwrap();
+    let largest = repo_dir.join(&chunk.pack);
     std::fs::remove_file(&largest).unwrap();
-    // The mirror lost its data packs too (its trees are in the smaller ones).
-    let mirror_packs = packs(&work.path().join("mirror"));
-    let biggest = mirror_packs.iter().map(|(_, s)| *s).max().unwrap();
-    for (pack, size) in &mirror_packs {
-        if *size * 4 > biggest {
-            std::fs::remove_file(pack).unwrap();
-        }
-    }
+    std::fs::remove_file(mirror_dir.join(&mirrored.pack)).unwrap();
     let report = run_heal(work.path(), false).await;
     assert!(!report.is_healed());
     assert!(!report.lost.is_empty());
     for lost in &report.lost {
         assert!(ids.contains(&lost.snapshot), "{lost:?}");
-        assert!(lost.path.ends_with("/src/a/big.bin"), "{lost:?}");
-        assert!(lost.object.starts_with("blob "), "{lost:?}");
+        assert!(lost.path.starts_with('/'), "{lost:?}");
     }
+    assert!(
+        report
+            .lost
+            .iter()
+            .any(|l| l.path == "/src/a/big.bin" && l.object == format!("blob {}", chunk.id)),
+        "{:?}",
+        report.lost
+    );
     assert!(!largest.exists());
     // Consistent: only missing blobs are left, which `repair snapshots` drops.
     let repo = open(&work.path().join("repo")).await;
@@ -223,9 +249,13 @@ async fn a_blob_missing_in_both_is_named_by_path_and_the_repository_stays_consis
         checked.problems
     );
     let options = RepairOptions::builder().build().unwrap();
-    repair_snapshots(repo, &options).await.unwrap();
+    let repaired = repair_snapshots(repo, &options).await.unwrap();
     let checked = check_all(open(&work.path().join("repo")).await).await;
-    assert!(checked.is_ok(), "{:?}", checked.problems);
+    assert!(
+        checked.is_ok(),
+        "{:?}\n{repaired:?}\n{report:?}",
+        checked.problems
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
