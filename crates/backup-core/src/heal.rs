@@ -454,7 +454,8 @@ impl Walk<'_> {
             }
             let tree = match self.repo.load_tree(&id).await {
                 Ok(tree) => tree,
-                Err(e) if is_damage(&e) => {
+                // A damaged (truncated) pack fails ranged reads as the store sees fit.
+                Err(e) if is_damage(&e) || heal => {
                     if !heal {
                         self.want(id, BlobKind::Tree, snapshot, shown);
                     }
@@ -511,7 +512,8 @@ async fn fetch(
         Ok(loc) if !damaged.contains(&*loc.pack) || repo_pack_exists(repo, &loc.pack).await? => {
             match repo.load_blob(id).await {
                 Ok(data) => return Ok(Fetched::Here(data)),
-                Err(e) if is_damage(&e) => crate::report(&e),
+                // A damaged (truncated) pack fails ranged reads as the store sees fit.
+                Err(e) if is_damage(&e) || damaged.contains(&*loc.pack) => crate::report(&e),
                 Err(e) => return Err(e),
             }
         }

@@ -271,3 +271,21 @@ async fn a_mirror_with_other_keys_is_refused() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_pack_is_rebuilt_from_the_mirror() {
+    let work = tempfile::tempdir().unwrap();
+    let (ids, copies) = with_mirror(work.path()).await;
+    let (largest, size) = packs(&work.path().join("repo"))
+        .into_iter()
+        .max_by_key(|(_, size)| *size)
+        .unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&largest)
+        .unwrap();
+    file.set_len(size / 2).unwrap();
+    let report = heal_and_verify(work.path(), &ids, &copies).await;
+    assert_eq!(report.damaged_packs.len(), 1, "{report:?}");
+    assert!(!largest.exists());
+}
