@@ -27,6 +27,21 @@ fn json(output: Output) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).expect("JSON output")
 }
 
+/// Asserts `check --read-data` passes, restores `snapshot` into `work/restored` and returns that.
+fn check_and_restore(repo: &Path, snapshot: &str, work: &Path) -> std::path::PathBuf {
+    assert_eq!(
+        backup(repo, &["check", "--read-data"]).status.code(),
+        Some(0)
+    );
+    let target = work.join("restored");
+    let restored = backup(
+        repo,
+        &["restore", snapshot, "--target", target.to_str().unwrap()],
+    );
+    assert!(restored.status.success());
+    target
+}
+
 #[test]
 fn repair_index_and_snapshots_from_the_command_line() {
     let work = tempfile::tempdir().unwrap();
@@ -95,16 +110,7 @@ fn repair_index_and_snapshots_from_the_command_line() {
         .unwrap()
         .to_string();
     assert!(backup(&repo, &["repair", "index"]).status.success());
-    assert_eq!(
-        backup(&repo, &["check", "--read-data"]).status.code(),
-        Some(0)
-    );
-    let target = work.path().join("restored");
-    let restored = backup(
-        &repo,
-        &["restore", &new, "--target", target.to_str().unwrap()],
-    );
-    assert!(restored.status.success());
+    let target = check_and_restore(&repo, &new, work.path());
     assert_eq!(
         std::fs::read(target.join("src/keep/a.txt")).unwrap(),
         b"kept file"
@@ -171,16 +177,7 @@ fn repair_from_mirror_from_the_command_line() {
         healed["snapshots_restored"],
         serde_json::json!([format!("snapshots/{snapshot}")])
     );
-    assert_eq!(
-        backup(&repo, &["check", "--read-data"]).status.code(),
-        Some(0)
-    );
-    let target = work.path().join("restored");
-    let restored = backup(
-        &repo,
-        &["restore", &snapshot, "--target", target.to_str().unwrap()],
-    );
-    assert!(restored.status.success());
+    let target = check_and_restore(&repo, &snapshot, work.path());
     assert_eq!(
         std::fs::read(target.join("src/b.bin")).unwrap(),
         std::fs::read(src.join("b.bin")).unwrap()
