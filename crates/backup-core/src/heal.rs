@@ -283,20 +283,26 @@ async fn run(
     let Walk { wanted, lost, .. } = walk;
     report.lost = lost;
     let mut lost_blobs: BTreeMap<ChunkId, String> = BTreeMap::new();
-    let mut recovered = Vec::new();
+    // Written as they arrive (a pack at a time in memory), not in a dry run.
+    let mut writer = (!options.dry_run).then(|| PackWriter::new(repo));
     for (id, kind, _) in &wanted {
-        match fetch(repo, mirror, id, &damaged).await? {
+        let data = match fetch(repo, mirror, id, &damaged).await? {
             Fetched::Here(data) => {
                 report.blobs_salvaged += 1;
-                recovered.push((*id, *kind, data));
+                data
             }
             Fetched::Mirror(data) => {
                 report.blobs_from_mirror += 1;
-                recovered.push((*id, *kind, data));
+                data
             }
             Fetched::Lost(problem) => {
                 lost_blobs.insert(*id, problem);
+                continue;
             }
+        };
+        if let Some(writer) = writer.as_mut() {
+            check_lock(lock)?;
+            writer.add(*id, *kind, &data).await?;
         }
     }
     for (id, _, users) in &wanted {
@@ -313,11 +319,11 @@ async fn run(
     }
     report.lost.sort();
     report.lost.dedup();
-    if options.dry_run {
+    let Some(writer) = writer else {
         return Ok(report);
-    }
+    };
     check_lock(lock)?;
-    report.packs_written = store_blobs(repo, recovered).await?;
+    report.packs_written = writer.finish().await?;
     check_lock(lock)?;
     if !damaged.is_empty() {
         for id in &damaged {
@@ -552,34 +558,63 @@ async fn repo_pack_exists(repo: &Repository, id: &str) -> Result<bool> {
     }
 }
 
-/// Packs `blobs` into new packs, uploads them and writes an index object naming them;
-/// returns the number of packs written.
-async fn store_blobs(repo: &Repository, blobs: Vec<(ChunkId, BlobKind, Vec<u8>)>) -> Result<usize> {
-    let pack_size = repo.config.pack_size as usize;
-    let mut compressor = BlobCompressor::new(repo.config.compression_level);
-    let mut encoded = Vec::new();
-    let mut packer = PackBuilder::default();
-    let mut written: Vec<IndexPack> = Vec::new();
-    let last = blobs.len().saturating_sub(1);
-    for (i, (id, kind, data)) in blobs.into_iter().enumerate() {
-        compressor.encode_into(&data, &mut encoded);
-        let seal = |out: &mut Vec<u8>| repo.keys.cipher.seal_append(&blob_aad(&id), &encoded, out);
-        let member = [(id, kind, data.len() as u32, None)];
-        packer.add(seal, member, || Vec::with_capacity(pack_size + 4096))?;
-        if (packer.len() + packer.header_bound(0) >= pack_size || i == last)
-            && let Some(pack) = packer.finish(&repo.keys.cipher)?
-        {
-            let bytes = bytes::Bytes::from(pack.bytes).slice(pack.start..);
-            repo.put(&pack.path, bytes, true).await?;
-            repo.add_to_index(&pack.index)?;
-            written.push(pack.index);
+/// Packs blobs into new packs, uploads each when full, and at the end writes an index object
+/// naming them.
+struct PackWriter<'a> {
+    repo: &'a Repository,
+    compressor: BlobCompressor,
+    encoded: Vec<u8>,
+    packer: PackBuilder,
+    written: Vec<IndexPack>,
+}
+
+impl<'a> PackWriter<'a> {
+    fn new(repo: &'a Repository) -> Self {
+        PackWriter {
+            repo,
+            compressor: BlobCompressor::new(repo.config.compression_level),
+            encoded: Vec::new(),
+            packer: PackBuilder::default(),
+            written: Vec::new(),
         }
     }
-    let packs = written.len();
-    if !written.is_empty() {
-        let name = format!("index/{}", format::random_id());
-        repo.put_sealed(&name, &format::IndexFile { packs: written })
-            .await?;
+
+    async fn add(&mut self, id: ChunkId, kind: BlobKind, data: &[u8]) -> Result<()> {
+        let repo = self.repo;
+        let pack_size = repo.config.pack_size as usize;
+        self.compressor.encode_into(data, &mut self.encoded);
+        let encoded = &self.encoded;
+        let seal = |out: &mut Vec<u8>| repo.keys.cipher.seal_append(&blob_aad(&id), encoded, out);
+        let member = [(id, kind, data.len() as u32, None)];
+        self.packer
+            .add(seal, member, || Vec::with_capacity(pack_size + 4096))?;
+        if self.packer.len() + self.packer.header_bound(0) >= pack_size {
+            self.flush().await?;
+        }
+        Ok(())
     }
-    Ok(packs)
+
+    async fn flush(&mut self) -> Result<()> {
+        if let Some(pack) = self.packer.finish(&self.repo.keys.cipher)? {
+            let bytes = bytes::Bytes::from(pack.bytes).slice(pack.start..);
+            self.repo.put(&pack.path, bytes, true).await?;
+            self.repo.add_to_index(&pack.index)?;
+            self.written.push(pack.index);
+        }
+        Ok(())
+    }
+
+    /// Uploads the last pack and the index object; returns the number of packs written.
+    async fn finish(mut self) -> Result<usize> {
+        self.flush().await?;
+        let packs = self.written.len();
+        if packs > 0 {
+            let name = format!("index/{}", format::random_id());
+            let file = format::IndexFile {
+                packs: std::mem::take(&mut self.written),
+            };
+            self.repo.put_sealed(&name, &file).await?;
+        }
+        Ok(packs)
+    }
 }
