@@ -1,4 +1,4 @@
-//! Healing a damaged repository from a mirror (the tool's `repair --from-mirror`).
+//! Healing a damaged repository from a mirror (the tool's `repair from-mirror MIRROR`).
 //!
 //! The mirror is a repository that shares this one's keys (created with
 //! [`InitOptions::with_params_from`](crate::InitOptions::with_params_from), filled by
@@ -275,13 +275,11 @@ async fn run(
         seen: HashSet::new(),
         wanted: Vec::new(),
         places: HashMap::new(),
-        lost: Vec::new(),
     };
     for (id, snapshot) in &snapshots {
         walk.tree(id, "", snapshot.tree).await?;
     }
-    let Walk { wanted, lost, .. } = walk;
-    report.lost = lost;
+    let Walk { wanted, .. } = walk;
     let mut lost_blobs: BTreeMap<ChunkId, String> = BTreeMap::new();
     // Written as they arrive (a pack at a time in memory), not in a dry run.
     let mut writer = (!options.dry_run).then(|| PackWriter::new(repo));
@@ -418,7 +416,6 @@ struct Walk<'a> {
     wanted: Wanted,
     /// Place of each blob in `wanted`.
     places: HashMap<ChunkId, usize>,
-    lost: Vec<LostPath>,
 }
 
 impl Walk<'_> {
