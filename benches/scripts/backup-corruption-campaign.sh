@@ -29,15 +29,8 @@ TREE_MB=${TREE_MB:-8}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 
-if [ -z "${BACKUP_BIN:-}" ]; then
-    (cd "$ROOT" && cargo build -q -p hostguard-examples --bin backup)
-    BACKUP_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/backup"
-fi
-if [ -z "${WORK:-}" ]; then
-    WORK=$(mktemp -d)
-    trap 'rm -rf "$WORK"' EXIT
-fi
-mkdir -p "$WORK"
+. "$HERE/backup-campaign-common.sh"
+campaign_setup
 SRC="$WORK/src"
 PRISTINE="$WORK/pristine"
 STATES="$WORK/states"
@@ -48,25 +41,19 @@ bk() { BACKUP_PASSWORD="$FIRST" "$BACKUP_BIN" -r "$PRISTINE" "$@"; }
 # The pristine repository: two snapshots of a changing tree, a second admin's key.
 rm -rf "$PRISTINE" "$STATES" "$SRC"
 mkdir -p "$STATES"
-python3 "$HERE/gen-backup-tree.py" "$SRC" "$TREE_MB" "$SEED"
 bk init >/dev/null
 BACKUP_NEW_PASSWORD="$SECOND" bk key add >/dev/null
-for round in 1 2; do
-    if [ "$round" = 2 ]; then
-        python3 "$HERE/mutate-tree.py" "$SRC" "$WORK/next" 0.3 "$SEED" >/dev/null
-        rm -rf "$SRC"
-        mv "$WORK/next" "$SRC"
-    fi
-    id=$(bk --json backup "$SRC" | python3 -c "import json,sys; print(json.load(sys.stdin)['id'])")
-    cp -a "$SRC" "$STATES/$id"
-done
+campaign_two_snapshots "$SRC" "$STATES" "$TREE_MB" "$SEED" bk
 bk --json blobs >"$WORK/blobs.jsonl"
 
-export BACKUP_BIN WORK PRISTINE STATES FIRST SECOND RUNS SEED
+export BACKUP_BIN WORK PRISTINE STATES FIRST SECOND RUNS SEED HERE
 python3 - <<'EOF'
 import json, os, random, shutil, subprocess, sys
 
 env = os.environ
+sys.dont_write_bytecode = True
+sys.path.insert(0, env["HERE"])
+import backup_campaign  # noqa: E402
 binary, work, pristine, states = env["BACKUP_BIN"], env["WORK"], env["PRISTINE"], env["STATES"]
 passwords = [env["FIRST"], env["SECOND"]]
 runs, rng = int(env["RUNS"]), random.Random(env["SEED"])
@@ -80,11 +67,7 @@ snapshot_ids = sorted(os.listdir(states))
 
 
 def objects(prefix):
-    out = []
-    for dirpath, _, names in os.walk(os.path.join(pristine, prefix)):
-        for name in names:
-            out.append(os.path.relpath(os.path.join(dirpath, name), pristine))
-    return sorted(out)
+    return backup_campaign.objects(pristine, prefix)
 
 
 def backup(args, password):

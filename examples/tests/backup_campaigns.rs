@@ -1,7 +1,8 @@
 //! Short forms of the kill and corruption campaigns (benches/scripts/backup-*-campaign.sh),
 //! driving this build's `backup` binary: 5 kills spread over backup, forget and key changes;
-//! 14 flipped bytes, two in an object of each kind. The full campaigns and their results are in
-//! benches/results/backup-campaigns.md.
+//! 14 flipped bytes, two in an object of each kind; 8 damaged objects healed from a mirror. The
+//! full campaigns and their results are in benches/results/backup-campaigns.md and
+//! benches/results/backup-heal.md.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -48,5 +49,13 @@ fn fourteen_flipped_bytes_are_all_found_and_no_restore_writes_corrupt_data() {
     run_campaign(
         "backup-corruption-campaign.sh",
         &[("RUNS", "14"), ("TREE_MB", "3"), ("SEED", "2")],
+    );
+}
+
+#[test]
+fn eight_damaged_objects_are_healed_from_the_mirror_and_restore_byte_identical() {
+    run_campaign(
+        "backup-heal-campaign.sh",
+        &[("RUNS", "8"), ("TREE_MB", "2"), ("SEED", "2")],
     );
 }

@@ -1,6 +1,7 @@
 //! `backup repair index` and `backup repair snapshots` end to end: a repository whose index was
 //! lost checks clean again after `repair index`, and `repair snapshots` names what a lost pack
-//! took, by snapshot and path, before and after rewriting.
+//! took, by snapshot and path, before and after rewriting; `repair from-mirror` heals from a
+//! mirror and names by path what the mirror lacks too (exit 3).
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -24,6 +25,21 @@ fn json(output: Output) -> serde_json::Value {
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).expect("JSON output")
+}
+
+/// Asserts `check --read-data` passes, restores `snapshot` into `work/restored` and returns that.
+fn check_and_restore(repo: &Path, snapshot: &str, work: &Path) -> std::path::PathBuf {
+    assert_eq!(
+        backup(repo, &["check", "--read-data"]).status.code(),
+        Some(0)
+    );
+    let target = work.join("restored");
+    let restored = backup(
+        repo,
+        &["restore", snapshot, "--target", target.to_str().unwrap()],
+    );
+    assert!(restored.status.success());
+    target
 }
 
 #[test]
@@ -94,19 +110,88 @@ fn repair_index_and_snapshots_from_the_command_line() {
         .unwrap()
         .to_string();
     assert!(backup(&repo, &["repair", "index"]).status.success());
-    assert_eq!(
-        backup(&repo, &["check", "--read-data"]).status.code(),
-        Some(0)
-    );
-    let target = work.path().join("restored");
-    let restored = backup(
-        &repo,
-        &["restore", &new, "--target", target.to_str().unwrap()],
-    );
-    assert!(restored.status.success());
+    let target = check_and_restore(&repo, &new, work.path());
     assert_eq!(
         std::fs::read(target.join("src/keep/a.txt")).unwrap(),
         b"kept file"
     );
     assert!(!target.join("src/lost.bin").exists());
+}
+
+/// Every pack file under a local repository.
+fn pack_files(repo: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for sub in std::fs::read_dir(repo.join("data")).unwrap() {
+        for pack in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+            out.push(pack.unwrap().path());
+        }
+    }
+    out
+}
+
+#[test]
+fn repair_from_mirror_from_the_command_line() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, mirror, src) = (
+        work.path().join("repo"),
+        work.path().join("mirror"),
+        work.path().join("src"),
+    );
+    std::fs::create_dir_all(src.join("dir")).unwrap();
+    std::fs::write(src.join("dir/a.txt"), b"a small file").unwrap();
+    std::fs::write(src.join("b.bin"), b"some bytes ".repeat(50_000)).unwrap();
+    assert!(backup(&repo, &["init"]).status.success());
+    let src_arg = src.to_str().unwrap();
+    let snapshot = json(backup(&repo, &["--json", "backup", src_arg]))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let repo_arg = repo.to_str().unwrap();
+    let mirror_arg = mirror.to_str().unwrap();
+    assert!(
+        backup(&mirror, &["init", "--copy-params-from", repo_arg])
+            .status
+            .success()
+    );
+    assert!(
+        backup(&repo, &["copy", "--to", mirror_arg])
+            .status
+            .success()
+    );
+
+    // The index and the snapshot object are lost here.
+    std::fs::remove_dir_all(repo.join("index")).unwrap();
+    std::fs::remove_file(repo.join("snapshots").join(&snapshot)).unwrap();
+    let dry = json(backup(
+        &repo,
+        &["--json", "repair", "from-mirror", mirror_arg, "--dry-run"],
+    ));
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    assert!(!repo.join("snapshots").join(&snapshot).exists(), "dry run");
+    let healed = json(backup(
+        &repo,
+        &["--json", "repair", "from-mirror", mirror_arg],
+    ));
+    assert_eq!(healed["index_rebuilt"], true, "{healed}");
+    assert_eq!(
+        healed["snapshots_restored"],
+        serde_json::json!([format!("snapshots/{snapshot}")])
+    );
+    let target = check_and_restore(&repo, &snapshot, work.path());
+    assert_eq!(
+        std::fs::read(target.join("src/b.bin")).unwrap(),
+        std::fs::read(src.join("b.bin")).unwrap()
+    );
+
+    // Every pack is lost here and in the mirror: named by path, exit 3.
+    for pack in pack_files(&repo).into_iter().chain(pack_files(&mirror)) {
+        std::fs::remove_file(pack).unwrap();
+    }
+    let lost = backup(&repo, &["repair", "from-mirror", mirror_arg]);
+    let text = String::from_utf8_lossy(&lost.stdout);
+    assert_eq!(lost.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains(&format!("LOST: snapshot {} /", &snapshot[..8])),
+        "{text}"
+    );
 }

@@ -82,6 +82,7 @@ mod error;
 pub mod faults;
 pub mod format;
 mod fsmeta;
+pub mod heal;
 #[cfg(test)]
 mod hostile_tests;
 pub mod keys;

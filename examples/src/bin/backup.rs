@@ -13,6 +13,7 @@
 //! backup -r /srv/repo prune [--max-unused 5%|100M|unlimited] [--max-repack-size 2G] [--dry-run]
 //! backup -r /srv/repo unlock [--force]                 # stale locks only, unless forced
 //! backup -r /srv/repo repair index [--dry-run] | repair snapshots [--read-data] [--dry-run]
+//! backup -r /srv/repo repair from-mirror s3://bucket/mirror [--dry-run]  # heal from a mirror
 //! backup -r /srv/repo blobs [--json]                           # where each chunk and tree is
 //! backup -r s3://bucket/mirror init --copy-params-from /srv/repo   # a mirror sharing chunk keys
 //! backup -r /srv/repo copy --to s3://bucket/mirror [SNAPSHOT...] [--host H] [--tag T]
@@ -346,6 +347,25 @@ enum RepairCommand {
         #[arg(short = 'n', long)]
         dry_run: bool,
     },
+    /// Heal damaged or missing packs, index objects, trees and snapshot objects from a mirror
+    /// (made by `init --copy-params-from` and `copy`), under an exclusive lock. What the
+    /// mirror lacks too is named by snapshot and path (exit code 3); `repair snapshots` can
+    /// then drop it.
+    FromMirror {
+        /// The mirror repository (its key: BACKUP_MIRROR_PASSWORD or --mirror-key-file, else
+        /// the same as this repository's).
+        mirror: String,
+        /// Key file of the mirror.
+        #[arg(long)]
+        mirror_key_file: Option<PathBuf>,
+        /// Do not copy back snapshots the mirror holds and this repository lacks (forgotten
+        /// here but not in the mirror).
+        #[arg(long)]
+        skip_missing_snapshots: bool,
+        /// Only report what would be healed.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -376,6 +396,8 @@ enum KeyCommand {
 const NEW_PASSWORD_ENV: &str = "BACKUP_NEW_PASSWORD";
 /// The destination's password for `copy --to`.
 const TO_PASSWORD_ENV: &str = "BACKUP_TO_PASSWORD";
+/// The mirror's password for `repair from-mirror`.
+const MIRROR_PASSWORD_ENV: &str = "BACKUP_MIRROR_PASSWORD";
 /// The source's password for `init --copy-params-from`.
 const FROM_PASSWORD_ENV: &str = "BACKUP_FROM_PASSWORD";
 
@@ -997,6 +1019,9 @@ async fn run(cli: Cli) -> Result<i32> {
                 println!("removed {} locks", removed.len());
             }
         }
+        Command::Repair {
+            what: what @ RepairCommand::FromMirror { .. },
+        } => return heal_from_mirror(&cli, &location, what).await,
         Command::Repair { what } => repair(&cli, &location, what).await?,
         Command::Blobs => {
             use std::io::Write;
@@ -1418,6 +1443,7 @@ async fn repair(cli: &Cli, location: &str, what: &RepairCommand) -> Result<()> {
     use backup_core::repair::{RepairOptions, repair_index, repair_snapshots};
     let repo = open(cli, location).await?;
     match what {
+        RepairCommand::FromMirror { .. } => {}
         RepairCommand::Index { dry_run } => {
             let options = RepairOptions::builder().with_dry_run(*dry_run).build()?;
             let report = repair_index(repo, &options).await?;
@@ -1486,4 +1512,58 @@ async fn repair(cli: &Cli, location: &str, what: &RepairCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `repair from-mirror`: exit code 0 when everything is healed, 3 when something is lost in
+/// both repositories.
+async fn heal_from_mirror(cli: &Cli, location: &str, what: &RepairCommand) -> Result<i32> {
+    use backup_core::heal::{HealOptions, heal};
+    let RepairCommand::FromMirror {
+        mirror,
+        mirror_key_file,
+        skip_missing_snapshots,
+        dry_run,
+    } = what
+    else {
+        return Ok(2);
+    };
+    let repo = open(cli, location).await?;
+    let key = other_key_source(cli, mirror_key_file.as_deref(), MIRROR_PASSWORD_ENV)?;
+    let mirror = open_with(cli, mirror, &key).await?;
+    let options = HealOptions::builder()
+        .with_dry_run(*dry_run)
+        .with_missing_snapshots(!skip_missing_snapshots)
+        .build()?;
+    let report = heal(repo, mirror, &options).await?;
+    if cli.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        let would = if report.dry_run { "would be " } else { "" };
+        for name in &report.snapshots_restored {
+            println!("{name}: {would}restored from the mirror");
+        }
+        for name in &report.snapshots_lost {
+            println!("{name}: damaged, and not in the mirror either");
+        }
+        if report.index_rebuilt {
+            println!("index: {would}rebuilt from the pack headers");
+        }
+        for pack in &report.damaged_packs {
+            println!("{pack}: damaged, {would}replaced and deleted");
+        }
+        for lost in &report.lost {
+            println!(
+                "LOST: snapshot {} {}: {}: {}",
+                &lost.snapshot[..8.min(lost.snapshot.len())],
+                lost.path,
+                lost.object,
+                lost.problem
+            );
+        }
+        println!(
+            "{} blobs {would}stored again from the mirror, {} from sound frames here, in {} packs",
+            report.blobs_from_mirror, report.blobs_salvaged, report.packs_written
+        );
+    }
+    Ok(if report.is_healed() { 0 } else { 3 })
 }
