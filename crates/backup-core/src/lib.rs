@@ -103,6 +103,7 @@ mod store;
 // Mirrors, append-only handles and schedules (issue 13).
 pub mod append_only;
 pub mod copy;
+mod fetch;
 pub mod schedule;
 
 pub use backup::{BackupOptions, BackupOptionsBuilder, backup};
