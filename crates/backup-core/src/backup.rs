@@ -786,7 +786,7 @@ pub(crate) fn hostname() -> String {
 }
 
 /// Whether a repository location names a remote store (`s3://...`, not a path or `file://`).
-fn is_remote(location: &str) -> bool {
+pub(crate) fn is_remote(location: &str) -> bool {
     location
         .split_once("://")
         .is_some_and(|(scheme, _)| scheme != "file")

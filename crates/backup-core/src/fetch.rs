@@ -29,13 +29,17 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::sync::Semaphore;
 
-use crate::format;
+use crate::error::{Error, Result};
+use crate::format::{self, ChunkId, Tree};
+use crate::repo::Repository;
 
 /// Frames of a pack at most this far apart are read in one range.
 pub(crate) const MERGE_GAP: u64 = 256 * 1024;
 
-/// A merged range grows no larger than this (a single larger frame is read alone).
-pub(crate) const MAX_RANGE: u64 = 4 * 1024 * 1024;
+/// A merged range grows no larger than this (a single larger frame is read alone): a little
+/// more than a default pack (8 MiB), so a restore that needs a whole pack reads it in one
+/// request (servers such as moto copy the whole object for every ranged GET).
+pub(crate) const MAX_RANGE: u64 = 12 * 1024 * 1024;
 
 /// Ranges fetched at once.
 pub(crate) const IN_FLIGHT: usize = 16;
@@ -268,6 +272,60 @@ impl Prefetch {
         let _guard = self.slots.lock();
         self.changed.notify_all();
     }
+}
+
+/// Packs whose trees are read at once by [`load_trees`].
+const TREE_PACKS_IN_FLIGHT: usize = 8;
+
+/// Loads the trees `ids` from a remote store with one ranged GET per pack, from its first
+/// to its last tree wanted (trees sit among data in packs, and a request costs more than the
+/// bytes between them: on moto every ranged GET copies the whole object), several packs at
+/// once.
+pub(crate) async fn load_trees(
+    repo: &Repository,
+    ids: Vec<ChunkId>,
+) -> Result<Vec<(ChunkId, Tree)>> {
+    use futures::TryStreamExt;
+    let mut by_pack: HashMap<Arc<str>, Vec<(ChunkId, crate::repo::BlobLocation)>> = HashMap::new();
+    for id in ids {
+        let loc = repo.locate(&id)?;
+        by_pack.entry(loc.pack.clone()).or_default().push((id, loc));
+    }
+    let loaded: Vec<Vec<(ChunkId, Tree)>> = futures::stream::iter(by_pack)
+        .map(|(pack, trees)| async move {
+            let path = format::pack_path(&pack);
+            let start = trees.iter().map(|(_, l)| u64::from(l.offset)).min();
+            let end = trees
+                .iter()
+                .map(|(_, l)| u64::from(l.offset) + u64::from(l.length))
+                .max();
+            let range = start.unwrap_or(0)..end.unwrap_or(0);
+            let span = repo
+                .store
+                .get_range(&ObjectPath::from(path.as_str()), range.clone())
+                .await
+                .map_err(|e| match e {
+                    object_store::Error::NotFound { .. } => Error::NotFound {
+                        what: format!("pack {path} (indexed, but missing from the store)"),
+                    },
+                    e => Error::store(&path, e),
+                })?;
+            trees
+                .into_iter()
+                .map(|(id, loc)| {
+                    let from = (u64::from(loc.offset) - range.start) as usize;
+                    let sealed = span.get(from..from + loc.length as usize).ok_or_else(|| {
+                        Error::corrupt(&path, format!("blob {id} lies past the pack's end"))
+                    })?;
+                    let bytes = repo.decode_blob(&id, &loc, &path, sealed)?;
+                    Ok((id, format::decode(&format!("tree {id}"), &bytes)?))
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .buffer_unordered(TREE_PACKS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+    Ok(loaded.into_iter().flatten().collect())
 }
 
 #[cfg(test)]

@@ -799,12 +799,17 @@ async fn load_trees(repo: &Repository, top: ChunkId) -> Result<HashMap<ChunkId, 
     let mut trees = HashMap::new();
     let mut seen = HashSet::from([top]);
     let mut level = vec![top];
+    let remote = crate::backup::is_remote(repo.location());
     while !level.is_empty() {
-        let loaded: Vec<(ChunkId, Tree)> = futures::stream::iter(level)
-            .map(|id| async move { Ok::<_, Error>((id, repo.load_tree(&id).await?)) })
-            .buffer_unordered(TREE_LOADS)
-            .try_collect()
-            .await?;
+        let loaded: Vec<(ChunkId, Tree)> = if remote {
+            crate::fetch::load_trees(repo, level).await?
+        } else {
+            futures::stream::iter(level)
+                .map(|id| async move { Ok::<_, Error>((id, repo.load_tree(&id).await?)) })
+                .buffer_unordered(TREE_LOADS)
+                .try_collect()
+                .await?
+        };
         level = Vec::new();
         for (id, tree) in loaded {
             for sub in tree.nodes.iter().filter_map(|n| n.subtree) {

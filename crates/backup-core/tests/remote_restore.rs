@@ -152,7 +152,8 @@ async fn restores_read_merged_ranges_several_at_once() {
     write_tree(&src);
     let remote = Arc::new(Remote::default());
     let key = KeySource::passphrase("pw");
-    let repo = Repository::init(remote.clone(), "remote", &key, small_options());
+    // An s3:// location: trees are read in one range per pack too.
+    let repo = Repository::init(remote.clone(), "s3://bucket/repo", &key, small_options());
     let repo = Arc::new(repo.await.unwrap());
     let options = BackupOptions::builder([&src]).build().unwrap();
     let (id, snapshot) = backup_core::backup(repo.clone(), options, Arc::new(NoProgress))
