@@ -11,6 +11,12 @@
 //! restores into that existed already, those whose `NAME` is a file of the snapshot there and
 //! whose process `PID` is gone.
 //!
+//! From a remote store (S3), a restore reads only the byte ranges its files need: once planned,
+//! the frames are fetched in the order the threads will need them, close frames of a pack
+//! merged into one ranged GET, 16 GETs in flight within a 64 MiB budget, while the threads
+//! decode and write; trees are read a level at a time, one range per pack. Local pack files are
+//! read frame by frame.
+//!
 //! All-zero blocks are written like any other (the file comes back fully allocated, as a
 //! preallocated database or VM image must) unless [`RestoreOptionsBuilder::with_sparse`] asks
 //! for them to become holes.
