@@ -108,6 +108,11 @@ impl Drop for Prefetch {
 
 /// Merges `frames` (in need order; repeats are ignored) into ranges; see the module docs.
 fn plan(frames: impl IntoIterator<Item = FrameRef>) -> (Vec<Span>, FrameIndex) {
+    plan_with_gap(frames, MERGE_GAP)
+}
+
+/// [`plan`] with frames at most `gap` apart merged.
+fn plan_with_gap(frames: impl IntoIterator<Item = FrameRef>, gap: u64) -> (Vec<Span>, FrameIndex) {
     let mut spans: Vec<Span> = Vec::new();
     let mut index = HashMap::new();
     for (pack, offset, length) in frames {
@@ -119,7 +124,7 @@ fn plan(frames: impl IntoIterator<Item = FrameRef>) -> (Vec<Span>, FrameIndex) {
             Some(last)
                 if last.pack == pack
                     && start >= last.range.start
-                    && start <= last.range.end + MERGE_GAP
+                    && start <= last.range.end + gap
                     && end.max(last.range.end) - last.range.start <= MAX_RANGE =>
             {
                 last.range.end = last.range.end.max(end);
@@ -274,35 +279,36 @@ impl Prefetch {
     }
 }
 
-/// Packs whose trees are read at once by [`load_trees`].
-const TREE_PACKS_IN_FLIGHT: usize = 8;
+/// Ranges of trees read at once by [`load_trees`].
+const TREE_RANGES_IN_FLIGHT: usize = 16;
 
-/// Loads the trees `ids` from a remote store with one ranged GET per pack, from its first
-/// to its last tree wanted (trees sit among data in packs, and a request costs more than the
-/// bytes between them: on moto every ranged GET copies the whole object), several packs at
-/// once.
+/// Trees of a pack at most this far apart are read in one range by [`load_trees`]: trees sit
+/// among data in packs, and a request costs more than the bytes between them (on moto every
+/// ranged GET copies the whole object).
+const TREE_GAP: u64 = 1024 * 1024;
+
+/// Loads the trees `ids` from a remote store, the trees of a pack close to each other in one
+/// ranged GET, several at once.
 pub(crate) async fn load_trees(
     repo: &Repository,
     ids: Vec<ChunkId>,
 ) -> Result<Vec<(ChunkId, Tree)>> {
     use futures::TryStreamExt;
-    let mut by_pack: HashMap<Arc<str>, Vec<(ChunkId, crate::repo::BlobLocation)>> = HashMap::new();
+    let mut wanted = Vec::with_capacity(ids.len());
     for id in ids {
-        let loc = repo.locate(&id)?;
-        by_pack.entry(loc.pack.clone()).or_default().push((id, loc));
+        wanted.push((repo.locate(&id)?, id));
     }
-    let loaded: Vec<Vec<(ChunkId, Tree)>> = futures::stream::iter(by_pack)
-        .map(|(pack, trees)| async move {
-            let path = format::pack_path(&pack);
-            let start = trees.iter().map(|(_, l)| u64::from(l.offset)).min();
-            let end = trees
-                .iter()
-                .map(|(_, l)| u64::from(l.offset) + u64::from(l.length))
-                .max();
-            let range = start.unwrap_or(0)..end.unwrap_or(0);
-            let span = repo
+    wanted.sort_by(|(a, _), (b, _)| (&a.pack, a.offset).cmp(&(&b.pack, b.offset)));
+    let frames = wanted
+        .iter()
+        .map(|(l, _)| (l.pack.clone(), l.offset, l.length));
+    let (spans, index) = plan_with_gap(frames, TREE_GAP);
+    let fetched: Vec<(usize, Bytes)> = futures::stream::iter(spans.iter().enumerate())
+        .map(|(i, span)| async move {
+            let path = format::pack_path(&span.pack);
+            let bytes = repo
                 .store
-                .get_range(&ObjectPath::from(path.as_str()), range.clone())
+                .get_range(&ObjectPath::from(path.as_str()), span.range.clone())
                 .await
                 .map_err(|e| match e {
                     object_store::Error::NotFound { .. } => Error::NotFound {
@@ -310,22 +316,31 @@ pub(crate) async fn load_trees(
                     },
                     e => Error::store(&path, e),
                 })?;
-            trees
-                .into_iter()
-                .map(|(id, loc)| {
-                    let from = (u64::from(loc.offset) - range.start) as usize;
-                    let sealed = span.get(from..from + loc.length as usize).ok_or_else(|| {
-                        Error::corrupt(&path, format!("blob {id} lies past the pack's end"))
-                    })?;
-                    let bytes = repo.decode_blob(&id, &loc, &path, sealed)?;
-                    Ok((id, format::decode(&format!("tree {id}"), &bytes)?))
-                })
-                .collect::<Result<Vec<_>>>()
+            Ok::<_, Error>((i, bytes))
         })
-        .buffer_unordered(TREE_PACKS_IN_FLIGHT)
+        .buffer_unordered(TREE_RANGES_IN_FLIGHT)
         .try_collect()
         .await?;
-    Ok(loaded.into_iter().flatten().collect())
+    let mut by_span: Vec<Bytes> = vec![Bytes::new(); spans.len()];
+    for (i, bytes) in fetched {
+        by_span[i] = bytes;
+    }
+    wanted
+        .into_iter()
+        .map(|(loc, id)| {
+            let path = format::pack_path(&loc.pack);
+            let span = index.get(&(loc.pack.clone(), loc.offset)).map(|(i, _)| *i);
+            let sealed = span.and_then(|i| {
+                let from = (u64::from(loc.offset) - spans[i].range.start) as usize;
+                by_span[i].get(from..from + loc.length as usize)
+            });
+            let sealed = sealed.ok_or_else(|| {
+                Error::corrupt(&path, format!("blob {id} lies past the pack's end"))
+            })?;
+            let bytes = repo.decode_blob(&id, &loc, &path, sealed)?;
+            Ok((id, format::decode(&format!("tree {id}"), &bytes)?))
+        })
+        .collect()
 }
 
 #[cfg(test)]
