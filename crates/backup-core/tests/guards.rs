@@ -4,8 +4,9 @@
 //! lock whose own create succeeded but whose answer was lost is taken, not reported as held
 //! by someone else.
 
+mod hooked;
+
 use std::collections::BTreeMap;
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -18,15 +19,12 @@ use backup_core::prune::{PruneOptions, prune};
 use backup_core::repair::{RepairOptions, repair_index, repair_snapshots};
 use backup_core::retry::{RetryPolicy, RetryingStore};
 use backup_core::{BackupOptions, Error, InitOptions, KeySource, NoProgress, Repository};
-use bytes::Bytes;
 use futures::TryStreamExt;
-use futures::stream::BoxStream;
+use hooked::{Hooked, Hooks};
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
 use object_store::{
-    CopyOptions as StoreCopyOptions, GetOptions, GetResult, ListResult, MultipartUpload,
-    ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-    Result as StoreResult,
+    ObjectStore, PutMode, PutOptions, PutPayload, PutResult, Result as StoreResult,
 };
 
 fn key() -> KeySource {
@@ -196,27 +194,21 @@ enum LostAnswer {
 
 #[derive(Debug)]
 struct LosesAnswer {
-    inner: InMemory,
     how: LostAnswer,
     done: AtomicBool,
 }
 
-impl std::fmt::Display for LosesAnswer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "LosesAnswer({:?})", self.how)
-    }
-}
-
 #[async_trait]
-impl ObjectStore for LosesAnswer {
-    async fn put_opts(
+impl Hooks for LosesAnswer {
+    async fn put(
         &self,
+        inner: &InMemory,
         location: &ObjectPath,
         payload: PutPayload,
         opts: PutOptions,
     ) -> StoreResult<PutResult> {
         let create = matches!(opts.mode, PutMode::Create);
-        let result = self.inner.put_opts(location, payload, opts).await;
+        let result = inner.put_opts(location, payload, opts).await;
         if result.is_ok()
             && create
             && location.as_ref().starts_with("locks/")
@@ -242,50 +234,6 @@ impl ObjectStore for LosesAnswer {
         }
         result
     }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &ObjectPath,
-        opts: PutMultipartOptions,
-    ) -> StoreResult<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(&self, location: &ObjectPath, options: GetOptions) -> StoreResult<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-
-    async fn get_ranges(
-        &self,
-        location: &ObjectPath,
-        ranges: &[Range<u64>],
-    ) -> StoreResult<Vec<Bytes>> {
-        self.inner.get_ranges(location, ranges).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, StoreResult<ObjectPath>>,
-    ) -> BoxStream<'static, StoreResult<ObjectPath>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&ObjectPath>) -> BoxStream<'static, StoreResult<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&ObjectPath>) -> StoreResult<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &ObjectPath,
-        to: &ObjectPath,
-        options: StoreCopyOptions,
-    ) -> StoreResult<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,10 +245,12 @@ async fn a_lock_whose_create_answer_was_lost_is_taken_not_reported_as_held() {
         .unwrap();
     for how in [LostAnswer::RetriedBelow, LostAnswer::TimedOut] {
         for kind in [LockKind::Exclusive, LockKind::Shared] {
-            let losing = Arc::new(LosesAnswer {
+            let losing = Arc::new(Hooked {
                 inner: InMemory::new(),
-                how,
-                done: AtomicBool::new(true),
+                hooks: LosesAnswer {
+                    how,
+                    done: AtomicBool::new(true),
+                },
             });
             let store: Arc<dyn ObjectStore> = match how {
                 LostAnswer::RetriedBelow => losing.clone(),
@@ -309,11 +259,14 @@ async fn a_lock_whose_create_answer_was_lost_is_taken_not_reported_as_held() {
             let repo = Repository::init(store, "memory", &key(), small_options())
                 .await
                 .unwrap();
-            losing.done.store(false, Ordering::SeqCst);
+            losing.hooks.done.store(false, Ordering::SeqCst);
             let options = LockOptions::builder(kind, "prune").build().unwrap();
             let lock = repo.lock(&options).await;
             let lock = lock.unwrap_or_else(|e| panic!("{how:?} {kind:?}: {e}"));
-            assert!(losing.done.load(Ordering::SeqCst), "the answer was lost");
+            assert!(
+                losing.hooks.done.load(Ordering::SeqCst),
+                "the answer was lost"
+            );
             let locks = repo.list_locks().await.unwrap();
             assert_eq!(locks.len(), 1, "{how:?} {kind:?}: {locks:?}");
             assert_eq!(locks[0].object, lock.object());

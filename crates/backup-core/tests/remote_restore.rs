@@ -4,34 +4,29 @@
 //! the data, and a second restore over an intact target (every file skipped) finishing.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod common;
+mod hooked;
 
 use async_trait::async_trait;
 use backup_core::conformance::small_options;
 use backup_core::{
     BackupOptions, KeySource, NoProgress, Repository, RestoreOptions, compare_trees, restore,
 };
-use bytes::Bytes;
 use common::noise;
 use futures::TryStreamExt;
-use futures::stream::BoxStream;
+use hooked::{Hooked, Hooks};
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
-use object_store::{
-    CopyOptions, GetOptions, GetRange, GetResult, ListResult, MultipartUpload, ObjectMeta,
-    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result as StoreResult,
-};
+use object_store::{GetOptions, GetRange, GetResult, ObjectStore, Result as StoreResult};
 
-/// An in-memory store with a round-trip delay on reads, logging every pack read.
+/// Reads of packs, once `slow`, take a round trip and are logged.
 #[derive(Debug, Default)]
 struct Remote {
-    inner: InMemory,
     slow: AtomicBool,
     /// Pack reads: (object, range asked for, or None for the whole object).
     reads: Mutex<Vec<(String, Option<GetRange>)>>,
@@ -40,34 +35,16 @@ struct Remote {
     max_in_flight: AtomicUsize,
 }
 
-impl std::fmt::Display for Remote {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Remote")
-    }
-}
-
 #[async_trait]
-impl ObjectStore for Remote {
-    async fn put_opts(
+impl Hooks for Remote {
+    async fn get(
         &self,
+        inner: &InMemory,
         location: &ObjectPath,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> StoreResult<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &ObjectPath,
-        opts: PutMultipartOptions,
-    ) -> StoreResult<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(&self, location: &ObjectPath, options: GetOptions) -> StoreResult<GetResult> {
+        options: GetOptions,
+    ) -> StoreResult<GetResult> {
         if !location.as_ref().starts_with("data/") || !self.slow.load(Ordering::SeqCst) {
-            return self.inner.get_opts(location, options).await;
+            return inner.get_opts(location, options).await;
         }
         self.reads
             .lock()
@@ -76,52 +53,12 @@ impl ObjectStore for Remote {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(15)).await;
-        let result = self.inner.get_opts(location, options).await;
+        let result = inner.get_opts(location, options).await;
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         let result = result?;
         self.bytes
             .fetch_add(result.range.end - result.range.start, Ordering::SeqCst);
         Ok(result)
-    }
-
-    async fn get_ranges(
-        &self,
-        location: &ObjectPath,
-        ranges: &[Range<u64>],
-    ) -> StoreResult<Vec<Bytes>> {
-        let mut out = Vec::new();
-        for range in ranges {
-            let options = GetOptions {
-                range: Some(range.clone().into()),
-                ..GetOptions::default()
-            };
-            out.push(self.get_opts(location, options).await?.bytes().await?);
-        }
-        Ok(out)
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, StoreResult<ObjectPath>>,
-    ) -> BoxStream<'static, StoreResult<ObjectPath>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&ObjectPath>) -> BoxStream<'static, StoreResult<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&ObjectPath>) -> StoreResult<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &ObjectPath,
-        to: &ObjectPath,
-        options: CopyOptions,
-    ) -> StoreResult<()> {
-        self.inner.copy_opts(from, to, options).await
     }
 }
 
@@ -150,7 +87,7 @@ async fn restores_read_merged_ranges_several_at_once() {
     let src = dir.path().join("site");
     std::fs::create_dir(&src).unwrap();
     write_tree(&src);
-    let remote = Arc::new(Remote::default());
+    let remote = Arc::new(Hooked::<Remote>::default());
     let key = KeySource::passphrase("pw");
     // An s3:// location: trees are read in one range per pack too.
     let repo = Repository::init(remote.clone(), "s3://bucket/repo", &key, small_options());
@@ -168,7 +105,7 @@ async fn restores_read_merged_ranges_several_at_once() {
         .unwrap();
     let stored: u64 = packs.values().sum();
 
-    remote.slow.store(true, Ordering::SeqCst);
+    remote.hooks.slow.store(true, Ordering::SeqCst);
     let target = dir.path().join("restored");
     let restore_options = RestoreOptions::builder(&target)
         .with_threads(2)
@@ -193,7 +130,7 @@ async fn restores_read_merged_ranges_several_at_once() {
             .is_empty()
     );
 
-    let reads = std::mem::take(&mut *remote.reads.lock().unwrap());
+    let reads = std::mem::take(&mut *remote.hooks.reads.lock().unwrap());
     let whole: Vec<_> = reads.iter().filter(|(_, r)| r.is_none()).collect();
     assert!(whole.is_empty(), "whole-pack reads: {whole:?}");
     let chunks = snapshot.summary.chunks_new;
@@ -203,12 +140,12 @@ async fn restores_read_merged_ranges_several_at_once() {
         reads.len(),
         packs.len()
     );
-    let max = remote.max_in_flight.load(Ordering::SeqCst);
+    let max = remote.hooks.max_in_flight.load(Ordering::SeqCst);
     assert!(
         max > 2,
         "at most {max} reads in flight with 2 restore threads"
     );
-    let fetched = remote.bytes.swap(0, Ordering::SeqCst);
+    let fetched = remote.hooks.bytes.swap(0, Ordering::SeqCst);
     assert!(
         fetched <= stored + stored / 10,
         "{fetched} bytes read of {stored} stored"
@@ -227,7 +164,7 @@ async fn restores_read_merged_ranges_several_at_once() {
         std::fs::read(part.join("big-3.bin")).unwrap(),
         std::fs::read(src.join("big-3.bin")).unwrap()
     );
-    let fetched = remote.bytes.swap(0, Ordering::SeqCst);
+    let fetched = remote.hooks.bytes.swap(0, Ordering::SeqCst);
     assert!(
         fetched < stored / 3,
         "{fetched} bytes read of {stored} stored for one file of six"
