@@ -931,10 +931,10 @@ fn schedule_runs_requested_jobs_and_writes_a_status_file() {
 
     std::fs::write(
         &policy,
-        "[[job]]\nname = \"p\"\nat = \"hourly\"\n[[job.step]]\nkind = \"prune\"\n",
+        "[[job]]\nname = \"p\"\nat = \"hourly\"\n[[job.step]]\nkind = \"vacuum\"\n",
     )
     .expect("write policy");
-    fails_with(schedule(&["--once"]), "no step kind \"prune\"");
+    fails_with(schedule(&["--once"]), "no step kind \"vacuum\"");
     // The shipped example policy is valid (its jobs wait for their first slots).
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/backup-schedule.toml");
     let args = [

@@ -40,7 +40,7 @@ use crate::repo::Repository;
 
 /// Prefix of lock objects, which an append-only handle may replace and delete: a lock is no
 /// part of the repository's history, and a backup must release the lock it took.
-pub const LOCKS_PREFIX: &str = "locks/";
+pub use crate::lock::LOCKS_PREFIX;
 
 /// Why an [`AppendOnlyStore`] refused a request; the source of the
 /// `object_store::Error::PermissionDenied` it returns.

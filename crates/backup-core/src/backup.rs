@@ -9,7 +9,7 @@
 //!   -> readers (1 per core for large files, 3 per core up to 16 for small ones: read, chunk,
 //!      hash, dedup, group small blobs, compress, encrypt, append to the open pack)
 //!      [-> spare sealers (N threads: large-file chunks when cores would idle)]
-//!   -> uploaders (2 threads: put pack and index objects)
+//!   -> uploaders (2 threads, 6 for a remote store: put pack and index objects)
 //! ```
 //!
 //! Readers seal what they read themselves: handing chunks to separate sealer threads cost a copy
@@ -43,8 +43,12 @@ use crate::progress::Progress;
 use crate::repo::{Repository, blob_aad, poisoned};
 use crate::scan::{Entry, FileJob, JobSink, Scanned, Scanner};
 
-/// Concurrent pack uploads.
+/// Concurrent pack uploads to a local store.
 const UPLOADERS: usize = 2;
+
+/// Concurrent pack uploads to a remote store (a location with a scheme such as `s3://`): each
+/// PUT waits a round trip and the server's own work, which several in flight overlap.
+const REMOTE_UPLOADERS: usize = 6;
 
 /// Readers of small files (under the minimum chunk size) per core, besides one reader of large
 /// files per core: small files cost more waiting on open and read than CPU. On the Rust
@@ -86,6 +90,7 @@ pub struct BackupOptions {
     tags: Vec<String>,
     host: Option<String>,
     threads: usize,
+    uploads: usize,
 }
 
 /// Builder for [`BackupOptions`].
@@ -110,6 +115,7 @@ impl BackupOptions {
                 tags: Vec::new(),
                 host: None,
                 threads: 0,
+                uploads: 0,
             },
             excludes: Vec::new(),
         }
@@ -186,6 +192,13 @@ impl BackupOptionsBuilder {
         self
     }
 
+    /// Packs uploaded at once (default 2 for a local store, 6 for a remote one); each holds a
+    /// pack's worth of memory while it uploads.
+    pub fn with_uploads(mut self, uploads: usize) -> Self {
+        self.options.uploads = uploads;
+        self
+    }
+
     /// Checks the options and compiles the exclude globs.
     pub fn build(self) -> Result<BackupOptions> {
         let mut options = self.options;
@@ -239,6 +252,8 @@ struct Pipeline<'a> {
     /// Cores to keep busy, and readers busy reading a file: with fewer of those than cores,
     /// large-file readers hand chunks to the spare sealers.
     threads: usize,
+    /// Packs uploaded at once.
+    uploads: usize,
     busy: AtomicUsize,
 }
 
@@ -770,6 +785,13 @@ pub(crate) fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// Whether a repository location names a remote store (`s3://...`, not a path or `file://`).
+pub(crate) fn is_remote(location: &str) -> bool {
+    location
+        .split_once("://")
+        .is_some_and(|(scheme, _)| scheme != "file")
+}
+
 type Outcome = (ChunkId, Summary, Vec<FileProblem>, Vec<FileProblem>);
 
 /// A read file's arena index and outcome; a file that could not be read becomes a skipped-file
@@ -784,6 +806,11 @@ fn run_blocking(
     parent_root: Option<&Tree>,
 ) -> Result<Outcome> {
     let threads = options.threads.max(1);
+    let uploads = match options.uploads {
+        0 if is_remote(repo.location()) => REMOTE_UPLOADERS,
+        0 => UPLOADERS,
+        n => n,
+    };
     let pipeline = Pipeline {
         repo,
         handle: handle.clone(),
@@ -797,12 +824,13 @@ fn run_blocking(
             small_readers(threads) + 3 * threads,
         ),
         // Packs uploading, handed over and filling.
-        pack_buffers: BufferPool::new(repo.config.pack_size as usize + PACK_SLACK, UPLOADERS + 2),
+        pack_buffers: BufferPool::new(repo.config.pack_size as usize + PACK_SLACK, uploads + 2),
         written: Mutex::new(Unindexed::default()),
         chunks_new: AtomicU64::new(0),
         bytes_new: AtomicU64::new(0),
         bytes_stored: AtomicU64::new(0),
         threads,
+        uploads,
         busy: AtomicUsize::new(0),
     };
     let scan = |jobs| {
@@ -838,7 +866,7 @@ fn run_pipeline<T>(
 ) -> Result<T> {
     std::thread::scope(|s| {
         // Memory bound: one chunk or group per reader, per spare sealer one queued and one being
-        // sealed, and at most UPLOADERS packs uploading plus one handed over (a zero-capacity
+        // sealed, and at most `uploads` packs uploading plus one handed over (a zero-capacity
         // channel) plus one filling. Queued jobs are small.
         let (pack_tx, pack_rx) = bounded::<FinishedPack>(0);
         let (small_tx, small_rx) = bounded::<FileJob>(4096);
@@ -846,7 +874,7 @@ fn run_pipeline<T>(
         // Unbounded, but it holds no more than the outcomes a finished scan would keep anyway.
         let (done_tx, done_rx) = unbounded::<ReadOutcome>();
         let (spare_tx, spare_rx) = bounded::<Blob>(threads);
-        let uploaders: Vec<_> = (0..UPLOADERS)
+        let uploaders: Vec<_> = (0..pipeline.uploads)
             .map(|_| {
                 let rx = pack_rx.clone();
                 s.spawn(move || pipeline.upload(&rx))

@@ -76,6 +76,7 @@ use zeroize::Zeroizing;
 use crate::cipher::MASTER_LEN;
 use crate::error::{Error, Result};
 use crate::format::{self, BlobKind, ChunkId, GroupRef, IndexFile, IndexPack, Snapshot};
+use crate::lock::{LockKind, LockOptions, RepositoryLock};
 use crate::pack::PackBuilder;
 use crate::repo::{BlobLocation, Repository, get_bytes, list_names};
 
@@ -208,6 +209,20 @@ pub async fn copy(
             destination: destination.location().to_string(),
         });
     }
+    // The shared lock a backup takes: a prune of the destination must not delete data this
+    // copy deduplicates against or has sent but not yet indexed.
+    let lock = LockOptions::builder(LockKind::Shared, "copy").build()?;
+    let lock = destination.lock(&lock).await?;
+    let result = copy_locked(source, destination, options, &lock).await;
+    lock.release_after(result).await
+}
+
+async fn copy_locked(
+    source: Arc<Repository>,
+    destination: Arc<Repository>,
+    options: &CopyOptions,
+    lock: &RepositoryLock,
+) -> Result<CopyReport> {
     let all = source.snapshots().await?;
     let selected = select(&all, options)?;
     let present: HashSet<String> = list_names(destination.store.as_ref(), "snapshots")
@@ -232,7 +247,7 @@ pub async fn copy(
             entries: 0,
             report: &mut report,
         };
-        let copied = mirror.copy_snapshot(id, snapshot, &walked).await;
+        let copied = mirror.copy_snapshot(id, snapshot, &walked, lock).await;
         if let Err(Error::Corrupt { .. } | Error::NotFound { .. }) = &copied {
             // What was verified and sent before the damage is indexed, so it is neither
             // garbage nor sent again.
@@ -333,6 +348,7 @@ impl Mirror<'_> {
         id: &str,
         snapshot: &Snapshot,
         walked: &HashSet<ChunkId>,
+        lock: &RepositoryLock,
     ) -> Result<HashSet<ChunkId>> {
         let (needed, trees) = self.walk(snapshot.tree, walked).await?;
         let frames = self.frames(&needed)?;
@@ -356,6 +372,7 @@ impl Mirror<'_> {
         self.close_pack().await?;
         self.write_index().await?;
         // The data is indexed: now the snapshot, byte for byte (same keys, same name).
+        lock.check()?;
         let name = format!("snapshots/{id}");
         let sealed = get_bytes(self.source.store.as_ref(), &name).await?;
         match self

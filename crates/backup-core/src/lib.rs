@@ -49,6 +49,10 @@
 //! ([`append_only`]); and [`schedule`] runs backups, forgets and scrubs from a policy file,
 //! keeping a status file for health checks.
 //!
+//! On a remote store (S3), a restore reads only the byte ranges its files need, close ones
+//! merged into one ranged GET and 16 in flight ahead of the threads that decode and write, and
+//! a backup uploads 6 packs at once ([`BackupOptionsBuilder::with_uploads`]).
+//!
 //! # Why these dependencies
 //!
 //! * `object_store`: one async API over local disk, S3 (with conditional puts for `init`) and
@@ -104,6 +108,7 @@ mod store;
 // Mirrors, append-only handles and schedules (issue 13).
 pub mod append_only;
 pub mod copy;
+mod fetch;
 pub mod schedule;
 
 pub use backup::{BackupOptions, BackupOptionsBuilder, backup};

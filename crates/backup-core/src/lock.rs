@@ -49,6 +49,10 @@ use crate::error::{Error, Result};
 use crate::format;
 use crate::repo::{Keys, Repository, is_object_name};
 
+/// Prefix of every lock object (the one definition: [`crate::append_only`] lets handles
+/// replace and delete objects under it).
+pub const LOCKS_PREFIX: &str = "locks/";
+
 /// The exclusive lock's name.
 const EXCLUSIVE: &str = "locks/exclusive";
 const TAKEOVER: &str = "locks/takeover-";
@@ -297,6 +301,23 @@ impl RepositoryLock {
         Ok(())
     }
 
+    /// Releases the lock after `result`, the outcome of the work done under it: a lock that
+    /// was lost is left (it may be someone else's now); when the work failed, a failure to
+    /// release is only logged, so the work's error is the one returned.
+    pub(crate) async fn release_after<T>(self, result: Result<T>) -> Result<T> {
+        match (&result, self.check()) {
+            (_, Err(_)) | (Err(Error::LockLost { .. }), _) => {}
+            (Ok(_), Ok(())) => self.release().await?,
+            (Err(_), Ok(())) => {
+                let command = self.info.command.clone();
+                if let Err(e) = self.release().await {
+                    tracing::warn!("releasing the {command} lock: {}", crate::report(&e));
+                }
+            }
+        }
+        result
+    }
+
     /// Stops refreshing and removes the lock object (and, for the exclusive lock, the
     /// takeover claims on earlier stale ones).
     pub async fn release(self) -> Result<()> {
@@ -469,6 +490,11 @@ impl Repository {
             let Some(bytes) = get_opt(store, EXCLUSIVE).await? else {
                 continue; // released meanwhile
             };
+            if bytes == sealed {
+                // Our own create succeeded but its answer was lost, and a retry below us met
+                // the object it made (sealed with a fresh nonce: nobody else has these bytes).
+                return Ok(());
+            }
             let reason = match alive(&self.keys, EXCLUSIVE, &bytes) {
                 Ok(holder) => return Err(self.locked(holder.describe())),
                 Err(reason) => reason,
@@ -511,7 +537,12 @@ impl Repository {
     /// Removes stale lock objects (and ones that do not open), or with `force` every lock,
     /// alive or not; returns what was removed. Takeover claims go too when no exclusive lock
     /// is left.
+    /// With `force` an append-only handle is refused ([`Error::AppendOnly`]): removing live
+    /// locks is for the full-rights side, like prune.
     pub async fn unlock(&self, force: bool) -> Result<Vec<LockEntry>> {
+        if force {
+            self.refuse_if_append_only("unlock --force")?;
+        }
         let mut removed = Vec::new();
         for entry in self.list_locks().await? {
             if force || entry.stale.is_some() {

@@ -307,6 +307,7 @@ struct IndexedPack {
 
 /// Deletes unused data and repacks partly used packs; see the [module docs](self).
 pub async fn prune(repo: Arc<Repository>, options: &PruneOptions) -> Result<PruneReport> {
+    repo.refuse_if_append_only("prune")?;
     if options.dry_run {
         return run(&repo, options, None).await;
     }

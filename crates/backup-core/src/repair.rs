@@ -138,6 +138,38 @@ pub async fn repair_index(
     repo: Arc<Repository>,
     options: &RepairOptions,
 ) -> Result<IndexRepairReport> {
+    under_lock(
+        &repo,
+        options,
+        "repair index",
+        repair_index_locked(repo.clone(), options),
+    )
+    .await
+}
+
+/// Runs `work` (a repair) under the exclusive lock, as prune does, after refusing an
+/// append-only handle; a dry run changes nothing and takes no lock.
+async fn under_lock<T>(
+    repo: &Repository,
+    options: &RepairOptions,
+    command: &str,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    repo.refuse_if_append_only("repair")?;
+    if options.dry_run {
+        return work.await;
+    }
+    let lock =
+        crate::lock::LockOptions::builder(crate::lock::LockKind::Exclusive, command).build()?;
+    let lock = repo.lock(&lock).await?;
+    let result = work.await;
+    lock.release_after(result).await
+}
+
+async fn repair_index_locked(
+    repo: Arc<Repository>,
+    options: &RepairOptions,
+) -> Result<IndexRepairReport> {
     let mut report = IndexRepairReport {
         dry_run: options.dry_run,
         ..IndexRepairReport::default()
@@ -567,6 +599,19 @@ impl SnapshotRepair<'_> {
 /// Rewrites damaged snapshots to keep what can still be reached; see the
 /// [module documentation](self).
 pub async fn repair_snapshots(
+    repo: Arc<Repository>,
+    options: &RepairOptions,
+) -> Result<SnapshotRepairReport> {
+    under_lock(
+        &repo,
+        options,
+        "repair snapshots",
+        repair_snapshots_locked(repo.clone(), options),
+    )
+    .await
+}
+
+async fn repair_snapshots_locked(
     repo: Arc<Repository>,
     options: &RepairOptions,
 ) -> Result<SnapshotRepairReport> {

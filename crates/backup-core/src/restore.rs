@@ -11,6 +11,12 @@
 //! restores into that existed already, those whose `NAME` is a file of the snapshot there and
 //! whose process `PID` is gone.
 //!
+//! From a remote store (S3), a restore reads only the byte ranges its files need: once planned,
+//! the frames are fetched in the order the threads will need them, close frames of a pack
+//! merged into one ranged GET, 16 GETs in flight within a 64 MiB budget, while the threads
+//! decode and write; trees are read a level at a time, one range per pack. Local pack files are
+//! read frame by frame.
+//!
 //! All-zero blocks are written like any other (the file comes back fully allocated, as a
 //! preallocated database or VM image must) unless [`RestoreOptionsBuilder::with_sparse`] asks
 //! for them to become holes.
@@ -21,25 +27,23 @@ use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
 use crate::compress::BlobDecoder;
 use crate::error::{Error, Result};
+use crate::fetch::{FrameRef, Prefetch};
 use crate::format::{self, ChunkId, Node, NodeKind, Tree};
 use crate::fsmeta;
 use crate::local;
-use crate::pool::{BufferPool, Pooled};
 use crate::progress::Progress;
-use crate::repo::{BlobLocation, Repository, get_into, get_object, poisoned};
-use object_store::GetResultPayload;
+use crate::repo::{BlobLocation, Repository, get_object, poisoned};
+use object_store::path::Path as ObjectPath;
+use object_store::{GetResultPayload, ObjectStoreExt};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use std::os::fd::OwnedFd;
-
-/// Packs kept in memory during a restore.
-const PACK_CACHE: usize = 2;
 
 /// Decoded blob groups kept in memory: consecutive small files of a directory usually share one.
 const GROUP_CACHE: usize = 8;
@@ -258,14 +262,9 @@ struct Restorer<'a> {
     handle: tokio::runtime::Handle,
     progress: &'a dyn Progress,
     warnings: Mutex<Vec<String>>,
-    /// Whole packs, for remote stores: one request per pack instead of one per blob.
-    packs: RecentCache<Arc<str>, bytes::Bytes>,
-    /// Set once the store turns out to be remote (local pack files are read frame by frame).
-    whole_packs: AtomicBool,
-    /// Buffers the cached packs live in, reused as packs are evicted: pack-sized allocations
-    /// freed and made anew would each raise glibc's mmap threshold and stay cached in its
-    /// per-thread arenas (restores peaked near 240 MiB that way).
-    pack_buffers: Arc<BufferPool>,
+    /// For remote stores: the frames the plan needs, fetched ahead in merged ranged GETs,
+    /// several at once ([`crate::fetch`]). Local pack files are read frame by frame.
+    prefetch: Option<Prefetch>,
     /// Decoded blob groups: consecutive small files of a directory usually share one.
     groups: RecentCache<ChunkId, Arc<Vec<u8>>>,
     restored: AtomicU64,
@@ -421,44 +420,80 @@ impl Restorer<'_> {
         let start = u64::from(loc.offset);
         let end = start + u64::from(loc.length);
         let past_end = || Error::corrupt(path, format!("blob {id} lies past the pack's end"));
-        if !self.whole_packs.load(Ordering::Relaxed) {
-            let pack = self
-                .handle
-                .block_on(get_object(self.repo.store.as_ref(), path))?;
-            match pack.payload {
-                GetResultPayload::File(file, file_path) => {
-                    if end > pack.meta.size {
-                        return Err(past_end());
-                    }
-                    return local::read_range(&file, start..end, f).map_err(|e| {
-                        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                            past_end()
-                        } else {
-                            Error::io(&file_path, e)
-                        }
-                    })?;
+        if let Some(prefetch) = &self.prefetch {
+            let frame = match prefetch.take(&loc.pack, loc.offset, loc.length) {
+                Some(frame) => frame,
+                None => self.read_range(path, start..end)?,
+            };
+            if frame.len() as u64 != end - start {
+                return Err(past_end());
+            }
+            return f(&frame);
+        }
+        let pack = self
+            .handle
+            .block_on(get_object(self.repo.store.as_ref(), path))?;
+        match pack.payload {
+            GetResultPayload::File(file, file_path) => {
+                if end > pack.meta.size {
+                    return Err(past_end());
                 }
-                // A remote store: whole packs from here on.
-                GetResultPayload::Stream(_) => self.whole_packs.store(true, Ordering::Relaxed),
+                local::read_range(&file, start..end, f).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                        past_end()
+                    } else {
+                        Error::io(&file_path, e)
+                    }
+                })?
+            }
+            // A store that answers with a stream after all: this frame's range alone.
+            GetResultPayload::Stream(_) => {
+                drop(pack);
+                let frame = self.read_range(path, start..end)?;
+                if frame.len() as u64 != end - start {
+                    return Err(past_end());
+                }
+                f(&frame)
             }
         }
-        let pack = self.pack(&loc.pack, path)?;
-        f(pack
-            .get(start as usize..end as usize)
-            .ok_or_else(past_end)?)
     }
 
-    /// A whole pack, from the cache or the store, read into a pooled buffer.
-    fn pack(&self, id: &Arc<str>, path: &str) -> Result<bytes::Bytes> {
-        self.packs.get_or_load(id, || {
-            let mut buf = self.pack_buffers.take();
-            self.handle
-                .block_on(get_into(self.repo.store.as_ref(), path, &mut buf))?;
-            Ok(bytes::Bytes::from_owner(Pooled::new(
-                buf,
-                self.pack_buffers.clone(),
-            )))
+    /// One ranged GET of pack `path`.
+    fn read_range(&self, path: &str, range: std::ops::Range<u64>) -> Result<bytes::Bytes> {
+        let location = ObjectPath::from(path);
+        let get = self.repo.store.get_range(&location, range);
+        self.handle.block_on(get).map_err(|e| match e {
+            object_store::Error::NotFound { .. } => Error::NotFound {
+                what: format!("pack {path} (indexed, but missing from the store)"),
+            },
+            e => Error::store(path, e),
         })
+    }
+
+    /// The frames `files` need, in the order the restore threads will need them.
+    fn frames_needed(&self, files: &[FileJob]) -> Vec<FrameRef> {
+        files
+            .iter()
+            .flat_map(|job| &job.node.content)
+            .filter_map(|id| self.repo.locate(id).ok())
+            .map(|loc| (loc.pack, loc.offset, loc.length))
+            .collect()
+    }
+
+    /// Whether pack files are remote objects rather than local files (a ranged probe).
+    fn is_remote(&self, pack: &Arc<str>) -> Result<bool> {
+        let path = ObjectPath::from(format::pack_path(pack));
+        let options = object_store::GetOptions {
+            range: Some((0..1).into()),
+            ..Default::default()
+        };
+        let probe = self.repo.store.get_opts(&path, options);
+        match self.handle.block_on(probe) {
+            Ok(found) => Ok(matches!(found.payload, GetResultPayload::Stream(_))),
+            // Missing: its files are named as damaged later; the reads are ranged then.
+            Err(object_store::Error::NotFound { .. }) => Ok(true),
+            Err(e) => Err(Error::store(format::pack_path(pack), e)),
+        }
     }
 
     fn warn(&self, mut w: Vec<String>) {
@@ -513,6 +548,15 @@ impl Restorer<'_> {
         let name = path.file_name().unwrap_or_default().as_bytes();
         let dir = dir.open(parent)?;
         if !fresh && self.already_correct(dir, name, path, node) {
+            if let Some(prefetch) = &self.prefetch {
+                for loc in node
+                    .content
+                    .iter()
+                    .filter_map(|id| self.repo.locate(id).ok())
+                {
+                    prefetch.skip(&loc.pack, loc.offset);
+                }
+            }
             self.warn(fsmeta::apply(path, node));
             self.unchanged.fetch_add(1, Ordering::Relaxed);
             self.progress.bytes_done(node.size);
@@ -761,12 +805,17 @@ async fn load_trees(repo: &Repository, top: ChunkId) -> Result<HashMap<ChunkId, 
     let mut trees = HashMap::new();
     let mut seen = HashSet::from([top]);
     let mut level = vec![top];
+    let remote = crate::backup::is_remote(repo.location());
     while !level.is_empty() {
-        let loaded: Vec<(ChunkId, Tree)> = futures::stream::iter(level)
-            .map(|id| async move { Ok::<_, Error>((id, repo.load_tree(&id).await?)) })
-            .buffer_unordered(TREE_LOADS)
-            .try_collect()
-            .await?;
+        let loaded: Vec<(ChunkId, Tree)> = if remote {
+            crate::fetch::load_trees(repo, level).await?
+        } else {
+            futures::stream::iter(level)
+                .map(|id| async move { Ok::<_, Error>((id, repo.load_tree(&id).await?)) })
+                .buffer_unordered(TREE_LOADS)
+                .try_collect()
+                .await?
+        };
         level = Vec::new();
         for (id, tree) in loaded {
             for sub in tree.nodes.iter().filter_map(|n| n.subtree) {
@@ -792,18 +841,12 @@ fn restore_blocking(
     let target = &options.target;
     let target_is_new = std::fs::symlink_metadata(target).is_err();
     std::fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
-    let restorer = Restorer {
+    let mut restorer = Restorer {
         repo,
         handle,
         progress,
         warnings: Mutex::new(Vec::new()),
-        // At least a pack per thread, so no pack still loading is evicted and fetched again.
-        packs: RecentCache::new(PACK_CACHE.max(options.threads)),
-        whole_packs: AtomicBool::new(false),
-        pack_buffers: BufferPool::new(
-            repo.config().pack_size as usize + 64 * 1024,
-            PACK_CACHE.max(options.threads) + 2,
-        ),
+        prefetch: None,
         groups: RecentCache::new(GROUP_CACHE),
         restored: AtomicU64::new(0),
         unchanged: AtomicU64::new(0),
@@ -835,6 +878,22 @@ fn restore_blocking(
             )?;
         }
     }
+    let first_pack = plan
+        .files
+        .iter()
+        .flat_map(|f| &f.node.content)
+        .find_map(|id| repo.locate(id).ok());
+    if let Some(first) = first_pack
+        && restorer.is_remote(&first.pack)?
+    {
+        let frames = restorer.frames_needed(&plan.files);
+        restorer.prefetch = Some(Prefetch::start(
+            repo.store.clone(),
+            frames,
+            &restorer.handle,
+        ));
+    }
+    let restorer = restorer;
     progress.start(
         plan.files.len() as u64,
         plan.files.iter().map(|f| f.node.size).sum(),
@@ -853,7 +912,13 @@ fn restore_blocking(
                         current: None,
                     };
                     while let Some(job) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        restorer.restore_file(job, &mut dir, &mut decoder)?;
+                        if let Err(e) = restorer.restore_file(job, &mut dir, &mut decoder) {
+                            // The frames this thread would have taken never free the window.
+                            if let Some(prefetch) = &restorer.prefetch {
+                                prefetch.cancel();
+                            }
+                            return Err(e);
+                        }
                         restorer.progress.file_done();
                     }
                     Ok(())

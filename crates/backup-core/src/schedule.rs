@@ -74,9 +74,9 @@
 //!
 //! # Steps
 //!
-//! A step is a [`Step`] registered under its kind: `backup`, `forget` and `check` are built
-//! in ([`BackupStep`], [`ForgetStep`], [`CheckStep`]); more kinds (prune, once issue 12's
-//! prune lands) are added with [`SchedulerBuilder::with_step`]. A policy naming a kind that is
+//! A step is a [`Step`] registered under its kind: `backup`, `forget`, `check` and `prune`
+//! are built in ([`BackupStep`], [`ForgetStep`], [`CheckStep`], [`PruneStep`]); more kinds are
+//! added with [`SchedulerBuilder::with_step`]. A policy naming a kind that is
 //! not registered is refused when the scheduler is built, as are parameters a step does not
 //! know. Parameters are named as the tool's flags: backup `paths`, `exclude`,
 //! `exclude_if_present`, `tag`, `host`, `one_file_system`; forget `keep_last`, `keep_hourly`,
@@ -690,6 +690,77 @@ impl Step for ForgetStep {
     }
 }
 
+/// Runs the future `work` makes on a blocking thread of its own, driven by the runtime's
+/// handle. `check`'s and `prune`'s futures are Send, but the compiler cannot prove it through
+/// [`Step::run`]'s boxed future (higher-ranked lifetimes in their stream closures).
+async fn on_blocking_thread<T, F, Fut>(what: &str, work: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || runtime.block_on(work()))
+        .await
+        .map_err(|e| Error::Worker(format!("{what}: {e}")))?
+}
+
+/// `kind = "prune"`: deletes the data no snapshot uses any more (after a `forget` step), under
+/// the repository's exclusive lock; `max_unused` (`"5%"`, the default, `"1G"` or
+/// `"unlimited"`) and `max_repack_size` (`"2G"`) as the tool's flags.
+#[derive(Debug, Default)]
+pub struct PruneStep;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PruneParams {
+    max_unused: Option<String>,
+    max_repack_size: Option<String>,
+}
+
+impl PruneStep {
+    fn options(params: &StepParams) -> Result<crate::prune::PruneOptions> {
+        let p: PruneParams = params.parse()?;
+        let mut options = crate::prune::PruneOptions::builder();
+        if let Some(max) = &p.max_unused {
+            let max = max
+                .parse()
+                .map_err(|e: Error| params.error(crate::report(&e)))?;
+            options = options.with_max_unused(max);
+        }
+        if let Some(size) = &p.max_repack_size {
+            let bytes = crate::prune::parse_size(size)
+                .map_err(|e| params.error(format!("max_repack_size {size:?}: {e}")))?;
+            options = options.with_max_repack_size(bytes);
+        }
+        options.build().map_err(|e| params.error(crate::report(&e)))
+    }
+}
+
+#[async_trait]
+impl Step for PruneStep {
+    fn validate(&self, params: &StepParams) -> Result<()> {
+        Self::options(params).map(drop)
+    }
+
+    async fn run(
+        &self,
+        repo: Arc<Repository>,
+        params: &StepParams,
+        _: &StepContext,
+    ) -> Result<StepOutcome> {
+        let options = Self::options(params)?;
+        let report = on_blocking_thread("prune", move || async move {
+            crate::prune::prune(repo, &options).await
+        })
+        .await?;
+        Ok(StepOutcome::new(format!(
+            "prune: {} packs deleted ({} bytes), {} repacked",
+            report.packs_deleted, report.bytes_deleted, report.packs_repacked
+        )))
+    }
+}
+
 /// `kind = "check"`: checks the structure and, with `read_data` or `read_data_subset`, part
 /// or all of the data (a scrub). Damage fails the job and is recorded in `last_check`.
 #[derive(Debug, Default)]
@@ -735,15 +806,10 @@ impl Step for CheckStep {
         context: &StepContext,
     ) -> Result<StepOutcome> {
         let options = Self::options(params, context.run)?;
-        // `check`'s future is Send, but the compiler cannot prove it through this trait's
-        // boxed future (higher-ranked lifetimes in its stream closures): it runs on a
-        // blocking thread of its own, driven by the runtime's handle.
-        let runtime = tokio::runtime::Handle::current();
-        let report = tokio::task::spawn_blocking(move || {
-            runtime.block_on(crate::check::check(repo, &options))
+        let report = on_blocking_thread("check", move || async move {
+            crate::check::check(repo, &options).await
         })
-        .await
-        .map_err(|e| Error::Worker(format!("check: {e}")))??;
+        .await?;
         let mut summary = format!(
             "check: {} snapshots, {} packs, {} blobs verified",
             report.snapshots, report.packs, report.blobs_verified
@@ -1131,8 +1197,8 @@ impl std::fmt::Debug for Scheduler {
 
 impl Scheduler {
     /// A scheduler for `policy` keeping its state (status file, lock, requests) in
-    /// `state_dir`, opening the repository from `source`; `backup`, `forget` and `check`
-    /// steps are registered.
+    /// `state_dir`, opening the repository from `source`; `backup`, `forget`, `check` and
+    /// `prune` steps are registered.
     pub fn builder(
         policy: SchedulePolicy,
         state_dir: impl Into<PathBuf>,
@@ -1142,6 +1208,7 @@ impl Scheduler {
         steps.insert("backup".into(), Arc::new(BackupStep));
         steps.insert("forget".into(), Arc::new(ForgetStep));
         steps.insert("check".into(), Arc::new(CheckStep));
+        steps.insert("prune".into(), Arc::new(PruneStep));
         SchedulerBuilder {
             policy,
             state_dir: state_dir.into(),
@@ -1970,10 +2037,11 @@ mod tests {
             let policy = parse(text).unwrap();
             Scheduler::builder(policy, f.state.path(), source.clone()).build()
         };
-        let prune = build(&job("[[job.step]]\nkind = \"prune\""));
-        let err = prune.unwrap_err().to_string();
+        let unknown = build(&job("[[job.step]]\nkind = \"vacuum\""));
+        let err = unknown.unwrap_err().to_string();
         assert!(
-            err.contains("step kind \"prune\"") && err.contains("known: backup, check, forget"),
+            err.contains("step kind \"vacuum\"")
+                && err.contains("known: backup, check, forget, prune"),
             "{err}"
         );
         for (step, expected) in [
@@ -1992,6 +2060,18 @@ mod tests {
                 "kind = \"check\"\nread_data = true\nread_data_subset = \"1/7\"",
                 "exclude each other",
             ),
+            (
+                "kind = \"prune\"\nmax_unused = \"5 parsecs\"",
+                "job j step 1 (prune)",
+            ),
+            (
+                "kind = \"prune\"\nmax_repack_size = \"lots\"",
+                "max_repack_size",
+            ),
+            (
+                "kind = \"prune\"\nkeep_last = 3",
+                "unknown field `keep_last`",
+            ),
         ] {
             let err = build(&job(&format!("[[job.step]]\n{step}")))
                 .unwrap_err()
@@ -1999,9 +2079,9 @@ mod tests {
             assert!(err.contains(expected), "{step}: {err}");
         }
         // A kind registered by the caller is accepted: steps are pluggable.
-        let policy = parse(&job("[[job.step]]\nkind = \"prune\"")).unwrap();
+        let policy = parse(&job("[[job.step]]\nkind = \"vacuum\"")).unwrap();
         Scheduler::builder(policy, f.state.path(), source.clone())
-            .with_step("prune", Arc::new(Recorder::default()))
+            .with_step("vacuum", Arc::new(Recorder::default()))
             .build()
             .unwrap();
     }

@@ -1,6 +1,7 @@
 //! The built-in steps on a real repository, driven by an injected clock: hourly backups with
 //! a forget keep the newest two, a rotating scrub reads a different half each run, and a
-//! forget through an append-only handle fails the job with a clear error.
+//! forget through an append-only handle fails the job with a clear error, and a forget then a
+//! prune step reclaim what the forgotten snapshots alone used.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -110,4 +111,51 @@ async fn forget_through_an_append_only_handle_fails_the_job_clearly() {
     let key = KeySource::passphrase("pw");
     let repo = Repository::open(store, &location, &key).await.unwrap();
     assert_eq!(repo.snapshots().await.unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_forgets_then_prunes_what_no_snapshot_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("site");
+    std::fs::create_dir(&src).unwrap();
+    let text = format!(
+        "[[job]]\nname = \"hourly\"\nat = \"hourly\"\n[[job.step]]\nkind = \"backup\"\n\
+         paths = [\"{}\"]\n[[job.step]]\nkind = \"forget\"\nkeep_last = 1\n\
+         [[job.step]]\nkind = \"prune\"\nmax_unused = \"0%\"\n",
+        src.display()
+    );
+    let policy = SchedulePolicy::parse(Path::new("policy.toml"), &text).unwrap();
+    let store = Arc::new(object_store::memory::InMemory::new());
+    let key = KeySource::passphrase("pw");
+    let repo = Repository::init(store, "memory", &key, small_options());
+    let repo = Arc::new(repo.await.unwrap());
+    let clock = Arc::new(ManualClock::new(DEC6_1020));
+    let source = Arc::new(StaticRepository::new(repo.clone()));
+    let mut scheduler = Scheduler::builder(policy, dir.path().join("state"), source)
+        .with_clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut summaries = Vec::new();
+    for hour in 1..=2_i64 {
+        // Each hour's file replaces the last one's: its data is garbage an hour later.
+        let _ = std::fs::remove_file(src.join(format!("hour-{}.bin", hour - 1)));
+        let content: Vec<u8> = (0..300_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(hour as u32 * 97) >> 13) as u8)
+            .collect();
+        std::fs::write(src.join(format!("hour-{hour}.bin")), content).unwrap();
+        clock.set(DEC6_1020 + hour * HOUR);
+        let runs = scheduler.run_due().await.unwrap();
+        let hourly = &scheduler.status().jobs["hourly"];
+        assert!(runs[0].ok, "{:?}", hourly.last_error);
+        summaries.push(hourly.last_summary[2].clone());
+    }
+    assert_eq!(summaries[0], "prune: 0 packs deleted (0 bytes), 0 repacked");
+    assert!(
+        summaries[1].starts_with("prune: ") && summaries[1] != summaries[0],
+        "the first hour's data is deleted or repacked: {summaries:?}"
+    );
+    assert_eq!(repo.snapshots().await.unwrap().len(), 1);
+    let options = backup_core::check::CheckOptions::builder().build().unwrap();
+    let report = backup_core::check::check(repo, &options).await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
 }

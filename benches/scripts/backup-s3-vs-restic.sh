@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# hostguard `backup` vs restic (Debian package) on an S3-compatible server on loopback (moto, from
+# the project's virtualenv), issue 13 "remote speed": cold backup into a fresh bucket, then a full
+# restore of that snapshot.
+#
+#   bash benches/scripts/backup-s3-vs-restic.sh [RUNS] [WORKDIR]
+#
+# Data: BENCH_SRC, by default the Rust toolchain directory as in backup-vs-restic.sh (set it to a
+# part of it when moto is too slow for the whole). Each tool and run gets a fresh moto server
+# (its objects live in the server's memory), tools alternate with the order rotating each run,
+# and every timed step is preceded by `sync` and a re-read of the source tree. The 1-minute load
+# average is recorded before each step: the machine may be shared. Restores write into
+# RESTORE_DIR (a tmpfs by default, see backup-vs-restic.sh). Prints medians as a markdown table.
+# Needs: cargo build --release -p hostguard-examples --bin backup; restic; the virtualenv with
+# moto (scripts/services/*.sh installs it: ~/.cache/hostguard-venv).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+runs=${1:-3}
+work=${2:-/var/tmp/backup-s3-bench}
+bin=${BACKUP_BIN:-${CARGO_TARGET_DIR:-target}/release/backup}
+src=${BENCH_SRC:-$(rustc --print sysroot)}
+restore_dir=${RESTORE_DIR:-/dev/shm/backup-s3-bench-restore}
+moto=${MOTO_SERVER:-$HOME/.cache/hostguard-venv/bin/moto_server}
+port=${MOTO_PORT:-5391}
+mkdir -p "$work" "$restore_dir"
+endpoint="http://127.0.0.1:$port"
+
+export BACKUP_PASSWORD=bench RESTIC_PASSWORD=bench
+export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_DEFAULT_REGION=us-east-1
+export AWS_REGION=us-east-1 AWS_ENDPOINT_URL="$endpoint"
+tools=(hostguard restic)
+results="$work/results.tsv"
+: >"$results"
+
+moto_pid=
+stop_moto() {
+  if [ -n "$moto_pid" ]; then kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true; fi
+  moto_pid=
+}
+trap stop_moto EXIT
+start_moto() {
+  stop_moto
+  "$moto" -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
+  moto_pid=$!
+  for _ in $(seq 1 100); do
+    curl -sf "$endpoint/" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  curl -sf -X PUT "$endpoint/bench" >/dev/null
+}
+
+reread() { find "$1" -type f -print0 | xargs -0 cat >/dev/null 2>&1 || true; }
+load() { cut -d' ' -f1 /proc/loadavg; }
+# timed TOOL STEP RUN -- command...: appends "tool step run seconds maxrss_kib load"
+timed() {
+  local tool=$1 step=$2 run=$3 before
+  shift 4
+  before=$(load)
+  /usr/bin/time -f "%e %M" -o "$work/time.txt" "$@" >"$work/out-$tool-$step.txt" 2>&1 || {
+    echo "FAILED: $tool $step: $*" >&2; cat "$work/out-$tool-$step.txt" >&2; exit 1; }
+  printf '%s\t%s\t%s\t%s\t%s\n' "$tool" "$step" "$run" "$(tr ' ' '\t' <"$work/time.txt")" "$before" >>"$results"
+}
+
+run_tool() { # tool verb args...
+  local tool=$1 verb=$2
+  shift 2
+  case $tool in
+    hostguard) case $verb in
+        init) "$bin" -r s3://bench/repo init ;;
+        backup) "$bin" -r s3://bench/repo backup "$@" ;;
+        restore) "$bin" -r s3://bench/repo restore latest --target "$1" ;;
+      esac ;;
+    restic) case $verb in
+        init) restic -r "s3:$endpoint/bench/repo" init ;;
+        backup) restic -r "s3:$endpoint/bench/repo" backup "$@" ;;
+        restore) restic -r "s3:$endpoint/bench/repo" restore latest --target "$1" ;;
+      esac ;;
+  esac
+}
+export -f run_tool
+export bin endpoint
+
+for run in $(seq 1 "$runs"); do
+  order=("${tools[@]:$(( (run - 1) % ${#tools[@]} ))}" "${tools[@]:0:$(( (run - 1) % ${#tools[@]} ))}")
+  for tool in "${order[@]}"; do
+    echo "run $run: $tool (load $(load))" >&2
+    start_moto
+    rm -rf "$restore_dir/restore-$tool"
+    run_tool "$tool" init >/dev/null
+    sync; reread "$src"; timed "$tool" backup "$run" -- bash -c "run_tool $tool backup '$src'"
+    sync; timed "$tool" restore "$run" -- bash -c "run_tool $tool restore '$restore_dir/restore-$tool'"
+    rm -rf "$restore_dir/restore-$tool"
+    stop_moto
+  done
+done
+
+python3 - "$results" "$src" <<'EOF'
+import statistics, sys, collections
+rows = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    tool, step, run, value, rss, load = line.split("\t")
+    rows[(tool, step)].append((float(value), int(rss), float(load)))
+print(f"source: {sys.argv[2]}\n")
+print("| step (median wall / peak RSS) | hostguard | restic | restic / hostguard | load avg (1 min) at start |")
+print("|---|---|---|---|---|")
+for step in ("backup", "restore"):
+    cells, med = [], {}
+    for tool in ("hostguard", "restic"):
+        v = rows.get((tool, step), [])
+        if not v:
+            cells.append("-")
+            continue
+        med[tool] = statistics.median(x for x, _, _ in v)
+        cells.append(f"{med[tool]:.2f} s / {statistics.median(r for _, r, _ in v) / 1024:.0f} MiB")
+    ratio = f"{med['restic'] / med['hostguard']:.2f}x" if len(med) == 2 else "-"
+    loads = ", ".join(f"{l:.1f}" for t in ("hostguard", "restic") for _, _, l in rows.get((t, step), []))
+    print(f"| {step} | {cells[0]} | {cells[1]} | {ratio} | {loads} |")
+print("\nper run (tool step run seconds rss_kib load):")
+for line in open(sys.argv[1]):
+    print("    " + line.rstrip().replace("\t", " "))
+EOF

@@ -1,0 +1,182 @@
+//! Restores from a remote store (one whose reads are streams, with a round trip each) read only
+//! the byte ranges they need, merged, several at once: no whole-pack GETs, fewer GETs than
+//! chunks, more than the restore threads' worth in flight, a partial restore reading a part of
+//! the data, and a second restore over an intact target (every file skipped) finishing.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+mod common;
+mod hooked;
+
+use async_trait::async_trait;
+use backup_core::conformance::small_options;
+use backup_core::{
+    BackupOptions, KeySource, NoProgress, Repository, RestoreOptions, compare_trees, restore,
+};
+use common::noise;
+use futures::TryStreamExt;
+use hooked::{Hooked, Hooks};
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjectPath;
+use object_store::{GetOptions, GetRange, GetResult, ObjectStore, Result as StoreResult};
+
+/// Reads of packs, once `slow`, take a round trip and are logged.
+#[derive(Debug, Default)]
+struct Remote {
+    slow: AtomicBool,
+    /// Pack reads: (object, range asked for, or None for the whole object).
+    reads: Mutex<Vec<(String, Option<GetRange>)>>,
+    bytes: AtomicU64,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+#[async_trait]
+impl Hooks for Remote {
+    async fn get(
+        &self,
+        inner: &InMemory,
+        location: &ObjectPath,
+        options: GetOptions,
+    ) -> StoreResult<GetResult> {
+        if !location.as_ref().starts_with("data/") || !self.slow.load(Ordering::SeqCst) {
+            return inner.get_opts(location, options).await;
+        }
+        self.reads
+            .lock()
+            .unwrap()
+            .push((location.to_string(), options.range.clone()));
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        let result = inner.get_opts(location, options).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let result = result?;
+        self.bytes
+            .fetch_add(result.range.end - result.range.start, Ordering::SeqCst);
+        Ok(result)
+    }
+}
+
+fn write_tree(root: &Path) {
+    for i in 0..6u64 {
+        std::fs::write(
+            root.join(format!("big-{i}.bin")),
+            noise(1000 + 2 * i, 500_000),
+        )
+        .unwrap();
+    }
+    let small = root.join("small");
+    std::fs::create_dir(&small).unwrap();
+    for i in 0..40u64 {
+        std::fs::write(
+            small.join(format!("{i}.php")),
+            noise(5000 + 2 * i, 2_000 + i as usize * 37),
+        )
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restores_read_merged_ranges_several_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("site");
+    std::fs::create_dir(&src).unwrap();
+    write_tree(&src);
+    let remote = Arc::new(Hooked::<Remote>::default());
+    let key = KeySource::passphrase("pw");
+    // An s3:// location: trees are read in one range per pack too.
+    let repo = Repository::init(remote.clone(), "s3://bucket/repo", &key, small_options());
+    let repo = Arc::new(repo.await.unwrap());
+    let options = BackupOptions::builder([&src]).build().unwrap();
+    let (id, snapshot) = backup_core::backup(repo.clone(), options, Arc::new(NoProgress))
+        .await
+        .unwrap();
+    let packs: BTreeMap<String, u64> = remote
+        .inner
+        .list(Some(&ObjectPath::from("data")))
+        .map_ok(|m| (m.location.to_string(), m.size))
+        .try_collect()
+        .await
+        .unwrap();
+    let stored: u64 = packs.values().sum();
+
+    remote.hooks.slow.store(true, Ordering::SeqCst);
+    let target = dir.path().join("restored");
+    let restore_options = RestoreOptions::builder(&target)
+        .with_threads(2)
+        .build()
+        .unwrap();
+    let summary = tokio::time::timeout(
+        Duration::from_secs(120),
+        restore(
+            repo.clone(),
+            &id,
+            restore_options.clone(),
+            Arc::new(NoProgress),
+        ),
+    )
+    .await
+    .expect("the restore finishes")
+    .unwrap();
+    assert_eq!(summary.files_restored, 46);
+    assert!(
+        compare_trees(&src, &target.join("site"))
+            .unwrap()
+            .is_empty()
+    );
+
+    let reads = std::mem::take(&mut *remote.hooks.reads.lock().unwrap());
+    let whole: Vec<_> = reads.iter().filter(|(_, r)| r.is_none()).collect();
+    assert!(whole.is_empty(), "whole-pack reads: {whole:?}");
+    let chunks = snapshot.summary.chunks_new;
+    assert!(
+        (reads.len() as u64) < chunks / 2,
+        "{} reads for {chunks} chunks in {} packs: not merged",
+        reads.len(),
+        packs.len()
+    );
+    let max = remote.hooks.max_in_flight.load(Ordering::SeqCst);
+    assert!(
+        max > 2,
+        "at most {max} reads in flight with 2 restore threads"
+    );
+    let fetched = remote.hooks.bytes.swap(0, Ordering::SeqCst);
+    assert!(
+        fetched <= stored + stored / 10,
+        "{fetched} bytes read of {stored} stored"
+    );
+
+    // Part of the snapshot: a part of the data is read.
+    let part = dir.path().join("part");
+    let part_options = RestoreOptions::builder(&part)
+        .with_sub_path("site/big-3.bin")
+        .build()
+        .unwrap();
+    restore(repo.clone(), &id, part_options, Arc::new(NoProgress))
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(part.join("big-3.bin")).unwrap(),
+        std::fs::read(src.join("big-3.bin")).unwrap()
+    );
+    let fetched = remote.hooks.bytes.swap(0, Ordering::SeqCst);
+    assert!(
+        fetched < stored / 3,
+        "{fetched} bytes read of {stored} stored for one file of six"
+    );
+
+    // Again over the intact target: every file is skipped, and the restore still ends.
+    let again = tokio::time::timeout(
+        Duration::from_secs(120),
+        restore(repo, &id, restore_options, Arc::new(NoProgress)),
+    )
+    .await
+    .expect("a restore over an intact target finishes")
+    .unwrap();
+    assert_eq!((again.files_restored, again.files_unchanged), (0, 46));
+}
