@@ -10,7 +10,7 @@
 //!    from a forgotten one: forget on both, or turn this off with
 //!    [`HealOptionsBuilder::with_missing_snapshots`]); the mirror's object is opened and
 //!    verified before it is written;
-//! 2. rebuilds the index from the pack headers ([`repair_index`]) when an index object is
+//! 2. rebuilds the index from the pack headers ([`repair_index`](crate::repair::repair_index)) when an index object is
 //!    damaged or a pack is in no index;
 //! 3. runs `check --read-data` to find damaged and missing packs;
 //! 4. walks every snapshot (a tree that is damaged here is read from the mirror) and, for every
@@ -75,7 +75,7 @@ use crate::error::{Error, Result};
 use crate::format::{self, BlobKind, ChunkId, IndexPack, NodeKind, Snapshot};
 use crate::lock::{LockKind, LockOptions, RepositoryLock};
 use crate::pack::PackBuilder;
-use crate::repair::{RepairOptions, repair_index};
+use crate::repair::{RepairOptions, repair_index_locked};
 use crate::repo::{Repository, VANISHED, blob_aad, get_bytes, is_object_name, list_names};
 
 /// Options for [`heal`], made by [`HealOptionsBuilder::build`].
@@ -194,6 +194,8 @@ pub async fn heal(
     mirror: Arc<Repository>,
     options: &HealOptions,
 ) -> Result<HealReport> {
+    // A heal deletes damaged packs and index objects: not through an append-only handle.
+    repo.refuse_if_append_only("heal")?;
     if !repo.keys.same_master(&mirror.keys) {
         return Err(Error::KeysDiffer {
             source_location: mirror.location().to_string(),
@@ -205,16 +207,7 @@ pub async fn heal(
     }
     let lock = repo.lock(&options.lock).await?;
     let result = run(&repo, &mirror, options, Some(&lock)).await;
-    match (&result, lock.check()) {
-        (_, Err(_)) | (Err(Error::LockLost { .. }), _) => {}
-        (Ok(_), Ok(())) => lock.release().await?,
-        (Err(_), Ok(())) => {
-            if let Err(e) = lock.release().await {
-                tracing::warn!("releasing the heal lock: {}", crate::report(&e));
-            }
-        }
-    }
-    result
+    lock.release_after(result).await
 }
 
 fn check_lock(lock: Option<&RepositoryLock>) -> Result<()> {
@@ -249,7 +242,7 @@ async fn run(
     if index_damaged {
         report.index_rebuilt = true;
         if !options.dry_run {
-            repair_index(repo.clone(), &RepairOptions::builder().build()?).await?;
+            repair_index_locked(repo.clone(), &RepairOptions::builder().build()?).await?;
         }
     }
     check_lock(lock)?;
@@ -331,7 +324,7 @@ async fn run(
                 Err(e) => return Err(Error::store(name, e)),
             }
         }
-        repair_index(repo.clone(), &RepairOptions::builder().build()?).await?;
+        repair_index_locked(repo.clone(), &RepairOptions::builder().build()?).await?;
     }
     Ok(report)
 }

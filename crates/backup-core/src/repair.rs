@@ -166,7 +166,8 @@ async fn under_lock<T>(
     lock.release_after(result).await
 }
 
-async fn repair_index_locked(
+/// [`repair_index`] for a caller that already holds the exclusive lock (a heal).
+pub(crate) async fn repair_index_locked(
     repo: Arc<Repository>,
     options: &RepairOptions,
 ) -> Result<IndexRepairReport> {

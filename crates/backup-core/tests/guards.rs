@@ -96,6 +96,12 @@ async fn prune_repair_and_forced_unlock_refuse_an_append_only_handle() {
     refused(repair_index(guarded.clone(), &repair).await, "repair");
     refused(repair_snapshots(guarded.clone(), &repair).await, "repair");
     refused(guarded.unlock(true).await, "unlock --force");
+    // A heal deletes damaged packs: refused before the mirror is even looked at.
+    let heal_options = backup_core::heal::HealOptions::builder().build().unwrap();
+    refused(
+        backup_core::heal::heal(guarded.clone(), guarded.clone(), &heal_options).await,
+        "heal",
+    );
     // Removing only stale locks stays allowed (a host must clear its own dead backup's lock).
     assert!(guarded.unlock(false).await.unwrap().is_empty());
     assert_eq!(objects(store.as_ref()).await, before, "nothing was changed");

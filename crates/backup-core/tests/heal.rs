@@ -17,18 +17,7 @@ use common::*;
 
 /// Two snapshots in `work/repo`, copied into the mirror `work/mirror`; the kept states.
 async fn with_mirror(work: &Path) -> (Vec<String>, Vec<PathBuf>) {
-    let src = work.join("src");
-    let repo = init(&work.join("repo")).await;
-    let mut ids = Vec::new();
-    let mut copies = Vec::new();
-    for round in 0..2 {
-        write_tree(&src, round);
-        ids.push(backup(&repo, &src).await.unwrap());
-        let copy_dir = work.join(format!("state{round}"));
-        std::fs::create_dir(&copy_dir).unwrap();
-        keep_copy(&src, &copy_dir);
-        copies.push(copy_dir.join("src"));
-    }
+    let (repo, ids, copies) = two_snapshots(work).await;
     let mirror = Arc::new(
         Repository::init(
             local(&work.join("mirror")),

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::path::Path;
-
 use backup_core::check::{CheckOptions, check};
 use backup_core::repair::{REPAIRED_TAG, RepairOptions, repair_index, repair_snapshots};
 use common::*;
@@ -16,27 +14,10 @@ fn options(dry_run: bool) -> RepairOptions {
         .unwrap()
 }
 
-/// Two snapshots (the tree changed between them), with a kept copy of each state.
-async fn two_snapshots(work: &Path) -> (Vec<String>, Vec<std::path::PathBuf>) {
-    let src = work.join("src");
-    let repo = init(&work.join("repo")).await;
-    let mut ids = Vec::new();
-    let mut copies = Vec::new();
-    for round in 0..2 {
-        write_tree(&src, round);
-        ids.push(backup(&repo, &src).await.unwrap());
-        let copy = work.join(format!("state{round}"));
-        std::fs::create_dir(&copy).unwrap();
-        keep_copy(&src, &copy);
-        copies.push(copy.join("src"));
-    }
-    (ids, copies)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_and_a_damaged_index_are_rebuilt_from_the_pack_headers() {
     let work = tempfile::tempdir().unwrap();
-    let (ids, copies) = two_snapshots(work.path()).await;
+    let (_, ids, copies) = two_snapshots(work.path()).await;
     let repo_dir = work.path().join("repo");
     let index_dir = repo_dir.join("index");
     let old = names(&index_dir);
@@ -88,7 +69,7 @@ async fn a_lost_and_a_damaged_index_are_rebuilt_from_the_pack_headers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pack_with_a_damaged_header_keeps_the_entries_of_the_old_index() {
     let work = tempfile::tempdir().unwrap();
-    let (ids, copies) = two_snapshots(work.path()).await;
+    let (_, ids, copies) = two_snapshots(work.path()).await;
     let repo_dir = work.path().join("repo");
     let (pack, size) = packs(&repo_dir).into_iter().max_by_key(|p| p.1).unwrap();
     // Inside the sealed header, just before the length field.

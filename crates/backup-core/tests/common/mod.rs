@@ -141,3 +141,21 @@ pub fn flip(path: &Path, at: usize) {
     bytes[at] ^= 0x55;
     std::fs::write(path, bytes).unwrap();
 }
+
+/// Two snapshots of `work/src` in `work/repo` (the tree changed between them), with a kept copy
+/// of each state (`work/state0/src`, `work/state1/src`).
+pub async fn two_snapshots(work: &Path) -> (Arc<Repository>, Vec<String>, Vec<PathBuf>) {
+    let src = work.join("src");
+    let repo = init(&work.join("repo")).await;
+    let mut ids = Vec::new();
+    let mut copies = Vec::new();
+    for round in 0..2 {
+        write_tree(&src, round);
+        ids.push(backup(&repo, &src).await.unwrap());
+        let copy = work.join(format!("state{round}"));
+        std::fs::create_dir(&copy).unwrap();
+        keep_copy(&src, &copy);
+        copies.push(copy.join("src"));
+    }
+    (repo, ids, copies)
+}
