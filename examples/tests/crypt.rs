@@ -574,17 +574,23 @@ fn rotate_killed_at_any_point_leaves_files_that_open() {
     };
     // A whole run takes from a few ms (tmpfs) to ~100 ms (fsyncs on a loaded disk): time one on
     // the same file system, so the kill points spread over start-up, the rotation record, the
-    // keyring save and the re-wraps wherever the test runs.
-    let calibration = tempfile::tempdir().expect("tempdir");
-    setup(calibration.path());
-    let started = std::time::Instant::now();
-    assert!(
-        spawn_rotate(calibration.path())
-            .wait()
-            .expect("wait")
-            .success()
-    );
-    let whole_run = started.elapsed();
+    // keyring save and the re-wraps wherever the test runs. The fastest of three runs: a single
+    // one that met a cold cache or a busy disk made most kills land after the end.
+    let whole_run = (0..3)
+        .map(|_| {
+            let calibration = tempfile::tempdir().expect("tempdir");
+            setup(calibration.path());
+            let started = std::time::Instant::now();
+            assert!(
+                spawn_rotate(calibration.path())
+                    .wait()
+                    .expect("wait")
+                    .success()
+            );
+            started.elapsed()
+        })
+        .min()
+        .expect("three runs");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
