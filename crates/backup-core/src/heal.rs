@@ -210,10 +210,6 @@ pub async fn heal(
     lock.release_after(result).await
 }
 
-fn check_lock(lock: Option<&RepositoryLock>) -> Result<()> {
-    lock.map_or(Ok(()), RepositoryLock::check)
-}
-
 async fn run(
     repo: &Arc<Repository>,
     mirror: &Arc<Repository>,
@@ -225,7 +221,7 @@ async fn run(
         ..HealReport::default()
     };
     heal_snapshots(repo, mirror, options, &mut report).await?;
-    check_lock(lock)?;
+    crate::lock::check_held(lock)?;
 
     // The index: rebuilt from the pack headers when an index object is damaged or a pack is
     // in no index.
@@ -245,7 +241,7 @@ async fn run(
             repair_index_locked(repo.clone(), &RepairOptions::builder().build()?).await?;
         }
     }
-    check_lock(lock)?;
+    crate::lock::check_held(lock)?;
 
     // The packs: every one with damage (or indexed and missing).
     let full = check(
@@ -257,7 +253,7 @@ async fn run(
     .await?;
     let damaged = damaged_packs(&full);
     report.damaged_packs = damaged.iter().map(|id| format::pack_path(id)).collect();
-    check_lock(lock)?;
+    crate::lock::check_held(lock)?;
 
     // The blobs the snapshots need that are unindexed or in a damaged pack.
     let snapshots = repo.snapshots().await?;
@@ -292,7 +288,7 @@ async fn run(
             }
         };
         if let Some(writer) = writer.as_mut() {
-            check_lock(lock)?;
+            crate::lock::check_held(lock)?;
             writer.add(*id, *kind, &data).await?;
         }
     }
@@ -313,9 +309,9 @@ async fn run(
     let Some(writer) = writer else {
         return Ok(report);
     };
-    check_lock(lock)?;
+    crate::lock::check_held(lock)?;
     report.packs_written = writer.finish().await?;
-    check_lock(lock)?;
+    crate::lock::check_held(lock)?;
     if !damaged.is_empty() {
         for id in &damaged {
             let name = format::pack_path(id);

@@ -610,3 +610,9 @@ async fn refresh(
         }
     }
 }
+
+/// Checks the lock a run holds, if it holds one (a dry run holds none): `LockLost` once it is
+/// stale or gone, so the run stops before its next change.
+pub(crate) fn check_held(lock: Option<&RepositoryLock>) -> Result<()> {
+    lock.map_or(Ok(()), RepositoryLock::check)
+}

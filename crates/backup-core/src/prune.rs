@@ -313,21 +313,7 @@ pub async fn prune(repo: Arc<Repository>, options: &PruneOptions) -> Result<Prun
     }
     let lock = repo.lock(&options.lock).await?;
     let result = run(&repo, options, Some(&lock)).await;
-    match (&result, lock.check()) {
-        // A lost lock may be someone else's now: leave it.
-        (_, Err(_)) | (Err(Error::LockLost { .. }), _) => {}
-        (Ok(_), Ok(())) => lock.release().await?,
-        (Err(_), Ok(())) => {
-            if let Err(e) = lock.release().await {
-                tracing::warn!("releasing the prune lock: {}", crate::report(&e));
-            }
-        }
-    }
-    result
-}
-
-fn check_lock(lock: Option<&RepositoryLock>) -> Result<()> {
-    lock.map_or(Ok(()), RepositoryLock::check)
+    lock.release_after(result).await
 }
 
 fn refuse(object: &str, reason: &str) -> Error {
@@ -566,7 +552,7 @@ async fn run(
     let mut scratch = Vec::new();
     while let Some(read) = reads.next().await {
         let (id, path, bytes) = read?;
-        check_lock(lock)?;
+        crate::lock::check_held(lock)?;
         let entries = &packs[id.as_str()].entries;
         for &(offset, length) in &frames_of[id.as_str()] {
             let members: Vec<&PackEntry> = entries.iter().filter(|e| e.offset == offset).collect();
@@ -638,21 +624,21 @@ async fn run(
             entries += pack.entries.len();
             batch.push(pack);
             if entries >= INDEX_ENTRIES {
-                check_lock(lock)?;
+                crate::lock::check_held(lock)?;
                 write_index(repo, std::mem::take(&mut batch)).await?;
                 report.index_written += 1;
                 entries = 0;
             }
         }
         if !batch.is_empty() {
-            check_lock(lock)?;
+            crate::lock::check_held(lock)?;
             write_index(repo, batch).await?;
             report.index_written += 1;
         }
         *repo.index.write().map_err(poisoned)? = located;
         // 5. The old index objects.
         for (name, _) in &index_files {
-            check_lock(lock)?;
+            crate::lock::check_held(lock)?;
             delete(repo, name).await?;
             report.index_deleted += 1;
         }
@@ -666,7 +652,7 @@ async fn run(
         .collect();
     futures::stream::iter(doomed)
         .map(|path| async move {
-            check_lock(lock)?;
+            crate::lock::check_held(lock)?;
             delete(repo, &path).await
         })
         .buffer_unordered(options.loads)
