@@ -53,8 +53,54 @@ const PERMIT: u64 = 1024;
 /// One frame: its pack, offset and length.
 pub(crate) type FrameRef = (Arc<str>, u32, u32);
 
-/// Each planned frame by (pack, offset): its span, and whether it was taken.
-type FrameIndex = HashMap<(Arc<str>, u32), (usize, AtomicBool)>;
+/// A planned frame: its span, whether it was taken, and how many times it is needed.
+#[derive(Debug)]
+struct PlannedFrame {
+    span: usize,
+    taken: AtomicBool,
+    needs: u32,
+}
+
+/// Each planned frame by (pack, offset).
+type FrameIndex = HashMap<(Arc<str>, u32), PlannedFrame>;
+
+/// Bytes of frames needed more than once kept after their first use (see [`RepeatCache`]).
+pub(crate) const REPEAT_CACHE: usize = 32 * 1024 * 1024;
+
+/// Frames that the plan needs again after their first use, most recently used last, within
+/// [`REPEAT_CACHE`] bytes: files sharing a blob group (small files) or a blob are often
+/// restored far apart, after the restorer's few decoded groups moved on, and each such need
+/// would otherwise be one more request, made by a restore thread while it waits (on moto one
+/// that copies the whole pack). Copies, so a kept frame does not pin its range's buffer.
+#[derive(Default)]
+struct RepeatCache {
+    frames: std::collections::VecDeque<((Arc<str>, u32), Bytes)>,
+    bytes: usize,
+}
+
+impl RepeatCache {
+    fn get(&mut self, key: &(Arc<str>, u32)) -> Option<Bytes> {
+        let at = self.frames.iter().position(|(k, _)| k == key)?;
+        let entry = self.frames.remove(at)?;
+        let frame = entry.1.clone();
+        self.frames.push_back(entry);
+        Some(frame)
+    }
+
+    fn put(&mut self, key: (Arc<str>, u32), frame: &[u8]) {
+        if frame.len() > REPEAT_CACHE {
+            return;
+        }
+        self.bytes += frame.len();
+        self.frames.push_back((key, Bytes::copy_from_slice(frame)));
+        while self.bytes > REPEAT_CACHE {
+            let Some((_, old)) = self.frames.pop_front() else {
+                break;
+            };
+            self.bytes -= old.len();
+        }
+    }
+}
 
 /// One merged range of a pack, and how many of its frames are still to be taken.
 #[derive(Debug)]
@@ -94,6 +140,7 @@ impl Slot {
 pub(crate) struct Prefetch {
     spans: Vec<Span>,
     frames: FrameIndex,
+    repeats: Mutex<RepeatCache>,
     slots: Arc<Mutex<Vec<Slot>>>,
     changed: Arc<Condvar>,
     cancelled: AtomicBool,
@@ -108,39 +155,66 @@ impl Drop for Prefetch {
 
 /// Merges `frames` (in need order; repeats are ignored) into ranges; see the module docs.
 fn plan(frames: impl IntoIterator<Item = FrameRef>) -> (Vec<Span>, FrameIndex) {
-    plan_with_gap(frames, MERGE_GAP)
+    plan_with(frames, MERGE_GAP, LOOKAHEAD)
 }
 
-/// [`plan`] with frames at most `gap` apart merged.
-fn plan_with_gap(frames: impl IntoIterator<Item = FrameRef>, gap: u64) -> (Vec<Span>, FrameIndex) {
+/// A frame joins the range of its pack opened at most this many ranges earlier. A backup fills
+/// several packs at once, so files restored one after another alternate between packs; merging
+/// only with the last range would read a pack in dozens of requests (on moto each copies the
+/// whole object). The bound keeps the budget deadlock-free: a range still waiting for a later
+/// frame was opened at most `LOOKAHEAD` ranges before the oldest frame a thread waits for, so
+/// such ranges hold at most `LOOKAHEAD + 1` ranges of budget and the range that thread needs
+/// still fits in the window.
+pub(crate) const LOOKAHEAD: usize = (WINDOW / MAX_RANGE) as usize - 2;
+
+/// [`plan`] with frames at most `gap` apart merged into a range of their pack opened at most
+/// `lookahead` ranges earlier.
+fn plan_with(
+    frames: impl IntoIterator<Item = FrameRef>,
+    gap: u64,
+    lookahead: usize,
+) -> (Vec<Span>, FrameIndex) {
     let mut spans: Vec<Span> = Vec::new();
     let mut index = HashMap::new();
+    // The newest range of each pack.
+    let mut open: HashMap<Arc<str>, usize> = HashMap::new();
     for (pack, offset, length) in frames {
-        if index.contains_key(&(pack.clone(), offset)) {
+        if let Some(planned) = index.get_mut(&(pack.clone(), offset)) {
+            let planned: &mut PlannedFrame = planned;
+            planned.needs = planned.needs.saturating_add(1);
             continue;
         }
         let (start, end) = (u64::from(offset), u64::from(offset) + u64::from(length));
-        let merged = match spans.last_mut() {
-            Some(last)
-                if last.pack == pack
-                    && start >= last.range.start
-                    && start <= last.range.end + gap
-                    && end.max(last.range.end) - last.range.start <= MAX_RANGE =>
-            {
-                last.range.end = last.range.end.max(end);
-                last.frames += 1;
-                true
+        let joined = open.get(&pack).copied().filter(|&i| {
+            let r = &spans[i].range;
+            spans.len() - i <= lookahead + 1
+                && start <= r.end + gap
+                && end + gap >= r.start
+                && end.max(r.end) - start.min(r.start) <= MAX_RANGE
+        });
+        let span = match joined {
+            Some(i) => {
+                let span = &mut spans[i];
+                span.range = span.range.start.min(start)..span.range.end.max(end);
+                span.frames += 1;
+                i
             }
-            _ => false,
+            None => {
+                spans.push(Span {
+                    pack: pack.clone(),
+                    range: start..end,
+                    frames: 1,
+                });
+                open.insert(pack.clone(), spans.len() - 1);
+                spans.len() - 1
+            }
         };
-        if !merged {
-            spans.push(Span {
-                pack: pack.clone(),
-                range: start..end,
-                frames: 1,
-            });
-        }
-        index.insert((pack, offset), (spans.len() - 1, AtomicBool::new(false)));
+        let planned = PlannedFrame {
+            span,
+            taken: AtomicBool::new(false),
+            needs: 1,
+        };
+        index.insert((pack, offset), planned);
     }
     (spans, index)
 }
@@ -218,6 +292,7 @@ impl Prefetch {
         Prefetch {
             spans,
             frames,
+            repeats: Mutex::default(),
             slots,
             changed,
             cancelled: AtomicBool::new(false),
@@ -229,10 +304,12 @@ impl Prefetch {
     /// it is not served here (see the module docs): read it directly then. Each frame is
     /// served once.
     pub(crate) fn take(&self, pack: &Arc<str>, offset: u32, length: u32) -> Option<Bytes> {
-        let (span, taken) = self.frames.get(&(pack.clone(), offset))?;
-        if taken.swap(true, Ordering::AcqRel) {
-            return None;
+        let key = (pack.clone(), offset);
+        let planned = self.frames.get(&key)?;
+        if planned.taken.swap(true, Ordering::AcqRel) {
+            return self.repeats.lock().ok()?.get(&key);
         }
+        let span = &planned.span;
         let mut slots = self.slots.lock().ok()?;
         loop {
             if self.cancelled.load(Ordering::Acquire) {
@@ -252,6 +329,12 @@ impl Prefetch {
                 }
             };
             slot.taken();
+            drop(slots);
+            if let (Some(frame), true) = (&frame, planned.needs > 1)
+                && let Ok(mut repeats) = self.repeats.lock()
+            {
+                repeats.put(key, frame);
+            }
             return frame;
         }
     }
@@ -259,13 +342,13 @@ impl Prefetch {
     /// Marks the frame at `offset` of `pack` as not needed (its file was already restored),
     /// so its range's budget is given back once nothing else in it is.
     pub(crate) fn skip(&self, pack: &Arc<str>, offset: u32) {
-        let Some((span, taken)) = self.frames.get(&(pack.clone(), offset)) else {
+        let Some(planned) = self.frames.get(&(pack.clone(), offset)) else {
             return;
         };
-        if !taken.swap(true, Ordering::AcqRel)
+        if !planned.taken.swap(true, Ordering::AcqRel)
             && let Ok(mut slots) = self.slots.lock()
         {
-            slots[*span].taken();
+            slots[planned.span].taken();
         }
     }
 
@@ -302,7 +385,7 @@ pub(crate) async fn load_trees(
     let frames = wanted
         .iter()
         .map(|(l, _)| (l.pack.clone(), l.offset, l.length));
-    let (spans, index) = plan_with_gap(frames, TREE_GAP);
+    let (spans, index) = plan_with(frames, TREE_GAP, 0);
     let fetched: Vec<(usize, Bytes)> = futures::stream::iter(spans.iter().enumerate())
         .map(|(i, span)| async move {
             let path = format::pack_path(&span.pack);
@@ -329,7 +412,7 @@ pub(crate) async fn load_trees(
         .into_iter()
         .map(|(loc, id)| {
             let path = format::pack_path(&loc.pack);
-            let span = index.get(&(loc.pack.clone(), loc.offset)).map(|(i, _)| *i);
+            let span = index.get(&(loc.pack.clone(), loc.offset)).map(|p| p.span);
             let sealed = span.and_then(|i| {
                 let from = (u64::from(loc.offset) - spans[i].range.start) as usize;
                 by_span[i].get(from..from + loc.length as usize)
@@ -382,5 +465,26 @@ mod tests {
             ]
         );
         assert_eq!(index.len(), 8);
+    }
+
+    #[test]
+    fn packs_filled_side_by_side_are_read_in_one_range_each() {
+        // Files restored one after another alternate between three packs a backup filled at
+        // once: each pack is one range, whatever the order its frames are needed in.
+        let frames = (0..30u32).map(|i| f(["a", "b", "c"][i as usize % 3], (i / 3) * 100, 100));
+        let (spans, _) = plan(frames.chain([f("a", 0, 100), f("b", 950, 50)]));
+        let got: Vec<(&str, Range<u64>, usize)> = spans
+            .iter()
+            .map(|s| (&*s.pack, s.range.clone(), s.frames))
+            .collect();
+        assert_eq!(
+            got,
+            [("a", 0..1000, 10), ("b", 0..1000, 11), ("c", 0..1000, 10)]
+        );
+        // A pack's range opened more than LOOKAHEAD ranges before is not grown any more.
+        let far = (0..=LOOKAHEAD as u32 + 1).map(|i| f(&format!("p{i}"), 0, 10));
+        let (spans, _) = plan(far.chain([f("p0", 10, 10)]));
+        assert_eq!(spans.len(), LOOKAHEAD + 3);
+        assert_eq!(spans.last().map(|s| (&*s.pack, s.range.clone())), Some(("p0", 10..20)));
     }
 }
