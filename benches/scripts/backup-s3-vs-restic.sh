@@ -13,6 +13,11 @@
 # RESTORE_DIR (a tmpfs by default, see backup-vs-restic.sh). Prints medians as a markdown table.
 # Needs: cargo build --release -p hostguard-examples --bin backup; restic; the virtualenv with
 # moto (scripts/services/*.sh installs it: ~/.cache/hostguard-venv).
+#
+# SERVER=moto (default) or SERVER=s3s-fs: s3s-fs 0.14.1 from crates.io (the s3s project's S3
+# server over a directory, in Rust; installed into ~/.cache/hostguard-tools when missing), with
+# its objects in a tmpfs directory. moto answers every ranged GET by copying the whole object in
+# Python, so on moto the server's time is most of a restore; s3s-fs reads the range from a file.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-3}
@@ -20,45 +25,68 @@ work=${2:-/var/tmp/backup-s3-bench}
 bin=${BACKUP_BIN:-${CARGO_TARGET_DIR:-target}/release/backup}
 src=${BENCH_SRC:-$(rustc --print sysroot)}
 restore_dir=${RESTORE_DIR:-/dev/shm/backup-s3-bench-restore}
+server=${SERVER:-moto}
 moto=${MOTO_SERVER:-$HOME/.cache/hostguard-venv/bin/moto_server}
+s3s_fs=${S3S_FS:-$HOME/.cache/hostguard-tools/bin/s3s-fs}
+s3s_root=${S3S_ROOT:-/dev/shm/backup-s3-bench-objects}
 port=${MOTO_PORT:-5391}
+case $server in
+  moto) ;;
+  s3s-fs)
+    [ -x "$s3s_fs" ] || cargo install --locked s3s-fs@0.14.1 --features binary \
+      --root "$(dirname "$(dirname "$s3s_fs")")" ;;
+  *) echo "SERVER must be moto or s3s-fs, not $server" >&2; exit 2 ;;
+esac
 mkdir -p "$work" "$restore_dir"
 endpoint="http://127.0.0.1:$port"
 
 export BACKUP_PASSWORD=bench RESTIC_PASSWORD=bench
-export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_DEFAULT_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=benchbench AWS_DEFAULT_REGION=us-east-1
 export AWS_REGION=us-east-1 AWS_ENDPOINT_URL="$endpoint"
 tools=(hostguard restic)
 results="$work/results.tsv"
 : >"$results"
 
-moto_pid=
-stop_moto() {
-  if [ -n "$moto_pid" ]; then kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true; fi
-  moto_pid=
+server_pid=
+stop_server() {
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  server_pid=
+  if [ "$server" = s3s-fs ]; then rm -rf "$s3s_root"; fi
 }
-trap stop_moto EXIT
-start_moto() {
-  stop_moto
-  "$moto" -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
-  moto_pid=$!
+trap stop_server EXIT
+start_server() {
+  stop_server
+  if [ "$server" = s3s-fs ]; then
+    rm -rf "$s3s_root"; mkdir -p "$s3s_root"
+    "$s3s_fs" --host 127.0.0.1 --port "$port" --access-key bench --secret-key benchbench \
+      "$s3s_root" >"$work/server.log" 2>&1 &
+  else
+    "$moto" -H 127.0.0.1 -p "$port" >"$work/server.log" 2>&1 &
+  fi
+  server_pid=$!
   for _ in $(seq 1 100); do
-    curl -sf "$endpoint/" >/dev/null 2>&1 && break
+    curl -s -o /dev/null "$endpoint/" && break
     sleep 0.2
   done
-  curl -sf -X PUT "$endpoint/bench" >/dev/null
+  if [ "$server" = s3s-fs ]; then mkdir -p "$s3s_root/bench"; else curl -sf -X PUT "$endpoint/bench" >/dev/null; fi
 }
 
 reread() { find "$1" -type f -print0 | xargs -0 cat >/dev/null 2>&1 || true; }
 load() { cut -d' ' -f1 /proc/loadavg; }
-# timed TOOL STEP RUN -- command...: appends "tool step run seconds maxrss_kib load"
+# CPU seconds the server has used (user + system): what a step cost the server, whatever the load.
+server_cpu() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$server_pid/stat"; }
+# timed TOOL STEP RUN -- command...: appends "tool step run seconds maxrss_kib cpu_s load
+# server_cpu_s" (cpu_s: the tool's user + system time)
 timed() {
-  local tool=$1 step=$2 run=$3 before
+  local tool=$1 step=$2 run=$3 before cpu_before
   shift 4
   before=$(load)
-  /usr/bin/time -f "%e %M" -o "$work/time.txt" "$@" >"$work/out-$tool-$step.txt" 2>&1 || {
+  cpu_before=$(server_cpu)
+  /usr/bin/time -f "%e %M %U %S" -o "$work/time.txt" "$@" >"$work/out-$tool-$step.txt" 2>&1 || {
     echo "FAILED: $tool $step: $*" >&2; cat "$work/out-$tool-$step.txt" >&2; exit 1; }
-  printf '%s\t%s\t%s\t%s\t%s\n' "$tool" "$step" "$run" "$(tr ' ' '\t' <"$work/time.txt")" "$before" >>"$results"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$step" "$run" \
+    "$(awk '{ printf "%s\t%s\t%.2f", $1, $2, $3 + $4 }' "$work/time.txt")" "$before" \
+    "$(awk -v a="$cpu_before" -v b="$(server_cpu)" 'BEGIN { printf "%.2f", b - a }')" >>"$results"
 }
 
 run_tool() { # tool verb args...
@@ -84,24 +112,24 @@ for run in $(seq 1 "$runs"); do
   order=("${tools[@]:$(( (run - 1) % ${#tools[@]} ))}" "${tools[@]:0:$(( (run - 1) % ${#tools[@]} ))}")
   for tool in "${order[@]}"; do
     echo "run $run: $tool (load $(load))" >&2
-    start_moto
+    start_server
     rm -rf "$restore_dir/restore-$tool"
     run_tool "$tool" init >/dev/null
     sync; reread "$src"; timed "$tool" backup "$run" -- bash -c "run_tool $tool backup '$src'"
     sync; timed "$tool" restore "$run" -- bash -c "run_tool $tool restore '$restore_dir/restore-$tool'"
     rm -rf "$restore_dir/restore-$tool"
-    stop_moto
+    stop_server
   done
 done
 
-python3 - "$results" "$src" <<'EOF'
+python3 - "$results" "$src" "$server" <<'EOF'
 import statistics, sys, collections
 rows = collections.defaultdict(list)
 for line in open(sys.argv[1]):
-    tool, step, run, value, rss, load = line.split("\t")
-    rows[(tool, step)].append((float(value), int(rss), float(load)))
+    tool, step, run, value, rss, cpu, load, server_cpu = line.split("\t")
+    rows[(tool, step)].append((float(value), int(rss), float(load), float(server_cpu), float(cpu)))
 print(f"source: {sys.argv[2]}\n")
-print("| step (median wall / peak RSS) | hostguard | restic | restic / hostguard | load avg (1 min) at start |")
+print("| step (median wall / peak RSS / CPU / server CPU) | hostguard | restic | restic / hostguard | load avg (1 min) at start |")
 print("|---|---|---|---|---|")
 for step in ("backup", "restore"):
     cells, med = [], {}
@@ -110,12 +138,15 @@ for step in ("backup", "restore"):
         if not v:
             cells.append("-")
             continue
-        med[tool] = statistics.median(x for x, _, _ in v)
-        cells.append(f"{med[tool]:.2f} s / {statistics.median(r for _, r, _ in v) / 1024:.0f} MiB")
+        med[tool] = statistics.median(x for x, _, _, _, _ in v)
+        rss = statistics.median(r for _, r, _, _, _ in v) / 1024
+        cpu = statistics.median(c for _, _, _, c, _ in v)
+        own = statistics.median(c for _, _, _, _, c in v)
+        cells.append(f"{med[tool]:.2f} s / {rss:.0f} MiB / {own:.2f} s / {cpu:.2f} s")
     ratio = f"{med['restic'] / med['hostguard']:.2f}x" if len(med) == 2 else "-"
-    loads = ", ".join(f"{l:.1f}" for t in ("hostguard", "restic") for _, _, l in rows.get((t, step), []))
+    loads = ", ".join(f"{l:.1f}" for t in ("hostguard", "restic") for _, _, l, _, _ in rows.get((t, step), []))
     print(f"| {step} | {cells[0]} | {cells[1]} | {ratio} | {loads} |")
-print("\nper run (tool step run seconds rss_kib load):")
+print(f"\nserver: {sys.argv[3]}; per run (tool step run seconds rss_kib cpu_s load server_cpu_s):")
 for line in open(sys.argv[1]):
     print("    " + line.rstrip().replace("\t", " "))
 EOF
