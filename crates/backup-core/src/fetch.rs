@@ -2,10 +2,10 @@
 //! restore reads a remote store (issue 13).
 //!
 //! A restore knows, once it has planned, every frame it needs and in which order (files in
-//! order, each file's chunks in order). [`Prefetch`] turns that list into ranged GETs: frames
-//! of one pack needed one after another are merged into one range when the gap between them is
-//! at most [`MERGE_GAP`] (reading a little unused data costs less than a request) and the
-//! range stays under [`MAX_RANGE`]; ranges are fetched in need order, [`IN_FLIGHT`] at once, by
+//! order, each file's chunks in order). [`Prefetch`] turns that list into ranged GETs: a frame
+//! joins the range of its pack opened at most [`LOOKAHEAD`] ranges before when the gap between
+//! them is at most [`MERGE_GAP`] (reading a little unused data costs less than a request) and
+//! the range stays under [`MAX_RANGE`]; ranges are fetched in need order, [`IN_FLIGHT`] at once, by
 //! a task on the runtime, while the restore threads decode and write. Only the bytes needed
 //! (plus small gaps) are read, instead of whole packs one request per thread.
 //!
@@ -14,9 +14,14 @@
 //! order they are first needed and the threads take files in that order, so the oldest ranges
 //! are always those some thread needs next and the window keeps moving.
 //!
-//! A frame taken before (a chunk shared by two files whose group was evicted meanwhile), or one
-//! a failed fetch did not bring, is not served here: the caller reads it directly, with the
-//! store's own retries and error.
+//! A frame needed again (a blob group or blob shared by files restored apart) is served from a
+//! [`REPEAT_CACHE`] of recently taken frames the plan needs more than once. One that fell out
+//! of it, or one a failed fetch did not bring, is not served here: the caller reads it
+//! directly, with the store's own retries and error.
+//!
+//! On the toolchain benchmark (1.2 GiB, 37 packs) a full restore from S3 made 1,612 requests
+//! when ranges merged only with the last one and repeats were read directly, 592 with both
+//! (`benches/results/backup-remote.md`).
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -301,8 +306,8 @@ impl Prefetch {
     }
 
     /// The sealed frame at `offset` of `pack`, waiting for its range if need be; `None` when
-    /// it is not served here (see the module docs): read it directly then. Each frame is
-    /// served once.
+    /// it is not served here (see the module docs): read it directly then. A frame is
+    /// served from its range once, then from the repeat cache while it is there.
     pub(crate) fn take(&self, pack: &Arc<str>, offset: u32, length: u32) -> Option<Bytes> {
         let key = (pack.clone(), offset);
         let planned = self.frames.get(&key)?;
@@ -485,6 +490,9 @@ mod tests {
         let far = (0..=LOOKAHEAD as u32 + 1).map(|i| f(&format!("p{i}"), 0, 10));
         let (spans, _) = plan(far.chain([f("p0", 10, 10)]));
         assert_eq!(spans.len(), LOOKAHEAD + 3);
-        assert_eq!(spans.last().map(|s| (&*s.pack, s.range.clone())), Some(("p0", 10..20)));
+        assert_eq!(
+            spans.last().map(|s| (&*s.pack, s.range.clone())),
+            Some(("p0", 10..20))
+        );
     }
 }

@@ -180,3 +180,68 @@ async fn restores_read_merged_ranges_several_at_once() {
     .unwrap();
     assert_eq!((again.files_restored, again.files_unchanged), (0, 46));
 }
+
+/// Small files with the same content in directories restored far apart (a site copied four
+/// times, with other sites between): the blob groups they share are read from the store once,
+/// though the restorer's few decoded groups moved on long before the next copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_shared_by_files_restored_apart_is_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("sites");
+    for round in 0..4u64 {
+        let copy = src.join(format!("{round}-copy"));
+        let other = src.join(format!("{round}-other"));
+        std::fs::create_dir_all(&copy).unwrap();
+        std::fs::create_dir_all(&other).unwrap();
+        for i in 0..120u64 {
+            std::fs::write(copy.join(format!("{i}.php")), noise(7000 + i, 2_500)).unwrap();
+        }
+        for i in 0..300u64 {
+            let seed = 20_000 + round * 1000 + i;
+            std::fs::write(other.join(format!("{i}.php")), noise(seed, 2_500)).unwrap();
+        }
+    }
+    let remote = Arc::new(Hooked::<Remote>::default());
+    let key = KeySource::passphrase("pw");
+    let repo = Repository::init(remote.clone(), "s3://bucket/repo", &key, small_options());
+    let repo = Arc::new(repo.await.unwrap());
+    let options = BackupOptions::builder([&src]).build().unwrap();
+    let (id, _) = backup_core::backup(repo.clone(), options, Arc::new(NoProgress))
+        .await
+        .unwrap();
+    let stored: u64 = remote
+        .inner
+        .list(Some(&ObjectPath::from("data")))
+        .map_ok(|m| m.size)
+        .try_collect::<Vec<u64>>()
+        .await
+        .unwrap()
+        .iter()
+        .sum();
+
+    remote.hooks.slow.store(true, Ordering::SeqCst);
+    let target = dir.path().join("restored");
+    let options = RestoreOptions::builder(&target)
+        .with_threads(2)
+        .build()
+        .unwrap();
+    let summary = tokio::time::timeout(
+        Duration::from_secs(120),
+        restore(repo, &id, options, Arc::new(NoProgress)),
+    )
+    .await
+    .expect("the restore finishes")
+    .unwrap();
+    assert_eq!(summary.files_restored, 4 * 420);
+    assert!(
+        compare_trees(&src, &target.join("sites"))
+            .unwrap()
+            .is_empty()
+    );
+    // Each copy after the first would read the shared groups again: about 27 % more.
+    let fetched = remote.hooks.bytes.load(Ordering::SeqCst);
+    assert!(
+        fetched <= stored + stored / 10,
+        "{fetched} bytes read of {stored} stored: shared groups read more than once"
+    );
+}
