@@ -1151,8 +1151,18 @@ async fn schedule(cli: &Cli) -> Result<i32> {
     let store = StoreOptions::new(&location).with_timeout(Duration::from_secs(cli.timeout));
     let source =
         schedule::OpenRepository::new(store, key_source(cli)?).with_append_only(cli.append_only);
-    let mut scheduler =
-        schedule::Scheduler::builder(policy, state_dir, Arc::new(source)).build()?;
+    // A check step's `heal_from` mirror opens as `repair from-mirror`'s does (without a
+    // second password prompt: with no key at hand, a policy naming a mirror is refused).
+    let mut check = schedule::CheckStep::default();
+    if std::env::var_os(MIRROR_PASSWORD_ENV).is_some()
+        || std::env::var_os(PASSWORD_ENV).is_some()
+        || cli.key_file.is_some()
+    {
+        check = check.with_mirror_key(other_key_source(cli, None, MIRROR_PASSWORD_ENV)?);
+    }
+    let mut scheduler = schedule::Scheduler::builder(policy, state_dir, Arc::new(source))
+        .with_step("check", Arc::new(check))
+        .build()?;
     let print = |record: &schedule::RunRecord, status: &schedule::JobStatus| {
         let how = if record.manual { "manual run" } else { "run" };
         match (&status.last_error, record.ok) {
