@@ -19,6 +19,11 @@
 //!    and writes it into new packs with an index object;
 //! 5. only then deletes the damaged packs and rebuilds the index without them.
 //!
+//! With [`HealOptionsBuilder::with_source_files`] (or without a mirror, [`heal_from_source`]),
+//! a chunk that neither repository holds intact is rebuilt from the file it was read from:
+//! every file using it is read again and cut with the repository's keyed chunker, and a piece
+//! whose keyed id equals the chunk's id is stored with the rest in step 4.
+//!
 //! A blob that neither repository holds intact is reported by snapshot and path in
 //! [`HealReport::lost`]; it stays missing (the index never names damaged data), so `check`
 //! names it and [`repair_snapshots`](crate::repair::repair_snapshots) can drop it. A heal
