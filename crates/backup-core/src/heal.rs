@@ -924,3 +924,132 @@ impl<'a> PackWriter<'a> {
         Ok(packs)
     }
 }
+
+/// What [`heal_config`] found and did.
+#[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
+pub struct ConfigHealReport {
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// What was wrong with `config` (none: it opens, nothing was done).
+    pub damage: Option<String>,
+    /// Whether a new `config` was (or, in a dry run, would be) written.
+    pub restored: bool,
+    /// The key object here that the given key opens to the mirror's master secret, which
+    /// vouches that the mirror's parameters are this repository's.
+    pub vouched_by: String,
+}
+
+/// Rebuilds a damaged or missing `config` from a mirror that shares this repository's master
+/// secret (made by `init --copy-params-from`, in either direction), the tool's `repair config
+/// MIRROR`. Such a mirror's config holds the same format version, chunker bounds, pack size and
+/// compression level (only its random `id` is its own), so the config written here takes
+/// those under a fresh id, sealed under the shared master secret.
+///
+/// It is done only when a key object here opens with `key` to the very master secret the
+/// mirror was opened with (so the mirror belongs to this repository, and the new config opens
+/// with every key here); otherwise nothing is written and the error says why: the mirror has
+/// other keys ([`Error::KeysDiffer`]), or no key object here opens with `key` (damaged too, or
+/// another admin's key: [`Error::Corrupt`] or [`Error::WrongKey`]). A `config` that opens is
+/// left alone. No lock is taken: no command opens a repository whose config does not open, so
+/// none can run beside this one; the new config is one write, and the repository opens after
+/// it (checked before returning).
+///
+/// A damaged key object is not healed from a mirror: the mirror's key objects are its own
+/// (another name, perhaps another passphrase), so none is a copy of the damaged one. Open the
+/// repository with another of its keys and replace the damaged one with `key passwd` or `key
+/// add`; when the damaged key was the only one, the repository cannot be opened at all (the
+/// master secret is wrapped only in it), and the mirror, which holds every copied snapshot, is
+/// what is left: restore from it, or copy it into a new repository.
+pub async fn heal_config(
+    store: Arc<dyn object_store::ObjectStore>,
+    location: &str,
+    key: &crate::KeySource,
+    mirror: &Repository,
+    dry_run: bool,
+) -> Result<ConfigHealReport> {
+    const CONFIG: &str = "config";
+    let mut report = ConfigHealReport {
+        dry_run,
+        ..ConfigHealReport::default()
+    };
+    let existing = match get_bytes(store.as_ref(), CONFIG).await {
+        Ok(bytes) => Some(bytes),
+        Err(Error::NotFound { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let damage = match &existing {
+        None => "missing".to_string(),
+        Some(bytes) => match mirror.keys.cipher.open(CONFIG.as_bytes(), bytes) {
+            Ok(plain) => match format::decode::<format::Config>(CONFIG, &plain) {
+                Ok(_) => return Ok(report),
+                Err(e) => crate::report(&e),
+            },
+            Err(_) => "fails authentication (damaged or tampered)".to_string(),
+        },
+    };
+    report.damage = Some(damage);
+    // A key object here must open with `key` to the mirror's master secret.
+    let mut other_master = false;
+    let mut damaged = Vec::new();
+    for name in list_names(store.as_ref(), "keys").await? {
+        if !is_object_name("keys", &name) {
+            continue;
+        }
+        match crate::repo::unwrap_key(store.as_ref(), &name, key).await {
+            Ok(Some(master)) if *master == *mirror.keys.master() => {
+                report.vouched_by = name;
+                break;
+            }
+            Ok(Some(_)) => other_master = true,
+            Ok(None) => {}
+            Err(Error::Corrupt { .. }) => damaged.push(name),
+            Err(e) => return Err(e),
+        }
+    }
+    if report.vouched_by.is_empty() {
+        return Err(if other_master {
+            Error::KeysDiffer {
+                source_location: mirror.location().to_string(),
+                destination: location.to_string(),
+            }
+        } else if !damaged.is_empty() {
+            Error::corrupt(
+                damaged.join(", "),
+                "damaged, and no undamaged key here opens with this password or key file: \
+                 nothing vouches that the mirror's config is this repository's",
+            )
+        } else {
+            Error::WrongKey
+        });
+    }
+    if dry_run {
+        report.restored = true;
+        return Ok(report);
+    }
+    let config = format::Config {
+        version: format::FORMAT_VERSION,
+        id: format::random_id(),
+        ..mirror.config.clone()
+    };
+    let sealed = mirror
+        .keys
+        .cipher
+        .seal(CONFIG.as_bytes(), &format::encode(&config))?;
+    let mode = if existing.is_some() {
+        object_store::PutMode::Overwrite
+    } else {
+        object_store::PutMode::Create
+    };
+    store
+        .put_opts(
+            &ObjectPath::from(CONFIG),
+            sealed.into(),
+            object_store::PutOptions::from(mode),
+        )
+        .await
+        .map_err(|e| Error::store(CONFIG, e))?;
+    report.restored = true;
+    Repository::open(store, location, key).await?;
+    Ok(report)
+}

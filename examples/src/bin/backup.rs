@@ -15,6 +15,7 @@
 //! backup -r /srv/repo repair index [--dry-run] | repair snapshots [--read-data] [--dry-run]
 //! backup -r /srv/repo repair from-mirror s3://bucket/mirror [--dry-run]  # heal from a mirror
 //! backup -r /srv/repo repair from-source [--dry-run] [/var/www ...]  # rebuild from the files
+//! backup -r /srv/repo repair config s3://bucket/mirror [--dry-run]  # a damaged config
 //! backup -r /srv/repo blobs [--json]                           # where each chunk and tree is
 //! backup -r s3://bucket/mirror init --copy-params-from /srv/repo   # a mirror sharing chunk keys
 //! backup -r /srv/repo copy --to s3://bucket/mirror [SNAPSHOT...] [--host H] [--tag T]
@@ -372,6 +373,21 @@ enum RepairCommand {
         #[arg(long, conflicts_with = "source")]
         source_recorded: bool,
         /// Only report what would be healed.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
+    /// Rebuild a damaged or missing `config` from a mirror sharing this repository's keys
+    /// (made by `init --copy-params-from`), when a key object here opens with this password
+    /// or key file to the mirror's master secret. Key objects are not healed from a mirror
+    /// (the mirror's are its own): replace a damaged one with `key passwd` through another key.
+    Config {
+        /// The mirror repository (its key: BACKUP_MIRROR_PASSWORD or --mirror-key-file, else
+        /// the same as this repository's).
+        mirror: String,
+        /// Key file of the mirror.
+        #[arg(long)]
+        mirror_key_file: Option<PathBuf>,
+        /// Only say whether the config would be rebuilt.
         #[arg(short = 'n', long)]
         dry_run: bool,
     },
@@ -1045,6 +1061,9 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Repair {
             what: what @ (RepairCommand::FromMirror { .. } | RepairCommand::FromSource { .. }),
         } => return heal_from_mirror(&cli, &location, what).await,
+        Command::Repair {
+            what: what @ RepairCommand::Config { .. },
+        } => heal_config(&cli, &location, what).await?,
         Command::Repair { what } => repair(&cli, &location, what).await?,
         Command::Blobs => {
             use std::io::Write;
@@ -1476,7 +1495,9 @@ async fn repair(cli: &Cli, location: &str, what: &RepairCommand) -> Result<()> {
     use backup_core::repair::{RepairOptions, repair_index, repair_snapshots};
     let repo = open(cli, location).await?;
     match what {
-        RepairCommand::FromMirror { .. } | RepairCommand::FromSource { .. } => {}
+        RepairCommand::FromMirror { .. }
+        | RepairCommand::FromSource { .. }
+        | RepairCommand::Config { .. } => {}
         RepairCommand::Index { dry_run } => {
             let options = RepairOptions::builder().with_dry_run(*dry_run).build()?;
             let report = repair_index(repo, &options).await?;
@@ -1541,6 +1562,40 @@ async fn repair(cli: &Cli, location: &str, what: &RepairCommand) -> Result<()> {
                 "{} snapshots checked, {} damaged",
                 report.snapshots,
                 report.repaired.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `repair config MIRROR`.
+async fn heal_config(cli: &Cli, location: &str, what: &RepairCommand) -> Result<()> {
+    let RepairCommand::Config {
+        mirror,
+        mirror_key_file,
+        dry_run,
+    } = what
+    else {
+        bail!("not a repair config command");
+    };
+    let key = other_key_source(cli, mirror_key_file.as_deref(), MIRROR_PASSWORD_ENV)?;
+    let mirror = open_with(cli, mirror, &key).await?;
+    let store = StoreOptions::new(location)
+        .with_timeout(Duration::from_secs(cli.timeout))
+        .build()?;
+    let key = key_source(cli)?;
+    let report = backup_core::heal::heal_config(store, location, &key, &mirror, *dry_run).await?;
+    if cli.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    match &report.damage {
+        None => println!("config: opens; nothing to do"),
+        Some(damage) => {
+            let would = if report.dry_run { "would be " } else { "" };
+            println!(
+                "config: {damage}; {would}rebuilt from the mirror's parameters (vouched for by {})",
+                report.vouched_by
             );
         }
     }
