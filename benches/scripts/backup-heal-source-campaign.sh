@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Healing-from-source campaign for backup-core (issue 13, "repair ... from the source files when
 # they still hash the same"): RUNS runs, each on a fresh copy of a pristine repository holding
-# one snapshot of a generated tree, with no mirror. Each run damages file data in one random
-# way, in turn:
-#   flip      one byte inside a random data frame (any pack; trees stay sound)
-#   truncate  a random pack that holds no tree (else one cut after its last tree frame), to a
-#             random shorter length (its header and later frames lost)
-#   delete    a random pack that holds no tree
-# Every third run also changes, in the source given to the heal, one file that `check
+# one snapshot of a generated tree (and of its mirror, made by `init --copy-params-from` and
+# `copy`). The damage comes in turn:
+#   flip      one byte inside a random data frame (trees stay sound); healed with
+#             `repair from-source SRC`, no mirror;
+#   truncate  a random pack cut at a random length (data, trees and header after the cut lost),
+#   delete    a random pack; for these two, the mirror's copy of every lost data chunk is
+#             damaged too (a byte flipped in its frame there), so the heal, `repair
+#             from-mirror MIRROR --source SRC`, must take the trees from the mirror and the
+#             data from the source files (trees cannot come from files).
+# Every other flip run also changes, in the source given to the heal, one file that `check
 # --read-data --json` names as damaged (every byte inverted). Then:
-#   1. `repair from-source SRC --json` must exit 0, or for a changed file exit 3 naming exactly
-#      that file (snapshot and path) as lost;
-#   2. `check --read-data --json` must exit 0, or for a changed file name exactly that path;
+#   1. the heal must exit 0 (for a changed file: exit 3 naming exactly that file as lost);
+#   2. `check --read-data --json` must exit 0 (for a changed file: name exactly that path);
 #   3. for a changed file: with the file back as it was, `repair from-source` again must exit 0
 #      and `check --read-data` too;
 #   4. the snapshot must restore byte-identical (the same files, the same bytes).
@@ -32,16 +34,20 @@ ROOT=$(cd "$HERE/../.." && pwd)
 campaign_setup
 SRC="$WORK/src"
 PRISTINE="$WORK/pristine"
+MIRROR_PRISTINE="$WORK/mirror-pristine"
 export BACKUP_PASSWORD="heal from source campaign"
 
-rm -rf "$PRISTINE" "$SRC"
+rm -rf "$PRISTINE" "$MIRROR_PRISTINE" "$SRC"
 "$BACKUP_BIN" -r "$PRISTINE" init >/dev/null
 python3 "$HERE/gen-backup-tree.py" "$SRC" "$TREE_MB" "$SEED"
 SNAPSHOT=$("$BACKUP_BIN" -r "$PRISTINE" --json backup "$SRC" |
     python3 -c "import json,sys; print(json.load(sys.stdin)['id'])")
 "$BACKUP_BIN" -r "$PRISTINE" --json blobs >"$WORK/blobs.jsonl"
+"$BACKUP_BIN" -r "$MIRROR_PRISTINE" init --copy-params-from "$PRISTINE" >/dev/null
+"$BACKUP_BIN" -r "$PRISTINE" copy --to "$MIRROR_PRISTINE" >/dev/null
+"$BACKUP_BIN" -r "$MIRROR_PRISTINE" --json blobs >"$WORK/mirror-blobs.jsonl"
 
-export BACKUP_BIN WORK PRISTINE SRC SNAPSHOT RUNS SEED HERE
+export BACKUP_BIN WORK PRISTINE MIRROR_PRISTINE SRC SNAPSHOT RUNS SEED HERE
 python3 - <<'EOF'
 import filecmp, json, os, random, shutil, subprocess, sys
 
@@ -49,18 +55,29 @@ env = os.environ
 sys.dont_write_bytecode = True
 sys.path.insert(0, env["HERE"])
 import backup_campaign  # noqa: E402
-binary, work, pristine, src, snapshot = (
-    env["BACKUP_BIN"], env["WORK"], env["PRISTINE"], env["SRC"], env["SNAPSHOT"])
+binary, work, pristine, mirror_pristine, src, snapshot = (
+    env["BACKUP_BIN"], env["WORK"], env["PRISTINE"], env["MIRROR_PRISTINE"], env["SRC"],
+    env["SNAPSHOT"])
 runs, rng = int(env["RUNS"]), random.Random(env["SEED"])
-repo = os.path.join(work, "repo")
+repo, mirror = os.path.join(work, "repo"), os.path.join(work, "mirror")
+mirror_blobs = {}
+for line in open(os.path.join(work, "mirror-blobs.jsonl")):
+    b = json.loads(line)
+    mirror_blobs[b["id"]] = (b["pack"], b["offset"], b["length"])
 blobs = [json.loads(line) for line in open(os.path.join(work, "blobs.jsonl"))]
 tree_frames = {(b["pack"], b["offset"], b["length"]) for b in blobs if b["kind"] == "tree"}
 data_frames = sorted({(b["pack"], b["offset"], b["length"]) for b in blobs
                       if b["kind"] == "data"} - tree_frames)
 packs = backup_campaign.objects(pristine, "data")
-tree_end = {p: max([o + l for (q, o, l) in tree_frames if q == p], default=0) for p in packs}
-treeless = [p for p in packs if tree_end[p] == 0]
-modes = ["flip", "truncate", "delete"] if treeless else ["flip", "truncate"]
+modes = ["flip", "truncate", "delete"]
+
+
+def flip(path, offset, length):
+    data = bytearray(open(path, "rb").read())
+    at = offset + rng.randrange(length)
+    data[at] ^= rng.randrange(1, 256)
+    open(path, "wb").write(bytes(data))
+    return at
 
 
 def backup(args):
@@ -105,8 +122,11 @@ def check_paths():
     return result.returncode, {p.get("path") for p in report["problems"]}
 
 
-def heal(source):
-    result = backup(["--json", "repair", "from-source", source])
+def heal(source, with_mirror=False):
+    args = ["--json", "repair", "from-source", source]
+    if with_mirror:
+        args = ["--json", "repair", "from-mirror", mirror, "--source", source]
+    result = backup(args)
     try:
         report = json.loads(result.stdout)
     except ValueError:
@@ -114,7 +134,7 @@ def heal(source):
     return result, report
 
 
-print("| run | damage | object | changed file | heal exit | rebuilt from source | lost paths | check | rerun | restore |")
+print("| run | damage | object | changed file | heal exit | from source / mirror / salvaged | lost paths | check | rerun | restore |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 passed = {m: 0 for m in modes}
 tried = {m: 0 for m in modes}
@@ -122,27 +142,31 @@ changed_runs = changed_ok = 0
 failures = []
 for run in range(1, runs + 1):
     mode = modes[(run - 1) % len(modes)]
-    change = run % 3 == 0
-    shutil.rmtree(repo, ignore_errors=True)
-    shutil.copytree(pristine, repo, symlinks=True)
+    change = mode == "flip" and (run - 1) // len(modes) % 2 == 1
+    for copy_from, copy_to in ((pristine, repo), (mirror_pristine, mirror)):
+        shutil.rmtree(copy_to, ignore_errors=True)
+        shutil.copytree(copy_from, copy_to, symlinks=True)
     if mode == "flip":
         obj, offset, length = rng.choice(data_frames)
-        path = os.path.join(repo, obj)
-        data = bytearray(open(path, "rb").read())
-        at = offset + rng.randrange(length)
-        data[at] ^= rng.randrange(1, 256)
-        open(path, "wb").write(bytes(data))
-        damage = f"byte {at} flipped"
-    elif mode == "truncate":
-        obj = rng.choice(treeless or packs)
-        size = os.path.getsize(os.path.join(repo, obj))
-        cut = rng.randrange(tree_end[obj], size)
-        os.truncate(os.path.join(repo, obj), cut)
-        damage = f"truncated to {cut}"
+        damage = f"byte {flip(os.path.join(repo, obj), offset, length)} flipped"
+        lost = []
     else:
-        obj = rng.choice(treeless)
-        os.remove(os.path.join(repo, obj))
-        damage = "deleted"
+        obj = rng.choice(packs)
+        path = os.path.join(repo, obj)
+        if mode == "truncate":
+            cut = rng.randrange(os.path.getsize(path))
+            os.truncate(path, cut)
+            damage = f"truncated to {cut}"
+        else:
+            cut = 0
+            os.remove(path)
+            damage = "deleted"
+        lost = sorted({b["id"] for b in blobs if b["pack"] == obj and b["kind"] == "data"
+                       and b["offset"] + b["length"] > cut})
+        # The mirror lacks them too.
+        for frame in sorted({mirror_blobs[i] for i in lost}):
+            flip(os.path.join(mirror, frame[0]), frame[1], frame[2])
+        damage += f", {len(lost)} data chunks damaged in the mirror too"
 
     # The source the heal reads: the backed-up tree, or a copy with one damaged file changed.
     source, changed = src, None
@@ -160,9 +184,12 @@ for run in range(1, runs + 1):
             data = open(target, "rb").read()
             open(target, "wb").write(bytes(b ^ 0xFF for b in data))
 
-    result, report = heal(source)
+    result, report = heal(source, with_mirror=mode != "flip")
     lost = sorted({l["path"] for l in report["lost"]}) if report else ["<no report>"]
-    rebuilt = report["blobs_from_source"] if report else "-"
+    rebuilt = "-"
+    if report:
+        rebuilt = (f"{report['blobs_from_source']} / {report['blobs_from_mirror']} / "
+                   f"{report['blobs_salvaged']}")
     code, named = check_paths()
     problem, rerun = None, "-"
     if changed is None:
