@@ -255,3 +255,47 @@ fn source_paths_must_name_distinct_root_entries() {
             .is_err()
     );
 }
+
+/// A source file replaced by a FIFO or a symbolic link is reported, never read through (a FIFO
+/// would block the heal forever; a link could point anywhere).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_or_a_symlink_in_the_source_is_not_read() {
+    let work = tempfile::tempdir().unwrap();
+    let (_, kept) = one_snapshot(work.path()).await;
+    let repo_dir = work.path().join("repo");
+    damage_every_data_frame(&repo_dir).await;
+    let elsewhere = work.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    keep_copy(&kept, &elsewhere);
+    let src = elsewhere.join("src");
+    std::fs::remove_file(src.join("c/d.txt")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(src.join("c/d.txt"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::fs::remove_file(src.join("a/big.bin")).unwrap();
+    std::os::unix::fs::symlink(kept.join("a/big.bin"), src.join("a/big.bin")).unwrap();
+    let healing = from_source(work.path(), vec![src], false);
+    let report = tokio::time::timeout(std::time::Duration::from_secs(60), healing)
+        .await
+        .expect("the heal does not block on a FIFO");
+    let reasons: Vec<(&str, &str)> = report
+        .lost
+        .iter()
+        .map(|l| (l.path.as_str(), l.problem.as_str()))
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|(p, why)| *p == "/src/c/d.txt" && why.contains("is no regular file now")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|(p, why)| *p == "/src/a/big.bin" && why.contains("is a symbolic link now")),
+        "{reasons:?}"
+    );
+    assert!(!reasons.iter().any(|(p, _)| *p == "/src/b.txt"));
+}
