@@ -189,14 +189,20 @@ impl HealOptionsBuilder {
         if lock.kind() != LockKind::Exclusive {
             return Err(Error::Config("heal needs an exclusive lock".into()));
         }
-        if let Some(SourceFiles::Paths(paths)) = &self.source {
+        let mut source = self.source;
+        if let Some(SourceFiles::Paths(paths)) = &mut source {
             if paths.is_empty() {
                 return Err(Error::Config(
                     "heal from source files: no source path given".into(),
                 ));
             }
+            // Made absolute as `backup` makes the paths it is given (`.` names the current
+            // directory's entry).
+            for path in paths.iter_mut() {
+                *path = std::path::absolute(&*path).map_err(|e| Error::io(&*path, e))?;
+            }
             let mut names = HashSet::new();
-            for path in paths {
+            for path in paths.iter() {
                 let Some(name) = path.file_name() else {
                     return Err(Error::Config(format!(
                         "source path {} has no last component to match a snapshot's root entry",
@@ -218,7 +224,7 @@ impl HealOptionsBuilder {
             dry_run: self.dry_run,
             missing_snapshots: self.missing_snapshots,
             lock,
-            source: self.source,
+            source,
             read_data: self.read_data,
             run: self.run,
         })

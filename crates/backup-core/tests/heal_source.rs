@@ -247,6 +247,9 @@ fn source_paths_must_name_distinct_root_entries() {
     let twice = SourceFiles::Paths(vec!["/a/site".into(), "/b/site".into()]);
     let err = HealOptions::builder().with_source_files(twice).build();
     assert!(err.unwrap_err().to_string().contains("site"));
+    let parent = SourceFiles::Paths(vec!["/srv/www/..".into()]);
+    let err = HealOptions::builder().with_source_files(parent).build();
+    assert!(err.unwrap_err().to_string().contains("no last component"));
     let none = SourceFiles::Paths(Vec::new());
     assert!(
         HealOptions::builder()
