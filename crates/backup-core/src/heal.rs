@@ -24,6 +24,9 @@
 //! every file using it is read again and cut with the repository's keyed chunker, and a piece
 //! whose keyed id equals the chunk's id is stored with the rest in step 4.
 //!
+//! [`heal_config`] rebuilds a damaged or missing `config` from such a mirror; key objects are
+//! not healed from a mirror (see there why, and what to do instead).
+//!
 //! A blob that neither repository holds intact is reported by snapshot and path in
 //! [`HealReport::lost`]; it stays missing (the index never names damaged data), so `check`
 //! names it and [`repair_snapshots`](crate::repair::repair_snapshots) can drop it. A heal
