@@ -1,8 +1,10 @@
 //! Short forms of the kill and corruption campaigns (benches/scripts/backup-*-campaign.sh),
 //! driving this build's `backup` binary: 5 kills spread over backup, forget and key changes;
-//! 14 flipped bytes, two in an object of each kind; 8 damaged objects healed from a mirror. The
-//! full campaigns and their results are in benches/results/backup-campaigns.md and
-//! benches/results/backup-heal.md.
+//! 14 flipped bytes, two in an object of each kind; 8 damaged objects healed from a mirror; 6
+//! damaged packs whose data is rebuilt from the source files (truncated and deleted ones with
+//! their trees from a mirror that lacks the data too), one with a changed file named. The full campaigns
+//! and their results are in benches/results/backup-campaigns.md,
+//! benches/results/backup-heal.md and benches/results/backup-heal-source.md.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -57,5 +59,13 @@ fn eight_damaged_objects_are_healed_from_the_mirror_and_restore_byte_identical()
     run_campaign(
         "backup-heal-campaign.sh",
         &[("RUNS", "8"), ("TREE_MB", "2"), ("SEED", "2")],
+    );
+}
+
+#[test]
+fn six_damaged_packs_are_rebuilt_from_the_source_files_and_a_changed_file_is_named() {
+    run_campaign(
+        "backup-heal-source-campaign.sh",
+        &[("RUNS", "6"), ("TREE_MB", "8"), ("SEED", "2")],
     );
 }

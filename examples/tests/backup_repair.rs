@@ -1,7 +1,9 @@
 //! `backup repair index` and `backup repair snapshots` end to end: a repository whose index was
 //! lost checks clean again after `repair index`, and `repair snapshots` names what a lost pack
 //! took, by snapshot and path, before and after rewriting; `repair from-mirror` heals from a
-//! mirror and names by path what the mirror lacks too (exit 3).
+//! mirror and names by path what the mirror lacks too (exit 3); `repair from-source` rebuilds a
+//! damaged chunk from its unchanged file and names a changed one (exit 3); `repair config`
+//! rebuilds a damaged config from a mirror sharing the keys.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -194,4 +196,99 @@ fn repair_from_mirror_from_the_command_line() {
         text.contains(&format!("LOST: snapshot {} /", &snapshot[..8])),
         "{text}"
     );
+}
+
+/// Flips the middle byte of the largest data frame (`blobs --json`); returns its pack.
+fn flip_largest_data_frame(repo: &Path) -> std::path::PathBuf {
+    let listing = backup(repo, &["--json", "blobs"]);
+    assert!(listing.status.success());
+    let frame = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("a JSON line"))
+        .filter(|b| b["kind"] == "data")
+        .max_by_key(|b| b["length"].as_u64())
+        .expect("a data blob");
+    let pack = repo.join(frame["pack"].as_str().unwrap());
+    let at = frame["offset"].as_u64().unwrap() + frame["length"].as_u64().unwrap() / 2;
+    let mut bytes = std::fs::read(&pack).unwrap();
+    bytes[at as usize] ^= 0x55;
+    std::fs::write(&pack, bytes).unwrap();
+    pack
+}
+
+#[test]
+fn repair_from_source_and_config_from_the_command_line() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, mirror, src) = (
+        work.path().join("repo"),
+        work.path().join("mirror"),
+        work.path().join("src"),
+    );
+    std::fs::create_dir_all(src.join("dir")).unwrap();
+    std::fs::write(src.join("dir/a.txt"), b"a small file").unwrap();
+    std::fs::write(src.join("b.bin"), test_support::noise(3 << 20, 7)).unwrap();
+    assert!(backup(&repo, &["init"]).status.success());
+    let src_arg = src.to_str().unwrap();
+    let snapshot = json(backup(&repo, &["--json", "backup", src_arg]))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // A damaged chunk of b.bin comes back from the unchanged file.
+    let pack = flip_largest_data_frame(&repo);
+    assert_eq!(
+        backup(&repo, &["check", "--read-data"]).status.code(),
+        Some(4)
+    );
+    let dry = json(backup(
+        &repo,
+        &["--json", "repair", "from-source", "--dry-run", src_arg],
+    ));
+    assert!(dry["blobs_from_source"].as_u64() >= Some(1), "{dry}");
+    assert!(pack.exists(), "a dry run deletes nothing");
+    let healed = json(backup(&repo, &["--json", "repair", "from-source", src_arg]));
+    assert_eq!(
+        healed["blobs_from_source"], dry["blobs_from_source"],
+        "{healed}"
+    );
+    assert!(!pack.exists());
+    let target = check_and_restore(&repo, &snapshot, work.path());
+    assert_eq!(
+        std::fs::read(target.join("src/b.bin")).unwrap(),
+        std::fs::read(src.join("b.bin")).unwrap()
+    );
+
+    // Again, but b.bin changed since: named by snapshot and path, exit 3 (the recorded
+    // paths are the default source).
+    flip_largest_data_frame(&repo);
+    std::fs::write(src.join("b.bin"), test_support::noise(3 << 20, 8)).unwrap();
+    let lost = backup(&repo, &["repair", "from-source"]);
+    let text = String::from_utf8_lossy(&lost.stdout);
+    assert_eq!(lost.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains(&format!("LOST: snapshot {} /src/b.bin", &snapshot[..8]))
+            && text.contains("changed since the backup"),
+        "{text}"
+    );
+
+    // A damaged config comes back from a mirror that shares the keys.
+    let repo_arg = repo.to_str().unwrap();
+    let mirror_arg = mirror.to_str().unwrap();
+    let made = backup(&mirror, &["init", "--copy-params-from", repo_arg]);
+    assert!(made.status.success());
+    let config = repo.join("config");
+    let mut bytes = std::fs::read(&config).unwrap();
+    bytes[40] ^= 1;
+    std::fs::write(&config, bytes).unwrap();
+    assert!(!backup(&repo, &["snapshots"]).status.success());
+    let dry = json(backup(
+        &repo,
+        &["--json", "repair", "config", mirror_arg, "--dry-run"],
+    ));
+    assert_eq!(dry["restored"], true, "{dry}");
+    let rebuilt = json(backup(&repo, &["--json", "repair", "config", mirror_arg]));
+    assert_eq!(rebuilt["restored"], true, "{rebuilt}");
+    let listed = backup(&repo, &["snapshots"]);
+    assert!(listed.status.success());
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&snapshot[..8]));
 }

@@ -44,7 +44,9 @@
 //! with backoff and bounds every call in time ([`retry`]); the `fault-injection` feature adds
 //! `faults`, an object store that misbehaves on purpose, for tests.
 //!
-//! Snapshots are copied, incrementally, into a mirror on another store by [`copy`]; a host
+//! Snapshots are copied, incrementally, into a mirror on another store by [`copy`]; [`heal`]
+//! rebuilds damaged packs, trees, index and snapshot objects from such a mirror, and lost
+//! chunks from the source files where they still hold the same data; a host
 //! that must not be able to destroy its own history opens its repository append-only
 //! ([`append_only`]); and [`schedule`] runs backups, forgets and scrubs from a policy file,
 //! keeping a status file for health checks.

@@ -85,7 +85,8 @@
 //! `host`, `tag`, `path` (which snapshots to consider), `group_by` (`"host,paths"`); check
 //! `read_data` (bool) or `read_data_subset` (`"1/7"`, `"15%"`, `"2G"`: a percentage or size
 //! takes part `run mod N + 1`, where `run` counts the job's runs, so N scheduled runs read
-//! everything: a rotating scrub).
+//! everything: a rotating scrub), and `heal_from` (a mirror's location) with
+//! `heal_from_key_file`, to heal what the scrub finds from a mirror (see [`CheckStep`]).
 //!
 //! # The status file
 //!
@@ -763,8 +764,27 @@ impl Step for PruneStep {
 
 /// `kind = "check"`: checks the structure and, with `read_data` or `read_data_subset`, part
 /// or all of the data (a scrub). Damage fails the job and is recorded in `last_check`.
+///
+/// With `heal_from = "<mirror location>"` (a repository made by `init --copy-params-from` and
+/// filled by `copy`), a scrub that finds damage heals it from the mirror
+/// ([`heal`](crate::heal::heal), under the repository's exclusive lock, verifying again only
+/// the part of the data this run read), then checks that part again: the job succeeds when
+/// nothing is left, and `last_check.heal` records what was found, healed and not. The mirror
+/// is opened with the keyring file `heal_from_key_file`, else with the key given by
+/// [`CheckStep::with_mirror_key`] (the tool's: `BACKUP_MIRROR_PASSWORD`, else the
+/// repository's own key, as `repair from-mirror`).
 #[derive(Debug, Default)]
-pub struct CheckStep;
+pub struct CheckStep {
+    mirror_key: Option<KeySource>,
+}
+
+impl CheckStep {
+    /// Opens `heal_from` mirrors with `key` when a step names no `heal_from_key_file`.
+    pub fn with_mirror_key(mut self, key: KeySource) -> Self {
+        self.mirror_key = Some(key);
+        self
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -772,31 +792,141 @@ struct CheckParams {
     #[serde(default)]
     read_data: bool,
     read_data_subset: Option<String>,
+    heal_from: Option<String>,
+    heal_from_key_file: Option<PathBuf>,
+}
+
+/// A check step's options: what to check, and the mirror to heal from.
+struct CheckPlan {
+    check: CheckOptions,
+    /// The data read, and the mirror's location and key file.
+    heal: Option<(DataSubset, String, Option<PathBuf>)>,
 }
 
 impl CheckStep {
-    fn options(params: &StepParams, run: u64) -> Result<CheckOptions> {
+    fn options(&self, params: &StepParams, run: u64) -> Result<CheckPlan> {
         let p: CheckParams = params.parse()?;
         let mut options = CheckOptions::builder().with_run(run);
-        match (p.read_data, p.read_data_subset) {
+        let subset = match (p.read_data, p.read_data_subset) {
             (true, Some(_)) => {
                 return Err(params.error("read_data and read_data_subset exclude each other"));
             }
-            (true, None) => options = options.with_read_data(DataSubset::All),
+            (true, None) => Some(DataSubset::All),
             (false, Some(subset)) => {
-                let subset: DataSubset = subset.parse().map_err(|e| params.error(e))?;
-                options = options.with_read_data(subset);
+                Some(subset.parse::<DataSubset>().map_err(|e| params.error(e))?)
             }
-            (false, None) => {}
+            (false, None) => None,
+        };
+        if let Some(subset) = subset {
+            options = options.with_read_data(subset);
         }
-        options.build().map_err(|e| params.error(crate::report(&e)))
+        let heal = match (p.heal_from, subset) {
+            (None, _) => {
+                if p.heal_from_key_file.is_some() {
+                    return Err(params.error("heal_from_key_file without heal_from"));
+                }
+                None
+            }
+            (Some(_), None) => {
+                return Err(params.error(
+                    "heal_from heals what a scrub finds: give read_data or read_data_subset",
+                ));
+            }
+            (Some(mirror), Some(subset)) => {
+                if p.heal_from_key_file.is_none() && self.mirror_key.is_none() {
+                    return Err(params.error(
+                        "heal_from needs the mirror's key: give heal_from_key_file (the tool \
+                         uses BACKUP_MIRROR_PASSWORD, else the repository's key)",
+                    ));
+                }
+                Some((subset, mirror, p.heal_from_key_file))
+            }
+        };
+        let check = options
+            .build()
+            .map_err(|e| params.error(crate::report(&e)))?;
+        Ok(CheckPlan { check, heal })
+    }
+
+    /// Heals from the mirror what the check found; returns the heal's record and the check of
+    /// the same part afterwards (none if the heal failed).
+    async fn heal(
+        &self,
+        repo: Arc<Repository>,
+        (subset, location, key_file): (DataSubset, String, Option<PathBuf>),
+        check: CheckOptions,
+        run: u64,
+    ) -> (HealStatus, Option<crate::check::CheckReport>) {
+        let mut status = HealStatus {
+            mirror: location.clone(),
+            ..HealStatus::default()
+        };
+        let file_key;
+        let key = match (&key_file, &self.mirror_key) {
+            (Some(path), _) => match KeySource::key_file(path) {
+                Ok(key) => {
+                    file_key = key;
+                    &file_key
+                }
+                Err(e) => {
+                    status.error = Some(crate::report(&e));
+                    return (status, None);
+                }
+            },
+            (None, Some(key)) => key,
+            // Refused by `validate`.
+            (None, None) => {
+                status.error = Some("no key for the mirror".into());
+                return (status, None);
+            }
+        };
+        let mirror = match StoreOptions::new(&location).build() {
+            Ok(store) => Repository::open(store, location.clone(), key).await,
+            Err(e) => Err(e),
+        };
+        let mirror = match mirror {
+            Ok(mirror) => Arc::new(mirror),
+            Err(e) => {
+                status.error = Some(format!("opening the mirror: {}", crate::report(&e)));
+                return (status, None);
+            }
+        };
+        let options = crate::heal::HealOptions::builder()
+            .with_read_data(subset)
+            .with_run(run)
+            .build();
+        let healed = on_blocking_thread("heal", move || async move {
+            let report = crate::heal::heal(repo.clone(), mirror, &options?).await?;
+            let after = crate::check::check(repo, &check).await?;
+            Ok((report, after))
+        })
+        .await;
+        match healed {
+            Ok((report, after)) => {
+                status.damaged_packs = report.damaged_packs;
+                status.snapshots_restored = report.snapshots_restored;
+                status.blobs_from_mirror = report.blobs_from_mirror;
+                status.blobs_salvaged = report.blobs_salvaged;
+                status.lost = report.snapshots_lost;
+                status.lost.extend(report.lost.iter().map(|l| {
+                    let snapshot = l.snapshot.get(..8).unwrap_or(&l.snapshot);
+                    format!("snapshot {snapshot} {}: {}", l.path, l.object)
+                }));
+                status.remaining = after.problems.len();
+                (status, Some(after))
+            }
+            Err(e) => {
+                status.error = Some(crate::report(&e));
+                (status, None)
+            }
+        }
     }
 }
 
 #[async_trait]
 impl Step for CheckStep {
     fn validate(&self, params: &StepParams) -> Result<()> {
-        Self::options(params, 0).map(drop)
+        self.options(params, 0).map(drop)
     }
 
     async fn run(
@@ -805,9 +935,10 @@ impl Step for CheckStep {
         params: &StepParams,
         context: &StepContext,
     ) -> Result<StepOutcome> {
-        let options = Self::options(params, context.run)?;
+        let CheckPlan { check, heal } = self.options(params, context.run)?;
+        let (checked, options) = (repo.clone(), check.clone());
         let report = on_blocking_thread("check", move || async move {
-            crate::check::check(repo, &options).await
+            crate::check::check(checked, &options).await
         })
         .await?;
         let mut summary = format!(
@@ -825,13 +956,24 @@ impl Step for CheckStep {
                 first.problem
             ));
         }
+        let mut ok = report.is_ok();
+        let mut healed = None;
+        if let Some(heal) = heal
+            && !ok
+        {
+            let (status, after) = self.heal(repo, heal, check, context.run).await;
+            ok = after.is_some_and(|after| after.is_ok());
+            summary.push_str(&format!("; {}", status.describe()));
+            healed = Some(status);
+        }
         Ok(StepOutcome {
             summary,
             check: Some(CheckStatus {
                 time: context.started,
-                ok: report.is_ok(),
+                ok,
                 problems: report.problems.len(),
                 part: report.part.clone(),
+                heal: healed,
             }),
         })
     }
@@ -968,6 +1110,51 @@ pub struct CheckStatus {
     pub problems: usize,
     /// The part of the data read (`3/7`), if any.
     pub part: Option<String>,
+    /// With `heal_from`, when damage was found: what the heal from the mirror did (then `ok`
+    /// says whether the check of the same part passed afterwards).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heal: Option<HealStatus>,
+}
+
+/// What a scrub's heal from a mirror did (a `check` step with `heal_from`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HealStatus {
+    /// The mirror's location.
+    pub mirror: String,
+    /// Damaged or missing packs found again under the lock, replaced and deleted.
+    pub damaged_packs: Vec<String>,
+    /// Snapshot objects restored from the mirror.
+    pub snapshots_restored: Vec<String>,
+    /// Blobs stored again from the mirror.
+    pub blobs_from_mirror: usize,
+    /// Blobs of damaged packs stored again from their sound frames here.
+    pub blobs_salvaged: usize,
+    /// What the mirror lacks too: snapshot objects, and blobs by snapshot and path.
+    pub lost: Vec<String>,
+    /// Problems the check of the same part still found after the heal.
+    pub remaining: usize,
+    /// Why the heal could not run or failed (the mirror unreachable, the lock held, ...).
+    pub error: Option<String>,
+}
+
+impl HealStatus {
+    /// One line for the job's summary and failure message.
+    pub fn describe(&self) -> String {
+        if let Some(error) = &self.error {
+            return format!("heal from {} failed: {error}", self.mirror);
+        }
+        format!(
+            "healed from {}: {} damaged packs replaced, {} blobs from the mirror, {} salvaged, {} snapshots restored, {} lost, {} problems left",
+            self.mirror,
+            self.damaged_packs.len(),
+            self.blobs_from_mirror,
+            self.blobs_salvaged,
+            self.snapshots_restored.len(),
+            self.lost.len(),
+            self.remaining
+        )
+    }
 }
 
 /// A failed run.
@@ -1207,7 +1394,7 @@ impl Scheduler {
         let mut steps: BTreeMap<String, Arc<dyn Step>> = BTreeMap::new();
         steps.insert("backup".into(), Arc::new(BackupStep));
         steps.insert("forget".into(), Arc::new(ForgetStep));
-        steps.insert("check".into(), Arc::new(CheckStep));
+        steps.insert("check".into(), Arc::new(CheckStep::default()));
         steps.insert("prune".into(), Arc::new(PruneStep));
         SchedulerBuilder {
             policy,
@@ -1514,11 +1701,13 @@ impl Scheduler {
                     if let Some(result) = outcome.check {
                         let damaged = !result.ok;
                         let problems = result.problems;
+                        let healed = result.heal.as_ref().map(HealStatus::describe);
                         check = Some(result);
                         if damaged {
                             let failure = format!(
-                                "step {} (check) found {problems} problems in the repository",
-                                n + 1
+                                "step {} (check) found {problems} problems in the repository{}",
+                                n + 1,
+                                healed.map(|h| format!("; {h}")).unwrap_or_default()
                             );
                             return (summaries, check, Some(failure));
                         }
@@ -1702,6 +1891,7 @@ mod tests {
                     ok: false,
                     problems: 2,
                     part: Some("1/7".into()),
+                    heal: None,
                 });
             }
             Ok(outcome)

@@ -14,6 +14,8 @@
 //! backup -r /srv/repo unlock [--force]                 # stale locks only, unless forced
 //! backup -r /srv/repo repair index [--dry-run] | repair snapshots [--read-data] [--dry-run]
 //! backup -r /srv/repo repair from-mirror s3://bucket/mirror [--dry-run]  # heal from a mirror
+//! backup -r /srv/repo repair from-source [--dry-run] [/var/www ...]  # rebuild from the files
+//! backup -r /srv/repo repair config s3://bucket/mirror [--dry-run]  # a damaged config
 //! backup -r /srv/repo blobs [--json]                           # where each chunk and tree is
 //! backup -r s3://bucket/mirror init --copy-params-from /srv/repo   # a mirror sharing chunk keys
 //! backup -r /srv/repo copy --to s3://bucket/mirror [SNAPSHOT...] [--host H] [--tag T]
@@ -33,7 +35,7 @@
 //! crypto-at-rest keyring file); only on a terminal is the password prompted for.
 //!
 //! Exit status: 0 on success, 1 on error, 3 when `backup` saved a snapshot but skipped files it
-//! could not read (as restic), 4 when `check` found damage or `copy` left snapshots out
+//! could not read (as restic) or `repair from-mirror|from-source` left something lost, 4 when `check` found damage or `copy` left snapshots out
 //! because their data is damaged in the source. `ls` prints paths escaped (`\n`, `\\`, `\xNN`, ...), and
 //! `restore --path` takes a path as `ls` prints it.
 
@@ -362,7 +364,44 @@ enum RepairCommand {
         /// here but not in the mirror).
         #[arg(long)]
         skip_missing_snapshots: bool,
+        /// Rebuild what the mirror lacks too from the source files under this path (a path
+        /// as given to `backup`; repeatable), as `repair from-source` does.
+        #[arg(long, value_name = "PATH")]
+        source: Vec<PathBuf>,
+        /// Rebuild what the mirror lacks too from the source files at the paths each
+        /// snapshot records.
+        #[arg(long, conflicts_with = "source")]
+        source_recorded: bool,
         /// Only report what would be healed.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
+    /// Rebuild a damaged or missing `config` from a mirror sharing this repository's keys
+    /// (made by `init --copy-params-from`), when a key object here opens with this password
+    /// or key file to the mirror's master secret. Key objects are not healed from a mirror
+    /// (the mirror's are its own): replace a damaged one with `key passwd` through another key.
+    Config {
+        /// The mirror repository (its key: BACKUP_MIRROR_PASSWORD or --mirror-key-file, else
+        /// the same as this repository's).
+        mirror: String,
+        /// Key file of the mirror.
+        #[arg(long)]
+        mirror_key_file: Option<PathBuf>,
+        /// Only say whether the config would be rebuilt.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
+    /// Rebuild the chunks of damaged or missing packs from the source files where they still
+    /// hold the same chunks (each file using a lost chunk is read again and cut with the
+    /// repository's chunker), under an exclusive lock; sound frames are kept, a damaged
+    /// index is rebuilt, and damaged packs are deleted once their blobs are stored again.
+    /// What no file gives back (changed or gone; trees and snapshot objects) is named by
+    /// snapshot and path (exit code 3), and `check` names it after.
+    FromSource {
+        /// The backed-up paths, as given to `backup` (each stands for the snapshot root entry
+        /// of the same name); default: the paths each snapshot records.
+        paths: Vec<PathBuf>,
+        /// Only report what would be rebuilt (the source files are read).
         #[arg(short = 'n', long)]
         dry_run: bool,
     },
@@ -1020,8 +1059,11 @@ async fn run(cli: Cli) -> Result<i32> {
             }
         }
         Command::Repair {
-            what: what @ RepairCommand::FromMirror { .. },
+            what: what @ (RepairCommand::FromMirror { .. } | RepairCommand::FromSource { .. }),
         } => return heal_from_mirror(&cli, &location, what).await,
+        Command::Repair {
+            what: what @ RepairCommand::Config { .. },
+        } => heal_config(&cli, &location, what).await?,
         Command::Repair { what } => repair(&cli, &location, what).await?,
         Command::Blobs => {
             use std::io::Write;
@@ -1128,8 +1170,18 @@ async fn schedule(cli: &Cli) -> Result<i32> {
     let store = StoreOptions::new(&location).with_timeout(Duration::from_secs(cli.timeout));
     let source =
         schedule::OpenRepository::new(store, key_source(cli)?).with_append_only(cli.append_only);
-    let mut scheduler =
-        schedule::Scheduler::builder(policy, state_dir, Arc::new(source)).build()?;
+    // A check step's `heal_from` mirror opens as `repair from-mirror`'s does (without a
+    // second password prompt: with no key at hand, a policy naming a mirror is refused).
+    let mut check = schedule::CheckStep::default();
+    if std::env::var_os(MIRROR_PASSWORD_ENV).is_some()
+        || std::env::var_os(PASSWORD_ENV).is_some()
+        || cli.key_file.is_some()
+    {
+        check = check.with_mirror_key(other_key_source(cli, None, MIRROR_PASSWORD_ENV)?);
+    }
+    let mut scheduler = schedule::Scheduler::builder(policy, state_dir, Arc::new(source))
+        .with_step("check", Arc::new(check))
+        .build()?;
     let print = |record: &schedule::RunRecord, status: &schedule::JobStatus| {
         let how = if record.manual { "manual run" } else { "run" };
         match (&status.last_error, record.ok) {
@@ -1443,7 +1495,9 @@ async fn repair(cli: &Cli, location: &str, what: &RepairCommand) -> Result<()> {
     use backup_core::repair::{RepairOptions, repair_index, repair_snapshots};
     let repo = open(cli, location).await?;
     match what {
-        RepairCommand::FromMirror { .. } => {}
+        RepairCommand::FromMirror { .. }
+        | RepairCommand::FromSource { .. }
+        | RepairCommand::Config { .. } => {}
         RepairCommand::Index { dry_run } => {
             let options = RepairOptions::builder().with_dry_run(*dry_run).build()?;
             let report = repair_index(repo, &options).await?;
@@ -1514,27 +1568,80 @@ async fn repair(cli: &Cli, location: &str, what: &RepairCommand) -> Result<()> {
     Ok(())
 }
 
-/// `repair from-mirror`: exit code 0 when everything is healed, 3 when something is lost in
-/// both repositories.
-async fn heal_from_mirror(cli: &Cli, location: &str, what: &RepairCommand) -> Result<i32> {
-    use backup_core::heal::{HealOptions, heal};
-    let RepairCommand::FromMirror {
+/// `repair config MIRROR`.
+async fn heal_config(cli: &Cli, location: &str, what: &RepairCommand) -> Result<()> {
+    let RepairCommand::Config {
         mirror,
         mirror_key_file,
-        skip_missing_snapshots,
         dry_run,
     } = what
     else {
-        return Ok(2);
+        bail!("not a repair config command");
     };
-    let repo = open(cli, location).await?;
     let key = other_key_source(cli, mirror_key_file.as_deref(), MIRROR_PASSWORD_ENV)?;
     let mirror = open_with(cli, mirror, &key).await?;
-    let options = HealOptions::builder()
-        .with_dry_run(*dry_run)
-        .with_missing_snapshots(!skip_missing_snapshots)
+    let store = StoreOptions::new(location)
+        .with_timeout(Duration::from_secs(cli.timeout))
         .build()?;
-    let report = heal(repo, mirror, &options).await?;
+    let key = key_source(cli)?;
+    let report = backup_core::heal::heal_config(store, location, &key, &mirror, *dry_run).await?;
+    if cli.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    match &report.damage {
+        None => println!("config: opens; nothing to do"),
+        Some(damage) => {
+            let would = if report.dry_run { "would be " } else { "" };
+            println!(
+                "config: {damage}; {would}rebuilt from the mirror's parameters (vouched for by {})",
+                report.vouched_by
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `repair from-mirror` and `repair from-source`: exit code 0 when everything is healed, 3
+/// when something is lost (in both repositories, and not in the source files).
+async fn heal_from_mirror(cli: &Cli, location: &str, what: &RepairCommand) -> Result<i32> {
+    use backup_core::heal::{HealOptions, SourceFiles, heal, heal_from_source};
+    let sources = |paths: &[PathBuf], recorded: bool| match (paths, recorded) {
+        ([], false) => None,
+        ([], true) => Some(SourceFiles::Recorded),
+        (paths, _) => Some(SourceFiles::Paths(paths.to_vec())),
+    };
+    let report = match what {
+        RepairCommand::FromMirror {
+            mirror,
+            mirror_key_file,
+            skip_missing_snapshots,
+            source,
+            source_recorded,
+            dry_run,
+        } => {
+            let repo = open(cli, location).await?;
+            let key = other_key_source(cli, mirror_key_file.as_deref(), MIRROR_PASSWORD_ENV)?;
+            let mirror = open_with(cli, mirror, &key).await?;
+            let mut options = HealOptions::builder()
+                .with_dry_run(*dry_run)
+                .with_missing_snapshots(!skip_missing_snapshots);
+            if let Some(files) = sources(source, *source_recorded) {
+                options = options.with_source_files(files);
+            }
+            heal(repo, mirror, &options.build()?).await?
+        }
+        RepairCommand::FromSource { paths, dry_run } => {
+            let repo = open(cli, location).await?;
+            let files = sources(paths, true).unwrap_or(SourceFiles::Recorded);
+            let options = HealOptions::builder()
+                .with_dry_run(*dry_run)
+                .with_source_files(files)
+                .build()?;
+            heal_from_source(repo, &options).await?
+        }
+        _ => return Ok(2),
+    };
     if cli.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -1543,7 +1650,7 @@ async fn heal_from_mirror(cli: &Cli, location: &str, what: &RepairCommand) -> Re
             println!("{name}: {would}restored from the mirror");
         }
         for name in &report.snapshots_lost {
-            println!("{name}: damaged, and not in the mirror either");
+            println!("{name}: damaged, and no mirror holds it intact");
         }
         if report.index_rebuilt {
             println!("index: {would}rebuilt from the pack headers");
@@ -1561,8 +1668,12 @@ async fn heal_from_mirror(cli: &Cli, location: &str, what: &RepairCommand) -> Re
             );
         }
         println!(
-            "{} blobs {would}stored again from the mirror, {} from sound frames here, in {} packs",
-            report.blobs_from_mirror, report.blobs_salvaged, report.packs_written
+            "{} blobs {would}stored again from the mirror, {} from sound frames here, {} from {} source files, in {} packs",
+            report.blobs_from_mirror,
+            report.blobs_salvaged,
+            report.blobs_from_source,
+            report.source_files_read,
+            report.packs_written
         );
     }
     Ok(if report.is_healed() { 0 } else { 3 })
