@@ -34,7 +34,9 @@
 //!
 //! Exit status: 0 on success, 1 on error, 3 when `backup` saved a snapshot but skipped files it
 //! could not read (as restic), 4 when `check` found damage or `copy` left snapshots out
-//! because their data is damaged in the source. `ls` prints paths escaped (`\n`, `\\`, `\xNN`, ...), and
+//! because their data is damaged in the source, 5 when `restore` restored everything else but
+//! left out files or directories whose data is damaged in the repository (each named, with
+//! the blob or tree and pack at fault, on stderr; in `damaged` with --json). `ls` prints paths escaped (`\n`, `\\`, `\xNN`, ...), and
 //! `restore --path` takes a path as `ls` prints it.
 
 use std::ffi::OsString;
@@ -144,7 +146,8 @@ enum Command {
     },
     /// Restore a snapshot (or a path inside it) into a directory. Files are written to
     /// temporary names `.NAME.restore-PID-N` and renamed into place; a rerun removes those that
-    /// a killed restore left beside the files it restores.
+    /// a killed restore left beside the files it restores. Files and directories whose data is
+    /// damaged in the repository are left out and named, the rest restored (exit status 5).
     Restore {
         /// Snapshot id, unique prefix, or `latest`.
         snapshot: String,
@@ -701,6 +704,9 @@ const EXIT_PARTIAL: i32 = 3;
 /// Exit status of a `check` that found damage (1 stays "the check could not run").
 const EXIT_DAMAGED: i32 = 4;
 
+/// Exit status of a `restore` that left out damaged files or directories (and restored the rest).
+const EXIT_RESTORE_DAMAGED: i32 = 5;
+
 fn main() {
     let cli = Cli::parse();
     tune_malloc(&cli.command);
@@ -887,6 +893,20 @@ async fn run(cli: Cli) -> Result<i32> {
                 for w in &s.warnings {
                     println!("  warning: {w}");
                 }
+            }
+            if !s.damaged.is_empty() {
+                for d in &s.damaged {
+                    eprintln!(
+                        "backup: damaged, not restored: {} ({:?}): {}: {}",
+                        d.path, d.kind, d.object, d.reason
+                    );
+                }
+                eprintln!(
+                    "backup: {} entries not restored: their data is damaged in the repository \
+                     (repair from-mirror can heal it if a mirror has it)",
+                    s.damaged.len()
+                );
+                return Ok(EXIT_RESTORE_DAMAGED);
             }
         }
         Command::Diff { a, b } => {
