@@ -1,8 +1,9 @@
 //! Short forms of the kill and corruption campaigns (benches/scripts/backup-*-campaign.sh),
 //! driving this build's `backup` binary: 5 kills spread over backup, forget and key changes;
-//! 14 flipped bytes, two in an object of each kind; 8 damaged objects healed from a mirror. The
-//! full campaigns and their results are in benches/results/backup-campaigns.md and
-//! benches/results/backup-heal.md.
+//! 14 flipped bytes, two in an object of each kind; 8 damaged objects healed from a mirror; 6
+//! damaged objects restored without a mirror, the damaged files named exactly. The full
+//! campaigns and their results are in benches/results/backup-campaigns.md,
+//! benches/results/backup-heal.md and benches/results/backup-damage-restore.md.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -57,5 +58,13 @@ fn eight_damaged_objects_are_healed_from_the_mirror_and_restore_byte_identical()
     run_campaign(
         "backup-heal-campaign.sh",
         &[("RUNS", "8"), ("TREE_MB", "2"), ("SEED", "2")],
+    );
+}
+
+#[test]
+fn six_damaged_objects_without_a_mirror_name_exactly_the_affected_files_and_restore_the_rest() {
+    run_campaign(
+        "backup-damage-restore-campaign.sh",
+        &[("RUNS", "6"), ("TREE_MB", "12"), ("SEED", "2")],
     );
 }

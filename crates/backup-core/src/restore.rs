@@ -177,6 +177,38 @@ fn is_damage(e: &Error) -> bool {
     matches!(e, Error::Corrupt { .. } | Error::NotFound { .. })
 }
 
+/// Loads tree `id`; a pack read that fails because the pack is missing or too short (deleted,
+/// truncated) is damage, told apart from a failing store by asking for the pack's size.
+async fn load_tree(repo: &Repository, id: &ChunkId) -> Result<Tree> {
+    match repo.load_tree(id).await {
+        Err(e @ Error::Store { .. }) => match repo.locate(id) {
+            Ok(loc) => Err(short_pack(repo, &loc, e).await),
+            Err(located) => Err(located),
+        },
+        other => other,
+    }
+}
+
+/// `e`, a failed read of the frame at `loc`, as damage if the pack is missing or ends before
+/// the frame does.
+async fn short_pack(repo: &Repository, loc: &BlobLocation, e: Error) -> Error {
+    let path = format::pack_path(&loc.pack);
+    let end = u64::from(loc.offset) + u64::from(loc.length);
+    match repo.store.head(&ObjectPath::from(path.as_str())).await {
+        Err(object_store::Error::NotFound { .. }) => Error::NotFound {
+            what: format!("pack {path} (indexed, but missing from the store)"),
+        },
+        Ok(meta) if meta.size < end => Error::corrupt(
+            path,
+            format!(
+                "frame at bytes {}..{end} lies past the pack's end ({})",
+                loc.offset, meta.size
+            ),
+        ),
+        _ => e,
+    }
+}
+
 /// A file to write.
 struct FileJob {
     path: PathBuf,
@@ -335,7 +367,7 @@ impl Restorer<'_> {
     }
 
     fn load_tree(&self, id: &ChunkId) -> Result<Tree> {
-        self.handle.block_on(self.repo.load_tree(id))
+        self.handle.block_on(load_tree(self.repo, id))
     }
 
     /// Walks `tree` (whose directory already exists at `dir`), creating directories and planning
@@ -493,7 +525,12 @@ impl Restorer<'_> {
         if let Some(prefetch) = &self.prefetch {
             let frame = match prefetch.take(&loc.pack, loc.offset, loc.length) {
                 Some(frame) => frame,
-                None => self.read_range(path, start..end)?,
+                None => match self.read_range(path, start..end) {
+                    Err(e @ Error::Store { .. }) => {
+                        return Err(self.handle.block_on(short_pack(self.repo, loc, e)));
+                    }
+                    other => other?,
+                },
             };
             if frame.len() as u64 != end - start {
                 return Err(past_end());
@@ -913,7 +950,7 @@ async fn load_trees(repo: &Repository, top: ChunkId) -> Result<HashMap<ChunkId, 
             Some(loaded) => loaded,
             None => {
                 let results: Vec<(ChunkId, Result<Tree>)> = futures::stream::iter(level)
-                    .map(|id| async move { (id, repo.load_tree(&id).await) })
+                    .map(|id| async move { (id, load_tree(repo, &id).await) })
                     .buffer_unordered(TREE_LOADS)
                     .collect()
                     .await;
@@ -981,7 +1018,17 @@ fn restore_blocking(
         None => {
             let tree = match plan.trees.remove(root) {
                 Some(tree) => tree,
-                None => restorer.load_tree(root)?,
+                // Nothing can be restored without the root: the restore fails, naming it.
+                None => restorer.load_tree(root).map_err(|e| {
+                    if is_damage(&e) {
+                        Error::corrupt(
+                            format!("tree {root} (the snapshot's root)"),
+                            format!("nothing can be restored: {}", crate::error::report(&e)),
+                        )
+                    } else {
+                        e
+                    }
+                })?,
             };
             restorer.plan_tree(
                 &tree,

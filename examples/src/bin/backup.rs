@@ -139,7 +139,8 @@ enum Command {
     },
     /// List snapshots.
     Snapshots,
-    /// List the entries of a snapshot, one per line, paths escaped (`\n`, `\\`, `\xNN`).
+    /// List the entries of a snapshot, one per line, paths escaped (`\n`, `\\`, `\xNN`); with
+    /// --json also the ids of each file's blobs (`content`) and directory's tree (`subtree`).
     Ls {
         /// Snapshot id, unique prefix, or `latest`.
         snapshot: String,
@@ -828,11 +829,15 @@ async fn run(cli: Cli) -> Result<i32> {
             for e in ops::list(&repo, snapshot).await? {
                 let n = &e.node;
                 if cli.json {
+                    // The blobs (content) and tree (subtree) ids, as `blobs` names them: which
+                    // files a damaged pack range hits (the damage-restore campaign).
+                    let content: Vec<String> = n.content.iter().map(|id| id.to_hex()).collect();
                     println!(
                         "{}",
                         json!({"path": e.escaped_path(), "type": n.kind, "mode": n.mode,
                                "uid": n.uid, "gid": n.gid, "size": n.size,
-                               "mtime": time_of(n.mtime_ns)})
+                               "mtime": time_of(n.mtime_ns), "content": content,
+                               "subtree": n.subtree.map(|id| id.to_hex())})
                     );
                 } else {
                     let t = match n.kind {
