@@ -1,5 +1,6 @@
 //! Short forms of the kill and corruption campaigns (benches/scripts/backup-*-campaign.sh),
 //! driving this build's `backup` binary: 5 kills spread over backup, forget and key changes;
+//! 3 kills, one each during copy, repair from-mirror and a scheduled run;
 //! 14 flipped bytes, two in an object of each kind; 8 damaged objects healed from a mirror; 6
 //! damaged objects restored without a mirror, the damaged files named exactly. The full
 //! campaigns and their results are in benches/results/backup-campaigns.md,
@@ -42,6 +43,21 @@ fn five_kills_leave_a_repository_that_checks_restores_and_reruns() {
     run_campaign(
         "backup-kill-campaign.sh",
         &[("KILLS", "5"), ("TREE_MB", "8"), ("SEED", "2")],
+    );
+}
+
+#[test]
+fn kills_during_copy_repair_and_a_scheduled_run_leave_repositories_that_check_and_rerun() {
+    run_campaign(
+        "backup-kill-campaign.sh",
+        &[
+            ("KILLS", "3"),
+            ("MIN_KILLS_PER_PHASE", "1"),
+            ("POINTS", "12"),
+            ("PHASES", "copy heal schedule"),
+            ("TREE_MB", "8"),
+            ("SEED", "2"),
+        ],
     );
 }
 
