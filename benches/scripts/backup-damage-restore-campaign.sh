@@ -22,7 +22,7 @@
 # cannot reach, and nothing else). Recorded per run; a disagreement is a failure.
 #
 # Usage: benches/scripts/backup-damage-restore-campaign.sh
-#   RUNS=100 SEED=1 TREE_MB=48 (8 MiB packs: about 8 of them) BACKUP_BIN=path/to/backup (default: built with cargo)
+#   RUNS=100 SEED=1 TREE_MB=48 PACK_SIZE=1M (`init --pack-size`: about 40 packs) BACKUP_BIN=path/to/backup (default: built with cargo)
 #   WORK=dir (kept; default a temporary directory)
 # Prints a markdown table of every run and a summary line; exits 1 if any run fails.
 set -euo pipefail
@@ -30,6 +30,7 @@ set -euo pipefail
 RUNS=${RUNS:-100}
 SEED=${SEED:-1}
 TREE_MB=${TREE_MB:-48}
+PACK_SIZE=${PACK_SIZE:-1M}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 
@@ -43,7 +44,7 @@ bk() { "$BACKUP_BIN" -r "$PRISTINE" "$@"; }
 
 rm -rf "$PRISTINE" "$STATES" "$SRC"
 mkdir -p "$STATES"
-bk init >/dev/null
+bk init --pack-size "$PACK_SIZE" >/dev/null
 campaign_two_snapshots "$SRC" "$STATES" "$TREE_MB" "$SEED" bk
 bk --json blobs >"$WORK/blobs.jsonl"
 bk --json snapshots >"$WORK/snapshots.json"

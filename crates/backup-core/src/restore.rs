@@ -938,11 +938,9 @@ async fn load_trees(repo: &Repository, top: ChunkId) -> Result<HashMap<ChunkId, 
     let remote = crate::backup::is_remote(repo.location());
     while !level.is_empty() {
         let merged = if remote {
-            // One damaged tree fails the merged reads: then each is read alone.
-            match crate::fetch::load_trees(repo, level.clone()).await {
-                Err(e) if is_damage(&e) => None,
-                other => Some(other?),
-            }
+            // One damaged tree (or a pack cut short) fails the merged reads: then each is read
+            // alone, which tells damage from a failing store.
+            crate::fetch::load_trees(repo, level.clone()).await.ok()
         } else {
             None
         };

@@ -8,6 +8,7 @@
 //! file is made of), as the files whose frames overlap the damaged bytes.
 
 mod common;
+mod hooked;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
@@ -18,6 +19,9 @@ use backup_core::format::NodeKind;
 use backup_core::ops::{self, IndexedBlob};
 use backup_core::{NoProgress, Repository, RestoreOptions, RestoreSummary, restore};
 use common::{backup, init, noise, open};
+use hooked::{Hooked, Hooks};
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjectPath;
 
 /// The source tree: big files (several chunks each, spread over several packs), small files
 /// (grouped), a nested directory, and a hard link.
@@ -45,6 +49,11 @@ struct Fixture {
     work: std::path::PathBuf,
     repo_dir: std::path::PathBuf,
     snapshot: String,
+    layout: Layout,
+}
+
+/// Where a snapshot's data lies, read before any damage.
+struct Layout {
     /// File path (as `ls` prints it) -> the blob ids of its content.
     files: BTreeMap<String, Vec<String>>,
     /// Directory path -> its tree's id.
@@ -59,9 +68,20 @@ async fn fixture() -> Fixture {
     let repo_dir = work.path().join("repo");
     let repo = init(&repo_dir).await;
     let snapshot = backup(&repo, &src).await.unwrap();
+    let layout = layout(&repo, &snapshot).await;
+    Fixture {
+        work: work.path().to_path_buf(),
+        _work: work,
+        repo_dir,
+        snapshot,
+        layout,
+    }
+}
+
+async fn layout(repo: &Repository, snapshot: &str) -> Layout {
     let mut files = BTreeMap::new();
     let mut dirs = BTreeMap::new();
-    for e in ops::list(&repo, &snapshot).await.unwrap() {
+    for e in ops::list(repo, snapshot).await.unwrap() {
         match e.node.kind {
             NodeKind::File => {
                 let ids = e.node.content.iter().map(|id| id.to_hex()).collect();
@@ -75,19 +95,11 @@ async fn fixture() -> Fixture {
             _ => {}
         }
     }
-    let blobs = ops::list_blobs(&repo).await.unwrap();
-    Fixture {
-        work: work.path().to_path_buf(),
-        _work: work,
-        repo_dir,
-        snapshot,
-        files,
-        dirs,
-        blobs,
-    }
+    let blobs = ops::list_blobs(repo).await.unwrap();
+    Layout { files, dirs, blobs }
 }
 
-impl Fixture {
+impl Layout {
     /// The blobs whose frames overlap `damaged` (pack -> damaged byte range).
     fn damaged_blobs(&self, damaged: &BTreeMap<String, Range<u64>>) -> BTreeSet<String> {
         self.blobs
@@ -137,6 +149,16 @@ impl Fixture {
     fn tree_of(&self, dir: &str) -> &IndexedBlob {
         let id = &self.dirs[dir];
         self.blobs.iter().find(|b| &b.id == id).unwrap()
+    }
+}
+
+impl Fixture {
+    fn blob_of(&self, path: &str) -> &IndexedBlob {
+        self.layout.blob_of(path)
+    }
+
+    fn tree_of(&self, dir: &str) -> &IndexedBlob {
+        self.layout.tree_of(dir)
     }
 
     async fn restore_into(&self, target: &Path) -> RestoreSummary {
@@ -208,7 +230,7 @@ async fn run_case(
     damage: impl FnOnce(&Fixture) -> BTreeMap<String, Range<u64>>,
 ) -> RestoreSummary {
     let damaged = damage(f);
-    let expected = f.expected(&damaged);
+    let expected = f.layout.expected(&damaged);
     assert!(!expected.is_empty(), "the damage hits nothing");
     let target = f.work.join("restored");
     let summary = f.restore_into(&target).await;
@@ -321,4 +343,84 @@ async fn an_undamaged_repository_names_nothing() {
     let summary = f.restore_into(&target).await;
     assert!(summary.damaged.is_empty(), "{:?}", summary.damaged);
     assert_rest_identical(&f.work.join("src"), &target, &BTreeSet::new());
+}
+
+/// An in-memory store answering with streams, as S3 does: restores read merged ranges ahead.
+#[derive(Debug, Default)]
+struct Remote;
+impl Hooks for Remote {}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_a_remote_store_a_deleted_and_a_truncated_pack_are_named_and_the_rest_restored() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    write_source(&src);
+    let remote = Arc::new(Hooked::<Remote>::default());
+    let key = common::key();
+    let options = backup_core::conformance::small_options();
+    let repo = Repository::init(remote.clone(), "s3://bucket/repo", &key, options);
+    let repo = Arc::new(repo.await.unwrap());
+    let snapshot = backup(&repo, &src).await.unwrap();
+    let layout = layout(&repo, &snapshot).await;
+    // Packs holding no tree (trees share packs with data here), so that files are named:
+    // the first deleted, the second cut inside a big file's frame.
+    let has_tree = |pack: &str| {
+        layout
+            .blobs
+            .iter()
+            .any(|b| b.pack == pack && b.kind == backup_core::format::BlobKind::Tree)
+    };
+    let mut picks: Vec<IndexedBlob> = Vec::new();
+    for i in 0..6 {
+        let b = layout.blob_of(&format!("src/big/{i}.bin"));
+        if !has_tree(&b.pack) && picks.iter().all(|p| p.pack != b.pack) {
+            picks.push(b.clone());
+        }
+    }
+    assert!(picks.len() >= 2, "{} packs of big files hold no tree", picks.len());
+    let deleted = picks[0].pack.clone();
+    let mut damaged = BTreeMap::from([(deleted.clone(), 0..u64::MAX)]);
+    remote
+        .inner
+        .delete(&ObjectPath::from(deleted.as_str()))
+        .await
+        .unwrap();
+    if let Some(cut_blob) = picks.get(1) {
+        let path = ObjectPath::from(cut_blob.pack.as_str());
+        let whole = remote
+            .inner
+            .get(&path)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let cut = u64::from(cut_blob.offset) + 10;
+        remote
+            .inner
+            .put(&path, whole.slice(..cut as usize).into())
+            .await
+            .unwrap();
+        damaged.insert(cut_blob.pack.clone(), cut..u64::MAX);
+    }
+    let expected = layout.expected(&damaged);
+    assert!(
+        !expected.is_empty() && expected.iter().all(|p| p.starts_with("src/big/")),
+        "{expected:?}"
+    );
+
+    let target = work.path().join("restored");
+    let options = RestoreOptions::builder(&target)
+        .with_threads(2)
+        .build()
+        .unwrap();
+    let summary = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        restore(repo, &snapshot, options, Arc::new(NoProgress)),
+    )
+    .await
+    .expect("the restore finishes: frames of damaged files free the prefetch window")
+    .unwrap();
+    assert_eq!(named(&summary), expected, "{:#?}", summary.damaged);
+    assert_rest_identical(&src, &target, &expected);
 }

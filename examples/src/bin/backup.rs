@@ -109,6 +109,10 @@ enum Command {
         /// Key file of the --copy-params-from repository.
         #[arg(long, requires = "copy_params_from")]
         from_key_file: Option<PathBuf>,
+        /// Target pack size (64K to 1G; default 8M): smaller packs, smaller losses when one
+        /// is damaged (the damage campaigns use 1M).
+        #[arg(long, value_parser = parse_size, conflicts_with = "copy_params_from")]
+        pack_size: Option<u64>,
     },
     /// Back up files and directories.
     Backup {
@@ -740,8 +744,13 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Init {
             copy_params_from,
             from_key_file,
+            pack_size,
         } => {
             let mut options = InitOptions::new();
+            if let Some(size) = pack_size {
+                let size = u32::try_from(*size).context("--pack-size: at most 1G")?;
+                options = options.with_pack_size(size);
+            }
             if let Some(source) = copy_params_from {
                 let key = other_key_source(&cli, from_key_file.as_deref(), FROM_PASSWORD_ENV)?;
                 options = options.with_params_from(&*open_with(&cli, source, &key).await?);
