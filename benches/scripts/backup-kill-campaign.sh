@@ -1,13 +1,30 @@
 #!/usr/bin/env bash
-# Kill campaign for backup-core (issue 12): `kill -9` at instants spread over runs of `backup`,
-# `forget`, key changes (`key passwd`) and `init`, until KILLS runs were killed mid-run (a
-# point whose run had already finished when the kill came is tried, and counted apart). After
-# each point:
+# Kill campaign for backup-core (issues 12 and 13): `kill -9` at instants spread over runs of
+# `backup`, `forget`, key changes (`key passwd`) and `init`, and (issue 13, PHASES="copy heal
+# schedule") `copy` to a mirror, `repair from-mirror` and a scheduled run (`schedule
+# --run-now JOB --once`), until KILLS runs were killed mid-run (a point whose run had already
+# finished when the kill came is tried, and counted apart). After each point:
 #   1. `check --read-data` passes (exit 0);
 #   2. every snapshot still listed restores byte-identical to the tree it was taken of, and no
 #      snapshot that must stay is gone (a killed backup leaves its snapshot or none; a killed
 #      forget keeps at least what the policy keeps; a killed key change leaves a key that opens);
 #   3. a rerun of the killed command completes.
+# The issue-13 phases add:
+#   copy      each point copies every snapshot into a fresh mirror (made by `init
+#             --copy-params-from`); after the kill the mirror passes `check --read-data` and
+#             lists only snapshots of the source; after the rerun it lists all of them and
+#             passes again.
+#   heal      each point deletes 3 random packs of the repository (the mirror, kept up to date
+#             with `copy`, holds them) and kills `repair from-mirror`; after the kill the
+#             repository's `check --read-data` names no damage but in the deleted packs, and the
+#             mirror passes; the rerun must exit 0 (all healed), after which the repository
+#             passes `check --read-data` and every snapshot restores byte-identical.
+#   schedule  each point changes the tree and kills `schedule --run-now nightly --once` (a
+#             policy of backup, forget --keep-last 3 and check --read-data-subset 25%); the
+#             rerun (`--run-now nightly --once`) must succeed and leave a status file whose job
+#             is not marked running and records a success.
+# For these three, D is the duration of the phase's first uninterrupted run (a rerun after a
+# kill does only what was left).
 #
 # Kill instants: each phase's last uninterrupted run gives its duration D; the kill comes after
 # a delay drawn uniformly from [0, 1.1 D] (deterministic from SEED), so the points spread over
@@ -22,6 +39,7 @@
 # Usage: benches/scripts/backup-kill-campaign.sh
 #   KILLS=50 SEED=1 PHASES="backup backup forget key init"   (phases in turn, with repeats)
 #   POINTS=150 (the most points tried to reach KILLS)
+#   MIN_KILLS_PER_PHASE=0 (go on past KILLS until each phase has that many runs killed)
 #   BACKUP_BIN=path/to/backup (default: build it with cargo; RELEASE=1 for a release build)
 #   TREE_MB=48 (size of the generated tree), WORK=dir (kept; default a temporary directory)
 # Prints a markdown table of every point and a summary line; exits 1 at the first failure.
@@ -31,6 +49,8 @@ KILLS=${KILLS:-50}
 POINTS=${POINTS:-$((3 * KILLS))}
 SEED=${SEED:-1}
 PHASES=${PHASES:-"backup backup forget key init"}
+# The issue-13 phases: PHASES="copy heal schedule" MIN_KILLS_PER_PHASE=30
+MIN_KILLS_PER_PHASE=${MIN_KILLS_PER_PHASE:-0}
 TREE_MB=${TREE_MB:-48}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -53,6 +73,8 @@ STATES="$WORK/states"
 mkdir -p "$STATES"
 PW_CUR="kill campaign 0"
 PW_NEXT="$PW_CUR"
+# The mirrors' own password (copy --to and repair from-mirror read these).
+export BACKUP_TO_PASSWORD="kill campaign mirror" BACKUP_MIRROR_PASSWORD="kill campaign mirror"
 
 # A deterministic pseudo-random number in [0, $1) for draw number $2.
 draw() {
@@ -210,6 +232,174 @@ rerun_init() {
     BACKUP_PASSWORD="$PW_CUR" "$BACKUP_BIN" -r "$INIT_REPO" check --read-data >/dev/null
 }
 
+# --- issue 13: copy, repair from-mirror, a scheduled run ---------------------------------------
+
+mirror_bk() { BACKUP_PASSWORD="$BACKUP_TO_PASSWORD" "$BACKUP_BIN" -r "$1" "${@:2}"; }
+
+# check --read-data passes on mirror $1 (exit 0).
+check_mirror() {
+    local out
+    if ! out=$(mirror_bk "$1" check --read-data 2>&1); then
+        echo "FAIL: check --read-data of mirror $1 after point $point ($phase):" >&2
+        echo "$out" >&2
+        exit 1
+    fi
+}
+
+mirror_ids() {
+    mirror_bk "$1" --json snapshots | python3 -c "
+import json, sys
+for s in json.load(sys.stdin): print(s['id'])"
+}
+
+COPY_MIRROR="$WORK/copy-mirror"
+phase_copy() {
+    CMD_REPO=""
+    # A fresh, empty mirror each point, so every copy sends everything.
+    if [ ! -e "$WORK/empty-mirror" ]; then
+        BACKUP_PASSWORD="$BACKUP_TO_PASSWORD" BACKUP_FROM_PASSWORD="$PW_CUR" \
+            "$BACKUP_BIN" -r "$WORK/empty-mirror" init --copy-params-from "$REPO" >/dev/null
+    fi
+    rm -rf "$COPY_MIRROR"
+    cp -a "$WORK/empty-mirror" "$COPY_MIRROR"
+    CMD="copy --to $COPY_MIRROR"
+}
+verify_copy() {
+    check_mirror "$COPY_MIRROR"
+    local source id
+    source=$(snapshot_ids)
+    for id in $(mirror_ids "$COPY_MIRROR"); do
+        grep -qx "$id" <<<"$source" || { echo "FAIL: mirror has $id the source lacks" >&2; exit 1; }
+    done
+}
+rerun_copy() {
+    timed bk copy --to "$COPY_MIRROR" >/dev/null
+    check_mirror "$COPY_MIRROR"
+    if [ "$(mirror_ids "$COPY_MIRROR" | sort)" != "$(snapshot_ids | sort)" ]; then
+        echo "FAIL: after the rerun of copy the mirror lacks snapshots" >&2
+        exit 1
+    fi
+}
+
+HEAL_MIRROR="$WORK/heal-mirror"
+HEAL_LOST=3
+phase_heal() {
+    CMD_REPO=""
+    if [ ! -e "$HEAL_MIRROR" ]; then
+        BACKUP_PASSWORD="$BACKUP_TO_PASSWORD" BACKUP_FROM_PASSWORD="$PW_CUR" \
+            "$BACKUP_BIN" -r "$HEAL_MIRROR" init --copy-params-from "$REPO" >/dev/null
+    fi
+    bk copy --to "$HEAL_MIRROR" >/dev/null
+    # Lose HEAL_LOST packs the mirror holds too.
+    local packs n i
+    mapfile -t packs < <(cd "$REPO" && find data -type f | sort)
+    : >"$WORK/heal-lost"
+    for i in $(seq 1 "$HEAL_LOST"); do
+        n=$(draw "${#packs[@]}" "heal-$point-$i")
+        if [ -e "$REPO/${packs[$n]}" ]; then
+            rm "$REPO/${packs[$n]}"
+            echo "${packs[$n]}" >>"$WORK/heal-lost"
+        fi
+    done
+    DAMAGED=1
+    # Snapshots forgotten here since (by the scheduled runs) stay forgotten.
+    CMD="repair from-mirror --skip-missing-snapshots $HEAL_MIRROR"
+}
+verify_heal() {
+    check_mirror "$HEAL_MIRROR"
+    # The killed repair added no damage: whatever check finds lies in the packs deleted.
+    local status=0
+    bk --json check --read-data >"$WORK/heal-check.json" 2>"$WORK/heal-check.err" || status=$?
+    if [ "$status" != 0 ] && [ "$status" != 4 ]; then
+        echo "FAIL: check after killed repair at point $point: exit $status" >&2
+        cat "$WORK/heal-check.err" >&2
+        exit 1
+    fi
+    if ! python3 - "$WORK/heal-check.json" "$WORK/heal-lost" <<'PY'
+import json, sys
+problems = json.load(open(sys.argv[1]))["problems"]
+lost = [l.strip() for l in open(sys.argv[2]) if l.strip()]
+other = [p for p in problems if not any(pack in p["object"] or pack in p["problem"] for pack in lost)]
+for p in other[:5]:
+    print(f"  {p}", file=sys.stderr)
+sys.exit(1 if other else 0)
+PY
+    then
+        echo "FAIL: killed repair at point $point left damage outside the deleted packs" >&2
+        exit 1
+    fi
+}
+rerun_heal() {
+    timed bk repair from-mirror --skip-missing-snapshots "$HEAL_MIRROR" >"$WORK/heal.out" 2>&1 || {
+        echo "FAIL: repair from-mirror rerun at point $point did not heal everything:" >&2
+        cat "$WORK/heal.out" >&2
+        exit 1
+    }
+}
+
+SCHEDULE_STATE="$WORK/schedule-state"
+schedule_cmd() {
+    echo "schedule --policy $WORK/policy.toml --state-dir $SCHEDULE_STATE $*"
+}
+phase_schedule() {
+    CMD_REPO=""
+    cat >"$WORK/policy.toml" <<TOML
+[[job]]
+name = "nightly"
+at = "daily 03:00"
+[[job.step]]
+kind = "backup"
+paths = ["$SRC"]
+[[job.step]]
+kind = "forget"
+keep_last = 3
+[[job.step]]
+kind = "check"
+read_data_subset = "25%"
+TOML
+    # The tree changes; the scheduled backup saves it, then forget keeps the newest 3 (the
+    # new one and two others): all but the newest two before the run may go.
+    local next="$WORK/next"
+    rm -rf "$next"
+    python3 "$HERE/mutate-tree.py" "$SRC" "$next" 0.2 "$SEED$point" >/dev/null
+    rm -rf "$SRC"
+    mv "$next" "$SRC"
+    rm -rf "$WORK/forgettable"
+    mkdir -p "$WORK/forgettable"
+    snapshot_ids | head -n -2 | while read -r id; do touch "$WORK/forgettable/$id"; done
+    CMD=$(schedule_cmd --run-now nightly --once)
+}
+verify_schedule() { :; }
+rerun_schedule() {
+    local out
+    # Serves a request the kill left (and runs the job: a request is not doubled).
+    read -r -a args <<<"$(schedule_cmd --run-now nightly --once)"
+    out=$(timed bk "${args[@]}" 2>&1) || {
+        echo "FAIL: scheduled run after point $point: $out" >&2
+        exit 1
+    }
+    read -r -a args <<<"$(schedule_cmd --status)"
+    bk "${args[@]}" | python3 -c '
+import json, sys
+job = json.load(sys.stdin)["jobs"]["nightly"]
+sys.exit(0 if job.get("running_since") is None and job.get("last_success") else 1)' || {
+        echo "FAIL: status after the scheduled rerun at point $point marks the job running or unsuccessful" >&2
+        exit 1
+    }
+    # Forget kept the newest 3, whichever they are; the states of the others go.
+    record_new_snapshots
+    local listed id
+    listed=$(snapshot_ids)
+    if [ "$(wc -l <<<"$listed")" -gt 3 ]; then
+        echo "FAIL: the scheduled forget left more than 3 snapshots at point $point" >&2
+        exit 1
+    fi
+    for id in $(ls "$STATES"); do
+        grep -qx "$id" <<<"$listed" || rm -rf "$STATES/$id"
+    done
+    rm -rf "$WORK/forgettable"
+}
+
 # --- the campaign ----------------------------------------------------------------------------
 
 # Runs a command, recording how long it took as the duration of the current phase's runs
@@ -223,9 +413,14 @@ timed() {
 }
 run_timed() {
     "rerun_$1"
-    DURATION[$1]=$(cat "$WORK/duration-$1")
+    if [ -z "${DURATION[$1]:-}" ] || [ -z "${FIXED_DURATION[$1]:-}" ]; then
+        DURATION[$1]=$(cat "$WORK/duration-$1")
+    fi
 }
 declare -A DURATION
+# Phases whose rerun after a kill does only what the killed run left (copy, heal) or does
+# something else (schedule): D stays that of their first, whole, uninterrupted run.
+declare -A FIXED_DURATION=([copy]=1 [heal]=1 [schedule]=1)
 
 generate_tree
 bk init >/dev/null
@@ -240,12 +435,22 @@ for phase in $(printf '%s\n' "${phase_list[@]}" | sort -u); do
     record_new_snapshots
 done
 
+DAMAGED=""
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
+echo
 echo "| point | phase | command | delay ms | run ms | fraction | killed | snapshots restored |"
 echo "|---|---|---|---|---|---|---|---|"
 killed_count=0
 declare -A per_phase
 point=0
-while [ "$killed_count" -lt "$KILLS" ] && [ "$point" -lt "$POINTS" ]; do
+# Whether every phase of PHASES has MIN_KILLS_PER_PHASE runs killed mid-run.
+phases_done() {
+    local p
+    for p in "${phase_list[@]}"; do
+        [ "${per_phase[$p]:-0}" -ge "$MIN_KILLS_PER_PHASE" ] || return 1
+    done
+}
+while { [ "$killed_count" -lt "$KILLS" ] || ! phases_done; } && [ "$point" -lt "$POINTS" ]; do
     point=$((point + 1))
     phase=${phase_list[$(((point - 1) % ${#phase_list[@]}))]}
     "phase_$phase"
@@ -275,12 +480,15 @@ while [ "$killed_count" -lt "$KILLS" ] && [ "$point" -lt "$POINTS" ]; do
     fi
     # A killed backup may have saved its snapshot: it holds the current tree.
     record_new_snapshots
-    check_repository
+    # A phase that damaged the repository on purpose (heal) is checked after its rerun only.
+    [ -n "${DAMAGED:-}" ] || check_repository
     "verify_$phase"
-    restore_every_snapshot
+    [ -n "${DAMAGED:-}" ] || restore_every_snapshot
     run_timed "$phase"
     record_new_snapshots
     check_repository
+    [ -z "${DAMAGED:-}" ] || restore_every_snapshot
+    DAMAGED=""
     fraction=$(python3 -c "print(f'{$delay / max($duration, 1):.2f}')")
     echo "| $point | $phase | \`$cmd\` | $delay | $duration | $fraction | $killed | $restored |"
 done
@@ -288,7 +496,8 @@ summary=""
 for phase in "${!per_phase[@]}"; do summary="$summary $phase=${per_phase[$phase]}"; done
 echo
 echo "kill campaign: $point points, $killed_count killed mid-run (by phase:$summary), seed $SEED, tree ${TREE_MB} MiB: all passed"
-if [ "$killed_count" -lt "$KILLS" ]; then
-    echo "FAIL: only $killed_count of $KILLS runs killed mid-run in $POINTS points" >&2
+if [ "$killed_count" -lt "$KILLS" ] || ! phases_done; then
+    echo "FAIL: only $killed_count of $KILLS runs killed mid-run in $POINTS points" \
+        "(at least $MIN_KILLS_PER_PHASE per phase wanted:$summary)" >&2
     exit 1
 fi

@@ -1,10 +1,12 @@
 //! Short forms of the kill and corruption campaigns (benches/scripts/backup-*-campaign.sh),
 //! driving this build's `backup` binary: 5 kills spread over backup, forget and key changes;
-//! 14 flipped bytes, two in an object of each kind; 8 damaged objects healed from a mirror; 6
-//! damaged packs whose data is rebuilt from the source files (truncated and deleted ones with
-//! their trees from a mirror that lacks the data too), one with a changed file named. The full campaigns
-//! and their results are in benches/results/backup-campaigns.md,
-//! benches/results/backup-heal.md and benches/results/backup-heal-source.md.
+//! 3 kills, one each during copy, repair from-mirror and a scheduled run; 14 flipped bytes, two
+//! in an object of each kind; 8 damaged objects healed from a mirror; 6 damaged packs whose
+//! data is rebuilt from the source files (truncated and deleted ones with their trees from a
+//! mirror that lacks the data too), one with a changed file named; 6 damaged objects restored
+//! without a mirror, the damaged files named exactly. The full campaigns and their results are
+//! in benches/results/backup-campaigns.md, benches/results/backup-heal.md,
+//! benches/results/backup-heal-source.md and benches/results/backup-damage-restore.md.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -47,6 +49,21 @@ fn five_kills_leave_a_repository_that_checks_restores_and_reruns() {
 }
 
 #[test]
+fn kills_during_copy_repair_and_a_scheduled_run_leave_repositories_that_check_and_rerun() {
+    run_campaign(
+        "backup-kill-campaign.sh",
+        &[
+            ("KILLS", "3"),
+            ("MIN_KILLS_PER_PHASE", "1"),
+            ("POINTS", "12"),
+            ("PHASES", "copy heal schedule"),
+            ("TREE_MB", "8"),
+            ("SEED", "2"),
+        ],
+    );
+}
+
+#[test]
 fn fourteen_flipped_bytes_are_all_found_and_no_restore_writes_corrupt_data() {
     run_campaign(
         "backup-corruption-campaign.sh",
@@ -67,5 +84,13 @@ fn six_damaged_packs_are_rebuilt_from_the_source_files_and_a_changed_file_is_nam
     run_campaign(
         "backup-heal-source-campaign.sh",
         &[("RUNS", "6"), ("TREE_MB", "8"), ("SEED", "2")],
+    );
+}
+
+#[test]
+fn six_damaged_objects_without_a_mirror_name_exactly_the_affected_files_and_restore_the_rest() {
+    run_campaign(
+        "backup-damage-restore-campaign.sh",
+        &[("RUNS", "6"), ("TREE_MB", "12"), ("SEED", "2")],
     );
 }

@@ -3,7 +3,9 @@
 //! took, by snapshot and path, before and after rewriting; `repair from-mirror` heals from a
 //! mirror and names by path what the mirror lacks too (exit 3); `repair from-source` rebuilds a
 //! damaged chunk from its unchanged file and names a changed one (exit 3); `repair config`
-//! rebuilds a damaged config from a mirror sharing the keys.
+//! rebuilds a damaged config from a mirror sharing the keys. `restore` of a snapshot with
+//! damage that cannot be healed restores the rest, names the damaged file with the pack at
+//! fault, writes none of it, and exits 5.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -291,4 +293,78 @@ fn repair_from_source_and_config_from_the_command_line() {
     let listed = backup(&repo, &["snapshots"]);
     assert!(listed.status.success());
     assert!(String::from_utf8_lossy(&listed.stdout).contains(&snapshot[..8]));
+}
+
+#[test]
+fn restore_names_the_file_of_a_deleted_pack_restores_the_rest_and_exits_5() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, src) = (work.path().join("repo"), work.path().join("src"));
+    std::fs::create_dir_all(src.join("www")).unwrap();
+    // 40 MB of noise: several packs holding its chunks alone.
+    std::fs::write(src.join("big.bin"), test_support::noise(40 << 20, 7)).unwrap();
+    std::fs::write(src.join("www/index.php"), b"<?php echo 'kept';").unwrap();
+    assert!(backup(&repo, &["init"]).status.success());
+    assert!(
+        backup(&repo, &["backup", src.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let blobs = backup(&repo, &["--json", "blobs"]);
+    assert!(blobs.status.success());
+    // A pack of data blobs only, none grouped: only big.bin's chunks live there.
+    let lines: Vec<serde_json::Value> = String::from_utf8(blobs.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let pack = lines
+        .iter()
+        .map(|b| b["pack"].as_str().unwrap())
+        .find(|pack| {
+            lines
+                .iter()
+                .filter(|b| b["pack"] == *pack)
+                .all(|b| b["kind"] == "data" && b["grouped"] == false)
+        })
+        .expect("a pack of big.bin's chunks alone")
+        .to_string();
+    std::fs::remove_file(repo.join(&pack)).unwrap();
+
+    let target = work.path().join("restored");
+    let out = backup(
+        &repo,
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("damaged, not restored: src/big.bin") && stderr.contains(&pack),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(target.join("src/www/index.php")).unwrap(),
+        b"<?php echo 'kept';"
+    );
+    assert!(!target.join("src/big.bin").exists());
+    let left: Vec<_> = std::fs::read_dir(target.join("src")).unwrap().collect();
+    assert_eq!(left.len(), 1, "only www: no temporary file left: {left:?}");
+
+    let target = work.path().join("restored-json");
+    let out = backup(
+        &repo,
+        &[
+            "--json",
+            "restore",
+            "latest",
+            "--target",
+            target.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(5));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let damaged = summary["damaged"].as_array().unwrap();
+    assert_eq!(damaged.len(), 1, "{summary}");
+    assert_eq!(damaged[0]["path"], "src/big.bin");
+    assert_eq!(damaged[0]["kind"], "file");
+    assert!(damaged[0]["object"].as_str().unwrap().contains(&pack));
 }

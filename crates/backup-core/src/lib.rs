@@ -120,7 +120,7 @@ pub use compare::{compare_trees, compare_trees_ignoring};
 pub use error::{Error, Result, report};
 pub use progress::{NoProgress, Progress};
 pub use repo::{InitOptions, Repository, SkippedObject};
-pub use restore::{RestoreOptions, RestoreOptionsBuilder, RestoreSummary, restore};
+pub use restore::{DamagedEntry, RestoreOptions, RestoreOptionsBuilder, RestoreSummary, restore};
 pub use store::StoreOptions;
 
 pub use append_only::AppendOnlyStore;

@@ -17,6 +17,16 @@
 //! decode and write; trees are read a level at a time, one range per pack. Local pack files are
 //! read frame by frame.
 //!
+//! Damage that cannot be healed does not stop a restore: a file whose data is damaged or
+//! missing in the repository (a pack altered, truncated or deleted, a blob no index names) is
+//! not written, and a directory whose tree cannot be read is not created; both are named in
+//! [`RestoreSummary::damaged`] with the blob and pack at fault, and everything else is restored
+//! byte-identical. A damaged file is never left under its final name: its temporary file is
+//! removed, and an entry already at that name in the target (from an earlier restore) is left
+//! as it was, not truncated. Extra names of a damaged hard-linked file are named too. Only a
+//! damaged root tree (or the tree of `--path`'s directory chain) fails the restore as a whole,
+//! and failures of the restore itself (the target's disk, the store unreachable) still stop it.
+//!
 //! All-zero blocks are written like any other (the file comes back fully allocated, as a
 //! preallocated database or VM image must) unless [`RestoreOptionsBuilder::with_sparse`] asks
 //! for them to become holes.
@@ -138,6 +148,65 @@ pub struct RestoreSummary {
     /// Metadata that could not be applied, entries that cannot be restored (sockets, devices
     /// without privilege).
     pub warnings: Vec<String>,
+    /// Files and directories not restored because the data they need is damaged or missing
+    /// in the repository, in path order (see the module docs). Empty when everything was
+    /// restored.
+    pub damaged: Vec<DamagedEntry>,
+}
+
+/// A file or directory a restore left out because the repository's copy of it is damaged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct DamagedEntry {
+    /// Its path relative to the restore's target, escaped as [`crate::ops::escape_path`] does
+    /// (for a whole snapshot, the path `ls` prints).
+    pub path: String,
+    /// File (or a hard link to a damaged file), or directory (its tree is unreadable: nothing
+    /// under it was restored).
+    pub kind: NodeKind,
+    /// The object at fault: `blob ID in data/xx/PACK`, `tree ID in data/xx/PACK`, or the id
+    /// alone when no index names it.
+    pub object: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Whether `e` is damage in the repository (an object altered, truncated or missing, a blob no
+/// index names) rather than a failure of the restore itself (the target, the store).
+fn is_damage(e: &Error) -> bool {
+    matches!(e, Error::Corrupt { .. } | Error::NotFound { .. })
+}
+
+/// Loads tree `id`; a pack read that fails because the pack is missing or too short (deleted,
+/// truncated) is damage, told apart from a failing store by asking for the pack's size.
+async fn load_tree(repo: &Repository, id: &ChunkId) -> Result<Tree> {
+    match repo.load_tree(id).await {
+        Err(e @ Error::Store { .. }) => match repo.locate(id) {
+            Ok(loc) => Err(short_pack(repo, &loc, e).await),
+            Err(located) => Err(located),
+        },
+        other => other,
+    }
+}
+
+/// `e`, a failed read of the frame at `loc`, as damage if the pack is missing or ends before
+/// the frame does.
+async fn short_pack(repo: &Repository, loc: &BlobLocation, e: Error) -> Error {
+    let path = format::pack_path(&loc.pack);
+    let end = u64::from(loc.offset) + u64::from(loc.length);
+    match repo.store.head(&ObjectPath::from(path.as_str())).await {
+        Err(object_store::Error::NotFound { .. }) => Error::NotFound {
+            what: format!("pack {path} (indexed, but missing from the store)"),
+        },
+        Ok(meta) if meta.size < end => Error::corrupt(
+            path,
+            format!(
+                "frame at bytes {}..{end} lies past the pack's end ({})",
+                loc.offset, meta.size
+            ),
+        ),
+        _ => e,
+    }
 }
 
 /// A file to write.
@@ -273,11 +342,32 @@ struct Restorer<'a> {
     /// All-zero blocks become holes.
     sparse: bool,
     stale_temps: AtomicU64,
+    /// Entries left out as damaged, and the target directory they are relative to.
+    damaged: Mutex<Vec<(PathBuf, DamagedEntry)>>,
+    target: &'a Path,
 }
 
 impl Restorer<'_> {
+    /// Names `path` as damaged: `what` (blob or tree `id`) cannot be read for `error`.
+    fn record_damage(&self, path: &Path, kind: NodeKind, what: &str, id: &ChunkId, error: &Error) {
+        let object = match self.repo.locate(id) {
+            Ok(loc) => format!("{what} {id} in {}", format::pack_path(&loc.pack)),
+            Err(_) => format!("{what} {id} (in no index)"),
+        };
+        let relative = path.strip_prefix(self.target).unwrap_or(path);
+        let entry = DamagedEntry {
+            path: crate::ops::escape_path(relative.as_os_str().as_bytes()),
+            kind,
+            object,
+            reason: crate::error::report(error),
+        };
+        if let Ok(mut all) = self.damaged.lock() {
+            all.push((path.to_path_buf(), entry));
+        }
+    }
+
     fn load_tree(&self, id: &ChunkId) -> Result<Tree> {
-        self.handle.block_on(self.repo.load_tree(id))
+        self.handle.block_on(load_tree(self.repo, id))
     }
 
     /// Walks `tree` (whose directory already exists at `dir`), creating directories and planning
@@ -356,14 +446,26 @@ impl Restorer<'_> {
         }
         match node.kind {
             NodeKind::Dir => {
+                // The tree first: a directory whose tree is damaged is named, not created.
+                let tree = match &node.subtree {
+                    Some(id) => match plan.trees.remove(id) {
+                        Some(tree) => Some((id, tree)),
+                        // A subtree met twice (two identical directories) is loaded again;
+                        // a damaged one failed to load ahead and fails again here.
+                        None => match self.load_tree(id) {
+                            Ok(tree) => Some((id, tree)),
+                            Err(e) if is_damage(&e) => {
+                                self.record_damage(path, NodeKind::Dir, "tree", id, &e);
+                                return Ok(());
+                            }
+                            Err(e) => return Err(e),
+                        },
+                    },
+                    None => None,
+                };
                 let created = ensure_dir(path)?;
                 plan.dirs.push((path.to_path_buf(), node.clone()));
-                if let Some(id) = &node.subtree {
-                    let tree = match plan.trees.remove(id) {
-                        Some(tree) => tree,
-                        // A subtree met twice (two identical directories) is loaded again.
-                        None => self.load_tree(id)?,
-                    };
+                if let Some((id, tree)) = tree {
                     self.plan_tree(&tree, &format!("tree {id}"), path, created, plan)?;
                 }
             }
@@ -423,7 +525,12 @@ impl Restorer<'_> {
         if let Some(prefetch) = &self.prefetch {
             let frame = match prefetch.take(&loc.pack, loc.offset, loc.length) {
                 Some(frame) => frame,
-                None => self.read_range(path, start..end)?,
+                None => match self.read_range(path, start..end) {
+                    Err(e @ Error::Store { .. }) => {
+                        return Err(self.handle.block_on(short_pack(self.repo, loc, e)));
+                    }
+                    other => other?,
+                },
             };
             if frame.len() as u64 != end - start {
                 return Err(past_end());
@@ -537,6 +644,20 @@ impl Restorer<'_> {
         read.is_ok() && ids == node.content
     }
 
+    /// Gives back the prefetched frames of `node` not taken (its file is not written from
+    /// them).
+    fn skip_frames(&self, node: &Node) {
+        if let Some(prefetch) = &self.prefetch {
+            for loc in node
+                .content
+                .iter()
+                .filter_map(|id| self.repo.locate(id).ok())
+            {
+                prefetch.skip(&loc.pack, loc.offset);
+            }
+        }
+    }
+
     fn restore_file(
         &self,
         job: &FileJob,
@@ -548,15 +669,7 @@ impl Restorer<'_> {
         let name = path.file_name().unwrap_or_default().as_bytes();
         let dir = dir.open(parent)?;
         if !fresh && self.already_correct(dir, name, path, node) {
-            if let Some(prefetch) = &self.prefetch {
-                for loc in node
-                    .content
-                    .iter()
-                    .filter_map(|id| self.repo.locate(id).ok())
-                {
-                    prefetch.skip(&loc.pack, loc.offset);
-                }
-            }
+            self.skip_frames(node);
             self.warn(fsmeta::apply(path, node));
             self.unchanged.fetch_add(1, Ordering::Relaxed);
             self.progress.bytes_done(node.size);
@@ -566,9 +679,15 @@ impl Restorer<'_> {
         let tmp_path = parent.join(OsStr::from_bytes(&tmp_name));
         // Metadata goes on through the descriptor; rename then replaces whatever non-directory
         // is at the final name (a planted symlink is replaced, never followed).
+        let mut failed_blob = None;
         let result = self
-            .write_content(&tmp_path, &file, node, decoder)
+            .write_content(&tmp_path, &file, node, decoder, &mut failed_blob)
             .map(|()| self.warn(fsmeta::apply_to_file(&file, &tmp_path, node)));
+        // Damage: the temporary file goes, the final name is left as it was.
+        let damaged = match (&result, failed_blob) {
+            (Err(e), Some(blob)) if is_damage(e) => Some(blob),
+            _ => None,
+        };
         drop(file);
         let result = result.and_then(|()| {
             let (tmp, name) = (OsStr::from_bytes(&tmp_name), OsStr::from_bytes(name));
@@ -576,6 +695,12 @@ impl Restorer<'_> {
         });
         if result.is_err() {
             let _ = rustix::fs::unlinkat(dir, OsStr::from_bytes(&tmp_name), AtFlags::empty());
+        }
+        if let (Some(blob), Err(e)) = (damaged, &result) {
+            self.record_damage(path, NodeKind::File, "blob", &blob, e);
+            // The frames of this file not yet taken would never free the prefetch window.
+            self.skip_frames(node);
+            return Ok(());
         }
         result?;
         self.restored.fetch_add(1, Ordering::Relaxed);
@@ -588,10 +713,13 @@ impl Restorer<'_> {
         file: &File,
         node: &Node,
         decoder: &mut BlobDecoder,
+        failed_blob: &mut Option<ChunkId>,
     ) -> Result<()> {
         let mut offset = 0u64;
         let mut written_to = 0u64;
         for id in &node.content {
+            // Set before the read, cleared after it: an error of the write itself is no damage.
+            *failed_blob = Some(*id);
             let len = self.with_blob(id, decoder, |data| {
                 let end = if self.sparse {
                     write_sparse(file, offset, data)
@@ -604,6 +732,7 @@ impl Restorer<'_> {
                 }
                 Ok(data.len() as u64)
             })?;
+            *failed_blob = None;
             offset += len;
             self.progress.bytes_done(len);
         }
@@ -799,22 +928,40 @@ const TREE_LOADS: usize = 32;
 
 /// Every tree under `top`, loaded a level at a time with many loads in flight, so planning
 /// waits on no store round trips (one per directory: a disk read each for local packs, a
-/// request each on S3).
+/// request each on S3). Damaged trees are left out (planning meets them and names their
+/// directories).
 async fn load_trees(repo: &Repository, top: ChunkId) -> Result<HashMap<ChunkId, Tree>> {
-    use futures::{StreamExt, TryStreamExt};
+    use futures::StreamExt;
     let mut trees = HashMap::new();
     let mut seen = HashSet::from([top]);
     let mut level = vec![top];
     let remote = crate::backup::is_remote(repo.location());
     while !level.is_empty() {
-        let loaded: Vec<(ChunkId, Tree)> = if remote {
-            crate::fetch::load_trees(repo, level).await?
+        let merged = if remote {
+            // One damaged tree (or a pack cut short) fails the merged reads: then each is read
+            // alone, which tells damage from a failing store.
+            crate::fetch::load_trees(repo, level.clone()).await.ok()
         } else {
-            futures::stream::iter(level)
-                .map(|id| async move { Ok::<_, Error>((id, repo.load_tree(&id).await?)) })
-                .buffer_unordered(TREE_LOADS)
-                .try_collect()
-                .await?
+            None
+        };
+        let loaded: Vec<(ChunkId, Tree)> = match merged {
+            Some(loaded) => loaded,
+            None => {
+                let results: Vec<(ChunkId, Result<Tree>)> = futures::stream::iter(level)
+                    .map(|id| async move { (id, load_tree(repo, &id).await) })
+                    .buffer_unordered(TREE_LOADS)
+                    .collect()
+                    .await;
+                let mut loaded = Vec::with_capacity(results.len());
+                for (id, tree) in results {
+                    match tree {
+                        Ok(tree) => loaded.push((id, tree)),
+                        Err(e) if is_damage(&e) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                loaded
+            }
         };
         level = Vec::new();
         for (id, tree) in loaded {
@@ -853,6 +1000,8 @@ fn restore_blocking(
         bytes: AtomicU64::new(0),
         sparse: options.sparse,
         stale_temps: AtomicU64::new(0),
+        damaged: Mutex::new(Vec::new()),
+        target,
     };
     let mut plan = Plan {
         trees,
@@ -867,7 +1016,17 @@ fn restore_blocking(
         None => {
             let tree = match plan.trees.remove(root) {
                 Some(tree) => tree,
-                None => restorer.load_tree(root)?,
+                // Nothing can be restored without the root: the restore fails, naming it.
+                None => restorer.load_tree(root).map_err(|e| {
+                    if is_damage(&e) {
+                        Error::corrupt(
+                            format!("tree {root} (the snapshot's root)"),
+                            format!("nothing can be restored: {}", crate::error::report(&e)),
+                        )
+                    } else {
+                        e
+                    }
+                })?,
             };
             restorer.plan_tree(
                 &tree,
@@ -957,8 +1116,30 @@ fn restore_blocking(
         summary.symlinks += 1;
     }
     // After the symlinks, as a group's first name may be one. `hard_link` links the entry
-    // itself (linkat without AT_SYMLINK_FOLLOW), never a symlink's target.
+    // itself (linkat without AT_SYMLINK_FOLLOW), never a symlink's target. Links to a damaged
+    // file are damaged too.
+    let damaged_firsts: HashMap<PathBuf, DamagedEntry> = restorer
+        .damaged
+        .lock()
+        .map_err(poisoned)?
+        .iter()
+        .cloned()
+        .collect();
     for (path, first) in &plan.links {
+        if let Some(first_damage) = damaged_firsts.get(first) {
+            let relative = path.strip_prefix(target).unwrap_or(path);
+            let entry = DamagedEntry {
+                path: crate::ops::escape_path(relative.as_os_str().as_bytes()),
+                reason: format!("a hard link to {}, which is damaged", first_damage.path),
+                ..first_damage.clone()
+            };
+            restorer
+                .damaged
+                .lock()
+                .map_err(poisoned)?
+                .push((path.clone(), entry));
+            continue;
+        }
         let same = match (
             std::fs::symlink_metadata(first),
             std::fs::symlink_metadata(path),
@@ -992,5 +1173,8 @@ fn restore_blocking(
         summary.dirs += 1;
     }
     summary.warnings = std::mem::take(&mut *restorer.warnings.lock().map_err(poisoned)?);
+    let damaged = std::mem::take(&mut *restorer.damaged.lock().map_err(poisoned)?);
+    summary.damaged = damaged.into_iter().map(|(_, entry)| entry).collect();
+    summary.damaged.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(summary)
 }

@@ -35,8 +35,11 @@
 //! crypto-at-rest keyring file); only on a terminal is the password prompted for.
 //!
 //! Exit status: 0 on success, 1 on error, 3 when `backup` saved a snapshot but skipped files it
-//! could not read (as restic) or `repair from-mirror|from-source` left something lost, 4 when `check` found damage or `copy` left snapshots out
-//! because their data is damaged in the source. `ls` prints paths escaped (`\n`, `\\`, `\xNN`, ...), and
+//! could not read (as restic) or `repair from-mirror|from-source` left something lost, 4 when
+//! `check` found damage or `copy` left snapshots out
+//! because their data is damaged in the source, 5 when `restore` restored everything else but
+//! left out files or directories whose data is damaged in the repository (each named, with
+//! the blob or tree and pack at fault, on stderr; in `damaged` with --json). `ls` prints paths escaped (`\n`, `\\`, `\xNN`, ...), and
 //! `restore --path` takes a path as `ls` prints it.
 
 use std::ffi::OsString;
@@ -109,6 +112,10 @@ enum Command {
         /// Key file of the --copy-params-from repository.
         #[arg(long, requires = "copy_params_from")]
         from_key_file: Option<PathBuf>,
+        /// Target pack size (64K to 1G; default 8M): smaller packs, smaller losses when one
+        /// is damaged (the damage campaigns use 1M).
+        #[arg(long, value_parser = parse_size, conflicts_with = "copy_params_from")]
+        pack_size: Option<u64>,
     },
     /// Back up files and directories.
     Backup {
@@ -139,14 +146,16 @@ enum Command {
     },
     /// List snapshots.
     Snapshots,
-    /// List the entries of a snapshot, one per line, paths escaped (`\n`, `\\`, `\xNN`).
+    /// List the entries of a snapshot, one per line, paths escaped (`\n`, `\\`, `\xNN`); with
+    /// --json also the ids of each file's blobs (`content`) and directory's tree (`subtree`).
     Ls {
         /// Snapshot id, unique prefix, or `latest`.
         snapshot: String,
     },
     /// Restore a snapshot (or a path inside it) into a directory. Files are written to
     /// temporary names `.NAME.restore-PID-N` and renamed into place; a rerun removes those that
-    /// a killed restore left beside the files it restores.
+    /// a killed restore left beside the files it restores. Files and directories whose data is
+    /// damaged in the repository are left out and named, the rest restored (exit status 5).
     Restore {
         /// Snapshot id, unique prefix, or `latest`.
         snapshot: String,
@@ -740,6 +749,9 @@ const EXIT_PARTIAL: i32 = 3;
 /// Exit status of a `check` that found damage (1 stays "the check could not run").
 const EXIT_DAMAGED: i32 = 4;
 
+/// Exit status of a `restore` that left out damaged files or directories (and restored the rest).
+const EXIT_RESTORE_DAMAGED: i32 = 5;
+
 fn main() {
     let cli = Cli::parse();
     tune_malloc(&cli.command);
@@ -772,8 +784,13 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Init {
             copy_params_from,
             from_key_file,
+            pack_size,
         } => {
             let mut options = InitOptions::new();
+            if let Some(size) = pack_size {
+                let size = u32::try_from(*size).context("--pack-size: at most 1G")?;
+                options = options.with_pack_size(size);
+            }
             if let Some(source) = copy_params_from {
                 let key = other_key_source(&cli, from_key_file.as_deref(), FROM_PASSWORD_ENV)?;
                 options = options.with_params_from(&*open_with(&cli, source, &key).await?);
@@ -861,11 +878,15 @@ async fn run(cli: Cli) -> Result<i32> {
             for e in ops::list(&repo, snapshot).await? {
                 let n = &e.node;
                 if cli.json {
+                    // The blobs (content) and tree (subtree) ids, as `blobs` names them: which
+                    // files a damaged pack range hits (the damage-restore campaign).
+                    let content: Vec<String> = n.content.iter().map(|id| id.to_hex()).collect();
                     println!(
                         "{}",
                         json!({"path": e.escaped_path(), "type": n.kind, "mode": n.mode,
                                "uid": n.uid, "gid": n.gid, "size": n.size,
-                               "mtime": time_of(n.mtime_ns)})
+                               "mtime": time_of(n.mtime_ns), "content": content,
+                               "subtree": n.subtree.map(|id| id.to_hex())})
                     );
                 } else {
                     let t = match n.kind {
@@ -926,6 +947,20 @@ async fn run(cli: Cli) -> Result<i32> {
                 for w in &s.warnings {
                     println!("  warning: {w}");
                 }
+            }
+            if !s.damaged.is_empty() {
+                for d in &s.damaged {
+                    eprintln!(
+                        "backup: damaged, not restored: {} ({:?}): {}: {}",
+                        d.path, d.kind, d.object, d.reason
+                    );
+                }
+                eprintln!(
+                    "backup: {} entries not restored: their data is damaged in the repository \
+                     (repair from-mirror can heal it if a mirror has it)",
+                    s.damaged.len()
+                );
+                return Ok(EXIT_RESTORE_DAMAGED);
             }
         }
         Command::Diff { a, b } => {
