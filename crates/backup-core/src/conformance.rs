@@ -319,8 +319,10 @@ async fn restore_of_damaged_packs_fails(store: Arc<dyn ObjectStore>, damage: fn(
             );
         }
         Ok(summary) => {
+            // The damage hits the file's data, or the tree of `src` when that tree shares a
+            // damaged pack (which pack a tree lands in depends on the packer threads).
             let named: Vec<&str> = summary.damaged.iter().map(|d| d.path.as_str()).collect();
-            assert_eq!(named, ["src/f"], "{summary:?}");
+            assert!(named == ["src/f"] || named == ["src"], "{summary:?}");
             assert!(names_a_pack(&summary.damaged[0].object), "{summary:?}");
         }
     }
