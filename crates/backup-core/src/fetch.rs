@@ -2,37 +2,44 @@
 //! restore reads a remote store (issue 13).
 //!
 //! A restore knows, once it has planned, every frame it needs and in which order (files in
-//! order, each file's chunks in order). [`Prefetch`] turns that list into ranged GETs: a frame
-//! joins the range of its pack opened at most [`LOOKAHEAD`] ranges before when the gap between
-//! them is at most [`MERGE_GAP`] (reading a little unused data costs less than a request) and
-//! the range stays under [`MAX_RANGE`]; ranges are fetched in need order, [`IN_FLIGHT`] at once, by
-//! a task on the runtime, while the restore threads decode and write. Only the bytes needed
-//! (plus small gaps) are read, instead of whole packs one request per thread.
+//! order, each file's chunks in order). [`Prefetch`] turns that list into ranged GETs the way
+//! a pack-at-a-time restorer would, while the restore threads still write files one after
+//! another: the frames of each pack are sorted by offset and merged into ranges when the gap
+//! between them is at most [`MERGE_GAP`] (reading a little unused data costs less than a
+//! request) and the range stays under [`MAX_RANGE`], so a restore that needs a whole pack
+//! reads it in one request, whatever order its files come in (a backup fills several packs at
+//! once, and files restored one after another alternate between them). Ranges are fetched in
+//! the order their first frame is needed, [`IN_FLIGHT`] at once, by a task on the runtime.
 //!
 //! Memory is bounded: a range takes its size from a budget of [`WINDOW`] bytes before it is
-//! fetched and gives it back once every frame in it has been taken. Ranges are fetched in the
-//! order they are first needed and the threads take files in that order, so the oldest ranges
-//! are always those some thread needs next and the window keeps moving.
+//! fetched; when it arrives its frames are copied out and each keeps its own size of the budget
+//! until it is taken, the gaps' share is given back at once. When the next range does not fit,
+//! frames that arrived early and are needed later than it are dropped, the one needed last
+//! first: each of those is read again, directly, when its turn comes. Since every frame needed
+//! before the next range is either taken or due to be, this never waits forever (and a frame
+//! that no thread will take, its file given up, is dropped after [`STALL`]).
 //!
 //! A frame needed again (a blob group or blob shared by files restored apart) is served from a
 //! [`REPEAT_CACHE`] of recently taken frames the plan needs more than once. One that fell out
-//! of it, or one a failed fetch did not bring, is not served here: the caller reads it
-//! directly, with the store's own retries and error.
+//! of it, or one dropped or not brought by a failed fetch, is not served here: the caller reads
+//! it directly, with the store's own retries and error.
 //!
 //! On the toolchain benchmark (1.2 GiB, 37 packs) a full restore from S3 made 1,612 requests
-//! when ranges merged only with the last one and repeats were read directly, 592 with both
+//! when a frame merged only with the range before it and repeats were read directly, 592 with
+//! a lookahead of a few ranges and the repeat cache, and RESULT with ranges per pack
 //! (`benches/results/backup-remote.md`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
-use tokio::sync::Semaphore;
+use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
 use crate::format::{self, ChunkId, Tree};
@@ -49,37 +56,108 @@ pub(crate) const MAX_RANGE: u64 = 12 * 1024 * 1024;
 /// Ranges fetched at once.
 pub(crate) const IN_FLIGHT: usize = 16;
 
-/// Bytes fetched but not yet taken, at most (a single larger range is let through alone).
+/// Bytes reserved for ranges in flight and frames fetched but not yet taken, at most (a single
+/// larger range is let through alone).
 pub(crate) const WINDOW: u64 = 64 * 1024 * 1024;
 
-/// The permits a range takes: KiB of the window.
-const PERMIT: u64 = 1024;
+/// Bytes of frames needed more than once kept after their first use (see [`RepeatCache`]).
+pub(crate) const REPEAT_CACHE: usize = 32 * 1024 * 1024;
+
+/// How long the fetch task waits for the budget, with nothing else to wait for, before it
+/// drops frames needed earlier than the next range (frames of a file that was given up).
+pub(crate) const STALL: Duration = Duration::from_millis(200);
 
 /// One frame: its pack, offset and length.
 pub(crate) type FrameRef = (Arc<str>, u32, u32);
 
-/// A planned frame: its span, whether it was taken, and how many times it is needed.
+/// A frame of the plan.
 #[derive(Debug)]
-struct PlannedFrame {
-    span: usize,
-    taken: AtomicBool,
+struct Planned {
+    /// Its place in the order frames are first needed.
+    rank: usize,
+    length: u32,
+    /// How many times the plan needs it.
     needs: u32,
 }
 
-/// Each planned frame by (pack, offset).
-type FrameIndex = HashMap<(Arc<str>, u32), PlannedFrame>;
+/// One merged range of a pack: its frames (ranks and offsets) and the first rank among them.
+#[derive(Debug, PartialEq)]
+struct Span {
+    pack: Arc<str>,
+    range: Range<u64>,
+    frames: Vec<(usize, u32)>,
+    first: usize,
+}
 
-/// Bytes of frames needed more than once kept after their first use (see [`RepeatCache`]).
-pub(crate) const REPEAT_CACHE: usize = 32 * 1024 * 1024;
+impl Span {
+    fn len(&self) -> u64 {
+        self.range.end - self.range.start
+    }
+}
+
+/// Plans the ranges for `frames` (in need order; repeats are counted): each pack's frames by
+/// offset, merged when at most `gap` apart and within [`MAX_RANGE`]; ranges in the order of
+/// their first frame.
+fn plan(
+    frames: impl IntoIterator<Item = FrameRef>,
+    gap: u64,
+) -> (Vec<Span>, HashMap<(Arc<str>, u32), Planned>) {
+    let mut planned: HashMap<(Arc<str>, u32), Planned> = HashMap::new();
+    let mut by_pack: HashMap<Arc<str>, Vec<(u32, u32, usize)>> = HashMap::new();
+    for (pack, offset, length) in frames {
+        let rank = planned.len();
+        let entry = planned.entry((pack.clone(), offset)).or_insert(Planned {
+            rank,
+            length,
+            needs: 0,
+        });
+        entry.needs = entry.needs.saturating_add(1);
+        if entry.needs == 1 {
+            by_pack
+                .entry(pack)
+                .or_default()
+                .push((offset, length, rank));
+        }
+    }
+    let mut spans = Vec::new();
+    for (pack, mut frames) in by_pack {
+        frames.sort_unstable();
+        let mut open: Option<Span> = None;
+        for (offset, length, rank) in frames {
+            let (start, end) = (u64::from(offset), u64::from(offset) + u64::from(length));
+            match &mut open {
+                Some(span)
+                    if start <= span.range.end + gap && end - span.range.start <= MAX_RANGE =>
+                {
+                    span.range.end = span.range.end.max(end);
+                    span.frames.push((rank, offset));
+                    span.first = span.first.min(rank);
+                }
+                _ => {
+                    spans.extend(open.take());
+                    open = Some(Span {
+                        pack: pack.clone(),
+                        range: start..end,
+                        frames: vec![(rank, offset)],
+                        first: rank,
+                    });
+                }
+            }
+        }
+        spans.extend(open);
+    }
+    spans.sort_unstable_by_key(|s| s.first);
+    (spans, planned)
+}
 
 /// Frames that the plan needs again after their first use, most recently used last, within
 /// [`REPEAT_CACHE`] bytes: files sharing a blob group (small files) or a blob are often
 /// restored far apart, after the restorer's few decoded groups moved on, and each such need
 /// would otherwise be one more request, made by a restore thread while it waits (on moto one
-/// that copies the whole pack). Copies, so a kept frame does not pin its range's buffer.
+/// that copies the whole pack).
 #[derive(Default)]
 struct RepeatCache {
-    frames: std::collections::VecDeque<((Arc<str>, u32), Bytes)>,
+    frames: VecDeque<((Arc<str>, u32), Bytes)>,
     bytes: usize,
 }
 
@@ -92,12 +170,12 @@ impl RepeatCache {
         Some(frame)
     }
 
-    fn put(&mut self, key: (Arc<str>, u32), frame: &[u8]) {
+    fn put(&mut self, key: (Arc<str>, u32), frame: Bytes) {
         if frame.len() > REPEAT_CACHE {
             return;
         }
         self.bytes += frame.len();
-        self.frames.push_back((key, Bytes::copy_from_slice(frame)));
+        self.frames.push_back((key, frame));
         while self.bytes > REPEAT_CACHE {
             let Some((_, old)) = self.frames.pop_front() else {
                 break;
@@ -107,48 +185,59 @@ impl RepeatCache {
     }
 }
 
-/// One merged range of a pack, and how many of its frames are still to be taken.
-#[derive(Debug)]
-struct Span {
-    pack: Arc<str>,
-    range: Range<u64>,
-    frames: usize,
-}
-
-enum SpanState {
+/// Where a planned frame is.
+enum FrameState {
+    /// Its range is not here yet.
     Waiting,
-    Ready {
-        bytes: Bytes,
-        _budget: tokio::sync::OwnedSemaphorePermit,
-    },
-    /// Failed, or every frame taken (its bytes and budget given back).
-    Done,
+    /// Fetched, a copy of its own, holding its size of the budget.
+    Ready(Bytes),
+    /// Taken, skipped, dropped, or not brought by a failed fetch.
+    Gone,
 }
 
-/// A span's state and how many of its frames are still to be taken or skipped.
-struct Slot {
-    left: usize,
-    state: SpanState,
+/// What the restore threads and the fetch task share, under one lock.
+struct State {
+    /// By rank.
+    frames: Vec<FrameState>,
+    /// Ranks of the `Ready` frames (the ones that can be dropped).
+    ready: BTreeSet<usize>,
+    /// Budget left, in bytes (below zero while a range larger than the window is held).
+    free: i64,
+    /// The whole budget.
+    window: i64,
+    cancelled: bool,
+    repeats: RepeatCache,
 }
 
-impl Slot {
-    /// One frame fewer to take; the bytes go once none is left.
-    fn taken(&mut self) {
-        self.left = self.left.saturating_sub(1);
-        if self.left == 0 {
-            self.state = SpanState::Done;
+struct Shared {
+    planned: HashMap<(Arc<str>, u32), Planned>,
+    state: Mutex<State>,
+    /// Wakes the restore threads: a range arrived, or the prefetch was cancelled.
+    arrived: Condvar,
+    /// Wakes the fetch task: budget was given back.
+    freed: Notify,
+}
+
+impl State {
+    /// Marks a `Ready` frame `Gone` and gives back its budget; returns its bytes.
+    fn release(&mut self, rank: usize, length: u32) -> Option<Bytes> {
+        match std::mem::replace(&mut self.frames[rank], FrameState::Gone) {
+            FrameState::Ready(bytes) => {
+                self.ready.remove(&rank);
+                self.free += i64::from(length);
+                Some(bytes)
+            }
+            other => {
+                self.frames[rank] = other;
+                None
+            }
         }
     }
 }
 
 /// Frames fetched ahead in merged ranges; see the [module docs](self).
 pub(crate) struct Prefetch {
-    spans: Vec<Span>,
-    frames: FrameIndex,
-    repeats: Mutex<RepeatCache>,
-    slots: Arc<Mutex<Vec<Slot>>>,
-    changed: Arc<Condvar>,
-    cancelled: AtomicBool,
+    shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -158,72 +247,6 @@ impl Drop for Prefetch {
     }
 }
 
-/// Merges `frames` (in need order; repeats are ignored) into ranges; see the module docs.
-fn plan(frames: impl IntoIterator<Item = FrameRef>) -> (Vec<Span>, FrameIndex) {
-    plan_with(frames, MERGE_GAP, LOOKAHEAD)
-}
-
-/// A frame joins the range of its pack opened at most this many ranges earlier. A backup fills
-/// several packs at once, so files restored one after another alternate between packs; merging
-/// only with the last range would read a pack in dozens of requests (on moto each copies the
-/// whole object). The bound keeps the budget deadlock-free: a range still waiting for a later
-/// frame was opened at most `LOOKAHEAD` ranges before the oldest frame a thread waits for, so
-/// such ranges hold at most `LOOKAHEAD + 1` ranges of budget and the range that thread needs
-/// still fits in the window.
-pub(crate) const LOOKAHEAD: usize = (WINDOW / MAX_RANGE) as usize - 2;
-
-/// [`plan`] with frames at most `gap` apart merged into a range of their pack opened at most
-/// `lookahead` ranges earlier.
-fn plan_with(
-    frames: impl IntoIterator<Item = FrameRef>,
-    gap: u64,
-    lookahead: usize,
-) -> (Vec<Span>, FrameIndex) {
-    let mut spans: Vec<Span> = Vec::new();
-    let mut index = HashMap::new();
-    // The newest range of each pack.
-    let mut open: HashMap<Arc<str>, usize> = HashMap::new();
-    for (pack, offset, length) in frames {
-        if let Some(planned) = index.get_mut(&(pack.clone(), offset)) {
-            let planned: &mut PlannedFrame = planned;
-            planned.needs = planned.needs.saturating_add(1);
-            continue;
-        }
-        let (start, end) = (u64::from(offset), u64::from(offset) + u64::from(length));
-        let joined = open.get(&pack).copied().filter(|&i| {
-            let r = &spans[i].range;
-            spans.len() - i <= lookahead + 1
-                && start <= r.end + gap
-                && end + gap >= r.start
-                && end.max(r.end) - start.min(r.start) <= MAX_RANGE
-        });
-        let span = match joined {
-            Some(i) => {
-                let span = &mut spans[i];
-                span.range = span.range.start.min(start)..span.range.end.max(end);
-                span.frames += 1;
-                i
-            }
-            None => {
-                spans.push(Span {
-                    pack: pack.clone(),
-                    range: start..end,
-                    frames: 1,
-                });
-                open.insert(pack.clone(), spans.len() - 1);
-                spans.len() - 1
-            }
-        };
-        let planned = PlannedFrame {
-            span,
-            taken: AtomicBool::new(false),
-            needs: 1,
-        };
-        index.insert((pack, offset), planned);
-    }
-    (spans, index)
-}
-
 impl Prefetch {
     /// Starts fetching `frames` (in the order they will be needed) from `store` on `handle`.
     pub(crate) fn start(
@@ -231,78 +254,39 @@ impl Prefetch {
         frames: impl IntoIterator<Item = FrameRef>,
         handle: &tokio::runtime::Handle,
     ) -> Prefetch {
-        let (spans, frames) = plan(frames);
-        let slots = Arc::new(Mutex::new(
-            spans
-                .iter()
-                .map(|s| Slot {
-                    left: s.frames,
-                    state: SpanState::Waiting,
-                })
-                .collect::<Vec<_>>(),
-        ));
-        let changed = Arc::new(Condvar::new());
-        let window = (WINDOW / PERMIT) as u32;
-        let budget = Arc::new(Semaphore::new(window as usize));
-        let work: Vec<(usize, ObjectPath, Range<u64>)> = spans
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                (
-                    i,
-                    ObjectPath::from(format::pack_path(&s.pack)),
-                    s.range.clone(),
-                )
-            })
-            .collect();
-        let task = {
-            let (slots, changed) = (slots.clone(), changed.clone());
-            handle.spawn(async move {
-                let mut fetched = futures::stream::iter(work)
-                    .map(|(i, path, range)| {
-                        let (store, budget) = (store.clone(), budget.clone());
-                        async move {
-                            let kib = (range.end - range.start).div_ceil(PERMIT);
-                            let permits = u32::try_from(kib).unwrap_or(u32::MAX).clamp(1, window);
-                            // The semaphore is fair: ranges get their budget in need order.
-                            let permit = budget.acquire_many_owned(permits).await;
-                            let bytes = store.get_range(&path, range.clone()).await;
-                            (i, permit, bytes, range)
-                        }
-                    })
-                    .buffer_unordered(IN_FLIGHT);
-                while let Some((i, permit, bytes, range)) = fetched.next().await {
-                    let Ok(mut slots) = slots.lock() else {
-                        return;
-                    };
-                    let slot = &mut slots[i];
-                    slot.state = match (permit, bytes) {
-                        (Ok(permit), Ok(bytes))
-                            if slot.left > 0 && bytes.len() as u64 == range.end - range.start =>
-                        {
-                            SpanState::Ready {
-                                bytes,
-                                _budget: permit,
-                            }
-                        }
-                        // Every frame skipped meanwhile; or a short read (a truncated pack) or
-                        // an error: the frames are read directly, which names the problem.
-                        _ => SpanState::Done,
-                    };
-                    drop(slots);
-                    changed.notify_all();
-                }
-            })
+        Self::start_with_window(store, frames, handle, WINDOW)
+    }
+
+    /// [`Prefetch::start`] with a budget of `window` bytes.
+    fn start_with_window(
+        store: Arc<dyn ObjectStore>,
+        frames: impl IntoIterator<Item = FrameRef>,
+        handle: &tokio::runtime::Handle,
+        window: u64,
+    ) -> Prefetch {
+        let (spans, planned) = plan(frames, MERGE_GAP);
+        let lengths: Vec<u32> = {
+            let mut lengths = vec![0; planned.len()];
+            for p in planned.values() {
+                lengths[p.rank] = p.length;
+            }
+            lengths
         };
-        Prefetch {
-            spans,
-            frames,
-            repeats: Mutex::default(),
-            slots,
-            changed,
-            cancelled: AtomicBool::new(false),
-            task,
-        }
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                frames: (0..planned.len()).map(|_| FrameState::Waiting).collect(),
+                ready: BTreeSet::new(),
+                free: window as i64,
+                window: window as i64,
+                cancelled: false,
+                repeats: RepeatCache::default(),
+            }),
+            planned,
+            arrived: Condvar::new(),
+            freed: Notify::new(),
+        });
+        let task = handle.spawn(fetch_all(store, spans, lengths, shared.clone()));
+        Prefetch { shared, task }
     }
 
     /// The sealed frame at `offset` of `pack`, waiting for its range if need be; `None` when
@@ -310,60 +294,164 @@ impl Prefetch {
     /// served from its range once, then from the repeat cache while it is there.
     pub(crate) fn take(&self, pack: &Arc<str>, offset: u32, length: u32) -> Option<Bytes> {
         let key = (pack.clone(), offset);
-        let planned = self.frames.get(&key)?;
-        if planned.taken.swap(true, Ordering::AcqRel) {
-            return self.repeats.lock().ok()?.get(&key);
+        let planned = self.shared.planned.get(&key)?;
+        if planned.length != length {
+            return None;
         }
-        let span = &planned.span;
-        let mut slots = self.slots.lock().ok()?;
+        let mut state = self.shared.state.lock().ok()?;
         loop {
-            if self.cancelled.load(Ordering::Acquire) {
+            if state.cancelled {
                 return None;
             }
-            let slot = &mut slots[*span];
-            let frame = match &slot.state {
-                SpanState::Waiting => {
-                    slots = self.changed.wait(slots).ok()?;
-                    continue;
+            match &state.frames[planned.rank] {
+                FrameState::Waiting => {
+                    state = self.shared.arrived.wait(state).ok()?;
                 }
-                SpanState::Done => None,
-                SpanState::Ready { bytes, .. } => {
-                    let start = (u64::from(offset) - self.spans[*span].range.start) as usize;
-                    let end = start + length as usize;
-                    (end <= bytes.len()).then(|| bytes.slice(start..end))
+                FrameState::Gone => return state.repeats.get(&key),
+                FrameState::Ready(_) => {
+                    let frame = state.release(planned.rank, planned.length)?;
+                    if planned.needs > 1 {
+                        state.repeats.put(key, frame.clone());
+                    }
+                    drop(state);
+                    self.shared.freed.notify_one();
+                    return Some(frame);
                 }
-            };
-            slot.taken();
-            drop(slots);
-            if let (Some(frame), true) = (&frame, planned.needs > 1)
-                && let Ok(mut repeats) = self.repeats.lock()
-            {
-                repeats.put(key, frame);
             }
-            return frame;
         }
     }
 
-    /// Marks the frame at `offset` of `pack` as not needed (its file was already restored),
-    /// so its range's budget is given back once nothing else in it is.
+    /// Marks the frame at `offset` of `pack` as not needed here (its file was already
+    /// restored, or is given up), so its budget is given back.
     pub(crate) fn skip(&self, pack: &Arc<str>, offset: u32) {
-        let Some(planned) = self.frames.get(&(pack.clone(), offset)) else {
+        let key = (pack.clone(), offset);
+        let Some(planned) = self.shared.planned.get(&key) else {
             return;
         };
-        if !planned.taken.swap(true, Ordering::AcqRel)
-            && let Ok(mut slots) = self.slots.lock()
-        {
-            slots[planned.span].taken();
+        let Ok(mut state) = self.shared.state.lock() else {
+            return;
+        };
+        match &state.frames[planned.rank] {
+            FrameState::Waiting => state.frames[planned.rank] = FrameState::Gone,
+            FrameState::Ready(_) => {
+                if let Some(frame) = state.release(planned.rank, planned.length)
+                    && planned.needs > 1
+                {
+                    state.repeats.put(key, frame);
+                }
+                drop(state);
+                self.shared.freed.notify_one();
+            }
+            FrameState::Gone => {}
         }
     }
 
     /// Wakes every thread waiting for a range and serves nothing more: called when a restore
-    /// thread stops on an error, since the ranges it would have taken never free the window.
+    /// thread stops on an error.
     pub(crate) fn cancel(&self) {
-        self.cancelled.store(true, Ordering::Release);
         self.task.abort();
-        let _guard = self.slots.lock();
-        self.changed.notify_all();
+        if let Ok(mut state) = self.shared.state.lock() {
+            state.cancelled = true;
+        }
+        self.shared.arrived.notify_all();
+    }
+}
+
+/// Reserves `span`'s size of the budget, dropping `Ready` frames needed after its first frame
+/// (the one needed last first) when it does not fit, and, when `stalled`, any `Ready` frame.
+fn reserve(state: &mut State, span: &Span, lengths: &[u32], stalled: bool) -> bool {
+    let need = (span.len() as i64).min(state.window);
+    while state.free < need {
+        let victim = match state.ready.last() {
+            Some(&rank) if rank > span.first => rank,
+            _ if stalled => match state.ready.first() {
+                Some(&rank) => rank,
+                None => return false,
+            },
+            _ => return false,
+        };
+        state.release(victim, lengths[victim]);
+    }
+    state.free -= span.len() as i64;
+    true
+}
+
+/// Copies the frames of `span` out of its fetched `bytes` (or marks them `Gone` if the fetch
+/// failed or came back short) and gives back the rest of its budget.
+fn deliver(state: &mut State, span: &Span, lengths: &[u32], bytes: Option<Bytes>) {
+    let mut kept = 0i64;
+    for &(rank, offset) in &span.frames {
+        if !matches!(state.frames[rank], FrameState::Waiting) {
+            continue;
+        }
+        let from = (u64::from(offset) - span.range.start) as usize;
+        let frame = bytes
+            .as_ref()
+            .and_then(|b| b.get(from..from + lengths[rank] as usize));
+        state.frames[rank] = match frame {
+            Some(frame) => {
+                kept += i64::from(lengths[rank]);
+                state.ready.insert(rank);
+                FrameState::Ready(Bytes::copy_from_slice(frame))
+            }
+            None => FrameState::Gone,
+        };
+    }
+    state.free += span.len() as i64 - kept;
+}
+
+/// The fetch task: ranges in order of their first frame, [`IN_FLIGHT`] at once, each after
+/// its budget is reserved.
+async fn fetch_all(
+    store: Arc<dyn ObjectStore>,
+    spans: Vec<Span>,
+    lengths: Vec<u32>,
+    shared: Arc<Shared>,
+) {
+    let mut next = 0;
+    let mut stalled = false;
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        while next < spans.len() && in_flight.len() < IN_FLIGHT {
+            let reserved = match shared.state.lock() {
+                Ok(mut state) if !state.cancelled => {
+                    reserve(&mut state, &spans[next], &lengths, stalled)
+                }
+                _ => return,
+            };
+            if !reserved {
+                break;
+            }
+            stalled = false;
+            let span = &spans[next];
+            let (store, path, range) = (
+                store.clone(),
+                ObjectPath::from(format::pack_path(&span.pack)),
+                span.range.clone(),
+            );
+            in_flight.push(async move {
+                let bytes = store.get_range(&path, range.clone()).await.ok();
+                (
+                    next,
+                    bytes.filter(|b| b.len() as u64 == range.end - range.start),
+                )
+            });
+            next += 1;
+        }
+        if next == spans.len() && in_flight.is_empty() {
+            return;
+        }
+        tokio::select! {
+            Some((i, bytes)) = in_flight.next(), if !in_flight.is_empty() => {
+                match shared.state.lock() {
+                    Ok(mut state) => deliver(&mut state, &spans[i], &lengths, bytes),
+                    Err(_) => return,
+                }
+                shared.arrived.notify_all();
+            }
+            _ = shared.freed.notified() => {}
+            _ = tokio::time::sleep(STALL), if in_flight.is_empty() => stalled = true,
+        }
     }
 }
 
@@ -390,7 +478,13 @@ pub(crate) async fn load_trees(
     let frames = wanted
         .iter()
         .map(|(l, _)| (l.pack.clone(), l.offset, l.length));
-    let (spans, index) = plan_with(frames, TREE_GAP, 0);
+    let (spans, planned) = plan(frames, TREE_GAP);
+    let mut span_of = vec![0; planned.len()];
+    for (i, span) in spans.iter().enumerate() {
+        for &(rank, _) in &span.frames {
+            span_of[rank] = i;
+        }
+    }
     let fetched: Vec<(usize, Bytes)> = futures::stream::iter(spans.iter().enumerate())
         .map(|(i, span)| async move {
             let path = format::pack_path(&span.pack);
@@ -417,7 +511,9 @@ pub(crate) async fn load_trees(
         .into_iter()
         .map(|(loc, id)| {
             let path = format::pack_path(&loc.pack);
-            let span = index.get(&(loc.pack.clone(), loc.offset)).map(|p| p.span);
+            let span = planned
+                .get(&(loc.pack.clone(), loc.offset))
+                .map(|p| span_of[p.rank]);
             let sealed = span.and_then(|i| {
                 let from = (u64::from(loc.offset) - spans[i].range.start) as usize;
                 by_span[i].get(from..from + loc.length as usize)
@@ -434,65 +530,191 @@ pub(crate) async fn load_trees(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use object_store::PutPayload;
+    use object_store::memory::InMemory;
 
     fn f(pack: &str, offset: u32, length: u32) -> FrameRef {
         (Arc::from(pack), offset, length)
     }
 
-    #[test]
-    fn close_frames_of_a_pack_merge_and_others_do_not() {
-        let gap = MERGE_GAP as u32;
-        let (spans, index) = plan([
-            f("a", 0, 100),
-            f("a", 100, 50),               // adjacent: merged
-            f("a", 150 + gap, 10),         // exactly MERGE_GAP after: merged
-            f("a", 0, 100),                // a repeat: ignored
-            f("b", 0, 10),                 // another pack
-            f("a", 400 + 2 * gap, 10),     // a's again, but after b: a new range
-            f("a", 500 + 3 * gap + 1, 10), // more than MERGE_GAP after: a new range
-            f("c", 0, MAX_RANGE as u32 - 10),
-            f("c", MAX_RANGE as u32 - 10, 20), // would grow past MAX_RANGE
-        ]);
-        let got: Vec<(&str, Range<u64>, usize)> = spans
+    fn ranges(spans: &[Span]) -> Vec<(&str, Range<u64>, usize)> {
+        spans
             .iter()
-            .map(|s| (&*s.pack, s.range.clone(), s.frames))
-            .collect();
+            .map(|s| (&*s.pack, s.range.clone(), s.frames.len()))
+            .collect()
+    }
+
+    #[test]
+    fn frames_of_a_pack_merge_by_offset_whatever_order_they_are_needed_in() {
+        let gap = MERGE_GAP as u32;
+        let (spans, planned) = plan(
+            [
+                f("a", 150 + gap, 10), // first needed, but after the others in the pack
+                f("b", 0, 10),         // another pack
+                f("a", 100, 50),
+                f("a", 0, 100),
+                f("a", 0, 100),                // a repeat: counted, not planned again
+                f("a", 500 + 3 * gap + 1, 10), // more than MERGE_GAP after: a new range
+                f("c", 0, MAX_RANGE as u32 - 10),
+                f("c", MAX_RANGE as u32 - 10, 20), // would grow past MAX_RANGE
+            ],
+            MERGE_GAP,
+        );
         let g = MERGE_GAP;
         assert_eq!(
-            got,
+            ranges(&spans),
             [
                 ("a", 0..160 + g, 3),
                 ("b", 0..10, 1),
-                ("a", 400 + 2 * g..410 + 2 * g, 1),
                 ("a", 501 + 3 * g..511 + 3 * g, 1),
                 ("c", 0..MAX_RANGE - 10, 1),
                 ("c", MAX_RANGE - 10..MAX_RANGE + 10, 1),
             ]
         );
-        assert_eq!(index.len(), 8);
+        assert_eq!(
+            spans.iter().map(|s| s.first).collect::<Vec<_>>(),
+            [0, 1, 4, 5, 6]
+        );
+        assert_eq!(planned.len(), 7);
+        assert_eq!(planned[&(Arc::from("a"), 0)].needs, 2);
     }
 
     #[test]
     fn packs_filled_side_by_side_are_read_in_one_range_each() {
         // Files restored one after another alternate between three packs a backup filled at
-        // once: each pack is one range, whatever the order its frames are needed in.
-        let frames = (0..30u32).map(|i| f(["a", "b", "c"][i as usize % 3], (i / 3) * 100, 100));
-        let (spans, _) = plan(frames.chain([f("a", 0, 100), f("b", 950, 50)]));
-        let got: Vec<(&str, Range<u64>, usize)> = spans
-            .iter()
-            .map(|s| (&*s.pack, s.range.clone(), s.frames))
+        // once, each pack's frames in a shuffled order: each pack is one range.
+        let frames = (0..30u32).map(|i| {
+            let pack = ["a", "b", "c"][i as usize % 3];
+            f(pack, ((i / 3) * 7 % 10) * 100, 100)
+        });
+        let (spans, _) = plan(frames, MERGE_GAP);
+        assert_eq!(
+            ranges(&spans),
+            [("a", 0..1000, 10), ("b", 0..1000, 10), ("c", 0..1000, 10)]
+        );
+    }
+
+    /// Packs of distinct bytes in an in-memory store; frame `i` of pack `p` is bytes
+    /// `i * 1000 .. i * 1000 + 1000`.
+    async fn packs(names: &[&str], frames_each: u32) -> Arc<dyn ObjectStore> {
+        let store = InMemory::new();
+        for (n, name) in names.iter().enumerate() {
+            let bytes: Vec<u8> = (0..frames_each * 1000)
+                .map(|i| (i as usize * 31 + n * 7) as u8)
+                .collect();
+            let path = ObjectPath::from(format::pack_path(name));
+            store.put(&path, PutPayload::from(bytes)).await.unwrap();
+        }
+        Arc::new(store)
+    }
+
+    async fn expected(store: &Arc<dyn ObjectStore>, (pack, offset, length): &FrameRef) -> Bytes {
+        let path = ObjectPath::from(format::pack_path(pack));
+        let range = u64::from(*offset)..u64::from(*offset) + u64::from(*length);
+        store.get_range(&path, range).await.unwrap()
+    }
+
+    /// Takes `need` in order on a blocking thread, reading directly what is not served, as
+    /// the restorer does; returns how many were served and the bytes of each.
+    async fn take_all(
+        prefetch: Arc<Prefetch>,
+        need: Vec<FrameRef>,
+        store: Arc<dyn ObjectStore>,
+    ) -> (usize, Vec<Bytes>) {
+        let handle = tokio::runtime::Handle::current();
+        let taken = tokio::task::spawn_blocking(move || {
+            need.iter()
+                .map(|frame| {
+                    let served = prefetch.take(&frame.0, frame.1, frame.2);
+                    let bytes = served
+                        .clone()
+                        .unwrap_or_else(|| handle.block_on(expected(&store, frame)));
+                    (served.is_some(), bytes)
+                })
+                .collect::<Vec<_>>()
+        });
+        let taken = tokio::time::timeout(Duration::from_secs(20), taken)
+            .await
+            .expect("every frame is taken, none waits forever")
+            .unwrap();
+        (
+            taken.iter().filter(|(s, _)| *s).count(),
+            taken.into_iter().map(|(_, b)| b).collect(),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_frame_is_served_once_and_repeats_from_the_cache() {
+        let store = packs(&["a", "b"], 8).await;
+        let mut need: Vec<FrameRef> = (0..8)
+            .flat_map(|i| [f("a", i * 1000, 1000), f("b", (7 - i) * 1000, 1000)])
             .collect();
+        need.push(f("a", 0, 1000)); // needed again
+        let prefetch = Arc::new(Prefetch::start(
+            store.clone(),
+            need.clone(),
+            &tokio::runtime::Handle::current(),
+        ));
+        let (served, bytes) = take_all(prefetch, need.clone(), store.clone()).await;
         assert_eq!(
-            got,
-            [("a", 0..1000, 10), ("b", 0..1000, 11), ("c", 0..1000, 10)]
+            served,
+            need.len(),
+            "every frame served, the repeat from the cache"
         );
-        // A pack's range opened more than LOOKAHEAD ranges before is not grown any more.
-        let far = (0..=LOOKAHEAD as u32 + 1).map(|i| f(&format!("p{i}"), 0, 10));
-        let (spans, _) = plan(far.chain([f("p0", 10, 10)]));
-        assert_eq!(spans.len(), LOOKAHEAD + 3);
-        assert_eq!(
-            spans.last().map(|s| (&*s.pack, s.range.clone())),
-            Some(("p0", 10..20))
+        for (frame, got) in need.iter().zip(bytes) {
+            assert_eq!(got, expected(&store, frame).await);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_small_window_drops_frames_needed_late_and_never_waits_forever() {
+        // Each pack's first frame is needed early, the rest at the end: holding them all would
+        // take eight packs of budget; the window holds three.
+        let names = ["p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7"];
+        let store = packs(&names, 4).await;
+        let mut need: Vec<FrameRef> = names.iter().map(|p| f(p, 0, 1000)).collect();
+        need.extend(
+            names
+                .iter()
+                .flat_map(|p| (1..4).map(move |i| f(p, i * 1000, 1000))),
         );
+        let prefetch = Prefetch::start_with_window(
+            store.clone(),
+            need.clone(),
+            &tokio::runtime::Handle::current(),
+            3 * 4000,
+        );
+        let (served, bytes) = take_all(Arc::new(prefetch), need.clone(), store.clone()).await;
+        assert!(
+            served < need.len(),
+            "some frames were dropped and read directly"
+        );
+        assert!(
+            served >= names.len(),
+            "{served}: the early frames were served"
+        );
+        for (frame, got) in need.iter().zip(bytes) {
+            assert_eq!(got, expected(&store, frame).await);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frames_nobody_takes_do_not_hold_the_window() {
+        // The first file is given up (its frames never taken nor skipped): the rest still come.
+        let store = packs(&["a", "b", "c"], 4).await;
+        let all: Vec<FrameRef> = ["a", "b", "c"]
+            .iter()
+            .flat_map(|p| (0..4).map(move |i| f(p, i * 1000, 1000)))
+            .collect();
+        let prefetch = Prefetch::start_with_window(
+            store.clone(),
+            all.clone(),
+            &tokio::runtime::Handle::current(),
+            4000,
+        );
+        let (_, bytes) = take_all(Arc::new(prefetch), all[4..].to_vec(), store.clone()).await;
+        for (frame, got) in all[4..].iter().zip(bytes) {
+            assert_eq!(got, expected(&store, frame).await);
+        }
     }
 }

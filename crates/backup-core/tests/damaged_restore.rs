@@ -372,12 +372,16 @@ async fn from_a_remote_store_a_deleted_and_a_truncated_pack_are_named_and_the_re
     };
     let mut picks: Vec<IndexedBlob> = Vec::new();
     for i in 0..6 {
-        let b = layout.blob_of(&format!("src/big/{i}.bin"));
-        if !has_tree(&b.pack) && picks.iter().all(|p| p.pack != b.pack) {
-            picks.push(b.clone());
+        for id in &layout.files[&format!("src/big/{i}.bin")] {
+            let b = layout.blobs.iter().find(|b| &b.id == id).unwrap();
+            if !has_tree(&b.pack) && picks.iter().all(|p| p.pack != b.pack) {
+                picks.push(b.clone());
+            }
         }
     }
-    assert!(picks.len() >= 2, "{} packs of big files hold no tree", picks.len());
+    // Which packs hold trees depends on the packer threads: at least one pack of big files
+    // holds none (each big file is several packs of data alone).
+    assert!(!picks.is_empty(), "every pack of big files holds a tree");
     let deleted = picks[0].pack.clone();
     let mut damaged = BTreeMap::from([(deleted.clone(), 0..u64::MAX)]);
     remote
@@ -404,10 +408,8 @@ async fn from_a_remote_store_a_deleted_and_a_truncated_pack_are_named_and_the_re
         damaged.insert(cut_blob.pack.clone(), cut..u64::MAX);
     }
     let expected = layout.expected(&damaged);
-    assert!(
-        !expected.is_empty() && expected.iter().all(|p| p.starts_with("src/big/")),
-        "{expected:?}"
-    );
+    // Small files grouped into a damaged pack beside big files' data are expected too.
+    assert!(!expected.is_empty(), "{expected:?}");
 
     let target = work.path().join("restored");
     let options = RestoreOptions::builder(&target)
