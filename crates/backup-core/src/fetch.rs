@@ -80,6 +80,9 @@ struct Planned {
     needs: u32,
 }
 
+/// The frames of a plan by (pack, offset).
+type PlannedFrames = HashMap<(Arc<str>, u32), Planned>;
+
 /// One merged range of a pack: its frames (ranks and offsets) and the first rank among them.
 #[derive(Debug, PartialEq)]
 struct Span {
@@ -101,8 +104,8 @@ impl Span {
 fn plan(
     frames: impl IntoIterator<Item = FrameRef>,
     gap: u64,
-) -> (Vec<Span>, HashMap<(Arc<str>, u32), Planned>) {
-    let mut planned: HashMap<(Arc<str>, u32), Planned> = HashMap::new();
+) -> (Vec<Span>, PlannedFrames) {
+    let mut planned: PlannedFrames = HashMap::new();
     let mut by_pack: HashMap<Arc<str>, Vec<(u32, u32, usize)>> = HashMap::new();
     for (pack, offset, length) in frames {
         let rank = planned.len();
@@ -210,7 +213,7 @@ struct State {
 }
 
 struct Shared {
-    planned: HashMap<(Arc<str>, u32), Planned>,
+    planned: PlannedFrames,
     state: Mutex<State>,
     /// Wakes the restore threads: a range arrived, or the prefetch was cancelled.
     arrived: Condvar,
