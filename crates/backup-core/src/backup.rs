@@ -731,7 +731,9 @@ async fn backup_locked(
         .collect();
     let parent = match &options.parent {
         Some(p) => Some(repo.find_snapshot(p).await?),
-        None if options.auto_parent => repo
+        // A write-only host reads no snapshot: it re-reads its files, and deduplication
+        // against its index still uploads only new chunks (see FORMAT.md).
+        None if options.auto_parent && repo.refuse_if_write_only("").is_ok() => repo
             .snapshots()
             .await?
             .into_iter()

@@ -110,6 +110,7 @@ pub mod append_only;
 pub mod copy;
 mod fetch;
 pub mod schedule;
+pub mod write_only;
 
 pub use backup::{BackupOptions, BackupOptionsBuilder, backup};
 pub use chunker::ChunkerParams;

@@ -88,7 +88,10 @@ impl InitOptions {
 }
 
 /// Checks a pack size and a zstd level, at init and when a repository's config is read.
-fn check_sizes(pack_size: u32, compression_level: i32) -> std::result::Result<(), String> {
+pub(crate) fn check_sizes(
+    pack_size: u32,
+    compression_level: i32,
+) -> std::result::Result<(), String> {
     if !(64 * 1024..=1 << 30).contains(&pack_size) {
         return Err(format!("pack size {pack_size} outside 64 KiB..1 GiB"));
     }
@@ -167,7 +170,7 @@ pub(crate) struct Keys {
 }
 
 impl Keys {
-    fn derive(master: &[u8; MASTER_LEN], config: &Config) -> Self {
+    pub(crate) fn derive(master: &[u8; MASTER_LEN], config: &Config) -> Self {
         let id_key = Zeroizing::new(blake3::derive_key(
             "hostguard backup-core chunk id key",
             master,
@@ -245,6 +248,42 @@ impl std::fmt::Debug for Repository {
             .field("location", &self.location)
             .field("config", &self.config)
             .finish_non_exhaustive()
+    }
+}
+
+impl Repository {
+    /// A handle on an opened or created repository (for `write_only`).
+    pub(crate) fn assemble(
+        store: Arc<dyn ObjectStore>,
+        location: String,
+        config: Config,
+        keys: Keys,
+        key_name: String,
+    ) -> Repository {
+        Repository {
+            store,
+            location,
+            config,
+            keys: Arc::new(keys),
+            index: RwLock::new(HashMap::new()),
+            index_objects: AtomicUsize::new(0),
+            skipped: Mutex::new(BTreeMap::new()),
+            key_name: Mutex::new(key_name),
+            index_names: Mutex::new(Vec::new()),
+            append_only: false,
+        }
+    }
+}
+
+impl InitOptions {
+    /// Chunker, pack size and compression level (for `write_only`).
+    pub(crate) fn params(&self) -> (ChunkerParams, u32, i32) {
+        (self.chunker, self.pack_size, self.compression_level)
+    }
+
+    /// Whether another repository's master secret is to be shared (for `write_only`).
+    pub(crate) fn shares_master(&self) -> bool {
+        self.shared_master.is_some()
     }
 }
 
@@ -389,6 +428,9 @@ impl Repository {
         key: &KeySource,
     ) -> Result<Repository> {
         let location = location.into();
+        if key.is_write_only() {
+            return crate::write_only::open(store, location, key).await;
+        }
         let config_sealed = match store.get(&ObjectPath::from(CONFIG)).await {
             Ok(r) => r.bytes().await.map_err(|e| Error::store(CONFIG, e))?,
             Err(object_store::Error::NotFound { .. }) => {
@@ -406,6 +448,12 @@ impl Repository {
             }
         }
         if key_names.is_empty() {
+            if crate::write_only::has_hosts(store.as_ref()).await? {
+                return Err(Error::WriteOnly {
+                    location,
+                    operation: "opening it with a password or key file",
+                });
+            }
             return Err(Error::NoKeys { location });
         }
         let mut opened = None;
@@ -583,7 +631,7 @@ impl Repository {
     /// Loads every index object into the in-memory index, each inserted and let go as it
     /// arrives: with 2.1 million blobs, holding every decoded object until all had loaded took
     /// about 250 MB more at the peak.
-    async fn load_index(&self) -> Result<()> {
+    pub(crate) async fn load_index(&self) -> Result<()> {
         let names = self.object_names("index").await?;
         // A reload (after a prune) starts from an empty index.
         self.index.write().map_err(poisoned)?.clear();
@@ -705,6 +753,7 @@ impl Repository {
 
     /// Reads one blob, checks it against its id and returns its plaintext.
     pub async fn load_blob(&self, id: &ChunkId) -> Result<Vec<u8>> {
+        self.refuse_if_write_only("reading stored data")?;
         let loc = self.locate(id)?;
         let path = format::pack_path(&loc.pack);
         let range = u64::from(loc.offset)..u64::from(loc.offset) + u64::from(loc.length);
@@ -819,6 +868,7 @@ impl Repository {
     /// All snapshots, oldest first, with their ids. Damaged snapshot objects and stray files in
     /// `snapshots/` are skipped and reported by [`Repository::skipped_objects`].
     pub async fn snapshots(&self) -> Result<Vec<(String, Snapshot)>> {
+        self.refuse_if_write_only("reading snapshots")?;
         let mut all: Vec<(String, Snapshot)> = self
             .load_objects::<Snapshot>("snapshots")
             .await?
