@@ -187,7 +187,7 @@ pub enum Error {
     /// host's key, which can add snapshots but decrypt nothing stored: the operation needs
     /// the owner's identity (`AGE-SECRET-KEY-1…`, [`crate::KeySource::OwnerIdentity`]).
     #[error(
-        "the repository at {location} is write-only: {operation} needs the owner's identity (AGE-SECRET-KEY-1..., --identity FILE); this host's key can only add backups"
+        "the repository at {location} is write-only: {operation} needs the owner's identity (AGE-SECRET-KEY-1..., --identity FILE); a write-only host's key can only add backups"
     )]
     WriteOnly {
         /// Where the repository is.

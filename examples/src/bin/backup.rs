@@ -53,6 +53,7 @@ use backup_core::lock::{LockKind, LockOptions, RepositoryLock};
 use backup_core::prune::{MaxUnused, PackAction, PruneOptions, PruneReport};
 use backup_core::retention::{GroupBy, RetentionDuration, RetentionPolicy, RetentionPolicyBuilder};
 use backup_core::schedule;
+use backup_core::write_only::HostKey;
 use backup_core::{
     BackupOptions, InitOptions, KeySource, Progress, Repository, RestoreOptions, StoreOptions, ops,
 };
@@ -91,6 +92,21 @@ struct Cli {
     /// deletes or replaces objects (forget, key remove, key passwd) is refused.
     #[arg(long, global = true, env = "BACKUP_APPEND_ONLY")]
     append_only: bool,
+    /// The owner's identity file (AGE-SECRET-KEY-1..., as age-keygen writes it): opens a
+    /// write-only repository with full rights (restore, check --read-data, forget, prune, ls).
+    #[arg(long, global = true, env = "BACKUP_IDENTITY", value_name = "FILE",
+          conflicts_with_all = ["key_file", "host_key"])]
+    identity: Option<PathBuf>,
+    /// A write-only host's key file (made by `init --write-only`): adds backups to a
+    /// write-only repository and reads nothing stored.
+    #[arg(
+        long,
+        global = true,
+        env = "BACKUP_HOST_KEY",
+        value_name = "FILE",
+        conflicts_with = "key_file"
+    )]
+    host_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -107,6 +123,23 @@ enum Command {
         /// Key file of the --copy-params-from repository.
         #[arg(long, requires = "copy_params_from")]
         from_key_file: Option<PathBuf>,
+        /// Create a write-only repository, run on the host that backs up: only the owner's
+        /// identity will read it. The host key is made at --host-key (or that existing file
+        /// is used) and uploaded only sealed to the owner.
+        #[arg(long, conflicts_with = "copy_params_from")]
+        write_only: bool,
+        /// The owner's public key (age1...), for --write-only.
+        #[arg(long, value_name = "RECIPIENT", requires = "write_only")]
+        owner_recipient: Option<String>,
+        /// A file holding the owner's public key (age1...; `#` comments allowed), for
+        /// --write-only.
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "write_only",
+            conflicts_with = "owner_recipient"
+        )]
+        owner_recipient_file: Option<PathBuf>,
     },
     /// Back up files and directories.
     Backup {
@@ -569,6 +602,12 @@ fn other_key_source(cli: &Cli, key_file: Option<&Path>, env: &str) -> Result<Key
 }
 
 fn key_source(cli: &Cli) -> Result<KeySource> {
+    if let Some(path) = &cli.identity {
+        return Ok(KeySource::owner_identity_file(path)?);
+    }
+    if let Some(path) = &cli.host_key {
+        return Ok(KeySource::host_key_file(path)?);
+    }
     if let Some(path) = &cli.key_file {
         return Ok(KeySource::key_file(path)?);
     }
@@ -581,6 +620,58 @@ fn key_source(cli: &Cli) -> Result<KeySource> {
         return Ok(KeySource::passphrase(p));
     }
     bail!("no password: set {PASSWORD_ENV} or pass --key-file (no terminal to prompt on)")
+}
+
+/// `init --write-only`: the host key at --host-key (made there if missing), the owner's
+/// public key from the command line or a file.
+async fn init_write_only(
+    cli: &Cli,
+    location: &str,
+    recipient: Option<&str>,
+    recipient_file: Option<&Path>,
+) -> Result<()> {
+    let Some(host_key_path) = &cli.host_key else {
+        bail!("init --write-only needs --host-key FILE: where this host keeps its key");
+    };
+    let recipient = match (recipient, recipient_file) {
+        (Some(text), _) => text.to_string(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the owner's recipient from {}", path.display()))?,
+        (None, None) => {
+            bail!(
+                "init --write-only needs the owner's public key: --owner-recipient age1... or --owner-recipient-file FILE"
+            )
+        }
+    };
+    let owner = backup_core::write_only::parse_owner_recipient(&recipient)?;
+    let (host_key, made) = if host_key_path.exists() {
+        (HostKey::load(host_key_path)?, false)
+    } else {
+        let key = HostKey::generate()?;
+        key.save_new(host_key_path)?;
+        (key, true)
+    };
+    let store = StoreOptions::new(location)
+        .with_timeout(Duration::from_secs(cli.timeout))
+        .with_create(true)
+        .build()?;
+    let repo =
+        Repository::init_write_only(store, location, &owner, &host_key, InitOptions::new()).await?;
+    let id = &repo.config().id;
+    if cli.json {
+        println!(
+            "{}",
+            json!({"location": location, "id": id, "write_only": true,
+                   "host_key": host_key_path, "host_key_created": made})
+        );
+    } else {
+        println!(
+            "created write-only repository {id} at {location}\n{} host key {} (keep it on this host; it reads nothing back)",
+            if made { "made" } else { "used" },
+            host_key_path.display()
+        );
+    }
+    Ok(())
 }
 
 /// The repository this run opened, so that the objects it skipped are reported even if the
@@ -731,8 +822,23 @@ async fn run(cli: Cli) -> Result<i32> {
     };
     match &cli.command {
         Command::Init {
+            write_only: true,
+            owner_recipient,
+            owner_recipient_file,
+            ..
+        } => {
+            init_write_only(
+                &cli,
+                &location,
+                owner_recipient.as_deref(),
+                owner_recipient_file.as_deref(),
+            )
+            .await?;
+        }
+        Command::Init {
             copy_params_from,
             from_key_file,
+            ..
         } => {
             let mut options = InitOptions::new();
             if let Some(source) = copy_params_from {
