@@ -47,7 +47,9 @@
 //! Snapshots are copied, incrementally, into a mirror on another store by [`copy`]; a host
 //! that must not be able to destroy its own history opens its repository append-only
 //! ([`append_only`]); and [`schedule`] runs backups, forgets and scrubs from a policy file,
-//! keeping a status file for health checks.
+//! keeping a status file for health checks. A host that must not be able to read its own
+//! backups writes a write-only repository ([`write_only`]): it holds only the owner's public
+//! key, and only the owner's identity opens what is stored.
 //!
 //! On a remote store (S3), a restore reads only the byte ranges its files need, close ones
 //! merged into one ranged GET and 16 in flight ahead of the threads that decode and write, and

@@ -29,6 +29,8 @@ pub struct InitOptions {
     /// The master secret of the repository whose parameters are copied
     /// ([`InitOptions::with_params_from`]).
     shared_master: Option<crate::copy::SharedMaster>,
+    /// The parameters were taken from a write-only repository (refused by `build`).
+    from_write_only: bool,
 }
 
 impl Default for InitOptions {
@@ -38,6 +40,7 @@ impl Default for InitOptions {
             pack_size: 8 * 1024 * 1024,
             compression_level: 1,
             shared_master: None,
+            from_write_only: false,
         }
     }
 }
@@ -76,11 +79,17 @@ impl InitOptions {
         self.pack_size = source.config.pack_size;
         self.compression_level = source.config.compression_level;
         self.shared_master = Some(crate::copy::SharedMaster::of(source));
+        self.from_write_only = source.is_write_only();
         self
     }
 
     /// Checks the options.
     pub fn build(self) -> Result<Self> {
+        if self.from_write_only {
+            return Err(Error::Config(
+                "a write-only repository shares its keys with no other repository (copy does not support it)".into(),
+            ));
+        }
         self.chunker.validate()?;
         check_sizes(self.pack_size, self.compression_level).map_err(Error::Config)?;
         Ok(self)

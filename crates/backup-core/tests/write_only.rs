@@ -11,7 +11,7 @@ use std::sync::Arc;
 use backup_core::check::{CheckOptions, check};
 use backup_core::conformance::small_options;
 use backup_core::write_only::HostKey;
-use backup_core::{BackupOptions, Error, KeySource, NoProgress, Repository};
+use backup_core::{BackupOptions, Error, InitOptions, KeySource, NoProgress, Repository};
 use common::{assert_same, check_all, keep_copy, local, packs, restore_into, write_tree};
 use crypto_at_rest::age::X25519Identity;
 use crypto_at_rest::{KeyId, Keyring, SecretKey};
@@ -68,6 +68,10 @@ async fn open_owner(s: &Setup) -> Arc<Repository> {
             .await
             .unwrap(),
     )
+}
+
+fn init_options_from(source: &Repository) -> backup_core::Result<InitOptions> {
+    InitOptions::new().with_params_from(source).build()
 }
 
 fn write_marked_tree(src: &Path, round: u64) {
@@ -416,6 +420,31 @@ async fn hostile_and_wrong_keys_give_clear_errors() {
     std::fs::write(&bad, "hostguard-backup-host-key v1\nsecret 12zz\n").unwrap();
     let err = KeySource::host_key_file(&bad).unwrap_err();
     assert!(err.to_string().contains("not a host key file"), "{err}");
+
+    // What a write-only repository does not support says so.
+    let owner = open_owner(&s).await;
+    let err = owner
+        .add_key(&KeySource::passphrase("pw"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    let mirror = Arc::new(
+        Repository::init(
+            local(&work.path().join("mirror")),
+            "mirror",
+            &KeySource::passphrase("pw"),
+            small_options(),
+        )
+        .await
+        .unwrap(),
+    );
+    let err = init_options_from(&owner).unwrap_err();
+    assert!(err.to_string().contains("write-only"), "{err}");
+    let options = backup_core::copy::CopyOptions::builder().build().unwrap();
+    let err = backup_core::copy::copy(owner.clone(), mirror, &options)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("write-only"), "{err}");
 
     // A snapshot whose wrapped key is damaged: skipped and named, never a panic.
     let snap_path = s.repo_dir.join("snapshots").join(&id);
