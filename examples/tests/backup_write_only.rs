@@ -120,10 +120,12 @@ fn a_host_with_only_the_public_key_backs_up_and_the_owner_restores_elsewhere() {
     for name in ["www/index.php", "www/img/logo.bin", "db.sql"] {
         std::fs::copy(src.join(name), kept.join(name)).unwrap();
     }
-    // Unchanged: nothing new is stored, though the host has no parent snapshot to read.
+    // Unchanged: nothing is read (the host's own parent cache) and nothing new is stored.
     let second = json(on_host(&["--json", "backup", src_arg]));
     assert_eq!(second["summary"]["chunks_new"], 0);
     assert_eq!(second["summary"]["bytes_stored"], 0);
+    assert_eq!(second["summary"]["bytes_read"], 0);
+    assert_eq!(second["parent"], first["id"]);
     write_site(&src, 1);
     let third = json(on_host(&["--json", "backup", src_arg]));
     assert!(third["summary"]["bytes_new"].as_u64().unwrap() < 1 << 20);
@@ -150,9 +152,14 @@ fn a_host_with_only_the_public_key_backs_up_and_the_owner_restores_elsewhere() {
     // Deleting is refused on the host (append-only), before anything is read.
     let out = on_host(&["forget", "--keep-last", "1"]);
     assert!(!out.status.success());
-    // The host's state is its key file alone, and the key is nowhere in the repository.
-    let state: Vec<_> = std::fs::read_dir(&host_dir).unwrap().collect();
-    assert_eq!(state.len(), 3, "host.key, owner.pub, site");
+    // The host's state is its key file and its parent cache, and the key is nowhere in the
+    // repository.
+    let mut state: Vec<String> = std::fs::read_dir(&host_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    state.sort();
+    assert_eq!(state, ["host.key", "host.key.cache", "owner.pub", "site"]);
     let key_text = std::fs::read_to_string(host_key).unwrap();
     let secret_hex = key_text
         .lines()
@@ -207,6 +214,7 @@ fn a_host_with_only_the_public_key_backs_up_and_the_owner_restores_elsewhere() {
     // The host still backs up after the owner's prune, and dedups against what is left.
     let fourth = json(on_host(&["--json", "backup", src_arg]));
     assert_eq!(fourth["summary"]["chunks_new"], 0);
+    assert_eq!(fourth["summary"]["bytes_read"], 0);
     // A wrong identity is "wrong key", not a crypto error.
     let other = owner_dir.join("other.key");
     assert!(

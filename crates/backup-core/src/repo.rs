@@ -249,6 +249,8 @@ pub struct Repository {
     /// Opened through [`crate::AppendOnlyStore`] by [`Repository::open_append_only`]: deleting
     /// operations are refused up front.
     pub(crate) append_only: bool,
+    /// A write-only host's parent cache ([`Repository::with_host_cache`]).
+    pub(crate) host_cache: Option<Box<crate::write_only::HostCache>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -280,6 +282,7 @@ impl Repository {
             key_name: Mutex::new(key_name),
             index_names: Mutex::new(Vec::new()),
             append_only: false,
+            host_cache: None,
         }
     }
 }
@@ -386,6 +389,7 @@ impl Repository {
             key_name: Mutex::new(key_written.clone().unwrap_or_default()),
             index_names: Mutex::new(Vec::new()),
             append_only: false,
+            host_cache: None,
         };
         if key_written.is_none() {
             let name = repo.write_key(key).await?;
@@ -548,6 +552,7 @@ impl Repository {
             key_name: Mutex::new(key_name),
             index_names: Mutex::new(Vec::new()),
             append_only: false,
+            host_cache: None,
         };
         repo.load_index().await?;
         Ok(repo)
@@ -869,6 +874,9 @@ impl Repository {
 
     /// Loads a tree blob.
     pub async fn load_tree(&self, id: &ChunkId) -> Result<Tree> {
+        if let Some(tree) = self.cached_tree(id)? {
+            return Ok(tree);
+        }
         let bytes = self.load_blob(id).await?;
         let tree: Tree = format::decode(&format!("tree {id}"), &bytes)?;
         Ok(tree)

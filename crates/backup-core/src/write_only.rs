@@ -15,6 +15,9 @@
 //! * the owner ([`KeySource::OwnerIdentity`]) opens everything: restore, check with
 //!   `--read-data`, forget, prune, ls.
 //!
+//! The host reads no snapshot back, so its parent for change detection is a local cache of
+//! its own last run ([`Repository::with_host_cache`]).
+//!
 //! See `FORMAT.md` ("Write-only repositories") for the objects and why this design.
 //!
 //! ```
@@ -49,8 +52,9 @@
 //! # Ok(()) }
 //! ```
 
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crypto_at_rest::age::{FileKey, Identity, Recipient, Stanza, X25519Identity, X25519Recipient};
 use futures::TryStreamExt;
@@ -63,7 +67,7 @@ use zeroize::Zeroizing;
 use crate::chunker::ChunkerParams;
 use crate::cipher::{KeySource, MASTER_LEN, OpenError};
 use crate::error::{Error, Result};
-use crate::format::{self, Config};
+use crate::format::{self, ChunkId, Config, Snapshot, Tree};
 use crate::repo::{InitOptions, Keys, Repository, get_bytes, is_object_name, list_names};
 
 /// The format version of write-only repositories (version 1 repositories stay as they are).
@@ -703,4 +707,212 @@ impl Repository {
         }
         Ok(hosts)
     }
+}
+
+/// The host's local record of its own last run: that run's snapshot and trees (names, sizes,
+/// times and chunk ids of the host's own files, which it reads from its disk anyway), so the
+/// next run skips unchanged files as with a parent snapshot, without reading anything back from
+/// the repository. Sealed under the host's key-encryption key; a missing, damaged or stale
+/// cache only costs a full re-read.
+pub(crate) struct HostCache {
+    path: PathBuf,
+    /// The last run, if the file was there and opened.
+    saved: Option<(String, Snapshot)>,
+    trees: HashMap<ChunkId, Vec<u8>>,
+    /// Trees written by this run, saved with its snapshot.
+    written: Mutex<Vec<CachedTree>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CachedTree {
+    id: ChunkId,
+    #[serde(with = "serde_bytes")]
+    data: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedRun {
+    /// The repository's config id (a cache of another repository is ignored).
+    repository: String,
+    snapshot_id: String,
+    snapshot: Snapshot,
+    trees: Vec<CachedTree>,
+}
+
+const CACHE_AAD: &[u8] = b"host-cache";
+
+impl Repository {
+    /// Keeps a write-only host's parent cache at `path` (see `FORMAT.md`): each backup saves
+    /// its snapshot and trees there, and the next backup of the same host and paths uses them
+    /// as its parent, so unchanged files are not read again. Only for a handle opened with a
+    /// host key ([`KeySource::Host`]). A missing or unreadable file is no error (the next
+    /// backup reads every file, and writes a new one).
+    pub fn with_host_cache(mut self, path: impl Into<PathBuf>) -> Result<Repository> {
+        if !matches!(&self.keys.cipher.owner, Some(owner) if !owner.can_open()) {
+            return Err(Error::Config(
+                "a parent cache is for a write-only host (a repository opened with a host key)"
+                    .into(),
+            ));
+        }
+        let path = path.into();
+        let saved = match std::fs::read(&path) {
+            Ok(bytes) => self.open_cache(&path, &bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                tracing::warn!("not using the parent cache {}: {e}", path.display());
+                None
+            }
+        };
+        let (saved, trees) = match saved {
+            Some(run) => (
+                Some((run.snapshot_id, run.snapshot)),
+                run.trees.into_iter().map(|t| (t.id, t.data)).collect(),
+            ),
+            None => (None, HashMap::new()),
+        };
+        self.host_cache = Some(Box::new(HostCache {
+            path,
+            saved,
+            trees,
+            written: Mutex::new(Vec::new()),
+        }));
+        Ok(self)
+    }
+
+    fn open_cache(&self, path: &Path, bytes: &[u8]) -> Option<SavedRun> {
+        let opened = self
+            .keys
+            .cipher
+            .open(CACHE_AAD, bytes)
+            .ok()
+            .and_then(|plain| crate::compress::decode_object(&plain).ok())
+            .and_then(|plain| format::decode::<SavedRun>("parent cache", &plain).ok());
+        match opened {
+            Some(run) if run.repository == self.config.id => Some(run),
+            _ => {
+                tracing::warn!(
+                    "not using the parent cache {}: damaged, or of another repository",
+                    path.display()
+                );
+                None
+            }
+        }
+    }
+
+    /// The parent from the host's cache, if it was of `host` and `paths` and every chunk its
+    /// trees name is still indexed (the owner may have pruned since): call under the backup's
+    /// lock, after the index is reloaded.
+    pub(crate) fn host_cache_parent(
+        &self,
+        host: &str,
+        paths: &[String],
+    ) -> Result<Option<(String, Snapshot)>> {
+        let Some(cache) = &self.host_cache else {
+            return Ok(None);
+        };
+        let Some((id, snapshot)) = &cache.saved else {
+            return Ok(None);
+        };
+        if snapshot.host != host || snapshot.paths != paths {
+            return Ok(None);
+        }
+        let mut pending = vec![snapshot.tree];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(tree_id) = pending.pop() {
+            if !seen.insert(tree_id) {
+                continue;
+            }
+            let Some(tree) = self.cached_tree(&tree_id)? else {
+                tracing::warn!("parent cache lacks tree {tree_id}: reading every file");
+                return Ok(None);
+            };
+            for node in &tree.nodes {
+                if let Some(missing) = node.content.iter().find(|c| !self.has_blob(c)) {
+                    tracing::warn!(
+                        "parent cache names chunk {missing}, no longer stored (pruned?): reading every file"
+                    );
+                    return Ok(None);
+                }
+                pending.extend(node.subtree);
+            }
+        }
+        Ok(Some((id.clone(), snapshot.clone())))
+    }
+
+    /// A tree from the host's parent cache.
+    pub(crate) fn cached_tree(&self, id: &ChunkId) -> Result<Option<Tree>> {
+        let Some(data) = self.host_cache.as_ref().and_then(|c| c.trees.get(id)) else {
+            return Ok(None);
+        };
+        format::decode(&format!("cached tree {id}"), data).map(Some)
+    }
+
+    /// Records a tree this run wrote, for the parent cache.
+    pub(crate) fn record_tree(&self, id: &ChunkId, data: &[u8]) -> Result<()> {
+        if let Some(cache) = &self.host_cache {
+            cache
+                .written
+                .lock()
+                .map_err(crate::repo::poisoned)?
+                .push(CachedTree {
+                    id: *id,
+                    data: data.to_vec(),
+                });
+        }
+        Ok(())
+    }
+
+    /// Saves this run's snapshot and trees as the next run's parent (replacing the file
+    /// atomically); failing to is a warning, not a failed backup.
+    pub(crate) fn save_host_cache(&self, snapshot_id: &str, snapshot: &Snapshot) {
+        let Some(cache) = &self.host_cache else {
+            return;
+        };
+        let trees = match cache.written.lock() {
+            Ok(mut written) => std::mem::take(&mut *written),
+            Err(_) => return,
+        };
+        let run = SavedRun {
+            repository: self.config.id.clone(),
+            snapshot_id: snapshot_id.to_string(),
+            snapshot: snapshot.clone(),
+            trees,
+        };
+        let saved = self
+            .keys
+            .cipher
+            .seal(
+                CACHE_AAD,
+                &crate::compress::encode_object(&format::encode(&run)),
+            )
+            .and_then(|sealed| write_replacing(&cache.path, &sealed));
+        if let Err(e) = saved {
+            tracing::warn!(
+                "saving the parent cache {}: {} (the next backup reads every file)",
+                cache.path.display(),
+                crate::report(&e)
+            );
+        }
+    }
+}
+
+/// Writes `bytes` to a fresh temporary file beside `path` (mode 0600), syncs it and renames it
+/// over `path`.
+fn write_replacing(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp-{}", format::random_id()));
+    let tmp = PathBuf::from(tmp);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
 }

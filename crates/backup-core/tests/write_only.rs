@@ -82,7 +82,10 @@ fn write_marked_tree(src: &Path, round: u64) {
 }
 
 async fn backup(repo: &Arc<Repository>, src: &Path) -> (String, backup_core::format::Summary) {
-    let options = BackupOptions::builder([src]).build().unwrap();
+    let options = BackupOptions::builder([src])
+        .with_auto_parent(true)
+        .build()
+        .unwrap();
     let (id, snapshot) = backup_core::backup(repo.clone(), options, Arc::new(NoProgress))
         .await
         .unwrap();
@@ -301,13 +304,20 @@ async fn the_host_decrypts_nothing_it_did_not_just_write() {
     let host = provision(&s).await;
     backup(&host, &src).await;
     write_marked_tree(&src, 1);
-    backup(&open_host(&s).await, &src).await;
+    let cache = s.host_key_file.with_extension("cache");
+    backup(&open_host_cached(&s, &cache).await, &src).await;
 
-    // Everything the host holds: the files under its state directory (the host key file)
-    // and every key derived from them.
+    // Everything the host holds: the files under its state directory (the host key file and
+    // its parent cache) and every key derived from them.
     let state: Vec<(String, Vec<u8>)> = all_objects(s.host_key_file.parent().unwrap());
-    assert_eq!(state.len(), 1, "the host keeps only its key file");
+    let names: Vec<&str> = state.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["host.cache", "host.key"]);
     let secrets = host_secrets(&s.host_key_file);
+    // The cache opens for the host (it is its own) and holds names and chunk ids, no content.
+    let kek = secrets[1].1;
+    let cached = open_envelope(&kek, b"host-cache", &state[0].1).expect("the host's cache");
+    assert!(!contains(&decompressed(&cached), MARKER));
+    assert!(contains(&decompressed(&cached), b"marked.txt"));
 
     let objects = all_objects(&s.repo_dir);
     let mut frames = Vec::new();
@@ -505,4 +515,77 @@ async fn hostile_and_wrong_keys_give_clear_errors() {
     .await
     .unwrap_err();
     assert!(matches!(err, Error::RepositoryExists { .. }), "{err:?}");
+}
+
+async fn open_host_cached(s: &Setup, cache: &Path) -> Arc<Repository> {
+    let key = KeySource::host_key_file(&s.host_key_file).unwrap();
+    let repo = Repository::open(local(&s.repo_dir), "repo", &key)
+        .await
+        .unwrap();
+    Arc::new(repo.with_host_cache(cache).unwrap())
+}
+
+#[tokio::test]
+async fn the_host_parent_cache_skips_unchanged_files_and_survives_an_owner_prune() {
+    let work = tempfile::tempdir().unwrap();
+    let s = setup(work.path());
+    let src = work.path().join("src");
+    write_marked_tree(&src, 0);
+    drop(provision(&s).await);
+    let cache = s.host_key_file.with_extension("cache");
+
+    let (_, first) = backup(&open_host_cached(&s, &cache).await, &src).await;
+    assert_eq!(first.bytes_read, first.bytes);
+    assert!(cache.exists());
+    // A new run with the cache reads nothing unchanged, and stores nothing new.
+    let (second_id, second) = backup(&open_host_cached(&s, &cache).await, &src).await;
+    assert_eq!(second.files_unchanged, second.files, "{second:?}");
+    assert_eq!(second.bytes_read, 0, "{second:?}");
+    assert_eq!(second.chunks_new, 0, "{second:?}");
+    // The snapshot made from the cache restores byte-identical for the owner.
+    let owner = open_owner(&s).await;
+    let restored = restore_into(&owner, &second_id, work.path(), "src")
+        .await
+        .unwrap();
+    assert_same(&src, &restored);
+
+    // The owner removes every snapshot and prunes: the cache names chunks no longer stored,
+    // so the next run reads (and uploads) every file instead of trusting it.
+    for entry in std::fs::read_dir(s.repo_dir.join("snapshots")).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let options = backup_core::prune::PruneOptions::builder().build().unwrap();
+    backup_core::prune::prune(open_owner(&s).await, &options)
+        .await
+        .unwrap();
+    assert!(packs(&s.repo_dir).is_empty(), "prune removed every pack");
+    let (third_id, third) = backup(&open_host_cached(&s, &cache).await, &src).await;
+    assert_eq!(third.bytes_read, third.bytes, "{third:?}");
+    assert!(third.bytes_new > 0);
+    let owner = open_owner(&s).await;
+    let restored = restore_into(&owner, &third_id, work.path(), "src")
+        .await
+        .unwrap();
+    assert_same(&src, &restored);
+    assert!(check_all(owner.clone()).await.is_ok());
+
+    // A damaged cache only costs a re-read; a cache is refused for the owner's handle.
+    let mut bytes = std::fs::read(&cache).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&cache, &bytes).unwrap();
+    let (_, fourth) = backup(&open_host_cached(&s, &cache).await, &src).await;
+    assert_eq!(fourth.bytes_read, fourth.bytes, "{fourth:?}");
+    assert_eq!(fourth.chunks_new, 0, "{fourth:?}");
+    let owner = Repository::open(
+        local(&s.repo_dir),
+        "repo",
+        &KeySource::OwnerIdentity(s.owner.clone()),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        owner.with_host_cache(&cache),
+        Err(Error::Config(_))
+    ));
 }

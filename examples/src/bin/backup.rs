@@ -107,6 +107,16 @@ struct Cli {
         conflicts_with = "key_file"
     )]
     host_key: Option<PathBuf>,
+    /// A write-only host's parent cache: its last backup's snapshot and trees, so the next
+    /// backup skips unchanged files (default: the host key file's path + `.cache`).
+    #[arg(
+        long,
+        global = true,
+        env = "BACKUP_HOST_CACHE",
+        value_name = "FILE",
+        requires = "host_key"
+    )]
+    host_cache: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -689,11 +699,19 @@ async fn open_with(cli: &Cli, location: &str, key: &KeySource) -> Result<Arc<Rep
     let store = StoreOptions::new(location)
         .with_timeout(Duration::from_secs(cli.timeout))
         .build()?;
-    let repo = if cli.append_only {
+    let mut repo = if cli.append_only {
         Repository::open_append_only(store, location, key).await?
     } else {
         Repository::open(store, location, key).await?
     };
+    if let (KeySource::Host(_), Some(host_key)) = (key, &cli.host_key) {
+        let cache = cli.host_cache.clone().unwrap_or_else(|| {
+            let mut path = host_key.as_os_str().to_owned();
+            path.push(".cache");
+            PathBuf::from(path)
+        });
+        repo = repo.with_host_cache(cache)?;
+    }
     Ok(Arc::new(repo))
 }
 
