@@ -139,6 +139,9 @@ fn a_host_with_only_the_public_key_backs_up_and_the_owner_restores_elsewhere() {
         vec!["restore", first_id, "--target", target.to_str().unwrap()],
         vec!["check"],
         vec!["check", "--read-data"],
+        vec!["repair", "index"],
+        vec!["repair", "snapshots"],
+        vec!["stats"],
     ] {
         let out = on_host(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -194,6 +194,8 @@ pub async fn heal(
     mirror: Arc<Repository>,
     options: &HealOptions,
 ) -> Result<HealReport> {
+    // Pack headers and snapshots are sealed to the owner: a host would take them for damage.
+    repo.refuse_if_write_only("heal")?;
     // A heal deletes damaged packs and index objects: not through an append-only handle.
     repo.refuse_if_append_only("heal")?;
     if !repo.keys.same_master(&mirror.keys) {
