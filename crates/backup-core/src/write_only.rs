@@ -916,3 +916,68 @@ fn write_replacing(path: &Path, bytes: &[u8]) -> Result<()> {
         Error::io(path, e)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner() -> (X25519Identity, [u8; 32]) {
+        (X25519Identity::generate().unwrap(), [7u8; 32])
+    }
+
+    #[test]
+    fn an_owner_sealed_object_opens_only_whole_under_its_name_key_and_host() {
+        let (identity, object_key) = owner();
+        let mut sealed = Vec::new();
+        seal_to_owner(
+            &identity.to_public(),
+            Some(&object_key),
+            b"snapshots/x",
+            b"plaintext",
+            &mut sealed,
+        )
+        .unwrap();
+        assert_eq!(sealed.len(), OWNER_OVERHEAD + b"plaintext".len());
+        let opened = open_as_owner(&identity, Some(&object_key), b"snapshots/x", &sealed);
+        assert_eq!(opened.unwrap().as_slice(), b"plaintext");
+        // Another name, another host's object key, another identity, no host binding.
+        assert!(open_as_owner(&identity, Some(&object_key), b"snapshots/y", &sealed).is_err());
+        assert!(open_as_owner(&identity, Some(&[8u8; 32]), b"snapshots/x", &sealed).is_err());
+        let stranger = X25519Identity::generate().unwrap();
+        assert!(open_as_owner(&stranger, Some(&object_key), b"snapshots/x", &sealed).is_err());
+        assert!(open_as_owner(&identity, None, b"snapshots/x", &sealed).is_err());
+        // Every truncation and every flipped bit fails, without a panic.
+        for len in 0..sealed.len() {
+            assert!(
+                open_as_owner(&identity, Some(&object_key), b"snapshots/x", &sealed[..len])
+                    .is_err()
+            );
+        }
+        for i in 0..sealed.len() {
+            for bit in 0..8 {
+                let mut damaged = sealed.clone();
+                damaged[i] ^= 1 << bit;
+                assert!(
+                    open_as_owner(&identity, Some(&object_key), b"snapshots/x", &damaged).is_err(),
+                    "byte {i} bit {bit}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn which_objects_are_sealed_to_the_owner() {
+        for aad in [&b"blob:0123"[..], b"snapshots/ab", b"data/ab/abcd#header"] {
+            assert!(is_owner_object(aad));
+        }
+        for aad in [
+            &b"config"[..],
+            b"index/ab",
+            b"locks/ab",
+            b"locks/exclusive",
+            b"keys/ab",
+        ] {
+            assert!(!is_owner_object(aad));
+        }
+    }
+}

@@ -474,6 +474,29 @@ async fn hostile_and_wrong_keys_give_clear_errors() {
     );
     std::fs::write(&snap_path, &original).unwrap();
 
+    // A data frame whose wrapped key is damaged: check --read-data finds it, restore fails
+    // with an error, nothing panics; repaired, both pass again.
+    let (pack, _) = packs(&s.repo_dir)
+        .into_iter()
+        .max_by_key(|(_, size)| *size)
+        .unwrap();
+    let original_pack = std::fs::read(&pack).unwrap();
+    assert_eq!(original_pack[0], b'W');
+    common::flip(&pack, 50);
+    let owner = open_owner(&s).await;
+    let report = check_all(owner.clone()).await;
+    assert!(!report.is_ok(), "{report:?}");
+    // Restore fails, or (restoring what it can) leaves the damaged file out or different.
+    if let Ok(restored) = restore_into(&owner, &id, work.path(), "src").await {
+        let diffs = backup_core::compare_trees(&src, &restored);
+        assert!(
+            diffs.map_or(true, |d| !d.is_empty()),
+            "damage restored as sound"
+        );
+    }
+    std::fs::write(&pack, &original_pack).unwrap();
+    assert!(check_all(open_owner(&s).await).await.is_ok());
+
     // A truncated hosts/ object, and then none at all.
     let hosts_dir = s.repo_dir.join("hosts");
     let host_object = std::fs::read_dir(&hosts_dir)
