@@ -731,12 +731,15 @@ async fn backup_locked(
         .collect();
     let parent = match &options.parent {
         Some(p) => Some(repo.find_snapshot(p).await?),
-        None if options.auto_parent => repo
+        // A write-only host reads no snapshot (see FORMAT.md).
+        None if options.auto_parent && repo.refuse_if_write_only("").is_ok() => repo
             .snapshots()
             .await?
             .into_iter()
             .rev()
             .find(|(_, s)| s.host == host && s.paths == paths),
+        // Its parent is the one its own last run left in its local cache, if any.
+        None if options.auto_parent => repo.host_cache_parent(&host, &paths)?,
         None => None,
     };
     let parent_root = match &parent {
@@ -775,6 +778,7 @@ async fn backup_locked(
     lock.check()?;
     repo.put_sealed(&format!("snapshots/{id}"), &snapshot)
         .await?;
+    repo.save_host_cache(&id, &snapshot);
     Ok((id, snapshot))
 }
 
@@ -1122,6 +1126,7 @@ impl<'a, 's> TreeBuilder<'a, 's> {
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         let data = format::encode(&Tree { nodes });
         let id = self.pipeline.repo.keys.chunk_id(&data);
+        self.pipeline.repo.record_tree(&id, &data)?;
         if self.pipeline.claim(&id)? {
             let blob = Blob::Single {
                 id,

@@ -23,6 +23,12 @@ pub enum KeySource {
     Passphrase(Zeroizing<String>),
     /// A crypto-at-rest keyring (key file); its primary key wraps the master secret.
     Keyring(Keyring),
+    /// The owner's X25519 identity (`AGE-SECRET-KEY-1…`): opens a write-only repository with
+    /// full rights (see [`crate::write_only`]).
+    OwnerIdentity(crypto_at_rest::age::X25519Identity),
+    /// A write-only host's key: adds backups to a write-only repository, reads nothing stored
+    /// (see [`crate::write_only`]).
+    Host(crate::write_only::HostKey),
 }
 
 impl std::fmt::Debug for KeySource {
@@ -30,6 +36,8 @@ impl std::fmt::Debug for KeySource {
         f.write_str(match self {
             KeySource::Passphrase(_) => "KeySource::Passphrase(..)",
             KeySource::Keyring(_) => "KeySource::Keyring(..)",
+            KeySource::OwnerIdentity(_) => "KeySource::OwnerIdentity(..)",
+            KeySource::Host(_) => "KeySource::Host(..)",
         })
     }
 }
@@ -139,7 +147,15 @@ impl KeySource {
                 sum: None,
             }
             .with_sum()),
+            KeySource::OwnerIdentity(_) | KeySource::Host(_) => Err(Error::Config(
+                "a write-only repository has no password or key-file keys to add".into(),
+            )),
         }
+    }
+
+    /// Whether this opens write-only repositories (owner identity or host key).
+    pub(crate) fn is_write_only(&self) -> bool {
+        matches!(self, KeySource::OwnerIdentity(_) | KeySource::Host(_))
     }
 
     /// Recovers the master secret from the `keys/` object `name`, or `None` if this key source
@@ -184,6 +200,9 @@ fn now_ns() -> Option<i64> {
 /// Seals and opens repository objects under the repository's key-encryption key.
 pub(crate) struct RepoCipher {
     keyring: Keyring,
+    /// Write-only repositories: pack frames, pack headers and snapshots are sealed to the
+    /// owner's public key instead ([`crate::write_only::is_owner_object`]).
+    pub(crate) owner: Option<crate::write_only::OwnerSeal>,
 }
 
 impl RepoCipher {
@@ -192,11 +211,17 @@ impl RepoCipher {
         let kek = blake3::derive_key("hostguard backup-core data key-encryption key", master);
         RepoCipher {
             keyring: Keyring::new(DATA_KEK_ID, SecretKey::from_bytes(kek)),
+            owner: None,
         }
     }
 
     /// Seals `plaintext`, binding `aad` (the object's identity).
     pub(crate) fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+        if let Some(owner) = self.owner_for(aad) {
+            let mut out = Vec::new();
+            owner.seal_append(aad, plaintext, &mut out)?;
+            return Ok(out);
+        }
         self.keyring
             .seal(aad, plaintext)
             .map_err(|source| Error::Crypto {
@@ -206,8 +231,18 @@ impl RepoCipher {
     }
 
     /// Length of what [`RepoCipher::seal`] makes of `plaintext_len` bytes.
+    /// (An upper bound for objects sealed to a write-only repository's owner, whose overhead
+    /// is smaller.)
     pub(crate) fn sealed_len(plaintext_len: usize) -> usize {
+        const _: () = assert!(crate::write_only::OWNER_OVERHEAD <= Keyring::ENVELOPE_OVERHEAD);
         plaintext_len + Keyring::ENVELOPE_OVERHEAD
+    }
+
+    /// The owner's seal when `aad` names an object a write-only repository seals to its owner.
+    fn owner_for(&self, aad: &[u8]) -> Option<&crate::write_only::OwnerSeal> {
+        self.owner
+            .as_ref()
+            .filter(|_| crate::write_only::is_owner_object(aad))
     }
 
     /// Like [`RepoCipher::seal`], appended to `out`, so packs are sealed into in place.
@@ -217,6 +252,9 @@ impl RepoCipher {
         plaintext: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<()> {
+        if let Some(owner) = self.owner_for(aad) {
+            return owner.seal_append(aad, plaintext, out);
+        }
         self.keyring
             .seal_to(&CipherConfig::default(), aad, plaintext, out)
             .map_err(|source| Error::Crypto {
@@ -229,6 +267,11 @@ impl RepoCipher {
     ///
     /// The error is opaque; callers wrap it with the object's name.
     pub(crate) fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
+        if let Some(owner) = self.owner_for(aad) {
+            let mut out = Vec::new();
+            owner.open_into(aad, sealed, &mut out)?;
+            return Ok(out);
+        }
         self.keyring.open(aad, sealed).map_err(|_| OpenError)
     }
 
@@ -239,6 +282,9 @@ impl RepoCipher {
         sealed: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), OpenError> {
+        if let Some(owner) = self.owner_for(aad) {
+            return owner.open_into(aad, sealed, out);
+        }
         self.keyring
             .open_to(aad, sealed, out)
             .map_err(|_| OpenError)

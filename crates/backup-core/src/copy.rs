@@ -203,6 +203,11 @@ pub async fn copy(
     destination: Arc<Repository>,
     options: &CopyOptions,
 ) -> Result<CopyReport> {
+    if source.is_write_only() || destination.is_write_only() {
+        return Err(Error::Config(
+            "copy does not support write-only repositories (their frames are sealed to the owner's key, not to a shared master secret)".into(),
+        ));
+    }
     if !source.keys.same_master(&destination.keys) {
         return Err(Error::KeysDiffer {
             source_location: source.location().to_string(),

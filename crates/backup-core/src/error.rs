@@ -183,6 +183,18 @@ pub enum Error {
         /// What happened.
         reason: String,
     },
+    /// The repository is write-only (see `FORMAT.md`) and this handle was opened with the
+    /// host's key, which can add snapshots but decrypt nothing stored: the operation needs
+    /// the owner's identity (`AGE-SECRET-KEY-1…`, [`crate::KeySource::OwnerIdentity`]).
+    #[error(
+        "the repository at {location} is write-only: {operation} needs the owner's identity (AGE-SECRET-KEY-1..., --identity FILE); a write-only host's key can only add backups"
+    )]
+    WriteOnly {
+        /// Where the repository is.
+        location: String,
+        /// The refused operation (`restore`, `snapshots`, `check`, ...).
+        operation: &'static str,
+    },
 }
 
 impl Error {

@@ -322,6 +322,8 @@ async fn heal_with(
     mirror: Option<Arc<Repository>>,
     options: &HealOptions,
 ) -> Result<HealReport> {
+    // Pack headers and snapshots are sealed to the owner: a host would take them for damage.
+    repo.refuse_if_write_only("heal")?;
     // A heal deletes damaged packs and index objects: not through an append-only handle.
     repo.refuse_if_append_only("heal")?;
     if options.dry_run {

@@ -97,6 +97,11 @@ impl Repository {
     /// Adds a key (another admin's passphrase or key file) that opens this repository; returns
     /// its id. An empty passphrase is refused. No data is rewritten.
     pub async fn add_key(&self, key: &KeySource) -> Result<String> {
+        if self.is_write_only() {
+            return Err(Error::Config(
+                "a write-only repository has no password or key-file keys: the owner's identity opens it, the host key writes to it".into(),
+            ));
+        }
         if key.is_empty_passphrase() {
             return Err(Error::Config(
                 "empty passphrase: a repository key needs a non-empty one".into(),

@@ -49,7 +49,9 @@
 //! chunks from the source files where they still hold the same data; a host
 //! that must not be able to destroy its own history opens its repository append-only
 //! ([`append_only`]); and [`schedule`] runs backups, forgets and scrubs from a policy file,
-//! keeping a status file for health checks.
+//! keeping a status file for health checks. A host that must not be able to read its own
+//! backups writes a write-only repository ([`write_only`]): it holds only the owner's public
+//! key, and only the owner's identity opens what is stored.
 //!
 //! On a remote store (S3), a restore reads only the byte ranges its files need, close ones
 //! merged into one ranged GET and 16 in flight ahead of the threads that decode and write, and
@@ -112,6 +114,7 @@ pub mod append_only;
 pub mod copy;
 mod fetch;
 pub mod schedule;
+pub mod write_only;
 
 pub use backup::{BackupOptions, BackupOptionsBuilder, backup};
 pub use chunker::ChunkerParams;

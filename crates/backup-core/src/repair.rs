@@ -138,6 +138,8 @@ pub async fn repair_index(
     repo: Arc<Repository>,
     options: &RepairOptions,
 ) -> Result<IndexRepairReport> {
+    // Pack headers and snapshots are sealed to the owner: a host would take them for damage.
+    repo.refuse_if_write_only("repair index")?;
     under_lock(
         &repo,
         options,
@@ -603,6 +605,8 @@ pub async fn repair_snapshots(
     repo: Arc<Repository>,
     options: &RepairOptions,
 ) -> Result<SnapshotRepairReport> {
+    // Pack headers and snapshots are sealed to the owner: a host would take them for damage.
+    repo.refuse_if_write_only("repair snapshots")?;
     under_lock(
         &repo,
         options,

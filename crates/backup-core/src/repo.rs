@@ -29,6 +29,8 @@ pub struct InitOptions {
     /// The master secret of the repository whose parameters are copied
     /// ([`InitOptions::with_params_from`]).
     shared_master: Option<crate::copy::SharedMaster>,
+    /// The parameters were taken from a write-only repository (refused by `build`).
+    from_write_only: bool,
 }
 
 impl Default for InitOptions {
@@ -38,6 +40,7 @@ impl Default for InitOptions {
             pack_size: 8 * 1024 * 1024,
             compression_level: 1,
             shared_master: None,
+            from_write_only: false,
         }
     }
 }
@@ -76,11 +79,17 @@ impl InitOptions {
         self.pack_size = source.config.pack_size;
         self.compression_level = source.config.compression_level;
         self.shared_master = Some(crate::copy::SharedMaster::of(source));
+        self.from_write_only = source.is_write_only();
         self
     }
 
     /// Checks the options.
     pub fn build(self) -> Result<Self> {
+        if self.from_write_only {
+            return Err(Error::Config(
+                "a write-only repository shares its keys with no other repository (copy does not support it)".into(),
+            ));
+        }
         self.chunker.validate()?;
         check_sizes(self.pack_size, self.compression_level).map_err(Error::Config)?;
         Ok(self)
@@ -88,7 +97,10 @@ impl InitOptions {
 }
 
 /// Checks a pack size and a zstd level, at init and when a repository's config is read.
-fn check_sizes(pack_size: u32, compression_level: i32) -> std::result::Result<(), String> {
+pub(crate) fn check_sizes(
+    pack_size: u32,
+    compression_level: i32,
+) -> std::result::Result<(), String> {
     if !(64 * 1024..=1 << 30).contains(&pack_size) {
         return Err(format!("pack size {pack_size} outside 64 KiB..1 GiB"));
     }
@@ -167,7 +179,7 @@ pub(crate) struct Keys {
 }
 
 impl Keys {
-    fn derive(master: &[u8; MASTER_LEN], config: &Config) -> Self {
+    pub(crate) fn derive(master: &[u8; MASTER_LEN], config: &Config) -> Self {
         let id_key = Zeroizing::new(blake3::derive_key(
             "hostguard backup-core chunk id key",
             master,
@@ -237,6 +249,8 @@ pub struct Repository {
     /// Opened through [`crate::AppendOnlyStore`] by [`Repository::open_append_only`]: deleting
     /// operations are refused up front.
     pub(crate) append_only: bool,
+    /// A write-only host's parent cache ([`Repository::with_host_cache`]).
+    pub(crate) host_cache: Option<Box<crate::write_only::HostCache>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -245,6 +259,43 @@ impl std::fmt::Debug for Repository {
             .field("location", &self.location)
             .field("config", &self.config)
             .finish_non_exhaustive()
+    }
+}
+
+impl Repository {
+    /// A handle on an opened or created repository (for `write_only`).
+    pub(crate) fn assemble(
+        store: Arc<dyn ObjectStore>,
+        location: String,
+        config: Config,
+        keys: Keys,
+        key_name: String,
+    ) -> Repository {
+        Repository {
+            store,
+            location,
+            config,
+            keys: Arc::new(keys),
+            index: RwLock::new(HashMap::new()),
+            index_objects: AtomicUsize::new(0),
+            skipped: Mutex::new(BTreeMap::new()),
+            key_name: Mutex::new(key_name),
+            index_names: Mutex::new(Vec::new()),
+            append_only: false,
+            host_cache: None,
+        }
+    }
+}
+
+impl InitOptions {
+    /// Chunker, pack size and compression level (for `write_only`).
+    pub(crate) fn params(&self) -> (ChunkerParams, u32, i32) {
+        (self.chunker, self.pack_size, self.compression_level)
+    }
+
+    /// Whether another repository's master secret is to be shared (for `write_only`).
+    pub(crate) fn shares_master(&self) -> bool {
+        self.shared_master.is_some()
     }
 }
 
@@ -338,6 +389,7 @@ impl Repository {
             key_name: Mutex::new(key_written.clone().unwrap_or_default()),
             index_names: Mutex::new(Vec::new()),
             append_only: false,
+            host_cache: None,
         };
         if key_written.is_none() {
             let name = repo.write_key(key).await?;
@@ -389,6 +441,9 @@ impl Repository {
         key: &KeySource,
     ) -> Result<Repository> {
         let location = location.into();
+        if key.is_write_only() {
+            return crate::write_only::open(store, location, key).await;
+        }
         let config_sealed = match store.get(&ObjectPath::from(CONFIG)).await {
             Ok(r) => r.bytes().await.map_err(|e| Error::store(CONFIG, e))?,
             Err(object_store::Error::NotFound { .. }) => {
@@ -406,6 +461,12 @@ impl Repository {
             }
         }
         if key_names.is_empty() {
+            if crate::write_only::has_hosts(store.as_ref()).await? {
+                return Err(Error::WriteOnly {
+                    location,
+                    operation: "opening it with a password or key file",
+                });
+            }
             return Err(Error::NoKeys { location });
         }
         let mut opened = None;
@@ -491,6 +552,7 @@ impl Repository {
             key_name: Mutex::new(key_name),
             index_names: Mutex::new(Vec::new()),
             append_only: false,
+            host_cache: None,
         };
         repo.load_index().await?;
         Ok(repo)
@@ -583,7 +645,7 @@ impl Repository {
     /// Loads every index object into the in-memory index, each inserted and let go as it
     /// arrives: with 2.1 million blobs, holding every decoded object until all had loaded took
     /// about 250 MB more at the peak.
-    async fn load_index(&self) -> Result<()> {
+    pub(crate) async fn load_index(&self) -> Result<()> {
         let names = self.object_names("index").await?;
         // A reload (after a prune) starts from an empty index.
         self.index.write().map_err(poisoned)?.clear();
@@ -705,6 +767,7 @@ impl Repository {
 
     /// Reads one blob, checks it against its id and returns its plaintext.
     pub async fn load_blob(&self, id: &ChunkId) -> Result<Vec<u8>> {
+        self.refuse_if_write_only("reading stored data")?;
         let loc = self.locate(id)?;
         let path = format::pack_path(&loc.pack);
         let range = u64::from(loc.offset)..u64::from(loc.offset) + u64::from(loc.length);
@@ -811,6 +874,9 @@ impl Repository {
 
     /// Loads a tree blob.
     pub async fn load_tree(&self, id: &ChunkId) -> Result<Tree> {
+        if let Some(tree) = self.cached_tree(id)? {
+            return Ok(tree);
+        }
         let bytes = self.load_blob(id).await?;
         let tree: Tree = format::decode(&format!("tree {id}"), &bytes)?;
         Ok(tree)
@@ -819,6 +885,7 @@ impl Repository {
     /// All snapshots, oldest first, with their ids. Damaged snapshot objects and stray files in
     /// `snapshots/` are skipped and reported by [`Repository::skipped_objects`].
     pub async fn snapshots(&self) -> Result<Vec<(String, Snapshot)>> {
+        self.refuse_if_write_only("reading snapshots")?;
         let mut all: Vec<(String, Snapshot)> = self
             .load_objects::<Snapshot>("snapshots")
             .await?

@@ -58,6 +58,7 @@ use backup_core::lock::{LockKind, LockOptions, RepositoryLock};
 use backup_core::prune::{MaxUnused, PackAction, PruneOptions, PruneReport};
 use backup_core::retention::{GroupBy, RetentionDuration, RetentionPolicy, RetentionPolicyBuilder};
 use backup_core::schedule;
+use backup_core::write_only::HostKey;
 use backup_core::{
     BackupOptions, InitOptions, KeySource, Progress, Repository, RestoreOptions, StoreOptions, ops,
 };
@@ -96,6 +97,31 @@ struct Cli {
     /// deletes or replaces objects (forget, key remove, key passwd) is refused.
     #[arg(long, global = true, env = "BACKUP_APPEND_ONLY")]
     append_only: bool,
+    /// The owner's identity file (AGE-SECRET-KEY-1..., as age-keygen writes it): opens a
+    /// write-only repository with full rights (restore, check --read-data, forget, prune, ls).
+    #[arg(long, global = true, env = "BACKUP_IDENTITY", value_name = "FILE",
+          conflicts_with_all = ["key_file", "host_key"])]
+    identity: Option<PathBuf>,
+    /// A write-only host's key file (made by `init --write-only`): adds backups to a
+    /// write-only repository and reads nothing stored.
+    #[arg(
+        long,
+        global = true,
+        env = "BACKUP_HOST_KEY",
+        value_name = "FILE",
+        conflicts_with = "key_file"
+    )]
+    host_key: Option<PathBuf>,
+    /// A write-only host's parent cache: its last backup's snapshot and trees, so the next
+    /// backup skips unchanged files (default: the host key file's path + `.cache`).
+    #[arg(
+        long,
+        global = true,
+        env = "BACKUP_HOST_CACHE",
+        value_name = "FILE",
+        requires = "host_key"
+    )]
+    host_cache: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -116,6 +142,23 @@ enum Command {
         /// is damaged (the damage campaigns use 1M).
         #[arg(long, value_parser = parse_size, conflicts_with = "copy_params_from")]
         pack_size: Option<u64>,
+        /// Create a write-only repository, run on the host that backs up: only the owner's
+        /// identity will read it. The host key is made at --host-key (or that existing file
+        /// is used) and uploaded only sealed to the owner.
+        #[arg(long, conflicts_with = "copy_params_from")]
+        write_only: bool,
+        /// The owner's public key (age1...), for --write-only.
+        #[arg(long, value_name = "RECIPIENT", requires = "write_only")]
+        owner_recipient: Option<String>,
+        /// A file holding the owner's public key (age1...; `#` comments allowed), for
+        /// --write-only.
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "write_only",
+            conflicts_with = "owner_recipient"
+        )]
+        owner_recipient_file: Option<PathBuf>,
     },
     /// Back up files and directories.
     Backup {
@@ -617,6 +660,12 @@ fn other_key_source(cli: &Cli, key_file: Option<&Path>, env: &str) -> Result<Key
 }
 
 fn key_source(cli: &Cli) -> Result<KeySource> {
+    if let Some(path) = &cli.identity {
+        return Ok(KeySource::owner_identity_file(path)?);
+    }
+    if let Some(path) = &cli.host_key {
+        return Ok(KeySource::host_key_file(path)?);
+    }
     if let Some(path) = &cli.key_file {
         return Ok(KeySource::key_file(path)?);
     }
@@ -629,6 +678,69 @@ fn key_source(cli: &Cli) -> Result<KeySource> {
         return Ok(KeySource::passphrase(p));
     }
     bail!("no password: set {PASSWORD_ENV} or pass --key-file (no terminal to prompt on)")
+}
+
+/// Options for `init`: the pack size asked for, else the default.
+fn init_options(pack_size: Option<u64>) -> Result<InitOptions> {
+    let options = InitOptions::new();
+    Ok(match pack_size {
+        Some(size) => {
+            options.with_pack_size(u32::try_from(size).context("--pack-size: at most 1G")?)
+        }
+        None => options,
+    })
+}
+
+/// `init --write-only`: the host key at --host-key (made there if missing), the owner's
+/// public key from the command line or a file.
+async fn init_write_only(
+    cli: &Cli,
+    location: &str,
+    recipient: Option<&str>,
+    recipient_file: Option<&Path>,
+    options: InitOptions,
+) -> Result<()> {
+    let Some(host_key_path) = &cli.host_key else {
+        bail!("init --write-only needs --host-key FILE: where this host keeps its key");
+    };
+    let recipient = match (recipient, recipient_file) {
+        (Some(text), _) => text.to_string(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the owner's recipient from {}", path.display()))?,
+        (None, None) => {
+            bail!(
+                "init --write-only needs the owner's public key: --owner-recipient age1... or --owner-recipient-file FILE"
+            )
+        }
+    };
+    let owner = backup_core::write_only::parse_owner_recipient(&recipient)?;
+    let (host_key, made) = if host_key_path.exists() {
+        (HostKey::load(host_key_path)?, false)
+    } else {
+        let key = HostKey::generate()?;
+        key.save_new(host_key_path)?;
+        (key, true)
+    };
+    let store = StoreOptions::new(location)
+        .with_timeout(Duration::from_secs(cli.timeout))
+        .with_create(true)
+        .build()?;
+    let repo = Repository::init_write_only(store, location, &owner, &host_key, options).await?;
+    let id = &repo.config().id;
+    if cli.json {
+        println!(
+            "{}",
+            json!({"location": location, "id": id, "write_only": true,
+                   "host_key": host_key_path, "host_key_created": made})
+        );
+    } else {
+        println!(
+            "created write-only repository {id} at {location}\n{} host key {} (keep it on this host; it reads nothing back)",
+            if made { "made" } else { "used" },
+            host_key_path.display()
+        );
+    }
+    Ok(())
 }
 
 /// The repository this run opened, so that the objects it skipped are reported even if the
@@ -646,11 +758,19 @@ async fn open_with(cli: &Cli, location: &str, key: &KeySource) -> Result<Arc<Rep
     let store = StoreOptions::new(location)
         .with_timeout(Duration::from_secs(cli.timeout))
         .build()?;
-    let repo = if cli.append_only {
+    let mut repo = if cli.append_only {
         Repository::open_append_only(store, location, key).await?
     } else {
         Repository::open(store, location, key).await?
     };
+    if let (KeySource::Host(_), Some(host_key)) = (key, &cli.host_key) {
+        let cache = cli.host_cache.clone().unwrap_or_else(|| {
+            let mut path = host_key.as_os_str().to_owned();
+            path.push(".cache");
+            PathBuf::from(path)
+        });
+        repo = repo.with_host_cache(cache)?;
+    }
     Ok(Arc::new(repo))
 }
 
@@ -782,15 +902,28 @@ async fn run(cli: Cli) -> Result<i32> {
     };
     match &cli.command {
         Command::Init {
+            write_only: true,
+            owner_recipient,
+            owner_recipient_file,
+            pack_size,
+            ..
+        } => {
+            init_write_only(
+                &cli,
+                &location,
+                owner_recipient.as_deref(),
+                owner_recipient_file.as_deref(),
+                init_options(*pack_size)?,
+            )
+            .await?;
+        }
+        Command::Init {
             copy_params_from,
             from_key_file,
             pack_size,
+            ..
         } => {
-            let mut options = InitOptions::new();
-            if let Some(size) = pack_size {
-                let size = u32::try_from(*size).context("--pack-size: at most 1G")?;
-                options = options.with_pack_size(size);
-            }
+            let mut options = init_options(*pack_size)?;
             if let Some(source) = copy_params_from {
                 let key = other_key_source(&cli, from_key_file.as_deref(), FROM_PASSWORD_ENV)?;
                 options = options.with_params_from(&*open_with(&cli, source, &key).await?);
