@@ -291,7 +291,7 @@ phase_heal() {
             "$BACKUP_BIN" -r "$HEAL_MIRROR" init --copy-params-from "$REPO" >/dev/null
     fi
     bk copy --to "$HEAL_MIRROR" >/dev/null
-    # Lose HEAL_LOST packs the mirror holds too.
+    # Lose HEAL_LOST packs the mirror holds too (and note the blobs they held).
     local packs n i
     mapfile -t packs < <(cd "$REPO" && find data -type f | sort)
     : >"$WORK/heal-lost"
@@ -302,6 +302,12 @@ phase_heal() {
             echo "${packs[$n]}" >>"$WORK/heal-lost"
         fi
     done
+    bk --json blobs | python3 -c '
+import json, sys
+lost = set(open(sys.argv[1]).read().split())
+for line in sys.stdin:
+    b = json.loads(line)
+    if b["pack"] in lost: print(b["id"])' "$WORK/heal-lost" >>"$WORK/heal-lost"
     DAMAGED=1
     # Snapshots forgotten here since (by the scheduled runs) stay forgotten.
     CMD="repair from-mirror --skip-missing-snapshots $HEAL_MIRROR"
