@@ -202,20 +202,7 @@ for run in range(1, runs + 1):
     else:
         obj = rng.choice(backup_campaign.objects(pristine, "data"))
         offset, length = 0, os.path.getsize(os.path.join(pristine, obj))
-    path = os.path.join(repo, obj)
-    if mode == "delete":
-        os.remove(path)
-        start, end, damage = 0, 1 << 62, "deleted"
-    elif mode == "truncate":
-        cut = offset + rng.randrange(length)
-        os.truncate(path, cut)
-        start, end, damage = cut, 1 << 62, f"truncated to {cut}"
-    else:
-        data = bytearray(open(path, "rb").read())
-        at = offset + rng.randrange(length)
-        data[at] ^= rng.randrange(1, 256)
-        open(path, "wb").write(bytes(data))
-        start, end, damage = at, at + 1, f"byte {at} flipped"
+    start, end, damage = backup_campaign.damage(rng, os.path.join(repo, obj), offset, length, mode)
     bad = damaged_blobs(obj, start, end)
     per_snapshot, compared, problems = [], 0, []
     for sid in snapshot_ids:

@@ -117,20 +117,7 @@ for run in range(1, runs + 1):
         prefix = {"pack": "data", "index": "index", "snapshot": "snapshots"}[kind]
         obj = rng.choice(objects(prefix))
         offset, length = 0, os.path.getsize(os.path.join(pristine, obj))
-    path = os.path.join(repo, obj)
-    if mode == "delete":
-        os.remove(path)
-        damage = "deleted"
-    elif mode == "truncate":
-        cut = offset + rng.randrange(length)
-        os.truncate(path, cut)
-        damage = f"truncated to {cut}"
-    else:
-        data = bytearray(open(path, "rb").read())
-        at = offset + rng.randrange(length)
-        data[at] ^= rng.randrange(1, 256)
-        open(path, "wb").write(bytes(data))
-        damage = f"byte {at} flipped"
+    _, _, damage = backup_campaign.damage(rng, os.path.join(repo, obj), offset, length, mode)
 
     heal = backup(["--json", "repair", "from-mirror", mirror])
     what = ""

@@ -23,8 +23,9 @@
 #             policy of backup, forget --keep-last 3 and check --read-data-subset 25%); the
 #             rerun (`--run-now nightly --once`) must succeed and leave a status file whose job
 #             is not marked running and records a success.
-# For these three, D is the duration of the phase's first uninterrupted run (a rerun after a
-# kill does only what was left).
+# For these three, D is the duration of the phase's last whole run: its first uninterrupted
+# run, or a later point's run that ended before its kill (a rerun after a kill does only what
+# was left, so it does not count).
 #
 # Kill instants: each phase's last uninterrupted run gives its duration D; the kill comes after
 # a delay drawn uniformly from [0, 1.1 D] (deterministic from SEED), so the points spread over
@@ -290,7 +291,7 @@ phase_heal() {
             "$BACKUP_BIN" -r "$HEAL_MIRROR" init --copy-params-from "$REPO" >/dev/null
     fi
     bk copy --to "$HEAL_MIRROR" >/dev/null
-    # Lose HEAL_LOST packs the mirror holds too.
+    # Lose HEAL_LOST packs the mirror holds too (and note the blobs they held).
     local packs n i
     mapfile -t packs < <(cd "$REPO" && find data -type f | sort)
     : >"$WORK/heal-lost"
@@ -304,6 +305,12 @@ phase_heal() {
             echo "${packs[$n]}" >>"$WORK/heal-lost"
         fi
     done
+    bk --json blobs | python3 -c '
+import json, sys
+lost = set(open(sys.argv[1]).read().split())
+for line in sys.stdin:
+    b = json.loads(line)
+    if b["pack"] in lost: print(b["id"])' "$WORK/heal-lost" >>"$WORK/heal-lost"
     DAMAGED=1
     # Snapshots forgotten here since (by the scheduled runs) stay forgotten.
     CMD="repair from-mirror --skip-missing-snapshots $HEAL_MIRROR"
@@ -427,7 +434,8 @@ run_timed() {
 }
 declare -A DURATION
 # Phases whose rerun after a kill does only what the killed run left (copy, heal) or does
-# something else (schedule): D stays that of their first, whole, uninterrupted run.
+# something else (schedule): D is that of their last whole run, the first uninterrupted one
+# or a later one that ended before its kill.
 declare -A FIXED_DURATION=([copy]=1 [heal]=1 [schedule]=1)
 
 generate_tree
@@ -469,10 +477,24 @@ while { [ "$killed_count" -lt "$KILLS" ] || ! phases_done; } && [ "$point" -lt "
     BACKUP_PASSWORD="$PW_CUR" BACKUP_NEW_PASSWORD="${PW_NEXT:-}" \
         "$BACKUP_BIN" -r "${CMD_REPO:-$REPO}" "${args[@]}" >/dev/null 2>&1 &
     pid=$!
-    sleep "$(awk "BEGIN { print $delay / 1000 }")"
+    started_ms=$(now_ms)
+    if [ -n "${FIXED_DURATION[$phase]:-}" ]; then
+        # Watched until the kill: a run that ends by itself first gives the whole duration of
+        # one, the D of this phase's next points (the machine's load changes meanwhile).
+        while state=$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null) && [ "$state" != Z ] &&
+            [ $(($(now_ms) - started_ms)) -lt "$delay" ]; do
+            sleep 0.005
+        done
+    else
+        sleep "$(awk "BEGIN { print $delay / 1000 }")"
+    fi
+    ended_ms=$(now_ms)
     kill -9 "$pid" 2>/dev/null || true
     status=0
     wait "$pid" 2>/dev/null || status=$?
+    if [ "$status" != 137 ] && [ -n "${FIXED_DURATION[$phase]:-}" ]; then
+        DURATION[$phase]=$((ended_ms - started_ms))
+    fi
     # 137: killed by the signal; anything else: the run had ended by itself.
     if [ "$status" = 137 ]; then
         killed=yes

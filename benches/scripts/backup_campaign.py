@@ -10,3 +10,23 @@ def objects(root, prefix):
         for name in names:
             out.append(os.path.relpath(os.path.join(dirpath, name), root))
     return sorted(out)
+
+
+def damage(rng, path, offset, length, mode):
+    """Damages the object at PATH within bytes [OFFSET, OFFSET + LENGTH) by MODE (`delete`,
+    `truncate` at a random point of that range, or `flip` a random byte of it with a random
+    non-zero mask); returns the damaged byte range (start, end) and a description."""
+    if mode == "delete":
+        os.remove(path)
+        return 0, 1 << 62, "deleted"
+    if mode == "truncate":
+        cut = offset + rng.randrange(length)
+        os.truncate(path, cut)
+        return cut, 1 << 62, f"truncated to {cut}"
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    at = offset + rng.randrange(length)
+    data[at] ^= rng.randrange(1, 256)
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+    return at, at + 1, f"byte {at} flipped"

@@ -39,8 +39,9 @@
 //! `check` found damage or `copy` left snapshots out
 //! because their data is damaged in the source, 5 when `restore` restored everything else but
 //! left out files or directories whose data is damaged in the repository (each named, with
-//! the blob or tree and pack at fault, on stderr; in `damaged` with --json). `ls` prints paths escaped (`\n`, `\\`, `\xNN`, ...), and
-//! `restore --path` takes a path as `ls` prints it.
+//! the blob or tree and pack at fault, on stderr; in `damaged` with --json).
+//! `ls` prints paths escaped (`\n`, `\\`, `\xNN`, ...), and `restore --path` takes a path as
+//! `ls` prints it.
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
