@@ -1249,6 +1249,9 @@ mod tests {
             uncached.cache = None;
             let parsed = uncached.find(line, &clock);
             assert_eq!(dd.find(line, &clock), parsed, "{line}");
+            // And the same template state (what decides the next lines' template).
+            assert!(dd.state() == uncached.state(), "{line}");
+            assert_eq!(dd.sel.usage[0].hits, uncached.sel.usage[0].hits, "{line}");
         }
         // The reuse happens: a marked cached time comes back for the second line.
         dd.find(lines[0], &clock).expect("date");
