@@ -723,7 +723,25 @@ pub struct FoundDate {
 /// later template matches without that "distance collision". The winner's hits grow and it
 /// bubbles up the list (fail2ban's `_reorderTemplate`: weighted by hits over distance, the
 /// line-anchored copies of the defaults weighing 100). All of that is state carried from line
-/// to line, kept here exactly as fail2ban keeps it.
+/// to line, kept here as fail2ban keeps it (times of use come from the [`Clock`]).
+///
+/// A date without a year gets the current year in the clock's zone, or the year before when
+/// it would otherwise be more than a day after now; fail2ban 1.0.2 never moves one forward, so
+/// a `Jan  1 00:00:01` line read on Dec 31 at 23:59 is dated Jan 1 of the ending year.
+///
+/// ```
+/// use logban::filter::{Clock, DateDetector};
+/// // 2027-01-01 00:00:30 UTC: last night's line is from 2026.
+/// let clock = Clock::fixed(jiff::tz::TimeZone::UTC, 1_798_761_630);
+/// let mut dd = DateDetector::default_templates();
+/// let found = dd.find("Dec 31 23:59:59 host sshd[1]: x", &clock).unwrap();
+/// assert_eq!(found.time, Some(1_798_761_599.0));
+/// // Two dates: fail2ban takes the one nearer the line start when the other template
+/// // would match further in than it did before.
+/// let line = "some free text 030324  0:03:59 -- 2003-03-07 17:05:01 ...";
+/// let found = dd.find(line, &clock).unwrap();
+/// assert_eq!(&line[found.span.0..found.span.1], "030324  0:03:59");
+/// ```
 #[derive(Debug, Clone)]
 pub struct DateDetector {
     templates: Vec<Template>,
