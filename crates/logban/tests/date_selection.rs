@@ -479,8 +479,9 @@ fn year_completion_after_a_zone_offset_keeps_fail2bans_month_and_day() {
     assert_eq!(got.as_deref(), Some("2025-12-31T23:30:00Z"));
 }
 
-/// Lines where the choice of template matters: the cases above, then formats and prefixes
-/// mixed in a fixed pseudo-random order so that templates are reordered back and forth.
+/// Lines where the choice of template matters: the cases above, then formats, prefixes (some
+/// not ASCII: fail2ban's positions count characters) and second dates mixed in a fixed
+/// pseudo-random order, so that templates are reordered back and forth.
 fn crafted_lines() -> Vec<String> {
     let mut lines = Vec::new();
     let ambiguous = [
@@ -541,21 +542,37 @@ fn crafted_lines() -> Vec<String> {
         "[1106513999.000]",
         "audit(1106513999.000:987)",
     ];
-    let prefixes = ["", "", "", "bogus-prefix ", "host app[12]: ", "x "];
-    let mut seed: u64 = 11;
+    let prefixes = [
+        "",
+        "",
+        "",
+        "bogus-prefix ",
+        "host app[12]: ",
+        "x ",
+        "[",
+        "é ",
+        "a-",
+        "12 ",
+    ];
+    let mut seed: u64 = 2;
     let mut next = |n: usize| {
         seed = seed
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
         ((seed >> 33) % n as u64) as usize
     };
-    for _ in 0..1500 {
+    for _ in 0..4000 {
         let date = dates[next(dates.len())];
         let prefix = prefixes[next(prefixes.len())];
         // Some lines carry a second date further on.
-        let tail = match next(4) {
+        let tail = match next(9) {
             0 => " then 2004-02-03 04:05:06",
             1 => " at Feb  3 04:05:06",
+            2 => " 1106513999 x",
+            3 => " [Jan 23 21:59:59] é",
+            4 => " 23/01/2005 21:59:58",
+            5 => " @4000000041f4104f00000000",
+            6 => " 050123 21:59:58 y",
             _ => "",
         };
         let repeat = 1 + next(3);

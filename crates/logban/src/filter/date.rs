@@ -250,7 +250,9 @@ impl Template {
                 let re = if anchored_key {
                     format!(r"^(?:\W{{0,2}})?({num}){BOUND}")
                 } else {
-                    format!(r"^({num}){BOUND}|^\[({num})\]|\baudit\(({num}):\d+\)")
+                    // fail2ban's conditionals `(?(selinux)..)|(?(square)..)` always let one
+                    // branch pass: neither the `]` nor the `:serial)` is required there.
+                    format!(r"^({num}){BOUND}|^\[({num}){BOUND}|\baudit\(({num}){BOUND}")
                 };
                 return Self::build(&re, Kind::Epoch { long }, 1, anchored_key, false);
             }
@@ -600,7 +602,11 @@ fn fields_to_time(line: &str, caps: &Captures, clock: &Clock) -> Option<f64> {
     }
     let minute = num("M").unwrap_or(0);
     let second = num("S").unwrap_or(0);
-    let tz_offset = get("z").or_else(|| get("Z")).and_then(zone_offset_minutes);
+    // A zone fail2ban does not know gives no date there (its ValueError or KeyError).
+    let tz_offset = match get("z").or_else(|| get("Z")) {
+        Some(z) => Some(zone_offset_minutes(z)?),
+        None => None,
+    };
 
     let now = clock.local_now();
     let assume_year = year.is_none();
@@ -651,7 +657,9 @@ fn fields_to_time(line: &str, caps: &Captures, clock: &Clock) -> Option<f64> {
     Some(ts.as_second() as f64)
 }
 
-/// Offset in minutes of `Z`, `UTC`, `+hh[:]mm`, `CET`, `CEST+01` and the like.
+/// Offset in minutes of `Z`, `UTC`, `+hh[:]mm`, `CET`, `CEST+01` and the like: fail2ban's
+/// `validateTimeZone` (`FIXED_OFFSET_TZ_RE`, an abbreviation of its table, case-sensitive, and
+/// an offset of hours 00-19). `None` for anything else, where fail2ban gets no date (an error).
 fn zone_offset_minutes(z: &str) -> Option<i64> {
     if matches!(z, "Z" | "UTC" | "GMT") {
         return Some(0);
@@ -667,41 +675,251 @@ fn zone_offset_minutes(z: &str) -> Option<i64> {
         return Some(base);
     }
     let sign = if off.starts_with('-') { -1 } else { 1 };
-    let digits: String = off[1..].chars().filter(char::is_ascii_digit).collect();
-    let h: i64 = digits.get(..2)?.parse().ok()?;
-    let m: i64 = digits.get(2..4).map_or(Some(0), |m| m.parse().ok())?;
+    let b = &off.as_bytes()[1..];
+    let two = |i: usize| -> Option<i64> {
+        let d = b.get(i..i + 2)?;
+        d.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| i64::from(d[0] - b'0') * 10 + i64::from(d[1] - b'0'))
+    };
+    let h = two(0).filter(|h| *h <= 19)?;
+    let m = match b.len() {
+        2 => 0,
+        4 => two(2)?,
+        5 if b[2] == b':' => two(3)?,
+        _ => return None,
+    };
     Some(base + sign * (h * 60 + m))
 }
 
+/// fail2ban's `TZ_STR` table (strptime.py): abbreviation, offset in minutes.
+const TZ_ABBR: &[(&str, i64)] = &[
+    ("Y", -720),
+    ("X", -660),
+    ("NUT", -660),
+    ("SST", -660),
+    ("W", -600),
+    ("CKT", -600),
+    ("HAST", -600),
+    ("HST", -600),
+    ("TAHT", -600),
+    ("TKT", -600),
+    ("V", -540),
+    ("AKST", -540),
+    ("GAMT", -540),
+    ("GIT", -540),
+    ("HADT", -540),
+    ("HNY", -540),
+    ("U", -480),
+    ("AKDT", -480),
+    ("CIST", -480),
+    ("HAY", -480),
+    ("HNP", -480),
+    ("PST", -480),
+    ("PT", -480),
+    ("T", -420),
+    ("HAP", -420),
+    ("HNR", -420),
+    ("MST", -420),
+    ("PDT", -420),
+    ("S", -360),
+    ("CST", -360),
+    ("EAST", -360),
+    ("GALT", -360),
+    ("HAR", -360),
+    ("HNC", -360),
+    ("MDT", -360),
+    ("R", -300),
+    ("CDT", -300),
+    ("COT", -300),
+    ("EASST", -300),
+    ("ECT", -300),
+    ("EST", -300),
+    ("ET", -300),
+    ("HAC", -300),
+    ("HNE", -300),
+    ("PET", -300),
+    ("Q", -240),
+    ("AST", -240),
+    ("BOT", -240),
+    ("CLT", -240),
+    ("COST", -240),
+    ("EDT", -240),
+    ("FKT", -240),
+    ("GYT", -240),
+    ("HAE", -240),
+    ("HNA", -240),
+    ("PYT", -240),
+    ("P", -180),
+    ("ADT", -180),
+    ("ART", -180),
+    ("BRT", -180),
+    ("CLST", -180),
+    ("FKST", -180),
+    ("GFT", -180),
+    ("HAA", -180),
+    ("PMST", -180),
+    ("PYST", -180),
+    ("SRT", -180),
+    ("UYT", -180),
+    ("WGT", -180),
+    ("O", -120),
+    ("BRST", -120),
+    ("FNT", -120),
+    ("PMDT", -120),
+    ("UYST", -120),
+    ("WGST", -120),
+    ("N", -60),
+    ("AZOT", -60),
+    ("CVT", -60),
+    ("EGT", -60),
+    ("Z", 0),
+    ("EGST", 0),
+    ("GMT", 0),
+    ("UTC", 0),
+    ("WET", 0),
+    ("WT", 0),
+    ("A", 60),
+    ("CET", 60),
+    ("DFT", 60),
+    ("WAT", 60),
+    ("WEDT", 60),
+    ("WEST", 60),
+    ("B", 120),
+    ("CAT", 120),
+    ("CEDT", 120),
+    ("CEST", 120),
+    ("EET", 120),
+    ("SAST", 120),
+    ("WAST", 120),
+    ("C", 180),
+    ("EAT", 180),
+    ("EEDT", 180),
+    ("EEST", 180),
+    ("IDT", 180),
+    ("MSK", 180),
+    ("D", 240),
+    ("AMT", 240),
+    ("AZT", 240),
+    ("GET", 240),
+    ("GST", 240),
+    ("KUYT", 240),
+    ("MSD", 240),
+    ("MUT", 240),
+    ("RET", 240),
+    ("SAMT", 240),
+    ("SCT", 240),
+    ("E", 300),
+    ("AMST", 300),
+    ("AQTT", 300),
+    ("AZST", 300),
+    ("HMT", 300),
+    ("MAWT", 300),
+    ("MVT", 300),
+    ("PKT", 300),
+    ("TFT", 300),
+    ("TJT", 300),
+    ("TMT", 300),
+    ("UZT", 300),
+    ("YEKT", 300),
+    ("F", 360),
+    ("ALMT", 360),
+    ("BIOT", 360),
+    ("BTT", 360),
+    ("IOT", 360),
+    ("KGT", 360),
+    ("NOVT", 360),
+    ("OMST", 360),
+    ("YEKST", 360),
+    ("G", 420),
+    ("CXT", 420),
+    ("DAVT", 420),
+    ("HOVT", 420),
+    ("ICT", 420),
+    ("KRAT", 420),
+    ("NOVST", 420),
+    ("OMSST", 420),
+    ("THA", 420),
+    ("WIB", 420),
+    ("H", 480),
+    ("ACT", 480),
+    ("AWST", 480),
+    ("BDT", 480),
+    ("BNT", 480),
+    ("CAST", 480),
+    ("HKT", 480),
+    ("IRKT", 480),
+    ("KRAST", 480),
+    ("MYT", 480),
+    ("PHT", 480),
+    ("SGT", 480),
+    ("ULAT", 480),
+    ("WITA", 480),
+    ("WST", 480),
+    ("I", 540),
+    ("AWDT", 540),
+    ("IRKST", 540),
+    ("JST", 540),
+    ("KST", 540),
+    ("PWT", 540),
+    ("TLT", 540),
+    ("WDT", 540),
+    ("WIT", 540),
+    ("YAKT", 540),
+    ("K", 600),
+    ("AEST", 600),
+    ("ChST", 600),
+    ("PGT", 600),
+    ("VLAT", 600),
+    ("YAKST", 600),
+    ("YAPT", 600),
+    ("L", 660),
+    ("AEDT", 660),
+    ("LHDT", 660),
+    ("MAGT", 660),
+    ("NCT", 660),
+    ("PONT", 660),
+    ("SBT", 660),
+    ("VLAST", 660),
+    ("VUT", 660),
+    ("M", 720),
+    ("ANAST", 720),
+    ("ANAT", 720),
+    ("FJT", 720),
+    ("GILT", 720),
+    ("MAGST", 720),
+    ("MHT", 720),
+    ("NZST", 720),
+    ("PETST", 720),
+    ("PETT", 720),
+    ("TVT", 720),
+    ("WFT", 720),
+    ("FJST", 780),
+    ("NZDT", 780),
+    ("NFT", 690),
+    ("ACDT", 630),
+    ("LHST", 630),
+    ("ACST", 570),
+    ("CCT", 390),
+    ("MMT", 390),
+    ("NPT", 345),
+    ("SLT", 330),
+    ("AFT", 270),
+    ("IRDT", 270),
+    ("IRST", 210),
+    ("HAT", -150),
+    ("NDT", -150),
+    ("HNT", -210),
+    ("NST", -210),
+    ("NT", -210),
+    ("HLV", -270),
+    ("VET", -270),
+    ("MART", -570),
+    ("MIT", -570),
+];
+
 fn abbr_offset(abbr: &str) -> Option<i64> {
-    // A subset of fail2ban's TZ_ABBR table: the zones seen in logs.
-    const TABLE: &[(&str, i64)] = &[
-        ("UTC", 0),
-        ("GMT", 0),
-        ("Z", 0),
-        ("WET", 0),
-        ("CET", 60),
-        ("WEST", 60),
-        ("CEST", 120),
-        ("EET", 120),
-        ("EEST", 180),
-        ("MSK", 180),
-        ("EST", -300),
-        ("EDT", -240),
-        ("CST", -360),
-        ("CDT", -300),
-        ("MST", -420),
-        ("MDT", -360),
-        ("PST", -480),
-        ("PDT", -420),
-        ("JST", 540),
-        ("AEST", 600),
-        ("AEDT", 660),
-        ("IST", 330),
-        ("A", 60),
-        ("B", 120),
-    ];
-    TABLE.iter().find(|(a, _)| *a == abbr).map(|(_, o)| *o)
+    TZ_ABBR.iter().find(|(a, _)| *a == abbr).map(|(_, o)| *o)
 }
 
 /// A found date: where its text is in the line and its Unix time.
@@ -769,6 +987,9 @@ struct Usage {
 /// fail2ban's "not yet" distance, `0x7fffffff`.
 const FAR: usize = 0x7fff_ffff;
 
+/// The end kept after an anchored winner: fail2ban compares it only after an unanchored one.
+const ANCHORED_END: Edge = (0, None, None);
+
 /// A position in the last winning line and the characters around it (`None`: no character,
 /// or not kept because the winner was anchored and its neighbours are never compared).
 type Edge = (usize, Option<char>, Option<char>);
@@ -816,12 +1037,44 @@ impl Selection {
     fn edges_agree(&self, line: &str) -> bool {
         let (d, before, at) = self.last_pos;
         let (e, end_before, end_at) = self.last_end;
+        // Past the line's end there is no character (Python's slices are empty there).
+        let (d, e) = (
+            byte_pos(line, d).unwrap_or(usize::MAX),
+            byte_pos(line, e).unwrap_or(usize::MAX),
+        );
         let left = char_before(line, d) == before
             || (at.is_some_and(|c| !c.is_alphanumeric()) && char_at(line, d) == at);
         let right = char_at(line, e) == end_at
             || (end_before.is_some_and(|c| !c.is_alphanumeric())
                 && char_before(line, e) == end_before);
         left && right
+    }
+}
+
+/// Byte offset of character `i` of `line` (the line's length for its end), `None` past it.
+/// fail2ban's positions count characters; they equal byte offsets on ASCII lines.
+fn byte_pos(line: &str, i: usize) -> Option<usize> {
+    if i <= line.len() && line.is_char_boundary(i) && line[..i].is_ascii() {
+        return Some(i);
+    }
+    line.char_indices()
+        .map(|(b, _)| b)
+        .chain(std::iter::once(line.len()))
+        .nth(i)
+}
+
+/// A byte span as fail2ban's character positions.
+fn chars_span(line: &str, (s, e): (usize, usize)) -> (usize, usize) {
+    (char_pos(line, s), char_pos(line, e))
+}
+
+/// Character index of byte offset `b` (a character boundary) of `line`.
+fn char_pos(line: &str, b: usize) -> usize {
+    let head = &line.as_bytes()[..b];
+    if head.is_ascii() {
+        b
+    } else {
+        line[..b].chars().count()
     }
 }
 
@@ -864,7 +1117,8 @@ struct LastDate {
     time: Option<f64>,
 }
 
-/// A match of one template: captures, date span, fail2ban's match span, position in the order.
+/// A match of one template: captures, date span (bytes), fail2ban's match span (characters),
+/// position in the order.
 type Candidate = (Captures, (usize, usize), (usize, usize), usize);
 
 impl DateDetector {
@@ -1017,12 +1271,13 @@ impl DateDetector {
                 // The last winner, anchored: fail2ban takes it at once; only its hits grow
                 // (its time of use is that of the last parsed line with this text).
                 let (template, time) = (c.template, c.time);
+                let distance = char_pos(line, whole.0);
                 let sel = &mut self.sel;
                 let u = &mut sel.usage[template];
                 u.hits += 1;
-                u.distance = whole.0;
-                sel.last_pos = (whole.0, None, None);
-                sel.last_end = (whole.1, None, None);
+                u.distance = distance;
+                sel.last_pos = (distance, None, None);
+                sel.last_end = ANCHORED_END;
                 return Some(FoundDate { span, time });
             }
         }
@@ -1048,14 +1303,21 @@ impl DateDetector {
                 skip = i;
                 t.find(line)
             } else if self.sel.edges_agree(line) {
-                t.find_within(line, self.sel.last_pos.0, self.sel.last_end.0)
+                // Only between the last date's start and end (character positions).
+                match byte_pos(line, self.sel.last_pos.0) {
+                    Some(from) => {
+                        let to = byte_pos(line, self.sel.last_end.0).unwrap_or(line.len());
+                        t.find_within(line, from, to)
+                    }
+                    None => None,
+                }
             } else {
                 skip = i;
                 t.find(line)
             };
             if let Some((caps, span)) = found {
                 self.sel.usage[idx].matched = true;
-                let whole = t.match_span(&caps, span);
+                let whole = chars_span(line, t.match_span(&caps, span));
                 let same = whole.0 == self.sel.last_pos.0 && whole.1 == self.sel.last_end.0;
                 if n == 1 || t.anchored() || same {
                     return Some((caps, span, whole, i));
@@ -1074,7 +1336,7 @@ impl DateDetector {
                 continue;
             };
             self.sel.usage[idx].matched = true;
-            let whole = t.match_span(&caps, span);
+            let whole = chars_span(line, t.match_span(&caps, span));
             let distance = whole.0;
             let u = self.sel.usage[idx];
             let wins = i + 1 >= n
@@ -1109,16 +1371,12 @@ impl DateDetector {
         // The characters around an anchored winner are never compared: not kept, so that
         // states compare equal whether the date came from the cache or not.
         let (s, e) = whole;
-        sel.last_pos = if anchored {
-            (s, None, None)
-        } else {
-            (s, char_before(line, s), char_at(line, s))
+        let around = |i: usize| {
+            let b = byte_pos(line, i).unwrap_or(usize::MAX);
+            (i, char_before(line, b), char_at(line, b))
         };
-        sel.last_end = if anchored {
-            (e, None, None)
-        } else {
-            (e, char_before(line, e), char_at(line, e))
-        };
+        sel.last_pos = if anchored { (s, None, None) } else { around(s) };
+        sel.last_end = if anchored { ANCHORED_END } else { around(e) };
         let mut pos = pos;
         if pos != 0 && Some(pos) != sel.last {
             pos = self.reorder(pos);
@@ -1280,6 +1538,27 @@ mod tests {
         assert_ne!(dd.find(lines[3], &clock).expect("date").time, Some(1.0));
         let span = dd.find(lines[1], &clock).expect("date").span;
         assert_eq!(&lines[1][span.0..span.1], "14/Aug/2005:12:00:00 +0200");
+    }
+
+    #[test]
+    fn zones_are_those_of_fail2bans_table_and_offsets() {
+        // strptime.py's TZ_STR and FIXED_OFFSET_TZ_RE (hours 00-19, case-sensitive).
+        let cases = [
+            ("HKT", Some(480)),
+            ("NPT", Some(345)),
+            ("CET+0130", Some(150)),
+            ("CEST-01", Some(60)),
+            ("-10:45", Some(-645)),
+            ("+19", Some(1140)),
+            ("+20", None),
+            ("+0100x", None),
+            ("IST", None),
+            ("Sun", None),
+            ("cet", None),
+        ];
+        for (zone, want) in cases {
+            assert_eq!(zone_offset_minutes(zone), want, "{zone}");
+        }
     }
 
     #[test]
