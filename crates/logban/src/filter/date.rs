@@ -4,6 +4,14 @@
 //! Unix epoch (plain, `[epoch]`, SELinux `audit(epoch:serial)`), TAI64N and more. A filter's own
 //! `datepattern` uses strptime fields (`%Y`, `%b`, fail2ban's `%Ex*` strict variants), `{^LN-BEG}`,
 //! `{DATE}` (default templates wrapped by a pre-match), `EPOCH`, `LEPOCH`, `TAI64N`, `{NONE}`.
+//!
+//! Which template gives the date follows fail2ban 1.0.2's `DateDetector.matchTime` (see
+//! [`DateDetector`]). A date without a year is completed as fail2ban's `reGroupDictStrptime`
+//! does: the current year of the clock's zone, or the year before when the date would then be
+//! more than a day after now (compared after any zone offset in the line, whose moved hour is
+//! kept while the line's month and day come back, as fail2ban's `datetime.replace` does).
+//! fail2ban 1.0.2 never moves a date forward a year: a `Jan  1 00:00:01` line read on Dec 31
+//! at 23:59 is dated Jan 1 of the year that is ending.
 
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
@@ -202,6 +210,12 @@ struct Template {
     /// Group holding the value (epoch/TAI64N); group 1 is always the date text.
     value_group: usize,
     line_anchored: bool,
+    /// The regex ends at the line's end (`$`): with `line_anchored`, fail2ban's
+    /// `LINE_BEGIN|LINE_END` flags, which make a match win at once wherever it is.
+    line_end: bool,
+    /// fail2ban's template weight in its reordering: 100 for the line-anchored copies of the
+    /// default templates (so they bubble up), 1 otherwise.
+    weight: f64,
     /// Two separators that must be equal (`(?P<_sep>…)…(?P=_sep)`).
     sep_check: bool,
     /// For `^[^X]*X({DATE})` (fail2ban's nginx and Apache access-log pattern, X = `[`): the
@@ -236,7 +250,9 @@ impl Template {
                 let re = if anchored_key {
                     format!(r"^(?:\W{{0,2}})?({num}){BOUND}")
                 } else {
-                    format!(r"^({num}){BOUND}|^\[({num})\]|\baudit\(({num}):\d+\)")
+                    // fail2ban's conditionals `(?(selinux)..)|(?(square)..)` always let one
+                    // branch pass: neither the `]` nor the `:serial)` is required there.
+                    format!(r"^({num}){BOUND}|^\[({num}){BOUND}|\baudit\(({num}){BOUND}")
                 };
                 return Self::build(&re, Kind::Epoch { long }, 1, anchored_key, false);
             }
@@ -299,19 +315,60 @@ impl Template {
         sep_check: bool,
     ) -> Result<Self, String> {
         let matcher = Matcher::compile(re, false).map_err(|e| e.reason)?;
+        // fail2ban's RE_LINE_BOUND_END: `$` or `$)` at the end, not escaped nor after `|`.
+        let tail = re.strip_suffix(')').unwrap_or(re);
+        let line_end = tail
+            .strip_suffix('$')
+            .is_some_and(|r| !r.ends_with(['\\', '|']));
         Ok(Self {
             matcher,
             kind,
             value_group,
             line_anchored,
+            line_end,
+            weight: 1.0,
             sep_check,
             date_after: None,
         })
     }
 
+    /// fail2ban's `LINE_BEGIN|LINE_END` flags: such a template wins as soon as it matches.
+    fn anchored(&self) -> bool {
+        self.line_anchored || self.line_end
+    }
+
+    /// The span fail2ban's match has (`match.start()`, `match.end()`), which its selection
+    /// compares: the whole match, but only the number for the unanchored epoch template, whose
+    /// `[` `]` and `audit(` `:serial)` fail2ban matches by look-around.
+    fn match_span(&self, caps: &Captures, date: (usize, usize)) -> (usize, usize) {
+        if matches!(self.kind, Kind::Epoch { .. }) && self.value_group == 1 && !self.line_anchored {
+            date
+        } else {
+            caps.whole()
+        }
+    }
+
+    /// Searches only `line[from..to]` (Python's `search(line, pos, endpos)`: look-behind sees
+    /// what is before `from`, `$` and look-ahead see `to` as the end).
+    fn find_within(
+        &self,
+        line: &str,
+        from: usize,
+        to: usize,
+    ) -> Option<(Captures, (usize, usize))> {
+        let to = to.min(line.len());
+        if from > to || !line.is_char_boundary(from) || !line.is_char_boundary(to) {
+            return None;
+        }
+        self.find_from(&line[..to], from)
+    }
+
     /// Finds this template in `line`: the captures and the span of the date text.
     fn find(&self, line: &str) -> Option<(Captures, (usize, usize))> {
-        let mut from = 0;
+        self.find_from(line, 0)
+    }
+
+    fn find_from(&self, line: &str, mut from: usize) -> Option<(Captures, (usize, usize))> {
         loop {
             let caps = self.matcher.search_at(line, from)?;
             let ok = !self.sep_check || {
@@ -433,7 +490,7 @@ fn bound_regex(regex: &str, word_begin: WordBegin, word_end: bool) -> (String, b
         (regex.ends_with('$') || regex.ends_with("$)")) && !regex.ends_with("\\$")
             || regex.ends_with("\\b")
             || regex.ends_with("\\s")
-            || r.ends_with("**")
+            || r.strip_suffix("**").is_some_and(|h| !h.ends_with('\\'))
     };
     let bound_begin = word_begin != WordBegin::No && !no_begin;
     let bound_end = word_end && !no_end;
@@ -467,9 +524,35 @@ fn bound_regex(regex: &str, word_begin: WordBegin, word_end: bool) -> (String, b
             anchored = true;
         }
     }
-    // `**` disables a boundary; drop the markers.
-    let regex = regex.replace("**", "");
+    // `**` disables a boundary; drop the markers (only those, not an escaped `\**`).
+    let regex = drop_star_markers(&regex);
     (format!("{flags}{regex}"), anchored)
+}
+
+/// fail2ban's `RE_DEL_WRD_BOUNDS`: removes `**` after the leading `(`s (and a flags group) and
+/// `**` before the trailing `)`s unless escaped.
+fn drop_star_markers(regex: &str) -> String {
+    let mut regex = regex.to_string();
+    let body = regex.trim_end_matches(')');
+    if let Some(head) = body.strip_suffix("**")
+        && !head.ends_with('\\')
+    {
+        let at = head.len();
+        regex.replace_range(at..at + 2, "");
+    }
+    let mut rest = regex.trim_start_matches('(');
+    if let Some(after) = rest.strip_prefix("(?")
+        && let Some(close) = after.find(')')
+        && close > 0
+        && after[..close].chars().all(char::is_alphanumeric)
+    {
+        rest = after[close + 1..].trim_start_matches('(');
+    }
+    if rest.starts_with("**") {
+        let at = regex.len() - rest.len();
+        regex.replace_range(at..at + 2, "");
+    }
+    regex
 }
 
 /// True when `regex` has a capturing group `(` not followed by `?` (and not escaped).
@@ -519,7 +602,11 @@ fn fields_to_time(line: &str, caps: &Captures, clock: &Clock) -> Option<f64> {
     }
     let minute = num("M").unwrap_or(0);
     let second = num("S").unwrap_or(0);
-    let tz_offset = get("z").or_else(|| get("Z")).and_then(zone_offset_minutes);
+    // A zone fail2ban does not know gives no date there (its ValueError or KeyError).
+    let tz_offset = match get("z").or_else(|| get("Z")) {
+        Some(z) => Some(zone_offset_minutes(z)?),
+        None => None,
+    };
 
     let now = clock.local_now();
     let assume_year = year.is_none();
@@ -549,10 +636,19 @@ fn fields_to_time(line: &str, caps: &Captures, clock: &Clock) -> Option<f64> {
         dt = dt.checked_sub(jiff::Span::new().days(1)).ok()?;
     }
     if assume_year && dt > now.checked_add(jiff::Span::new().days(1)).ok()? {
-        dt = civil(year - 1)?;
-        if let Some(off) = tz_offset {
-            dt = dt.checked_sub(jiff::Span::new().minutes(off)).ok()?;
-        }
+        // fail2ban: `date_result.replace(year=year-1, month=month, day=day)` on the date
+        // already moved by the zone offset: the line's month and day come back, the hour
+        // stays as moved (a Feb 29 that the year before lacks is no date).
+        dt = DateTime::new(
+            i16::try_from(year - 1).ok()?,
+            i8::try_from(month).ok()?,
+            i8::try_from(day).ok()?,
+            dt.hour(),
+            dt.minute(),
+            dt.second(),
+            0,
+        )
+        .ok()?;
     }
     let ts = match tz_offset {
         Some(_) => TimeZone::UTC.to_timestamp(dt).ok()?,
@@ -561,7 +657,9 @@ fn fields_to_time(line: &str, caps: &Captures, clock: &Clock) -> Option<f64> {
     Some(ts.as_second() as f64)
 }
 
-/// Offset in minutes of `Z`, `UTC`, `+hh[:]mm`, `CET`, `CEST+01` and the like.
+/// Offset in minutes of `Z`, `UTC`, `+hh[:]mm`, `CET`, `CEST+01` and the like: fail2ban's
+/// `validateTimeZone` (`FIXED_OFFSET_TZ_RE`, an abbreviation of its table, case-sensitive, and
+/// an offset of hours 00-19). `None` for anything else, where fail2ban gets no date (an error).
 fn zone_offset_minutes(z: &str) -> Option<i64> {
     if matches!(z, "Z" | "UTC" | "GMT") {
         return Some(0);
@@ -577,41 +675,251 @@ fn zone_offset_minutes(z: &str) -> Option<i64> {
         return Some(base);
     }
     let sign = if off.starts_with('-') { -1 } else { 1 };
-    let digits: String = off[1..].chars().filter(char::is_ascii_digit).collect();
-    let h: i64 = digits.get(..2)?.parse().ok()?;
-    let m: i64 = digits.get(2..4).map_or(Some(0), |m| m.parse().ok())?;
+    let b = &off.as_bytes()[1..];
+    let two = |i: usize| -> Option<i64> {
+        let d = b.get(i..i + 2)?;
+        d.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| i64::from(d[0] - b'0') * 10 + i64::from(d[1] - b'0'))
+    };
+    let h = two(0).filter(|h| *h <= 19)?;
+    let m = match b.len() {
+        2 => 0,
+        4 => two(2)?,
+        5 if b[2] == b':' => two(3)?,
+        _ => return None,
+    };
     Some(base + sign * (h * 60 + m))
 }
 
+/// fail2ban's `TZ_STR` table (strptime.py): abbreviation, offset in minutes.
+const TZ_ABBR: &[(&str, i64)] = &[
+    ("Y", -720),
+    ("X", -660),
+    ("NUT", -660),
+    ("SST", -660),
+    ("W", -600),
+    ("CKT", -600),
+    ("HAST", -600),
+    ("HST", -600),
+    ("TAHT", -600),
+    ("TKT", -600),
+    ("V", -540),
+    ("AKST", -540),
+    ("GAMT", -540),
+    ("GIT", -540),
+    ("HADT", -540),
+    ("HNY", -540),
+    ("U", -480),
+    ("AKDT", -480),
+    ("CIST", -480),
+    ("HAY", -480),
+    ("HNP", -480),
+    ("PST", -480),
+    ("PT", -480),
+    ("T", -420),
+    ("HAP", -420),
+    ("HNR", -420),
+    ("MST", -420),
+    ("PDT", -420),
+    ("S", -360),
+    ("CST", -360),
+    ("EAST", -360),
+    ("GALT", -360),
+    ("HAR", -360),
+    ("HNC", -360),
+    ("MDT", -360),
+    ("R", -300),
+    ("CDT", -300),
+    ("COT", -300),
+    ("EASST", -300),
+    ("ECT", -300),
+    ("EST", -300),
+    ("ET", -300),
+    ("HAC", -300),
+    ("HNE", -300),
+    ("PET", -300),
+    ("Q", -240),
+    ("AST", -240),
+    ("BOT", -240),
+    ("CLT", -240),
+    ("COST", -240),
+    ("EDT", -240),
+    ("FKT", -240),
+    ("GYT", -240),
+    ("HAE", -240),
+    ("HNA", -240),
+    ("PYT", -240),
+    ("P", -180),
+    ("ADT", -180),
+    ("ART", -180),
+    ("BRT", -180),
+    ("CLST", -180),
+    ("FKST", -180),
+    ("GFT", -180),
+    ("HAA", -180),
+    ("PMST", -180),
+    ("PYST", -180),
+    ("SRT", -180),
+    ("UYT", -180),
+    ("WGT", -180),
+    ("O", -120),
+    ("BRST", -120),
+    ("FNT", -120),
+    ("PMDT", -120),
+    ("UYST", -120),
+    ("WGST", -120),
+    ("N", -60),
+    ("AZOT", -60),
+    ("CVT", -60),
+    ("EGT", -60),
+    ("Z", 0),
+    ("EGST", 0),
+    ("GMT", 0),
+    ("UTC", 0),
+    ("WET", 0),
+    ("WT", 0),
+    ("A", 60),
+    ("CET", 60),
+    ("DFT", 60),
+    ("WAT", 60),
+    ("WEDT", 60),
+    ("WEST", 60),
+    ("B", 120),
+    ("CAT", 120),
+    ("CEDT", 120),
+    ("CEST", 120),
+    ("EET", 120),
+    ("SAST", 120),
+    ("WAST", 120),
+    ("C", 180),
+    ("EAT", 180),
+    ("EEDT", 180),
+    ("EEST", 180),
+    ("IDT", 180),
+    ("MSK", 180),
+    ("D", 240),
+    ("AMT", 240),
+    ("AZT", 240),
+    ("GET", 240),
+    ("GST", 240),
+    ("KUYT", 240),
+    ("MSD", 240),
+    ("MUT", 240),
+    ("RET", 240),
+    ("SAMT", 240),
+    ("SCT", 240),
+    ("E", 300),
+    ("AMST", 300),
+    ("AQTT", 300),
+    ("AZST", 300),
+    ("HMT", 300),
+    ("MAWT", 300),
+    ("MVT", 300),
+    ("PKT", 300),
+    ("TFT", 300),
+    ("TJT", 300),
+    ("TMT", 300),
+    ("UZT", 300),
+    ("YEKT", 300),
+    ("F", 360),
+    ("ALMT", 360),
+    ("BIOT", 360),
+    ("BTT", 360),
+    ("IOT", 360),
+    ("KGT", 360),
+    ("NOVT", 360),
+    ("OMST", 360),
+    ("YEKST", 360),
+    ("G", 420),
+    ("CXT", 420),
+    ("DAVT", 420),
+    ("HOVT", 420),
+    ("ICT", 420),
+    ("KRAT", 420),
+    ("NOVST", 420),
+    ("OMSST", 420),
+    ("THA", 420),
+    ("WIB", 420),
+    ("H", 480),
+    ("ACT", 480),
+    ("AWST", 480),
+    ("BDT", 480),
+    ("BNT", 480),
+    ("CAST", 480),
+    ("HKT", 480),
+    ("IRKT", 480),
+    ("KRAST", 480),
+    ("MYT", 480),
+    ("PHT", 480),
+    ("SGT", 480),
+    ("ULAT", 480),
+    ("WITA", 480),
+    ("WST", 480),
+    ("I", 540),
+    ("AWDT", 540),
+    ("IRKST", 540),
+    ("JST", 540),
+    ("KST", 540),
+    ("PWT", 540),
+    ("TLT", 540),
+    ("WDT", 540),
+    ("WIT", 540),
+    ("YAKT", 540),
+    ("K", 600),
+    ("AEST", 600),
+    ("ChST", 600),
+    ("PGT", 600),
+    ("VLAT", 600),
+    ("YAKST", 600),
+    ("YAPT", 600),
+    ("L", 660),
+    ("AEDT", 660),
+    ("LHDT", 660),
+    ("MAGT", 660),
+    ("NCT", 660),
+    ("PONT", 660),
+    ("SBT", 660),
+    ("VLAST", 660),
+    ("VUT", 660),
+    ("M", 720),
+    ("ANAST", 720),
+    ("ANAT", 720),
+    ("FJT", 720),
+    ("GILT", 720),
+    ("MAGST", 720),
+    ("MHT", 720),
+    ("NZST", 720),
+    ("PETST", 720),
+    ("PETT", 720),
+    ("TVT", 720),
+    ("WFT", 720),
+    ("FJST", 780),
+    ("NZDT", 780),
+    ("NFT", 690),
+    ("ACDT", 630),
+    ("LHST", 630),
+    ("ACST", 570),
+    ("CCT", 390),
+    ("MMT", 390),
+    ("NPT", 345),
+    ("SLT", 330),
+    ("AFT", 270),
+    ("IRDT", 270),
+    ("IRST", 210),
+    ("HAT", -150),
+    ("NDT", -150),
+    ("HNT", -210),
+    ("NST", -210),
+    ("NT", -210),
+    ("HLV", -270),
+    ("VET", -270),
+    ("MART", -570),
+    ("MIT", -570),
+];
+
 fn abbr_offset(abbr: &str) -> Option<i64> {
-    // A subset of fail2ban's TZ_ABBR table: the zones seen in logs.
-    const TABLE: &[(&str, i64)] = &[
-        ("UTC", 0),
-        ("GMT", 0),
-        ("Z", 0),
-        ("WET", 0),
-        ("CET", 60),
-        ("WEST", 60),
-        ("CEST", 120),
-        ("EET", 120),
-        ("EEST", 180),
-        ("MSK", 180),
-        ("EST", -300),
-        ("EDT", -240),
-        ("CST", -360),
-        ("CDT", -300),
-        ("MST", -420),
-        ("MDT", -360),
-        ("PST", -480),
-        ("PDT", -420),
-        ("JST", 540),
-        ("AEST", 600),
-        ("AEDT", 660),
-        ("IST", 330),
-        ("A", 60),
-        ("B", 120),
-    ];
-    TABLE.iter().find(|(a, _)| *a == abbr).map(|(_, o)| *o)
+    TZ_ABBR.iter().find(|(a, _)| *a == abbr).map(|(_, o)| *o)
 }
 
 /// A found date: where its text is in the line and its Unix time.
@@ -623,20 +931,181 @@ pub struct FoundDate {
     pub time: Option<f64>,
 }
 
-/// A set of date templates with fail2ban's "last template first" shortcut.
+/// A set of date templates, chosen among the way fail2ban's `DateDetector.matchTime` does.
+///
+/// fail2ban does not take the first template that matches. It tries the template that won the
+/// last line first, and keeps it when it matches at the same place (same start and end, for a
+/// template not anchored to the line); otherwise it searches all templates in their current
+/// order, where a match further into the line than that template's last match (or than the
+/// last date) is only a candidate, and the candidate closest to the line start wins unless a
+/// later template matches without that "distance collision". The winner's hits grow and it
+/// bubbles up the list (fail2ban's `_reorderTemplate`: weighted by hits over distance, the
+/// line-anchored copies of the defaults weighing 100). All of that is state carried from line
+/// to line, kept here as fail2ban keeps it (times of use come from the [`Clock`]).
+///
+/// A date without a year gets the current year in the clock's zone, or the year before when
+/// it would otherwise be more than a day after now; fail2ban 1.0.2 never moves one forward, so
+/// a `Jan  1 00:00:01` line read on Dec 31 at 23:59 is dated Jan 1 of the ending year.
+///
+/// ```
+/// use logban::filter::{Clock, DateDetector};
+/// // 2027-01-01 00:00:30 UTC: last night's line is from 2026.
+/// let clock = Clock::fixed(jiff::tz::TimeZone::UTC, 1_798_761_630);
+/// let mut dd = DateDetector::default_templates();
+/// let found = dd.find("Dec 31 23:59:59 host sshd[1]: x", &clock).unwrap();
+/// assert_eq!(found.time, Some(1_798_761_599.0));
+/// // Two dates: fail2ban takes the one nearer the line start when the other template
+/// // would match further in than it did before.
+/// let line = "some free text 030324  0:03:59 -- 2003-03-07 17:05:01 ...";
+/// let found = dd.find(line, &clock).unwrap();
+/// assert_eq!(&line[found.span.0..found.span.1], "030324  0:03:59");
+/// ```
 #[derive(Debug, Clone)]
 pub struct DateDetector {
     templates: Vec<Template>,
-    last: Option<(usize, usize)>,
+    sel: Selection,
     /// The last date found: whole match text, date span relative to the match, time. Busy logs
     /// repeat the same timestamp on many lines; a DFA-only match then skips parsing.
     cache: Option<LastDate>,
+    /// Reorderings decided by hit counts or times of use (see [`Self::weighings`]).
+    weighings: u64,
+}
+
+/// fail2ban's `DateDetectorTemplate` counters of one template.
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    /// Lines this template won (`hits`).
+    hits: u64,
+    /// It matched some line, winning or not (fail2ban's `DateTemplate.hits > 0`).
+    matched: bool,
+    /// Clock seconds of its last win, 0 before (`lastUsed`).
+    last_used: i64,
+    /// Start of its last winning match (`distance`).
+    distance: usize,
+}
+
+/// fail2ban's "not yet" distance, `0x7fffffff`.
+const FAR: usize = 0x7fff_ffff;
+
+/// The end kept after an anchored winner: fail2ban compares it only after an unanchored one.
+const ANCHORED_END: Edge = (0, None, None);
+
+/// A position in the last winning line and the characters around it (`None`: no character,
+/// or not kept because the winner was anchored and its neighbours are never compared).
+type Edge = (usize, Option<char>, Option<char>);
+
+/// The selection state of `DateDetector.matchTime`.
+#[derive(Debug, Clone, Default)]
+struct Selection {
+    /// Template indexes in the order they are tried (fail2ban reorders its list).
+    order: Vec<usize>,
+    /// Counters by template index.
+    usage: Vec<Usage>,
+    /// Position in `order` of the last winner (`__lastTemplIdx`).
+    last: Option<usize>,
+    /// Start of the last winning match, the characters before and at it (`__lastPos`).
+    last_pos: Edge,
+    /// End of the last winning match, the characters before and at it (`__lastEndPos`).
+    last_end: Edge,
+    /// First position whose template never won (`__firstUnused`).
+    first_unused: usize,
+}
+
+impl Selection {
+    fn new(n: usize) -> Self {
+        Self {
+            order: (0..n).collect(),
+            usage: vec![
+                Usage {
+                    hits: 0,
+                    matched: false,
+                    last_used: 0,
+                    distance: FAR,
+                };
+                n
+            ],
+            last: None,
+            last_pos: (1, None, None),
+            last_end: (FAR, None, None),
+            first_unused: 0,
+        }
+    }
+
+    /// fail2ban's boundary check before it searches the last template only between the last
+    /// date's start and end: the characters outside are equal, or those inside are equal and
+    /// not alphanumeric.
+    fn edges_agree(&self, line: &str) -> bool {
+        let (d, before, at) = self.last_pos;
+        let (e, end_before, end_at) = self.last_end;
+        // Past the line's end there is no character (Python's slices are empty there).
+        let (d, e) = (
+            byte_pos(line, d).unwrap_or(usize::MAX),
+            byte_pos(line, e).unwrap_or(usize::MAX),
+        );
+        let left = char_before(line, d) == before
+            || (at.is_some_and(|c| !c.is_alphanumeric()) && char_at(line, d) == at);
+        let right = char_at(line, e) == end_at
+            || (end_before.is_some_and(|c| !c.is_alphanumeric())
+                && char_before(line, e) == end_before);
+        left && right
+    }
+}
+
+/// Byte offset of character `i` of `line` (the line's length for its end), `None` past it.
+/// fail2ban's positions count characters; they equal byte offsets on ASCII lines.
+fn byte_pos(line: &str, i: usize) -> Option<usize> {
+    if i <= line.len() && line.is_char_boundary(i) && line[..i].is_ascii() {
+        return Some(i);
+    }
+    line.char_indices()
+        .map(|(b, _)| b)
+        .chain(std::iter::once(line.len()))
+        .nth(i)
+}
+
+/// A byte span as fail2ban's character positions.
+fn chars_span(line: &str, (s, e): (usize, usize)) -> (usize, usize) {
+    (char_pos(line, s), char_pos(line, e))
+}
+
+/// Character index of byte offset `b` (a character boundary) of `line`.
+fn char_pos(line: &str, b: usize) -> usize {
+    let head = &line.as_bytes()[..b];
+    if head.is_ascii() {
+        b
+    } else {
+        line[..b].chars().count()
+    }
+}
+
+/// The character ending at byte `i` (Python's `line[i-1:i]`, empty at 0 or past the end).
+fn char_before(line: &str, i: usize) -> Option<char> {
+    line.get(..i)?.chars().next_back()
+}
+
+/// The character starting at byte `i` (Python's `line[i:i+1]`).
+fn char_at(line: &str, i: usize) -> Option<char> {
+    line.get(i..)?.chars().next()
+}
+
+/// What of the selection state decides future choices, for comparing two detectors: the order,
+/// the last winner and its position, and which templates won or matched with their distances.
+/// Hit counts and times of use only matter when a reordering weighs them, which
+/// [`DateDetector::weighings`] counts.
+#[derive(Debug, PartialEq)]
+pub(crate) struct SelectionState {
+    order: Vec<usize>,
+    last: Option<usize>,
+    last_pos: Edge,
+    last_end: Edge,
+    first_unused: usize,
+    used: Vec<(bool, bool, usize)>,
 }
 
 /// A detector's state, moved between copies of one filter.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct DateState {
-    last: Option<(usize, usize)>,
+    sel: Selection,
     cache: Option<LastDate>,
 }
 
@@ -648,7 +1117,20 @@ struct LastDate {
     time: Option<f64>,
 }
 
+/// A match of one template: captures, date span (bytes), fail2ban's match span (characters),
+/// position in the order.
+type Candidate = (Captures, (usize, usize), (usize, usize), usize);
+
 impl DateDetector {
+    fn with_templates(templates: Vec<Template>) -> Self {
+        Self {
+            sel: Selection::new(templates.len()),
+            templates,
+            cache: None,
+            weighings: 0,
+        }
+    }
+
     /// fail2ban's default templates (line-anchored variants first).
     pub fn default_templates() -> Self {
         // Compiled once per process (about 30 regexes) and cloned into each filter.
@@ -657,8 +1139,10 @@ impl DateDetector {
             for p in DEFAULT_TEMPLATES {
                 if !p.starts_with('^')
                     && !p.starts_with("{^LN-BEG}")
-                    && let Ok(t) = Template::from_pattern(&format!("{{^LN-BEG}}{p}"))
+                    && let Ok(mut t) = Template::from_pattern(&format!("{{^LN-BEG}}{p}"))
                 {
+                    // fail2ban's DateDetectorCache: anchored copies bubble up first.
+                    t.weight = 100.0;
                     templates.push(t);
                 }
             }
@@ -669,11 +1153,7 @@ impl DateDetector {
             );
             templates
         });
-        Self {
-            templates: DEFAULTS.clone(),
-            last: None,
-            cache: None,
-        }
+        Self::with_templates(DEFAULTS.clone())
     }
 
     /// Templates from a filter's `datepattern` (one per line).
@@ -711,86 +1191,242 @@ impl DateDetector {
                 templates.push(Template::from_pattern(pattern)?);
             }
         }
-        Ok(Self {
-            templates,
-            last: None,
-            cache: None,
-        })
+        Ok(Self::with_templates(templates))
     }
 
-    /// What decides the order templates are tried in (the one that matched last goes first);
-    /// the cache of the last date only saves work.
-    pub(crate) fn state(&self) -> Option<(usize, usize)> {
-        self.last
+    /// What decides which template later lines get (see [`SelectionState`]); the cache of
+    /// the last date only saves work.
+    pub(crate) fn state(&self) -> SelectionState {
+        let sel = &self.sel;
+        SelectionState {
+            order: sel.order.clone(),
+            last: sel.last,
+            last_pos: sel.last_pos,
+            last_end: sel.last_end,
+            first_unused: sel.first_unused,
+            used: sel
+                .usage
+                .iter()
+                .map(|u| (u.hits > 0, u.matched, u.distance))
+                .collect(),
+        }
+    }
+
+    /// How many times a reordering compared templates that had both won (by hits over
+    /// distance, or by time of last use). Two detectors in equal [`state`](Self::state)s make
+    /// the same choices on the same lines until one of them weighs.
+    pub(crate) fn weighings(&self) -> u64 {
+        self.weighings
     }
 
     /// A copy of the state (and the cached date), for a detector with the same templates.
     pub(crate) fn state_copy(&self) -> DateState {
         DateState {
-            last: self.last,
+            sel: self.sel.clone(),
             cache: self.cache.clone(),
         }
     }
 
-    /// Takes a state from [`state_copy`](Self::state_copy).
+    /// Takes a state from [`state_copy`](Self::state_copy) (a state of other templates resets
+    /// the selection).
     pub(crate) fn set_state(&mut self, state: &DateState) {
-        self.last = state.last;
-        self.cache.clone_from(&state.cache);
+        if state.sel.order.len() == self.templates.len() {
+            self.sel.clone_from(&state.sel);
+            self.cache.clone_from(&state.cache);
+        } else {
+            self.sel = Selection::new(self.templates.len());
+            self.cache = None;
+        }
     }
 
-    /// Finds the date in `line`.
+    /// Finds the date in `line`, choosing among the templates as fail2ban does (see
+    /// [`DateDetector`]).
     ///
     /// The last date found is reused, without captures or parsing, when the template that
-    /// found it matches the same text again: the whole match for a line-anchored template
-    /// (syslog's `Mar  1 00:00:00 ` prefix), or for `^[^\[]*\[({DATE})` the date text after
-    /// the first `[`, where the match must end (access logs, whose lines start with varying
-    /// client addresses).
+    /// found it (anchored to the line start, so it wins whenever it matches) matches the same
+    /// text again: the whole match for a line-anchored template (syslog's `Mar  1 00:00:00 `
+    /// prefix), or for `^[^\[]*\[({DATE})` the date text after the first `[`, where the match
+    /// must end (access logs, whose lines start with varying client addresses).
     pub fn find(&mut self, line: &str, clock: &Clock) -> Option<FoundDate> {
         if let Some(c) = &self.cache {
             let t = &self.templates[c.template];
+            let mut hit = None;
             if let Some(x) = t.date_after {
                 let date = &c.whole[c.span.0..c.span.1];
                 if let Some(at) = line.bytes().position(|b| b == x)
                     && line[at + 1..].starts_with(date)
-                    && let Some((_, e)) = t.matcher.find_at(line, 0)
+                    && let Some((s, e)) = t.matcher.find_at(line, 0)
                     && e == at + 1 + date.len()
                 {
-                    return Some(FoundDate {
-                        span: (at + 1, e),
-                        time: c.time,
-                    });
+                    hit = Some(((s, e), (at + 1, e)));
                 }
             } else if t.line_anchored
                 && t.kind != Kind::None
                 && let Some((s, e)) = t.matcher.find_at(line, 0)
                 && line[s..e] == c.whole
             {
-                return Some(FoundDate {
-                    span: (s + c.span.0, s + c.span.1),
-                    time: c.time,
-                });
+                hit = Some(((s, e), (s + c.span.0, s + c.span.1)));
             }
-        }
-        if let Some((idx, pos)) = self.last {
-            let t = &self.templates[idx];
-            if let Some((caps, span)) = t.find(line)
-                && (t.line_anchored || span.0 == pos)
-            {
-                let time = t.value(line, &caps, clock);
-                self.remember(idx, line, &caps, span, time);
+            if let Some((whole, span)) = hit {
+                // The last winner, anchored: fail2ban takes it at once; only its hits grow
+                // (its time of use is that of the last parsed line with this text).
+                let (template, time) = (c.template, c.time);
+                let distance = char_pos(line, whole.0);
+                let sel = &mut self.sel;
+                let u = &mut sel.usage[template];
+                u.hits += 1;
+                u.distance = distance;
+                sel.last_pos = (distance, None, None);
+                sel.last_end = ANCHORED_END;
                 return Some(FoundDate { span, time });
             }
         }
-        for idx in 0..self.templates.len() {
+        let (caps, span, whole, pos) = self.choose(line)?;
+        let idx = self.sel.order[pos];
+        let now = clock.now();
+        self.won(pos, line, whole, now);
+        let t = &self.templates[idx];
+        let time = t.value(line, &caps, clock);
+        self.remember(idx, line, &caps, span, time);
+        Some(FoundDate { span, time })
+    }
+
+    /// fail2ban's `matchTime` up to the winner: the last template first, then all in order.
+    fn choose(&mut self, line: &str) -> Option<Candidate> {
+        let n = self.templates.len();
+        let mut reserve: Option<Candidate> = None;
+        let mut skip = usize::MAX;
+        if let Some(i) = self.sel.last {
+            let idx = self.sel.order[i];
             let t = &self.templates[idx];
-            if let Some((caps, span)) = t.find(line) {
-                self.last = Some((idx, span.0));
-                let time = t.value(line, &caps, clock);
-                self.remember(idx, line, &caps, span, time);
-                return Some(FoundDate { span, time });
+            let found = if t.anchored() {
+                skip = i;
+                t.find(line)
+            } else if self.sel.edges_agree(line) {
+                // Only between the last date's start and end (character positions).
+                match byte_pos(line, self.sel.last_pos.0) {
+                    Some(from) => {
+                        let to = byte_pos(line, self.sel.last_end.0).unwrap_or(line.len());
+                        t.find_within(line, from, to)
+                    }
+                    None => None,
+                }
+            } else {
+                skip = i;
+                t.find(line)
+            };
+            if let Some((caps, span)) = found {
+                self.sel.usage[idx].matched = true;
+                let whole = chars_span(line, t.match_span(&caps, span));
+                let same = whole.0 == self.sel.last_pos.0 && whole.1 == self.sel.last_end.0;
+                if n == 1 || t.anchored() || same {
+                    return Some((caps, span, whole, i));
+                }
+                // Same template elsewhere: a pattern change, keep it as the best so far.
+                reserve = Some((caps, span, whole, i));
             }
         }
-        None
+        for i in 0..n {
+            if i == skip {
+                continue;
+            }
+            let idx = self.sel.order[i];
+            let t = &self.templates[idx];
+            let Some((caps, span)) = t.find(line) else {
+                continue;
+            };
+            self.sel.usage[idx].matched = true;
+            let whole = chars_span(line, t.match_span(&caps, span));
+            let distance = whole.0;
+            let u = self.sel.usage[idx];
+            let wins = i + 1 >= n
+                || t.anchored()
+                // It won before at the line start while the next one never matched anything.
+                || (distance == 0 && u.hits > 0 && !self.sel.usage[self.sel.order[i + 1]].matched)
+                // No "distance collision": not further than its last date, nor the line's.
+                || !(distance > u.distance || distance > self.sel.last_pos.0);
+            if wins {
+                return Some((caps, span, whole, i));
+            }
+            if reserve.as_ref().is_none_or(|r| distance < r.2.0) {
+                reserve = Some((caps, span, whole, i));
+            }
+        }
+        reserve
+    }
+
+    /// Records the winner at position `pos` (fail2ban: hits, time of use, distance, first
+    /// unused, last positions, and the bubbling up of `_reorderTemplate`).
+    fn won(&mut self, pos: usize, line: &str, whole: (usize, usize), now: i64) {
+        let idx = self.sel.order[pos];
+        let anchored = self.templates[idx].anchored();
+        let sel = &mut self.sel;
+        let u = &mut sel.usage[idx];
+        u.hits += 1;
+        u.last_used = now;
+        u.distance = whole.0;
+        if sel.first_unused == pos {
+            sel.first_unused += 1;
+        }
+        // The characters around an anchored winner are never compared: not kept, so that
+        // states compare equal whether the date came from the cache or not.
+        let (s, e) = whole;
+        let around = |i: usize| {
+            let b = byte_pos(line, i).unwrap_or(usize::MAX);
+            (i, char_before(line, b), char_at(line, b))
+        };
+        sel.last_pos = if anchored { (s, None, None) } else { around(s) };
+        sel.last_end = if anchored { ANCHORED_END } else { around(e) };
+        let mut pos = pos;
+        if pos != 0 && Some(pos) != sel.last {
+            pos = self.reorder(pos);
+        }
+        self.sel.last = Some(pos);
+    }
+
+    /// fail2ban's `_reorderTemplate`: moves the winner at `num` up, to the first unused place
+    /// or half-way, or else one place, when it weighs more (hits over distance, times the
+    /// template's weight) or the template there went unused for 5 minutes.
+    fn reorder(&mut self, num: usize) -> usize {
+        let n = self.templates.len();
+        let idx = self.sel.order[num];
+        let untime = self.sel.usage[idx].last_used - 300;
+        let weight = self.weight(idx);
+        let mut pos = if self.sel.first_unused < num {
+            self.sel.first_unused
+        } else {
+            num / 2
+        };
+        let moveable = |this: &mut Self, pos: usize| {
+            let other = this.sel.order[pos];
+            let u = this.sel.usage[other];
+            if u.hits > 0 {
+                this.weighings += 1;
+            }
+            weight > this.weight(other) || untime > u.last_used
+        };
+        if !moveable(self, pos) {
+            if pos == num - 1 {
+                return num;
+            }
+            pos = num - 1;
+            if !moveable(self, pos) {
+                return num;
+            }
+        }
+        let sel = &mut self.sel;
+        let moved = sel.order.remove(num);
+        sel.order.insert(pos, moved);
+        while sel.first_unused < n && sel.usage[sel.order[sel.first_unused]].hits > 0 {
+            sel.first_unused += 1;
+        }
+        pos
+    }
+
+    /// fail2ban's `DateDetectorTemplate.weight`: hits times weight over distance.
+    fn weight(&self, idx: usize) -> f64 {
+        let u = &self.sel.usage[idx];
+        u.hits as f64 * self.templates[idx].weight / u.distance.max(1) as f64
     }
 
     fn remember(
@@ -889,6 +1525,9 @@ mod tests {
             uncached.cache = None;
             let parsed = uncached.find(line, &clock);
             assert_eq!(dd.find(line, &clock), parsed, "{line}");
+            // And the same template state (what decides the next lines' template).
+            assert!(dd.state() == uncached.state(), "{line}");
+            assert_eq!(dd.sel.usage[0].hits, uncached.sel.usage[0].hits, "{line}");
         }
         // The reuse happens: a marked cached time comes back for the second line.
         dd.find(lines[0], &clock).expect("date");
@@ -899,6 +1538,27 @@ mod tests {
         assert_ne!(dd.find(lines[3], &clock).expect("date").time, Some(1.0));
         let span = dd.find(lines[1], &clock).expect("date").span;
         assert_eq!(&lines[1][span.0..span.1], "14/Aug/2005:12:00:00 +0200");
+    }
+
+    #[test]
+    fn zones_are_those_of_fail2bans_table_and_offsets() {
+        // strptime.py's TZ_STR and FIXED_OFFSET_TZ_RE (hours 00-19, case-sensitive).
+        let cases = [
+            ("HKT", Some(480)),
+            ("NPT", Some(345)),
+            ("CET+0130", Some(150)),
+            ("CEST-01", Some(60)),
+            ("-10:45", Some(-645)),
+            ("+19", Some(1140)),
+            ("+20", None),
+            ("+0100x", None),
+            ("IST", None),
+            ("Sun", None),
+            ("cet", None),
+        ];
+        for (zone, want) in cases {
+            assert_eq!(zone_offset_minutes(zone), want, "{zone}");
+        }
     }
 
     #[test]

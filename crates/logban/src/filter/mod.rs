@@ -615,7 +615,7 @@ pub(crate) struct Carry {
 pub(crate) struct FilterState {
     buffer: Vec<TupleLine>,
     last_date: Option<u64>,
-    date_template: Option<(usize, usize)>,
+    date_template: date::SelectionState,
     fixed_now: Option<i64>,
     sessions: Vec<(String, Fail, i64)>,
 }
