@@ -103,10 +103,7 @@ impl Span {
 /// Plans the ranges for `frames` (in need order; repeats are counted): each pack's frames by
 /// offset, merged when at most `gap` apart and within [`MAX_RANGE`]; ranges in the order of
 /// their first frame.
-fn plan(
-    frames: impl IntoIterator<Item = FrameRef>,
-    gap: u64,
-) -> (Vec<Span>, PlannedFrames) {
+fn plan(frames: impl IntoIterator<Item = FrameRef>, gap: u64) -> (Vec<Span>, PlannedFrames) {
     let mut planned: PlannedFrames = HashMap::new();
     let mut by_pack: HashMap<Arc<str>, Vec<(u32, u32, usize)>> = HashMap::new();
     for (pack, offset, length) in frames {
