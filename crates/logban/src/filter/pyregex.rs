@@ -37,8 +37,18 @@ const VISITED_CAPACITY: usize = 64 << 20;
 /// The tail of a translated `<F-CONTENT>.+</F-CONTENT>$`.
 const CONTENT_TAIL: &str = "(?P<content>.+)(?m:$)";
 
-/// Steps a backtracking pattern may take on one haystack before it is abandoned.
+/// Steps a backtracking pattern may take on one haystack before it is abandoned; a long
+/// haystack gets [`BACKTRACK_STEPS_PER_BYTE`] steps a byte when that is more.
 pub const BACKTRACK_LIMIT: usize = 100_000;
+
+/// Steps a backtracking pattern may take per byte of a long haystack, so that a pattern that
+/// backtracks a bounded number of times per byte (sshd's `(?:(?! from ).)*?` runs, a few steps
+/// a byte) decides lines of megabytes, as fail2ban does, while a catastrophic pattern still
+/// stops after time linear in the line.
+pub const BACKTRACK_STEPS_PER_BYTE: usize = 32;
+
+/// Budgets above [`BACKTRACK_LIMIT`] double up to this many times (a 100 MB line at most).
+const SCALED_BUDGETS: usize = 16;
 
 /// Why a pattern could not be compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -503,7 +513,52 @@ pub(crate) struct Matcher {
 #[derive(Debug, Clone)]
 enum Engine {
     Linear(Box<Linear>),
-    Backtracking(Box<fancy_regex::Regex>),
+    Backtracking(Box<Backtracking>),
+}
+
+/// A backtracking pattern with its budget, and the same pattern with doubled budgets for long
+/// haystacks, compiled on first use.
+#[derive(Debug, Clone)]
+struct Backtracking {
+    re: fancy_regex::Regex,
+    scaled: Arc<[OnceLock<Option<fancy_regex::Regex>>; SCALED_BUDGETS]>,
+}
+
+impl Backtracking {
+    /// The pattern with a budget of at least [`BACKTRACK_STEPS_PER_BYTE`] steps a byte of a
+    /// haystack of `len` bytes, when that is more than [`BACKTRACK_LIMIT`].
+    fn scaled(&self, len: usize) -> Option<&fancy_regex::Regex> {
+        let want = len.saturating_mul(BACKTRACK_STEPS_PER_BYTE);
+        let shift = (1..=SCALED_BUDGETS).find(|&k| BACKTRACK_LIMIT << k >= want)?;
+        self.scaled[shift - 1]
+            .get_or_init(|| {
+                fancy_regex::RegexBuilder::new(self.re.as_str())
+                    .backtrack_limit(BACKTRACK_LIMIT << shift)
+                    .build()
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    /// Runs `search` with the base budget, and again with a budget scaled to `hay_len` when
+    /// the base budget ran out on a long haystack.
+    fn run<T>(
+        &self,
+        hay_len: usize,
+        search: impl Fn(&fancy_regex::Regex) -> fancy_regex::Result<T>,
+    ) -> fancy_regex::Result<T> {
+        match search(&self.re) {
+            Err(fancy_regex::Error::RuntimeError(
+                fancy_regex::RuntimeError::BacktrackLimitExceeded,
+            )) if hay_len.saturating_mul(BACKTRACK_STEPS_PER_BYTE) > BACKTRACK_LIMIT => {
+                match self.scaled(hay_len) {
+                    Some(re) => search(re),
+                    None => search(&self.re),
+                }
+            }
+            found => found,
+        }
+    }
 }
 
 /// A pattern split into a group-free head `X` and the rest `Y` (see the module docs).
@@ -762,8 +817,11 @@ pub(crate) struct Captures {
 impl Captures {
     /// The span of the named group, if it took part.
     pub(crate) fn name(&self, name: &str) -> Option<(usize, usize)> {
-        let idx = self.names.iter().position(|n| n.as_deref() == Some(name))?;
-        self.spans.get(idx).copied().flatten()
+        // A name may repeat across alternatives (see `rewrite`): the one that took part.
+        self.names
+            .iter()
+            .zip(self.spans.iter())
+            .find_map(|(n, s)| (n.as_deref() == Some(name)).then_some(*s).flatten())
     }
 
     /// Whole-match span.
@@ -789,7 +847,7 @@ impl Matcher {
             let names: Arc<[Option<String>]> = linear
                 .re
                 .capture_names()
-                .map(|n| n.map(str::to_string))
+                .map(|n| n.map(|n| super::rewrite::base_name(n).to_string()))
                 .collect();
             return Ok(Self {
                 engine: Engine::Linear(Box::new(linear)),
@@ -809,7 +867,10 @@ impl Matcher {
         let names: Arc<[Option<String>]> =
             re.capture_names().map(|n| n.map(str::to_string)).collect();
         Ok(Self {
-            engine: Engine::Backtracking(Box::new(re)),
+            engine: Engine::Backtracking(Box::new(Backtracking {
+                re,
+                scaled: Arc::default(),
+            })),
             names,
             source: py.into(),
         })
@@ -837,19 +898,21 @@ impl Matcher {
                 spans: l.captures(hay, start)?,
                 names: self.names.clone(),
             }),
-            Engine::Backtracking(re) => match re.captures_from_pos(hay, start) {
-                Ok(Some(caps)) => Some(Captures {
-                    spans: (0..caps.len())
-                        .map(|i| caps.get(i).map(|m| (m.start(), m.end())))
-                        .collect(),
-                    names: self.names.clone(),
-                }),
-                Ok(None) => None,
-                Err(e) => {
-                    gave_up(&self.source, &e);
-                    None
+            Engine::Backtracking(bt) => {
+                match bt.run(hay.len(), |re| re.captures_from_pos(hay, start)) {
+                    Ok(Some(caps)) => Some(Captures {
+                        spans: (0..caps.len())
+                            .map(|i| caps.get(i).map(|m| (m.start(), m.end())))
+                            .collect(),
+                        names: self.names.clone(),
+                    }),
+                    Ok(None) => None,
+                    Err(e) => {
+                        gave_up(&self.source, &e);
+                        None
+                    }
                 }
-            },
+            }
         }
     }
 
@@ -887,7 +950,7 @@ impl Matcher {
     pub(crate) fn pattern(&self) -> &str {
         match &self.engine {
             Engine::Linear(l) => l.re.as_str(),
-            Engine::Backtracking(re) => re.as_str(),
+            Engine::Backtracking(bt) => bt.re.as_str(),
         }
     }
 
@@ -903,7 +966,7 @@ impl Matcher {
     pub(crate) fn is_match(&self, hay: &str) -> bool {
         match &self.engine {
             Engine::Linear(l) => l.re.is_match(hay),
-            Engine::Backtracking(re) => match re.is_match(hay) {
+            Engine::Backtracking(bt) => match bt.run(hay.len(), |re| re.is_match(hay)) {
                 Ok(m) => m,
                 Err(e) => {
                     gave_up(&self.source, &e);

@@ -58,19 +58,45 @@ impl Screen {
     }
 
     /// False only when no failregex can match `text` (the line without its date, plus `\n`).
+    #[cfg(test)]
     pub(crate) fn may_match(&self, prefregex: Option<&Matcher>, text: &str) -> bool {
+        !matches!(self.verdict(prefregex, text), Verdict::Reject)
+    }
+
+    /// What one DFA pass over `text` (the line without its date, plus `\n`) tells.
+    pub(crate) fn verdict(&self, prefregex: Option<&Matcher>, text: &str) -> Verdict {
+        let candidates = |hay: &str| {
+            let found = self.anchored.matches(hay);
+            if found.matched_any() {
+                Verdict::Candidates(found)
+            } else {
+                Verdict::Reject
+            }
+        };
         let Some(prefregex) = prefregex else {
-            return self.anchored.is_match(text);
+            return candidates(text);
         };
         match prefregex.content_start(text) {
-            None => false,
-            Some(Some(start)) => self.anchored.is_match(&text[start..]),
-            Some(None) => self
-                .unanchored
-                .as_ref()
-                .is_none_or(|set| set.is_match(text)),
+            None => Verdict::Reject,
+            Some(Some(start)) => candidates(&text[start..]),
+            Some(None) => match &self.unanchored {
+                Some(set) if !set.is_match(text) => Verdict::Reject,
+                _ => Verdict::MayMatch,
+            },
         }
     }
+}
+
+/// The screen's answer for one line.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// No failregex can match the line.
+    Reject,
+    /// Only these failregexes (by index) can match the text they run on: the prefregex's
+    /// content, or the whole text without a prefregex, which is exactly what the screen saw.
+    Candidates(regex::SetMatches),
+    /// Some failregex may match; which, the screen cannot tell.
+    MayMatch,
 }
 
 /// A pattern matching a superset of what `pattern` matches, in regex syntax; without
