@@ -19,6 +19,7 @@ mod screen;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 
 pub use date::{Clock, DateDetector, FoundDate, parse_logtimezone};
 
@@ -167,22 +168,6 @@ impl FilterBuilder {
             }
             failregex.push(m);
         }
-        let linear: Vec<(usize, &str)> = failregex
-            .iter()
-            .enumerate()
-            .filter_map(|(i, m)| m.linear_pattern().map(|p| (i, p)))
-            .collect();
-        // One DFA pass over a line tells which failregexes can match; only those run captures.
-        let fail_set = regex::RegexSetBuilder::new(linear.iter().map(|(_, p)| *p))
-            .multi_line(multiline)
-            .size_limit(256 << 20)
-            .dfa_size_limit(64 << 20)
-            .build()
-            .ok()
-            .map(|set| FailSet {
-                set,
-                index: linear.iter().map(|(i, _)| *i).collect(),
-            });
         let ignoreregex = self
             .def
             .ignoreregex
@@ -217,7 +202,8 @@ impl FilterBuilder {
                 ..FilterStats::default()
             },
             def: self.def,
-            fail_set,
+            // Built when first needed: the screen's set usually says which regexes can match.
+            fail_set: Arc::default(),
             failregex,
             ignoreregex,
             prefregex,
@@ -529,6 +515,25 @@ struct FailSet {
 }
 
 impl FailSet {
+    /// One DFA pass over a line tells which failregexes can match; only those run captures.
+    fn new(failregex: &[Matcher], multiline: bool) -> Option<Self> {
+        let linear: Vec<(usize, &str)> = failregex
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| m.linear_pattern().map(|p| (i, p)))
+            .collect();
+        regex::RegexSetBuilder::new(linear.iter().map(|(_, p)| *p))
+            .multi_line(multiline)
+            .size_limit(256 << 20)
+            .dfa_size_limit(64 << 20)
+            .build()
+            .ok()
+            .map(|set| FailSet {
+                set,
+                index: linear.iter().map(|(i, _)| *i).collect(),
+            })
+    }
+
     /// Which failregexes may match `text`: set members that match, plus every regex that is
     /// not in the set (backtracking ones).
     fn candidates(&self, text: &str, total: usize) -> Vec<bool> {
@@ -645,7 +650,7 @@ pub struct Filter {
     screen: Option<Screen>,
     /// The screened text (line without its date, `\n`), reused from line to line.
     scratch: String,
-    fail_set: Option<FailSet>,
+    fail_set: Arc<OnceLock<Option<FailSet>>>,
     failregex: Vec<Matcher>,
     ignoreregex: Vec<Matcher>,
     prefregex: Option<Matcher>,
@@ -911,7 +916,12 @@ impl Filter {
                 candidates = None;
             }
             let text: &str = buf.as_deref().unwrap_or_default();
-            let cands = candidates.get_or_insert_with(|| match (screened.take(), &self.fail_set) {
+            let fail_set = || {
+                self.fail_set
+                    .get_or_init(|| FailSet::new(&self.failregex, self.maxlines > 1))
+                    .as_ref()
+            };
+            let cands = candidates.get_or_insert_with(|| match (screened.take(), fail_set()) {
                 (Some(found), _) => {
                     let mut out = vec![false; total];
                     for i in found.iter() {
