@@ -921,16 +921,18 @@ impl Filter {
                     .get_or_init(|| FailSet::new(&self.failregex, self.maxlines > 1))
                     .as_ref()
             };
-            let cands = candidates.get_or_insert_with(|| match (screened.take(), fail_set()) {
-                (Some(found), _) => {
+            let cands = candidates.get_or_insert_with(|| match screened.take() {
+                Some(found) => {
                     let mut out = vec![false; total];
                     for i in found.iter() {
                         out[i] = true;
                     }
                     out
                 }
-                (None, Some(set)) => set.candidates(text, total),
-                (None, None) => vec![true; total],
+                None => match fail_set() {
+                    Some(set) => set.candidates(text, total),
+                    None => vec![true; total],
+                },
             });
             if !cands[idx] {
                 continue;

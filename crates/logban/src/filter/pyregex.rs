@@ -26,6 +26,7 @@ use std::sync::{Arc, OnceLock};
 use regex_automata::hybrid::dfa::{Cache as LazyCache, DFA as LazyDfa, OverlappingState};
 use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
 use regex_automata::nfa::thompson::{self, NFA};
+use regex_automata::util::pool::Pool;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, MatchKind};
 use regex_syntax::hir::{Hir, HirKind};
@@ -665,6 +666,84 @@ impl GroupFreeHead {
     }
 }
 
+/// Makes a backtracker cache (boxed, so that a pool of them has a nameable type).
+type MakeCache = Box<
+    dyn Fn() -> backtrack::Cache + Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe,
+>;
+
+/// A pattern's ASCII-only backtracker with a pool of caches, for short ASCII haystacks: on
+/// them the ASCII classes mean what the Unicode ones do, with far fewer NFA states, so the
+/// visited set a search clears (states × bytes) is far smaller than `regex`'s own.
+struct AsciiCaptures {
+    bt: BoundedBacktracker,
+    caches: Pool<backtrack::Cache, MakeCache>,
+}
+
+impl std::fmt::Debug for AsciiCaptures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsciiCaptures").finish_non_exhaustive()
+    }
+}
+
+impl AsciiCaptures {
+    fn new(pattern: &str, multiline: bool) -> Option<Self> {
+        let bt = BoundedBacktracker::builder()
+            .syntax(
+                syntax::Config::new()
+                    .multi_line(multiline)
+                    .unicode(false)
+                    .utf8(false),
+            )
+            .configure(backtrack::Config::new().visited_capacity(VISITED_CAPACITY))
+            .build(pattern)
+            .ok()?;
+        let for_caches = bt.clone();
+        let make: MakeCache = Box::new(move || for_caches.create_cache());
+        Some(Self {
+            bt,
+            caches: Pool::new(make),
+        })
+    }
+
+    /// Captures of the match known to span `start..end` of an ASCII `hay`.
+    fn captures(&self, hay: &str, start: usize, end: usize) -> Option<Vec<Option<(usize, usize)>>> {
+        let mut cache = self.caches.get();
+        let mut caps = self.bt.create_captures();
+        let input = Input::new(hay).span(start..end).anchored(Anchored::Yes);
+        self.bt.try_search(&mut cache, &input, &mut caps).ok()?;
+        let spans: Vec<_> = (0..caps.group_len())
+            .map(|i| caps.get_group(i).map(|s| (s.start, s.end)))
+            .collect();
+        (spans.first().copied().flatten() == Some((start, end))).then_some(spans)
+    }
+}
+
+/// Capture spans of `re`'s leftmost-first match from `start`, like `regex::Regex::captures_at`:
+/// on a short ASCII haystack, `re`'s DFA finds the match and `ascii` resolves its groups.
+fn spans_of(
+    re: &regex::Regex,
+    ascii: &OnceLock<Option<AsciiCaptures>>,
+    multiline: bool,
+    hay: &str,
+    start: usize,
+) -> Option<Vec<Option<(usize, usize)>>> {
+    if hay.len() - start.min(hay.len()) <= LONG_SPAN
+        && hay.is_ascii()
+        && let Some(fast) = ascii.get_or_init(|| AsciiCaptures::new(re.as_str(), multiline))
+    {
+        let m = re.find_at(hay, start)?;
+        if let Some(spans) = fast.captures(hay, m.start(), m.end()) {
+            return Some(spans);
+        }
+    }
+    let caps = re.captures_at(hay, start)?;
+    Some(
+        caps.iter()
+            .map(|g| g.map(|g| (g.start(), g.end())))
+            .collect(),
+    )
+}
+
 /// A `regex` pattern and the helpers that resolve its captures on long matches.
 #[derive(Debug, Clone)]
 struct Linear {
@@ -678,6 +757,9 @@ struct Linear {
     ascii: Arc<OnceLock<Option<BoundedBacktracker>>>,
     /// Built on first use: the Unicode backtracker.
     unicode: Arc<OnceLock<Option<BoundedBacktracker>>>,
+    /// Built on first use: captures of short ASCII haystacks, for the pattern and its head.
+    short_ascii: Arc<OnceLock<Option<AsciiCaptures>>>,
+    head_short_ascii: Arc<OnceLock<Option<AsciiCaptures>>>,
 }
 
 impl Linear {
@@ -713,6 +795,8 @@ impl Linear {
             split: Arc::default(),
             ascii: Arc::default(),
             unicode: Arc::default(),
+            short_ascii: Arc::default(),
+            head_short_ascii: Arc::default(),
         })
     }
 
@@ -746,16 +830,12 @@ impl Linear {
         if let Some(head) = &self.content_head {
             // `head.` is valid exactly where `head(?P<content>.+)(?m:$)` is: `.+` then takes
             // the rest of the line up to the next newline.
-            let caps = head.captures_at(hay, start)?;
-            let end = caps.get(0)?.end();
+            let mut spans = spans_of(head, &self.head_short_ascii, self.multiline, hay, start)?;
+            let end = spans.first().copied().flatten()?.1;
             let content_start = end - hay[..end].chars().next_back()?.len_utf8();
             let content_end = hay[content_start..]
                 .find('\n')
                 .map_or(hay.len(), |p| content_start + p);
-            let mut spans: Vec<_> = caps
-                .iter()
-                .map(|g| g.map(|g| (g.start(), g.end())))
-                .collect();
             spans[0] = spans[0].map(|(s, _)| (s, content_end));
             spans.push(Some((content_start, content_end)));
             return Some(spans);
@@ -774,12 +854,7 @@ impl Linear {
                 return Some(spans);
             }
         }
-        let caps = self.re.captures_at(hay, start)?;
-        Some(
-            caps.iter()
-                .map(|g| g.map(|g| (g.start(), g.end())))
-                .collect(),
-        )
+        spans_of(&self.re, &self.short_ascii, self.multiline, hay, start)
     }
 
     /// Captures of the match known to span `start..end`, by the bounded backtracker.
