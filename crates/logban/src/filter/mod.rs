@@ -468,7 +468,8 @@ impl TupleLine {
 }
 
 fn buffer_text(lines: &[TupleLine]) -> String {
-    let mut s = String::new();
+    let len: usize = lines.iter().map(|l| l.pre.len() + l.post.len() + 1).sum();
+    let mut s = String::with_capacity(len.max(1));
     for (i, l) in lines.iter().enumerate() {
         if i > 0 {
             s.push('\n');
@@ -973,7 +974,10 @@ impl Filter {
             matched_any = true;
             self.stats.failregex_hits[idx] += 1;
             if !pre_groups.is_empty() {
-                let mut merged = if idx + 1 == total {
+                // The prefregex's groups go to the last regex that can match without a copy.
+                let last =
+                    idx + 1 == total || (self.maxlines == 1 && !cands[idx + 1..].contains(&true));
+                let mut merged = if last {
                     std::mem::take(&mut pre_groups)
                 } else {
                     pre_groups.clone()
