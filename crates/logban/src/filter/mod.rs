@@ -340,8 +340,9 @@ pub struct FilterStats {
     /// Hits per ignoreregex, by index.
     pub ignoreregex_hits: Vec<u64>,
     /// Lines that nothing matched but that were not fully decided: a failregex that needs the
-    /// backtracking engine gave up on them (its budget, 100,000 steps a search, is spent on a
-    /// very long line, e.g. sshd's on a user name over about 33 KB, which fail2ban matches).
+    /// backtracking engine gave up on them (its budget, 100,000 steps a search or
+    /// [`BACKTRACK_STEPS_PER_BYTE`] a byte of a longer line, is spent: the pattern backtracks
+    /// more than linearly on that line).
     /// They may hold failures that were not found; they are never silently "missed".
     pub undecided: u64,
 }
@@ -757,7 +758,8 @@ impl Filter {
                     self.rejected(found);
                     return Vec::new();
                 }
-                Verdict::Candidates(set) => screened = Some(set),
+                Verdict::Candidates(set) => screened = Some(Some(set)),
+                Verdict::Any => screened = Some(None),
                 Verdict::MayMatch => {}
             }
         }
@@ -859,12 +861,13 @@ impl Filter {
     }
 
     /// Matches the buffer with `tuple` added; `screened` are the failregexes the screen found
-    /// possible on the text they run on (the content, or the line without a prefregex).
+    /// possible on the text they run on (the content, or the line without a prefregex),
+    /// `Some(None)` when all are.
     fn find_failures(
         &mut self,
         tuple: TupleLine,
         date: Option<f64>,
-        mut screened: Option<regex::SetMatches>,
+        mut screened: Option<Option<regex::SetMatches>>,
     ) -> Vec<FilterMatch> {
         let mut out = Vec::new();
         let org: Vec<TupleLine> = if self.maxlines > 1 {
@@ -923,7 +926,8 @@ impl Filter {
                     .as_ref()
             };
             let cands = candidates.get_or_insert_with(|| match screened.take() {
-                Some(found) => {
+                Some(None) => vec![true; total],
+                Some(Some(found)) => {
                     let mut out = vec![false; total];
                     for i in found.iter() {
                         out[i] = true;

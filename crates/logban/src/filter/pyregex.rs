@@ -35,6 +35,9 @@ use regex_syntax::hir::{Hir, HirKind};
 pub(crate) const LONG_SPAN: usize = 4096;
 /// Largest visited set (bytes) the long-span backtracker may use: 64 MiB.
 const VISITED_CAPACITY: usize = 64 << 20;
+
+/// Visited-set bytes of the backtracker for short ASCII texts (as `regex-automata`'s default).
+const SHORT_VISITED_CAPACITY: usize = 256 << 10;
 /// The tail of a translated `<F-CONTENT>.+</F-CONTENT>$`.
 const CONTENT_TAIL: &str = "(?P<content>.+)(?m:$)";
 
@@ -694,7 +697,9 @@ impl AsciiCaptures {
                     .unicode(false)
                     .utf8(false),
             )
-            .configure(backtrack::Config::new().visited_capacity(VISITED_CAPACITY))
+            // `regex`'s own default: a search whose visited set would be larger (many states
+            // times a long span) is left to `regex` (its PikeVM), cheaper there.
+            .configure(backtrack::Config::new().visited_capacity(SHORT_VISITED_CAPACITY))
             .build(pattern)
             .ok()?;
         let for_caches = bt.clone();
@@ -707,6 +712,9 @@ impl AsciiCaptures {
 
     /// Captures of the match known to span `start..end` of an ASCII `hay`.
     fn captures(&self, hay: &str, start: usize, end: usize) -> Option<Vec<Option<(usize, usize)>>> {
+        if end - start > self.bt.max_haystack_len() {
+            return None;
+        }
         let mut cache = self.caches.get();
         let mut caps = self.bt.create_captures();
         let input = Input::new(hay).span(start..end).anchored(Anchored::Yes);

@@ -19,6 +19,9 @@ use fancy_regex::{Assertion, Expr};
 
 use super::pyregex::Matcher;
 
+/// Texts up to this long go straight to the overlapping set search.
+const SHORT_TEXT: usize = 256;
+
 /// The screen of one filter.
 #[derive(Debug, Clone)]
 pub(crate) struct Screen {
@@ -66,6 +69,15 @@ impl Screen {
     /// What one DFA pass over `text` (the line without its date, plus `\n`) tells.
     pub(crate) fn verdict(&self, prefregex: Option<&Matcher>, text: &str) -> Verdict {
         let candidates = |hay: &str| {
+            // One pattern: no set to tell apart. A long text: the plain search, which may stop
+            // early, rejects most lines before the overlapping one (which runs to the end).
+            if (self.anchored.len() == 1 || hay.len() > SHORT_TEXT) && !self.anchored.is_match(hay)
+            {
+                return Verdict::Reject;
+            }
+            if self.anchored.len() == 1 {
+                return Verdict::Any;
+            }
             let found = self.anchored.matches(hay);
             if found.matched_any() {
                 Verdict::Candidates(found)
@@ -95,6 +107,8 @@ pub(crate) enum Verdict {
     /// Only these failregexes (by index) can match the text they run on: the prefregex's
     /// content, or the whole text without a prefregex, which is exactly what the screen saw.
     Candidates(regex::SetMatches),
+    /// As `Candidates`, with every failregex a candidate.
+    Any,
     /// Some failregex may match; which, the screen cannot tell.
     MayMatch,
 }
