@@ -29,7 +29,7 @@ perf record -q -F 1999 --call-graph dwarf,16384 -o "$WORK/perf.data" -- \
 perf report -i "$WORK/perf.data" --children --stdio -g none --percent-limit 0.5 \
   --sort symbol 2>/dev/null | grep -v '^#' | grep -v '^$' > "$WORK/children.txt"
 echo "share of samples including callees (parts of the per-line path):"
-for part in 'DateDetector::find' 'Screen::may_match' 'find_failures' 'Linear::captures' \
+for part in 'DateDetector::find' 'Screen::verdict' 'find_failures' 'Linear::captures' \
             'fancy_regex' 'FailSet::candidates' 'fields_to_time' 'malloc' 'free' 'print_match' \
             'from_utf8_lossy' 'buffer_text'; do
   share=$( (grep -F "$part" "$WORK/children.txt" || true) | head -1 | awk '{print $1}')

@@ -13,18 +13,20 @@
 
 mod date;
 mod pyregex;
+mod rewrite;
 mod scan;
 mod screen;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 
 pub use date::{Clock, DateDetector, FoundDate, parse_logtimezone};
 
-pub use pyregex::{BACKTRACK_LIMIT, TranslateError};
+pub use pyregex::{BACKTRACK_LIMIT, BACKTRACK_STEPS_PER_BYTE, TranslateError};
 use pyregex::{Captures, Matcher};
 pub use scan::{LineMatch, WARMUP_LINES};
-use screen::Screen;
+use screen::{Screen, Verdict};
 
 use crate::{Error, Failure, Result, canonical_addr};
 
@@ -147,7 +149,17 @@ impl FilterBuilder {
             if r.trim().is_empty() {
                 continue;
             }
-            let m = compile(r, multiline)?;
+            // sshd's conditional failregexes run linear when rewritten (see `rewrite`).
+            let linear = rewrite::linear_conditionals(r).and_then(|p| {
+                let resolved = rewrite::number_duplicate_groups(&resolve_tags(&p, self.use_dns));
+                Matcher::compile(&resolved, multiline)
+                    .ok()
+                    .filter(|m| !m.is_backtracking())
+            });
+            let m = match linear {
+                Some(m) => m,
+                None => compile(r, multiline)?,
+            };
             if !pref_has_id && !has_failure_id(m.names()) {
                 return Err(Error::Regex {
                     pattern: r.clone(),
@@ -156,22 +168,6 @@ impl FilterBuilder {
             }
             failregex.push(m);
         }
-        let linear: Vec<(usize, &str)> = failregex
-            .iter()
-            .enumerate()
-            .filter_map(|(i, m)| m.linear_pattern().map(|p| (i, p)))
-            .collect();
-        // One DFA pass over a line tells which failregexes can match; only those run captures.
-        let fail_set = regex::RegexSetBuilder::new(linear.iter().map(|(_, p)| *p))
-            .multi_line(multiline)
-            .size_limit(256 << 20)
-            .dfa_size_limit(64 << 20)
-            .build()
-            .ok()
-            .map(|set| FailSet {
-                set,
-                index: linear.iter().map(|(i, _)| *i).collect(),
-            });
         let ignoreregex = self
             .def
             .ignoreregex
@@ -206,7 +202,8 @@ impl FilterBuilder {
                 ..FilterStats::default()
             },
             def: self.def,
-            fail_set,
+            // Built when first needed: the screen's set usually says which regexes can match.
+            fail_set: Arc::default(),
             failregex,
             ignoreregex,
             prefregex,
@@ -343,8 +340,9 @@ pub struct FilterStats {
     /// Hits per ignoreregex, by index.
     pub ignoreregex_hits: Vec<u64>,
     /// Lines that nothing matched but that were not fully decided: a failregex that needs the
-    /// backtracking engine gave up on them (its budget, 100,000 steps a search, is spent on a
-    /// very long line, e.g. sshd's on a user name over about 33 KB, which fail2ban matches).
+    /// backtracking engine gave up on them (its budget, 100,000 steps a search or
+    /// [`BACKTRACK_STEPS_PER_BYTE`] a byte of a longer line, is spent: the pattern backtracks
+    /// more than linearly on that line).
     /// They may hold failures that were not found; they are never silently "missed".
     pub undecided: u64,
 }
@@ -462,12 +460,17 @@ impl TupleLine {
     }
 
     fn full(&self) -> String {
-        format!("{}{}{}", self.pre, self.date, self.post)
+        let mut s = String::with_capacity(self.pre.len() + self.date.len() + self.post.len());
+        s.push_str(&self.pre);
+        s.push_str(&self.date);
+        s.push_str(&self.post);
+        s
     }
 }
 
 fn buffer_text(lines: &[TupleLine]) -> String {
-    let mut s = String::new();
+    let len: usize = lines.iter().map(|l| l.pre.len() + l.post.len() + 1).sum();
+    let mut s = String::with_capacity(len.max(1));
     for (i, l) in lines.iter().enumerate() {
         if i > 0 {
             s.push('\n');
@@ -514,6 +517,25 @@ struct FailSet {
 }
 
 impl FailSet {
+    /// One DFA pass over a line tells which failregexes can match; only those run captures.
+    fn new(failregex: &[Matcher], multiline: bool) -> Option<Self> {
+        let linear: Vec<(usize, &str)> = failregex
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| m.linear_pattern().map(|p| (i, p)))
+            .collect();
+        regex::RegexSetBuilder::new(linear.iter().map(|(_, p)| *p))
+            .multi_line(multiline)
+            .size_limit(256 << 20)
+            .dfa_size_limit(64 << 20)
+            .build()
+            .ok()
+            .map(|set| FailSet {
+                set,
+                index: linear.iter().map(|(i, _)| *i).collect(),
+            })
+    }
+
     /// Which failregexes may match `text`: set members that match, plus every regex that is
     /// not in the set (backtracking ones).
     fn candidates(&self, text: &str, total: usize) -> Vec<bool> {
@@ -545,9 +567,11 @@ impl MlfidCache {
     const MAX: usize = 100;
     const TTL: i64 = 300;
 
-    fn get(&mut self, key: &str, now: i64) -> Option<Fail> {
-        match self.map.get(key) {
-            Some((f, exp, _)) if *exp > now => Some(f.clone()),
+    /// The live session `key`, taken out of its entry: the caller puts it back (same age) or
+    /// removes the entry.
+    fn take(&mut self, key: &str, now: i64) -> Option<Fail> {
+        match self.map.get_mut(key) {
+            Some((f, exp, _)) if *exp > now => Some(std::mem::take(f)),
             Some(_) => {
                 self.map.remove(key);
                 None
@@ -628,7 +652,7 @@ pub struct Filter {
     screen: Option<Screen>,
     /// The screened text (line without its date, `\n`), reused from line to line.
     scratch: String,
-    fail_set: Option<FailSet>,
+    fail_set: Arc<OnceLock<Option<FailSet>>>,
     failregex: Vec<Matcher>,
     ignoreregex: Vec<Matcher>,
     prefregex: Option<Matcher>,
@@ -722,15 +746,21 @@ impl Filter {
         }
         self.stats.lines += 1;
         let found = self.dates.find(line, &self.clock);
+        let mut screened = None;
         if let Some(screen) = &self.screen {
             let (s, e) = found.map_or((0, 0), |f| f.span);
             self.scratch.clear();
             self.scratch.push_str(&line[..s]);
             self.scratch.push_str(&line[e..]);
             self.scratch.push('\n');
-            if !screen.may_match(self.prefregex.as_ref(), &self.scratch) {
-                self.rejected(found);
-                return Vec::new();
+            match screen.verdict(self.prefregex.as_ref(), &self.scratch) {
+                Verdict::Reject => {
+                    self.rejected(found);
+                    return Vec::new();
+                }
+                Verdict::Candidates(set) => screened = Some(Some(set)),
+                Verdict::Any => screened = Some(None),
+                Verdict::MayMatch => {}
             }
         }
         let (tuple, date) = match found {
@@ -769,7 +799,7 @@ impl Filter {
             self.last_date
                 .filter(|t| *t > (self.clock.now() - 60) as f64)
         });
-        self.find_failures(tuple, date)
+        self.find_failures(tuple, date, screened)
     }
 
     /// The bookkeeping of a line the screen rejected: what the full path would have done to the
@@ -808,7 +838,7 @@ impl Filter {
             post: line.to_string(),
         };
         self.last_date = Some(time);
-        self.find_failures(tuple, Some(time))
+        self.find_failures(tuple, Some(time), None)
     }
 
     /// Convenience: the failures (validated addresses only) a line yields.
@@ -830,7 +860,15 @@ impl Filter {
         false
     }
 
-    fn find_failures(&mut self, tuple: TupleLine, date: Option<f64>) -> Vec<FilterMatch> {
+    /// Matches the buffer with `tuple` added; `screened` are the failregexes the screen found
+    /// possible on the text they run on (the content, or the line without a prefregex),
+    /// `Some(None)` when all are.
+    fn find_failures(
+        &mut self,
+        tuple: TupleLine,
+        date: Option<f64>,
+        mut screened: Option<Option<regex::SetMatches>>,
+    ) -> Vec<FilterMatch> {
         let mut out = Vec::new();
         let org: Vec<TupleLine> = if self.maxlines > 1 {
             self.buffer.push(tuple);
@@ -838,8 +876,10 @@ impl Filter {
             self.buffer.drain(..excess);
             self.buffer.clone()
         } else {
-            self.buffer = vec![tuple];
-            self.buffer.clone()
+            // A one-line filter's buffer lives for this line only: what the loop below reads
+            // of it, it sets first (the content, the unmatched lines).
+            self.buffer.clear();
+            vec![tuple]
         };
         let mut buf = Some(buffer_text(&org));
         if !self.ignoreregex.is_empty()
@@ -856,7 +896,12 @@ impl Filter {
                 return out;
             };
             pre_groups = groups_of(&caps, text);
-            if let Some(content) = pre_groups.remove("content").filter(|c| !c.is_empty()) {
+            let content = pre_groups.remove("content").filter(|c| !c.is_empty());
+            if content.is_none() {
+                // The screen saw the content, which this text is not.
+                screened = None;
+            }
+            if let Some(content) = content {
                 self.buffer = vec![TupleLine {
                     pre: String::new(),
                     date: String::new(),
@@ -875,9 +920,24 @@ impl Filter {
                 candidates = None;
             }
             let text: &str = buf.as_deref().unwrap_or_default();
-            let cands = candidates.get_or_insert_with(|| match &self.fail_set {
-                Some(set) => set.candidates(text, total),
-                None => vec![true; total],
+            let fail_set = || {
+                self.fail_set
+                    .get_or_init(|| FailSet::new(&self.failregex, self.maxlines > 1))
+                    .as_ref()
+            };
+            let cands = candidates.get_or_insert_with(|| match screened.take() {
+                Some(None) => vec![true; total],
+                Some(Some(found)) => {
+                    let mut out = vec![false; total];
+                    for i in found.iter() {
+                        out[i] = true;
+                    }
+                    out
+                }
+                None => match fail_set() {
+                    Some(set) => set.candidates(text, total),
+                    None => vec![true; total],
+                },
             });
             if !cands[idx] {
                 continue;
@@ -885,20 +945,26 @@ impl Filter {
             let Some(caps) = self.failregex[idx].search(text) else {
                 continue;
             };
-            let (matched_lines, unmatched) = self.split_matched(&caps, text, &org);
+            let (matched_lines, unmatched) = if org.len() <= 1 {
+                (Vec::new(), Vec::new())
+            } else {
+                self.split_matched(&caps, text, &org)
+            };
+            let matched_lines: &[TupleLine] = if org.len() <= 1 { &org } else { &matched_lines };
             let mut groups = groups_of(&caps, text);
             if !self.ignoreregex.is_empty() {
                 let ignore_buf = if self.maxlines > 1 {
-                    buffer_text(&matched_lines)
+                    buffer_text(matched_lines)
                 } else {
                     text.to_string()
                 };
                 if self.ignored(&ignore_buf) {
                     ignored_any = true;
+                    // A one-line buffer stays the same text: `buf` stays.
                     if self.maxlines > 1 {
                         self.buffer = unmatched;
+                        buf = None;
                     }
-                    buf = None;
                     if !self.check_all_regex {
                         break;
                     }
@@ -912,7 +978,14 @@ impl Filter {
             matched_any = true;
             self.stats.failregex_hits[idx] += 1;
             if !pre_groups.is_empty() {
-                let mut merged = pre_groups.clone();
+                // The prefregex's groups go to the last regex that can match without a copy.
+                let last =
+                    idx + 1 == total || (self.maxlines == 1 && !cands[idx + 1..].contains(&true));
+                let mut merged = if last {
+                    std::mem::take(&mut pre_groups)
+                } else {
+                    pre_groups.clone()
+                };
                 merged.append(&mut groups);
                 groups = merged;
             }
@@ -945,28 +1018,31 @@ impl Filter {
             if id.is_none() {
                 fail.mlfpending = true;
             }
-            if let (Some(key), true) = (&mlfid, keep_in_cache) {
-                self.mlfid.put(key, fail.clone(), self.clock.now());
-            }
-            let addr_text = ["ip4", "ip6"]
+            let addr = ["ip4", "ip6"]
                 .iter()
-                .find_map(|k| fail.groups.get(*k).cloned());
-            let addr = addr_text.as_deref().and_then(parse_addr);
+                .find_map(|k| fail.groups.get(*k))
+                .and_then(|text| parse_addr(text));
             let nofail = fail.truthy("nofail") || id.is_none();
+            let users = fail.users.iter().flatten().cloned().collect();
+            let (groups, lines) = match (&mlfid, keep_in_cache) {
+                (Some(key), true) => {
+                    let found = (fail.groups.clone(), fail.matches.clone());
+                    self.mlfid.put(key, fail, self.clock.now());
+                    found
+                }
+                _ => (fail.groups, fail.matches),
+            };
+            let mut groups = groups;
+            groups.retain(|k, _| !k.starts_with("skiplines"));
             out.push(FilterMatch {
                 regex: idx,
                 id,
                 addr,
                 time: date,
                 nofail,
-                groups: fail
-                    .groups
-                    .iter()
-                    .filter(|(k, _)| !k.starts_with("skiplines"))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                users: fail.users.iter().flatten().cloned().collect(),
-                lines: fail.matches.unwrap_or_default(),
+                groups,
+                users,
+                lines: lines.unwrap_or_default(),
             });
             if !self.check_all_regex {
                 break;
@@ -1050,7 +1126,7 @@ impl Filter {
         }
         let users;
         let cached;
-        if let Some(mut prev) = self.mlfid.get(mlfid, self.clock.now()) {
+        if let Some(mut prev) = self.mlfid.take(mlfid, self.clock.now()) {
             if let Some(user) = fail.groups.get("user").filter(|u| !u.is_empty()) {
                 prev.users
                     .get_or_insert_with(BTreeSet::new)
@@ -1255,14 +1331,14 @@ mod tests {
         c.put("k0", Fail::default(), 0);
         // Full: the oldest live session (k1, not the re-inserted k0) goes.
         c.put("new", Fail::default(), 0);
-        assert!(c.get("k1", 0).is_none());
-        assert!(c.get("k0", 0).is_some() && c.get("k2", 0).is_some());
+        assert!(c.take("k1", 0).is_none());
+        assert!(c.take("k0", 0).is_some() && c.take("k2", 0).is_some());
         for i in 0..10 * MlfidCache::MAX {
             c.put(&format!("x{i}"), Fail::default(), 0);
             c.remove(&format!("x{i}"));
         }
         assert!(c.order.len() <= 2 * MlfidCache::MAX + 1);
-        assert!(c.get("k0", 0).is_some());
+        assert!(c.take("k0", 0).is_some());
     }
 
     #[test]

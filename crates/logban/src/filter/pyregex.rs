@@ -26,6 +26,7 @@ use std::sync::{Arc, OnceLock};
 use regex_automata::hybrid::dfa::{Cache as LazyCache, DFA as LazyDfa, OverlappingState};
 use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
 use regex_automata::nfa::thompson::{self, NFA};
+use regex_automata::util::pool::Pool;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, MatchKind};
 use regex_syntax::hir::{Hir, HirKind};
@@ -34,11 +35,24 @@ use regex_syntax::hir::{Hir, HirKind};
 pub(crate) const LONG_SPAN: usize = 4096;
 /// Largest visited set (bytes) the long-span backtracker may use: 64 MiB.
 const VISITED_CAPACITY: usize = 64 << 20;
+
+/// Visited-set bytes of the backtracker for short ASCII texts (as `regex-automata`'s default).
+const SHORT_VISITED_CAPACITY: usize = 256 << 10;
 /// The tail of a translated `<F-CONTENT>.+</F-CONTENT>$`.
 const CONTENT_TAIL: &str = "(?P<content>.+)(?m:$)";
 
-/// Steps a backtracking pattern may take on one haystack before it is abandoned.
+/// Steps a backtracking pattern may take on one haystack before it is abandoned; a long
+/// haystack gets [`BACKTRACK_STEPS_PER_BYTE`] steps a byte when that is more.
 pub const BACKTRACK_LIMIT: usize = 100_000;
+
+/// Steps a backtracking pattern may take per byte of a long haystack, so that a pattern that
+/// backtracks a bounded number of times per byte (sshd's `(?:(?! from ).)*?` runs, a few steps
+/// a byte) decides lines of megabytes, as fail2ban does, while a catastrophic pattern still
+/// stops after time linear in the line.
+pub const BACKTRACK_STEPS_PER_BYTE: usize = 32;
+
+/// Budgets above [`BACKTRACK_LIMIT`] double up to this many times (a 100 MB line at most).
+const SCALED_BUDGETS: usize = 16;
 
 /// Why a pattern could not be compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -503,7 +517,52 @@ pub(crate) struct Matcher {
 #[derive(Debug, Clone)]
 enum Engine {
     Linear(Box<Linear>),
-    Backtracking(Box<fancy_regex::Regex>),
+    Backtracking(Box<Backtracking>),
+}
+
+/// A backtracking pattern with its budget, and the same pattern with doubled budgets for long
+/// haystacks, compiled on first use.
+#[derive(Debug, Clone)]
+struct Backtracking {
+    re: fancy_regex::Regex,
+    scaled: Arc<[OnceLock<Option<fancy_regex::Regex>>; SCALED_BUDGETS]>,
+}
+
+impl Backtracking {
+    /// The pattern with a budget of at least [`BACKTRACK_STEPS_PER_BYTE`] steps a byte of a
+    /// haystack of `len` bytes, when that is more than [`BACKTRACK_LIMIT`].
+    fn scaled(&self, len: usize) -> Option<&fancy_regex::Regex> {
+        let want = len.saturating_mul(BACKTRACK_STEPS_PER_BYTE);
+        let shift = (1..=SCALED_BUDGETS).find(|&k| BACKTRACK_LIMIT << k >= want)?;
+        self.scaled[shift - 1]
+            .get_or_init(|| {
+                fancy_regex::RegexBuilder::new(self.re.as_str())
+                    .backtrack_limit(BACKTRACK_LIMIT << shift)
+                    .build()
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    /// Runs `search` with the base budget, and again with a budget scaled to `hay_len` when
+    /// the base budget ran out on a long haystack.
+    fn run<T>(
+        &self,
+        hay_len: usize,
+        search: impl Fn(&fancy_regex::Regex) -> fancy_regex::Result<T>,
+    ) -> fancy_regex::Result<T> {
+        match search(&self.re) {
+            Err(fancy_regex::Error::RuntimeError(
+                fancy_regex::RuntimeError::BacktrackLimitExceeded,
+            )) if hay_len.saturating_mul(BACKTRACK_STEPS_PER_BYTE) > BACKTRACK_LIMIT => {
+                match self.scaled(hay_len) {
+                    Some(re) => search(re),
+                    None => search(&self.re),
+                }
+            }
+            found => found,
+        }
+    }
 }
 
 /// A pattern split into a group-free head `X` and the rest `Y` (see the module docs).
@@ -610,6 +669,89 @@ impl GroupFreeHead {
     }
 }
 
+/// Makes a backtracker cache (boxed, so that a pool of them has a nameable type).
+type MakeCache = Box<
+    dyn Fn() -> backtrack::Cache + Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe,
+>;
+
+/// A pattern's ASCII-only backtracker with a pool of caches, for short ASCII haystacks: on
+/// them the ASCII classes mean what the Unicode ones do, with far fewer NFA states, so the
+/// visited set a search clears (states × bytes) is far smaller than `regex`'s own.
+struct AsciiCaptures {
+    bt: BoundedBacktracker,
+    caches: Pool<backtrack::Cache, MakeCache>,
+}
+
+impl std::fmt::Debug for AsciiCaptures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsciiCaptures").finish_non_exhaustive()
+    }
+}
+
+impl AsciiCaptures {
+    fn new(pattern: &str, multiline: bool) -> Option<Self> {
+        let bt = BoundedBacktracker::builder()
+            .syntax(
+                syntax::Config::new()
+                    .multi_line(multiline)
+                    .unicode(false)
+                    .utf8(false),
+            )
+            // `regex`'s own default: a search whose visited set would be larger (many states
+            // times a long span) is left to `regex` (its PikeVM), cheaper there.
+            .configure(backtrack::Config::new().visited_capacity(SHORT_VISITED_CAPACITY))
+            .build(pattern)
+            .ok()?;
+        let for_caches = bt.clone();
+        let make: MakeCache = Box::new(move || for_caches.create_cache());
+        Some(Self {
+            bt,
+            caches: Pool::new(make),
+        })
+    }
+
+    /// Captures of the match known to span `start..end` of an ASCII `hay`.
+    fn captures(&self, hay: &str, start: usize, end: usize) -> Option<Vec<Option<(usize, usize)>>> {
+        if end - start > self.bt.max_haystack_len() {
+            return None;
+        }
+        let mut cache = self.caches.get();
+        let mut caps = self.bt.create_captures();
+        let input = Input::new(hay).span(start..end).anchored(Anchored::Yes);
+        self.bt.try_search(&mut cache, &input, &mut caps).ok()?;
+        let spans: Vec<_> = (0..caps.group_len())
+            .map(|i| caps.get_group(i).map(|s| (s.start, s.end)))
+            .collect();
+        (spans.first().copied().flatten() == Some((start, end))).then_some(spans)
+    }
+}
+
+/// Capture spans of `re`'s leftmost-first match from `start`, like `regex::Regex::captures_at`:
+/// on a short ASCII haystack, `re`'s DFA finds the match and `ascii` resolves its groups.
+fn spans_of(
+    re: &regex::Regex,
+    ascii: &OnceLock<Option<AsciiCaptures>>,
+    multiline: bool,
+    hay: &str,
+    start: usize,
+) -> Option<Vec<Option<(usize, usize)>>> {
+    if hay.len() - start.min(hay.len()) <= LONG_SPAN
+        && hay.is_ascii()
+        && let Some(fast) = ascii.get_or_init(|| AsciiCaptures::new(re.as_str(), multiline))
+    {
+        let m = re.find_at(hay, start)?;
+        if let Some(spans) = fast.captures(hay, m.start(), m.end()) {
+            return Some(spans);
+        }
+    }
+    let caps = re.captures_at(hay, start)?;
+    Some(
+        caps.iter()
+            .map(|g| g.map(|g| (g.start(), g.end())))
+            .collect(),
+    )
+}
+
 /// A `regex` pattern and the helpers that resolve its captures on long matches.
 #[derive(Debug, Clone)]
 struct Linear {
@@ -623,6 +765,9 @@ struct Linear {
     ascii: Arc<OnceLock<Option<BoundedBacktracker>>>,
     /// Built on first use: the Unicode backtracker.
     unicode: Arc<OnceLock<Option<BoundedBacktracker>>>,
+    /// Built on first use: captures of short ASCII haystacks, for the pattern and its head.
+    short_ascii: Arc<OnceLock<Option<AsciiCaptures>>>,
+    head_short_ascii: Arc<OnceLock<Option<AsciiCaptures>>>,
 }
 
 impl Linear {
@@ -658,6 +803,8 @@ impl Linear {
             split: Arc::default(),
             ascii: Arc::default(),
             unicode: Arc::default(),
+            short_ascii: Arc::default(),
+            head_short_ascii: Arc::default(),
         })
     }
 
@@ -691,16 +838,12 @@ impl Linear {
         if let Some(head) = &self.content_head {
             // `head.` is valid exactly where `head(?P<content>.+)(?m:$)` is: `.+` then takes
             // the rest of the line up to the next newline.
-            let caps = head.captures_at(hay, start)?;
-            let end = caps.get(0)?.end();
+            let mut spans = spans_of(head, &self.head_short_ascii, self.multiline, hay, start)?;
+            let end = spans.first().copied().flatten()?.1;
             let content_start = end - hay[..end].chars().next_back()?.len_utf8();
             let content_end = hay[content_start..]
                 .find('\n')
                 .map_or(hay.len(), |p| content_start + p);
-            let mut spans: Vec<_> = caps
-                .iter()
-                .map(|g| g.map(|g| (g.start(), g.end())))
-                .collect();
             spans[0] = spans[0].map(|(s, _)| (s, content_end));
             spans.push(Some((content_start, content_end)));
             return Some(spans);
@@ -719,12 +862,7 @@ impl Linear {
                 return Some(spans);
             }
         }
-        let caps = self.re.captures_at(hay, start)?;
-        Some(
-            caps.iter()
-                .map(|g| g.map(|g| (g.start(), g.end())))
-                .collect(),
-        )
+        spans_of(&self.re, &self.short_ascii, self.multiline, hay, start)
     }
 
     /// Captures of the match known to span `start..end`, by the bounded backtracker.
@@ -762,8 +900,11 @@ pub(crate) struct Captures {
 impl Captures {
     /// The span of the named group, if it took part.
     pub(crate) fn name(&self, name: &str) -> Option<(usize, usize)> {
-        let idx = self.names.iter().position(|n| n.as_deref() == Some(name))?;
-        self.spans.get(idx).copied().flatten()
+        // A name may repeat across alternatives (see `rewrite`): the one that took part.
+        self.names
+            .iter()
+            .zip(self.spans.iter())
+            .find_map(|(n, s)| (n.as_deref() == Some(name)).then_some(*s).flatten())
     }
 
     /// Whole-match span.
@@ -789,7 +930,7 @@ impl Matcher {
             let names: Arc<[Option<String>]> = linear
                 .re
                 .capture_names()
-                .map(|n| n.map(str::to_string))
+                .map(|n| n.map(|n| super::rewrite::base_name(n).to_string()))
                 .collect();
             return Ok(Self {
                 engine: Engine::Linear(Box::new(linear)),
@@ -809,7 +950,10 @@ impl Matcher {
         let names: Arc<[Option<String>]> =
             re.capture_names().map(|n| n.map(str::to_string)).collect();
         Ok(Self {
-            engine: Engine::Backtracking(Box::new(re)),
+            engine: Engine::Backtracking(Box::new(Backtracking {
+                re,
+                scaled: Arc::default(),
+            })),
             names,
             source: py.into(),
         })
@@ -837,19 +981,21 @@ impl Matcher {
                 spans: l.captures(hay, start)?,
                 names: self.names.clone(),
             }),
-            Engine::Backtracking(re) => match re.captures_from_pos(hay, start) {
-                Ok(Some(caps)) => Some(Captures {
-                    spans: (0..caps.len())
-                        .map(|i| caps.get(i).map(|m| (m.start(), m.end())))
-                        .collect(),
-                    names: self.names.clone(),
-                }),
-                Ok(None) => None,
-                Err(e) => {
-                    gave_up(&self.source, &e);
-                    None
+            Engine::Backtracking(bt) => {
+                match bt.run(hay.len(), |re| re.captures_from_pos(hay, start)) {
+                    Ok(Some(caps)) => Some(Captures {
+                        spans: (0..caps.len())
+                            .map(|i| caps.get(i).map(|m| (m.start(), m.end())))
+                            .collect(),
+                        names: self.names.clone(),
+                    }),
+                    Ok(None) => None,
+                    Err(e) => {
+                        gave_up(&self.source, &e);
+                        None
+                    }
                 }
-            },
+            }
         }
     }
 
@@ -887,7 +1033,7 @@ impl Matcher {
     pub(crate) fn pattern(&self) -> &str {
         match &self.engine {
             Engine::Linear(l) => l.re.as_str(),
-            Engine::Backtracking(re) => re.as_str(),
+            Engine::Backtracking(bt) => bt.re.as_str(),
         }
     }
 
@@ -903,7 +1049,7 @@ impl Matcher {
     pub(crate) fn is_match(&self, hay: &str) -> bool {
         match &self.engine {
             Engine::Linear(l) => l.re.is_match(hay),
-            Engine::Backtracking(re) => match re.is_match(hay) {
+            Engine::Backtracking(bt) => match bt.run(hay.len(), |re| re.is_match(hay)) {
                 Ok(m) => m,
                 Err(e) => {
                     gave_up(&self.source, &e);

@@ -19,6 +19,9 @@ use fancy_regex::{Assertion, Expr};
 
 use super::pyregex::Matcher;
 
+/// Texts up to this long go straight to the overlapping set search.
+const SHORT_TEXT: usize = 256;
+
 /// The screen of one filter.
 #[derive(Debug, Clone)]
 pub(crate) struct Screen {
@@ -58,25 +61,64 @@ impl Screen {
     }
 
     /// False only when no failregex can match `text` (the line without its date, plus `\n`).
+    #[cfg(test)]
     pub(crate) fn may_match(&self, prefregex: Option<&Matcher>, text: &str) -> bool {
+        !matches!(self.verdict(prefregex, text), Verdict::Reject)
+    }
+
+    /// What one DFA pass over `text` (the line without its date, plus `\n`) tells.
+    pub(crate) fn verdict(&self, prefregex: Option<&Matcher>, text: &str) -> Verdict {
+        let candidates = |hay: &str| {
+            // One pattern: no set to tell apart. A long text: the plain search, which may stop
+            // early, rejects most lines before the overlapping one (which runs to the end).
+            if (self.anchored.len() == 1 || hay.len() > SHORT_TEXT) && !self.anchored.is_match(hay)
+            {
+                return Verdict::Reject;
+            }
+            if self.anchored.len() == 1 {
+                return Verdict::Any;
+            }
+            let found = self.anchored.matches(hay);
+            if found.matched_any() {
+                Verdict::Candidates(found)
+            } else {
+                Verdict::Reject
+            }
+        };
         let Some(prefregex) = prefregex else {
-            return self.anchored.is_match(text);
+            return candidates(text);
         };
         match prefregex.content_start(text) {
-            None => false,
-            Some(Some(start)) => self.anchored.is_match(&text[start..]),
-            Some(None) => self
-                .unanchored
-                .as_ref()
-                .is_none_or(|set| set.is_match(text)),
+            None => Verdict::Reject,
+            Some(Some(start)) => candidates(&text[start..]),
+            Some(None) => match &self.unanchored {
+                Some(set) if !set.is_match(text) => Verdict::Reject,
+                _ => Verdict::MayMatch,
+            },
         }
     }
+}
+
+/// The screen's answer for one line.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// No failregex can match the line.
+    Reject,
+    /// Only these failregexes (by index) can match the text they run on: the prefregex's
+    /// content, or the whole text without a prefregex, which is exactly what the screen saw.
+    Candidates(regex::SetMatches),
+    /// As `Candidates`, with every failregex a candidate.
+    Any,
+    /// Some failregex may match; which, the screen cannot tell.
+    MayMatch,
 }
 
 /// A pattern matching a superset of what `pattern` matches, in regex syntax; without
 /// `keep_anchors`, line and text anchors and word boundaries are dropped too.
 fn superset(pattern: &str, keep_anchors: bool) -> Option<String> {
-    if keep_anchors && regex::Regex::new(pattern).is_ok() {
+    // Parsing tells whether the regex crate takes the pattern as it is (compiling it here
+    // would double the filter's start-up; the set below compiles it).
+    if keep_anchors && regex_syntax::Parser::new().parse(pattern).is_ok() {
         return Some(pattern.to_string());
     }
     let tree = Expr::parse_tree(pattern).ok()?;
