@@ -2,20 +2,20 @@
 //! restore reads a remote store (issue 13).
 //!
 //! A restore knows, once it has planned, every frame it needs and in which order (files in
-//! order, each file's chunks in order). [`Prefetch`] turns that list into ranged GETs the way
-//! a pack-at-a-time restorer would, while the restore threads still write files one after
-//! another: the frames of each pack are sorted by offset and merged into ranges when the gap
-//! between them is at most [`MERGE_GAP`] (reading a little unused data costs less than a
-//! request) and the range stays under [`MAX_RANGE`], so a restore that needs a whole pack
-//! reads it in one request, whatever order its files come in (a backup fills several packs at
-//! once, and files restored one after another alternate between them). Ranges are fetched in
-//! the order their first frame is needed, [`IN_FLIGHT`] at once, by a task on the runtime.
+//! order, each file's chunks in order). [`Prefetch`] turns that list into ranged GETs close to
+//! the way a pack-at-a-time restorer would, while the restore threads still write files one
+//! after another: the frames of a pack first needed within [`HORIZON`] bytes of each other are
+//! sorted by offset and merged into ranges when the gap between them is at most [`MERGE_GAP`]
+//! (reading a little unused data costs less than a request) and the range stays under
+//! [`MAX_RANGE`], whatever order the files need them in (a backup fills several packs at once,
+//! and files restored one after another alternate between them). Ranges are fetched in the
+//! order their first frame is needed, [`IN_FLIGHT`] at once, by a task on the runtime.
 //!
 //! Memory is bounded: a range takes its size from a budget of [`WINDOW`] bytes before it is
 //! fetched; when it arrives its frames are copied out and each keeps its own size of the budget
-//! until it is taken, the gaps' share is given back at once. When the next range does not fit,
-//! frames that arrived early and are needed later than it are dropped, the one needed last
-//! first: each of those is read again, directly, when its turn comes. Since every frame needed
+//! until it is taken, the gaps' share is given back at once. When a range a thread waits for
+//! does not fit, frames that arrived early and are needed later than it are dropped, the one
+//! needed last first: each of those is read again, directly, when its turn comes. Since every frame needed
 //! before the next range is either taken or due to be, this never waits forever (and a frame
 //! that no thread will take, its file given up, is dropped after [`STALL`]).
 //!
@@ -25,11 +25,10 @@
 //! it directly, with the store's own retries and error.
 //!
 //! On the toolchain benchmark (1.2 GiB, 37 packs of about 8 MiB) a full restore from S3 made
-//! 1,612 requests for data when a frame merged only with the range before it and repeats were
-//! read directly, 523 with a lookahead of a few ranges and the repeat cache, and 134 with
-//! ranges per pack (moto's CPU time for the last two: 1.6 s and 0.6 s; peak RSS 135, 150 and
-//! 198 MiB; restic's 205 MiB). A 128 MiB window would make it 50 requests, at 260 MiB
-//! (`benches/results/backup-remote.md`).
+//! 1,612 requests when a frame merged only with the range before it and repeats were read
+//! directly, 608 with a lookahead of a few ranges and the repeat cache, and 291 now (about 85
+//! of them for trees); moto's CPU time for the restore fell from 1.6 s to 0.9 s, restic's
+//! being 0.3 s (`benches/results/backup-remote.md`).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::ops::Range;
@@ -47,8 +46,11 @@ use crate::error::{Error, Result};
 use crate::format::{self, ChunkId, Tree};
 use crate::repo::Repository;
 
-/// Frames of a pack at most this far apart are read in one range.
-pub(crate) const MERGE_GAP: u64 = 256 * 1024;
+/// Frames of a pack at most this far apart are read in one range: a request costs more than
+/// a megabyte read (on moto and s3s-fs each ranged GET reads or copies the whole object; on S3
+/// it is a round trip): on the toolchain benchmark about a third more bytes are read than
+/// needed, in half the ranges a 256 KiB gap gives.
+pub(crate) const MERGE_GAP: u64 = 1024 * 1024;
 
 /// A merged range grows no larger than this (a single larger frame is read alone): a little
 /// more than a default pack (8 MiB), so a restore that needs a whole pack reads it in one
@@ -61,6 +63,13 @@ pub(crate) const IN_FLIGHT: usize = 16;
 /// Bytes reserved for ranges in flight and frames fetched but not yet taken, at most (a single
 /// larger range is let through alone).
 pub(crate) const WINDOW: u64 = 96 * 1024 * 1024;
+
+/// A range holds only frames first needed within this many bytes (of all frames needed, in
+/// order) of each other: a pack's frames are needed all through a restore, and a range over all
+/// of them would hold most of its frames for long, leaving the window no room to fetch ahead
+/// (each range was then fetched only once a thread waited for it: 27 s instead of 2 on a
+/// server answering a request in tens of milliseconds).
+pub(crate) const HORIZON: u64 = WINDOW / 2;
 
 /// Bytes of frames needed more than once kept after their first use (see [`RepeatCache`]).
 pub(crate) const REPEAT_CACHE: usize = 16 * 1024 * 1024;
@@ -101,11 +110,20 @@ impl Span {
 }
 
 /// Plans the ranges for `frames` (in need order; repeats are counted): each pack's frames by
-/// offset, merged when at most `gap` apart and within [`MAX_RANGE`]; ranges in the order of
-/// their first frame.
-fn plan(frames: impl IntoIterator<Item = FrameRef>, gap: u64) -> (Vec<Span>, PlannedFrames) {
+/// offset, merged when at most `gap` apart and within [`MAX_RANGE`], among the frames of the
+/// pack needed within `horizon` bytes of each other; ranges in the order of their first frame.
+fn plan(
+    frames: impl IntoIterator<Item = FrameRef>,
+    gap: u64,
+    horizon: u64,
+) -> (Vec<Span>, PlannedFrames) {
     let mut planned: PlannedFrames = HashMap::new();
-    let mut by_pack: HashMap<Arc<str>, Vec<(u32, u32, usize)>> = HashMap::new();
+    // Frames by pack and epoch: a pack's frames first needed within `horizon` bytes (of the
+    // frames needed, in order) of the first of its epoch share one.
+    type Epoch = (Arc<str>, usize);
+    let mut by_pack: HashMap<Epoch, Vec<(u32, u32, usize)>> = HashMap::new();
+    let mut epochs: HashMap<Arc<str>, (usize, u64)> = HashMap::new();
+    let mut needed: u64 = 0;
     for (pack, offset, length) in frames {
         let rank = planned.len();
         let entry = planned.entry((pack.clone(), offset)).or_insert(Planned {
@@ -115,14 +133,19 @@ fn plan(frames: impl IntoIterator<Item = FrameRef>, gap: u64) -> (Vec<Span>, Pla
         });
         entry.needs = entry.needs.saturating_add(1);
         if entry.needs == 1 {
+            let epoch = epochs.entry(pack.clone()).or_insert((0, needed));
+            if needed - epoch.1 >= horizon {
+                *epoch = (epoch.0 + 1, needed);
+            }
             by_pack
-                .entry(pack)
+                .entry((pack, epoch.0))
                 .or_default()
                 .push((offset, length, rank));
+            needed += u64::from(length);
         }
     }
     let mut spans = Vec::new();
-    for (pack, mut frames) in by_pack {
+    for ((pack, _), mut frames) in by_pack {
         frames.sort_unstable();
         let mut open: Option<Span> = None;
         for (offset, length, rank) in frames {
@@ -268,7 +291,7 @@ impl Prefetch {
         handle: &tokio::runtime::Handle,
         window: u64,
     ) -> Prefetch {
-        let (spans, planned) = plan(frames, MERGE_GAP);
+        let (spans, planned) = plan(frames, MERGE_GAP, HORIZON);
         let lengths: Vec<u32> = {
             let mut lengths = vec![0; planned.len()];
             for p in planned.values() {
@@ -499,7 +522,7 @@ pub(crate) async fn load_trees(
     let frames = wanted
         .iter()
         .map(|(l, _)| (l.pack.clone(), l.offset, l.length));
-    let (spans, planned) = plan(frames, TREE_GAP);
+    let (spans, planned) = plan(frames, TREE_GAP, u64::MAX);
     let mut span_of = vec![0; planned.len()];
     for (i, span) in spans.iter().enumerate() {
         for &(rank, _) in &span.frames {
@@ -580,6 +603,7 @@ mod tests {
                 f("c", MAX_RANGE as u32 - 10, 20), // would grow past MAX_RANGE
             ],
             MERGE_GAP,
+            u64::MAX,
         );
         let g = MERGE_GAP;
         assert_eq!(
@@ -608,10 +632,23 @@ mod tests {
             let pack = ["a", "b", "c"][i as usize % 3];
             f(pack, ((i / 3) * 7 % 10) * 100, 100)
         });
-        let (spans, _) = plan(frames, MERGE_GAP);
+        let (spans, _) = plan(frames, MERGE_GAP, u64::MAX);
         assert_eq!(
             ranges(&spans),
             [("a", 0..1000, 10), ("b", 0..1000, 10), ("c", 0..1000, 10)]
+        );
+    }
+
+    #[test]
+    fn frames_of_a_pack_needed_far_apart_are_read_in_separate_ranges() {
+        let frames = [f("a", 0, 100), f("b", 0, 1000), f("a", 100, 100)];
+        let (near, _) = plan(frames.clone(), MERGE_GAP, 10_000);
+        assert_eq!(ranges(&near), [("a", 0..200, 2), ("b", 0..1000, 1)]);
+        // a's second frame is needed 1,100 bytes after its first: past a 500-byte horizon.
+        let (far, _) = plan(frames, MERGE_GAP, 500);
+        assert_eq!(
+            ranges(&far),
+            [("a", 0..100, 1), ("b", 0..1000, 1), ("a", 100..200, 1)]
         );
     }
 
