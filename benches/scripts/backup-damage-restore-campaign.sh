@@ -107,15 +107,12 @@ def expected_names(sid, bad):
 
 
 def files_under(top):
-    out = set()
+    """The regular files below TOP, and ("TEMP", path) for a restore's temporary file left."""
+    out = backup_campaign.regular_files(top)
     for dirpath, dirnames, names in os.walk(top):
         for name in names + dirnames:
             if ".restore-" in name:
                 out.add(("TEMP", os.path.relpath(os.path.join(dirpath, name), top)))
-        for name in names:
-            path = os.path.join(dirpath, name)
-            if os.path.isfile(path) and not os.path.islink(path):
-                out.add(os.path.relpath(path, top))
     return out
 
 

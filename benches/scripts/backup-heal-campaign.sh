@@ -67,16 +67,6 @@ def backup(args):
     return subprocess.run([binary, "-r", repo] + args, capture_output=True, text=True)
 
 
-def files_under(top):
-    out = set()
-    for dirpath, _, names in os.walk(top):
-        for name in names:
-            path = os.path.join(dirpath, name)
-            if os.path.isfile(path) and not os.path.islink(path):
-                out.add(os.path.relpath(path, top))
-    return out
-
-
 def restore_identical(run):
     """Restores every snapshot; returns (files compared, failure or None)."""
     compared = 0
@@ -87,7 +77,7 @@ def restore_identical(run):
         if result.returncode != 0:
             return compared, f"restore {sid} exit {result.returncode}: {result.stderr[:300]}"
         expected_top, got_top = os.path.join(states, sid), os.path.join(target, "src")
-        expected, got = files_under(expected_top), files_under(got_top)
+        expected, got = backup_campaign.regular_files(expected_top), backup_campaign.regular_files(got_top)
         if expected != got:
             return compared, f"snapshot {sid}: files differ: {sorted(expected ^ got)[:5]}"
         for rel in sorted(expected):

@@ -84,16 +84,6 @@ def backup(args):
     return subprocess.run([binary, "-r", repo] + args, capture_output=True, text=True)
 
 
-def files_under(top):
-    out = set()
-    for dirpath, _, names in os.walk(top):
-        for name in names:
-            path = os.path.join(dirpath, name)
-            if os.path.isfile(path) and not os.path.islink(path):
-                out.add(os.path.relpath(path, top))
-    return out
-
-
 def restore_identical(run):
     """Restores the snapshot; returns (files compared, failure or None)."""
     target = os.path.join(work, f"restore-{run}")
@@ -102,7 +92,7 @@ def restore_identical(run):
     if result.returncode != 0:
         return 0, f"restore exit {result.returncode}: {result.stderr[:300]}"
     got_top = os.path.join(target, "src")
-    expected, got = files_under(src), files_under(got_top)
+    expected, got = backup_campaign.regular_files(src), backup_campaign.regular_files(got_top)
     if expected != got:
         return 0, f"files differ: {sorted(expected ^ got)[:5]}"
     for rel in sorted(expected):

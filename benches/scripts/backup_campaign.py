@@ -12,6 +12,17 @@ def objects(root, prefix):
     return sorted(out)
 
 
+def regular_files(top):
+    """The regular files below TOP (symlinks not followed), as paths relative to TOP."""
+    out = set()
+    for dirpath, _, names in os.walk(top):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                out.add(os.path.relpath(path, top))
+    return out
+
+
 def damage(rng, path, offset, length, mode):
     """Damages the object at PATH within bytes [OFFSET, OFFSET + LENGTH) by MODE (`delete`,
     `truncate` at a random point of that range, or `flip` a random byte of it with a random

@@ -133,23 +133,34 @@ fn pack_files(repo: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-#[test]
-fn repair_from_mirror_from_the_command_line() {
-    let work = tempfile::tempdir().unwrap();
-    let (repo, mirror, src) = (
-        work.path().join("repo"),
-        work.path().join("mirror"),
-        work.path().join("src"),
-    );
+/// A source tree (`dir/a.txt` and `b.bin` holding `big`) under `work`, backed up into a new
+/// repository: the repository, a mirror path (not made), the source and the snapshot id.
+fn backed_up_source(
+    work: &Path,
+    big: Vec<u8>,
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    String,
+) {
+    let (repo, mirror, src) = (work.join("repo"), work.join("mirror"), work.join("src"));
     std::fs::create_dir_all(src.join("dir")).unwrap();
     std::fs::write(src.join("dir/a.txt"), b"a small file").unwrap();
-    std::fs::write(src.join("b.bin"), b"some bytes ".repeat(50_000)).unwrap();
+    std::fs::write(src.join("b.bin"), big).unwrap();
     assert!(backup(&repo, &["init"]).status.success());
-    let src_arg = src.to_str().unwrap();
-    let snapshot = json(backup(&repo, &["--json", "backup", src_arg]))["id"]
+    let snapshot = json(backup(&repo, &["--json", "backup", src.to_str().unwrap()]))["id"]
         .as_str()
         .unwrap()
         .to_string();
+    (repo, mirror, src, snapshot)
+}
+
+#[test]
+fn repair_from_mirror_from_the_command_line() {
+    let work = tempfile::tempdir().unwrap();
+    let (repo, mirror, src, snapshot) =
+        backed_up_source(work.path(), b"some bytes ".repeat(50_000));
     let repo_arg = repo.to_str().unwrap();
     let mirror_arg = mirror.to_str().unwrap();
     assert!(
@@ -221,20 +232,9 @@ fn flip_largest_data_frame(repo: &Path) -> std::path::PathBuf {
 #[test]
 fn repair_from_source_and_config_from_the_command_line() {
     let work = tempfile::tempdir().unwrap();
-    let (repo, mirror, src) = (
-        work.path().join("repo"),
-        work.path().join("mirror"),
-        work.path().join("src"),
-    );
-    std::fs::create_dir_all(src.join("dir")).unwrap();
-    std::fs::write(src.join("dir/a.txt"), b"a small file").unwrap();
-    std::fs::write(src.join("b.bin"), test_support::noise(3 << 20, 7)).unwrap();
-    assert!(backup(&repo, &["init"]).status.success());
+    let (repo, mirror, src, snapshot) =
+        backed_up_source(work.path(), test_support::noise(3 << 20, 7));
     let src_arg = src.to_str().unwrap();
-    let snapshot = json(backup(&repo, &["--json", "backup", src_arg]))["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
 
     // A damaged chunk of b.bin comes back from the unchanged file.
     let pack = flip_largest_data_frame(&repo);

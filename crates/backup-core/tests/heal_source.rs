@@ -28,6 +28,15 @@ async fn one_snapshot(work: &Path) -> (String, PathBuf) {
     (id, kept.join("src"))
 }
 
+/// A copy of the kept source under `work/elsewhere` (to change without touching `kept`);
+/// returns its `src`.
+fn copy_elsewhere(work: &Path, kept: &Path) -> PathBuf {
+    let elsewhere = work.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    keep_copy(kept, &elsewhere);
+    elsewhere.join("src")
+}
+
 /// Flips a byte in the middle of every frame that holds only file data (trees stay sound);
 /// returns the number of frames damaged.
 async fn damage_every_data_frame(repo_dir: &Path) -> usize {
@@ -142,10 +151,7 @@ async fn changed_and_deleted_source_files_are_named_and_the_rest_is_healed() {
     damage_every_data_frame(&repo_dir).await;
     // Another source tree: big.bin edited in its middle (its first and last chunks are still
     // the same), c/d.txt gone, b.txt unchanged.
-    let elsewhere = work.path().join("elsewhere");
-    std::fs::create_dir(&elsewhere).unwrap();
-    keep_copy(&kept, &elsewhere);
-    let src = elsewhere.join("src");
+    let src = copy_elsewhere(work.path(), &kept);
     let big = src.join("a/big.bin");
     let original = std::fs::read(&big).unwrap();
     let mut edited = original.clone();
@@ -267,10 +273,7 @@ async fn a_fifo_or_a_symlink_in_the_source_is_not_read() {
     let (_, kept) = one_snapshot(work.path()).await;
     let repo_dir = work.path().join("repo");
     damage_every_data_frame(&repo_dir).await;
-    let elsewhere = work.path().join("elsewhere");
-    std::fs::create_dir(&elsewhere).unwrap();
-    keep_copy(&kept, &elsewhere);
-    let src = elsewhere.join("src");
+    let src = copy_elsewhere(work.path(), &kept);
     std::fs::remove_file(src.join("c/d.txt")).unwrap();
     let made = std::process::Command::new("mkfifo")
         .arg(src.join("c/d.txt"))
