@@ -196,6 +196,7 @@ impl FilterBuilder {
         Ok(Filter {
             screen,
             scratch: String::new(),
+            text: String::new(),
             stats: FilterStats {
                 failregex_hits: vec![0; failregex.len()],
                 ignoreregex_hits: vec![0; ignoreregex.len()],
@@ -468,9 +469,41 @@ impl TupleLine {
     }
 }
 
+/// A line split around its date, borrowed from the line read (see [`TupleLine`]).
+#[derive(Debug, Clone, Copy)]
+struct LineParts<'a> {
+    pre: &'a str,
+    date: &'a str,
+    post: &'a str,
+}
+
+impl LineParts<'_> {
+    fn to_tuple(self) -> TupleLine {
+        TupleLine {
+            pre: self.pre.to_string(),
+            date: self.date.to_string(),
+            post: self.post.to_string(),
+        }
+    }
+
+    fn full(self) -> String {
+        let mut s = String::with_capacity(self.pre.len() + self.date.len() + self.post.len());
+        s.push_str(self.pre);
+        s.push_str(self.date);
+        s.push_str(self.post);
+        s
+    }
+}
+
 fn buffer_text(lines: &[TupleLine]) -> String {
-    let len: usize = lines.iter().map(|l| l.pre.len() + l.post.len() + 1).sum();
-    let mut s = String::with_capacity(len.max(1));
+    let mut s = String::new();
+    buffer_text_into(lines, &mut s);
+    s
+}
+
+/// What the regexes see of `lines`: each without its date, joined and ended by `\n`.
+fn buffer_text_into(lines: &[TupleLine], s: &mut String) {
+    s.clear();
     for (i, l) in lines.iter().enumerate() {
         if i > 0 {
             s.push('\n');
@@ -479,7 +512,6 @@ fn buffer_text(lines: &[TupleLine]) -> String {
         s.push_str(&l.post);
     }
     s.push('\n');
-    s
 }
 
 /// The failure being built for one regex match (fail2ban's `fail` dict).
@@ -652,6 +684,8 @@ pub struct Filter {
     screen: Option<Screen>,
     /// The screened text (line without its date, `\n`), reused from line to line.
     scratch: String,
+    /// The text the regexes run on (see [`Filter::find_failures`]), reused from line to line.
+    text: String,
     fail_set: Arc<OnceLock<Option<FailSet>>>,
     failregex: Vec<Matcher>,
     ignoreregex: Vec<Matcher>,
@@ -763,14 +797,14 @@ impl Filter {
                 Verdict::MayMatch => {}
             }
         }
-        let (tuple, date) = match found {
+        let (parts, date) = match found {
             Some(f) => {
                 self.stats.dated += 1;
                 let (s, e) = f.span;
-                let tuple = TupleLine {
-                    pre: line[..s].to_string(),
-                    date: line[s..e].to_string(),
-                    post: line[e..].to_string(),
+                let parts = LineParts {
+                    pre: &line[..s],
+                    date: &line[s..e],
+                    post: &line[e..],
                 };
                 let date = if s == e {
                     // Empty date ({NONE}): last known if recent, else now.
@@ -784,13 +818,13 @@ impl Filter {
                 if let Some(t) = date.filter(|_| s != e) {
                     self.last_date = Some(t);
                 }
-                (tuple, date)
+                (parts, date)
             }
             None => (
-                TupleLine {
-                    pre: String::new(),
-                    date: String::new(),
-                    post: line.to_string(),
+                LineParts {
+                    pre: "",
+                    date: "",
+                    post: line,
                 },
                 None,
             ),
@@ -799,7 +833,7 @@ impl Filter {
             self.last_date
                 .filter(|t| *t > (self.clock.now() - 60) as f64)
         });
-        self.find_failures(tuple, date, screened)
+        self.find_failures(parts, date, screened)
     }
 
     /// The bookkeeping of a line the screen rejected: what the full path would have done to the
@@ -832,13 +866,13 @@ impl Filter {
     fn process_one_line_at(&mut self, line: &str, time: f64) -> Vec<FilterMatch> {
         self.stats.lines += 1;
         self.stats.dated += 1;
-        let tuple = TupleLine {
-            pre: String::new(),
-            date: String::new(),
-            post: line.to_string(),
+        let parts = LineParts {
+            pre: "",
+            date: "",
+            post: line,
         };
         self.last_date = Some(time);
-        self.find_failures(tuple, Some(time), None)
+        self.find_failures(parts, Some(time), None)
     }
 
     /// Convenience: the failures (validated addresses only) a line yields.
@@ -865,49 +899,80 @@ impl Filter {
     /// `Some(None)` when all are.
     fn find_failures(
         &mut self,
-        tuple: TupleLine,
+        line: LineParts<'_>,
+        date: Option<f64>,
+        screened: Option<Option<regex::SetMatches>>,
+    ) -> Vec<FilterMatch> {
+        // The text the regexes see is built in a buffer kept from line to line.
+        let mut text = std::mem::take(&mut self.text);
+        let out = self.find_failures_in(line, date, screened, &mut text);
+        self.text = text;
+        out
+    }
+
+    /// [`find_failures`](Self::find_failures) with `text` to build the regexes' text in.
+    fn find_failures_in(
+        &mut self,
+        line: LineParts<'_>,
         date: Option<f64>,
         mut screened: Option<Option<regex::SetMatches>>,
+        text: &mut String,
     ) -> Vec<FilterMatch> {
         let mut out = Vec::new();
+        // The buffered lines of a multi-line filter; a one-line filter has only `line`, and
+        // its buffer lives for this line only: what the loop below reads of it, it sets first
+        // (the content, the unmatched lines).
         let org: Vec<TupleLine> = if self.maxlines > 1 {
-            self.buffer.push(tuple);
+            self.buffer.push(line.to_tuple());
             let excess = self.buffer.len().saturating_sub(self.maxlines);
             self.buffer.drain(..excess);
             self.buffer.clone()
         } else {
-            // A one-line filter's buffer lives for this line only: what the loop below reads
-            // of it, it sets first (the content, the unmatched lines).
             self.buffer.clear();
-            vec![tuple]
+            Vec::new()
         };
-        let mut buf = Some(buffer_text(&org));
+        if org.is_empty() {
+            text.clear();
+            text.push_str(line.pre);
+            text.push_str(line.post);
+            text.push('\n');
+        } else {
+            buffer_text_into(&org, text);
+        }
         if !self.ignoreregex.is_empty()
             && self.ignoreregex.len() + 2 < self.failregex.len()
-            && self.ignored(buf.as_deref().unwrap_or_default())
+            && self.ignored(text)
         {
             self.stats.ignored += 1;
             return out;
         }
+        // Whether `text` must be rebuilt from `self.buffer` (which a match changed).
+        let mut stale = false;
         let mut pre_groups = BTreeMap::new();
         if let Some(pref) = &self.prefregex {
-            let text = buf.as_deref().unwrap_or_default();
             let Some(caps) = pref.search(text) else {
                 return out;
             };
-            pre_groups = groups_of(&caps, text);
-            let content = pre_groups.remove("content").filter(|c| !c.is_empty());
+            pre_groups = groups_of(&caps, text, Some("content"));
+            let content = caps.name("content").filter(|(s, e)| e > s);
             if content.is_none() {
                 // The screen saw the content, which this text is not.
                 screened = None;
             }
-            if let Some(content) = content {
-                self.buffer = vec![TupleLine {
-                    pre: String::new(),
-                    date: String::new(),
-                    post: content,
-                }];
-                buf = None;
+            if let Some((start, end)) = content {
+                if org.is_empty() {
+                    // One line: its text becomes the content and `\n`, in place.
+                    text.truncate(end);
+                    text.drain(..start);
+                    text.push('\n');
+                } else {
+                    self.buffer = vec![TupleLine {
+                        pre: String::new(),
+                        date: String::new(),
+                        post: text[start..end].to_string(),
+                    }];
+                    stale = true;
+                }
             }
         }
         let mut matched_any = false;
@@ -915,11 +980,12 @@ impl Filter {
         let total = self.failregex.len();
         let mut candidates: Option<Vec<bool>> = None;
         for idx in 0..total {
-            if buf.is_none() {
-                buf = Some(buffer_text(&self.buffer));
+            if stale {
+                buffer_text_into(&self.buffer, text);
+                stale = false;
                 candidates = None;
             }
-            let text: &str = buf.as_deref().unwrap_or_default();
+            let text: &str = text;
             let fail_set = || {
                 self.fail_set
                     .get_or_init(|| FailSet::new(&self.failregex, self.maxlines > 1))
@@ -951,7 +1017,7 @@ impl Filter {
                 self.split_matched(&caps, text, &org)
             };
             let matched_lines: &[TupleLine] = if org.len() <= 1 { &org } else { &matched_lines };
-            let mut groups = groups_of(&caps, text);
+            let mut groups = groups_of(&caps, text, None);
             if !self.ignoreregex.is_empty() {
                 let ignore_buf = if self.maxlines > 1 {
                     buffer_text(matched_lines)
@@ -960,10 +1026,10 @@ impl Filter {
                 };
                 if self.ignored(&ignore_buf) {
                     ignored_any = true;
-                    // A one-line buffer stays the same text: `buf` stays.
+                    // A one-line buffer stays the same text.
                     if self.maxlines > 1 {
                         self.buffer = unmatched;
-                        buf = None;
+                        stale = true;
                     }
                     if !self.check_all_regex {
                         break;
@@ -973,7 +1039,7 @@ impl Filter {
             }
             if !self.check_all_regex || self.maxlines > 1 {
                 self.buffer = unmatched;
-                buf = None;
+                stale = true;
             }
             matched_any = true;
             self.stats.failregex_hits[idx] += 1;
@@ -989,7 +1055,11 @@ impl Filter {
                 merged.append(&mut groups);
                 groups = merged;
             }
-            let matched_text: Vec<String> = matched_lines.iter().map(TupleLine::full).collect();
+            let matched_text: Vec<String> = if org.is_empty() {
+                vec![line.full()]
+            } else {
+                matched_lines.iter().map(TupleLine::full).collect()
+            };
             let mut fail = Fail {
                 groups,
                 ..Fail::default()
@@ -1182,14 +1252,18 @@ impl Filter {
     }
 }
 
-/// Named groups that took part, with fail2ban's `alt_` groups folded into their base name.
-fn groups_of(caps: &Captures, text: &str) -> BTreeMap<String, String> {
+/// Named groups that took part (but `skip`), with fail2ban's `alt_` groups folded into their
+/// base name.
+fn groups_of(caps: &Captures, text: &str, skip: Option<&str>) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut alts = Vec::new();
     for (i, name) in caps.names.iter().enumerate() {
         let (Some(name), Some((s, e))) = (name, caps.spans.get(i).copied().flatten()) else {
             continue;
         };
+        if skip == Some(name.as_str()) {
+            continue;
+        }
         let value = text[s..e].to_string();
         if let Some(base) = name.strip_prefix("alt_") {
             let base = base.trim_end_matches(|c: char| c.is_ascii_digit());

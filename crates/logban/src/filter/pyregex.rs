@@ -29,12 +29,19 @@ use regex_automata::nfa::thompson::{self, NFA};
 use regex_automata::util::pool::Pool;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, MatchKind};
-use regex_syntax::hir::{Hir, HirKind};
+use regex_syntax::hir::{Hir, HirKind, Look};
 
 /// Matches longer than this (bytes) get their captures from [`BoundedBacktracker`].
 pub(crate) const LONG_SPAN: usize = 4096;
 /// Largest visited set (bytes) the long-span backtracker may use: 64 MiB.
 const VISITED_CAPACITY: usize = 64 << 20;
+
+/// Texts up to this long (bytes) get the captures of a pattern anchored at the text's start
+/// from the anchored search alone.
+const ANCHORED_TEXT: usize = 128;
+
+/// Size limit of a compiled pattern (as the screen's set of all failregexes has).
+const SIZE_LIMIT: usize = 256 << 20;
 
 /// Visited-set bytes of the backtracker for short ASCII texts (as `regex-automata`'s default).
 const SHORT_VISITED_CAPACITY: usize = 256 << 10;
@@ -669,6 +676,9 @@ impl GroupFreeHead {
     }
 }
 
+/// Capture spans by group index (`None`: the group did not take part).
+type Spans = Vec<Option<(usize, usize)>>;
+
 /// Makes a backtracker cache (boxed, so that a pool of them has a nameable type).
 type MakeCache = Box<
     dyn Fn() -> backtrack::Cache + Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe,
@@ -680,6 +690,9 @@ type MakeCache = Box<
 struct AsciiCaptures {
     bt: BoundedBacktracker,
     caches: Pool<backtrack::Cache, MakeCache>,
+    /// Every match starts at the text's start (`^` without multi-line): the search itself is
+    /// anchored, and needs no DFA pass to find the match first.
+    starts_at_text_start: bool,
 }
 
 impl std::fmt::Debug for AsciiCaptures {
@@ -704,10 +717,35 @@ impl AsciiCaptures {
             .ok()?;
         let for_caches = bt.clone();
         let make: MakeCache = Box::new(move || for_caches.create_cache());
+        let starts_at_text_start =
+            syntax::parse_with(pattern, &syntax::Config::new().multi_line(multiline))
+                .is_ok_and(|hir| hir.properties().look_set_prefix().contains(Look::Start));
         Some(Self {
             bt,
             caches: Pool::new(make),
+            starts_at_text_start,
         })
+    }
+
+    /// Captures of the leftmost-first match from `start` of an ASCII `hay`, for a pattern whose
+    /// matches start at the text's start; `Err` when the text is too long for this engine.
+    fn captures_anchored(&self, hay: &str, start: usize) -> Result<Option<Spans>, ()> {
+        if hay.len() - start > self.bt.max_haystack_len() {
+            return Err(());
+        }
+        let mut cache = self.caches.get();
+        let mut caps = self.bt.create_captures();
+        let input = Input::new(hay)
+            .span(start..hay.len())
+            .anchored(Anchored::Yes);
+        self.bt
+            .try_search(&mut cache, &input, &mut caps)
+            .map_err(|_| ())?;
+        Ok(caps.is_match().then(|| {
+            (0..caps.group_len())
+                .map(|i| caps.get_group(i).map(|s| (s.start, s.end)))
+                .collect()
+        }))
     }
 
     /// Captures of the match known to span `start..end` of an ASCII `hay`.
@@ -739,6 +777,15 @@ fn spans_of(
         && hay.is_ascii()
         && let Some(fast) = ascii.get_or_init(|| AsciiCaptures::new(re.as_str(), multiline))
     {
+        // Where the match must start at the text's start, the anchored search alone decides
+        // on a short text (on a long one, a DFA pass that finds where the match ends is
+        // cheaper than a visited set over all the text).
+        if fast.starts_at_text_start
+            && hay.len() - start <= ANCHORED_TEXT
+            && let Ok(found) = fast.captures_anchored(hay, start)
+        {
+            return found;
+        }
         let m = re.find_at(hay, start)?;
         if let Some(spans) = fast.captures(hay, m.start(), m.end()) {
             return Some(spans);
@@ -755,7 +802,13 @@ fn spans_of(
 /// A `regex` pattern and the helpers that resolve its captures on long matches.
 #[derive(Debug, Clone)]
 struct Linear {
-    re: regex::Regex,
+    /// The pattern (regex syntax), parsed when built.
+    pattern: Arc<str>,
+    /// Its capture group names, by index.
+    names: Vec<Option<String>>,
+    /// Compiled on first use: most of a filter's failregexes never run (the screen's set
+    /// rejects their lines), and compiling each was most of a filter's start-up.
+    re: Arc<OnceLock<Option<regex::Regex>>>,
     multiline: bool,
     /// For a pattern ending in [`CONTENT_TAIL`]: the head followed by one `.`.
     content_head: Option<regex::Regex>,
@@ -772,32 +825,38 @@ struct Linear {
 
 impl Linear {
     fn new(pattern: &str, multiline: bool) -> Result<Self, String> {
-        let re = regex::RegexBuilder::new(pattern)
-            .multi_line(multiline)
-            .size_limit(64 << 20)
-            .build()
-            .map_err(|e| e.to_string())?;
+        // Parsing finds every syntax error; what is left to compiling is the size limit, which
+        // the screen's set of all failregexes (with the same limit) has passed when it exists.
+        let config = syntax::Config::new().multi_line(multiline);
+        let hir = syntax::parse_with(pattern, &config).map_err(|e| e.to_string())?;
+        let names = capture_names(&hir);
         // Exact only when the tail is the pattern's last top-level items: a top-level `|` in
         // the head, or an inline `(?s)` there (`.` crossing newlines), gives a different tree.
-        let config = syntax::Config::new().multi_line(multiline);
         let content_head = pattern.strip_suffix(CONTENT_TAIL).and_then(|head| {
             let wrapped = syntax::parse_with(&format!("(?:{head}){CONTENT_TAIL}"), &config).ok()?;
-            if syntax::parse_with(pattern, &config).ok()? != wrapped {
+            if hir != wrapped {
                 return None;
             }
             let head = regex::RegexBuilder::new(&format!("(?:{head})."))
                 .multi_line(multiline)
-                .size_limit(64 << 20)
+                .size_limit(SIZE_LIMIT)
                 .build()
                 .ok()?;
             // The head must have the same groups, in the same order, minus `content`.
-            let names: Vec<_> = re.capture_names().collect();
             let head_names: Vec<_> = head.capture_names().collect();
-            (names.last() == Some(&Some("content")) && names[..names.len() - 1] == head_names[..])
-                .then_some(head)
+            (names
+                .last()
+                .is_some_and(|n| n.as_deref() == Some("content"))
+                && names[..names.len() - 1]
+                    .iter()
+                    .map(Option::as_deref)
+                    .eq(head_names.iter().copied()))
+            .then_some(head)
         });
         Ok(Self {
-            re,
+            pattern: pattern.into(),
+            names,
+            re: Arc::default(),
             multiline,
             content_head,
             split: Arc::default(),
@@ -806,6 +865,22 @@ impl Linear {
             short_ascii: Arc::default(),
             head_short_ascii: Arc::default(),
         })
+    }
+
+    /// The compiled pattern; `None` (with a warning, once) if it exceeds the size limit.
+    fn regex(&self) -> Option<&regex::Regex> {
+        self.re
+            .get_or_init(|| {
+                regex::RegexBuilder::new(&self.pattern)
+                    .multi_line(self.multiline)
+                    .size_limit(SIZE_LIMIT)
+                    .build()
+                    .inspect_err(|e| {
+                        tracing::warn!(pattern = %self.pattern, error = %e, "regex does not compile; it matches nothing");
+                    })
+                    .ok()
+            })
+            .as_ref()
     }
 
     fn backtracker(&self, unicode: bool) -> Option<&BoundedBacktracker> {
@@ -819,7 +894,7 @@ impl Linear {
                         .utf8(unicode),
                 )
                 .configure(backtrack::Config::new().visited_capacity(VISITED_CAPACITY))
-                .build(self.re.as_str())
+                .build(&self.pattern)
                 .ok()
         })
         .as_ref()
@@ -833,7 +908,7 @@ impl Linear {
         let m = if short {
             None
         } else {
-            Some(self.re.find_at(hay, start)?)
+            Some(self.regex()?.find_at(hay, start)?)
         };
         if let Some(head) = &self.content_head {
             // `head.` is valid exactly where `head(?P<content>.+)(?m:$)` is: `.+` then takes
@@ -851,7 +926,7 @@ impl Linear {
         if let Some(m) = m.filter(|m| m.len() > LONG_SPAN) {
             let split = self
                 .split
-                .get_or_init(|| GroupFreeHead::new(self.re.as_str(), self.multiline));
+                .get_or_init(|| GroupFreeHead::new(&self.pattern, self.multiline));
             if let Some(spans) = split
                 .as_ref()
                 .and_then(|h| h.captures(hay, m.start(), m.end()))
@@ -862,7 +937,7 @@ impl Linear {
                 return Some(spans);
             }
         }
-        spans_of(&self.re, &self.short_ascii, self.multiline, hay, start)
+        spans_of(self.regex()?, &self.short_ascii, self.multiline, hay, start)
     }
 
     /// Captures of the match known to span `start..end`, by the bounded backtracker.
@@ -888,6 +963,33 @@ impl Linear {
             .collect();
         (spans.first().copied().flatten() == Some((start, end))).then_some(spans)
     }
+}
+
+/// The capture group names of a parsed pattern, by group index (0 is the whole match).
+fn capture_names(hir: &Hir) -> Vec<Option<String>> {
+    fn walk(hir: &Hir, names: &mut Vec<Option<String>>) {
+        match hir.kind() {
+            HirKind::Capture(c) => {
+                // A group under `{0}` is gone from the tree, its index with it: the compiled
+                // regex has an unnamed group there.
+                if let Ok(i) = usize::try_from(c.index) {
+                    if names.len() <= i {
+                        names.resize(i + 1, None);
+                    }
+                    names[i] = c.name.as_deref().map(str::to_string);
+                }
+                walk(&c.sub, names);
+            }
+            HirKind::Concat(items) | HirKind::Alternation(items) => {
+                items.iter().for_each(|h| walk(h, names));
+            }
+            HirKind::Repetition(r) => walk(&r.sub, names),
+            _ => {}
+        }
+    }
+    let mut names = vec![None; hir.properties().explicit_captures_len() + 1];
+    walk(hir, &mut names);
+    names
 }
 
 /// Capture spans of one match, indexed like the pattern's groups.
@@ -928,9 +1030,12 @@ impl Matcher {
         if t.backtracking.is_empty() {
             let linear = Linear::new(&t.pattern, multiline)?;
             let names: Arc<[Option<String>]> = linear
-                .re
-                .capture_names()
-                .map(|n| n.map(|n| super::rewrite::base_name(n).to_string()))
+                .names
+                .iter()
+                .map(|n| {
+                    n.as_deref()
+                        .map(|n| super::rewrite::base_name(n).to_string())
+                })
                 .collect();
             return Ok(Self {
                 engine: Engine::Linear(Box::new(linear)),
@@ -1002,7 +1107,7 @@ impl Matcher {
     /// Span of the first match from `start`, without captures.
     pub(crate) fn find_at(&self, hay: &str, start: usize) -> Option<(usize, usize)> {
         match &self.engine {
-            Engine::Linear(l) => l.re.find_at(hay, start).map(|m| (m.start(), m.end())),
+            Engine::Linear(l) => l.regex()?.find_at(hay, start).map(|m| (m.start(), m.end())),
             Engine::Backtracking(_) => self.search_at(hay, start).map(|c| c.whole()),
         }
     }
@@ -1023,7 +1128,7 @@ impl Matcher {
                     let end = head.find(hay)?.end();
                     Some(Some(end - hay[..end].chars().next_back()?.len_utf8()))
                 }
-                None => l.re.is_match(hay).then_some(None),
+                None => l.regex()?.is_match(hay).then_some(None),
             },
             Engine::Backtracking(_) => self.is_match(hay).then_some(None),
         }
@@ -1032,7 +1137,7 @@ impl Matcher {
     /// The translated pattern (regex syntax, or fancy-regex syntax when backtracking).
     pub(crate) fn pattern(&self) -> &str {
         match &self.engine {
-            Engine::Linear(l) => l.re.as_str(),
+            Engine::Linear(l) => &l.pattern,
             Engine::Backtracking(bt) => bt.re.as_str(),
         }
     }
@@ -1040,7 +1145,7 @@ impl Matcher {
     /// The `regex` pattern when this runs on the linear engine (for a [`regex::RegexSet`]).
     pub(crate) fn linear_pattern(&self) -> Option<&str> {
         match &self.engine {
-            Engine::Linear(l) => Some(l.re.as_str()),
+            Engine::Linear(l) => Some(&l.pattern),
             Engine::Backtracking(_) => None,
         }
     }
@@ -1048,7 +1153,7 @@ impl Matcher {
     /// True when the pattern matches somewhere in `hay`.
     pub(crate) fn is_match(&self, hay: &str) -> bool {
         match &self.engine {
-            Engine::Linear(l) => l.re.is_match(hay),
+            Engine::Linear(l) => l.regex().is_some_and(|re| re.is_match(hay)),
             Engine::Backtracking(bt) => match bt.run(hay.len(), |re| re.is_match(hay)) {
                 Ok(m) => m,
                 Err(e) => {
@@ -1154,7 +1259,7 @@ mod tests {
         for p in patterns {
             let l = Linear::new(p, false).expect("compiles");
             for line in &lines {
-                let want = l.re.captures(line).map(|c| {
+                let want = l.regex().expect("compiles").captures(line).map(|c| {
                     c.iter()
                         .map(|g| g.map(|g| (g.start(), g.end())))
                         .collect::<Vec<_>>()
@@ -1175,5 +1280,51 @@ mod tests {
         assert!(m.is_backtracking());
         let hostile = format!("{}b", "a".repeat(64));
         assert!(m.search(&hostile).is_none());
+    }
+
+    /// The names read from the parsed pattern (the pattern compiles only when first used) are
+    /// the compiled regex's, index for index.
+    #[test]
+    fn capture_names_are_the_compiled_ones() {
+        for p in [
+            r"^(?P<a>x(?P<b>y)?)|(z)(?P<c>w){0}(?:(?P<d>\d)+)$",
+            r"(?P<host>\S+) (?:(?P<ip4>\d+\.\d+)|(?P<ip6>[:\w]+))(?P<user>.*?)",
+            r"no groups at all",
+            r"((((?P<deep>a))))(?P<after>b)*",
+        ] {
+            let hir = syntax::parse_with(p, &syntax::Config::new()).expect("parses");
+            let compiled: Vec<Option<String>> = regex::Regex::new(p)
+                .expect("compiles")
+                .capture_names()
+                .map(|n| n.map(str::to_string))
+                .collect();
+            assert_eq!(capture_names(&hir), compiled, "{p}");
+        }
+    }
+
+    /// A pattern anchored at the text's start gets its captures from the anchored search
+    /// alone on short texts: the same as `regex`'s captures, and none where it cannot match.
+    #[test]
+    fn anchored_captures_agree_with_regex() {
+        let p = r"^(?P<user>.*?) from (?P<ip>\d+(?:\.\d+){3})(?: port (?P<port>\d+))?\s*(?m:$)";
+        let m = Matcher::compile(p, false).expect("compiles");
+        let re = regex::Regex::new(p).expect("compiles");
+        for hay in [
+            "root from 192.0.2.1 port 22\n",
+            "a from b from 192.0.2.1\n",
+            " from 192.0.2.1\n",
+            "x from 192.0.2\n",
+            "no address here\n",
+        ] {
+            for start in [0, 1] {
+                let want = re.captures_at(hay, start).map(|c| {
+                    c.iter()
+                        .map(|g| g.map(|g| (g.start(), g.end())))
+                        .collect::<Vec<_>>()
+                });
+                let got = m.search_at(hay, start).map(|c| c.spans);
+                assert_eq!(got, want, "{hay:?} from {start}");
+            }
+        }
     }
 }
