@@ -205,6 +205,7 @@ impl FilterBuilder {
             def: self.def,
             // Built when first needed: the screen's set usually says which regexes can match.
             fail_set: Arc::default(),
+            ends_session: failregex.iter().map(ends_session).collect(),
             failregex,
             ignoreregex,
             prefregex,
@@ -218,6 +219,23 @@ impl FilterBuilder {
             last_date: None,
         })
     }
+}
+
+/// Whether every match of `failregex` ends its `<F-MLFID>` session and is not a failure, taking
+/// no id of its own: `<F-MLFFORGET>` and `<F-NOFAIL>` (or `<F-MLFGAINED>`) take part in every
+/// match with some text, and no group names the session. Such a match of a line whose session
+/// is not cached only counts (fail2ban's `_mergeFailure` then drops the match), whatever the
+/// other groups hold.
+fn ends_session(failregex: &Matcher) -> bool {
+    let always = failregex.always_nonempty_groups();
+    let always = |name: &str| always.iter().any(|a| a == name);
+    !failregex
+        .names()
+        .iter()
+        .flatten()
+        .any(|name| name.contains("mlfid"))
+        && always("mlfforget")
+        && (always("nofail") || always("mlfgained"))
 }
 
 fn has_failure_id(names: &[Option<String>]) -> bool {
@@ -616,6 +634,11 @@ impl MlfidCache {
         self.map.remove(key);
     }
 
+    /// Whether `key` is a live session at `now` (what [`take`](Self::take) would return).
+    fn has_live(&self, key: &str, now: i64) -> bool {
+        self.map.get(key).is_some_and(|(_, exp, _)| *exp > now)
+    }
+
     /// The live sessions, oldest first: all that decides what the cache does next.
     fn live(&self) -> Vec<(String, Fail, i64)> {
         let mut live: Vec<_> = self.map.iter().collect();
@@ -687,6 +710,9 @@ pub struct Filter {
     /// The text the regexes run on (see [`Filter::find_failures`]), reused from line to line.
     text: String,
     fail_set: Arc<OnceLock<Option<FailSet>>>,
+    /// By failregex: whether each of its matches is a not-a-failure that ends its session
+    /// (see [`ends_session`]).
+    ends_session: Vec<bool>,
     failregex: Vec<Matcher>,
     ignoreregex: Vec<Matcher>,
     prefregex: Option<Matcher>,
@@ -1008,6 +1034,21 @@ impl Filter {
             if !cands[idx] {
                 continue;
             }
+            if self.ends_session[idx]
+                && self.maxlines == 1
+                && !self.check_all_regex
+                && self.ignoreregex.is_empty()
+                && let Some(key) = pre_groups.get("mlfid")
+                && !self.mlfid.has_live(key, self.clock.now())
+                && self.failregex[idx].is_match(text)
+            {
+                // A not-a-failure match that ends a session nobody cached: whatever its
+                // groups hold, the full path below only counts it (and drops an expired
+                // session), so its captures are not needed.
+                self.mlfid.take(key, self.clock.now());
+                self.stats.failregex_hits[idx] += 1;
+                return out;
+            }
             let Some(caps) = self.failregex[idx].search(text) else {
                 continue;
             };
@@ -1044,16 +1085,18 @@ impl Filter {
             matched_any = true;
             self.stats.failregex_hits[idx] += 1;
             if !pre_groups.is_empty() {
-                // The prefregex's groups go to the last regex that can match without a copy.
+                // The prefregex's groups, where the failregex has none of that name; they go
+                // to the last regex that can match without a copy.
                 let last =
                     idx + 1 == total || (self.maxlines == 1 && !cands[idx + 1..].contains(&true));
-                let mut merged = if last {
+                let pre = if last {
                     std::mem::take(&mut pre_groups)
                 } else {
                     pre_groups.clone()
                 };
-                merged.append(&mut groups);
-                groups = merged;
+                for (name, value) in pre {
+                    groups.entry(name).or_insert(value);
+                }
             }
             let matched_text: Vec<String> = if org.is_empty() {
                 vec![line.full()]
@@ -1393,6 +1436,61 @@ mod tests {
         let m = f.process_line("Aug 14 11:00:00 srv x: fail from evil.example.com");
         assert_eq!(m[0].id.as_deref(), Some("evil.example.com"));
         assert!(m[0].to_failure().is_none());
+    }
+
+    /// Sessions ended by a not-a-failure match (`<F-NOFAIL><F-MLFFORGET>`): of a session nobody
+    /// cached, the match only counts (the short way, see [`ends_session`]); of a pending session
+    /// or one with two users, it is a failure. The expected failures are what
+    /// `fail2ban-regex -o row` 1.0.2 prints for the same filter and lines.
+    #[test]
+    fn session_ends_count_or_fail_as_fail2ban_does() {
+        let mut f = FilterBuilder::new(FilterDefinition {
+            name: "sessions".into(),
+            prefregex: Some(
+                r"^\s*<F-MLFID>\S+ s\[\d+\]:</F-MLFID> <F-CONTENT>.+</F-CONTENT>$".into(),
+            ),
+            failregex: vec![
+                r"^fail <F-USER>\S+</F-USER> from <HOST>$".into(),
+                r"^<F-NOFAIL><F-MLFFORGET>bye</F-MLFFORGET></F-NOFAIL> from <HOST>$".into(),
+                r"^<F-NOFAIL>hello <F-USER>\S+</F-USER></F-NOFAIL>$".into(),
+                r"^auth <F-USER>\S+</F-USER>$".into(),
+            ],
+            ..FilterDefinition::default()
+        })
+        .with_clock(Clock::fixed(jiff::tz::TimeZone::UTC, 1_800_000_000))
+        .build()
+        .expect("builds");
+        assert_eq!(f.ends_session, [false, true, false, false]);
+        let log = [
+            "Mar  1 00:00:01 h s[1]: bye from 192.0.2.1",
+            "Mar  1 00:00:02 h s[2]: hello alice",
+            "Mar  1 00:00:03 h s[2]: bye from 192.0.2.7",
+            "Mar  1 00:00:04 h s[2]: bye from 192.0.2.8",
+            "Mar  1 00:00:05 h s[3]: fail bob from 192.0.2.9",
+            "Mar  1 00:00:06 h s[4]: auth carol",
+            "Mar  1 00:00:07 h s[4]: bye from 192.0.2.10",
+            "Mar  1 00:00:08 h s[5]: hello dave",
+            "Mar  1 00:00:09 h s[5]: hello erin",
+            "Mar  1 00:00:10 h s[5]: bye from 192.0.2.11",
+        ];
+        let mut failures = Vec::new();
+        for line in log {
+            for found in f.process_line(line) {
+                if let Some(failure) = found.to_failure() {
+                    failures.push((failure.addr.to_string(), found.users));
+                }
+            }
+        }
+        let users = |u: &[&str]| u.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            failures,
+            [
+                ("192.0.2.9".to_string(), users(&["bob"])),
+                ("192.0.2.10".to_string(), users(&["carol"])),
+                ("192.0.2.11".to_string(), users(&["dave", "erin"])),
+            ]
+        );
+        assert_eq!(f.stats().failregex_hits, [1, 5, 3, 1]);
     }
 
     #[test]

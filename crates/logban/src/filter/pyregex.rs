@@ -679,17 +679,19 @@ impl GroupFreeHead {
 /// Capture spans by group index (`None`: the group did not take part).
 type Spans = Vec<Option<(usize, usize)>>;
 
-/// Makes a backtracker cache (boxed, so that a pool of them has a nameable type).
-type MakeCache = Box<
-    dyn Fn() -> backtrack::Cache + Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe,
->;
+/// A backtracker's cache and captures, reused from search to search.
+type SearchState = (backtrack::Cache, regex_automata::util::captures::Captures);
+
+/// Makes a [`SearchState`] (boxed, so that a pool of them has a nameable type).
+type MakeCache =
+    Box<dyn Fn() -> SearchState + Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe>;
 
 /// A pattern's ASCII-only backtracker with a pool of caches, for short ASCII haystacks: on
 /// them the ASCII classes mean what the Unicode ones do, with far fewer NFA states, so the
 /// visited set a search clears (states × bytes) is far smaller than `regex`'s own.
 struct AsciiCaptures {
     bt: BoundedBacktracker,
-    caches: Pool<backtrack::Cache, MakeCache>,
+    caches: Pool<SearchState, MakeCache>,
     /// Every match starts at the text's start (`^` without multi-line): the search itself is
     /// anchored, and needs no DFA pass to find the match first.
     starts_at_text_start: bool,
@@ -716,7 +718,8 @@ impl AsciiCaptures {
             .build(pattern)
             .ok()?;
         let for_caches = bt.clone();
-        let make: MakeCache = Box::new(move || for_caches.create_cache());
+        let make: MakeCache =
+            Box::new(move || (for_caches.create_cache(), for_caches.create_captures()));
         let starts_at_text_start =
             syntax::parse_with(pattern, &syntax::Config::new().multi_line(multiline))
                 .is_ok_and(|hir| hir.properties().look_set_prefix().contains(Look::Start));
@@ -727,20 +730,16 @@ impl AsciiCaptures {
         })
     }
 
-    /// Captures of the leftmost-first match from `start` of an ASCII `hay`, for a pattern whose
-    /// matches start at the text's start; `Err` when the text is too long for this engine.
-    fn captures_anchored(&self, hay: &str, start: usize) -> Result<Option<Spans>, ()> {
-        if hay.len() - start > self.bt.max_haystack_len() {
+    /// Captures of the leftmost-first match starting at `start` within `start..end` of an
+    /// ASCII `hay`; `Err` when the span is too long for this engine.
+    fn search(&self, hay: &str, start: usize, end: usize) -> Result<Option<Spans>, ()> {
+        if end - start > self.bt.max_haystack_len() {
             return Err(());
         }
-        let mut cache = self.caches.get();
-        let mut caps = self.bt.create_captures();
-        let input = Input::new(hay)
-            .span(start..hay.len())
-            .anchored(Anchored::Yes);
-        self.bt
-            .try_search(&mut cache, &input, &mut caps)
-            .map_err(|_| ())?;
+        let mut state = self.caches.get();
+        let (cache, caps) = &mut *state;
+        let input = Input::new(hay).span(start..end).anchored(Anchored::Yes);
+        self.bt.try_search(cache, &input, caps).map_err(|_| ())?;
         Ok(caps.is_match().then(|| {
             (0..caps.group_len())
                 .map(|i| caps.get_group(i).map(|s| (s.start, s.end)))
@@ -748,18 +747,15 @@ impl AsciiCaptures {
         }))
     }
 
+    /// Captures of the leftmost-first match from `start` of an ASCII `hay`, for a pattern whose
+    /// matches start at the text's start; `Err` when the text is too long for this engine.
+    fn captures_anchored(&self, hay: &str, start: usize) -> Result<Option<Spans>, ()> {
+        self.search(hay, start, hay.len())
+    }
+
     /// Captures of the match known to span `start..end` of an ASCII `hay`.
-    fn captures(&self, hay: &str, start: usize, end: usize) -> Option<Vec<Option<(usize, usize)>>> {
-        if end - start > self.bt.max_haystack_len() {
-            return None;
-        }
-        let mut cache = self.caches.get();
-        let mut caps = self.bt.create_captures();
-        let input = Input::new(hay).span(start..end).anchored(Anchored::Yes);
-        self.bt.try_search(&mut cache, &input, &mut caps).ok()?;
-        let spans: Vec<_> = (0..caps.group_len())
-            .map(|i| caps.get_group(i).map(|s| (s.start, s.end)))
-            .collect();
+    fn captures(&self, hay: &str, start: usize, end: usize) -> Option<Spans> {
+        let spans = self.search(hay, start, end).ok()??;
         (spans.first().copied().flatten() == Some((start, end))).then_some(spans)
     }
 }
@@ -1140,6 +1136,35 @@ impl Matcher {
             Engine::Linear(l) => &l.pattern,
             Engine::Backtracking(bt) => bt.re.as_str(),
         }
+    }
+
+    /// Names of the groups that take part in every match with a non-empty text (base names,
+    /// see [`rewrite`](super::rewrite)); none for a backtracking pattern.
+    pub(crate) fn always_nonempty_groups(&self) -> Vec<String> {
+        fn walk(hir: &Hir, out: &mut Vec<String>) {
+            match hir.kind() {
+                HirKind::Capture(c) => {
+                    if let Some(name) = &c.name
+                        && c.sub.properties().minimum_len().is_some_and(|n| n > 0)
+                    {
+                        out.push(super::rewrite::base_name(name).to_string());
+                    }
+                    walk(&c.sub, out);
+                }
+                HirKind::Concat(items) => items.iter().for_each(|h| walk(h, out)),
+                HirKind::Repetition(r) if r.min > 0 => walk(&r.sub, out),
+                // Alternatives, optional and repeated parts may leave a group out.
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        if let Engine::Linear(l) = &self.engine
+            && let Ok(hir) =
+                syntax::parse_with(&l.pattern, &syntax::Config::new().multi_line(l.multiline))
+        {
+            walk(&hir, &mut out);
+        }
+        out
     }
 
     /// The `regex` pattern when this runs on the linear engine (for a [`regex::RegexSet`]).
