@@ -572,19 +572,110 @@ impl Backtracking {
     }
 }
 
-/// A pattern split into a group-free head `X` and the rest `Y` (see the module docs).
-#[derive(Debug)]
-struct GroupFreeHead {
+/// Makes the caches of a [`Split`]'s two DFAs (boxed, so that a pool of them has a nameable
+/// type).
+type MakeSplitCaches = Box<
+    dyn Fn() -> (LazyCache, LazyCache)
+        + Send
+        + Sync
+        + std::panic::UnwindSafe
+        + std::panic::RefUnwindSafe,
+>;
+
+/// Where a match of `X Y` known to span `start..end` splits between `X` and `Y`: a reverse lazy
+/// DFA of `Y` lists where `Y` can start and end at `end` (a handful of places), a reverse lazy
+/// DFA of `X` keeps those where `X` spans exactly from `start`. When one place remains, every
+/// parse of the match goes through it.
+struct Split {
     /// `X`, reversed, all matches.
-    head_rev: LazyDfa,
+    x_rev: LazyDfa,
     /// `Y`, reversed, all matches.
-    tail_rev: LazyDfa,
-    /// `Y` with its capture groups (numbered as in the whole pattern), run on `Y`'s short span.
-    tail: BoundedBacktracker,
+    y_rev: LazyDfa,
+    caches: Pool<(LazyCache, LazyCache), MakeSplitCaches>,
+}
+
+impl std::fmt::Debug for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Split").finish_non_exhaustive()
+    }
 }
 
 /// At most this many places where `Y` may start are checked against `X`.
 const MAX_SPLITS: usize = 16;
+
+impl Split {
+    fn new(x: &Hir, y: &Hir) -> Option<Self> {
+        let reverse = |h: &Hir| -> Option<LazyDfa> {
+            let nfa: NFA = thompson::Compiler::new()
+                .configure(
+                    thompson::Config::new()
+                        .reverse(true)
+                        .which_captures(thompson::WhichCaptures::None),
+                )
+                .build_from_hir(h)
+                .ok()?;
+            LazyDfa::builder()
+                .configure(LazyDfa::config().match_kind(MatchKind::All))
+                .build_from_nfa(nfa)
+                .ok()
+        };
+        let (x_rev, y_rev) = (reverse(x)?, reverse(y)?);
+        let (x_for_caches, y_for_caches) = (x_rev.clone(), y_rev.clone());
+        let make: MakeSplitCaches =
+            Box::new(move || (LazyCache::new(&x_for_caches), LazyCache::new(&y_for_caches)));
+        Some(Self {
+            x_rev,
+            y_rev,
+            caches: Pool::new(make),
+        })
+    }
+
+    /// The one place where every parse of `X Y` over `start..end` splits, if there is one.
+    fn unique(&self, hay: &str, start: usize, end: usize) -> Option<usize> {
+        let mut caches = self.caches.get();
+        let (x_cache, y_cache) = &mut *caches;
+        let span = Input::new(hay).span(start..end).anchored(Anchored::Yes);
+        // Where `Y` can start, `Y` ending at `end`.
+        let mut state = OverlappingState::start();
+        let mut starts = [0; MAX_SPLITS];
+        let mut found = 0;
+        loop {
+            self.y_rev
+                .try_search_overlapping_rev(y_cache, &span, &mut state)
+                .ok()?;
+            match state.get_match() {
+                Some(m) if found < MAX_SPLITS => {
+                    starts[found] = m.offset();
+                    found += 1;
+                }
+                Some(_) => return None,
+                None => break,
+            }
+        }
+        // Keep those where `X` spans exactly `start..p`: its leftmost start (all matches,
+        // anchored at `p`) is `start`.
+        let mut split = None;
+        for &p in &starts[..found] {
+            let input = Input::new(hay).span(start..p).anchored(Anchored::Yes);
+            let x = self.x_rev.try_search_rev(x_cache, &input).ok()?;
+            if x.is_some_and(|m| m.offset() == start) {
+                if split.is_some_and(|q| q != p) {
+                    return None;
+                }
+                split = Some(p);
+            }
+        }
+        split
+    }
+}
+
+/// A pattern split into a group-free head `X` and the rest `Y` (see the module docs).
+#[derive(Debug)]
+struct GroupFreeHead {
+    split: Split,
+    /// `Y` with its capture groups (numbered as in the whole pattern), run on `Y`'s short span.
+    tail: BoundedBacktracker,
+}
 
 impl GroupFreeHead {
     fn new(pattern: &str, multiline: bool) -> Option<Self> {
@@ -601,23 +692,8 @@ impl GroupFreeHead {
         }
         let head = Hir::concat(items[..k].to_vec());
         let tail = Hir::concat(items[k..].to_vec());
-        let reverse = |h: &Hir| -> Option<LazyDfa> {
-            let nfa: NFA = thompson::Compiler::new()
-                .configure(
-                    thompson::Config::new()
-                        .reverse(true)
-                        .which_captures(thompson::WhichCaptures::None),
-                )
-                .build_from_hir(h)
-                .ok()?;
-            LazyDfa::builder()
-                .configure(LazyDfa::config().match_kind(MatchKind::All))
-                .build_from_nfa(nfa)
-                .ok()
-        };
         Some(Self {
-            head_rev: reverse(&head)?,
-            tail_rev: reverse(&tail)?,
+            split: Split::new(&head, &tail)?,
             tail: BoundedBacktracker::builder()
                 .build_from_nfa(thompson::Compiler::new().build_from_hir(&tail).ok()?)
                 .ok()?,
@@ -625,37 +701,8 @@ impl GroupFreeHead {
     }
 
     /// Captures of the match known to span `start..end`, if the split point is unique.
-    fn captures(&self, hay: &str, start: usize, end: usize) -> Option<Vec<Option<(usize, usize)>>> {
-        let span = Input::new(hay).span(start..end).anchored(Anchored::Yes);
-        // Where `Y` can start, `Y` ending at `end`.
-        let mut cache = LazyCache::new(&self.tail_rev);
-        let mut state = OverlappingState::start();
-        let mut starts = Vec::new();
-        loop {
-            self.tail_rev
-                .try_search_overlapping_rev(&mut cache, &span, &mut state)
-                .ok()?;
-            match state.get_match() {
-                Some(m) if starts.len() < MAX_SPLITS => starts.push(m.offset()),
-                Some(_) => return None,
-                None => break,
-            }
-        }
-        // Keep those where `X` spans exactly `start..p`: its leftmost start (all matches,
-        // anchored at `p`) is `start`.
-        let mut cache = LazyCache::new(&self.head_rev);
-        let mut split = None;
-        for p in starts {
-            let input = Input::new(hay).span(start..p).anchored(Anchored::Yes);
-            let found = self.head_rev.try_search_rev(&mut cache, &input).ok()?;
-            if found.is_some_and(|m| m.offset() == start) {
-                if split.is_some_and(|q| q != p) {
-                    return None;
-                }
-                split = Some(p);
-            }
-        }
-        let p = split?;
+    fn captures(&self, hay: &str, start: usize, end: usize) -> Option<Spans> {
+        let p = self.split.unique(hay, start, end)?;
         let mut cache = self.tail.create_cache();
         let mut caps = self.tail.create_captures();
         self.tail
@@ -673,6 +720,51 @@ impl GroupFreeHead {
             .collect();
         *spans.first_mut()? = Some((start, end));
         Some(spans)
+    }
+}
+
+/// A content head whose one group comes first and holds no other: `^(?P<g>X)Y` (sshd's
+/// `^<F-MLFID>…</F-MLFID>%(__pref)s`). Once the head's DFA has found where the content starts,
+/// the group ends where [`Split`] says `X` and `Y` meet: no capture search.
+#[derive(Debug)]
+struct PrefixGroup {
+    split: Split,
+}
+
+impl PrefixGroup {
+    /// For `head`, the content head without its last `.` (see [`Linear::content_head`]).
+    fn new(head: &str, multiline: bool) -> Option<Self> {
+        let config = syntax::Config::new().multi_line(multiline);
+        let hir = syntax::parse_with(head, &config).ok()?;
+        if hir.properties().explicit_captures_len() != 1 {
+            return None;
+        }
+        let HirKind::Concat(items) = hir.kind() else {
+            return None;
+        };
+        let k = items
+            .iter()
+            .position(|h| h.properties().explicit_captures_len() > 0)?;
+        let HirKind::Capture(group) = items[k].kind() else {
+            return None;
+        };
+        let mut x = items[..k].to_vec();
+        x.push((*group.sub).clone());
+        Some(Self {
+            split: Split::new(&Hir::concat(x), &Hir::concat(items[k + 1..].to_vec()))?,
+        })
+    }
+
+    /// The spans of `head.` (the whole match, the group) from `start`, `head` being the
+    /// content head this was built for.
+    fn captures(&self, head: &regex::Regex, hay: &str, start: usize) -> Option<Spans> {
+        let m = head.find_at(hay, start)?;
+        let content_start = m.end() - hay[..m.end()].chars().next_back()?.len_utf8();
+        let group_end = self.split.unique(hay, m.start(), content_start)?;
+        Some(vec![
+            Some((m.start(), m.end())),
+            Some((m.start(), group_end)),
+        ])
     }
 }
 
@@ -817,6 +909,8 @@ struct Linear {
     /// Built on first use: captures of short ASCII haystacks, for the pattern and its head.
     short_ascii: Arc<OnceLock<Option<AsciiCaptures>>>,
     head_short_ascii: Arc<OnceLock<Option<AsciiCaptures>>>,
+    /// Built on first use: the content head's group found by DFAs (see [`PrefixGroup`]).
+    prefix_group: Arc<OnceLock<Option<PrefixGroup>>>,
 }
 
 impl Linear {
@@ -860,6 +954,7 @@ impl Linear {
             unicode: Arc::default(),
             short_ascii: Arc::default(),
             head_short_ascii: Arc::default(),
+            prefix_group: Arc::default(),
         })
     }
 
@@ -909,7 +1004,17 @@ impl Linear {
         if let Some(head) = &self.content_head {
             // `head.` is valid exactly where `head(?P<content>.+)(?m:$)` is: `.+` then takes
             // the rest of the line up to the next newline.
-            let mut spans = spans_of(head, &self.head_short_ascii, self.multiline, hay, start)?;
+            let prefix_group = self.prefix_group.get_or_init(|| {
+                let head = self.pattern.strip_suffix(CONTENT_TAIL)?;
+                PrefixGroup::new(head, self.multiline)
+            });
+            let mut spans = match prefix_group
+                .as_ref()
+                .and_then(|g| g.captures(head, hay, start))
+            {
+                Some(spans) => spans,
+                None => spans_of(head, &self.head_short_ascii, self.multiline, hay, start)?,
+            };
             let end = spans.first().copied().flatten()?.1;
             let content_start = end - hay[..end].chars().next_back()?.len_utf8();
             let content_end = hay[content_start..]
@@ -1349,6 +1454,54 @@ mod tests {
                 });
                 let got = m.search_at(hay, start).map(|c| c.spans);
                 assert_eq!(got, want, "{hay:?} from {start}");
+            }
+        }
+    }
+
+    /// sshd's prefregex (fail2ban 1.0.2's `sshd.conf`, translated): its `mlfid` group found by
+    /// DFAs where the split is unique gives `regex`'s captures on every head shape, the
+    /// ambiguous ones (`error: error: …`) included.
+    #[test]
+    fn prefix_group_captures_agree_with_regex() {
+        let pattern = r"^(?P<mlfid>(?:\[\])?\s*(?:<[^.]+\.[^.]+>\s+)?(?:\S+\s+)?(?:kernel:\s?\[ *\d+\.\d+\]:?\s+)?(?:@vserver_\S+\s+)?(?:(?:(?:\[\d+\])?:\s+[\[(]?sshd(?:\(\S+\))?[\])]?:?|[\[(]?sshd(?:\(\S+\))?[\])]?:?(?:\[\d+\])?:?)\s+)?(?:\[ID \d+ \S+\]\s+)?)(?:(?:error|fatal): (?:PAM: )?)?(?P<content>.+)(?m:$)";
+        let head = pattern.strip_suffix(CONTENT_TAIL).expect("content tail");
+        assert!(PrefixGroup::new(head, false).is_some(), "the split applies");
+        let m = Matcher::compile(pattern, false).expect("compiles");
+        let re = regex::Regex::new(pattern).expect("compiles");
+        let heads = [
+            " web1 sshd[3233]: ",
+            " sshd[1]: ",
+            " web1 sshd: ",
+            "web1 sshd[3233]: ",
+            " web1 kernel: [ 12.5]: sshd[9]: ",
+            " <auth.info> web1 sshd[2]: ",
+            " web1 sshd(pam_unix)[7]: ",
+            " [] web1 sshd[7]: [ID 800047 auth.info] ",
+            " web1 cron[5]: ",
+            " ",
+            "",
+        ];
+        let contents = [
+            "Failed password for root from 192.0.2.1 port 22 ssh2",
+            "error: maximum authentication attempts exceeded for x",
+            "error: PAM: Authentication failure for x",
+            "fatal: error: nested prefixes",
+            "error: error: twice",
+            "error:",
+            "x",
+            "sshd[1]: looks like a head",
+            "web1 sshd[2]: error: head again",
+            "é non-ASCII content",
+        ];
+        for h in heads {
+            for c in contents {
+                let hay = format!("{h}{c}\n");
+                let want = re.captures(&hay).map(|c| {
+                    c.iter()
+                        .map(|g| g.map(|g| (g.start(), g.end())))
+                        .collect::<Vec<_>>()
+                });
+                assert_eq!(m.search(&hay).map(|c| c.spans), want, "{hay:?}");
             }
         }
     }
