@@ -675,6 +675,7 @@ struct GroupFreeHead {
     split: Split,
     /// `Y` with its capture groups (numbered as in the whole pattern), run on `Y`'s short span.
     tail: BoundedBacktracker,
+    tail_states: Pool<SearchState, MakeCache>,
 }
 
 impl GroupFreeHead {
@@ -692,24 +693,29 @@ impl GroupFreeHead {
         }
         let head = Hir::concat(items[..k].to_vec());
         let tail = Hir::concat(items[k..].to_vec());
+        let tail_bt = BoundedBacktracker::builder()
+            .build_from_nfa(thompson::Compiler::new().build_from_hir(&tail).ok()?)
+            .ok()?;
+        let for_states = tail_bt.clone();
+        let make: MakeCache =
+            Box::new(move || (for_states.create_cache(), for_states.create_captures()));
         Some(Self {
             split: Split::new(&head, &tail)?,
-            tail: BoundedBacktracker::builder()
-                .build_from_nfa(thompson::Compiler::new().build_from_hir(&tail).ok()?)
-                .ok()?,
+            tail: tail_bt,
+            tail_states: Pool::new(make),
         })
     }
 
     /// Captures of the match known to span `start..end`, if the split point is unique.
     fn captures(&self, hay: &str, start: usize, end: usize) -> Option<Spans> {
         let p = self.split.unique(hay, start, end)?;
-        let mut cache = self.tail.create_cache();
-        let mut caps = self.tail.create_captures();
+        let mut state = self.tail_states.get();
+        let (cache, caps) = &mut *state;
         self.tail
             .try_search(
-                &mut cache,
+                cache,
                 &Input::new(hay).span(p..end).anchored(Anchored::Yes),
-                &mut caps,
+                caps,
             )
             .ok()?;
         if caps.get_match().map(|m| m.range()) != Some(p..end) {
