@@ -697,8 +697,13 @@ impl GroupFreeHead {
             .build_from_nfa(thompson::Compiler::new().build_from_hir(&tail).ok()?)
             .ok()?;
         let for_states = tail_bt.clone();
-        let make: MakeCache =
-            Box::new(move || (for_states.create_cache(), for_states.create_captures()));
+        let make: MakeCache = Box::new(move || {
+            (
+                for_states.create_cache(),
+                for_states.create_captures(),
+                Memo::default(),
+            )
+        });
         Some(Self {
             split: Split::new(&head, &tail)?,
             tail: tail_bt,
@@ -710,7 +715,7 @@ impl GroupFreeHead {
     fn captures(&self, hay: &str, start: usize, end: usize) -> Option<Spans> {
         let p = self.split.unique(hay, start, end)?;
         let mut state = self.tail_states.get();
-        let (cache, caps) = &mut *state;
+        let (cache, caps, _) = &mut *state;
         self.tail
             .try_search(
                 cache,
@@ -778,7 +783,55 @@ impl PrefixGroup {
 type Spans = Vec<Option<(usize, usize)>>;
 
 /// A backtracker's cache and captures, reused from search to search.
-type SearchState = (backtrack::Cache, regex_automata::util::captures::Captures);
+type SearchState = (
+    backtrack::Cache,
+    regex_automata::util::captures::Captures,
+    Memo,
+);
+
+/// Search results by the byte classes of the text searched (see [`AsciiCaptures::search`]).
+#[derive(Debug, Default)]
+struct Memo {
+    found: std::collections::HashMap<Box<[u8]>, Option<Spans>>,
+    /// The key being built.
+    key: Vec<u8>,
+    /// Searches since the memo was last weighed, and how many it answered.
+    searches: u32,
+    hits: u32,
+    /// Set when too few searches were answered: the memo rests for [`MEMO_REST`] searches.
+    resting: bool,
+}
+
+impl Memo {
+    /// Counts a search; true when the memo is to be used for it.
+    fn in_use(&mut self) -> bool {
+        self.searches += 1;
+        if self.resting {
+            if self.searches >= MEMO_REST {
+                *self = Self::default();
+            }
+            return false;
+        }
+        if self.searches >= MEMO_TRIAL {
+            // Texts that seldom repeat their classes (access log lines with user agents):
+            // building keys would cost more than the searches it saves.
+            if self.hits < self.searches / 2 {
+                self.found = Default::default();
+                self.resting = true;
+            }
+            self.searches = 0;
+            self.hits = 0;
+        }
+        !self.resting
+    }
+}
+
+/// Results a [`Memo`] keeps before it starts over (a few MiB at most).
+const MEMO_ENTRIES: usize = 4096;
+/// Searches over which a [`Memo`] must answer half to stay in use.
+const MEMO_TRIAL: u32 = 4096;
+/// Searches a [`Memo`] that answered too few sits out before it is tried again.
+const MEMO_REST: u32 = 65_536;
 
 /// Makes a [`SearchState`] (boxed, so that a pool of them has a nameable type).
 type MakeCache =
@@ -816,8 +869,13 @@ impl AsciiCaptures {
             .build(pattern)
             .ok()?;
         let for_caches = bt.clone();
-        let make: MakeCache =
-            Box::new(move || (for_caches.create_cache(), for_caches.create_captures()));
+        let make: MakeCache = Box::new(move || {
+            (
+                for_caches.create_cache(),
+                for_caches.create_captures(),
+                Memo::default(),
+            )
+        });
         let starts_at_text_start =
             syntax::parse_with(pattern, &syntax::Config::new().multi_line(multiline))
                 .is_ok_and(|hir| hir.properties().look_set_prefix().contains(Look::Start));
@@ -830,19 +888,60 @@ impl AsciiCaptures {
 
     /// Captures of the leftmost-first match starting at `start` within `start..end` of an
     /// ASCII `hay`; `Err` when the span is too long for this engine.
+    ///
+    /// No transition and no look-around of the backtracker's NFA tells two bytes of one of its
+    /// byte classes apart, so two texts of one length whose bytes are pairwise of one class
+    /// (the byte before and after the span included, where the look-around sees them) take
+    /// the same steps and give the same spans, relative to `start`. Results are kept by that
+    /// class sequence: a flood's lines differ in a few digits and letters, most of which the
+    /// pattern does not tell apart.
     fn search(&self, hay: &str, start: usize, end: usize) -> Result<Option<Spans>, ()> {
         if end - start > self.bt.max_haystack_len() {
             return Err(());
         }
         let mut state = self.caches.get();
-        let (cache, caps) = &mut *state;
+        let (cache, caps, memo) = &mut *state;
+        let memo_in_use = memo.in_use();
+        if memo_in_use {
+            let classes = self.bt.get_nfa().byte_classes();
+            let bytes = hay.as_bytes();
+            memo.key.clear();
+            memo.key
+                .push(u8::from(start == 0) | (u8::from(end == bytes.len()) << 1));
+            let around = &bytes[start.saturating_sub(1)..bytes.len().min(end + 1)];
+            memo.key.extend(around.iter().map(|&b| classes.get(b)));
+            // Kept relative to the span's start.
+            if let Some(found) = memo.found.get(memo.key.as_slice()) {
+                memo.hits += 1;
+                return Ok(found.as_ref().map(|spans| {
+                    spans
+                        .iter()
+                        .map(|g| g.map(|(s, e)| (s + start, e + start)))
+                        .collect()
+                }));
+            }
+        }
         let input = Input::new(hay).span(start..end).anchored(Anchored::Yes);
         self.bt.try_search(cache, &input, caps).map_err(|_| ())?;
-        Ok(caps.is_match().then(|| {
+        let found: Option<Spans> = caps.is_match().then(|| {
             (0..caps.group_len())
                 .map(|i| caps.get_group(i).map(|s| (s.start, s.end)))
                 .collect()
-        }))
+        });
+        if !memo_in_use {
+            return Ok(found);
+        }
+        if memo.found.len() >= MEMO_ENTRIES {
+            memo.found.clear();
+        }
+        let kept = found.as_ref().map(|spans| {
+            spans
+                .iter()
+                .map(|g| g.map(|(s, e)| (s - start, e - start)))
+                .collect()
+        });
+        memo.found.insert(memo.key.as_slice().into(), kept);
+        Ok(found)
     }
 
     /// Captures of the leftmost-first match from `start` of an ASCII `hay`, for a pattern whose
@@ -1508,6 +1607,60 @@ mod tests {
                         .collect::<Vec<_>>()
                 });
                 assert_eq!(m.search(&hay).map(|c| c.spans), want, "{hay:?}");
+            }
+        }
+    }
+
+    /// Captures answered from the memo of byte classes are the captures a search gives: on
+    /// texts that repeat their classes with other digits and letters (hits), others (misses),
+    /// word boundaries at the span's edges, and searches from inside the text.
+    #[test]
+    fn memoized_captures_agree_with_regex() {
+        let patterns = [
+            r"^(?P<user>\S+) from (?P<ip>\d{1,3}(?:\.\d{1,3}){3})(?: port (?P<port>\d+))?\s*(?m:$)",
+            r"\bid=(?P<id>\w+)\b(?P<rest>.*)",
+        ];
+        let mut seed = 0x2545_f491_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for p in patterns {
+            let m = Matcher::compile(p, false).expect("compiles");
+            let re = regex::Regex::new(p).expect("compiles");
+            for _ in 0..3 * MEMO_TRIAL {
+                let hay = match next(4) {
+                    0 => format!(
+                        "u{} from 10.{}.{}.{} port {}\n",
+                        next(10),
+                        next(256),
+                        next(10),
+                        next(256),
+                        next(99_999)
+                    ),
+                    1 => format!(
+                        "xid={}{} tail {}\n",
+                        next(10),
+                        ["a", "_", "-"][next(3) as usize],
+                        next(9)
+                    ),
+                    2 => format!("id={} from 1.2.3.{}\n", next(1000), next(10)),
+                    _ => format!("{} from 1.2.3\n", next(100)),
+                };
+                for start in [0, 1, 2] {
+                    let want = re.captures_at(&hay, start).map(|c| {
+                        c.iter()
+                            .map(|g| g.map(|g| (g.start(), g.end())))
+                            .collect::<Vec<_>>()
+                    });
+                    assert_eq!(
+                        m.search_at(&hay, start).map(|c| c.spans),
+                        want,
+                        "{p}: {hay:?} from {start}"
+                    );
+                }
             }
         }
     }
