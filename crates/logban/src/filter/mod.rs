@@ -26,7 +26,7 @@ pub use date::{Clock, DateDetector, FoundDate, parse_logtimezone};
 pub use pyregex::{BACKTRACK_LIMIT, BACKTRACK_STEPS_PER_BYTE, TranslateError};
 use pyregex::{Captures, Matcher};
 pub use scan::{LineMatch, WARMUP_LINES};
-use screen::{Screen, Verdict};
+use screen::{Candidates, Screen, Verdict};
 
 use crate::{Error, Failure, Result, canonical_addr};
 
@@ -747,7 +747,7 @@ impl Filter {
         self.stats.lines += 1;
         let found = self.dates.find(line, &self.clock);
         let mut screened = None;
-        if let Some(screen) = &self.screen {
+        if let Some(screen) = &mut self.screen {
             let (s, e) = found.map_or((0, 0), |f| f.span);
             self.scratch.clear();
             self.scratch.push_str(&line[..s]);
@@ -867,7 +867,7 @@ impl Filter {
         &mut self,
         tuple: TupleLine,
         date: Option<f64>,
-        mut screened: Option<Option<regex::SetMatches>>,
+        mut screened: Option<Option<Candidates>>,
     ) -> Vec<FilterMatch> {
         let mut out = Vec::new();
         let org: Vec<TupleLine> = if self.maxlines > 1 {
