@@ -18,6 +18,8 @@ use std::sync::{Arc, OnceLock};
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 use regex_automata::hybrid::dfa::{Cache, DFA};
+use regex_automata::nfa::thompson;
+use regex_automata::util::alphabet::ByteClasses;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, MatchKind};
 
@@ -231,6 +233,8 @@ struct Template {
     fields: Arc<[Vec<usize>]>,
     /// Built on first use: the pattern's lazy DFA, when every match starts at the line start.
     walker: Arc<OnceLock<Option<DFA>>>,
+    /// Built on first use: the byte classes of the pattern's ASCII NFA.
+    ascii_classes: Arc<OnceLock<Option<ByteClasses>>>,
 }
 
 /// The group names of the strptime fields [`fields_to_time`] reads, in [`Field`] order.
@@ -373,7 +377,25 @@ impl Template {
             date_after: None,
             fields,
             walker: Arc::default(),
+            ascii_classes: Arc::default(),
         })
+    }
+
+    /// The byte classes of the pattern's ASCII NFA, the one
+    /// [`Matcher::captures_of_match`] resolves ASCII spans with. No transition and no
+    /// look-around of that NFA tells two bytes of one class apart, so its search takes the
+    /// same steps, and gives the same capture spans, on two ASCII texts of one length whose
+    /// bytes are pairwise of one class.
+    fn ascii_classes(&self) -> Option<&ByteClasses> {
+        self.ascii_classes
+            .get_or_init(|| {
+                let nfa = thompson::Compiler::new()
+                    .syntax(syntax::Config::new().unicode(false).utf8(false))
+                    .build(self.matcher.linear_pattern()?)
+                    .ok()?;
+                Some(*nfa.byte_classes())
+            })
+            .as_ref()
     }
 
     /// The lazy DFA of a pattern whose matches all start at the line start (`None` for
@@ -449,8 +471,17 @@ impl Template {
 
     /// [`find`](Self::find) for a template whose DFA ([`walker`](Self::walker)) found its
     /// match at `0..end` (`None`: no match).
-    fn find_walked(&self, line: &str, end: Option<usize>) -> Option<(Captures, (usize, usize))> {
-        let caps = self.matcher.captures_of_match(line, 0, end?)?;
+    /// `reused`: captures known to be those of that match (see [`LastDate::same_captures`]).
+    fn find_walked(
+        &self,
+        line: &str,
+        end: Option<usize>,
+        reused: Option<Captures>,
+    ) -> Option<(Captures, (usize, usize))> {
+        let caps = match reused {
+            Some(caps) => caps,
+            None => self.matcher.captures_of_match(line, 0, end?)?,
+        };
         if !self.seps_agree(line, &caps) {
             // Separators that differ: the search goes on as `find_from` does.
             return self.find(line);
@@ -1223,11 +1254,42 @@ struct LastDate {
     /// X for a `date_after` template, where the DFA's state is always the same): a line that
     /// starts with them has the same match.
     decided: Option<Vec<u8>>,
+    /// The captures of the match (from the line start), when the text they were resolved on,
+    /// `around` (the match and the byte after it), is ASCII.
+    caps: Option<Captures>,
+    around: Vec<u8>,
+}
+
+impl LastDate {
+    /// The captures of the match `0..end` that `template`'s DFA found in `line`, when they are
+    /// those of the last date: a text of the same length (the byte after the match included)
+    /// whose bytes are each of the same ASCII class as the last date's (a new second
+    /// `00:00:08` after `00:00:07`, most often), which the capture search cannot tell apart.
+    fn same_captures(&self, template: &Template, line: &str, end: usize) -> Option<Captures> {
+        let caps = self.caps.as_ref()?;
+        let around = line.as_bytes().get(..line.len().min(end.checked_add(1)?))?;
+        if end != self.whole.len() || around.len() != self.around.len() || !around.is_ascii() {
+            return None;
+        }
+        let classes = template.ascii_classes()?;
+        let same = around
+            .iter()
+            .zip(&self.around)
+            .all(|(a, b)| classes.get(*a) == classes.get(*b));
+        same.then(|| caps.clone())
+    }
 }
 
 /// What the last date's template's DFA read of a line: the end of its match (from the line
 /// start), and the bytes it read before it died (`None`: it read the whole line).
 type Walk = (Option<usize>, Option<usize>);
+
+/// The last date's template (by index), where its DFA found its match from the line start,
+/// and the captures of that match when they are known.
+type LastWalk = (usize, (Option<usize>, Option<Captures>));
+
+/// A cache hit: the whole match, the date span, the time.
+type Hit = ((usize, usize), (usize, usize), Option<f64>);
 
 /// Runs `dfa` (leftmost-first, anchored) over `line` from its start, as far as it goes.
 fn walk(dfa: &DFA, cache: &mut Cache, line: &str) -> Option<Walk> {
@@ -1401,7 +1463,14 @@ impl DateDetector {
             return Some(FoundDate { span, time });
         }
         let last = self.cache.as_ref().map(|c| c.template);
-        let (caps, span, whole, pos) = self.choose(line, last.zip(walked.map(|w| w.0)))?;
+        let reused = match (&self.cache, walked) {
+            (Some(c), Some((Some(end), _))) => {
+                c.same_captures(&self.templates[c.template], line, end)
+            }
+            _ => None,
+        };
+        let walked_last = last.zip(walked.map(|w| (w.0, reused)));
+        let (caps, span, whole, pos) = self.choose(line, walked_last)?;
         let idx = self.sel.order[pos];
         let now = clock.now();
         self.won(pos, line, whole, now);
@@ -1420,14 +1489,7 @@ impl DateDetector {
     /// (syslog's `Mar  1 00:00:00 ` prefix), or for `^[^\[]*\[({DATE})` the date text after the
     /// first `[`, where the match must end (access logs, whose lines start with varying client
     /// addresses). Else what the template's DFA read of the line, if it ran.
-    #[allow(clippy::type_complexity)]
-    fn cached(
-        &mut self,
-        line: &str,
-    ) -> (
-        Option<((usize, usize), (usize, usize), Option<f64>)>,
-        Option<Walk>,
-    ) {
+    fn cached(&mut self, line: &str) -> (Option<Hit>, Option<Walk>) {
         let Some(c) = self.cache.as_mut() else {
             return (None, None);
         };
@@ -1499,8 +1561,8 @@ impl DateDetector {
 
     /// fail2ban's `matchTime` up to the winner: the last template first, then all in order.
     ///
-    /// `walked`: where the DFA of a template (by index) found its match from the line start.
-    fn choose(&mut self, line: &str, walked: Option<(usize, Option<usize>)>) -> Option<Candidate> {
+    /// `walked`: what the DFA of the last date's template found.
+    fn choose(&mut self, line: &str, walked: Option<LastWalk>) -> Option<Candidate> {
         let n = self.templates.len();
         let mut reserve: Option<Candidate> = None;
         let mut skip = usize::MAX;
@@ -1510,7 +1572,7 @@ impl DateDetector {
             let found = if t.anchored() {
                 skip = i;
                 match walked {
-                    Some((w, end)) if w == idx => t.find_walked(line, end),
+                    Some((w, (end, reused))) if w == idx => t.find_walked(line, end, reused),
                     _ => t.find(line),
                 }
             } else if self.sel.edges_agree(line) {
@@ -1668,12 +1730,29 @@ impl DateDetector {
         let decided = decided
             .filter(|d| *d > base && s == 0)
             .map(|d| line.as_bytes()[base..d].to_vec());
+        // Captures worth keeping: of a line-start match that the DFA can find again.
+        let t = &self.templates[template];
+        let around = line.as_bytes().get(..line.len().min(e.saturating_add(1)));
+        let (caps, around) = match around {
+            Some(around)
+                if s == 0
+                    && t.kind == Kind::Fields
+                    && t.date_after.is_none()
+                    && around.is_ascii()
+                    && t.walker().is_some() =>
+            {
+                (Some(caps.clone()), around.to_vec())
+            }
+            _ => (None, Vec::new()),
+        };
         self.cache = Some(LastDate {
             template,
             whole: line[s..e].to_string(),
             span: (span.0 - s, span.1 - s),
             time,
             decided,
+            caps,
+            around,
         });
     }
 }
@@ -1760,6 +1839,42 @@ mod tests {
         assert_ne!(dd.find(lines[3], &clock).expect("date").time, Some(1.0));
         let span = dd.find(lines[1], &clock).expect("date").span;
         assert_eq!(&lines[1][span.0..span.1], "14/Aug/2005:12:00:00 +0200");
+    }
+
+    #[test]
+    fn captures_are_reused_only_for_texts_of_the_same_byte_classes() {
+        let clock = test_clock();
+        let mut dd = DateDetector::from_datepattern("{^LN-BEG}").expect("ok");
+        // Each line, and whether the last line's captures are its own (the same length, the
+        // byte after the date included, and bytes of the same classes of the template: no
+        // range of it tells 7, 8 and 9 apart, nor 4 and 5).
+        let lines = [
+            ("Aug 14 11:59:47 x", false),
+            ("Aug 14 11:59:48 x", true),
+            ("Aug 14 11:59:49 x", true),
+            ("Aug 14 11:59:50 x", false),
+            ("Aug 14 11:59:51 x", false),
+            ("Aug 14 11:59:51.5 x", false),
+            ("Aug 14 11:59:51 x", false),
+            ("Aug 14 11:59:51\tx", false),
+            ("Aug 14 11:59:53 2005 x", false),
+            ("Aug 14 11:59:54 2005 x", false),
+            ("Aug 14 11:59:55 2005 x", true),
+        ];
+        for (line, reused) in lines {
+            let same = dd.cache.as_ref().and_then(|c| {
+                let t = &dd.templates[c.template];
+                let (_, end) = t.matcher.find_at(line, 0)?;
+                c.same_captures(t, line, end)
+            });
+            assert_eq!(same.is_some(), reused, "{line}");
+            // What the detector finds is what one without the last date finds.
+            let mut uncached = dd.clone();
+            uncached.cache = None;
+            let parsed = uncached.find(line, &clock);
+            assert_eq!(dd.find(line, &clock), parsed, "{line}");
+            assert!(dd.state() == uncached.state(), "{line}");
+        }
     }
 
     #[test]
