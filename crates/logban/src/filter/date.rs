@@ -1252,8 +1252,8 @@ struct LastDate {
     time: Option<f64>,
     /// The bytes the template's DFA read before it died, from the line start (after the first
     /// X for a `date_after` template, where the DFA's state is always the same): a line that
-    /// starts with them has the same match.
-    decided: Option<Vec<u8>>,
+    /// starts with them has the same match (empty: not known).
+    decided: Vec<u8>,
     /// The captures of the match (from the line start), when the text they were resolved on,
     /// `around` (the match and the byte after it), is ASCII.
     caps: Option<Captures>,
@@ -1480,7 +1480,7 @@ impl DateDetector {
         let decided = walked
             .filter(|w| Some(idx) == last && caps.whole().0 == 0 && w.0 == Some(caps.whole().1))
             .and_then(|w| w.1);
-        self.remember(idx, line, &caps, span, time, decided);
+        self.remember(idx, line, caps, span, time, decided);
         Some(FoundDate { span, time })
     }
 
@@ -1515,9 +1515,7 @@ impl DateDetector {
             }
         };
         let tail = &line.as_bytes()[base..];
-        if let Some(decided) = &c.decided
-            && tail.starts_with(decided)
-        {
+        if !c.decided.is_empty() && tail.starts_with(&c.decided) {
             // The DFA reads these bytes as it did on the line that had this date, and dies:
             // the same match, the same date.
             let hit = if t.date_after.is_some() {
@@ -1542,9 +1540,10 @@ impl DateDetector {
             Some((end, died)) => {
                 let found = end.and_then(|end| same(c, end));
                 if found.is_some() {
-                    c.decided = died
-                        .filter(|d| *d > base)
-                        .map(|d| line.as_bytes()[base..d].to_vec());
+                    c.decided.clear();
+                    if let Some(d) = died.filter(|d| *d > base) {
+                        c.decided.extend_from_slice(&line.as_bytes()[base..d]);
+                    }
                 }
                 found
             }
@@ -1706,7 +1705,7 @@ impl DateDetector {
         &mut self,
         template: usize,
         line: &str,
-        caps: &Captures,
+        caps: Captures,
         span: (usize, usize),
         time: Option<f64>,
         decided: Option<usize>,
@@ -1727,33 +1726,41 @@ impl DateDetector {
         } else {
             0
         };
-        let decided = decided
-            .filter(|d| *d > base && s == 0)
-            .map(|d| line.as_bytes()[base..d].to_vec());
+        // The last date's buffers are reused.
+        let mut last = self.cache.take().unwrap_or_else(|| LastDate {
+            template,
+            whole: String::new(),
+            span,
+            time,
+            decided: Vec::new(),
+            caps: None,
+            around: Vec::new(),
+        });
+        last.decided.clear();
+        if let Some(d) = decided.filter(|d| *d > base && s == 0) {
+            last.decided.extend_from_slice(&line.as_bytes()[base..d]);
+        }
         // Captures worth keeping: of a line-start match that the DFA can find again.
         let t = &self.templates[template];
         let around = line.as_bytes().get(..line.len().min(e.saturating_add(1)));
-        let (caps, around) = match around {
-            Some(around)
-                if s == 0
-                    && t.kind == Kind::Fields
-                    && t.date_after.is_none()
-                    && around.is_ascii()
-                    && t.walker().is_some() =>
-            {
-                (Some(caps.clone()), around.to_vec())
-            }
-            _ => (None, Vec::new()),
-        };
-        self.cache = Some(LastDate {
-            template,
-            whole: line[s..e].to_string(),
-            span: (span.0 - s, span.1 - s),
-            time,
-            decided,
-            caps,
-            around,
-        });
+        last.around.clear();
+        last.caps = None;
+        if let Some(around) = around
+            && s == 0
+            && t.kind == Kind::Fields
+            && t.date_after.is_none()
+            && around.is_ascii()
+            && t.walker().is_some()
+        {
+            last.around.extend_from_slice(around);
+            last.caps = Some(caps);
+        }
+        last.template = template;
+        last.whole.clear();
+        last.whole.push_str(&line[s..e]);
+        last.span = (span.0 - s, span.1 - s);
+        last.time = time;
+        self.cache = Some(last);
     }
 }
 
