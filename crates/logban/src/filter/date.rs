@@ -699,6 +699,15 @@ fn month_of(name: &str, full: bool) -> Option<i32> {
     found.map(|i| i as i32 + 1)
 }
 
+/// A field's number, as `trim().parse::<i32>()` gives it (plain digits read directly).
+fn number(text: &str) -> Option<i32> {
+    let b = text.as_bytes();
+    if !b.is_empty() && b.len() <= 9 && b.iter().all(u8::is_ascii_digit) {
+        return Some(b.iter().fold(0, |n, d| n * 10 + i32::from(d - b'0')));
+    }
+    text.trim().parse().ok()
+}
+
 fn fields_to_time(
     line: &str,
     caps: &Captures,
@@ -713,7 +722,7 @@ fn fields_to_time(
             .find_map(|g| caps.spans.get(*g).copied().flatten())?;
         Some(&line[s..e])
     };
-    let num = |field: Field| get(field).and_then(|v| v.trim().parse::<i32>().ok());
+    let num = |field: Field| get(field).and_then(number);
     let mut year = num(Field::Year);
     if year.is_none() {
         year = num(Field::ShortYear).map(|y| if y <= 2000 { y + 2000 } else { y });
@@ -1881,6 +1890,25 @@ mod tests {
             let parsed = uncached.find(line, &clock);
             assert_eq!(dd.find(line, &clock), parsed, "{line}");
             assert!(dd.state() == uncached.state(), "{line}");
+        }
+    }
+
+    #[test]
+    fn field_numbers_read_as_parse_does() {
+        for text in [
+            "0",
+            "07",
+            "123456789",
+            "1234567890",
+            " 7",
+            "7 ",
+            "+7",
+            "-7",
+            "",
+            "x",
+            "٣",
+        ] {
+            assert_eq!(number(text), text.trim().parse::<i32>().ok(), "{text:?}");
         }
     }
 
