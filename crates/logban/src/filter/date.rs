@@ -1274,10 +1274,22 @@ impl LastDate {
     /// those of the last date: a text of the same length (the byte after the match included)
     /// whose bytes are each of the same ASCII class as the last date's (a new second
     /// `00:00:08` after `00:00:07`, most often), which the capture search cannot tell apart.
+    ///
+    /// For `^[^X]*X({DATE})`, what is compared starts after the line's first X: the search
+    /// goes through the text before it the one way it can, and its captures there shift with it.
     fn same_captures(&self, template: &Template, line: &str, end: usize) -> Option<Captures> {
         let caps = self.caps.as_ref()?;
-        let around = line.as_bytes().get(..line.len().min(end.checked_add(1)?))?;
-        if end != self.whole.len() || around.len() != self.around.len() || !around.is_ascii() {
+        let text = line.as_bytes().get(..line.len().min(end.checked_add(1)?))?;
+        // Where the compared bytes start, in this line and in the last date's.
+        let (base, last_base) = match template.date_after {
+            Some(x) => (text.iter().position(|b| *b == x)? + 1, self.span.0),
+            None => (0, 0),
+        };
+        let around = text.get(base..)?;
+        if end.checked_sub(base)? != self.whole.len().checked_sub(last_base)?
+            || around.len() != self.around.len()
+            || !text.is_ascii()
+        {
             return None;
         }
         let classes = template.ascii_classes()?;
@@ -1285,7 +1297,21 @@ impl LastDate {
             .iter()
             .zip(&self.around)
             .all(|(a, b)| classes.get(*a) == classes.get(*b));
-        same.then(|| caps.clone())
+        if !same {
+            return None;
+        }
+        let mut caps = caps.clone();
+        for (i, span) in caps.spans.iter_mut().enumerate() {
+            *span = match *span {
+                Some(_) if i == 0 => Some((0, end)),
+                Some((s, e)) if s >= last_base => {
+                    Some((s - last_base + base, e - last_base + base))
+                }
+                Some(_) => return None,
+                None => None,
+            };
+        }
+        Some(caps)
     }
 }
 
@@ -1757,11 +1783,10 @@ impl DateDetector {
         if let Some(around) = around
             && s == 0
             && t.kind == Kind::Fields
-            && t.date_after.is_none()
             && around.is_ascii()
             && t.walker().is_some()
         {
-            last.around.extend_from_slice(around);
+            last.around.extend_from_slice(&around[base..]);
             last.caps = Some(caps);
         }
         last.template = template;
@@ -1855,6 +1880,27 @@ mod tests {
         assert_ne!(dd.find(lines[3], &clock).expect("date").time, Some(1.0));
         let span = dd.find(lines[1], &clock).expect("date").span;
         assert_eq!(&lines[1][span.0..span.1], "14/Aug/2005:12:00:00 +0200");
+        // A new date of the same byte classes after another address: the last captures,
+        // shifted, are those a search gives.
+        let a = r#"192.0.2.1 - - [14/Aug/2005:12:00:07 +0200] "GET / HTTP/1.1""#;
+        let b = r#"2001:db8::77 - bob [14/Aug/2005:12:00:08 +0200] "GET /x HTTP/1.1""#;
+        let found = dd.find(a, &clock);
+        let c = dd.cache.as_ref().expect("cached");
+        let t = &dd.templates[c.template];
+        let (_, end) = t.matcher.find_at(b, 0).expect("match");
+        let reused = c.same_captures(t, b, end).expect("reused");
+        assert_eq!(
+            reused.spans,
+            t.matcher.search_at(b, 0).expect("captures").spans
+        );
+        // 6 and 7 are not of one class (`6[0-1]`).
+        let six = a.replace(":07 ", ":06 ");
+        let (_, six_end) = t.matcher.find_at(&six, 0).expect("match");
+        assert!(c.same_captures(t, &six, six_end).is_none());
+        let mut uncached = dd.clone();
+        uncached.cache = None;
+        assert_ne!(dd.find(b, &clock), found);
+        assert_eq!(dd.find(b, &clock), uncached.find(b, &clock));
     }
 
     #[test]

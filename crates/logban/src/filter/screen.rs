@@ -25,8 +25,12 @@ use regex_automata::{Anchored, Input, MatchKind, PatternSet};
 
 use super::pyregex::Matcher;
 
-/// Room for the lazy DFAs' states (built as lines need them, kept from line to line).
-const CACHE_CAPACITY: usize = 16 << 20;
+/// Room for the states of the supersets' lazy DFA (built as lines need them, kept from line to
+/// line): what the `RegexSet` it replaces had.
+const SET_CACHE: usize = 16 << 20;
+
+/// Room for the states of the content head's lazy DFA: what `regex` gives a pattern.
+const HEAD_CACHE: usize = 2 << 20;
 
 /// A lazy DFA with its own cache: no pool to take a cache from, no prefilter, no reverse
 /// search, which on the screen's short searches cost more than the DFA's own steps.
@@ -40,13 +44,18 @@ struct Lazy {
 }
 
 impl Lazy {
-    fn new<P: AsRef<str>>(patterns: &[P], kind: MatchKind, multiline: bool) -> Option<Self> {
+    fn new<P: AsRef<str>>(
+        patterns: &[P],
+        kind: MatchKind,
+        multiline: bool,
+        cache: usize,
+    ) -> Option<Self> {
         let dfa = DFA::builder()
             .configure(
                 DFA::config()
                     .match_kind(kind)
                     .unicode_word_boundary(true)
-                    .cache_capacity(CACHE_CAPACITY),
+                    .cache_capacity(cache),
             )
             .syntax(syntax::Config::new().multi_line(multiline))
             .thompson(thompson::Config::new().nfa_size_limit(Some(256 << 20)))
@@ -101,14 +110,17 @@ impl Screen {
                 .map(|p| superset(p, keep_anchors))
                 .collect()
         };
-        let head = prefregex
-            .and_then(Matcher::content_head_pattern)
-            .and_then(|(head, multiline)| Lazy::new(&[head], MatchKind::LeftmostFirst, multiline));
+        let head =
+            prefregex
+                .and_then(Matcher::content_head_pattern)
+                .and_then(|(head, multiline)| {
+                    Lazy::new(&[head], MatchKind::LeftmostFirst, multiline, HEAD_CACHE)
+                });
         let unanchored = match prefregex {
             Some(p) if !p.has_content_head() => Some(set(&widened(false)?)?),
             _ => None,
         };
-        let set = Lazy::new(&widened(true)?, MatchKind::All, false)?;
+        let set = Lazy::new(&widened(true)?, MatchKind::All, false, SET_CACHE)?;
         Some(Self {
             found: PatternSet::new(set.dfa.pattern_len()),
             set,
