@@ -11,9 +11,9 @@
 //! Where the failregexes run on the prefregex's `<F-CONTENT>` (fail2ban's usual
 //! `^…<F-CONTENT>.+</F-CONTENT>$`), the prefregex's head is found with a lazy DFA of its own
 //! (no captures), which gives where the content starts, and the supersets run anchored on the
-//! content exactly as the failregexes would. Otherwise they run on the whole text with their anchors and word
-//! boundaries dropped too (still a superset on any substring). A line the screen rejects yields
-//! nothing, exactly as the full path would.
+//! content exactly as the failregexes would. Otherwise they run on the whole text with their
+//! anchors and word boundaries dropped too (still a superset on any substring). A line the
+//! screen rejects yields nothing, exactly as the full path would.
 
 use std::sync::Arc;
 
