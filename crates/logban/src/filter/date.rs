@@ -13,8 +13,15 @@
 //! fail2ban 1.0.2 never moves a date forward a year: a `Jan  1 00:00:01` line read on Dec 31
 //! at 23:59 is dated Jan 1 of the year that is ending.
 
+use std::sync::{Arc, OnceLock};
+
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
+use regex_automata::hybrid::dfa::{Cache, DFA};
+use regex_automata::nfa::thompson;
+use regex_automata::util::alphabet::ByteClasses;
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input, MatchKind};
 
 use super::pyregex::{Captures, Matcher};
 
@@ -222,6 +229,35 @@ struct Template {
     /// date starts right after the line's first X and ends the match, so a line whose text
     /// there equals the last date has that date (see [`DateDetector::find`]).
     date_after: Option<u8>,
+    /// The groups of each strptime field, by [`FIELD_NAMES`] index (a name may repeat).
+    fields: Arc<[Vec<usize>]>,
+    /// Built on first use: the pattern's lazy DFA, when every match starts at the line start.
+    walker: Arc<OnceLock<Option<DFA>>>,
+    /// Built on first use: the byte classes of the pattern's ASCII NFA.
+    ascii_classes: Arc<OnceLock<Option<ByteClasses>>>,
+}
+
+/// The group names of the strptime fields [`fields_to_time`] reads, in [`Field`] order.
+const FIELD_NAMES: [&str; 13] = [
+    "Y", "y", "m", "b", "B", "d", "H", "I", "p", "M", "S", "z", "Z",
+];
+
+/// A strptime field, as an index into [`FIELD_NAMES`].
+#[derive(Debug, Clone, Copy)]
+enum Field {
+    Year,
+    ShortYear,
+    Month,
+    MonthAbbr,
+    MonthName,
+    Day,
+    Hour,
+    Hour12,
+    AmPm,
+    Minute,
+    Second,
+    Offset,
+    Zone,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,6 +351,16 @@ impl Template {
         sep_check: bool,
     ) -> Result<Self, String> {
         let matcher = Matcher::compile(re, false).map_err(|e| e.reason)?;
+        let fields = FIELD_NAMES
+            .iter()
+            .map(|f| {
+                let names = matcher.names().iter().enumerate();
+                names
+                    .filter(|(_, n)| n.as_deref() == Some(*f))
+                    .map(|(i, _)| i)
+                    .collect()
+            })
+            .collect();
         // fail2ban's RE_LINE_BOUND_END: `$` or `$)` at the end, not escaped nor after `|`.
         let tail = re.strip_suffix(')').unwrap_or(re);
         let line_end = tail
@@ -329,7 +375,46 @@ impl Template {
             weight: 1.0,
             sep_check,
             date_after: None,
+            fields,
+            walker: Arc::default(),
+            ascii_classes: Arc::default(),
         })
+    }
+
+    /// The byte classes of the pattern's ASCII NFA, the one
+    /// [`Matcher::captures_of_match`] resolves ASCII spans with. No transition and no
+    /// look-around of that NFA tells two bytes of one class apart, so its search takes the
+    /// same steps, and gives the same capture spans, on two ASCII texts of one length whose
+    /// bytes are pairwise of one class.
+    fn ascii_classes(&self) -> Option<&ByteClasses> {
+        self.ascii_classes
+            .get_or_init(|| {
+                let nfa = thompson::Compiler::new()
+                    .syntax(syntax::Config::new().unicode(false).utf8(false))
+                    .build(self.matcher.linear_pattern()?)
+                    .ok()?;
+                Some(*nfa.byte_classes())
+            })
+            .as_ref()
+    }
+
+    /// The lazy DFA of a pattern whose matches all start at the line start (`None` for
+    /// others, or a backtracking pattern).
+    fn walker(&self) -> Option<&DFA> {
+        self.walker
+            .get_or_init(|| {
+                let dfa = DFA::builder()
+                    .configure(
+                        DFA::config()
+                            .match_kind(MatchKind::LeftmostFirst)
+                            .unicode_word_boundary(true),
+                    )
+                    .syntax(syntax::Config::new())
+                    .build(self.matcher.linear_pattern()?)
+                    .ok()?;
+                dfa.get_nfa().is_always_start_anchored().then_some(dfa)
+            })
+            .as_ref()
     }
 
     /// fail2ban's `LINE_BEGIN|LINE_END` flags: such a template wins as soon as it matches.
@@ -368,19 +453,48 @@ impl Template {
         self.find_from(line, 0)
     }
 
+    /// Whether the two separators of a `(?P<_sep>…)…(?P=_sep)` template are equal.
+    fn seps_agree(&self, line: &str, caps: &Captures) -> bool {
+        !self.sep_check || {
+            let a = caps.name("_sep").map(|(s, e)| &line[s..e]);
+            let b = caps.name("_sep2").map(|(s, e)| &line[s..e]);
+            a == b
+        }
+    }
+
+    /// Date text: group 1, or the first participating value group (epoch alternatives).
+    fn date_span(caps: &Captures) -> (usize, usize) {
+        (1..caps.spans.len())
+            .find_map(|i| caps.spans[i])
+            .unwrap_or_else(|| caps.whole())
+    }
+
+    /// [`find`](Self::find) for a template whose DFA ([`walker`](Self::walker)) found its
+    /// match at `0..end` (`None`: no match).
+    /// `reused`: captures known to be those of that match (see [`LastDate::same_captures`]).
+    fn find_walked(
+        &self,
+        line: &str,
+        end: Option<usize>,
+        reused: Option<Captures>,
+    ) -> Option<(Captures, (usize, usize))> {
+        let caps = match reused {
+            Some(caps) => caps,
+            None => self.matcher.captures_of_match(line, 0, end?)?,
+        };
+        if !self.seps_agree(line, &caps) {
+            // Separators that differ: the search goes on as `find_from` does.
+            return self.find(line);
+        }
+        let span = Self::date_span(&caps);
+        Some((caps, span))
+    }
+
     fn find_from(&self, line: &str, mut from: usize) -> Option<(Captures, (usize, usize))> {
         loop {
             let caps = self.matcher.search_at(line, from)?;
-            let ok = !self.sep_check || {
-                let a = caps.name("_sep").map(|(s, e)| &line[s..e]);
-                let b = caps.name("_sep2").map(|(s, e)| &line[s..e]);
-                a == b
-            };
-            if ok {
-                // Date text: group 1, or the first participating value group (epoch alternatives).
-                let span = (1..caps.spans.len())
-                    .find_map(|i| caps.spans[i])
-                    .unwrap_or_else(|| caps.whole());
+            if self.seps_agree(line, &caps) {
+                let span = Self::date_span(&caps);
                 return Some((caps, span));
             }
             let start = caps.whole().0;
@@ -416,7 +530,7 @@ impl Template {
                 let hex = line.get(s + 2..e.min(s + 17))?;
                 i64::from_str_radix(hex, 16).ok().map(|v| v as f64)
             }
-            Kind::Fields => fields_to_time(line, caps, clock),
+            Kind::Fields => fields_to_time(line, caps, &self.fields, clock),
         }
     }
 }
@@ -566,33 +680,60 @@ const MONTHS: [&str; 12] = [
     "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
 ];
 
-fn fields_to_time(line: &str, caps: &Captures, clock: &Clock) -> Option<f64> {
-    let get = |name: &str| caps.name(name).map(|(s, e)| &line[s..e]);
-    let num = |name: &str| get(name).and_then(|v| v.trim().parse::<i32>().ok());
-    let mut year = num("Y");
-    if year.is_none() {
-        year = num("y").map(|y| if y <= 2000 { y + 2000 } else { y });
-    }
-    let month = num("m")
-        .or_else(|| {
-            get("b").and_then(|b| {
-                let b = b.to_lowercase();
-                MONTHS.iter().position(|m| *m == b).map(|i| i as i32 + 1)
-            })
+/// The month (1-12) of a month name: the first of [`MONTHS`] it equals (`full`: starts with)
+/// once lowercased.
+fn month_of(name: &str, full: bool) -> Option<i32> {
+    let found = if name.is_ascii() {
+        // No allocation: what `to_lowercase` gives on ASCII.
+        let b = name.as_bytes();
+        MONTHS.iter().position(|m| {
+            let n = if full { b.get(..m.len()) } else { Some(b) };
+            n.is_some_and(|n| n.eq_ignore_ascii_case(m.as_bytes()))
         })
-        .or_else(|| {
-            get("B").and_then(|b| {
-                let b = b.to_lowercase();
-                MONTHS
-                    .iter()
-                    .position(|m| b.starts_with(m))
-                    .map(|i| i as i32 + 1)
-            })
-        });
-    let day = num("d");
-    let mut hour = num("H").unwrap_or(0);
-    if let Some(h) = num("I") {
-        let pm = get("p").map(str::to_lowercase);
+    } else {
+        let b = name.to_lowercase();
+        MONTHS
+            .iter()
+            .position(|m| if full { b.starts_with(m) } else { *m == b })
+    };
+    found.map(|i| i as i32 + 1)
+}
+
+/// A field's number, as `trim().parse::<i32>()` gives it (plain digits read directly).
+fn number(text: &str) -> Option<i32> {
+    let b = text.as_bytes();
+    if !b.is_empty() && b.len() <= 9 && b.iter().all(u8::is_ascii_digit) {
+        return Some(b.iter().fold(0, |n, d| n * 10 + i32::from(d - b'0')));
+    }
+    text.trim().parse().ok()
+}
+
+fn fields_to_time(
+    line: &str,
+    caps: &Captures,
+    fields: &[Vec<usize>],
+    clock: &Clock,
+) -> Option<f64> {
+    // The first group of the field that took part (`Captures::name` without the names).
+    let get = |field: Field| {
+        let (s, e) = fields
+            .get(field as usize)?
+            .iter()
+            .find_map(|g| caps.spans.get(*g).copied().flatten())?;
+        Some(&line[s..e])
+    };
+    let num = |field: Field| get(field).and_then(number);
+    let mut year = num(Field::Year);
+    if year.is_none() {
+        year = num(Field::ShortYear).map(|y| if y <= 2000 { y + 2000 } else { y });
+    }
+    let month = num(Field::Month)
+        .or_else(|| get(Field::MonthAbbr).and_then(|b| month_of(b, false)))
+        .or_else(|| get(Field::MonthName).and_then(|b| month_of(b, true)));
+    let day = num(Field::Day);
+    let mut hour = num(Field::Hour).unwrap_or(0);
+    if let Some(h) = num(Field::Hour12) {
+        let pm = get(Field::AmPm).map(str::to_lowercase);
         hour = match pm.as_deref() {
             Some("pm") if h != 12 => h + 12,
             Some("pm") => h,
@@ -600,10 +741,10 @@ fn fields_to_time(line: &str, caps: &Captures, clock: &Clock) -> Option<f64> {
             _ => h,
         };
     }
-    let minute = num("M").unwrap_or(0);
-    let second = num("S").unwrap_or(0);
+    let minute = num(Field::Minute).unwrap_or(0);
+    let second = num(Field::Second).unwrap_or(0);
     // A zone fail2ban does not know gives no date there (its ValueError or KeyError).
-    let tz_offset = match get("z").or_else(|| get("Z")) {
+    let tz_offset = match get(Field::Offset).or_else(|| get(Field::Zone)) {
         Some(z) => Some(zone_offset_minutes(z)?),
         None => None,
     };
@@ -969,6 +1110,9 @@ pub struct DateDetector {
     cache: Option<LastDate>,
     /// Reorderings decided by hit counts or times of use (see [`Self::weighings`]).
     weighings: u64,
+    /// The lazy DFA cache of the last date's template (by index), which reads lines from
+    /// their start to tell where that template matches.
+    walk_cache: Option<(usize, Cache)>,
 }
 
 /// fail2ban's `DateDetectorTemplate` counters of one template.
@@ -1115,6 +1259,96 @@ struct LastDate {
     whole: String,
     span: (usize, usize),
     time: Option<f64>,
+    /// The bytes the template's DFA read before it died, from the line start (after the first
+    /// X for a `date_after` template, where the DFA's state is always the same): a line that
+    /// starts with them has the same match (empty: not known).
+    decided: Vec<u8>,
+    /// The captures of the match (from the line start), when the text they were resolved on,
+    /// `around` (the match and the byte after it), is ASCII.
+    caps: Option<Captures>,
+    around: Vec<u8>,
+}
+
+impl LastDate {
+    /// The captures of the match `0..end` that `template`'s DFA found in `line`, when they are
+    /// those of the last date: a text of the same length (the byte after the match included)
+    /// whose bytes are each of the same ASCII class as the last date's (a new second
+    /// `00:00:08` after `00:00:07`, most often), which the capture search cannot tell apart.
+    ///
+    /// For `^[^X]*X({DATE})`, what is compared starts after the line's first X: the search
+    /// goes through the text before it the one way it can, and its captures there shift with it.
+    fn same_captures(&self, template: &Template, line: &str, end: usize) -> Option<Captures> {
+        let caps = self.caps.as_ref()?;
+        let text = line.as_bytes().get(..line.len().min(end.checked_add(1)?))?;
+        // Where the compared bytes start, in this line and in the last date's.
+        let (base, last_base) = match template.date_after {
+            Some(x) => (text.iter().position(|b| *b == x)? + 1, self.span.0),
+            None => (0, 0),
+        };
+        let around = text.get(base..)?;
+        if end.checked_sub(base)? != self.whole.len().checked_sub(last_base)?
+            || around.len() != self.around.len()
+            || !text.is_ascii()
+        {
+            return None;
+        }
+        let classes = template.ascii_classes()?;
+        let same = around
+            .iter()
+            .zip(&self.around)
+            .all(|(a, b)| classes.get(*a) == classes.get(*b));
+        if !same {
+            return None;
+        }
+        let mut caps = caps.clone();
+        for (i, span) in caps.spans.iter_mut().enumerate() {
+            *span = match *span {
+                Some(_) if i == 0 => Some((0, end)),
+                Some((s, e)) if s >= last_base => {
+                    Some((s - last_base + base, e - last_base + base))
+                }
+                Some(_) => return None,
+                None => None,
+            };
+        }
+        Some(caps)
+    }
+}
+
+/// What the last date's template's DFA read of a line: the end of its match (from the line
+/// start), and the bytes it read before it died (`None`: it read the whole line).
+type Walk = (Option<usize>, Option<usize>);
+
+/// The last date's template (by index), where its DFA found its match from the line start,
+/// and the captures of that match when they are known.
+type LastWalk = (usize, (Option<usize>, Option<Captures>));
+
+/// A cache hit: the whole match, the date span, the time.
+type Hit = ((usize, usize), (usize, usize), Option<f64>);
+
+/// Runs `dfa` (leftmost-first, anchored) over `line` from its start, as far as it goes.
+fn walk(dfa: &DFA, cache: &mut Cache, line: &str) -> Option<Walk> {
+    let input = Input::new(line).anchored(Anchored::Yes);
+    let mut sid = dfa.start_state_forward(cache, &input).ok()?;
+    let mut end = None;
+    for (at, &b) in line.as_bytes().iter().enumerate() {
+        sid = dfa.next_state(cache, sid, b).ok()?;
+        if sid.is_tagged() {
+            // Match states come one byte late: the match ended before this byte.
+            if sid.is_match() {
+                end = Some(at);
+            } else if sid.is_dead() {
+                return Some((end, Some(at + 1)));
+            } else if sid.is_quit() {
+                return None;
+            }
+        }
+    }
+    sid = dfa.next_eoi_state(cache, sid).ok()?;
+    if sid.is_match() {
+        end = Some(line.len());
+    }
+    Some((end, None))
 }
 
 /// A match of one template: captures, date span (bytes), fail2ban's match span (characters),
@@ -1128,6 +1362,7 @@ impl DateDetector {
             templates,
             cache: None,
             weighings: 0,
+            walk_cache: None,
         }
     }
 
@@ -1248,51 +1483,120 @@ impl DateDetector {
     /// prefix), or for `^[^\[]*\[({DATE})` the date text after the first `[`, where the match
     /// must end (access logs, whose lines start with varying client addresses).
     pub fn find(&mut self, line: &str, clock: &Clock) -> Option<FoundDate> {
-        if let Some(c) = &self.cache {
-            let t = &self.templates[c.template];
-            let mut hit = None;
-            if let Some(x) = t.date_after {
-                let date = &c.whole[c.span.0..c.span.1];
-                if let Some(at) = line.bytes().position(|b| b == x)
-                    && line[at + 1..].starts_with(date)
-                    && let Some((s, e)) = t.matcher.find_at(line, 0)
-                    && e == at + 1 + date.len()
-                {
-                    hit = Some(((s, e), (at + 1, e)));
-                }
-            } else if t.line_anchored
-                && t.kind != Kind::None
-                && let Some((s, e)) = t.matcher.find_at(line, 0)
-                && line[s..e] == c.whole
-            {
-                hit = Some(((s, e), (s + c.span.0, s + c.span.1)));
-            }
-            if let Some((whole, span)) = hit {
-                // The last winner, anchored: fail2ban takes it at once; only its hits grow
-                // (its time of use is that of the last parsed line with this text).
-                let (template, time) = (c.template, c.time);
-                let distance = char_pos(line, whole.0);
-                let sel = &mut self.sel;
-                let u = &mut sel.usage[template];
-                u.hits += 1;
-                u.distance = distance;
-                sel.last_pos = (distance, None, None);
-                sel.last_end = ANCHORED_END;
-                return Some(FoundDate { span, time });
-            }
+        let (hit, walked) = self.cached(line);
+        if let Some((whole, span, time)) = hit {
+            // The last winner, anchored: fail2ban takes it at once; only its hits grow
+            // (its time of use is that of the last parsed line with this text).
+            let template = self.cache.as_ref().map_or(0, |c| c.template);
+            let distance = char_pos(line, whole.0);
+            let sel = &mut self.sel;
+            let u = &mut sel.usage[template];
+            u.hits += 1;
+            u.distance = distance;
+            sel.last_pos = (distance, None, None);
+            sel.last_end = ANCHORED_END;
+            return Some(FoundDate { span, time });
         }
-        let (caps, span, whole, pos) = self.choose(line)?;
+        let last = self.cache.as_ref().map(|c| c.template);
+        let reused = match (&self.cache, walked) {
+            (Some(c), Some((Some(end), _))) => {
+                c.same_captures(&self.templates[c.template], line, end)
+            }
+            _ => None,
+        };
+        let walked_last = last.zip(walked.map(|w| (w.0, reused)));
+        let (caps, span, whole, pos) = self.choose(line, walked_last)?;
         let idx = self.sel.order[pos];
         let now = clock.now();
         self.won(pos, line, whole, now);
         let t = &self.templates[idx];
         let time = t.value(line, &caps, clock);
-        self.remember(idx, line, &caps, span, time);
+        // What the DFA read tells later lines when the same template wins again, there.
+        let decided = walked
+            .filter(|w| Some(idx) == last && caps.whole().0 == 0 && w.0 == Some(caps.whole().1))
+            .and_then(|w| w.1);
+        self.remember(idx, line, caps, span, time, decided);
         Some(FoundDate { span, time })
     }
 
+    /// The last date again, when its template (anchored to the line start, so it wins whenever
+    /// it matches) matches the same text: the whole match for a line-anchored template
+    /// (syslog's `Mar  1 00:00:00 ` prefix), or for `^[^\[]*\[({DATE})` the date text after the
+    /// first `[`, where the match must end (access logs, whose lines start with varying client
+    /// addresses). Else what the template's DFA read of the line, if it ran.
+    fn cached(&mut self, line: &str) -> (Option<Hit>, Option<Walk>) {
+        let Some(c) = self.cache.as_mut() else {
+            return (None, None);
+        };
+        let t = &self.templates[c.template];
+        // Where the DFA's decisive bytes start: the line start, or after the first X.
+        let base = match t.date_after {
+            Some(x) => match line.bytes().position(|b| b == x) {
+                Some(at) => at + 1,
+                None => return (None, None),
+            },
+            None if t.line_anchored && t.kind != Kind::None => 0,
+            None => return (None, None),
+        };
+        // The match (whole, date span) the last date's text gives, ending at `end`.
+        let same = |c: &LastDate, end: usize| -> Option<((usize, usize), (usize, usize))> {
+            if t.date_after.is_some() {
+                let date = &c.whole[c.span.0..c.span.1];
+                (end == base + date.len() && line[base..].starts_with(date))
+                    .then_some(((0, end), (base, end)))
+            } else {
+                (line.get(..end) == Some(c.whole.as_str()))
+                    .then_some(((0, end), (c.span.0, c.span.1)))
+            }
+        };
+        let tail = &line.as_bytes()[base..];
+        if !c.decided.is_empty() && tail.starts_with(&c.decided) {
+            // The DFA reads these bytes as it did on the line that had this date, and dies:
+            // the same match, the same date.
+            let hit = if t.date_after.is_some() {
+                let end = base + (c.span.1 - c.span.0);
+                ((0, end), (base, end), c.time)
+            } else {
+                ((0, c.whole.len()), c.span, c.time)
+            };
+            return (Some(hit), None);
+        }
+        let walked = match t.walker() {
+            Some(dfa) => {
+                let cache = match &mut self.walk_cache {
+                    Some((i, cache)) if *i == c.template => cache,
+                    slot => &mut slot.insert((c.template, dfa.create_cache())).1,
+                };
+                walk(dfa, cache, line)
+            }
+            None => None,
+        };
+        let found = match walked {
+            Some((end, died)) => {
+                let found = end.and_then(|end| same(c, end));
+                if found.is_some() {
+                    c.decided.clear();
+                    if let Some(d) = died.filter(|d| *d > base) {
+                        c.decided.extend_from_slice(&line.as_bytes()[base..d]);
+                    }
+                }
+                found
+            }
+            // No DFA (or it cannot read this line): the regex search.
+            None => t.matcher.find_at(line, 0).and_then(|(s, e)| {
+                if s != 0 {
+                    return None;
+                }
+                same(c, e)
+            }),
+        };
+        (found.map(|(w, sp)| (w, sp, c.time)), walked)
+    }
+
     /// fail2ban's `matchTime` up to the winner: the last template first, then all in order.
-    fn choose(&mut self, line: &str) -> Option<Candidate> {
+    ///
+    /// `walked`: what the DFA of the last date's template found.
+    fn choose(&mut self, line: &str, walked: Option<LastWalk>) -> Option<Candidate> {
         let n = self.templates.len();
         let mut reserve: Option<Candidate> = None;
         let mut skip = usize::MAX;
@@ -1301,7 +1605,10 @@ impl DateDetector {
             let t = &self.templates[idx];
             let found = if t.anchored() {
                 skip = i;
-                t.find(line)
+                match walked {
+                    Some((w, (end, reused))) if w == idx => t.find_walked(line, end, reused),
+                    _ => t.find(line),
+                }
             } else if self.sel.edges_agree(line) {
                 // Only between the last date's start and end (character positions).
                 match byte_pos(line, self.sel.last_pos.0) {
@@ -1433,9 +1740,10 @@ impl DateDetector {
         &mut self,
         template: usize,
         line: &str,
-        caps: &Captures,
+        caps: Captures,
         span: (usize, usize),
         time: Option<f64>,
+        decided: Option<usize>,
     ) {
         let (s, e) = caps.whole();
         if let Some(x) = self.templates[template].date_after {
@@ -1447,12 +1755,46 @@ impl DateDetector {
                 return;
             }
         }
-        self.cache = Some(LastDate {
+        // The decisive bytes start where `cached` looks for them.
+        let base = if self.templates[template].date_after.is_some() {
+            span.0
+        } else {
+            0
+        };
+        // The last date's buffers are reused.
+        let mut last = self.cache.take().unwrap_or_else(|| LastDate {
             template,
-            whole: line[s..e].to_string(),
-            span: (span.0 - s, span.1 - s),
+            whole: String::new(),
+            span,
             time,
+            decided: Vec::new(),
+            caps: None,
+            around: Vec::new(),
         });
+        last.decided.clear();
+        if let Some(d) = decided.filter(|d| *d > base && s == 0) {
+            last.decided.extend_from_slice(&line.as_bytes()[base..d]);
+        }
+        // Captures worth keeping: of a line-start match that the DFA can find again.
+        let t = &self.templates[template];
+        let around = line.as_bytes().get(..line.len().min(e.saturating_add(1)));
+        last.around.clear();
+        last.caps = None;
+        if let Some(around) = around
+            && s == 0
+            && t.kind == Kind::Fields
+            && around.is_ascii()
+            && t.walker().is_some()
+        {
+            last.around.extend_from_slice(&around[base..]);
+            last.caps = Some(caps);
+        }
+        last.template = template;
+        last.whole.clear();
+        last.whole.push_str(&line[s..e]);
+        last.span = (span.0 - s, span.1 - s);
+        last.time = time;
+        self.cache = Some(last);
     }
 }
 
@@ -1538,6 +1880,82 @@ mod tests {
         assert_ne!(dd.find(lines[3], &clock).expect("date").time, Some(1.0));
         let span = dd.find(lines[1], &clock).expect("date").span;
         assert_eq!(&lines[1][span.0..span.1], "14/Aug/2005:12:00:00 +0200");
+        // A new date of the same byte classes after another address: the last captures,
+        // shifted, are those a search gives.
+        let a = r#"192.0.2.1 - - [14/Aug/2005:12:00:07 +0200] "GET / HTTP/1.1""#;
+        let b = r#"2001:db8::77 - bob [14/Aug/2005:12:00:08 +0200] "GET /x HTTP/1.1""#;
+        let found = dd.find(a, &clock);
+        let c = dd.cache.as_ref().expect("cached");
+        let t = &dd.templates[c.template];
+        let (_, end) = t.matcher.find_at(b, 0).expect("match");
+        let reused = c.same_captures(t, b, end).expect("reused");
+        assert_eq!(
+            reused.spans,
+            t.matcher.search_at(b, 0).expect("captures").spans
+        );
+        // 6 and 7 are not of one class (`6[0-1]`).
+        let six = a.replace(":07 ", ":06 ");
+        let (_, six_end) = t.matcher.find_at(&six, 0).expect("match");
+        assert!(c.same_captures(t, &six, six_end).is_none());
+        let mut uncached = dd.clone();
+        uncached.cache = None;
+        assert_ne!(dd.find(b, &clock), found);
+        assert_eq!(dd.find(b, &clock), uncached.find(b, &clock));
+    }
+
+    #[test]
+    fn captures_are_reused_only_for_texts_of_the_same_byte_classes() {
+        let clock = test_clock();
+        let mut dd = DateDetector::from_datepattern("{^LN-BEG}").expect("ok");
+        // Each line, and whether the last line's captures are its own (the same length, the
+        // byte after the date included, and bytes of the same classes of the template: no
+        // range of it tells 7, 8 and 9 apart, nor 4 and 5).
+        let lines = [
+            ("Aug 14 11:59:47 x", false),
+            ("Aug 14 11:59:48 x", true),
+            ("Aug 14 11:59:49 x", true),
+            ("Aug 14 11:59:50 x", false),
+            ("Aug 14 11:59:51 x", false),
+            ("Aug 14 11:59:51.5 x", false),
+            ("Aug 14 11:59:51 x", false),
+            ("Aug 14 11:59:51\tx", false),
+            ("Aug 14 11:59:53 2005 x", false),
+            ("Aug 14 11:59:54 2005 x", false),
+            ("Aug 14 11:59:55 2005 x", true),
+        ];
+        for (line, reused) in lines {
+            let same = dd.cache.as_ref().and_then(|c| {
+                let t = &dd.templates[c.template];
+                let (_, end) = t.matcher.find_at(line, 0)?;
+                c.same_captures(t, line, end)
+            });
+            assert_eq!(same.is_some(), reused, "{line}");
+            // What the detector finds is what one without the last date finds.
+            let mut uncached = dd.clone();
+            uncached.cache = None;
+            let parsed = uncached.find(line, &clock);
+            assert_eq!(dd.find(line, &clock), parsed, "{line}");
+            assert!(dd.state() == uncached.state(), "{line}");
+        }
+    }
+
+    #[test]
+    fn field_numbers_read_as_parse_does() {
+        for text in [
+            "0",
+            "07",
+            "123456789",
+            "1234567890",
+            " 7",
+            "7 ",
+            "+7",
+            "-7",
+            "",
+            "x",
+            "٣",
+        ] {
+            assert_eq!(number(text), text.trim().parse::<i32>().ok(), "{text:?}");
+        }
     }
 
     #[test]

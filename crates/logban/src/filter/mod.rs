@@ -26,7 +26,7 @@ pub use date::{Clock, DateDetector, FoundDate, parse_logtimezone};
 pub use pyregex::{BACKTRACK_LIMIT, BACKTRACK_STEPS_PER_BYTE, TranslateError};
 use pyregex::{Captures, Matcher};
 pub use scan::{LineMatch, WARMUP_LINES};
-use screen::{Screen, Verdict};
+use screen::{Candidates, Screen, Verdict};
 
 use crate::{Error, Failure, Result, canonical_addr};
 
@@ -807,7 +807,7 @@ impl Filter {
         self.stats.lines += 1;
         let found = self.dates.find(line, &self.clock);
         let mut screened = None;
-        if let Some(screen) = &self.screen {
+        if let Some(screen) = &mut self.screen {
             let (s, e) = found.map_or((0, 0), |f| f.span);
             self.scratch.clear();
             self.scratch.push_str(&line[..s]);
@@ -927,7 +927,7 @@ impl Filter {
         &mut self,
         line: LineParts<'_>,
         date: Option<f64>,
-        screened: Option<Option<regex::SetMatches>>,
+        screened: Option<Option<Candidates>>,
     ) -> Vec<FilterMatch> {
         // The text the regexes see is built in a buffer kept from line to line.
         let mut text = std::mem::take(&mut self.text);
@@ -941,7 +941,7 @@ impl Filter {
         &mut self,
         line: LineParts<'_>,
         date: Option<f64>,
-        mut screened: Option<Option<regex::SetMatches>>,
+        mut screened: Option<Option<Candidates>>,
         text: &mut String,
     ) -> Vec<FilterMatch> {
         let mut out = Vec::new();

@@ -1398,6 +1398,46 @@ impl Matcher {
             },
         }
     }
+
+    /// The pattern [`content_start`](Self::content_start) searches, `(?:head).`, and whether
+    /// it is multi-line, when [`has_content_head`](Self::has_content_head) (for the screen's
+    /// own DFA).
+    pub(crate) fn content_head_pattern(&self) -> Option<(&str, bool)> {
+        match &self.engine {
+            Engine::Linear(l) => l.content_head.as_ref().map(|h| (h.as_str(), l.multiline)),
+            Engine::Backtracking(_) => None,
+        }
+    }
+
+    /// The captures [`search_at`](Self::search_at)`(hay, start)` gives, for a match a DFA of
+    /// this same pattern found at `start..end`: an ASCII span is resolved without searching
+    /// for the match again.
+    pub(crate) fn captures_of_match(
+        &self,
+        hay: &str,
+        start: usize,
+        end: usize,
+    ) -> Option<Captures> {
+        // The characters around the span count too (look-behind and look-ahead see them).
+        let around = hay
+            .as_bytes()
+            .get(start.saturating_sub(1)..hay.len().min(end.saturating_add(1)));
+        if let Engine::Linear(l) = &self.engine
+            && l.content_head.is_none()
+            && end.saturating_sub(start) <= LONG_SPAN
+            && around.is_some_and(<[u8]>::is_ascii)
+            && let Some(fast) = l
+                .short_ascii
+                .get_or_init(|| AsciiCaptures::new(&l.pattern, l.multiline))
+            && let Some(spans) = fast.captures(hay, start, end)
+        {
+            return Some(Captures {
+                spans,
+                names: self.names.clone(),
+            });
+        }
+        self.search_at(hay, start)
+    }
 }
 
 #[cfg(test)]

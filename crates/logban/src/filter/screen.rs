@@ -4,32 +4,92 @@
 //! Each failregex `R` gets a *superset* pattern `R'` that matches every string `R` matches, and
 //! runs on the regex crate's DFAs: lookaround becomes empty, backreferences, atomic groups and
 //! other backtracking constructs become `(?s:.*)`, and a conditional `(?(c)yes|no)` becomes
-//! `c yes|yes|no`. The supersets form one [`regex::RegexSet`].
+//! `c yes|yes|no`. The supersets form one multi-pattern lazy DFA (regex-automata's `hybrid`,
+//! with its cache owned by the screen), searched anchored when they all start with `^` (so the
+//! DFA stops where no pattern can go on) and overlapping (so it says which can match).
 //!
 //! Where the failregexes run on the prefregex's `<F-CONTENT>` (fail2ban's usual
-//! `^…<F-CONTENT>.+</F-CONTENT>$`), the prefregex's head is found with a DFA (no captures),
-//! which gives where the content starts, and the supersets run anchored on the content exactly
-//! as the failregexes would. Otherwise they run on the whole text with their anchors and word
-//! boundaries dropped too (still a superset on any substring). A line the screen rejects yields
-//! nothing, exactly as the full path would.
+//! `^…<F-CONTENT>.+</F-CONTENT>$`), the prefregex's head is found with a lazy DFA of its own
+//! (no captures), which gives where the content starts, and the supersets run anchored on the
+//! content exactly as the failregexes would. Otherwise they run on the whole text with their
+//! anchors and word boundaries dropped too (still a superset on any substring). A line the
+//! screen rejects yields nothing, exactly as the full path would.
 
 use std::sync::Arc;
 
 use fancy_regex::{Assertion, Expr};
+use regex_automata::hybrid::dfa::{Cache, DFA};
+use regex_automata::nfa::thompson;
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input, MatchKind, PatternSet};
 
 use super::pyregex::Matcher;
 
-/// Texts up to this long go straight to the overlapping set search.
-const SHORT_TEXT: usize = 256;
+/// Room for the states of the supersets' lazy DFA (built as lines need them, kept from line to
+/// line): what the `RegexSet` it replaces had.
+const SET_CACHE: usize = 16 << 20;
+
+/// Room for the states of the content head's lazy DFA: what `regex` gives a pattern.
+const HEAD_CACHE: usize = 2 << 20;
+
+/// A lazy DFA with its own cache: no pool to take a cache from, no prefilter, no reverse
+/// search, which on the screen's short searches cost more than the DFA's own steps.
+#[derive(Debug, Clone)]
+struct Lazy {
+    dfa: DFA,
+    cache: Cache,
+    /// Every pattern starts with `^`: searched anchored, the DFA stops as soon as no pattern
+    /// can go on (unanchored, it would run to the end of the text).
+    anchored: Anchored,
+}
+
+impl Lazy {
+    fn new<P: AsRef<str>>(
+        patterns: &[P],
+        kind: MatchKind,
+        multiline: bool,
+        cache: usize,
+    ) -> Option<Self> {
+        let dfa = DFA::builder()
+            .configure(
+                DFA::config()
+                    .match_kind(kind)
+                    .unicode_word_boundary(true)
+                    .cache_capacity(cache),
+            )
+            .syntax(syntax::Config::new().multi_line(multiline))
+            .thompson(thompson::Config::new().nfa_size_limit(Some(256 << 20)))
+            .build_many(patterns)
+            .ok()?;
+        let anchored = if dfa.get_nfa().is_always_start_anchored() {
+            Anchored::Yes
+        } else {
+            Anchored::No
+        };
+        Some(Self {
+            cache: dfa.create_cache(),
+            dfa,
+            anchored,
+        })
+    }
+
+    fn input<'h>(&self, hay: &'h str) -> Input<'h> {
+        Input::new(hay).anchored(self.anchored)
+    }
+}
 
 /// The screen of one filter.
 #[derive(Debug, Clone)]
 pub(crate) struct Screen {
-    /// The failregexes' supersets, anchors kept: for the content, or the whole text without a
-    /// prefregex.
-    anchored: regex::RegexSet,
+    /// The failregexes' supersets, anchors kept (for the content, or the whole text without a
+    /// prefregex): every match, for the overlapping search that says which can match.
+    set: Lazy,
+    /// The prefregex's content head followed by one `.` (leftmost-first), when it has one.
+    head: Option<Lazy>,
     /// The supersets without anchors, for a prefregex whose content is not found by a DFA.
     unanchored: Option<regex::RegexSet>,
+    /// The overlapping search's answer, reused from line to line.
+    found: PatternSet,
 }
 
 fn set(patterns: &[String]) -> Option<regex::RegexSet> {
@@ -50,52 +110,108 @@ impl Screen {
                 .map(|p| superset(p, keep_anchors))
                 .collect()
         };
+        let head =
+            prefregex
+                .and_then(Matcher::content_head_pattern)
+                .and_then(|(head, multiline)| {
+                    Lazy::new(&[head], MatchKind::LeftmostFirst, multiline, HEAD_CACHE)
+                });
         let unanchored = match prefregex {
             Some(p) if !p.has_content_head() => Some(set(&widened(false)?)?),
             _ => None,
         };
+        let set = Lazy::new(&widened(true)?, MatchKind::All, false, SET_CACHE)?;
         Some(Self {
-            anchored: set(&widened(true)?)?,
+            found: PatternSet::new(set.dfa.pattern_len()),
+            set,
+            head,
             unanchored,
         })
     }
 
     /// False only when no failregex can match `text` (the line without its date, plus `\n`).
     #[cfg(test)]
-    pub(crate) fn may_match(&self, prefregex: Option<&Matcher>, text: &str) -> bool {
+    pub(crate) fn may_match(&mut self, prefregex: Option<&Matcher>, text: &str) -> bool {
         !matches!(self.verdict(prefregex, text), Verdict::Reject)
     }
 
-    /// What one DFA pass over `text` (the line without its date, plus `\n`) tells.
-    pub(crate) fn verdict(&self, prefregex: Option<&Matcher>, text: &str) -> Verdict {
-        let candidates = |hay: &str| {
-            // One pattern: no set to tell apart. A long text: the plain search, which may stop
-            // early, rejects most lines before the overlapping one (which runs to the end).
-            if (self.anchored.len() == 1 || hay.len() > SHORT_TEXT) && !self.anchored.is_match(hay)
-            {
-                return Verdict::Reject;
-            }
-            if self.anchored.len() == 1 {
-                return Verdict::Any;
-            }
-            let found = self.anchored.matches(hay);
-            if found.matched_any() {
-                Verdict::Candidates(found)
-            } else {
-                Verdict::Reject
-            }
-        };
+    /// What the DFA passes over `text` (the line without its date, plus `\n`) tell.
+    pub(crate) fn verdict(&mut self, prefregex: Option<&Matcher>, text: &str) -> Verdict {
         let Some(prefregex) = prefregex else {
-            return candidates(text);
+            return self.candidates(text);
         };
-        match prefregex.content_start(text) {
-            None => Verdict::Reject,
-            Some(Some(start)) => candidates(&text[start..]),
-            Some(None) => match &self.unanchored {
+        let start = match &mut self.head {
+            Some(head) => {
+                let input = head.input(text);
+                match head.dfa.try_search_fwd(&mut head.cache, &input) {
+                    Ok(None) => return Verdict::Reject,
+                    // `head.` matches exactly where the whole prefregex does, and its `.` is
+                    // the content's first character (see `Matcher::content_start`).
+                    Ok(Some(m)) => text[..m.offset()]
+                        .chars()
+                        .next_back()
+                        .map(|c| m.offset() - c.len_utf8()),
+                    Err(_) => prefregex.content_start(text).flatten(),
+                }
+            }
+            None => match prefregex.content_start(text) {
+                None => return Verdict::Reject,
+                Some(start) => start,
+            },
+        };
+        match start {
+            Some(start) => self.candidates(&text[start..]),
+            None => match &self.unanchored {
                 Some(set) if !set.is_match(text) => Verdict::Reject,
                 _ => Verdict::MayMatch,
             },
         }
+    }
+
+    /// Which supersets match `hay` (the content, or the whole text without a prefregex).
+    fn candidates(&mut self, hay: &str) -> Verdict {
+        let set = &mut self.set;
+        let input = set.input(hay);
+        if set.dfa.pattern_len() == 1 {
+            // One pattern: no set to tell apart, the first match decides.
+            return match set
+                .dfa
+                .try_search_fwd(&mut set.cache, &input.earliest(true))
+            {
+                Ok(None) => Verdict::Reject,
+                Ok(Some(_)) => Verdict::Any,
+                Err(_) => Verdict::MayMatch,
+            };
+        }
+        let found = &mut self.found;
+        found.clear();
+        match set
+            .dfa
+            .try_which_overlapping_matches(&mut set.cache, &input, found)
+        {
+            Ok(()) if found.is_empty() => Verdict::Reject,
+            Ok(()) if found.capacity() <= 128 => Verdict::Candidates(Candidates(
+                found.iter().fold(0, |bits, p| bits | 1 << p.as_usize()),
+            )),
+            Ok(()) => Verdict::Any,
+            Err(_) => Verdict::MayMatch,
+        }
+    }
+}
+
+/// The failregexes (by index, below 128) that may match the text they run on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Candidates(u128);
+
+impl Candidates {
+    /// The indexes, in increasing order.
+    pub(crate) fn iter(self) -> impl Iterator<Item = usize> {
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits.checked_sub(1)?;
+            Some(i)
+        })
     }
 }
 
@@ -104,9 +220,9 @@ impl Screen {
 pub(crate) enum Verdict {
     /// No failregex can match the line.
     Reject,
-    /// Only these failregexes (by index) can match the text they run on: the prefregex's
-    /// content, or the whole text without a prefregex, which is exactly what the screen saw.
-    Candidates(regex::SetMatches),
+    /// Only these failregexes can match the text they run on: the prefregex's content, or the
+    /// whole text without a prefregex, which is exactly what the screen saw.
+    Candidates(Candidates),
     /// As `Candidates`, with every failregex a candidate.
     Any,
     /// Some failregex may match; which, the screen cannot tell.
@@ -203,7 +319,7 @@ mod tests {
             r"^user (?P<u>\w+)(?! from ) from (?:(?P<ip>\d+)|x) \1",
             r"^(?P<a>a)?(?(a)b|c)d(?m:$)",
         ];
-        let s = screen(None, &fail);
+        let mut s = screen(None, &fail);
         assert!(s.may_match(None, "user bob from 12 12\n"));
         assert!(s.may_match(None, "user bob from 12 99\n"), "a superset");
         assert!(s.may_match(None, "abd\n") && s.may_match(None, "cd\n"));
@@ -221,7 +337,7 @@ mod tests {
     fn the_prefregex_must_match_and_the_failregexes_run_on_its_content() {
         let pref = Matcher::compile(r"^host sshd\[\d+\]: (?P<content>.+)$", false).expect("pref");
         assert!(pref.has_content_head());
-        let s = screen(
+        let mut s = screen(
             Some(&pref),
             &[r"^Failed password for \S+ from \d+", r"^Invalid user"],
         );
