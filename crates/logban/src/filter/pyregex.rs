@@ -842,10 +842,46 @@ type MakeCache =
 /// visited set a search clears (states × bytes) is far smaller than `regex`'s own.
 struct AsciiCaptures {
     bt: BoundedBacktracker,
+    /// The pattern's capture groups, the whole match included.
+    groups: usize,
     caches: Pool<SearchState, MakeCache>,
     /// Every match starts at the text's start (`^` without multi-line): the search itself is
     /// anchored, and needs no DFA pass to find the match first.
     starts_at_text_start: bool,
+    /// Where the pattern ends in a long part without named groups.
+    tail: Option<Box<TailSplit>>,
+}
+
+/// A pattern `X Y` whose last items `Y` hold no named group and match at least
+/// [`TAIL_SPLIT_LEN`] bytes (nginx-botsearch's `^<HOST> \- \S+ \[\] "…" 404 .+$`): once a
+/// DFA has found a match, [`Split`] finds where `Y` starts, and only `X` is searched with
+/// captures. Groups in `Y` are unnamed, which fail2ban never reads: they are reported as
+/// not taking part.
+struct TailSplit {
+    split: Split,
+    head: AsciiCaptures,
+}
+
+/// See [`TailSplit`].
+const TAIL_SPLIT_LEN: usize = 16;
+
+impl TailSplit {
+    fn new(hir: &Hir) -> Option<Self> {
+        let HirKind::Concat(items) = hir.kind() else {
+            return None;
+        };
+        let named = |h: &Hir| !capture_names(h).iter().all(Option::is_none);
+        let k = items.iter().rposition(named)? + 1;
+        let tail = Hir::concat(items[k..].to_vec());
+        if tail.properties().minimum_len().unwrap_or(0) < TAIL_SPLIT_LEN {
+            return None;
+        }
+        let head = Hir::concat(items[..k].to_vec());
+        Some(Self {
+            split: Split::new(&head, &tail)?,
+            head: AsciiCaptures::from_hir(&head)?,
+        })
+    }
 }
 
 impl std::fmt::Debug for AsciiCaptures {
@@ -856,17 +892,24 @@ impl std::fmt::Debug for AsciiCaptures {
 
 impl AsciiCaptures {
     fn new(pattern: &str, multiline: bool) -> Option<Self> {
+        let config = syntax::Config::new()
+            .multi_line(multiline)
+            .unicode(false)
+            .utf8(false);
+        let hir = syntax::parse_with(pattern, &config).ok()?;
+        let mut captures = Self::from_hir(&hir)?;
+        captures.tail = TailSplit::new(&hir).map(Box::new);
+        Some(captures)
+    }
+
+    /// The backtracker of an ASCII-mode `hir`.
+    fn from_hir(hir: &Hir) -> Option<Self> {
+        let nfa = thompson::Compiler::new().build_from_hir(hir).ok()?;
         let bt = BoundedBacktracker::builder()
-            .syntax(
-                syntax::Config::new()
-                    .multi_line(multiline)
-                    .unicode(false)
-                    .utf8(false),
-            )
             // `regex`'s own default: a search whose visited set would be larger (many states
             // times a long span) is left to `regex` (its PikeVM), cheaper there.
             .configure(backtrack::Config::new().visited_capacity(SHORT_VISITED_CAPACITY))
-            .build(pattern)
+            .build_from_nfa(nfa)
             .ok()?;
         let for_caches = bt.clone();
         let make: MakeCache = Box::new(move || {
@@ -876,13 +919,15 @@ impl AsciiCaptures {
                 Memo::default(),
             )
         });
-        let starts_at_text_start =
-            syntax::parse_with(pattern, &syntax::Config::new().multi_line(multiline))
-                .is_ok_and(|hir| hir.properties().look_set_prefix().contains(Look::Start));
         Some(Self {
+            groups: bt
+                .get_nfa()
+                .group_info()
+                .group_len(regex_automata::PatternID::ZERO),
             bt,
             caches: Pool::new(make),
-            starts_at_text_start,
+            starts_at_text_start: hir.properties().look_set_prefix().contains(Look::Start),
+            tail: None,
         })
     }
 
@@ -950,6 +995,21 @@ impl AsciiCaptures {
         self.search(hay, start, hay.len())
     }
 
+    /// Captures (named groups and the whole match, see [`TailSplit`]) of the match known to
+    /// span `start..end` of an ASCII `hay`, when the pattern ends in a long part without named
+    /// groups and the split is unique.
+    fn captures_split(&self, hay: &str, start: usize, end: usize) -> Option<Spans> {
+        let tail = self.tail.as_ref()?;
+        let split = tail.split.unique(hay, start, end)?;
+        let mut spans = tail.head.search(hay, start, split).ok()??;
+        if spans.first().copied().flatten() != Some((start, split)) {
+            return None;
+        }
+        spans[0] = Some((start, end));
+        spans.resize(self.groups, None);
+        Some(spans)
+    }
+
     /// Captures of the match known to span `start..end` of an ASCII `hay`.
     fn captures(&self, hay: &str, start: usize, end: usize) -> Option<Spans> {
         let spans = self.search(hay, start, end).ok()??;
@@ -980,7 +1040,10 @@ fn spans_of(
             return found;
         }
         let m = re.find_at(hay, start)?;
-        if let Some(spans) = fast.captures(hay, m.start(), m.end()) {
+        if let Some(spans) = fast
+            .captures_split(hay, m.start(), m.end())
+            .or_else(|| fast.captures(hay, m.start(), m.end()))
+        {
             return Some(spans);
         }
     }
@@ -1703,5 +1766,61 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A pattern ending in a long part without named groups gets its named groups and whole
+    /// match from the split (unnamed groups in that part are not reported): the same as
+    /// `regex`'s captures, on texts where the part can start at one place or at several.
+    #[test]
+    fn tail_split_captures_agree_with_regex() {
+        let patterns = [
+            r#"^(?:(?P<ip4>\d+(?:\.\d+){3})|(?P<dns>[\w.-]*\w)) \- \S+ \[\] "(GET|POST) /(admin|wp-login\.php)[^,]* \S+" 404 .+(?m:$)"#,
+            r"^(?P<user>\S+) from (?P<ip>\S+)(?: on \S+)* port \d+ (?:on x)?.{16,}(?m:$)",
+        ];
+        let hays = [
+            r#"192.0.2.7 - - [] "GET /admin/x, y HTTP/1.1" 404 512 "-" "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
+"#,
+            r#"host.example - - [] "POST /wp-login.php HTTP/1.1" 404 0 "-" "curl/8.0 - - [] \"GET /admin HTTP/1.1\" 404 - ......................................................"
+"#,
+            r#"192.0.2.7 - - [] "GET /admin HTTP/1.1" 200 512 "-" "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 ......"
+"#,
+            "alice from 192.0.2.1 on tty1 port 22 on x on y port 23 ............................................................................................\n",
+            "bob from 192.0.2.1 port 22 port 23 port 24 ...................................................................................................................\n",
+        ];
+        for p in patterns {
+            let m = Matcher::compile(p, false).expect("compiles");
+            let re = regex::Regex::new(p).expect("compiles");
+            let names: Vec<Option<&str>> = re.capture_names().collect();
+            for hay in hays {
+                assert!(hay.len() > ANCHORED_TEXT, "long enough for the split");
+                let want = re.captures(hay).map(|c| {
+                    (0..names.len())
+                        .map(|i| match (i, names[i]) {
+                            (0, _) | (_, Some(_)) => c.get(i).map(|g| (g.start(), g.end())),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>()
+                });
+                let got = m.search(hay).map(|c| {
+                    c.spans
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| {
+                            if i == 0 || names[i].is_some() {
+                                *s
+                            } else {
+                                None
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                });
+                assert_eq!(got, want, "{p}: {hay:?}");
+            }
+        }
+        let tail = |p: &str| {
+            let config = syntax::Config::new().unicode(false).utf8(false);
+            TailSplit::new(&syntax::parse_with(p, &config).expect("parses")).is_some()
+        };
+        assert!(tail(patterns[0]) && tail(patterns[1]), "the split applies");
     }
 }
