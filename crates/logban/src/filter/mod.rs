@@ -433,6 +433,11 @@ impl FilterMatch {
         u32::try_from(self.lines.len()).unwrap_or(u32::MAX).max(1)
     }
 
+    /// Whether [`to_failure`](Self::to_failure) gives a failure (without building it).
+    pub fn is_failure(&self) -> bool {
+        !self.nofail && self.addr.is_some() && self.time.is_some()
+    }
+
     /// The [`Failure`] for a jail, if this match is one, its id is a valid address and the line
     /// had a timestamp (see [`to_failure_at`](Self::to_failure_at) for lines without one).
     pub fn to_failure(&self) -> Option<Failure> {
@@ -1476,6 +1481,7 @@ mod tests {
         let mut failures = Vec::new();
         for line in log {
             for found in f.process_line(line) {
+                assert_eq!(found.is_failure(), found.to_failure().is_some(), "{line}");
                 if let Some(failure) = found.to_failure() {
                     failures.push((failure.addr.to_string(), found.users));
                 }
