@@ -86,7 +86,7 @@ fn main() -> anyhow::Result<()> {
     let (mut failures, mut not_banned, mut undated) = (0u64, 0u64, 0u64);
     let mut write_error = None;
     filter
-        .scan_reader(input, threads, |found| {
+        .scan_reader_by_ref(input, threads, |found| {
             let m = &found.found;
             let is_failure = m.to_failure().is_some();
             if is_failure {

@@ -6,8 +6,10 @@
 //! caller's `on_match`. At most `threads + 2` chunks are in flight (read, queued, being
 //! scanned, or waiting to be merged), so memory stays at about `(threads + 2) × 2 MiB` plus the
 //! matches of those chunks (a match with its groups and lines takes a few hundred bytes: about
-//! 10 MiB for a chunk of the stock sshd filter on an auth.log where half the lines match),
-//! whatever the log's size.
+//! 10 MiB for a chunk of the stock sshd filter on an auth.log where half the lines match; with
+//! [`Filter::scan_reader_by_ref`] each worker also keeps its last chunk's matches until its
+//! next chunk, so they are freed by the thread that made them), whatever the log's size. Chunk
+//! `k` goes to worker `k % threads`.
 //!
 //! A filter carries state from line to line (the multi-line buffer, `<F-MLFID>` sessions, the
 //! last date for lines without one, the date template that matched last), so a chunk's results
@@ -37,8 +39,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Read;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
 
 use super::{Carry, FilterMatch, FilterState, FilterStats};
 use crate::Filter;
@@ -130,7 +132,7 @@ struct Chunk {
     /// The chunk's counters.
     stats: FilterStats,
     /// Matches with their line numbers within the chunk.
-    found: Vec<(u64, FilterMatch)>,
+    found: Vec<LineMatch>,
     lines: u64,
 }
 
@@ -154,10 +156,14 @@ struct Job {
     from: usize,
     /// The true state at the chunk's start, when it is known as the job is sent.
     carry: Option<Carry>,
+    /// The list of an earlier chunk of this worker's to fill again: its matches, if the caller
+    /// only borrowed them, are dropped here, by the thread that made them (allocators such as
+    /// glibc's slow down when one thread frees what others allocate).
+    found: Vec<LineMatch>,
 }
 
 /// Scans a job's chunk after its warm-up (or from its true state).
-fn scan_chunk(filter: &mut Filter, job: &Job) -> Chunk {
+fn scan_chunk(filter: &mut Filter, job: &mut Job) -> Chunk {
     let reached = match &job.carry {
         Some(carry) => {
             filter.set_carry(carry);
@@ -170,8 +176,14 @@ fn scan_chunk(filter: &mut Filter, job: &Job) -> Chunk {
     };
     filter.stats = FilterStats::zeroed_like(&filter.stats);
     let weighings = filter.dates.weighings();
-    let mut found = Vec::new();
-    let lines = scan_lines(filter, &job.data[job.from..], |n, m| found.push((n, m)));
+    let mut found = std::mem::take(&mut job.found);
+    found.clear();
+    let lines = scan_lines(filter, &job.data[job.from..], |line, found_| {
+        found.push(LineMatch {
+            line,
+            found: found_,
+        });
+    });
     let start = match reached {
         None => Start::True,
         Some(state) if filter.dates.weighings() == weighings => Start::Reached(state),
@@ -187,24 +199,54 @@ fn scan_chunk(filter: &mut Filter, job: &Job) -> Chunk {
     }
 }
 
-/// A worker thread: scans jobs with its own copy of the filter (its lazy DFAs stay warm from
-/// chunk to chunk) until the job queue closes.
-fn work(mut filter: Filter, jobs: &Mutex<Receiver<Job>>, done: &SyncSender<(u64, Chunk)>) {
-    loop {
-        let job = {
-            let queue = jobs.lock().unwrap_or_else(|e| e.into_inner());
-            match queue.recv() {
-                Ok(job) => job,
-                Err(_) => return,
-            }
-        };
+/// A worker thread: scans its jobs with its own copy of the filter (its lazy DFAs stay warm
+/// from chunk to chunk) until its queue closes.
+fn work(mut filter: Filter, jobs: &Receiver<Job>, done: &SyncSender<(u64, Chunk)>) {
+    for mut job in jobs {
         // A panic (a bug) leaves the chunk to the caller's thread, which scans it again.
-        let chunk = std::panic::catch_unwind(AssertUnwindSafe(|| scan_chunk(&mut filter, &job)))
-            .unwrap_or_else(|_| Chunk::unknown());
+        let chunk =
+            std::panic::catch_unwind(AssertUnwindSafe(|| scan_chunk(&mut filter, &mut job)))
+                .unwrap_or_else(|_| Chunk::unknown());
         let seq = job.seq;
         drop(job);
         if done.send((seq, chunk)).is_err() {
             return;
+        }
+    }
+}
+
+/// How matches are handed to the caller.
+enum Hand<'a> {
+    /// By value.
+    Owned(&'a mut dyn FnMut(LineMatch)),
+    /// By reference (the scan drops them after).
+    Borrowed(&'a mut dyn FnMut(&LineMatch)),
+}
+
+impl Hand<'_> {
+    fn one(&mut self, m: LineMatch) {
+        match self {
+            Hand::Owned(f) => f(m),
+            Hand::Borrowed(f) => f(&m),
+        }
+    }
+
+    /// Hands out a chunk's matches, numbered from `base`: owned ones leave `found`, borrowed
+    /// ones stay in it (for the worker that made them to drop).
+    fn chunk(&mut self, found: &mut Vec<LineMatch>, base: u64) {
+        match self {
+            Hand::Owned(f) => {
+                for mut m in found.drain(..) {
+                    m.line += base;
+                    f(m);
+                }
+            }
+            Hand::Borrowed(f) => {
+                for m in found.iter_mut() {
+                    m.line += base;
+                    f(m);
+                }
+            }
         }
     }
 }
@@ -220,13 +262,18 @@ struct Blocks<R> {
 
 impl<R: Read> Blocks<R> {
     /// The next run of complete lines (about `chunk_bytes`; a last line without `\n` gets one),
-    /// in a new buffer after a copy of `prefix`; returns the buffer and where the run starts,
-    /// `None` at the end.
-    fn next(&mut self, prefix: &[u8]) -> std::io::Result<Option<(Vec<u8>, usize)>> {
+    /// in `buf` (emptied first: a buffer to reuse) after a copy of `prefix`; returns the buffer
+    /// and where the run starts, `None` at the end.
+    fn next(
+        &mut self,
+        prefix: &[u8],
+        mut buf: Vec<u8>,
+    ) -> std::io::Result<Option<(Vec<u8>, usize)>> {
         if self.eof && self.rest.is_empty() {
             return Ok(None);
         }
-        let mut buf = Vec::with_capacity(prefix.len() + self.rest.len() + self.chunk_bytes + 1);
+        buf.clear();
+        buf.reserve(prefix.len() + self.rest.len() + self.chunk_bytes + 1);
         buf.extend_from_slice(prefix);
         let from = buf.len();
         buf.append(&mut self.rest);
@@ -298,9 +345,32 @@ impl Filter {
         &mut self,
         reader: impl Read,
         threads: usize,
-        on_match: impl FnMut(LineMatch),
+        mut on_match: impl FnMut(LineMatch),
     ) -> std::io::Result<u64> {
-        self.scan_blocks(reader, threads, CHUNK_BYTES, on_match)
+        self.scan_blocks(
+            reader,
+            threads,
+            CHUNK_BYTES,
+            &mut Hand::Owned(&mut on_match),
+        )
+    }
+
+    /// [`scan_reader`](Self::scan_reader), handing each match by reference: the scan drops the
+    /// matches after, each on the thread that made it, which spares allocators that slow down
+    /// when one thread frees what others allocated (glibc's: about a tenth of the CPU time of
+    /// a two-thread scan of the sshd filter). For callers that only look at the matches.
+    pub fn scan_reader_by_ref(
+        &mut self,
+        reader: impl Read,
+        threads: usize,
+        mut on_match: impl FnMut(&LineMatch),
+    ) -> std::io::Result<u64> {
+        self.scan_blocks(
+            reader,
+            threads,
+            CHUNK_BYTES,
+            &mut Hand::Borrowed(&mut on_match),
+        )
     }
 
     fn scan_blocks(
@@ -308,7 +378,7 @@ impl Filter {
         reader: impl Read,
         threads: usize,
         chunk_bytes: usize,
-        mut on_match: impl FnMut(LineMatch),
+        on_match: &mut Hand<'_>,
     ) -> std::io::Result<u64> {
         let original_clock = self.clock.clone();
         if self.clock.fixed_now.is_none() {
@@ -321,9 +391,9 @@ impl Filter {
             chunk_bytes: chunk_bytes.max(1),
         };
         let result = if threads <= 1 {
-            self.scan_here(&mut blocks, &mut on_match)
+            self.scan_here(&mut blocks, on_match)
         } else {
-            self.scan_parallel(&mut blocks, threads, &mut on_match)
+            self.scan_parallel(&mut blocks, threads, on_match)
         };
         self.clock = original_clock;
         result
@@ -333,17 +403,19 @@ impl Filter {
     fn scan_here<R: Read>(
         &mut self,
         blocks: &mut Blocks<R>,
-        on_match: &mut dyn FnMut(LineMatch),
+        on_match: &mut Hand<'_>,
     ) -> std::io::Result<u64> {
         let mut lines = 0u64;
-        while let Some((data, from)) = blocks.next(&[])? {
+        let mut buf = Vec::new();
+        while let Some((data, from)) = blocks.next(&[], buf)? {
             let base = lines;
             lines += scan_lines(self, &data[from..], |line, found| {
-                on_match(LineMatch {
+                on_match.one(LineMatch {
                     line: base + line,
                     found,
                 });
             });
+            buf = data;
         }
         Ok(lines)
     }
@@ -360,13 +432,13 @@ impl Filter {
                 .any(|re| re.contains("F-MLFID"))
     }
 
-    /// The pipelined scan: `threads` workers scan chunks while this thread reads ahead,
-    /// merges in log order and calls `on_match`.
+    /// The pipelined scan: `threads` workers scan chunks (chunk `k` on worker `k % threads`)
+    /// while this thread reads ahead, merges in log order and hands out the matches.
     fn scan_parallel<R: Read>(
         &mut self,
         blocks: &mut Blocks<R>,
         threads: usize,
-        on_match: &mut dyn FnMut(LineMatch),
+        on_match: &mut Hand<'_>,
     ) -> std::io::Result<u64> {
         let in_flight = threads + READ_AHEAD;
         let mut warm_lines = if self.has_sessions() {
@@ -375,19 +447,24 @@ impl Filter {
             SHORT_WARMUP_LINES
         };
         std::thread::scope(|scope| {
-            let (job_tx, job_rx) = sync_channel::<Job>(in_flight);
             // Never full: at most `in_flight` jobs are out at a time.
             let (done_tx, done_rx) = sync_channel::<(u64, Chunk)>(in_flight);
-            let job_rx = Arc::new(Mutex::new(job_rx));
-            for _ in 0..threads {
-                let (jobs, done, filter) = (Arc::clone(&job_rx), done_tx.clone(), self.clone());
-                scope.spawn(move || work(filter, &jobs, &done));
-            }
+            let workers: Vec<SyncSender<Job>> = (0..threads)
+                .map(|_| {
+                    let (job_tx, job_rx) = sync_channel::<Job>(in_flight);
+                    let (done, filter) = (done_tx.clone(), self.clone());
+                    scope.spawn(move || work(filter, &job_rx, &done));
+                    job_tx
+                })
+                .collect();
             drop(done_tx);
-            // Chunks sent and not merged yet, in log order: (buffer, where the chunk starts).
-            let mut queued: VecDeque<(Arc<Vec<u8>>, usize)> = VecDeque::new();
+            // Chunks read and not merged yet, in log order.
+            let mut queued: VecDeque<Queued> = VecDeque::new();
             let mut last: Option<(Arc<Vec<u8>>, usize)> = None;
             let mut ready = BTreeMap::new();
+            // Buffers of merged chunks, and each worker's last match list, to reuse.
+            let mut spare_data: Vec<Vec<u8>> = Vec::new();
+            let mut spare_found: Vec<Vec<LineMatch>> = vec![Vec::new(); threads];
             let (mut sent, mut merged, mut lines) = (0u64, 0u64, 0u64);
             loop {
                 while queued.len() < in_flight {
@@ -400,27 +477,38 @@ impl Filter {
                         }
                         _ => &[][..],
                     };
-                    let Some((data, from)) = blocks.next(prefix)? else {
+                    let buf = spare_data.pop().unwrap_or_default();
+                    let Some((data, from)) = blocks.next(prefix, buf)? else {
                         break;
                     };
                     let data = Arc::new(data);
+                    let worker = usize::try_from(sent % threads as u64).unwrap_or(0);
                     let job = Job {
                         seq: sent,
                         data: Arc::clone(&data),
                         from,
                         carry: known.then(|| self.carry()),
+                        found: std::mem::take(&mut spare_found[worker]),
                     };
-                    // Workers gone (they only stop when the queue closes) leave the chunk to
-                    // the rescan below.
-                    let _ = job_tx.send(job);
+                    // A worker that is gone (it never stops before its queue closes) leaves the
+                    // chunk to the rescan below.
+                    let scanned = workers[worker].send(job).is_ok();
                     last = Some((Arc::clone(&data), from));
-                    queued.push_back((data, from));
+                    queued.push_back(Queued {
+                        data,
+                        from,
+                        worker,
+                        scanned,
+                    });
                     sent += 1;
                 }
-                let Some((data, from)) = queued.pop_front() else {
+                let Some(next) = queued.pop_front() else {
                     break;
                 };
                 let chunk = loop {
+                    if !next.scanned {
+                        break None;
+                    }
                     if let Some(chunk) = ready.remove(&merged) {
                         break Some(chunk);
                     }
@@ -432,61 +520,59 @@ impl Filter {
                     }
                 };
                 merged += 1;
-                let base = lines;
-                let mut hand = |line: u64, found| {
-                    on_match(LineMatch {
-                        line: base + line,
-                        found,
-                    });
-                };
                 let exact = chunk.as_ref().is_some_and(|c| match &c.start {
                     Start::True => true,
                     Start::Reached(state) => *state == self.state(),
                     Start::Unknown => false,
                 });
                 lines += match chunk {
-                    Some(c) if exact => {
+                    Some(mut c) if exact => {
                         self.set_carry(&c.end);
                         self.stats.add(&c.stats);
-                        for (line, found) in c.found {
-                            hand(line, found);
-                        }
+                        on_match.chunk(&mut c.found, lines);
+                        spare_found[next.worker] = c.found;
                         c.lines
                     }
                     _ => {
                         // The warm-up did not reach the true state: scan the chunk again from
                         // it, and warm up longer from now on.
                         warm_lines = (warm_lines * 2).min(WARMUP_LINES);
-                        scan_lines(self, &data[from..], hand)
+                        let base = lines;
+                        scan_lines(self, &next.data[next.from..], |line, found| {
+                            on_match.one(LineMatch {
+                                line: base + line,
+                                found,
+                            });
+                        })
                     }
                 };
+                // The worker has dropped its copy; the last chunk read is still a prefix.
+                if let Ok(buf) = Arc::try_unwrap(next.data) {
+                    spare_data.push(buf);
+                }
             }
-            drop(job_tx);
+            drop(workers);
             Ok(lines)
         })
     }
 }
 
+/// A chunk read and sent to a worker, until it is merged.
+struct Queued {
+    data: Arc<Vec<u8>>,
+    /// Where the chunk starts in `data` (after its warm-up lines).
+    from: usize,
+    worker: usize,
+    /// False when the worker was gone: the chunk is scanned here.
+    scanned: bool,
+}
+
 /// Reads into `buf` until it holds `want` more bytes or the reader ends; true at the end.
 fn fill(reader: &mut impl Read, buf: &mut Vec<u8>, want: usize) -> std::io::Result<bool> {
-    let target = buf.len() + want;
-    while buf.len() < target {
-        let filled = buf.len();
-        buf.resize(target, 0);
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => {
-                buf.truncate(filled);
-                return Ok(true);
-            }
-            Ok(n) => buf.truncate(filled + n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(filled),
-            Err(e) => {
-                buf.truncate(filled);
-                return Err(e);
-            }
-        }
-    }
-    Ok(false)
+    // `read_to_end` reads into the spare capacity without zeroing it first.
+    let want = u64::try_from(want).unwrap_or(u64::MAX);
+    let read = reader.take(want).read_to_end(buf)?;
+    Ok((read as u64) < want)
 }
 
 #[cfg(test)]
@@ -579,7 +665,12 @@ mod tests {
                 let mut found = Vec::new();
                 // Chunks of 256 KiB: about ten, more than are in flight at a time.
                 parallel
-                    .scan_blocks(text.as_bytes(), threads, 1 << 18, |m| found.push(m))
+                    .scan_blocks(
+                        text.as_bytes(),
+                        threads,
+                        1 << 18,
+                        &mut Hand::Owned(&mut |m| found.push(m)),
+                    )
                     .expect("reads");
                 assert_eq!(found.len(), expected.len(), "{pids}/{threads}");
                 assert!(found == expected, "{pids}/{threads}: same matches in order");
@@ -645,9 +736,14 @@ mod tests {
             let mut parallel = filter();
             let mut found = Vec::new();
             parallel
-                .scan_blocks(text.as_bytes(), threads, 1 << 18, |m| {
-                    found.push((m.line, m.found.time.map(f64::to_bits)));
-                })
+                .scan_blocks(
+                    text.as_bytes(),
+                    threads,
+                    1 << 18,
+                    &mut Hand::Borrowed(&mut |m| {
+                        found.push((m.line, m.found.time.map(f64::to_bits)));
+                    }),
+                )
                 .expect("reads");
             assert!(found == expected, "{threads} threads: same dates");
             assert!(parallel.state() == sequential.state(), "{threads}");
@@ -661,7 +757,7 @@ mod tests {
         let mut filter = session_filter();
         let mut lines = Vec::new();
         let total = filter
-            .scan_reader(text.as_bytes(), 2, |m| lines.push(m.line))
+            .scan_reader_by_ref(text.as_bytes(), 2, |m| lines.push(m.line))
             .expect("reads");
         assert_eq!(total, 30_001);
         text.push('\n');
@@ -748,7 +844,12 @@ mod tests {
             let mut parallel = filter();
             let mut found = Vec::new();
             let lines = parallel
-                .scan_blocks(&text[..], threads, 1 << 17, |m| found.push(m))
+                .scan_blocks(
+                    &text[..],
+                    threads,
+                    1 << 17,
+                    &mut Hand::Owned(&mut |m| found.push(m)),
+                )
                 .expect("reads");
             assert_eq!(lines, 40_000);
             assert!(found == expected, "{threads} threads: same matches");
