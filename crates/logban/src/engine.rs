@@ -154,22 +154,25 @@ impl LineMatcher for crate::Filter {
 }
 
 impl crate::Filter {
-    /// The outcomes of `lines` complete lines in `data`, scanned on all cores.
+    /// The outcomes of `lines` complete lines in `data`, scanned on all cores. Matches without
+    /// a timestamp count at the time the scan starts (the "now" it reads once).
     fn scan_outcomes(&mut self, data: &[u8], lines: usize) -> Vec<LineOutcome> {
         let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        let mut found: Vec<Vec<crate::FilterMatch>> = vec![Vec::new(); lines];
-        // Reading from memory cannot fail.
-        let _ = self.scan_reader(data, threads, |m| {
+        let now = self.now();
+        let mut outcomes = vec![LineOutcome::default(); lines];
+        // Matches are borrowed, so each is freed by the worker thread that made it. Reading
+        // from memory cannot fail.
+        let _ = self.scan_reader_by_ref(data, threads, |m| {
             // Line numbers count from 1 within the batch.
             if let Some(slot) = usize::try_from(m.line - 1)
                 .ok()
-                .and_then(|i| found.get_mut(i))
+                .and_then(|i| outcomes.get_mut(i))
             {
-                slot.push(m.found);
+                slot.matches = slot.matches.saturating_add(u32::from(!m.found.nofail));
+                slot.failures.extend(m.found.to_failure_at(now));
             }
         });
-        let now = self.now();
-        found.iter().map(|f| outcome(f, now)).collect()
+        outcomes
     }
 }
 
