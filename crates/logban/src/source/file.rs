@@ -125,7 +125,7 @@ impl FileTail {
     /// Like [`poll`](Self::poll), the lines as one block (each ending in `\n`, see
     /// [`LogBatch::Block`]).
     pub fn poll_block(&mut self) -> Result<Vec<u8>> {
-        let mut lines = Vec::new();
+        let mut block = Vec::new();
         let current = match std::fs::metadata(&self.path) {
             Ok(m) => Some(m),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -139,8 +139,8 @@ impl FileTail {
         if rotated {
             // Finish what was written to the old file before its rename, then switch.
             if self.file.is_some() {
-                self.read_available(&mut lines, u64::MAX)?;
-                self.flush_partial(&mut lines);
+                self.read_available(&mut block, u64::MAX)?;
+                self.flush_partial(&mut block);
             }
             if let Some(m) = &current {
                 self.file = Some(File::open(&self.path).map_err(|e| io_err(&self.path, e))?);
@@ -159,9 +159,9 @@ impl FileTail {
             }
         }
         if self.file.is_some() {
-            self.read_available(&mut lines, MAX_POLL_BYTES)?;
+            self.read_available(&mut block, MAX_POLL_BYTES)?;
         }
-        Ok(lines)
+        Ok(block)
     }
 
     /// Reads complete lines up to about `limit` bytes (the rest waits for the next poll) onto
