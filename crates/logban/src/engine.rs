@@ -160,18 +160,23 @@ impl crate::Filter {
         let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         let now = self.now();
         let mut outcomes = vec![LineOutcome::default(); lines];
-        // Matches are borrowed, so each is freed by the worker thread that made it. Reading
-        // from memory cannot fail.
-        let _ = self.scan_reader_by_ref(data, threads, |m| {
-            // Line numbers count from 1 within the batch.
-            if let Some(slot) = usize::try_from(m.line - 1)
-                .ok()
-                .and_then(|i| outcomes.get_mut(i))
-            {
-                slot.matches = slot.matches.saturating_add(u32::from(!m.found.nofail));
-                slot.failures.extend(m.found.to_failure_at(now));
-            }
-        });
+        // Each match becomes its count and failure on the worker that found it. Reading from
+        // memory cannot fail.
+        let _ = self.scan_reader_map(
+            data,
+            threads,
+            |m| (u32::from(!m.nofail), m.to_failure_at(now)),
+            |line, (matches, failure)| {
+                // Line numbers count from 1 within the batch.
+                if let Some(slot) = usize::try_from(line - 1)
+                    .ok()
+                    .and_then(|i| outcomes.get_mut(i))
+                {
+                    slot.matches = slot.matches.saturating_add(matches);
+                    slot.failures.extend(failure);
+                }
+            },
+        );
         outcomes
     }
 }

@@ -7,9 +7,8 @@
 //! scanned, or waiting to be merged), so memory stays at about `(threads + 2) × 2 MiB` plus the
 //! matches of those chunks (a match with its groups and lines takes a few hundred bytes: about
 //! 10 MiB for a chunk of the stock sshd filter on an auth.log where half the lines match; with
-//! [`Filter::scan_reader_by_ref`] each worker also keeps its last chunk's matches until its
-//! next chunk, so they are freed by the thread that made them), whatever the log's size. Chunk
-//! `k` goes to worker `k % threads`.
+//! [`Filter::scan_reader_map`] only what the caller's map keeps of each), whatever the log's
+//! size. Chunk `k` goes to worker `k % threads`.
 //!
 //! A filter carries state from line to line (the multi-line buffer, `<F-MLFID>` sessions, the
 //! last date for lines without one, the date template that matched last), so a chunk's results
@@ -124,19 +123,19 @@ enum Start {
     Unknown,
 }
 
-/// A worker's pass over one chunk.
-struct Chunk {
+/// A worker's pass over one chunk; `T` is what the caller's map made of each match.
+struct Chunk<T> {
     start: Start,
     /// The state after the chunk.
     end: Carry,
     /// The chunk's counters.
     stats: FilterStats,
-    /// Matches with their line numbers within the chunk.
-    found: Vec<LineMatch>,
+    /// Matches (mapped) with their line numbers within the chunk.
+    found: Vec<(u64, T)>,
     lines: u64,
 }
 
-impl Chunk {
+impl<T> Chunk<T> {
     fn unknown() -> Self {
         Self {
             start: Start::Unknown,
@@ -150,20 +149,21 @@ impl Chunk {
 
 /// A chunk for a worker: `data[..from]` to warm up on (empty with `carry`), `data[from..]` to
 /// scan.
-struct Job {
+struct Job<T> {
     seq: u64,
     data: Arc<Vec<u8>>,
     from: usize,
     /// The true state at the chunk's start, when it is known as the job is sent.
     carry: Option<Carry>,
-    /// The list of an earlier chunk of this worker's to fill again: its matches, if the caller
-    /// only borrowed them, are dropped here, by the thread that made them (allocators such as
-    /// glibc's slow down when one thread frees what others allocate).
-    found: Vec<LineMatch>,
+    /// An emptied list of an earlier chunk's, to fill again.
+    found: Vec<(u64, T)>,
 }
 
+/// What the caller makes of each match, on the worker that found it.
+type Map<'a, T> = &'a (dyn Fn(FilterMatch) -> T + Sync);
+
 /// Scans a job's chunk after its warm-up (or from its true state).
-fn scan_chunk(filter: &mut Filter, job: &mut Job) -> Chunk {
+fn scan_chunk<T>(filter: &mut Filter, job: &mut Job<T>, map: Map<'_, T>) -> Chunk<T> {
     let reached = match &job.carry {
         Some(carry) => {
             filter.set_carry(carry);
@@ -176,19 +176,13 @@ fn scan_chunk(filter: &mut Filter, job: &mut Job) -> Chunk {
     };
     filter.stats = FilterStats::zeroed_like(&filter.stats);
     let weighings = filter.dates.weighings();
-    // An earlier chunk's matches are dropped one per new match: a thread that frees and
-    // allocates in turn stays in its allocator's per-thread caches (with glibc, freeing tens of
-    // thousands at once cost about a tenth more CPU on two threads).
-    let mut old = std::mem::take(&mut job.found).into_iter();
-    let mut found = Vec::with_capacity(old.len());
-    let lines = scan_lines(filter, &job.data[job.from..], |line, found_| {
-        drop(old.next());
-        found.push(LineMatch {
-            line,
-            found: found_,
-        });
+    let mut found = std::mem::take(&mut job.found);
+    found.clear();
+    // Each match is mapped (and dropped) at once, on this thread: only what the caller needs
+    // crosses to its thread.
+    let lines = scan_lines(filter, &job.data[job.from..], |line, m| {
+        found.push((line, map(m)));
     });
-    drop(old);
     let start = match reached {
         None => Start::True,
         Some(state) if filter.dates.weighings() == weighings => Start::Reached(state),
@@ -206,52 +200,21 @@ fn scan_chunk(filter: &mut Filter, job: &mut Job) -> Chunk {
 
 /// A worker thread: scans its jobs with its own copy of the filter (its lazy DFAs stay warm
 /// from chunk to chunk) until its queue closes.
-fn work(mut filter: Filter, jobs: &Receiver<Job>, done: &SyncSender<(u64, Chunk)>) {
+fn work<T>(
+    mut filter: Filter,
+    jobs: &Receiver<Job<T>>,
+    done: &SyncSender<(u64, Chunk<T>)>,
+    map: Map<'_, T>,
+) {
     for mut job in jobs {
         // A panic (a bug) leaves the chunk to the caller's thread, which scans it again.
         let chunk =
-            std::panic::catch_unwind(AssertUnwindSafe(|| scan_chunk(&mut filter, &mut job)))
+            std::panic::catch_unwind(AssertUnwindSafe(|| scan_chunk(&mut filter, &mut job, map)))
                 .unwrap_or_else(|_| Chunk::unknown());
         let seq = job.seq;
         drop(job);
         if done.send((seq, chunk)).is_err() {
             return;
-        }
-    }
-}
-
-/// How matches are handed to the caller.
-enum Hand<'a> {
-    /// By value.
-    Owned(&'a mut dyn FnMut(LineMatch)),
-    /// By reference (the scan drops them after).
-    Borrowed(&'a mut dyn FnMut(&LineMatch)),
-}
-
-impl Hand<'_> {
-    fn one(&mut self, m: LineMatch) {
-        match self {
-            Hand::Owned(f) => f(m),
-            Hand::Borrowed(f) => f(&m),
-        }
-    }
-
-    /// Hands out a chunk's matches, numbered from `base`: owned ones leave `found`, borrowed
-    /// ones stay in it (for the worker that made them to drop).
-    fn chunk(&mut self, found: &mut Vec<LineMatch>, base: u64) {
-        match self {
-            Hand::Owned(f) => {
-                for mut m in found.drain(..) {
-                    m.line += base;
-                    f(m);
-                }
-            }
-            Hand::Borrowed(f) => {
-                for m in found.iter_mut() {
-                    m.line += base;
-                    f(m);
-                }
-            }
         }
     }
 }
@@ -352,38 +315,50 @@ impl Filter {
         threads: usize,
         mut on_match: impl FnMut(LineMatch),
     ) -> std::io::Result<u64> {
-        self.scan_blocks(
-            reader,
-            threads,
-            CHUNK_BYTES,
-            &mut Hand::Owned(&mut on_match),
-        )
+        self.scan_blocks(reader, threads, CHUNK_BYTES, &|m| m, &mut |line, found| {
+            on_match(LineMatch { line, found });
+        })
     }
 
-    /// [`scan_reader`](Self::scan_reader), handing each match by reference: the scan drops the
-    /// matches after, each on the thread that made it, which spares allocators that slow down
-    /// when one thread frees what others allocated (glibc's: about a tenth of the CPU time of
-    /// a two-thread scan of the sshd filter). For callers that only look at the matches.
-    pub fn scan_reader_by_ref(
+    /// [`scan_reader`](Self::scan_reader) for callers that need less than the whole match:
+    /// `map` turns each match into what the caller needs, on the worker thread that found it
+    /// (so that work is parallel, and the match is freed by the thread that allocated it: a
+    /// match crossing threads costs cache misses and, with glibc's malloc, slow frees), and
+    /// `on_item` gets the results with their line numbers in log order, on the calling thread.
+    ///
+    /// ```
+    /// use logban::filter::{Clock, FilterBuilder, FilterDefinition};
+    ///
+    /// let mut def = FilterDefinition::new("demo");
+    /// def.failregex.push(r"^ web1 demo\[\d+\]: bad login from <HOST>".into());
+    /// let mut filter = FilterBuilder::new(def)
+    ///     .with_clock(Clock::fixed(jiff::tz::TimeZone::UTC, 1_800_000_000))
+    ///     .build()?;
+    /// let log: String = (0..50_000)
+    ///     .map(|i| format!("Mar  1 00:00:{:02} web1 demo[{i}]: bad login from 192.0.2.{}\n", i % 60, i % 7))
+    ///     .collect();
+    /// let mut addrs = Vec::new();
+    /// filter.scan_reader_map(log.as_bytes(), 2, |m| m.addr, |line, addr| addrs.push((line, addr)))?;
+    /// assert_eq!(addrs[7], (8, Some("192.0.2.0".parse().unwrap())));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn scan_reader_map<T: Send>(
         &mut self,
         reader: impl Read,
         threads: usize,
-        mut on_match: impl FnMut(&LineMatch),
+        map: impl Fn(FilterMatch) -> T + Sync,
+        mut on_item: impl FnMut(u64, T),
     ) -> std::io::Result<u64> {
-        self.scan_blocks(
-            reader,
-            threads,
-            CHUNK_BYTES,
-            &mut Hand::Borrowed(&mut on_match),
-        )
+        self.scan_blocks(reader, threads, CHUNK_BYTES, &map, &mut on_item)
     }
 
-    fn scan_blocks(
+    fn scan_blocks<T: Send>(
         &mut self,
         reader: impl Read,
         threads: usize,
         chunk_bytes: usize,
-        on_match: &mut Hand<'_>,
+        map: Map<'_, T>,
+        on_item: &mut dyn FnMut(u64, T),
     ) -> std::io::Result<u64> {
         let original_clock = self.clock.clone();
         if self.clock.fixed_now.is_none() {
@@ -396,29 +371,27 @@ impl Filter {
             chunk_bytes: chunk_bytes.max(1),
         };
         let result = if threads <= 1 {
-            self.scan_here(&mut blocks, on_match)
+            self.scan_here(&mut blocks, map, on_item)
         } else {
-            self.scan_parallel(&mut blocks, threads, on_match)
+            self.scan_parallel(&mut blocks, threads, map, on_item)
         };
         self.clock = original_clock;
         result
     }
 
     /// The sequential scan, on the calling thread.
-    fn scan_here<R: Read>(
+    fn scan_here<R: Read, T>(
         &mut self,
         blocks: &mut Blocks<R>,
-        on_match: &mut Hand<'_>,
+        map: Map<'_, T>,
+        on_item: &mut dyn FnMut(u64, T),
     ) -> std::io::Result<u64> {
         let mut lines = 0u64;
         let mut buf = Vec::new();
         while let Some((data, from)) = blocks.next(&[], buf)? {
             let base = lines;
             lines += scan_lines(self, &data[from..], |line, found| {
-                on_match.one(LineMatch {
-                    line: base + line,
-                    found,
-                });
+                on_item(base + line, map(found));
             });
             buf = data;
         }
@@ -439,11 +412,12 @@ impl Filter {
 
     /// The pipelined scan: `threads` workers scan chunks (chunk `k` on worker `k % threads`)
     /// while this thread reads ahead, merges in log order and hands out the matches.
-    fn scan_parallel<R: Read>(
+    fn scan_parallel<R: Read, T: Send>(
         &mut self,
         blocks: &mut Blocks<R>,
         threads: usize,
-        on_match: &mut Hand<'_>,
+        map: Map<'_, T>,
+        on_item: &mut dyn FnMut(u64, T),
     ) -> std::io::Result<u64> {
         let in_flight = threads + READ_AHEAD;
         let mut warm_lines = if self.has_sessions() {
@@ -453,12 +427,12 @@ impl Filter {
         };
         std::thread::scope(|scope| {
             // Never full: at most `in_flight` jobs are out at a time.
-            let (done_tx, done_rx) = sync_channel::<(u64, Chunk)>(in_flight);
-            let workers: Vec<SyncSender<Job>> = (0..threads)
+            let (done_tx, done_rx) = sync_channel::<(u64, Chunk<T>)>(in_flight);
+            let workers: Vec<SyncSender<Job<T>>> = (0..threads)
                 .map(|_| {
-                    let (job_tx, job_rx) = sync_channel::<Job>(in_flight);
+                    let (job_tx, job_rx) = sync_channel::<Job<T>>(in_flight);
                     let (done, filter) = (done_tx.clone(), self.clone());
-                    scope.spawn(move || work(filter, &job_rx, &done));
+                    scope.spawn(move || work(filter, &job_rx, &done, map));
                     job_tx
                 })
                 .collect();
@@ -467,9 +441,9 @@ impl Filter {
             let mut queued: VecDeque<Queued> = VecDeque::new();
             let mut last: Option<(Arc<Vec<u8>>, usize)> = None;
             let mut ready = BTreeMap::new();
-            // Buffers of merged chunks, and each worker's last match list, to reuse.
+            // Buffers and match lists of merged chunks, to reuse.
             let mut spare_data: Vec<Vec<u8>> = Vec::new();
-            let mut spare_found: Vec<Vec<LineMatch>> = vec![Vec::new(); threads];
+            let mut spare_found: Vec<Vec<(u64, T)>> = Vec::new();
             let (mut sent, mut merged, mut lines) = (0u64, 0u64, 0u64);
             loop {
                 while queued.len() < in_flight {
@@ -493,7 +467,7 @@ impl Filter {
                         data: Arc::clone(&data),
                         from,
                         carry: known.then(|| self.carry()),
-                        found: std::mem::take(&mut spare_found[worker]),
+                        found: spare_found.pop().unwrap_or_default(),
                     };
                     // A worker that is gone (it never stops before its queue closes) leaves the
                     // chunk to the rescan below.
@@ -502,7 +476,6 @@ impl Filter {
                     queued.push_back(Queued {
                         data,
                         from,
-                        worker,
                         scanned,
                     });
                     sent += 1;
@@ -534,8 +507,10 @@ impl Filter {
                     Some(mut c) if exact => {
                         self.set_carry(&c.end);
                         self.stats.add(&c.stats);
-                        on_match.chunk(&mut c.found, lines);
-                        spare_found[next.worker] = c.found;
+                        for (line, item) in c.found.drain(..) {
+                            on_item(lines + line, item);
+                        }
+                        spare_found.push(c.found);
                         c.lines
                     }
                     _ => {
@@ -544,10 +519,7 @@ impl Filter {
                         warm_lines = (warm_lines * 2).min(WARMUP_LINES);
                         let base = lines;
                         scan_lines(self, &next.data[next.from..], |line, found| {
-                            on_match.one(LineMatch {
-                                line: base + line,
-                                found,
-                            });
+                            on_item(base + line, map(found));
                         })
                     }
                 };
@@ -567,7 +539,6 @@ struct Queued {
     data: Arc<Vec<u8>>,
     /// Where the chunk starts in `data` (after its warm-up lines).
     from: usize,
-    worker: usize,
     /// False when the worker was gone: the chunk is scanned here.
     scanned: bool,
 }
@@ -674,7 +645,13 @@ mod tests {
                         text.as_bytes(),
                         threads,
                         1 << 18,
-                        &mut Hand::Owned(&mut |m| found.push(m)),
+                        &|m| m,
+                        &mut |line, found_| {
+                            found.push(LineMatch {
+                                line,
+                                found: found_,
+                            })
+                        },
                     )
                     .expect("reads");
                 assert_eq!(found.len(), expected.len(), "{pids}/{threads}");
@@ -745,9 +722,8 @@ mod tests {
                     text.as_bytes(),
                     threads,
                     1 << 18,
-                    &mut Hand::Borrowed(&mut |m| {
-                        found.push((m.line, m.found.time.map(f64::to_bits)));
-                    }),
+                    &|m| m.time.map(f64::to_bits),
+                    &mut |line, time| found.push((line, time)),
                 )
                 .expect("reads");
             assert!(found == expected, "{threads} threads: same dates");
@@ -762,7 +738,7 @@ mod tests {
         let mut filter = session_filter();
         let mut lines = Vec::new();
         let total = filter
-            .scan_reader_by_ref(text.as_bytes(), 2, |m| lines.push(m.line))
+            .scan_reader_map(text.as_bytes(), 2, |_| (), |line, ()| lines.push(line))
             .expect("reads");
         assert_eq!(total, 30_001);
         text.push('\n');
@@ -849,12 +825,12 @@ mod tests {
             let mut parallel = filter();
             let mut found = Vec::new();
             let lines = parallel
-                .scan_blocks(
-                    &text[..],
-                    threads,
-                    1 << 17,
-                    &mut Hand::Owned(&mut |m| found.push(m)),
-                )
+                .scan_blocks(&text[..], threads, 1 << 17, &|m| m, &mut |line, found_| {
+                    found.push(LineMatch {
+                        line,
+                        found: found_,
+                    })
+                })
                 .expect("reads");
             assert_eq!(lines, 40_000);
             assert!(found == expected, "{threads} threads: same matches");
