@@ -65,6 +65,16 @@ pub trait LineMatcher: Send {
             })
             .collect()
     }
+
+    /// Looks at a block of complete lines (each ending in `\n`, a
+    /// [`LogBatch::Block`](crate::source::LogBatch::Block)), with the same results as
+    /// [`match_line`](Self::match_line) on each line without its `\n`; a
+    /// [`Filter`](crate::Filter) scans large blocks on all cores without copying the lines.
+    fn match_block(&mut self, block: &[u8]) -> Vec<LineOutcome> {
+        crate::source::block_lines(block)
+            .map(|line| self.match_line(line))
+            .collect()
+    }
 }
 
 /// A filter's matches as failures; a match without a timestamp counts at `now`, the time it
@@ -124,19 +134,50 @@ impl LineMatcher for crate::Filter {
             data.extend_from_slice(&line.bytes);
             data.push(b'\n');
         }
-        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        let mut found: Vec<Vec<crate::FilterMatch>> = vec![Vec::new(); lines.len()];
-        for m in self.scan(&data, threads) {
-            // Line numbers count from 1 within the batch.
-            if let Some(slot) = usize::try_from(m.line - 1)
-                .ok()
-                .and_then(|i| found.get_mut(i))
-            {
-                slot.push(m.found);
-            }
+        self.scan_outcomes(&data, lines.len())
+    }
+
+    fn match_block(&mut self, block: &[u8]) -> Vec<LineOutcome> {
+        let lines = memchr::memchr_iter(b'\n', block).count();
+        // The scan drops a `\r` before `\n` (`match_line` keeps it): such blocks, and blocks
+        // that break the format, keep the line-by-line path.
+        if lines < PARALLEL_BATCH
+            || !block.ends_with(b"\n")
+            || memchr::memmem::find(block, b"\r\n").is_some()
+        {
+            return crate::source::block_lines(block)
+                .map(|line| self.match_line(line))
+                .collect();
         }
+        self.scan_outcomes(block, lines)
+    }
+}
+
+impl crate::Filter {
+    /// The outcomes of `lines` complete lines in `data`, scanned on all cores. Matches without
+    /// a timestamp count at the time the scan starts (the "now" it reads once).
+    fn scan_outcomes(&mut self, data: &[u8], lines: usize) -> Vec<LineOutcome> {
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         let now = self.now();
-        found.iter().map(|f| outcome(f, now)).collect()
+        let mut outcomes = vec![LineOutcome::default(); lines];
+        // Each match becomes its count and failure on the worker that found it. Reading from
+        // memory cannot fail.
+        let _ = self.scan_reader_map(
+            data,
+            threads,
+            |m| (u32::from(!m.nofail), m.to_failure_at(now)),
+            |line, (matches, failure)| {
+                // Line numbers count from 1 within the batch.
+                if let Some(slot) = usize::try_from(line - 1)
+                    .ok()
+                    .and_then(|i| outcomes.get_mut(i))
+                {
+                    slot.matches = slot.matches.saturating_add(matches);
+                    slot.failures.extend(failure);
+                }
+            },
+        );
+        outcomes
     }
 }
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use crate::engine::{Engine, LineMatcher};
 use crate::source::{
-    FileSource, JournalConfig, JournalSource, LogSource, StartAt, decode_position, position_key,
+    FileSource, JournalConfig, JournalSource, LogBatch, LogSource, StartAt, decode_position,
+    position_key,
 };
 use crate::{Error, Result};
 
@@ -83,14 +84,14 @@ impl Engine {
         loop {
             interval.tick().await;
             loop {
-                let lines = source.poll().await?;
+                let batch = source.poll_batch().await?;
                 self.note_problems(jail, source, &mut problems);
                 let cut_now = source.cut_lines();
                 self.metrics()
                     .jail(jail)
                     .add_cut_lines(cut_now.saturating_sub(cut));
                 cut = cut_now;
-                if lines.is_empty() {
+                if batch.is_empty() {
                     break;
                 }
                 let Some(mut m) = matcher.take() else {
@@ -99,7 +100,11 @@ impl Engine {
                 };
                 let (m, outcomes, undecided) = blocking(move || {
                     let before = m.undecided_lines();
-                    let outcomes = m.match_lines(&lines);
+                    let outcomes = match &batch {
+                        LogBatch::Lines(lines) => m.match_lines(lines),
+                        LogBatch::Block(block) => m.match_block(block),
+                    };
+                    drop(batch);
                     let undecided = m.undecided_lines().saturating_sub(before);
                     (m, outcomes, undecided)
                 })

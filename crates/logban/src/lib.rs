@@ -81,7 +81,8 @@
 //! backtrack budget), `regex-automata` and `regex-syntax` (the engines under `regex`, used
 //! directly to read capture groups of very long matches in linear time: reverse lazy DFAs and a
 //! bounded backtracker, which keeps hostile 300 KB lines under a millisecond or so), `jiff` (time
-//! zones, including POSIX TZ strings, for dates logged without year or zone).
+//! zones, including POSIX TZ strings, for dates logged without year or zone), `memchr` (the
+//! parallel scan's line splitting, a SIMD search for `\n`; already under `regex`).
 
 pub mod config;
 #[cfg(feature = "conformance")]

@@ -159,12 +159,62 @@ fn a_large_batch_matches_like_one_line_at_a_time() {
         .iter()
         .map(|l| one_by_one.match_line(&l.bytes))
         .collect();
+    let mut blocked = filter.clone();
     let mut batched = filter;
     let got = batched.match_lines(&lines);
     let failures: usize = expected.iter().map(|o| o.failures.len()).sum();
     assert!(failures > 20_000, "{failures} failures");
     assert!(got == expected, "same outcomes, line by line");
     assert_eq!(batched.stats(), one_by_one.stats());
+    // The same lines as one block, as a file source hands them over.
+    let block: Vec<u8> = lines
+        .iter()
+        .flat_map(|l| l.bytes.iter().copied().chain([b'\n']))
+        .collect();
+    assert!(blocked.match_block(&block) == expected, "a block: the same");
+    assert_eq!(blocked.stats(), one_by_one.stats());
+}
+
+/// A block of lines with `\r\n` ends and invalid UTF-8 (which the scan would treat
+/// differently from one line at a time, or must replace) matches like one line at a time.
+#[test]
+fn a_block_with_returns_and_invalid_bytes_matches_like_one_line_at_a_time() {
+    use logban::LineMatcher;
+    let mut def = logban::FilterDefinition::new("odd");
+    def.failregex = vec![r"fail from <ADDR>(?: user \S+)?$".into()];
+    let filter = FilterBuilder::new(def)
+        .with_clock(Clock::fixed(jiff::tz::TimeZone::UTC, NOW))
+        .build()
+        .expect("builds");
+    for with_returns in [false, true] {
+        let mut block = Vec::new();
+        let mut lines = Vec::new();
+        for i in 0..40_000u32 {
+            let mut line = format!(
+                "Jan 15 09:{:02}:{:02} h app: fail from 192.0.2.{}",
+                i / 60 % 60,
+                i % 60,
+                i % 200
+            )
+            .into_bytes();
+            if i % 101 == 0 {
+                line.extend_from_slice(b" user \xff\xfeu");
+            }
+            if with_returns && i % 103 == 0 {
+                line.push(b'\r');
+            }
+            block.extend_from_slice(&line);
+            block.push(b'\n');
+            lines.push(line);
+        }
+        let mut one_by_one = filter.clone();
+        let expected: Vec<_> = lines.iter().map(|l| one_by_one.match_line(l)).collect();
+        let failures = expected.iter().filter(|o| o.failures.len() == 1).count();
+        assert!(failures > 39_000, "{failures}");
+        let mut blocked = filter.clone();
+        assert!(blocked.match_block(&block) == expected, "{with_returns}");
+        assert_eq!(blocked.stats(), one_by_one.stats());
+    }
 }
 
 /// A backtracking failregex's budget grows with the line: a lookahead run over a 200 KB line

@@ -34,7 +34,8 @@ struct Args {
         default_value = "/etc/fail2ban/filter.d"
     )]
     filter_dir: PathBuf,
-    /// Machine-readable output: one JSON object per failure, then a summary object.
+    /// Machine-readable output: one JSON object per failure, then a summary object. As with
+    /// `fail2ban-regex -o`, a line stops at its first matching failregex (unless `--all`).
     #[arg(long)]
     json: bool,
     /// Also list matches that are not failures (`<F-NOFAIL>`, host names, pending sessions).
@@ -60,7 +61,9 @@ fn main() -> anyhow::Result<()> {
     };
     let mut filter = FilterBuilder::new(def.clone())
         .with_clock(logban::filter::Clock::system(zone))
-        .with_check_all_regex(true)
+        // Rows (`--json`) follow `fail2ban-regex -o`, which stops at a line's first matching
+        // failregex; the report and `--all` try every failregex, as `fail2ban-regex` does.
+        .with_check_all_regex(!args.json || args.all)
         .with_comment_lines_skipped(true)
         .build()
         .with_context(|| format!("compiling filter {}", args.filter))?;
@@ -85,19 +88,35 @@ fn main() -> anyhow::Result<()> {
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let (mut failures, mut not_banned, mut undated) = (0u64, 0u64, 0u64);
     let mut write_error = None;
+    let (json, all) = (args.json, args.all);
+    // Each match is classified and formatted (all but its line number) on the scanning thread
+    // that found it; this thread counts and writes in log order.
+    let describe = |m: FilterMatch| {
+        let is_failure = m.is_failure();
+        let kind = if is_failure {
+            Kind::Failure
+        } else if !m.nofail && m.addr.is_none() {
+            Kind::NotBanned
+        } else if !m.nofail {
+            Kind::Undated
+        } else {
+            Kind::NoFail
+        };
+        let text = (is_failure || all).then(|| match_text(&m, json));
+        (kind, text)
+    };
     filter
-        .scan_reader(input, threads, |found| {
-            let m = &found.found;
-            let is_failure = m.to_failure().is_some();
-            if is_failure {
-                failures += 1;
-            } else if !m.nofail && m.addr.is_none() {
-                not_banned += 1;
-            } else if !m.nofail {
-                undated += 1;
+        .scan_reader_map(input, threads, describe, |line, (kind, text)| {
+            match kind {
+                Kind::Failure => failures += 1,
+                Kind::NotBanned => not_banned += 1,
+                Kind::Undated => undated += 1,
+                Kind::NoFail => {}
             }
-            if (is_failure || args.all) && write_error.is_none() {
-                write_error = print_match(&mut out, m, found.line, args.json).err();
+            if let Some(text) = text
+                && write_error.is_none()
+            {
+                write_error = write_match(&mut out, line, &text, json).err();
             }
         })
         .with_context(|| format!("reading {}", args.log))?;
@@ -179,43 +198,61 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_match(
-    out: &mut impl Write,
-    m: &FilterMatch,
-    line_no: u64,
-    json: bool,
-) -> std::io::Result<()> {
+/// What a match counts as in the summary.
+enum Kind {
+    Failure,
+    NotBanned,
+    Undated,
+    NoFail,
+}
+
+/// A match's output line after its line number (`"id":...}` in JSON, `ID TIME (failregex N)`
+/// in text), with its newline.
+fn match_text(m: &FilterMatch, json: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
     if json {
         // Written field by field: no JSON tree per match (the values are escaped by serde_json).
-        write!(out, "{{\"line\":{line_no},\"id\":")?;
-        serde_json::to_writer(&mut *out, &m.id)?;
-        write!(out, ",\"addr\":")?;
-        serde_json::to_writer(&mut *out, &m.addr.map(|a| a.to_string()))?;
-        write!(out, ",\"time\":")?;
-        serde_json::to_writer(&mut *out, &m.time)?;
-        write!(
+        // Writing to a Vec cannot fail.
+        out.extend_from_slice(b"\"id\":");
+        let _ = serde_json::to_writer(&mut out, &m.id);
+        out.extend_from_slice(b",\"addr\":");
+        // An address needs no escaping.
+        let _ = match m.addr {
+            Some(addr) => write!(out, "\"{addr}\""),
+            None => write!(out, "null"),
+        };
+        out.extend_from_slice(b",\"time\":");
+        let _ = serde_json::to_writer(&mut out, &m.time);
+        let _ = write!(
             out,
             ",\"regex\":{},\"failure\":{},\"user\":",
             m.regex,
-            m.to_failure().is_some()
-        )?;
-        serde_json::to_writer(&mut *out, &m.groups.get("user"))?;
-        writeln!(out, ",\"attempts\":{}}}", m.attempts())
+            m.is_failure()
+        );
+        let _ = serde_json::to_writer(&mut out, &m.groups.get("user"));
+        let _ = writeln!(out, ",\"attempts\":{}}}", m.attempts());
     } else {
         let time = m
             .time
             .and_then(|t| jiff::Timestamp::from_second(t as i64).ok())
             .map_or_else(|| "-".to_string(), |t| t.to_string());
-        writeln!(
+        let _ = writeln!(
             out,
-            "{line_no}: {} {time} (failregex {}){}",
+            "{} {time} (failregex {}){}",
             m.id.as_deref().unwrap_or("-"),
             m.regex + 1,
-            if m.to_failure().is_some() {
-                ""
-            } else {
-                " [not banned]"
-            }
-        )
+            if m.is_failure() { "" } else { " [not banned]" }
+        );
     }
+    out
+}
+
+/// Writes a match's output line: its line number, then [`match_text`].
+fn write_match(out: &mut impl Write, line_no: u64, text: &[u8], json: bool) -> std::io::Result<()> {
+    if json {
+        write!(out, "{{\"line\":{line_no},")?;
+    } else {
+        write!(out, "{line_no}: ")?;
+    }
+    out.write_all(text)
 }

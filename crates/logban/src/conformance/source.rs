@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::source::{LogLine, LogSource};
+use crate::source::{LogBatch, LogLine, LogSource};
 
 /// How long lines may take to arrive (a journal goes through journald).
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -75,6 +75,7 @@ pub async fn run_all(source: &dyn LogSource, append: Append<'_>) {
     lines_arrive_in_order_once(source, append).await;
     a_backlog_arrives_whole_in_order(source, append).await;
     checkpoint_moves_with_the_lines(source, append).await;
+    batches_hold_the_lines_once(source, append).await;
 }
 
 /// A source following an empty log polls no lines and no error, reports no problem and is not
@@ -126,4 +127,39 @@ pub async fn checkpoint_moves_with_the_lines(source: &dyn LogSource, append: App
         let keys = |c: &[(String, Vec<u8>)]| c.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
         assert_eq!(keys(&before), keys(&after), "the same keys, new values");
     }
+}
+
+/// [`LogSource::poll_batch`] gives the appended lines in order, each once (a block's lines each
+/// end in `\n`), and shares its position with [`LogSource::poll`]: what one returned the other
+/// never returns again.
+pub async fn batches_hold_the_lines_once(source: &dyn LogSource, append: Append<'_>) {
+    let lines = numbered("batch", 500);
+    append(&lines);
+    let mut got = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    while got.len() < lines.len() && Instant::now() < deadline {
+        let batch = source
+            .poll_batch()
+            .await
+            .expect("a healthy source polls without error");
+        if let LogBatch::Block(block) = &batch {
+            assert!(
+                block.is_empty() || block.ends_with(b"\n"),
+                "a block holds complete lines"
+            );
+        }
+        if batch.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        got.extend(batch.into_lines());
+    }
+    assert_lines(&got, &lines);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let again = source.poll().await.expect("poll");
+    assert!(again.is_empty(), "lines delivered twice: {again:?}");
+    assert!(
+        source.poll_batch().await.expect("poll").is_empty(),
+        "lines delivered twice"
+    );
 }

@@ -883,7 +883,11 @@ impl Filter {
 
     /// Processes raw bytes (invalid UTF-8 is replaced, like fail2ban's `errors=replace`).
     pub fn process_bytes(&mut self, line: &[u8]) -> Vec<FilterMatch> {
-        self.process_line(&String::from_utf8_lossy(line))
+        // `from_utf8` is the fast check; the lossy copy only for lines with invalid bytes.
+        match std::str::from_utf8(line) {
+            Ok(text) => self.process_line(text),
+            Err(_) => self.process_line(&String::from_utf8_lossy(line)),
+        }
     }
 
     /// Processes a line whose time is already known (a journal entry).

@@ -7,11 +7,15 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::{LogLine, LogSource, SourceProblem};
+use super::{LogBatch, LogLine, LogSource, SourceProblem};
 use crate::{Error, Result};
 
 /// Bytes one poll of one file reads at most.
 const MAX_POLL_BYTES: u64 = 8 << 20;
+
+/// Bytes read at a time; a line that ends within one read is shorter than [`MAX_LINE`].
+const READ_BYTES: usize = 256 * 1024;
+const _: () = assert!(READ_BYTES <= MAX_LINE);
 
 /// Where a file is in a followed log: which file (inode) and how far it was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +119,13 @@ impl FileTail {
     /// backlog comes over several polls, so memory stays bounded). Follows rename rotation (the old file is
     /// read to its end first) and copytruncate (a file shorter than the position restarts at 0).
     pub fn poll(&mut self) -> Result<Vec<LogLine>> {
-        let mut lines = Vec::new();
+        Ok(LogBatch::Block(self.poll_block()?).into_lines())
+    }
+
+    /// Like [`poll`](Self::poll), the lines as one block (each ending in `\n`, see
+    /// [`LogBatch::Block`]).
+    pub fn poll_block(&mut self) -> Result<Vec<u8>> {
+        let mut block = Vec::new();
         let current = match std::fs::metadata(&self.path) {
             Ok(m) => Some(m),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -129,8 +139,8 @@ impl FileTail {
         if rotated {
             // Finish what was written to the old file before its rename, then switch.
             if self.file.is_some() {
-                self.read_available(&mut lines, u64::MAX)?;
-                self.flush_partial(&mut lines);
+                self.read_available(&mut block, u64::MAX)?;
+                self.flush_partial(&mut block);
             }
             if let Some(m) = &current {
                 self.file = Some(File::open(&self.path).map_err(|e| io_err(&self.path, e))?);
@@ -149,19 +159,20 @@ impl FileTail {
             }
         }
         if self.file.is_some() {
-            self.read_available(&mut lines, MAX_POLL_BYTES)?;
+            self.read_available(&mut block, MAX_POLL_BYTES)?;
         }
-        Ok(lines)
+        Ok(block)
     }
 
-    /// Reads complete lines up to about `limit` bytes (the rest waits for the next poll).
-    fn read_available(&mut self, lines: &mut Vec<LogLine>, limit: u64) -> Result<()> {
+    /// Reads complete lines up to about `limit` bytes (the rest waits for the next poll) onto
+    /// `block`.
+    fn read_available(&mut self, block: &mut Vec<u8>, limit: u64) -> Result<()> {
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
         file.seek(SeekFrom::Start(self.offset + self.partial_raw))
             .map_err(|e| io_err(&self.path, e))?;
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; READ_BYTES];
         let mut read = 0u64;
         while read < limit {
             let n = file.read(&mut buf).map_err(|e| io_err(&self.path, e))?;
@@ -170,44 +181,46 @@ impl FileTail {
             }
             read += n as u64;
             let mut rest = &buf[..n];
-            while !rest.is_empty() {
-                match rest.iter().position(|&b| b == b'\n') {
-                    Some(i) => {
-                        keep(&mut self.partial, &mut self.partial_raw, &rest[..i]);
-                        if self.partial_raw > MAX_LINE as u64 {
-                            // Reported, never silent: a filter sees only the line's first MiB.
-                            self.cut += 1;
-                            tracing::warn!(
-                                path = %self.path.display(),
-                                bytes = self.partial_raw,
-                                "log line longer than 1 MiB: only its first MiB is matched"
-                            );
-                        }
-                        self.offset += self.partial_raw + 1;
-                        self.partial_raw = 0;
-                        lines.push(LogLine {
-                            bytes: std::mem::take(&mut self.partial),
-                            time: None,
-                        });
-                        rest = &rest[i + 1..];
-                    }
-                    None => {
-                        keep(&mut self.partial, &mut self.partial_raw, rest);
-                        rest = &[];
-                    }
+            if self.partial_raw > 0 {
+                // The end of a line begun in an earlier read.
+                let Some(i) = memchr::memchr(b'\n', rest) else {
+                    keep(&mut self.partial, &mut self.partial_raw, rest);
+                    continue;
+                };
+                keep(&mut self.partial, &mut self.partial_raw, &rest[..i]);
+                if self.partial_raw > MAX_LINE as u64 {
+                    // Reported, never silent: a filter sees only the line's first MiB.
+                    self.cut += 1;
+                    tracing::warn!(
+                        path = %self.path.display(),
+                        bytes = self.partial_raw,
+                        "log line longer than 1 MiB: only its first MiB is matched"
+                    );
                 }
+                self.offset += self.partial_raw + 1;
+                self.partial_raw = 0;
+                block.extend_from_slice(&self.partial);
+                block.push(b'\n');
+                self.partial.clear();
+                rest = &rest[i + 1..];
             }
+            // The lines that end in this read are shorter than it (never cut): one copy.
+            if let Some(i) = memchr::memrchr(b'\n', rest) {
+                block.extend_from_slice(&rest[..=i]);
+                self.offset += i as u64 + 1;
+                rest = &rest[i + 1..];
+            }
+            keep(&mut self.partial, &mut self.partial_raw, rest);
         }
         Ok(())
     }
 
-    fn flush_partial(&mut self, lines: &mut Vec<LogLine>) {
+    fn flush_partial(&mut self, block: &mut Vec<u8>) {
         self.partial_raw = 0;
         if !self.partial.is_empty() {
-            lines.push(LogLine {
-                bytes: std::mem::take(&mut self.partial),
-                time: None,
-            });
+            block.extend_from_slice(&self.partial);
+            block.push(b'\n');
+            self.partial.clear();
         }
     }
 }
@@ -285,6 +298,11 @@ impl FileSource {
     /// lines come), read on the calling thread: [`LogSource::poll`] runs this on a blocking
     /// thread.
     pub fn poll_blocking(&self) -> Result<Vec<LogLine>> {
+        Ok(LogBatch::Block(self.files().poll()?).into_lines())
+    }
+
+    /// All files' new lines as one block of lines (see [`poll_blocking`](Self::poll_blocking)).
+    fn poll_block_blocking(&self) -> Result<Vec<u8>> {
         self.files().poll()
     }
 }
@@ -312,11 +330,13 @@ pub(crate) fn decode_position(bytes: &[u8]) -> Option<FilePosition> {
 #[async_trait::async_trait]
 impl LogSource for FileSource {
     async fn poll(&self) -> Result<Vec<LogLine>> {
-        let files = Arc::clone(&self.files);
-        tokio::task::spawn_blocking(move || files.lock().unwrap_or_else(|e| e.into_inner()).poll())
-            .await
-            // Blocking tasks are never cancelled: an error is a panic, passed on.
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        Ok(self.poll_batch().await?.into_lines())
+    }
+
+    async fn poll_batch(&self) -> Result<LogBatch> {
+        let source = self.clone();
+        let block = crate::follow::blocking(move || source.poll_block_blocking()).await?;
+        Ok(LogBatch::Block(block))
     }
 
     fn checkpoint(&self) -> Vec<(String, Vec<u8>)> {
@@ -371,7 +391,7 @@ impl Files {
             .collect()
     }
 
-    fn poll(&mut self) -> Result<Vec<LogLine>> {
+    fn poll(&mut self) -> Result<Vec<u8>> {
         for path in self.expand()? {
             if !self.tails.contains_key(&path) {
                 let start = if self.start == StartAt::End {
@@ -385,7 +405,7 @@ impl Files {
         }
         let mut out = Vec::new();
         for tail in self.tails.values_mut() {
-            out.extend(tail.poll()?);
+            out.extend(tail.poll_block()?);
         }
         self.problems = self.unreadable();
         Ok(out)

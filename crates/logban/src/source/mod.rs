@@ -2,7 +2,8 @@
 //! all behind one trait, [`LogSource`].
 //!
 //! A source is polled: [`LogSource::poll`] returns the lines that arrived since the last call,
-//! a bounded batch at a time (poll again at once while lines come). Blocking reads run on
+//! a bounded batch at a time (poll again at once while lines come); [`LogSource::poll_batch`]
+//! returns them as a [`LogBatch`], which for files is one block of lines as read. Blocking reads run on
 //! tokio's blocking threads, never on the runtime's workers. Each source reports where it got
 //! to ([`LogSource::checkpoint`]) for the [`StateStore`](crate::StateStore), and the configured
 //! inputs that give no lines now ([`LogSource::problems`]: a missing file, a directory), which
@@ -43,6 +44,54 @@ pub struct LogLine {
     pub time: Option<f64>,
 }
 
+/// What one poll returned: lines one by one, or a block of complete lines as read.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogBatch {
+    /// Lines one by one (with their times when the source knows them: the journal).
+    Lines(Vec<LogLine>),
+    /// Lines one after the other, each ending in `\n` (none holds another `\n`; a `\r` before
+    /// it is part of the line), as a file source reads them: handed on without a copy or an
+    /// allocation per line.
+    Block(Vec<u8>),
+}
+
+impl LogBatch {
+    /// True when the batch holds no line.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Self::Lines(lines) => lines.is_empty(),
+            Self::Block(block) => block.is_empty(),
+        }
+    }
+
+    /// The lines one by one (a block's without their `\n`).
+    pub fn into_lines(self) -> Vec<LogLine> {
+        match self {
+            Self::Lines(lines) => lines,
+            Self::Block(block) => block_lines(&block)
+                .map(|line| LogLine {
+                    bytes: line.to_vec(),
+                    time: None,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The lines of a [`LogBatch::Block`] without their `\n` (a last line without one, which a
+/// block should not have, is a line too).
+pub(crate) fn block_lines(block: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', block)
+        .chain((!block.is_empty() && !block.ends_with(b"\n")).then_some(block.len()));
+    ends.map(move |end| {
+        let line = &block[start..end];
+        start = end + 1;
+        line
+    })
+}
+
 /// A configured input that gives no lines now, and why.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +120,14 @@ pub trait LogSource: Send + Sync + std::fmt::Debug {
     /// polls again at once while lines come. Never blocks the async runtime. An error (a file
     /// that cannot be read, `journalctl` failing) names what failed.
     async fn poll(&self) -> Result<Vec<LogLine>>;
+
+    /// The same lines as [`poll`](Self::poll) (the two share one position: each line comes
+    /// once, from either), as a [`LogBatch`]: a source that reads lines as one run of bytes (a
+    /// file) hands them over as a [`LogBatch::Block`], without a copy per line.
+    /// [`Engine::follow`](crate::Engine::follow) polls this. Default: `poll`'s lines.
+    async fn poll_batch(&self) -> Result<LogBatch> {
+        Ok(LogBatch::Lines(self.poll().await?))
+    }
 
     /// Where the source has got to, as `(key, value)` pairs to save in the
     /// [`StateStore`](crate::StateStore) after the lines polled so far were handled; the
