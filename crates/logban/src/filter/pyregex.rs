@@ -1032,8 +1032,10 @@ fn spans_of(
     {
         // Where the match must start at the text's start, the anchored search alone decides
         // on a short text (on a long one, a DFA pass that finds where the match ends is
-        // cheaper than a visited set over all the text).
+        // cheaper than a visited set over all the text; so is the split of a pattern with a
+        // long tail, whatever the text).
         if fast.starts_at_text_start
+            && fast.tail.is_none()
             && hay.len() - start <= ANCHORED_TEXT
             && let Ok(found) = fast.captures_anchored(hay, start)
         {
