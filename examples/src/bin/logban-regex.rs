@@ -211,26 +211,39 @@ enum Kind {
 fn match_text(m: &FilterMatch, json: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     if json {
-        // Written field by field: no JSON tree per match (the values are escaped by serde_json).
-        // Writing to a Vec cannot fail.
+        // Written field by field, numbers and strings by serde_json (no JSON tree per match,
+        // no `fmt` machinery: this runs for every failure of a flood). Writing to a Vec
+        // cannot fail.
         out.extend_from_slice(b"\"id\":");
         let _ = serde_json::to_writer(&mut out, &m.id);
         out.extend_from_slice(b",\"addr\":");
-        // An address needs no escaping.
-        let _ = match m.addr {
-            Some(addr) => write!(out, "\"{addr}\""),
-            None => write!(out, "null"),
-        };
+        match m.addr {
+            Some(std::net::IpAddr::V4(addr)) => {
+                // Dotted octets need no escaping.
+                for (i, octet) in addr.octets().iter().enumerate() {
+                    out.extend_from_slice(if i == 0 { b"\"" } else { b"." });
+                    let _ = serde_json::to_writer(&mut out, octet);
+                }
+                out.push(b'"');
+            }
+            Some(addr) => {
+                let _ = write!(out, "\"{addr}\"");
+            }
+            None => out.extend_from_slice(b"null"),
+        }
         out.extend_from_slice(b",\"time\":");
         let _ = serde_json::to_writer(&mut out, &m.time);
-        let _ = write!(
-            out,
-            ",\"regex\":{},\"failure\":{},\"user\":",
-            m.regex,
-            m.is_failure()
-        );
+        out.extend_from_slice(b",\"regex\":");
+        let _ = serde_json::to_writer(&mut out, &m.regex);
+        out.extend_from_slice(if m.is_failure() {
+            b",\"failure\":true,\"user\":"
+        } else {
+            b",\"failure\":false,\"user\":"
+        });
         let _ = serde_json::to_writer(&mut out, &m.groups.get("user"));
-        let _ = writeln!(out, ",\"attempts\":{}}}", m.attempts());
+        out.extend_from_slice(b",\"attempts\":");
+        let _ = serde_json::to_writer(&mut out, &m.attempts());
+        out.extend_from_slice(b"}\n");
     } else {
         let time = m
             .time
@@ -250,7 +263,9 @@ fn match_text(m: &FilterMatch, json: bool) -> Vec<u8> {
 /// Writes a match's output line: its line number, then [`match_text`].
 fn write_match(out: &mut impl Write, line_no: u64, text: &[u8], json: bool) -> std::io::Result<()> {
     if json {
-        write!(out, "{{\"line\":{line_no},")?;
+        out.write_all(b"{\"line\":")?;
+        serde_json::to_writer(&mut *out, &line_no)?;
+        out.write_all(b",")?;
     } else {
         write!(out, "{line_no}: ")?;
     }
