@@ -20,6 +20,12 @@
 //!   leftmost-first semantics, linear in states times span thanks to its visited set) compiled
 //!   without Unicode classes when the haystack is ASCII, where both mean the same; this keeps
 //!   its visited set small.
+//!
+//! Short ASCII matches, the common case, run that ASCII backtracker too, and avoid it where
+//! they can: a search is kept by the byte classes of the text it ran on ([`Memo`]: two texts
+//! whose bytes are pairwise of one class take the same steps), a content head's first group
+//! ([`PrefixGroup`]) and the head before a long tail without named groups ([`TailSplit`]) are
+//! found by reverse lazy DFAs where their ends are unique ([`Split`]).
 
 use std::sync::{Arc, OnceLock};
 
