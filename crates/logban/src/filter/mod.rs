@@ -175,6 +175,24 @@ impl FilterBuilder {
             .filter(|r| !r.trim().is_empty())
             .map(|r| compile(r, false))
             .collect::<Result<Vec<_>>>()?;
+        // Linear patterns compile on first use; those that always run, and the failregexes
+        // when no screen's set (which has the same size limit) took them all, compile now so
+        // that one that cannot is a load error.
+        let compile_now = |m: &Matcher, py: &str| {
+            m.compile_now().map_err(|reason| Error::Regex {
+                pattern: py.to_string(),
+                reason,
+            })
+        };
+        if let (Some(m), Some(py)) = (&prefregex, self.def.prefregex.as_deref()) {
+            compile_now(m, py)?;
+        }
+        for (m, py) in ignoreregex
+            .iter()
+            .zip(self.def.ignoreregex.iter().filter(|r| !r.trim().is_empty()))
+        {
+            compile_now(m, py)?;
+        }
         let dates = match self.def.datepattern.as_deref() {
             Some(p) if !p.trim().is_empty() => {
                 DateDetector::from_datepattern(p).map_err(|reason| Error::Regex {
@@ -193,6 +211,14 @@ impl FilterBuilder {
                 Screen::new(prefregex.as_ref(), &fail)
             })
             .flatten();
+        if screen.is_none() {
+            for (m, py) in failregex
+                .iter()
+                .zip(self.def.failregex.iter().filter(|r| !r.trim().is_empty()))
+            {
+                compile_now(m, py)?;
+            }
+        }
         Ok(Filter {
             screen,
             scratch: String::new(),
@@ -1521,6 +1547,30 @@ mod tests {
         }
         assert!(c.order.len() <= 2 * MlfidCache::MAX + 1);
         assert!(c.take("k0", 0).is_some());
+    }
+
+    /// A pattern too large to compile is a load error, as before patterns compiled on first use.
+    #[test]
+    fn a_pattern_too_large_to_compile_is_a_load_error() {
+        for (prefregex, failregex) in [
+            (None, r"^(?:\w{500}){500} <HOST>$"),
+            (
+                Some(r"^(?:\w{500}){500} <F-CONTENT>.+</F-CONTENT>$"),
+                r"^x <HOST>$",
+            ),
+        ] {
+            let err = FilterBuilder::new(FilterDefinition {
+                prefregex: prefregex.map(str::to_string),
+                failregex: vec![failregex.into()],
+                ..FilterDefinition::default()
+            })
+            .build()
+            .expect_err("does not compile");
+            assert!(
+                matches!(&err, Error::Regex { pattern, .. } if pattern.contains(r"\w{500}")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

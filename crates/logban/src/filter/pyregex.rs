@@ -765,6 +765,13 @@ impl PrefixGroup {
         let HirKind::Capture(group) = items[k].kind() else {
             return None;
         };
+        // The group's start is the match's: nothing before it may take text (`^` only).
+        if items[..k]
+            .iter()
+            .any(|h| h.properties().maximum_len() != Some(0))
+        {
+            return None;
+        }
         let mut x = items[..k].to_vec();
         x.push((*group.sub).clone());
         Some(Self {
@@ -1072,7 +1079,7 @@ struct Linear {
     names: Vec<Option<String>>,
     /// Compiled on first use: most of a filter's failregexes never run (the screen's set
     /// rejects their lines), and compiling each was most of a filter's start-up.
-    re: Arc<OnceLock<Option<regex::Regex>>>,
+    re: Arc<OnceLock<Result<regex::Regex, String>>>,
     multiline: bool,
     /// For a pattern ending in [`CONTENT_TAIL`]: the head followed by one `.`.
     content_head: Option<regex::Regex>,
@@ -1136,18 +1143,21 @@ impl Linear {
 
     /// The compiled pattern; `None` (with a warning, once) if it exceeds the size limit.
     fn regex(&self) -> Option<&regex::Regex> {
-        self.re
-            .get_or_init(|| {
-                regex::RegexBuilder::new(&self.pattern)
-                    .multi_line(self.multiline)
-                    .size_limit(SIZE_LIMIT)
-                    .build()
-                    .inspect_err(|e| {
-                        tracing::warn!(pattern = %self.pattern, error = %e, "regex does not compile; it matches nothing");
-                    })
-                    .ok()
-            })
-            .as_ref()
+        self.compiled().as_ref().ok()
+    }
+
+    /// The pattern compiled, or why it does not compile (over the size limit).
+    fn compiled(&self) -> &Result<regex::Regex, String> {
+        self.re.get_or_init(|| {
+            regex::RegexBuilder::new(&self.pattern)
+                .multi_line(self.multiline)
+                .size_limit(SIZE_LIMIT)
+                .build()
+                .map_err(|e| e.to_string())
+                .inspect_err(|e| {
+                    tracing::warn!(pattern = %self.pattern, error = %e, "regex does not compile; it matches nothing");
+                })
+        })
     }
 
     fn backtracker(&self, unicode: bool) -> Option<&BoundedBacktracker> {
@@ -1339,6 +1349,15 @@ impl Matcher {
             names,
             source: py.into(),
         })
+    }
+
+    /// Compiles the pattern now (a linear one otherwise compiles on first use): `Err` when it
+    /// cannot be compiled, for errors at load time.
+    pub(crate) fn compile_now(&self) -> Result<(), String> {
+        match &self.engine {
+            Engine::Linear(l) => l.compiled().as_ref().map(|_| ()).map_err(Clone::clone),
+            Engine::Backtracking(_) => Ok(()),
+        }
     }
 
     /// True when the pattern runs on the backtracking engine.
@@ -1684,6 +1703,16 @@ mod tests {
         assert!(PrefixGroup::new(head, false).is_some(), "the split applies");
         let m = Matcher::compile(pattern, false).expect("compiles");
         let re = regex::Regex::new(pattern).expect("compiles");
+        // A group after text (`^a(?P<g>b)`): no split, the capture search.
+        let consuming = r"^a(?P<g>b)(?P<content>.+)(?m:$)";
+        assert!(
+            PrefixGroup::new(consuming.strip_suffix(CONTENT_TAIL).expect("tail"), false).is_none()
+        );
+        let spans = Matcher::compile(consuming, false)
+            .expect("compiles")
+            .search("abc\n")
+            .map(|c| c.spans);
+        assert_eq!(spans, Some(vec![Some((0, 3)), Some((1, 2)), Some((2, 3))]));
         let heads = [
             " web1 sshd[3233]: ",
             " sshd[1]: ",
