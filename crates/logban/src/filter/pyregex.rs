@@ -702,18 +702,10 @@ impl GroupFreeHead {
         let tail_bt = BoundedBacktracker::builder()
             .build_from_nfa(thompson::Compiler::new().build_from_hir(&tail).ok()?)
             .ok()?;
-        let for_states = tail_bt.clone();
-        let make: MakeCache = Box::new(move || {
-            (
-                for_states.create_cache(),
-                for_states.create_captures(),
-                Memo::default(),
-            )
-        });
         Some(Self {
             split: Split::new(&head, &tail)?,
+            tail_states: search_states(&tail_bt),
             tail: tail_bt,
-            tail_states: Pool::new(make),
         })
     }
 
@@ -801,6 +793,14 @@ type SearchState = (
     regex_automata::util::captures::Captures,
     Memo,
 );
+
+/// A pool of [`SearchState`]s for `bt`.
+fn search_states(bt: &BoundedBacktracker) -> Pool<SearchState, MakeCache> {
+    let bt = bt.clone();
+    let make: MakeCache =
+        Box::new(move || (bt.create_cache(), bt.create_captures(), Memo::default()));
+    Pool::new(make)
+}
 
 /// Search results by the byte classes of the text searched (see [`AsciiCaptures::search`]).
 #[derive(Debug, Default)]
@@ -924,21 +924,13 @@ impl AsciiCaptures {
             .configure(backtrack::Config::new().visited_capacity(SHORT_VISITED_CAPACITY))
             .build_from_nfa(nfa)
             .ok()?;
-        let for_caches = bt.clone();
-        let make: MakeCache = Box::new(move || {
-            (
-                for_caches.create_cache(),
-                for_caches.create_captures(),
-                Memo::default(),
-            )
-        });
         Some(Self {
+            caches: search_states(&bt),
             groups: bt
                 .get_nfa()
                 .group_info()
                 .group_len(regex_automata::PatternID::ZERO),
             bt,
-            caches: Pool::new(make),
             starts_at_text_start: hir.properties().look_set_prefix().contains(Look::Start),
             tail: None,
         })
