@@ -821,17 +821,15 @@ impl Memo {
         self.searches += 1;
         if self.resting {
             if self.searches >= MEMO_REST {
-                *self = Self::default();
+                // Tried again with what it kept: texts seen before answer at once.
+                (self.resting, self.searches, self.hits) = (false, 0, 0);
             }
             return false;
         }
         if self.searches >= MEMO_TRIAL {
             // Texts that seldom repeat their classes (access log lines with user agents):
             // building keys would cost more than the searches it saves.
-            if self.hits < self.searches / 2 {
-                self.found = Default::default();
-                self.resting = true;
-            }
+            self.resting = self.hits < self.searches / 4;
             self.searches = 0;
             self.hits = 0;
         }
@@ -841,7 +839,7 @@ impl Memo {
 
 /// Results a [`Memo`] keeps before it starts over (a few MiB at most).
 const MEMO_ENTRIES: usize = 4096;
-/// Searches over which a [`Memo`] must answer half to stay in use.
+/// Searches over which a [`Memo`] must answer a quarter to stay in use.
 const MEMO_TRIAL: u32 = 4096;
 /// Searches a [`Memo`] that answered too few sits out before it is tried again.
 const MEMO_REST: u32 = 65_536;
