@@ -37,20 +37,6 @@ fn manifest() -> (String, BTreeMap<String, BTreeSet<String>>) {
     (passphrase.expect("passphrase line"), snapshots)
 }
 
-/// Copies the fixture so that nothing a test does can change the committed files.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// Which parts of an entry this machine can restore as they were.
 struct Can {
     chown: bool,
@@ -165,7 +151,7 @@ async fn the_version_1_fixture_restores_every_snapshot_to_its_manifest() {
     assert_eq!(expected.len(), 3, "three snapshots in the manifest");
     let work = tempfile::tempdir().unwrap();
     let repo_dir = work.path().join("repository-v1");
-    copy_dir(&fixtures().join("repository-v1"), &repo_dir);
+    test_support::copy_dir(&fixtures().join("repository-v1"), &repo_dir);
 
     let probe = tempfile::NamedTempFile::new_in(work.path()).unwrap();
     let can = Can {

@@ -38,19 +38,6 @@ fn manifest() -> BTreeMap<String, BTreeSet<String>> {
     snapshots
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// The entries under `root/top` in the manifest's format (path, kind, mode, mtime, size,
 /// SHA-256 or link target in hex).
 fn entries_of(root: &Path, rel: &Path, out: &mut BTreeSet<String>) {
@@ -96,7 +83,7 @@ async fn the_write_only_fixture_restores_for_the_owner_and_stays_unreadable_for_
     assert_eq!(expected.len(), 2, "two snapshots in the manifest");
     let work = tempfile::tempdir().unwrap();
     let repo_dir = work.path().join(NAME);
-    copy_dir(&fixtures().join(NAME), &repo_dir);
+    test_support::copy_dir(&fixtures().join(NAME), &repo_dir);
 
     let identity =
         KeySource::owner_identity_file(&fixtures().join(format!("{NAME}.identity"))).unwrap();

@@ -106,6 +106,32 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The standard output of a command that must have succeeded (its standard error in the
+/// failure message otherwise).
+pub fn success_stdout(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// Copies the directory tree `from` to `to` (regular files and directories): a test works on
+/// a copy of committed data (a format fixture), so nothing it does can change the files.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the copy's directory");
+    for entry in std::fs::read_dir(from).expect("read the directory to copy") {
+        let entry = entry.expect("directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy a file");
+        }
+    }
+}
+
 /// `len` pseudo-random bytes (xorshift64 from `seed`): incompressible test data that does not
 /// repeat, so it cannot hide chunk mix-ups or be shrunk by compression.
 ///
