@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use test_support::success_stdout as ok;
+
 /// `backup --repo REPO ARGS...` with `password` (or none) in BACKUP_PASSWORD.
 fn command(repo: &Path, args: &[&str], password: Option<&str>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_backup"));
@@ -37,15 +39,6 @@ fn restore_latest(repo: &Path, target: &Path, extra: &[&str]) {
     let target = target.to_str().expect("utf-8");
     let args = [&["restore", "latest", "--target", target][..], extra].concat();
     ok(backup(repo, &args, Some("pw")));
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
 fn fails_with(out: Output, needle: &str) {

@@ -6,6 +6,8 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use test_support::success_stdout as ok;
+
 /// `backup --repo REPO ARGS...` with no password in the environment.
 fn backup(repo: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_backup"))
@@ -20,15 +22,6 @@ fn backup(repo: &Path, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("backup runs")
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
 fn json(out: Output) -> serde_json::Value {
