@@ -1040,11 +1040,15 @@ impl Filter {
         let mut ignored_any = false;
         let total = self.failregex.len();
         let mut candidates: Option<Vec<bool>> = None;
+        // Candidates from the screen on this very text: for a failregex the screen holds
+        // exactly, being one means matching.
+        let mut from_screen = screened.is_some();
         for idx in 0..total {
             if stale {
                 buffer_text_into(&self.buffer, text);
                 stale = false;
                 candidates = None;
+                from_screen = false;
             }
             let text: &str = text;
             let fail_set = || {
@@ -1075,7 +1079,7 @@ impl Filter {
                 && self.ignoreregex.is_empty()
                 && let Some(key) = pre_groups.get("mlfid")
                 && !self.mlfid.has_live(key, self.clock.now())
-                && self.failregex[idx].is_match(text)
+                && (from_screen && self.screen_is_exact(idx) || self.failregex[idx].is_match(text))
             {
                 // A not-a-failure match that ends a session nobody cached: whatever its
                 // groups hold, the full path below only counts it (and drops an expired
@@ -1203,6 +1207,12 @@ impl Filter {
             self.stats.ignored += 1;
         }
         out
+    }
+
+    /// Whether the screen's answer for failregex `idx` is the failregex's own `is_match`.
+    fn screen_is_exact(&self, idx: usize) -> bool {
+        !self.failregex[idx].is_backtracking()
+            && self.screen.as_ref().is_some_and(|s| s.is_exact(idx))
     }
 
     /// Splits the buffer into the lines a match covers and the rest (fail2ban's

@@ -90,6 +90,9 @@ pub(crate) struct Screen {
     unanchored: Option<regex::RegexSet>,
     /// The overlapping search's answer, reused from line to line.
     found: PatternSet,
+    /// By failregex (below 128): its pattern is its own superset, so the set's answer for it is
+    /// the failregex's own `is_match` on the same text.
+    exact: u128,
 }
 
 fn set(patterns: &[String]) -> Option<regex::RegexSet> {
@@ -120,13 +123,28 @@ impl Screen {
             Some(p) if !p.has_content_head() => Some(set(&widened(false)?)?),
             _ => None,
         };
-        let set = Lazy::new(&widened(true)?, MatchKind::All, false, SET_CACHE)?;
+        let supersets = widened(true)?;
+        let exact = supersets
+            .iter()
+            .zip(failregex)
+            .take(128)
+            .enumerate()
+            .filter(|(_, (wide, p))| wide == *p)
+            .fold(0, |bits, (i, _)| bits | 1 << i);
+        let set = Lazy::new(&supersets, MatchKind::All, false, SET_CACHE)?;
         Some(Self {
             found: PatternSet::new(set.dfa.pattern_len()),
             set,
             head,
             unanchored,
+            exact,
         })
+    }
+
+    /// Whether a [`Verdict::Candidates`] or [`Verdict::Any`] naming failregex `i` means that it
+    /// matches the text it runs on (no superset was widened for it).
+    pub(crate) fn is_exact(&self, i: usize) -> bool {
+        i < 128 && self.exact & (1 << i) != 0
     }
 
     /// False only when no failregex can match `text` (the line without its date, plus `\n`).
