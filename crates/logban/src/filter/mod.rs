@@ -9,7 +9,9 @@
 //! Dependencies, and why: `regex-automata` and `regex-syntax` (the engines under `regex`) resolve
 //! capture groups of very long matches (200 KB lines of repeated tokens) in a few milliseconds,
 //! through reverse lazy DFAs and a bounded backtracker, where `regex`'s own captures fall back to
-//! its PikeVM at about 300 ns per byte.
+//! its PikeVM at about 300 ns per byte. `foldhash` hashes the per-line maps (the capture memo's
+//! class sequences, the session cache's ids) in a fraction of std's SipHash time, still seeded
+//! per process, so that hostile lines cannot aim at one bucket.
 
 mod date;
 mod pyregex;
@@ -639,7 +641,7 @@ impl FailSet {
 /// no scan; stale entries are swept when they outnumber live ones.
 #[derive(Debug, Clone, Default)]
 struct MlfidCache {
-    map: HashMap<String, (Fail, i64, u64)>,
+    map: HashMap<String, (Fail, i64, u64), foldhash::fast::RandomState>,
     order: std::collections::VecDeque<(u64, String)>,
     seq: u64,
 }

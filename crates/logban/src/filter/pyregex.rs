@@ -805,7 +805,7 @@ fn search_states(bt: &BoundedBacktracker) -> Pool<SearchState, MakeCache> {
 /// Search results by the byte classes of the text searched (see [`AsciiCaptures::search`]).
 #[derive(Debug, Default)]
 struct Memo {
-    found: std::collections::HashMap<Box<[u8]>, Option<Spans>>,
+    found: std::collections::HashMap<Box<[u8]>, Option<Spans>, foldhash::fast::RandomState>,
     /// The key being built.
     key: Vec<u8>,
     /// Searches since the memo was last weighed, and how many it answered.
