@@ -266,11 +266,11 @@ fn ends_session(failregex: &Matcher) -> bool {
         && (always("nofail") || always("mlfgained"))
 }
 
-fn has_failure_id(names: &[Option<String>]) -> bool {
+fn has_failure_id(names: &[Option<Arc<str>>]) -> bool {
     names
         .iter()
         .flatten()
-        .any(|n| matches!(n.as_str(), "fid" | "ip4" | "ip6" | "dns" | "mlfid"))
+        .any(|n| matches!(&**n, "fid" | "ip4" | "ip6" | "dns" | "mlfid"))
 }
 
 const IP4: &str = r"(?:\d{1,3}\.){3}\d{1,3}";
@@ -431,6 +431,70 @@ impl FilterStats {
     }
 }
 
+/// The named groups of a match (fail2ban's match dict): each name once, in name order.
+///
+/// Names are shared with the pattern and values between a match and its cached session, so
+/// that copies cost no text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Groups(Vec<(Arc<str>, Arc<str>)>);
+
+impl Groups {
+    /// The text of group `name`, if it took part.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let i = self.find(name).ok()?;
+        Some(&self.0[i].1)
+    }
+
+    /// `(name, text)` pairs, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (&**n, &**v))
+    }
+
+    /// How many groups there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn find(&self, name: &str) -> std::result::Result<usize, usize> {
+        self.0.binary_search_by(|(n, _)| (**n).cmp(name))
+    }
+
+    /// Sets `name` to `value`.
+    fn insert(&mut self, name: Arc<str>, value: Arc<str>) {
+        match self.find(&name) {
+            Ok(i) => self.0[i].1 = value,
+            Err(i) => self.0.insert(i, (name, value)),
+        }
+    }
+
+    /// Sets `name` to `value` unless it has a value.
+    fn insert_absent(&mut self, name: Arc<str>, value: Arc<str>) {
+        if let Err(i) = self.find(&name) {
+            self.0.insert(i, (name, value));
+        }
+    }
+
+    /// The text of group `name`, shared.
+    fn shared(&self, name: &str) -> Option<Arc<str>> {
+        let i = self.find(name).ok()?;
+        Some(self.0[i].1.clone())
+    }
+
+    fn remove(&mut self, name: &str) -> Option<Arc<str>> {
+        let i = self.find(name).ok()?;
+        Some(self.0.remove(i).1)
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.0.retain(|(n, _)| keep(n));
+    }
+}
+
 /// One failregex match, as fail2ban reports it before any ban decision.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
@@ -448,7 +512,7 @@ pub struct FilterMatch {
     /// Not (yet) a failure: `<F-NOFAIL>` or a multi-line session still pending.
     pub nofail: bool,
     /// Named groups (`user`, `fport`, custom `<F-*>` tags) with their text.
-    pub groups: BTreeMap<String, String>,
+    pub groups: Groups,
     /// Distinct users seen in a multi-line session (`<F-MLFID>`).
     pub users: Vec<String>,
     /// Lines that make up this failure; their count is the attempt count.
@@ -482,7 +546,7 @@ impl FilterMatch {
         Some(Failure {
             addr: self.addr?,
             time: self.time.map_or(now, |t| t as i64),
-            user: self.groups.get("user").cloned(),
+            user: self.groups.get("user").map(str::to_string),
             attempts: self.attempts(),
         })
     }
@@ -568,7 +632,7 @@ fn buffer_text_into(lines: &[TupleLine], s: &mut String) {
 /// The failure being built for one regex match (fail2ban's `fail` dict).
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Fail {
-    groups: BTreeMap<String, String>,
+    groups: Groups,
     matches: Option<Vec<String>>,
     nofail_matches: Option<Vec<String>>,
     users: Option<BTreeSet<String>>,
@@ -585,7 +649,8 @@ impl Fail {
     }
 
     fn update_users(&mut self) -> Option<BTreeSet<String>> {
-        if let Some(user) = self.groups.get("user").filter(|u| !u.is_empty()).cloned() {
+        if let Some(user) = self.groups.get("user").filter(|u| !u.is_empty()) {
+            let user = user.to_string();
             self.users.get_or_insert_with(BTreeSet::new).insert(user);
         }
         self.users.clone()
@@ -1011,7 +1076,7 @@ impl Filter {
         }
         // Whether `text` must be rebuilt from `self.buffer` (which a match changed).
         let mut stale = false;
-        let mut pre_groups = BTreeMap::new();
+        let mut pre_groups = Groups::default();
         if let Some(pref) = &self.prefregex {
             let Some(caps) = pref.search(text) else {
                 return out;
@@ -1135,8 +1200,8 @@ impl Filter {
                 } else {
                     pre_groups.clone()
                 };
-                for (name, value) in pre {
-                    groups.entry(name).or_insert(value);
+                for (name, value) in pre.0 {
+                    groups.insert_absent(name, value);
                 }
             }
             let matched_text: Vec<String> = if org.is_empty() {
@@ -1148,7 +1213,7 @@ impl Filter {
                 groups,
                 ..Fail::default()
             };
-            let mlfid = fail.groups.get("mlfid").cloned();
+            let mlfid = fail.groups.shared("mlfid");
             let mut keep_in_cache = false;
             match &mlfid {
                 Some(id) => {
@@ -1168,14 +1233,14 @@ impl Filter {
             }
             let id = ["fid", "ip4", "ip6", "dns"]
                 .iter()
-                .find_map(|k| fail.groups.get(*k).cloned());
+                .find_map(|k| fail.groups.get(k).map(str::to_string));
             if id.is_none() {
                 fail.mlfpending = true;
             }
             let addr = ["ip4", "ip6"]
                 .iter()
-                .find_map(|k| fail.groups.get(*k))
-                .and_then(|text| parse_addr(text));
+                .find_map(|k| fail.groups.get(k))
+                .and_then(parse_addr);
             let nofail = fail.truthy("nofail") || id.is_none();
             let users = fail.users.iter().flatten().cloned().collect();
             let (groups, lines) = match (&mlfid, keep_in_cache) {
@@ -1187,7 +1252,7 @@ impl Filter {
                 _ => (fail.groups, fail.matches),
             };
             let mut groups = groups;
-            groups.retain(|k, _| !k.starts_with("skiplines"));
+            groups.retain(|k| !k.starts_with("skiplines"));
             out.push(FilterMatch {
                 regex: idx,
                 id,
@@ -1275,7 +1340,7 @@ impl Filter {
         if fail.truthy("mlfgained") {
             flags |= 8 | 1;
             if !fail.truthy("nofail") {
-                let v = fail.groups.get("mlfgained").cloned().unwrap_or_default();
+                let v = fail.groups.shared("mlfgained").unwrap_or_else(|| "".into());
                 fail.groups.insert("nofail".into(), v);
             }
         } else if fail.truthy("nofail") {
@@ -1290,7 +1355,7 @@ impl Filter {
             if let Some(user) = fail.groups.get("user").filter(|u| !u.is_empty()) {
                 prev.users
                     .get_or_insert_with(BTreeSet::new)
-                    .insert(user.clone());
+                    .insert(user.to_string());
             }
             users = prev.users.clone();
             if prev.pop_truthy("nofail") {
@@ -1305,7 +1370,7 @@ impl Filter {
             if flags & 4 == 0 && !prev.mlfpending {
                 prev.matches = None;
             }
-            for (k, v) in std::mem::take(&mut fail.groups) {
+            for (k, v) in std::mem::take(&mut fail.groups).0 {
                 prev.groups.insert(k, v);
             }
             *fail = prev;
@@ -1344,17 +1409,17 @@ impl Filter {
 
 /// Named groups that took part (but `skip`), with fail2ban's `alt_` groups folded into their
 /// base name.
-fn groups_of(caps: &Captures, text: &str, skip: Option<&str>) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
+fn groups_of(caps: &Captures, text: &str, skip: Option<&str>) -> Groups {
+    let mut out = Groups::default();
     let mut alts = Vec::new();
     for (i, name) in caps.names.iter().enumerate() {
         let (Some(name), Some((s, e))) = (name, caps.spans.get(i).copied().flatten()) else {
             continue;
         };
-        if skip == Some(name.as_str()) {
+        if skip == Some(&**name) {
             continue;
         }
-        let value = text[s..e].to_string();
+        let value: Arc<str> = text[s..e].into();
         if let Some(base) = name.strip_prefix("alt_") {
             let base = base.trim_end_matches(|c: char| c.is_ascii_digit());
             let base = base.strip_suffix('_').unwrap_or(base);
@@ -1364,8 +1429,8 @@ fn groups_of(caps: &Captures, text: &str, skip: Option<&str>) -> BTreeMap<String
     }
     alts.sort();
     for (_, base, value) in alts {
-        if !value.is_empty() && out.get(&base).is_none_or(|v| v.is_empty()) {
-            out.insert(base, value);
+        if !value.is_empty() && out.get(&base).is_none_or(str::is_empty) {
+            out.insert(base.into(), value);
         }
     }
     // fail2ban's `tuple_` groups: `id`, `tuple_id`, `tuple_id_2`, ... (in name order) combine
@@ -1380,26 +1445,30 @@ fn groups_of(caps: &Captures, text: &str, skip: Option<&str>) -> BTreeMap<String
                 Some((b, n)) if !b.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => b,
                 _ => rest,
             };
-            Some((name.as_str(), group_name(base)))
+            Some((&**name, group_name(base)))
         })
         .collect();
     tuples.sort();
-    let mut combined: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
+    let mut combined: BTreeMap<String, Vec<Option<&str>>> = BTreeMap::new();
     for (name, base) in tuples {
-        let value = out.get(name).cloned();
+        let value = out.get(name);
         combined
             .entry(base.clone())
-            .or_insert_with(|| vec![out.get(&base).cloned()])
+            .or_insert_with(|| vec![out.get(&base)])
             .push(value);
     }
-    for (base, items) in combined {
-        out.insert(base, python_tuple(&items));
+    let combined: Vec<(String, String)> = combined
+        .into_iter()
+        .map(|(base, items)| (base, python_tuple(&items)))
+        .collect();
+    for (base, tuple) in combined {
+        out.insert(base.into(), tuple.into());
     }
     out
 }
 
 /// A tuple of strings (or `None`s) as Python's `repr` writes it: `('a', None)`.
-fn python_tuple(items: &[Option<String>]) -> String {
+fn python_tuple(items: &[Option<&str>]) -> String {
     let parts: Vec<String> = items
         .iter()
         .map(|item| match item {

@@ -523,7 +523,7 @@ fn gave_up(pattern: &str, error: &dyn std::fmt::Display) {
 #[derive(Debug, Clone)]
 pub(crate) struct Matcher {
     engine: Engine,
-    names: Arc<[Option<String>]>,
+    names: Names,
     source: Arc<str>,
 }
 
@@ -1273,8 +1273,12 @@ fn capture_names(hir: &Hir) -> Vec<Option<String>> {
 #[derive(Debug, Clone)]
 pub(crate) struct Captures {
     pub(crate) spans: Vec<Option<(usize, usize)>>,
-    pub(crate) names: Arc<[Option<String>]>,
+    pub(crate) names: Names,
 }
+
+/// Capture group names by group index, shared by every match of a pattern (a match's groups
+/// carry them without a copy).
+pub(crate) type Names = Arc<[Option<Arc<str>>]>;
 
 impl Captures {
     /// The span of the named group, if it took part.
@@ -1306,13 +1310,10 @@ impl Matcher {
     fn from_translated(py: &str, t: &Translated, multiline: bool) -> Result<Self, String> {
         if t.backtracking.is_empty() {
             let linear = Linear::new(&t.pattern, multiline)?;
-            let names: Arc<[Option<String>]> = linear
+            let names: Names = linear
                 .names
                 .iter()
-                .map(|n| {
-                    n.as_deref()
-                        .map(|n| super::rewrite::base_name(n).to_string())
-                })
+                .map(|n| n.as_deref().map(|n| super::rewrite::base_name(n).into()))
                 .collect();
             return Ok(Self {
                 engine: Engine::Linear(Box::new(linear)),
@@ -1329,8 +1330,7 @@ impl Matcher {
             .backtrack_limit(BACKTRACK_LIMIT)
             .build()
             .map_err(|e| format!("{e} (needs {})", t.backtracking.join(", ")))?;
-        let names: Arc<[Option<String>]> =
-            re.capture_names().map(|n| n.map(str::to_string)).collect();
+        let names: Names = re.capture_names().map(|n| n.map(Arc::from)).collect();
         Ok(Self {
             engine: Engine::Backtracking(Box::new(Backtracking {
                 re,
@@ -1356,7 +1356,7 @@ impl Matcher {
     }
 
     /// The group names, by index.
-    pub(crate) fn names(&self) -> &[Option<String>] {
+    pub(crate) fn names(&self) -> &[Option<Arc<str>>] {
         &self.names
     }
 
