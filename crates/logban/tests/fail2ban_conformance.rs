@@ -283,7 +283,7 @@ fn compare(fd: &BTreeMap<String, Value>, found: &[FilterMatch]) -> Result<(), St
             _ => m
                 .groups
                 .get(k)
-                .map(|s| Value::from(s))
+                .map(Value::from)
                 .or(match k.as_str() {
                     "host" => m.id.clone().map(Value::from),
                     "attempts" => Some(Value::from(m.lines.len())),
