@@ -280,15 +280,11 @@ fn compare(fd: &BTreeMap<String, Value>, found: &[FilterMatch]) -> Result<(), St
         }
         let got: Option<Value> = match k.as_str() {
             "users" => Some(Value::from(m.users.clone())),
-            _ => m
-                .groups
-                .get(k)
-                .map(Value::from)
-                .or(match k.as_str() {
-                    "host" => m.id.clone().map(Value::from),
-                    "attempts" => Some(Value::from(m.lines.len())),
-                    _ => None,
-                }),
+            _ => m.groups.get(k).map(Value::from).or(match k.as_str() {
+                "host" => m.id.clone().map(Value::from),
+                "attempts" => Some(Value::from(m.lines.len())),
+                _ => None,
+            }),
         };
         if !same_value(k, v, got.as_ref()) {
             return Err(format!("{k}: want {v}, got {got:?}"));

@@ -516,7 +516,7 @@ pub struct FilterMatch {
     /// Distinct users seen in a multi-line session (`<F-MLFID>`).
     pub users: Vec<String>,
     /// Lines that make up this failure; their count is the attempt count.
-    pub lines: Vec<String>,
+    pub lines: Vec<Arc<str>>,
 }
 
 impl FilterMatch {
@@ -587,6 +587,8 @@ impl TupleLine {
 /// A line split around its date, borrowed from the line read (see [`TupleLine`]).
 #[derive(Debug, Clone, Copy)]
 struct LineParts<'a> {
+    /// The whole line: `pre`, `date` and `post` one after the other.
+    line: &'a str,
     pre: &'a str,
     date: &'a str,
     post: &'a str,
@@ -599,14 +601,6 @@ impl LineParts<'_> {
             date: self.date.to_string(),
             post: self.post.to_string(),
         }
-    }
-
-    fn full(self) -> String {
-        let mut s = String::with_capacity(self.pre.len() + self.date.len() + self.post.len());
-        s.push_str(self.pre);
-        s.push_str(self.date);
-        s.push_str(self.post);
-        s
     }
 }
 
@@ -633,8 +627,8 @@ fn buffer_text_into(lines: &[TupleLine], s: &mut String) {
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Fail {
     groups: Groups,
-    matches: Option<Vec<String>>,
-    nofail_matches: Option<Vec<String>>,
+    matches: Option<Vec<Arc<str>>>,
+    nofail_matches: Option<Vec<Arc<str>>>,
     users: Option<BTreeSet<String>>,
     mlfpending: bool,
 }
@@ -706,8 +700,8 @@ impl FailSet {
 /// no scan; stale entries are swept when they outnumber live ones.
 #[derive(Debug, Clone, Default)]
 struct MlfidCache {
-    map: HashMap<String, (Fail, i64, u64), foldhash::fast::RandomState>,
-    order: std::collections::VecDeque<(u64, String)>,
+    map: HashMap<Arc<str>, (Fail, i64, u64), foldhash::fast::RandomState>,
+    order: std::collections::VecDeque<(u64, Arc<str>)>,
     seq: u64,
 }
 
@@ -742,7 +736,7 @@ impl MlfidCache {
         let mut live: Vec<_> = self.map.iter().collect();
         live.sort_unstable_by_key(|(_, (_, _, seq))| *seq);
         live.into_iter()
-            .map(|(k, (f, exp, _))| (k.clone(), f.clone(), *exp))
+            .map(|(k, (f, exp, _))| (k.to_string(), f.clone(), *exp))
             .collect()
     }
 
@@ -751,8 +745,8 @@ impl MlfidCache {
     }
 
     /// Updates a session in place (same age), or adds it, evicting the oldest when full.
-    fn put(&mut self, key: &str, fail: Fail, now: i64) {
-        if let Some(entry) = self.map.get_mut(key) {
+    fn put(&mut self, key: &Arc<str>, fail: Fail, now: i64) {
+        if let Some(entry) = self.map.get_mut(&**key) {
             entry.0 = fail;
             return;
         }
@@ -772,9 +766,9 @@ impl MlfidCache {
                 .collect();
         }
         self.seq += 1;
-        self.order.push_back((self.seq, key.to_string()));
+        self.order.push_back((self.seq, key.clone()));
         self.map
-            .insert(key.to_string(), (fail, now + Self::TTL, self.seq));
+            .insert(key.clone(), (fail, now + Self::TTL, self.seq));
     }
 }
 
@@ -926,6 +920,7 @@ impl Filter {
                 self.stats.dated += 1;
                 let (s, e) = f.span;
                 let parts = LineParts {
+                    line,
                     pre: &line[..s],
                     date: &line[s..e],
                     post: &line[e..],
@@ -946,6 +941,7 @@ impl Filter {
             }
             None => (
                 LineParts {
+                    line,
                     pre: "",
                     date: "",
                     post: line,
@@ -995,6 +991,7 @@ impl Filter {
         self.stats.lines += 1;
         self.stats.dated += 1;
         let parts = LineParts {
+            line,
             pre: "",
             date: "",
             post: line,
@@ -1204,10 +1201,10 @@ impl Filter {
                     groups.insert_absent(name, value);
                 }
             }
-            let matched_text: Vec<String> = if org.is_empty() {
-                vec![line.full()]
+            let matched_text: Vec<Arc<str>> = if org.is_empty() {
+                vec![line.line.into()]
             } else {
-                matched_lines.iter().map(TupleLine::full).collect()
+                matched_lines.iter().map(|l| l.full().into()).collect()
             };
             let mut fail = Fail {
                 groups,
@@ -1335,7 +1332,7 @@ impl Filter {
 
     /// fail2ban's `_mergeFailure`: joins the lines of one multi-line session (`<F-MLFID>`).
     /// Returns whether `fail` is (still) the session's cached state.
-    fn merge_failure(&mut self, mlfid: &str, fail: &mut Fail, matched: Vec<String>) -> bool {
+    fn merge_failure(&mut self, mlfid: &str, fail: &mut Fail, matched: Vec<Arc<str>>) -> bool {
         let mut flags = 0u8;
         if fail.truthy("mlfgained") {
             flags |= 8 | 1;
