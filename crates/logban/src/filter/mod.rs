@@ -1611,16 +1611,16 @@ mod tests {
     fn session_cache_evicts_the_oldest_live_session() {
         let mut c = MlfidCache::default();
         for i in 0..MlfidCache::MAX {
-            c.put(&format!("k{i}"), Fail::default(), 0);
+            c.put(&format!("k{i}").into(), Fail::default(), 0);
         }
         c.remove("k0");
-        c.put("k0", Fail::default(), 0);
+        c.put(&"k0".into(), Fail::default(), 0);
         // Full: the oldest live session (k1, not the re-inserted k0) goes.
-        c.put("new", Fail::default(), 0);
+        c.put(&"new".into(), Fail::default(), 0);
         assert!(c.take("k1", 0).is_none());
         assert!(c.take("k0", 0).is_some() && c.take("k2", 0).is_some());
         for i in 0..10 * MlfidCache::MAX {
-            c.put(&format!("x{i}"), Fail::default(), 0);
+            c.put(&format!("x{i}").into(), Fail::default(), 0);
             c.remove(&format!("x{i}"));
         }
         assert!(c.order.len() <= 2 * MlfidCache::MAX + 1);
