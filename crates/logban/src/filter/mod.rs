@@ -1407,7 +1407,9 @@ impl Filter {
 /// Named groups that took part (but `skip`), with fail2ban's `alt_` groups folded into their
 /// base name.
 fn groups_of(caps: &Captures, text: &str, skip: Option<&str>) -> Groups {
-    let mut out = Groups::default();
+    // Room for the groups that took part, and the prefregex's that may join them.
+    let took_part = caps.spans.iter().skip(1).filter(|s| s.is_some()).count();
+    let mut out = Groups(Vec::with_capacity(took_part + 2));
     let mut alts = Vec::new();
     for (i, name) in caps.names.iter().enumerate() {
         let (Some(name), Some((s, e))) = (name, caps.spans.get(i).copied().flatten()) else {
