@@ -460,8 +460,16 @@ impl Groups {
         self.0.is_empty()
     }
 
+    /// Where `name` is, or would go (a match has a handful of groups: a linear walk).
     fn find(&self, name: &str) -> std::result::Result<usize, usize> {
-        self.0.binary_search_by(|(n, _)| (**n).cmp(name))
+        for (i, (n, _)) in self.0.iter().enumerate() {
+            match (**n).cmp(name) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => return Ok(i),
+                std::cmp::Ordering::Greater => return Err(i),
+            }
+        }
+        Err(self.0.len())
     }
 
     /// Sets `name` to `value`.
