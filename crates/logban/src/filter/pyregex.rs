@@ -580,13 +580,8 @@ impl Backtracking {
 
 /// Makes the caches of a [`Split`]'s two DFAs (boxed, so that a pool of them has a nameable
 /// type).
-type MakeSplitCaches = Box<
-    dyn Fn() -> (LazyCache, LazyCache)
-        + Send
-        + Sync
-        + std::panic::UnwindSafe
-        + std::panic::RefUnwindSafe,
->;
+type MakeSplitCaches =
+    Box<dyn Fn() -> SplitState + Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe>;
 
 /// Where a match of `X Y` known to span `start..end` splits between `X` and `Y`: a reverse lazy
 /// DFA of `Y` lists where `Y` can start and end at `end` (a handful of places), a reverse lazy
@@ -597,8 +592,13 @@ struct Split {
     x_rev: LazyDfa,
     /// `Y`, reversed, all matches.
     y_rev: LazyDfa,
-    caches: Pool<(LazyCache, LazyCache), MakeSplitCaches>,
+    caches: Pool<SplitState, MakeSplitCaches>,
 }
+
+/// The caches of a [`Split`]'s two DFAs, and its splits by the byte classes of the span (two
+/// spans whose bytes are pairwise of one class of both DFAs split at the same offset: no
+/// transition of either tells them apart).
+type SplitState = (LazyCache, LazyCache, Memo<Option<usize>>);
 
 impl std::fmt::Debug for Split {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -627,8 +627,13 @@ impl Split {
         };
         let (x_rev, y_rev) = (reverse(x)?, reverse(y)?);
         let (x_for_caches, y_for_caches) = (x_rev.clone(), y_rev.clone());
-        let make: MakeSplitCaches =
-            Box::new(move || (LazyCache::new(&x_for_caches), LazyCache::new(&y_for_caches)));
+        let make: MakeSplitCaches = Box::new(move || {
+            (
+                LazyCache::new(&x_for_caches),
+                LazyCache::new(&y_for_caches),
+                Memo::default(),
+            )
+        });
         Some(Self {
             x_rev,
             y_rev,
@@ -639,7 +644,28 @@ impl Split {
     /// The one place where every parse of `X Y` over `start..end` splits, if there is one.
     fn unique(&self, hay: &str, start: usize, end: usize) -> Option<usize> {
         let mut caches = self.caches.get();
-        let (x_cache, y_cache) = &mut *caches;
+        let (x_cache, y_cache, memo) = &mut *caches;
+        let classes = [self.x_rev.byte_classes(), self.y_rev.byte_classes()];
+        let memo_in_use = memo.start_key(hay.as_bytes(), start, end, &classes);
+        if memo_in_use && let Some(&split) = memo.lookup() {
+            return split.map(|p| start + p);
+        }
+        let split = self.unique_by_search(hay, start, end, x_cache, y_cache);
+        if memo_in_use {
+            memo.keep(split.map(|p| p - start));
+        }
+        split
+    }
+
+    /// [`unique`](Self::unique) by the two DFAs' searches.
+    fn unique_by_search(
+        &self,
+        hay: &str,
+        start: usize,
+        end: usize,
+        x_cache: &mut LazyCache,
+        y_cache: &mut LazyCache,
+    ) -> Option<usize> {
         let span = Input::new(hay).span(start..end).anchored(Anchored::Yes);
         // Where `Y` can start, `Y` ending at `end`.
         let mut state = OverlappingState::start();
@@ -791,7 +817,7 @@ type Spans = Vec<Option<(usize, usize)>>;
 type SearchState = (
     backtrack::Cache,
     regex_automata::util::captures::Captures,
-    Memo,
+    Memo<Option<Spans>>,
 );
 
 /// A pool of [`SearchState`]s for `bt`.
@@ -803,9 +829,9 @@ fn search_states(bt: &BoundedBacktracker) -> Pool<SearchState, MakeCache> {
 }
 
 /// Search results by the byte classes of the text searched (see [`AsciiCaptures::search`]).
-#[derive(Debug, Default)]
-struct Memo {
-    found: std::collections::HashMap<Box<[u8]>, Option<Spans>, foldhash::fast::RandomState>,
+#[derive(Debug)]
+struct Memo<V> {
+    found: std::collections::HashMap<Box<[u8]>, V, foldhash::fast::RandomState>,
     /// The key being built.
     key: Vec<u8>,
     /// Searches since the memo was last weighed, and how many it answered.
@@ -815,7 +841,57 @@ struct Memo {
     resting: bool,
 }
 
-impl Memo {
+impl<V> Default for Memo<V> {
+    fn default() -> Self {
+        Self {
+            found: Default::default(),
+            key: Vec::new(),
+            searches: 0,
+            hits: 0,
+            resting: false,
+        }
+    }
+}
+
+impl<V> Memo<V> {
+    /// Starts the key of a search over `start..end` of `bytes`: whether the span touches the
+    /// text's ends, then the class of each byte from the one before the span to the one after
+    /// (where look-around sees them) by each of `classes`. `false` when the memo rests.
+    fn start_key(
+        &mut self,
+        bytes: &[u8],
+        start: usize,
+        end: usize,
+        classes: &[&regex_automata::util::alphabet::ByteClasses],
+    ) -> bool {
+        if !self.in_use() {
+            return false;
+        }
+        self.key.clear();
+        self.key
+            .push(u8::from(start == 0) | (u8::from(end == bytes.len()) << 1));
+        let around = &bytes[start.saturating_sub(1)..bytes.len().min(end + 1)];
+        for &b in around {
+            self.key.extend(classes.iter().map(|c| c.get(b)));
+        }
+        true
+    }
+
+    /// The result kept for the key just built.
+    fn lookup(&mut self) -> Option<&V> {
+        let found = self.found.get(self.key.as_slice());
+        self.hits += u32::from(found.is_some());
+        found
+    }
+
+    /// Keeps `value` for the key just built.
+    fn keep(&mut self, value: V) {
+        if self.found.len() >= MEMO_ENTRIES {
+            self.found.clear();
+        }
+        self.found.insert(self.key.as_slice().into(), value);
+    }
+
     /// Counts a search; true when the memo is to be used for it.
     fn in_use(&mut self) -> bool {
         self.searches += 1;
@@ -949,18 +1025,11 @@ impl AsciiCaptures {
         }
         let mut state = self.caches.get();
         let (cache, caps, memo) = &mut *state;
-        let memo_in_use = memo.in_use();
+        let classes = self.bt.get_nfa().byte_classes();
+        let memo_in_use = memo.start_key(hay.as_bytes(), start, end, &[classes]);
         if memo_in_use {
-            let classes = self.bt.get_nfa().byte_classes();
-            let bytes = hay.as_bytes();
-            memo.key.clear();
-            memo.key
-                .push(u8::from(start == 0) | (u8::from(end == bytes.len()) << 1));
-            let around = &bytes[start.saturating_sub(1)..bytes.len().min(end + 1)];
-            memo.key.extend(around.iter().map(|&b| classes.get(b)));
             // Kept relative to the span's start.
-            if let Some(found) = memo.found.get(memo.key.as_slice()) {
-                memo.hits += 1;
+            if let Some(found) = memo.lookup() {
                 return Ok(found.as_ref().map(|spans| {
                     spans
                         .iter()
@@ -979,16 +1048,12 @@ impl AsciiCaptures {
         if !memo_in_use {
             return Ok(found);
         }
-        if memo.found.len() >= MEMO_ENTRIES {
-            memo.found.clear();
-        }
-        let kept = found.as_ref().map(|spans| {
+        memo.keep(found.as_ref().map(|spans| {
             spans
                 .iter()
                 .map(|g| g.map(|(s, e)| (s - start, e - start)))
                 .collect()
-        });
-        memo.found.insert(memo.key.as_slice().into(), kept);
+        }));
         Ok(found)
     }
 
