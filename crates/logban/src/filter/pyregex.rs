@@ -606,6 +606,9 @@ impl std::fmt::Debug for Split {
     }
 }
 
+/// The longest span a [`Split`] keeps its result for.
+const SPLIT_MEMO_SPAN: usize = 64;
+
 /// At most this many places where `Y` may start are checked against `X`.
 const MAX_SPLITS: usize = 16;
 
@@ -646,7 +649,10 @@ impl Split {
         let mut caches = self.caches.get();
         let (x_cache, y_cache, memo) = &mut *caches;
         let classes = [self.x_rev.byte_classes(), self.y_rev.byte_classes()];
-        let memo_in_use = memo.start_key(hay.as_bytes(), start, end, &classes);
+        // Short spans (a prefregex's prefix) repeat their classes; long ones (a tail of any
+        // text) seldom do, and their keys would cost more than the searches.
+        let memo_in_use = end - start <= SPLIT_MEMO_SPAN
+            && memo.start_key(hay.as_bytes(), start, end, &classes);
         if memo_in_use && let Some(&split) = memo.lookup() {
             return split.map(|p| start + p);
         }
