@@ -659,6 +659,15 @@ impl Fail {
     }
 }
 
+/// What the screen found on the text the failregexes run on (see [`screen`]).
+#[derive(Debug, Clone, Copy)]
+struct Screened {
+    /// The failregexes that may match; `None`: every one.
+    candidates: Option<Candidates>,
+    /// Where the one failregex's match ends (see [`Verdict::Any`]).
+    match_end: Option<usize>,
+}
+
 /// The linear failregexes as one set, with their indexes among all failregexes.
 #[derive(Debug, Clone)]
 struct FailSet {
@@ -918,8 +927,18 @@ impl Filter {
                     self.rejected(found);
                     return Vec::new();
                 }
-                Verdict::Candidates(set) => screened = Some(Some(set)),
-                Verdict::Any => screened = Some(None),
+                Verdict::Candidates(set) => {
+                    screened = Some(Screened {
+                        candidates: Some(set),
+                        match_end: None,
+                    });
+                }
+                Verdict::Any(match_end) => {
+                    screened = Some(Screened {
+                        candidates: None,
+                        match_end,
+                    });
+                }
                 Verdict::MayMatch => {}
             }
         }
@@ -1027,14 +1046,13 @@ impl Filter {
         false
     }
 
-    /// Matches the buffer with `tuple` added; `screened` are the failregexes the screen found
-    /// possible on the text they run on (the content, or the line without a prefregex),
-    /// `Some(None)` when all are.
+    /// Matches the buffer with `tuple` added; `screened` is what the screen found on the text
+    /// the failregexes run on (the content, or the line without a prefregex).
     fn find_failures(
         &mut self,
         line: LineParts<'_>,
         date: Option<f64>,
-        screened: Option<Option<Candidates>>,
+        screened: Option<Screened>,
     ) -> Vec<FilterMatch> {
         // The text the regexes see is built in a buffer kept from line to line.
         let mut text = std::mem::take(&mut self.text);
@@ -1048,10 +1066,11 @@ impl Filter {
         &mut self,
         line: LineParts<'_>,
         date: Option<f64>,
-        mut screened: Option<Option<Candidates>>,
+        mut screened: Option<Screened>,
         text: &mut String,
     ) -> Vec<FilterMatch> {
         let mut out = Vec::new();
+        let match_end = screened.and_then(|s| s.match_end);
         // The buffered lines of a multi-line filter; a one-line filter has only `line`, and
         // its buffer lives for this line only: what the loop below reads of it, it sets first
         // (the content, the unmatched lines).
@@ -1129,8 +1148,13 @@ impl Filter {
                     .as_ref()
             };
             let cands = candidates.get_or_insert_with(|| match screened.take() {
-                Some(None) => vec![true; total],
-                Some(Some(found)) => {
+                Some(Screened {
+                    candidates: None, ..
+                }) => vec![true; total],
+                Some(Screened {
+                    candidates: Some(found),
+                    ..
+                }) => {
                     let mut out = vec![false; total];
                     for i in found.iter() {
                         out[i] = true;
@@ -1160,7 +1184,12 @@ impl Filter {
                 self.stats.failregex_hits[idx] += 1;
                 return out;
             }
-            let Some(caps) = self.failregex[idx].search(text) else {
+            let caps = match match_end.filter(|_| from_screen && self.screen_is_exact(idx)) {
+                // The screen's search found this very match: its groups are all that is left.
+                Some(end) => self.failregex[idx].captures_of_match(text, 0, end),
+                None => self.failregex[idx].search(text),
+            };
+            let Some(caps) = caps else {
                 continue;
             };
             let (matched_lines, unmatched) = if org.len() <= 1 {
@@ -1503,6 +1532,27 @@ mod tests {
         .with_clock(Clock::fixed(jiff::tz::TimeZone::UTC, 1_124_013_600))
         .build()
         .expect("builds")
+    }
+
+    /// A filter of one failregex takes its match's end from the screen; its groups are still
+    /// those of the leftmost-first match (a lazy group at the end stays empty), never of a
+    /// longer parse.
+    #[test]
+    fn the_screens_match_end_is_the_leftmost_first_one() {
+        let mut f = filter(&[r"^\s*login from <HOST><F-TAIL>.*?</F-TAIL>(?: again)??"]);
+        assert!(
+            f.screen.is_some(),
+            "screened, so the end comes from the screen"
+        );
+        for line in [
+            "Aug 14 11:00:00 login from 192.0.2.1 trailing words",
+            "Aug 14 11:00:01 login from 192.0.2.2 again",
+        ] {
+            let found = f.process_line(line);
+            assert_eq!(found.len(), 1, "{line}");
+            assert_eq!(found[0].groups.get("tail"), Some(""), "{line}");
+            assert!(found[0].id.as_deref().is_some_and(|id| line.contains(id)));
+        }
     }
 
     /// fail2ban's `tuple_` groups combine into one id: `(<F-ID>, <F-TUPLE_ID>, ...)`; the

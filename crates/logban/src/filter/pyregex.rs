@@ -651,8 +651,8 @@ impl Split {
         let classes = [self.x_rev.byte_classes(), self.y_rev.byte_classes()];
         // Short spans (a prefregex's prefix) repeat their classes; long ones (a tail of any
         // text) seldom do, and their keys would cost more than the searches.
-        let memo_in_use = end - start <= SPLIT_MEMO_SPAN
-            && memo.start_key(hay.as_bytes(), start, end, &classes);
+        let memo_in_use =
+            end - start <= SPLIT_MEMO_SPAN && memo.start_key(hay.as_bytes(), start, end, &classes);
         if memo_in_use && let Some(&split) = memo.lookup() {
             return split.map(|p| start + p);
         }
@@ -1580,7 +1580,9 @@ impl Matcher {
             && let Some(fast) = l
                 .short_ascii
                 .get_or_init(|| AsciiCaptures::new(&l.pattern, l.multiline))
-            && let Some(spans) = fast.captures(hay, start, end)
+            && let Some(spans) = fast
+                .captures_split(hay, start, end)
+                .or_else(|| fast.captures(hay, start, end))
         {
             return Some(Captures {
                 spans,

@@ -131,7 +131,14 @@ impl Screen {
             .enumerate()
             .filter(|(_, (wide, p))| wide == *p)
             .fold(0, |bits, (i, _)| bits | 1 << i);
-        let set = Lazy::new(&supersets, MatchKind::All, false, SET_CACHE)?;
+        // One pattern is searched leftmost-first, which gives its match end too (see
+        // `candidates`); several, for every match.
+        let kind = if supersets.len() == 1 {
+            MatchKind::LeftmostFirst
+        } else {
+            MatchKind::All
+        };
+        let set = Lazy::new(&supersets, kind, false, SET_CACHE)?;
         Some(Self {
             found: PatternSet::new(set.dfa.pattern_len()),
             set,
@@ -191,13 +198,13 @@ impl Screen {
         let set = &mut self.set;
         let input = set.input(hay);
         if set.dfa.pattern_len() == 1 {
-            // One pattern: no set to tell apart, the first match decides.
-            return match set
-                .dfa
-                .try_search_fwd(&mut set.cache, &input.earliest(true))
-            {
+            // One pattern: no set to tell apart. Searched leftmost-first to its end, it gives
+            // the failregex's own match when it is exact and anchored (its match starts where
+            // the search does), which the captures then need not search for again.
+            let known = self.exact & 1 != 0 && set.anchored == Anchored::Yes;
+            return match set.dfa.try_search_fwd(&mut set.cache, &input) {
                 Ok(None) => Verdict::Reject,
-                Ok(Some(_)) => Verdict::Any,
+                Ok(Some(m)) => Verdict::Any(known.then_some(m.offset())),
                 Err(_) => Verdict::MayMatch,
             };
         }
@@ -211,7 +218,7 @@ impl Screen {
             Ok(()) if found.capacity() <= 128 => Verdict::Candidates(Candidates(
                 found.iter().fold(0, |bits, p| bits | 1 << p.as_usize()),
             )),
-            Ok(()) => Verdict::Any,
+            Ok(()) => Verdict::Any(None),
             Err(_) => Verdict::MayMatch,
         }
     }
@@ -241,8 +248,9 @@ pub(crate) enum Verdict {
     /// Only these failregexes can match the text they run on: the prefregex's content, or the
     /// whole text without a prefregex, which is exactly what the screen saw.
     Candidates(Candidates),
-    /// As `Candidates`, with every failregex a candidate.
-    Any,
+    /// As `Candidates`, with every failregex a candidate; for a filter of one failregex, where
+    /// its match (starting at the text's start) ends, when the screen knows it exactly.
+    Any(Option<usize>),
     /// Some failregex may match; which, the screen cannot tell.
     MayMatch,
 }
