@@ -666,6 +666,8 @@ struct Screened {
     candidates: Option<Candidates>,
     /// Where the one failregex's match ends (see [`Verdict::Any`]).
     match_end: Option<usize>,
+    /// Where the prefregex's content starts (see [`Screen::content_start`]).
+    content_start: Option<usize>,
 }
 
 /// The linear failregexes as one set, with their indexes among all failregexes.
@@ -931,12 +933,14 @@ impl Filter {
                     screened = Some(Screened {
                         candidates: Some(set),
                         match_end: None,
+                        content_start: screen.content_start(),
                     });
                 }
                 Verdict::Any(match_end) => {
                     screened = Some(Screened {
                         candidates: None,
                         match_end,
+                        content_start: screen.content_start(),
                     });
                 }
                 Verdict::MayMatch => {}
@@ -1071,6 +1075,7 @@ impl Filter {
     ) -> Vec<FilterMatch> {
         let mut out = Vec::new();
         let match_end = screened.and_then(|s| s.match_end);
+        let content_start = screened.and_then(|s| s.content_start);
         // The buffered lines of a multi-line filter; a one-line filter has only `line`, and
         // its buffer lives for this line only: what the loop below reads of it, it sets first
         // (the content, the unmatched lines).
@@ -1102,7 +1107,12 @@ impl Filter {
         let mut stale = false;
         let mut pre_groups = Groups::default();
         if let Some(pref) = &self.prefregex {
-            let Some(caps) = pref.search(text) else {
+            // The screen saw this very text (one line) and found where the content starts.
+            let caps = match content_start.filter(|_| org.is_empty()) {
+                Some(start) => pref.search_with_content_at(text, start),
+                None => pref.search(text),
+            };
+            let Some(caps) = caps else {
                 return out;
             };
             pre_groups = groups_of(&caps, text, Some("content"));

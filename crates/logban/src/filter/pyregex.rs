@@ -807,12 +807,14 @@ impl PrefixGroup {
     /// content head this was built for.
     fn captures(&self, head: &regex::Regex, hay: &str, start: usize) -> Option<Spans> {
         let m = head.find_at(hay, start)?;
-        let content_start = m.end() - hay[..m.end()].chars().next_back()?.len_utf8();
-        let group_end = self.split.unique(hay, m.start(), content_start)?;
-        Some(vec![
-            Some((m.start(), m.end())),
-            Some((m.start(), group_end)),
-        ])
+        self.captures_of_head(hay, m.start(), m.end())
+    }
+
+    /// [`captures`](Self::captures) for a match of `head.` known to span `start..end`.
+    fn captures_of_head(&self, hay: &str, start: usize, end: usize) -> Option<Spans> {
+        let content_start = end - hay[..end].chars().next_back()?.len_utf8();
+        let group_end = self.split.unique(hay, start, content_start)?;
+        Some(vec![Some((start, end)), Some((start, group_end))])
     }
 }
 
@@ -1251,25 +1253,14 @@ impl Linear {
         if let Some(head) = &self.content_head {
             // `head.` is valid exactly where `head(?P<content>.+)(?m:$)` is: `.+` then takes
             // the rest of the line up to the next newline.
-            let prefix_group = self.prefix_group.get_or_init(|| {
-                let head = self.pattern.strip_suffix(CONTENT_TAIL)?;
-                PrefixGroup::new(head, self.multiline)
-            });
-            let mut spans = match prefix_group
-                .as_ref()
+            let spans = match self
+                .prefix_group()
                 .and_then(|g| g.captures(head, hay, start))
             {
                 Some(spans) => spans,
                 None => spans_of(head, &self.head_short_ascii, self.multiline, hay, start)?,
             };
-            let end = spans.first().copied().flatten()?.1;
-            let content_start = end - hay[..end].chars().next_back()?.len_utf8();
-            let content_end = hay[content_start..]
-                .find('\n')
-                .map_or(hay.len(), |p| content_start + p);
-            spans[0] = spans[0].map(|(s, _)| (s, content_end));
-            spans.push(Some((content_start, content_end)));
-            return Some(spans);
+            return Self::with_content(spans, hay);
         }
         if let Some(m) = m.filter(|m| m.len() > LONG_SPAN) {
             let split = self
@@ -1286,6 +1277,29 @@ impl Linear {
             }
         }
         spans_of(self.regex()?, &self.short_ascii, self.multiline, hay, start)
+    }
+
+    /// The prefix group of a content head, when its end is found by a split.
+    fn prefix_group(&self) -> Option<&PrefixGroup> {
+        self.prefix_group
+            .get_or_init(|| {
+                let head = self.pattern.strip_suffix(CONTENT_TAIL)?;
+                PrefixGroup::new(head, self.multiline)
+            })
+            .as_ref()
+    }
+
+    /// The spans of `head(?P<content>.+)(?m:$)` from those of `head.` (`spans`): `.+` takes the
+    /// rest of the line up to the next newline.
+    fn with_content(mut spans: Spans, hay: &str) -> Option<Spans> {
+        let end = spans.first().copied().flatten()?.1;
+        let content_start = end - hay[..end].chars().next_back()?.len_utf8();
+        let content_end = hay[content_start..]
+            .find('\n')
+            .map_or(hay.len(), |p| content_start + p);
+        spans[0] = spans[0].map(|(s, _)| (s, content_end));
+        spans.push(Some((content_start, content_end)));
+        Some(spans)
     }
 
     /// Captures of the match known to span `start..end`, by the bounded backtracker.
@@ -1459,6 +1473,30 @@ impl Matcher {
                 }
             }
         }
+    }
+
+    /// [`search`](Self::search) for a pattern with a content head (see
+    /// [`content_head_pattern`](Self::content_head_pattern)) whose `head.` a DFA found to
+    /// match `hay` from its start up to the content's first character at `content_start`.
+    pub(crate) fn search_with_content_at(
+        &self,
+        hay: &str,
+        content_start: usize,
+    ) -> Option<Captures> {
+        if let Engine::Linear(l) = &self.engine
+            && l.content_head.is_some()
+            && let Some(first) = hay.get(content_start..).and_then(|c| c.chars().next())
+            && let Some(spans) = l
+                .prefix_group()
+                .and_then(|g| g.captures_of_head(hay, 0, content_start + first.len_utf8()))
+            && let Some(spans) = Linear::with_content(spans, hay)
+        {
+            return Some(Captures {
+                spans,
+                names: self.names.clone(),
+            });
+        }
+        self.search(hay)
     }
 
     /// Span of the first match from `start`, without captures.

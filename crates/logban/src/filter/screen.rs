@@ -93,6 +93,9 @@ pub(crate) struct Screen {
     /// By failregex (below 128): its pattern is its own superset, so the set's answer for it is
     /// the failregex's own `is_match` on the same text.
     exact: u128,
+    /// Where the last verdict found the prefregex's content to start, when its anchored head
+    /// DFA found it (the prefregex's match then starts at the text's start).
+    content_start: Option<usize>,
 }
 
 fn set(patterns: &[String]) -> Option<regex::RegexSet> {
@@ -145,6 +148,7 @@ impl Screen {
             head,
             unanchored,
             exact,
+            content_start: None,
         })
     }
 
@@ -160,8 +164,15 @@ impl Screen {
         !matches!(self.verdict(prefregex, text), Verdict::Reject)
     }
 
+    /// Where the last [`verdict`](Self::verdict) found the prefregex's content to start, from
+    /// the text's start (see [`Matcher::search_with_content_at`]).
+    pub(crate) fn content_start(&self) -> Option<usize> {
+        self.content_start
+    }
+
     /// What the DFA passes over `text` (the line without its date, plus `\n`) tell.
     pub(crate) fn verdict(&mut self, prefregex: Option<&Matcher>, text: &str) -> Verdict {
+        self.content_start = None;
         let Some(prefregex) = prefregex else {
             return self.candidates(text);
         };
@@ -172,10 +183,16 @@ impl Screen {
                     Ok(None) => return Verdict::Reject,
                     // `head.` matches exactly where the whole prefregex does, and its `.` is
                     // the content's first character (see `Matcher::content_start`).
-                    Ok(Some(m)) => text[..m.offset()]
-                        .chars()
-                        .next_back()
-                        .map(|c| m.offset() - c.len_utf8()),
+                    Ok(Some(m)) => {
+                        let start = text[..m.offset()]
+                            .chars()
+                            .next_back()
+                            .map(|c| m.offset() - c.len_utf8());
+                        if head.anchored == Anchored::Yes {
+                            self.content_start = start;
+                        }
+                        start
+                    }
                     Err(_) => prefregex.content_start(text).flatten(),
                 }
             }
