@@ -18,8 +18,8 @@ use std::sync::{Arc, OnceLock};
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 use regex_automata::hybrid::dfa::{Cache, DFA};
-use regex_automata::nfa::thompson;
-use regex_automata::util::alphabet::ByteClasses;
+use regex_automata::nfa::thompson::{self, NFA, State};
+use regex_automata::util::primitives::StateID;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, MatchKind};
 
@@ -74,10 +74,26 @@ impl Clock {
         self.fixed_now
             .unwrap_or_else(|| jiff::Timestamp::now().as_second())
     }
+}
 
-    fn local_now(&self) -> DateTime {
-        let ts = jiff::Timestamp::from_second(self.now()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-        self.zone.to_datetime(ts)
+/// A clock's "now" in its zone, and a day later (`None` past the last date): what completing
+/// a date compares with. The day later, costly in calendar arithmetic, is kept for the last
+/// "now".
+#[derive(Debug, Clone, Default)]
+struct LocalNow(Option<(DateTime, Option<DateTime>)>);
+
+impl LocalNow {
+    fn get(&mut self, clock: &Clock) -> (DateTime, Option<DateTime>) {
+        let ts = jiff::Timestamp::from_second(clock.now()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let local = clock.zone.to_datetime(ts);
+        match self.0 {
+            Some((last, later)) if last == local => (local, later),
+            _ => {
+                let later = local.checked_add(jiff::Span::new().days(1)).ok();
+                self.0 = Some((local, later));
+                (local, later)
+            }
+        }
     }
 }
 
@@ -233,8 +249,8 @@ struct Template {
     fields: Arc<[Vec<usize>]>,
     /// Built on first use: the pattern's lazy DFA, when every match starts at the line start.
     walker: Arc<OnceLock<Option<DFA>>>,
-    /// Built on first use: the byte classes of the pattern's ASCII NFA.
-    ascii_classes: Arc<OnceLock<Option<ByteClasses>>>,
+    /// Built on first use: the pattern's ASCII NFA.
+    ascii_nfa: Arc<OnceLock<Option<NFA>>>,
 }
 
 /// The group names of the strptime fields [`fields_to_time`] reads, in [`Field`] order.
@@ -377,23 +393,19 @@ impl Template {
             date_after: None,
             fields,
             walker: Arc::default(),
-            ascii_classes: Arc::default(),
+            ascii_nfa: Arc::default(),
         })
     }
 
-    /// The byte classes of the pattern's ASCII NFA, the one
-    /// [`Matcher::captures_of_match`] resolves ASCII spans with. No transition and no
-    /// look-around of that NFA tells two bytes of one class apart, so its search takes the
-    /// same steps, and gives the same capture spans, on two ASCII texts of one length whose
-    /// bytes are pairwise of one class.
-    fn ascii_classes(&self) -> Option<&ByteClasses> {
-        self.ascii_classes
+    /// The pattern's ASCII NFA, the one [`Matcher::captures_of_match`] resolves ASCII spans
+    /// with (see [`same_path_bytes`]).
+    fn ascii_nfa(&self) -> Option<&NFA> {
+        self.ascii_nfa
             .get_or_init(|| {
-                let nfa = thompson::Compiler::new()
+                thompson::Compiler::new()
                     .syntax(syntax::Config::new().unicode(false).utf8(false))
                     .build(self.matcher.linear_pattern()?)
-                    .ok()?;
-                Some(*nfa.byte_classes())
+                    .ok()
             })
             .as_ref()
     }
@@ -505,7 +517,13 @@ impl Template {
         }
     }
 
-    fn value(&self, line: &str, caps: &Captures, clock: &Clock) -> Option<f64> {
+    fn value(
+        &self,
+        line: &str,
+        caps: &Captures,
+        clock: &Clock,
+        local_now: &mut LocalNow,
+    ) -> Option<f64> {
         match self.kind {
             Kind::None => Some(clock.now() as f64),
             Kind::Epoch { long } => {
@@ -530,7 +548,7 @@ impl Template {
                 let hex = line.get(s + 2..e.min(s + 17))?;
                 i64::from_str_radix(hex, 16).ok().map(|v| v as f64)
             }
-            Kind::Fields => fields_to_time(line, caps, &self.fields, clock),
+            Kind::Fields => fields_to_time(line, caps, &self.fields, clock, local_now),
         }
     }
 }
@@ -684,12 +702,14 @@ const MONTHS: [&str; 12] = [
 /// once lowercased.
 fn month_of(name: &str, full: bool) -> Option<i32> {
     let found = if name.is_ascii() {
-        // No allocation: what `to_lowercase` gives on ASCII.
+        // No allocation: what `to_lowercase` gives on ASCII (every name has three letters).
         let b = name.as_bytes();
-        MONTHS.iter().position(|m| {
-            let n = if full { b.get(..m.len()) } else { Some(b) };
-            n.is_some_and(|n| n.eq_ignore_ascii_case(m.as_bytes()))
-        })
+        let head = if full { b.get(..3)? } else { b };
+        let key = match head {
+            [x, y, z] => [x, y, z].map(u8::to_ascii_lowercase),
+            _ => return None,
+        };
+        MONTHS.iter().position(|m| m.as_bytes() == key)
     } else {
         let b = name.to_lowercase();
         MONTHS
@@ -713,6 +733,7 @@ fn fields_to_time(
     caps: &Captures,
     fields: &[Vec<usize>],
     clock: &Clock,
+    local_now: &mut LocalNow,
 ) -> Option<f64> {
     // The first group of the field that took part (`Captures::name` without the names).
     let get = |field: Field| {
@@ -749,7 +770,7 @@ fn fields_to_time(
         None => None,
     };
 
-    let now = clock.local_now();
+    let (now, day_later) = local_now.get(clock);
     let assume_year = year.is_none();
     let year = year.unwrap_or(i32::from(now.year()));
     let (month, day, assume_today) = match (month, day) {
@@ -776,7 +797,7 @@ fn fields_to_time(
     if assume_today && dt > now {
         dt = dt.checked_sub(jiff::Span::new().days(1)).ok()?;
     }
-    if assume_year && dt > now.checked_add(jiff::Span::new().days(1)).ok()? {
+    if assume_year && dt > day_later? {
         // fail2ban: `date_result.replace(year=year-1, month=month, day=day)` on the date
         // already moved by the zone offset: the line's month and day come back, the hour
         // stays as moved (a Feb 29 that the year before lacks is no date).
@@ -1113,6 +1134,8 @@ pub struct DateDetector {
     /// The lazy DFA cache of the last date's template (by index), which reads lines from
     /// their start to tell where that template matches.
     walk_cache: Option<(usize, Cache)>,
+    /// The clock's last "now", in its zone.
+    local_now: LocalNow,
 }
 
 /// fail2ban's `DateDetectorTemplate` counters of one template.
@@ -1267,18 +1290,156 @@ struct LastDate {
     /// `around` (the match and the byte after it), is ASCII.
     caps: Option<Captures>,
     around: Vec<u8>,
+    /// For each byte of `around`, the bytes the template's ASCII NFA takes the same paths on
+    /// there (see [`same_path_bytes`]), as bits; empty when not known.
+    masks: Vec<u128>,
+}
+
+/// Whether each byte of `text` is in its mask (`masks` as long as `text`, never when empty).
+fn fits(masks: &[u128], text: &[u8]) -> bool {
+    !masks.is_empty()
+        && masks.len() == text.len()
+        && text
+            .iter()
+            .zip(masks)
+            .all(|(b, m)| *b < 128 && m >> b & 1 == 1)
+}
+
+/// The ASCII bytes from `start` to `end` (inclusive), as bits.
+fn byte_range(start: u8, end: u8) -> u128 {
+    if start > 127 || start > end {
+        return 0;
+    }
+    let hi = match end {
+        127.. => u128::MAX,
+        e => (1u128 << (e + 1)) - 1,
+    };
+    hi & !((1u128 << start) - 1)
+}
+
+/// The ASCII bytes no look-around tells apart from `b`: word characters or not, `\n` or not,
+/// `\r` or not (what every assertion of an ASCII NFA reads of a byte).
+fn look_alike(b: u8) -> u128 {
+    let word = byte_range(b'0', b'9') | byte_range(b'A', b'Z') | byte_range(b'a', b'z') | 1 << b'_';
+    let side = |set: u128| {
+        if b < 128 && set >> b & 1 == 1 {
+            set
+        } else {
+            !set
+        }
+    };
+    side(word) & side(1 << b'\n') & side(1 << b'\r')
+}
+
+/// For each byte of `text[from..]` (ASCII), the ASCII bytes (as bits) on which `nfa`, run
+/// anchored from `text`'s start, takes the same paths: every transition of every state that
+/// some path over `text` reaches there takes the byte exactly when it takes `text`'s own, and
+/// no look-around tells the two apart ([`look_alike`]).
+///
+/// A text of the same length whose bytes are each in these sets (and which reaches the same
+/// states at `from`) then has exactly the paths `text` has, position by position: the same
+/// states, the same matches, and among the paths of a match ending at the same place the
+/// same one first in leftmost-first order, so the same captures. `None` for a text that is
+/// not ASCII.
+fn same_path_bytes(nfa: &NFA, text: &[u8], from: usize) -> Option<Vec<u128>> {
+    if !text.is_ascii() {
+        return None;
+    }
+    let looks = !nfa.look_set_any().is_empty();
+    let matcher = nfa.look_matcher();
+    let mut seen = vec![false; nfa.states().len()];
+    let (mut visited, mut steps) = (Vec::new(), Vec::new());
+    let mut stack = vec![nfa.start_anchored()];
+    let mut out = Vec::with_capacity(text.len().saturating_sub(from));
+    for (at, &b) in text.iter().enumerate() {
+        // The states the paths reach at `at` (the closure over empty steps that hold here).
+        steps.clear();
+        while let Some(id) = stack.pop() {
+            if std::mem::replace(seen.get_mut(id.as_usize())?, true) {
+                continue;
+            }
+            visited.push(id);
+            match nfa.state(id) {
+                State::Look { look, next } => {
+                    if matcher.matches(*look, text, at) {
+                        stack.push(*next);
+                    }
+                }
+                State::Union { alternates } => stack.extend(alternates.iter().copied()),
+                State::BinaryUnion { alt1, alt2 } => stack.extend([*alt1, *alt2]),
+                State::Capture { next, .. } => stack.push(*next),
+                State::ByteRange { .. } | State::Sparse(_) | State::Dense(_) => steps.push(id),
+                State::Fail | State::Match { .. } => {}
+            }
+        }
+        for id in visited.drain(..) {
+            seen[id.as_usize()] = false;
+        }
+        let mut mask = if looks { look_alike(b) } else { u128::MAX };
+        // A range: the bytes on `b`'s side of it; whether `b` is in it.
+        let take = |mask: &mut u128, start: u8, end: u8| {
+            let range = byte_range(start, end);
+            let inside = (start..=end).contains(&b);
+            *mask &= if inside { range } else { !range };
+            inside
+        };
+        for &id in &steps {
+            match nfa.state(id) {
+                State::ByteRange { trans } => {
+                    let inside = take(&mut mask, trans.start, trans.end);
+                    if inside {
+                        stack.push(trans.next);
+                    }
+                }
+                State::Sparse(sparse) => {
+                    for t in sparse.transitions.iter() {
+                        if take(&mut mask, t.start, t.end) {
+                            stack.push(t.next);
+                        }
+                    }
+                }
+                State::Dense(dense) => {
+                    let next = *dense.transitions.get(usize::from(b))?;
+                    for (c, to) in dense.transitions.iter().take(128).enumerate() {
+                        if *to != next {
+                            mask &= !(1u128 << c);
+                        }
+                    }
+                    if next != StateID::ZERO {
+                        stack.push(next);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if at >= from {
+            out.push(mask);
+        }
+    }
+    Some(out)
 }
 
 impl LastDate {
     /// The captures of the match `0..end` that `template`'s DFA found in `line`, when they are
     /// those of the last date: a text of the same length (the byte after the match included)
-    /// whose bytes are each of the same ASCII class as the last date's (a new second
-    /// `00:00:08` after `00:00:07`, most often), which the capture search cannot tell apart.
+    /// whose bytes each take the same paths through the template's NFA as the last date's
+    /// (see [`same_path_bytes`]): a new second `00:00:08` after `00:00:07`, or `00:01:00`
+    /// after `00:00:59`, most often, which the capture search cannot tell apart.
     ///
     /// For `^[^X]*X({DATE})`, what is compared starts after the line's first X: the search
     /// goes through the text before it the one way it can, and its captures there shift with it.
     fn same_captures(&self, template: &Template, line: &str, end: usize) -> Option<Captures> {
-        let caps = self.caps.as_ref()?;
+        let (last_base, base) = self.same_paths(template, line, end)?;
+        let mut caps = self.caps.clone()?;
+        shift(&mut caps, end, last_base, base)?;
+        Some(caps)
+    }
+
+    /// Whether `line`, whose match by `template`'s DFA is `0..end`, takes the same paths as
+    /// the last date and so has its captures (see [`same_captures`](Self::same_captures)),
+    /// shifted: where the compared bytes start in the last date's line, and in this one.
+    fn same_paths(&self, template: &Template, line: &str, end: usize) -> Option<(usize, usize)> {
+        self.caps.as_ref()?;
         let text = line.as_bytes().get(..line.len().min(end.checked_add(1)?))?;
         // Where the compared bytes start, in this line and in the last date's.
         let (base, last_base) = match template.date_after {
@@ -1292,27 +1453,23 @@ impl LastDate {
         {
             return None;
         }
-        let classes = template.ascii_classes()?;
-        let same = around
-            .iter()
-            .zip(&self.around)
-            .all(|(a, b)| classes.get(*a) == classes.get(*b));
-        if !same {
-            return None;
-        }
-        let mut caps = caps.clone();
-        for (i, span) in caps.spans.iter_mut().enumerate() {
-            *span = match *span {
-                Some(_) if i == 0 => Some((0, end)),
-                Some((s, e)) if s >= last_base => {
-                    Some((s - last_base + base, e - last_base + base))
-                }
-                Some(_) => return None,
-                None => None,
-            };
-        }
-        Some(caps)
+        fits(&self.masks, around).then_some((last_base, base))
     }
+}
+
+/// Moves the last date's captures to a line whose match is `0..end` and whose compared
+/// bytes start at `base` (at `last_base` in the last date's line); `None` (the captures
+/// left half moved) when a group starts before the compared bytes.
+fn shift(caps: &mut Captures, end: usize, last_base: usize, base: usize) -> Option<()> {
+    for (i, span) in caps.spans.iter_mut().enumerate() {
+        *span = match *span {
+            Some(_) if i == 0 => Some((0, end)),
+            Some((s, e)) if s >= last_base => Some((s - last_base + base, e - last_base + base)),
+            Some(_) => return None,
+            None => None,
+        };
+    }
+    Some(())
 }
 
 /// What the last date's template's DFA read of a line: the end of its match (from the line
@@ -1363,6 +1520,7 @@ impl DateDetector {
             cache: None,
             weighings: 0,
             walk_cache: None,
+            local_now: LocalNow::default(),
         }
     }
 
@@ -1497,6 +1655,9 @@ impl DateDetector {
             sel.last_end = ANCHORED_END;
             return Some(FoundDate { span, time });
         }
+        if let Some(found) = self.same_paths(line, walked, clock) {
+            return Some(found);
+        }
         let last = self.cache.as_ref().map(|c| c.template);
         let reused = match (&self.cache, walked) {
             (Some(c), Some((Some(end), _))) => {
@@ -1510,12 +1671,66 @@ impl DateDetector {
         let now = clock.now();
         self.won(pos, line, whole, now);
         let t = &self.templates[idx];
-        let time = t.value(line, &caps, clock);
+        let time = t.value(line, &caps, clock, &mut self.local_now);
         // What the DFA read tells later lines when the same template wins again, there.
         let decided = walked
             .filter(|w| Some(idx) == last && caps.whole().0 == 0 && w.0 == Some(caps.whole().1))
             .and_then(|w| w.1);
         self.remember(idx, line, caps, span, time, decided);
+        Some(FoundDate { span, time })
+    }
+
+    /// A new date whose text takes the same paths through the last date's template as the
+    /// last date (see [`same_path_bytes`]), the template's DFA having found its match from
+    /// the line start (`walked`): the template wins at once (anchored, as in `cached`), with
+    /// the last date's captures moved to this line, without copying or searching them.
+    /// What [`find`](Self::find) does then, step by step: `choose` takes the last winner,
+    /// `won` counts it where it is, `value` reads the fields, `remember` keeps the date.
+    fn same_paths(&mut self, line: &str, walked: Option<Walk>, clock: &Clock) -> Option<FoundDate> {
+        let (Some(end), died) = walked? else {
+            return None;
+        };
+        let pos = self.sel.last?;
+        let c = self.cache.as_mut()?;
+        let idx = c.template;
+        let t = &self.templates[idx];
+        if self.sel.order.get(pos) != Some(&idx) || !t.anchored() || t.kind != Kind::Fields {
+            return None;
+        }
+        let (last_base, base) = c.same_paths(t, line, end)?;
+        let caps = c.caps.as_mut()?;
+        if shift(caps, end, last_base, base).is_none() || !t.seps_agree(line, caps) {
+            // Not these captures after all: the full path, which finds them again.
+            c.caps = None;
+            return None;
+        }
+        let time = fields_to_time(line, caps, &t.fields, clock, &mut self.local_now);
+        // `choose` and `won`: the last winner, anchored and at the line start, where it was.
+        let sel = &mut self.sel;
+        let u = &mut sel.usage[idx];
+        u.matched = true;
+        u.hits += 1;
+        u.last_used = clock.now();
+        u.distance = 0;
+        if sel.first_unused == pos {
+            sel.first_unused += 1;
+        }
+        sel.last_pos = (0, None, None);
+        sel.last_end = ANCHORED_END;
+        // `remember`: the same template, captures, paths; this line's text and time.
+        let span = (c.span.0 - last_base + base, c.span.1 - last_base + base);
+        let bytes = line.as_bytes();
+        c.decided.clear();
+        if let Some(d) = died.filter(|d| *d > base) {
+            c.decided.extend_from_slice(&bytes[base..d]);
+        }
+        c.around.clear();
+        c.around
+            .extend_from_slice(&bytes[base..bytes.len().min(end + 1)]);
+        c.whole.clear();
+        c.whole.push_str(&line[..end]);
+        c.span = span;
+        c.time = time;
         Some(FoundDate { span, time })
     }
 
@@ -1770,6 +1985,7 @@ impl DateDetector {
             decided: Vec::new(),
             caps: None,
             around: Vec::new(),
+            masks: Vec::new(),
         });
         last.decided.clear();
         if let Some(d) = decided.filter(|d| *d > base && s == 0) {
@@ -1778,6 +1994,9 @@ impl DateDetector {
         // Captures worth keeping: of a line-start match that the DFA can find again.
         let t = &self.templates[template];
         let around = line.as_bytes().get(..line.len().min(e.saturating_add(1)));
+        // The paths the last text took are those of this one when its bytes fit them.
+        let same_paths = last.template == template
+            && around.is_some_and(|a| a.get(base..).is_some_and(|a| fits(&last.masks, a)));
         last.around.clear();
         last.caps = None;
         if let Some(around) = around
@@ -1786,8 +2005,16 @@ impl DateDetector {
             && around.is_ascii()
             && t.walker().is_some()
         {
+            if !same_paths {
+                last.masks = t
+                    .ascii_nfa()
+                    .and_then(|nfa| same_path_bytes(nfa, around, base))
+                    .unwrap_or_default();
+            }
             last.around.extend_from_slice(&around[base..]);
             last.caps = Some(caps);
+        } else {
+            last.masks.clear();
         }
         last.template = template;
         last.whole.clear();
@@ -1893,10 +2120,10 @@ mod tests {
             reused.spans,
             t.matcher.search_at(b, 0).expect("captures").spans
         );
-        // 6 and 7 are not of one class (`6[0-1]`).
-        let six = a.replace(":07 ", ":06 ");
-        let (_, six_end) = t.matcher.find_at(&six, 0).expect("match");
-        assert!(c.same_captures(t, &six, six_end).is_none());
+        // `60` takes another path than `07` (`6[0-1]`, not `[0-5]\d`).
+        let sixty = a.replace(":07 ", ":60 ");
+        let (_, sixty_end) = t.matcher.find_at(&sixty, 0).expect("match");
+        assert!(c.same_captures(t, &sixty, sixty_end).is_none());
         let mut uncached = dd.clone();
         uncached.cache = None;
         assert_ne!(dd.find(b, &clock), found);
@@ -1904,24 +2131,40 @@ mod tests {
     }
 
     #[test]
-    fn captures_are_reused_only_for_texts_of_the_same_byte_classes() {
+    fn captures_are_reused_only_for_texts_that_take_the_same_paths() {
         let clock = test_clock();
         let mut dd = DateDetector::from_datepattern("{^LN-BEG}").expect("ok");
         // Each line, and whether the last line's captures are its own (the same length, the
-        // byte after the date included, and bytes of the same classes of the template: no
-        // range of it tells 7, 8 and 9 apart, nor 4 and 5).
+        // byte after the date included, and at each byte the same transitions taken: a
+        // seconds' first digit 4 or 5 is on the same side of `[0-5]`, `\d` and `6`).
         let lines = [
             ("Aug 14 11:59:47 x", false),
             ("Aug 14 11:59:48 x", true),
             ("Aug 14 11:59:49 x", true),
-            ("Aug 14 11:59:50 x", false),
-            ("Aug 14 11:59:51 x", false),
+            ("Aug 14 11:59:50 x", true),
+            ("Aug 14 11:59:51 x", true),
+            // Longer: the fraction.
             ("Aug 14 11:59:51.5 x", false),
             ("Aug 14 11:59:51 x", false),
+            // A tab after the date is not the space that may start ` %ExY`.
             ("Aug 14 11:59:51\tx", false),
             ("Aug 14 11:59:53 2005 x", false),
-            ("Aug 14 11:59:54 2005 x", false),
+            ("Aug 14 11:59:54 2005 x", true),
             ("Aug 14 11:59:55 2005 x", true),
+            // A year that goes on (`\b` fails after it) is no year: the date ends at the
+            // seconds, followed by a space, on both lines.
+            ("Aug 14 11:59:56 20050 x", false),
+            ("Aug 14 11:59:56 2005x x", true),
+            // The byte after the seconds continues the date (a year now): longer.
+            ("Aug 14 11:59:57 2005 x", false),
+            // `Aug  9` (a space) and `Aug 10` (a digit) take other paths.
+            ("Aug  9 23:59:59 x", false),
+            ("Aug 10 00:00:00 x", false),
+            ("Aug 10 00:00:01 x", true),
+            ("Aug 10 09:59:59 x", true),
+            ("Aug 10 10:00:00 x", true),
+            // `2` is not `[0-1]`... but `%k` is ` ?[0-2]?\d`: 1 and 2 take one path.
+            ("Aug 10 20:00:00 x", true),
         ];
         for (line, reused) in lines {
             let same = dd.cache.as_ref().and_then(|c| {
@@ -1936,6 +2179,40 @@ mod tests {
             let parsed = uncached.find(line, &clock);
             assert_eq!(dd.find(line, &clock), parsed, "{line}");
             assert!(dd.state() == uncached.state(), "{line}");
+        }
+    }
+
+    #[test]
+    fn month_names_read_as_lowercasing_does() {
+        let reference = |name: &str, full: bool| {
+            let b = name.to_lowercase();
+            let i = MONTHS
+                .iter()
+                .position(|m| if full { b.starts_with(m) } else { *m == b });
+            i.map(|i| i as i32 + 1)
+        };
+        for name in [
+            "Mar",
+            "MAR",
+            "mAr",
+            "March",
+            "Ma",
+            "Marc",
+            "Jun",
+            "june",
+            "Dec",
+            "Decx",
+            "xyz",
+            "M4r",
+            "Mär",
+            "",
+            "Sep ",
+            " Sep",
+            "SEPTEMBER",
+        ] {
+            for full in [false, true] {
+                assert_eq!(month_of(name, full), reference(name, full), "{name} {full}");
+            }
         }
     }
 
@@ -1986,5 +2263,174 @@ mod tests {
         let f = dd.find("[14/Aug/2005 12:00:00] x", &clock).expect("found");
         assert_eq!(iso(f.time.expect("t")), "2005-08-14T10:00:00Z");
         assert_eq!(f.span, (0, 22));
+    }
+
+    /// The leftmost-first captures of `re` on `text` (the whole text is the haystack).
+    fn spans(re: &regex::Regex, text: &[u8]) -> Option<Vec<Option<(usize, usize)>>> {
+        let text = std::str::from_utf8(text).ok()?;
+        let caps = re.captures(text)?;
+        Some(
+            caps.iter()
+                .map(|m| m.map(|m| (m.start(), m.end())))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn bytes_that_take_the_same_paths_give_the_same_captures() {
+        // Every single-byte change that `same_path_bytes` allows leaves the captures as they
+        // were; the sets are not trivial (a digit may become most other digits).
+        let cases = [
+            (r"^(\d+?)(\d*)x", "123x"),
+            (r"^(?:(a)|(ab))(c|bcd)?", "abcd"),
+            (
+                r"^(?:\W{0,2})?(\d{2}):(\d{2})(?:\.(\d+))?(?:\b|\W|$)",
+                "12:34 x",
+            ),
+            (r"^([0-5]?\d|6[0-1]) (\w+)\b", "59 ab "),
+            (r"^(?i)(mon|mar)(?:ch)? ( ?\d)", "mar  7"),
+            (r"^(20[0-3]\d)(?P<s>[-/.])(\d\d)(?P<t>[-/.])", "2026/03/"),
+        ];
+        for (pattern, text) in cases {
+            let nfa = thompson::Compiler::new()
+                .syntax(syntax::Config::new().unicode(false).utf8(false))
+                .build(pattern)
+                .expect("nfa");
+            let re = regex::Regex::new(pattern).expect("re");
+            let text = text.as_bytes();
+            let masks = same_path_bytes(&nfa, text, 0).expect("ascii");
+            assert_eq!(masks.len(), text.len());
+            let want = spans(&re, text);
+            assert!(want.is_some(), "{pattern} matches");
+            for (i, mask) in masks.iter().enumerate() {
+                assert!(
+                    mask >> text[i] & 1 == 1,
+                    "{pattern}: a byte takes its own paths"
+                );
+                for c in (0..128u8).filter(|c| mask >> c & 1 == 1) {
+                    let mut other = text.to_vec();
+                    other[i] = c;
+                    assert_eq!(spans(&re, &other), want, "{pattern}: {:?}", other);
+                }
+            }
+        }
+        let nfa = thompson::Compiler::new()
+            .build(r"^(\d\d):(\d\d)")
+            .expect("nfa");
+        let masks = same_path_bytes(&nfa, b"12:34", 0).expect("ascii");
+        assert_eq!(masks[0], byte_range(b'0', b'9'));
+        assert_eq!(masks[2], 1 << b':');
+        assert!(same_path_bytes(&nfa, "12:é".as_bytes(), 0).is_none());
+    }
+
+    /// Every template's counters: hits, matched, time of last use, distance.
+    fn usage(dd: &DateDetector) -> Vec<(u64, bool, i64, usize)> {
+        let u = dd.sel.usage.iter();
+        u.map(|u| (u.hits, u.matched, u.last_used, u.distance))
+            .collect()
+    }
+
+    #[test]
+    fn separators_that_differ_leave_the_same_paths_to_the_full_search() {
+        // `-` and `/` take the same paths through `[-/.]`, but `(?P=_sep)` wants them equal.
+        let clock = test_clock();
+        let mut dd = DateDetector::from_datepattern("{^LN-BEG}").expect("ok");
+        for line in [
+            "2005/08/14 11:59:47 [error] x",
+            "2005/08/14 11:59:48 [error] x",
+            "2005-08/14 11:59:49 [error] x",
+            "2005/08/14 11:59:50 [error] x",
+            "2005-08-14 11:59:51 [error] x",
+            "2005-08-14 11:59:52 [error] x",
+        ] {
+            let mut uncached = dd.clone();
+            uncached.cache = None;
+            let found = dd.find(line, &clock);
+            assert_eq!(found, uncached.find(line, &clock), "{line}");
+            assert!(dd.state() == uncached.state(), "{line}");
+            assert_eq!(usage(&dd), usage(&uncached), "{line}");
+            let date = found.map(|f| &line[f.span.0..f.span.1]);
+            if line.starts_with("2005-08/") {
+                assert_ne!(date, Some("2005-08/14 11:59:49"), "{line}");
+            } else {
+                assert_eq!(date, Some(&line[..19]), "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_day_of_log_lines_gets_the_dates_a_detector_without_the_last_date_gets() {
+        // Lines of three layouts a few seconds apart across hour, day and month ends; each
+        // date (from the last date's text, its captures reused, or parsed) is the one a
+        // detector that forgot the last date finds, with the same template state. The clock
+        // goes on a second a line (times of use), past the dates (the years before).
+        type Layout = fn(&DateTime, usize) -> String;
+        let layouts: [(&str, Layout); 3] = [
+            ("{^LN-BEG}", |t, i| {
+                format!("{} web1 sshd[{i}]: x", t.strftime("%b %e %H:%M:%S"))
+            }),
+            ("{^LN-BEG}", |t, i| {
+                format!("{} [error] {i}#0: x", t.strftime("%Y/%m/%d %H:%M:%S"))
+            }),
+            (r"^[^\[]*\[({DATE})", |t, i| {
+                let host = if i % 3 == 0 {
+                    "2001:db8::7"
+                } else {
+                    "192.0.2.1"
+                };
+                format!(
+                    r#"{host} - - [{} +0000] "GET /{i}""#,
+                    t.strftime("%d/%b/%Y:%H:%M:%S")
+                )
+            }),
+        ];
+        for (pattern, layout) in layouts {
+            let mut dd = DateDetector::from_datepattern(pattern).expect("ok");
+            let mut t = jiff::civil::date(2005, 7, 31).at(22, 59, 0, 0);
+            let (mut reused, mut repeated) = (0, false);
+            for i in 0..4000 {
+                let line = layout(&t, i);
+                let clock = Clock::fixed(test_clock().zone, 1_124_013_600 + i as i64);
+                let mut uncached = dd.clone();
+                uncached.cache = None;
+                if let Some(c) = &dd.cache {
+                    let tmpl = &dd.templates[c.template];
+                    if let Some((0, end)) = tmpl.matcher.find_at(&line, 0)
+                        && let Some(caps) = c.same_captures(tmpl, &line, end)
+                    {
+                        let searched = tmpl.matcher.search_at(&line, 0).expect("caps");
+                        assert_eq!(caps.spans, searched.spans, "{line}");
+                        reused += 1;
+                    }
+                }
+                assert_eq!(
+                    dd.find(&line, &clock),
+                    uncached.find(&line, &clock),
+                    "{line}"
+                );
+                assert!(dd.state() == uncached.state(), "{line}");
+                let (mut cached, mut parsed) = (usage(&dd), usage(&uncached));
+                if repeated {
+                    // The last date's text again: its time of use stays that of the line
+                    // that parsed it (see `find`).
+                    for u in cached.iter_mut().chain(parsed.iter_mut()) {
+                        u.2 = 0;
+                    }
+                }
+                assert_eq!(cached, parsed, "{line}");
+                // 0 to 3 seconds on, then sometimes an hour or a day.
+                let step = match i % 97 {
+                    0 => 3600,
+                    50 => 86_400 - 7,
+                    _ => (i % 4) as i64,
+                };
+                repeated = step == 0;
+                t = t
+                    .checked_add(jiff::Span::new().seconds(step))
+                    .expect("time");
+            }
+            // Most new seconds reuse the last captures.
+            assert!(reused > 1000, "{pattern}: {reused}");
+        }
     }
 }

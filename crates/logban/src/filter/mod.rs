@@ -920,11 +920,12 @@ impl Filter {
         let mut screened = None;
         if let Some(screen) = &mut self.screen {
             let (s, e) = found.map_or((0, 0), |f| f.span);
-            self.scratch.clear();
-            self.scratch.push_str(&line[..s]);
-            self.scratch.push_str(&line[e..]);
-            self.scratch.push('\n');
-            match screen.verdict(self.prefregex.as_ref(), &self.scratch) {
+            match screen.verdict(
+                self.prefregex.as_ref(),
+                &line[..s],
+                &line[e..],
+                &mut self.scratch,
+            ) {
                 Verdict::Reject => {
                     self.rejected(found);
                     return Vec::new();

@@ -18,10 +18,11 @@
 use std::sync::Arc;
 
 use fancy_regex::{Assertion, Expr};
+use regex_automata::hybrid::LazyStateID;
 use regex_automata::hybrid::dfa::{Cache, DFA};
 use regex_automata::nfa::thompson;
-use regex_automata::util::syntax;
-use regex_automata::{Anchored, Input, MatchKind, PatternSet};
+use regex_automata::util::{start, syntax};
+use regex_automata::{Anchored, Input, MatchKind};
 
 use super::pyregex::Matcher;
 
@@ -73,8 +74,97 @@ impl Lazy {
         })
     }
 
-    fn input<'h>(&self, hay: &'h str) -> Input<'h> {
-        Input::new(hay).anchored(self.anchored)
+    /// The regex crate's own forward search (its loop is the fastest) over `rest`, the text
+    /// without its `\n`, where it decides for the text with it: when it stopped before the
+    /// end of `rest`, on a match with `earliest`, or where the DFA died. Up to there it went
+    /// through the same states as a search of the whole text; `Some(end)` is the match end
+    /// it found (leftmost-first, or the first with `earliest`), if any. `None` when it read
+    /// all of `rest` (the `\n` and the end of the text may still decide), or gave up.
+    ///
+    /// How far it read is the growth of the cache's count of bytes searched, which its
+    /// searches end at the position they stop at (not counted when the cache was cleared).
+    fn search_short(&mut self, rest: &[u8], earliest: bool) -> Option<Option<usize>> {
+        let (clears, before) = (self.cache.clear_count(), self.cache.search_total_len());
+        let input = Input::new(rest).anchored(self.anchored).earliest(earliest);
+        let found = self.dfa.try_search_fwd(&mut self.cache, &input).ok()?;
+        let read = self.cache.search_total_len().checked_sub(before)?;
+        if self.cache.clear_count() != clears {
+            return None;
+        }
+        match found {
+            Some(m) if earliest && m.offset() < rest.len() => Some(Some(m.offset())),
+            _ if read < rest.len() => Some(found.map(|m| m.offset())),
+            _ => None,
+        }
+    }
+
+    /// Runs the DFA over the text `body[from..]` followed by `\n` (a text of its own, nothing
+    /// behind its start), as the regex crate's forward searches do: from the start state (of
+    /// the search's anchoring), byte by byte, then the end of the text. Each match state is
+    /// handed to `on_match` with the end of the match it tells (match states come one byte
+    /// late), which says whether to stop there; a dead state stops the run.
+    ///
+    /// `Err` where the DFA gives up (a quit byte: non-ASCII under a Unicode word boundary,
+    /// or a cache that fills too often), as the searches' errors.
+    ///
+    /// The searches' own loops, on lines of 50 to 200 bytes, spend more on their set-up, their
+    /// per-byte bookkeeping and (overlapping) one call for each match than on the DFA's
+    /// steps; and the `\n` is read here without copying the line to append it.
+    fn run(
+        &mut self,
+        body: &[u8],
+        from: usize,
+        mut on_match: impl FnMut(&DFA, &Cache, LazyStateID, usize) -> bool,
+    ) -> Result<(), ()> {
+        let (dfa, cache) = (&self.dfa, &mut self.cache);
+        let config = start::Config::new().anchored(self.anchored);
+        let mut sid = dfa.start_state(cache, &config).map_err(drop)?;
+        let rest = body.get(from..).ok_or(())?;
+        // What a tagged state tells: go on, or stop (`Some`: with `Ok` when told to or dead).
+        let mut tagged = |cache: &Cache, sid: LazyStateID, at: usize| {
+            if sid.is_match() {
+                on_match(dfa, cache, sid, at).then_some(Ok(()))
+            } else if sid.is_dead() {
+                Some(Ok(()))
+            } else if sid.is_quit() {
+                Some(Err(()))
+            } else {
+                None
+            }
+        };
+        let mut at = 0;
+        loop {
+            if !sid.is_tagged() {
+                // The common case: known transitions between untagged states.
+                while let Some(&b) = rest.get(at) {
+                    let next = dfa.next_state_untagged(cache, sid, b);
+                    if next.is_tagged() {
+                        break;
+                    }
+                    sid = next;
+                    at += 1;
+                }
+            }
+            let Some(&b) = rest.get(at) else { break };
+            sid = dfa.next_state(cache, sid, b).map_err(drop)?;
+            if sid.is_tagged()
+                && let Some(stop) = tagged(cache, sid, at)
+            {
+                return stop;
+            }
+            at += 1;
+        }
+        sid = dfa.next_state(cache, sid, b'\n').map_err(drop)?;
+        if sid.is_tagged()
+            && let Some(stop) = tagged(cache, sid, rest.len())
+        {
+            return stop;
+        }
+        sid = dfa.next_eoi_state(cache, sid).map_err(drop)?;
+        if sid.is_match() {
+            tagged(cache, sid, rest.len() + 1);
+        }
+        Ok(())
     }
 }
 
@@ -88,14 +178,47 @@ pub(crate) struct Screen {
     head: Option<Lazy>,
     /// The supersets without anchors, for a prefregex whose content is not found by a DFA.
     unanchored: Option<regex::RegexSet>,
-    /// The overlapping search's answer, reused from line to line.
-    found: PatternSet,
     /// By failregex (below 128): its pattern is its own superset, so the set's answer for it is
     /// the failregex's own `is_match` on the same text.
     exact: u128,
     /// Where the last verdict found the prefregex's content to start, when its anchored head
     /// DFA found it (the prefregex's match then starts at the text's start).
     content_start: Option<usize>,
+    /// Whether a one-pattern set tries the regex crate's search first.
+    short: ShortTrial,
+}
+
+/// The regex crate's search ([`Lazy::search_short`]) is faster than the screen's own walk,
+/// but only decides lines whose DFA dies before their end: where a pattern stays alive to the
+/// end (`^<HOST> -.*"…"$` on access logs) both would run. It is weighed over [`SHORT_TRIAL`]
+/// lines and, deciding under half of them, left out for [`SHORT_REST`] lines.
+#[derive(Debug, Clone, Default)]
+struct ShortTrial {
+    /// Lines since it was last weighed (or since it rests), and how many it decided.
+    searches: u32,
+    decided: u32,
+    resting: bool,
+}
+
+/// See [`ShortTrial`].
+const SHORT_TRIAL: u32 = 256;
+/// See [`ShortTrial`].
+const SHORT_REST: u32 = 16_384;
+
+impl ShortTrial {
+    /// Counts a line; true when the search is to be tried on it.
+    fn in_use(&mut self) -> bool {
+        self.searches += 1;
+        let (limit, resting) = if self.resting {
+            (SHORT_REST, false)
+        } else {
+            (SHORT_TRIAL, self.decided < SHORT_TRIAL / 2)
+        };
+        if self.searches >= limit {
+            (self.searches, self.decided, self.resting) = (0, 0, resting);
+        }
+        !self.resting
+    }
 }
 
 fn set(patterns: &[String]) -> Option<regex::RegexSet> {
@@ -143,12 +266,12 @@ impl Screen {
         };
         let set = Lazy::new(&supersets, kind, false, SET_CACHE)?;
         Some(Self {
-            found: PatternSet::new(set.dfa.pattern_len()),
             set,
             head,
             unanchored,
             exact,
             content_start: None,
+            short: ShortTrial::default(),
         })
     }
 
@@ -158,87 +281,182 @@ impl Screen {
         i < 128 && self.exact & (1 << i) != 0
     }
 
-    /// False only when no failregex can match `text` (the line without its date, plus `\n`).
-    #[cfg(test)]
-    pub(crate) fn may_match(&mut self, prefregex: Option<&Matcher>, text: &str) -> bool {
-        !matches!(self.verdict(prefregex, text), Verdict::Reject)
-    }
-
     /// Where the last [`verdict`](Self::verdict) found the prefregex's content to start, from
     /// the text's start (see [`Matcher::search_with_content_at`]).
     pub(crate) fn content_start(&self) -> Option<usize> {
         self.content_start
     }
 
-    /// What the DFA passes over `text` (the line without its date, plus `\n`) tell.
-    pub(crate) fn verdict(&mut self, prefregex: Option<&Matcher>, text: &str) -> Verdict {
+    /// False only when no failregex can match `text` (the line without its date, plus `\n`).
+    #[cfg(test)]
+    pub(crate) fn may_match(&mut self, prefregex: Option<&Matcher>, text: &str) -> bool {
+        let body = text.strip_suffix('\n').unwrap_or(text);
+        let verdict = self.verdict(prefregex, "", body, &mut String::new());
+        !matches!(verdict, Verdict::Reject)
+    }
+
+    /// What the DFA passes tell of a line whose date was found between `pre` and `post`
+    /// (without a date, `pre` is empty and `post` the line): they read the text the
+    /// failregexes see, `pre`, `post` and a `\n`, copied into `buf` only when `pre` is not
+    /// empty or a fallback needs it whole.
+    pub(crate) fn verdict(
+        &mut self,
+        prefregex: Option<&Matcher>,
+        pre: &str,
+        post: &str,
+        buf: &mut String,
+    ) -> Verdict {
+        if pre.is_empty() {
+            return self.verdict_on(prefregex, post.as_bytes(), move || {
+                buf.clear();
+                buf.push_str(post);
+                buf.push('\n');
+                buf
+            });
+        }
+        buf.clear();
+        buf.push_str(pre);
+        buf.push_str(post);
+        let body = buf.len();
+        buf.push('\n');
+        let text: &str = buf;
+        self.verdict_on(prefregex, &text.as_bytes()[..body], move || text)
+    }
+
+    /// [`verdict`](Self::verdict) on the text `body` and `\n`; `text` gives that text whole
+    /// (for the regex searches that the DFA passes fall back on).
+    fn verdict_on<'t>(
+        &mut self,
+        prefregex: Option<&Matcher>,
+        body: &[u8],
+        text: impl FnOnce() -> &'t str,
+    ) -> Verdict {
         self.content_start = None;
         let Some(prefregex) = prefregex else {
-            return self.candidates(text);
+            return self.candidates(body, 0).unwrap_or(Verdict::MayMatch);
         };
         let start = match &mut self.head {
             Some(head) => {
-                let input = head.input(text);
-                match head.dfa.try_search_fwd(&mut head.cache, &input) {
-                    Ok(None) => return Verdict::Reject,
+                // Leftmost-first: the end of the last match before the DFA dies.
+                let mut end = None;
+                let walked = head.run(body, 0, |_, _, _, at| {
+                    end = Some(at);
+                    false
+                });
+                match (walked, end) {
+                    (Ok(()), None) => return Verdict::Reject,
                     // `head.` matches exactly where the whole prefregex does, and its `.` is
                     // the content's first character (see `Matcher::content_start`).
-                    Ok(Some(m)) => {
-                        let start = text[..m.offset()]
-                            .chars()
-                            .next_back()
-                            .map(|c| m.offset() - c.len_utf8());
+                    (Ok(()), Some(end)) => {
+                        let start = char_start(body, end);
                         if head.anchored == Anchored::Yes {
-                            self.content_start = start;
+                            self.content_start = Some(start);
                         }
-                        start
+                        Ok(Some(start))
                     }
-                    Err(_) => prefregex.content_start(text).flatten(),
+                    (Err(()), _) => Err(()),
                 }
             }
-            None => match prefregex.content_start(text) {
-                None => return Verdict::Reject,
-                Some(start) => start,
-            },
+            None => Err(()),
         };
-        match start {
-            Some(start) => self.candidates(&text[start..]),
-            None => match &self.unanchored {
-                Some(set) if !set.is_match(text) => Verdict::Reject,
-                _ => Verdict::MayMatch,
-            },
+        let start = match start {
+            Ok(start) => start,
+            Err(()) => {
+                // The regex search instead, on the whole text (`body` and `\n`).
+                let text = text();
+                let body = &text.as_bytes()[..text.len().saturating_sub(1)];
+                return match (self.head.is_some(), prefregex.content_start(text)) {
+                    (false, None) => Verdict::Reject,
+                    (_, Some(Some(start))) => {
+                        self.candidates(body, start).unwrap_or(Verdict::MayMatch)
+                    }
+                    // Where the head's DFA gave up, no match goes to the set without anchors.
+                    (true, None) | (_, Some(None)) => self.unanchored_verdict(text),
+                };
+            }
+        };
+        match start.map(|start| self.candidates(body, start)) {
+            Some(Ok(verdict)) => verdict,
+            Some(Err(())) => Verdict::MayMatch,
+            None => self.unanchored_verdict(text()),
         }
     }
 
-    /// Which supersets match `hay` (the content, or the whole text without a prefregex).
-    fn candidates(&mut self, hay: &str) -> Verdict {
+    /// The supersets without anchors on the whole text, for a prefregex whose content the
+    /// screen does not find.
+    fn unanchored_verdict(&self, text: &str) -> Verdict {
+        match &self.unanchored {
+            Some(set) if !set.is_match(text) => Verdict::Reject,
+            _ => Verdict::MayMatch,
+        }
+    }
+
+    /// Which supersets match the text `body[from..]` and `\n` (the content, or the whole
+    /// text without a prefregex); `Err` where the DFA gives up.
+    fn candidates(&mut self, body: &[u8], from: usize) -> Result<Verdict, ()> {
+        let known_end = self.exact & 1 != 0 && self.set.anchored == Anchored::Yes;
         let set = &mut self.set;
-        let input = set.input(hay);
-        if set.dfa.pattern_len() == 1 {
+        let n = set.dfa.pattern_len();
+        if n == 1 {
             // One pattern: no set to tell apart. Searched leftmost-first to its end, it gives
             // the failregex's own match when it is exact and anchored (its match starts where
             // the search does), which the captures then need not search for again.
-            let known = self.exact & 1 != 0 && set.anchored == Anchored::Yes;
-            return match set.dfa.try_search_fwd(&mut set.cache, &input) {
-                Ok(None) => Verdict::Reject,
-                Ok(Some(m)) => Verdict::Any(known.then_some(m.offset())),
-                Err(_) => Verdict::MayMatch,
+            let rest = body.get(from..).ok_or(())?;
+            let short = match self.short.in_use() {
+                true => set.search_short(rest, false),
+                false => None,
             };
+            self.short.decided += u32::from(short.is_some());
+            let end = match short {
+                Some(end) => end,
+                None => {
+                    // Leftmost-first: the end of the last match before the DFA dies.
+                    let mut end = None;
+                    set.run(body, from, |_, _, _, at| {
+                        end = Some(at);
+                        false
+                    })?;
+                    end
+                }
+            };
+            return Ok(match end {
+                Some(end) => Verdict::Any(known_end.then_some(end)),
+                None => Verdict::Reject,
+            });
         }
-        let found = &mut self.found;
-        found.clear();
-        match set
-            .dfa
-            .try_which_overlapping_matches(&mut set.cache, &input, found)
-        {
-            Ok(()) if found.is_empty() => Verdict::Reject,
-            Ok(()) if found.capacity() <= 128 => Verdict::Candidates(Candidates(
-                found.iter().fold(0, |bits, p| bits | 1 << p.as_usize()),
-            )),
-            Ok(()) => Verdict::Any(None),
-            Err(_) => Verdict::MayMatch,
-        }
+        // Every pattern of each match state (once for a state met again), until all are in.
+        let all = if n >= 128 { u128::MAX } else { (1 << n) - 1 };
+        let mut bits = 0u128;
+        let mut last = None;
+        set.run(body, from, |dfa, cache, sid, _| {
+            if last != Some(sid) {
+                last = Some(sid);
+                for i in 0..dfa.match_len(cache, sid) {
+                    let p = dfa.match_pattern(cache, sid, i).as_usize();
+                    bits |= 1u128.checked_shl(p as u32).unwrap_or(1 << 127);
+                }
+            }
+            bits == all
+        })?;
+        Ok(match bits {
+            0 => Verdict::Reject,
+            _ if n > 128 => Verdict::Any(None),
+            bits => Verdict::Candidates(Candidates(bits)),
+        })
     }
+}
+
+/// Where the character that ends at `end` of the text `body` and `\n` starts.
+fn char_start(body: &[u8], end: usize) -> usize {
+    if end > body.len() {
+        return body.len();
+    }
+    let mut at = end.saturating_sub(1);
+    // Back over UTF-8 continuation bytes (`body` is text: at most three).
+    while at > 0 && body.get(at).is_some_and(|b| b & 0xC0 == 0x80) {
+        at -= 1;
+    }
+    at
 }
 
 /// The failregexes (by index, below 128) that may match the text they run on.
@@ -389,5 +607,95 @@ mod tests {
         assert!(!s.may_match(Some(&pref), "host sshd[1]: Accepted key\n"));
         assert!(!s.may_match(Some(&pref), "host sshd[1]: x Invalid user x\n"));
         assert!(!s.may_match(Some(&pref), "host cron[1]: Invalid user x\n"));
+    }
+
+    /// The patterns the screen says may match `pre`, `post` and `\n`: all of them for `Any`,
+    /// none for `Reject`.
+    fn screened(s: &mut Screen, pref: Option<&Matcher>, pre: &str, post: &str) -> Vec<usize> {
+        let n = s.set.dfa.pattern_len();
+        match s.verdict(pref, pre, post, &mut String::new()) {
+            Verdict::Reject => Vec::new(),
+            Verdict::Candidates(c) => c.iter().collect(),
+            Verdict::Any(_) | Verdict::MayMatch => (0..n).collect(),
+        }
+    }
+
+    #[test]
+    fn the_dfa_walk_reads_the_newline_and_tells_exactly_which_patterns_match() {
+        // Linear patterns are screened as they are: the candidates are exactly the patterns
+        // the regex crate matches on the text (`pre`, `post`, `\n`), whether the `\n` and the
+        // end of the text decide (`\s`, `$`, `\b`) or a byte before.
+        let fail = [
+            r"^foo\s",
+            r"^foo$",
+            r"^foo\b",
+            r"^fo+ bar",
+            r"^\w+ (?:bar|baz)\n",
+            r"^caf\S+",
+            r"^x+",
+        ];
+        let regexes: Vec<_> = fail
+            .iter()
+            .map(|p| regex::Regex::new(p).expect("re"))
+            .collect();
+        let mut several = screen(None, &fail);
+        let lines = [
+            ("", "foo"),
+            ("", "foo bar"),
+            ("fo", "o baz"),
+            ("foo ", "bar"),
+            ("", "café x"),
+            ("", "xxxx"),
+            ("", ""),
+            ("x", ""),
+            ("", "fooo barbaz"),
+            ("", "foo\u{e9}"),
+        ];
+        for (pre, post) in lines {
+            let text = format!("{pre}{post}\n");
+            let want: Vec<usize> = (0..fail.len())
+                .filter(|i| regexes[*i].is_match(&text))
+                .collect();
+            let got = screened(&mut several, None, pre, post);
+            if text.is_ascii() {
+                assert_eq!(got, want, "{text:?}");
+            } else {
+                // The DFA gives up on a non-ASCII byte under `\b`: all may match.
+                assert!(want.iter().all(|i| got.contains(i)), "{text:?}");
+            }
+            // A set of one pattern takes the first match.
+            for (i, p) in fail.iter().enumerate() {
+                let mut one = screen(None, &[p]);
+                let found = !screened(&mut one, None, pre, post).is_empty();
+                assert!(
+                    found == want.contains(&i) || found && !text.is_ascii(),
+                    "{p} on {text:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_content_starts_after_the_prefregex_head_wherever_the_date_was() {
+        let pref =
+            Matcher::compile(r"^h (?:\S+ )?d\[\d+\]: (?P<content>.+)$", false).expect("pref");
+        let mut s = screen(Some(&pref), &[r"^Failed \S+\n$", r"^Failed", r"^é\s"]);
+        // The date removed from the line start, or from its middle (`pre` and `post`).
+        assert_eq!(
+            screened(&mut s, Some(&pref), "", "h d[1]: Failed x"),
+            [0, 1]
+        );
+        assert_eq!(
+            screened(&mut s, Some(&pref), "h d[1]: Fai", "led x"),
+            [0, 1]
+        );
+        assert_eq!(
+            screened(&mut s, Some(&pref), "h ", "x d[1]: Failed x y"),
+            [1]
+        );
+        assert_eq!(screened(&mut s, Some(&pref), "h d[1]: ", "é"), [2]);
+        assert!(screened(&mut s, Some(&pref), "", "h d[1]: Accepted").is_empty());
+        assert!(screened(&mut s, Some(&pref), "", "h c[1]: Failed x").is_empty());
+        assert!(screened(&mut s, Some(&pref), "", "").is_empty());
     }
 }
