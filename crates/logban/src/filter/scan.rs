@@ -1,14 +1,19 @@
 //! Scanning a log on all cores with the results of a sequential scan.
 //!
-//! The log is read in chunks of complete lines (about 2 MiB each) that worker threads
-//! scan while the caller's thread reads ahead, merges the chunks' results in log order and hands
-//! out the matches: a pipeline, so no core waits for another's chunk, the reading or the
-//! caller's `on_match`. At most `threads + 2` chunks are in flight (read, queued, being
-//! scanned, or waiting to be merged), so memory stays at about `(threads + 2) × 2 MiB` plus the
-//! matches of those chunks (a match with its groups and lines takes a few hundred bytes: about
+//! The log is read in chunks of complete lines (about 2 MiB each, 4 MiB for a filter with
+//! sessions, whose warm-up below is longer) that worker threads scan while the caller's thread
+//! reads ahead, merges the chunks' results in log order and hands out the matches: a pipeline,
+//! so no core waits for another's chunk, the reading or the caller's `on_match`. At most
+//! `threads + 2` chunks (`threads + 1` of 4 MiB) are in flight (read, queued, being scanned, or
+//! waiting to be merged), so memory stays at about `(threads + 2) × 2 MiB` (`(threads + 1) ×
+//! 4 MiB`) plus the matches of those chunks (a match with its groups and lines takes a few hundred bytes: about
 //! 10 MiB for a chunk of the stock sshd filter on an auth.log where half the lines match; with
 //! [`Filter::scan_reader_map`] only what the caller's map keeps of each), whatever the log's
-//! size. Chunk `k` goes to worker `k % threads`.
+//! size. The workers take the chunks from one queue, each the next one when it is free, so a
+//! worker held up (by another process on a shared machine, or by a chunk of costlier lines)
+//! does not hold up the chunks after its own. The last chunk is cut in pieces of at least an
+//! eighth of a chunk, two for each worker, so that the workers finish together rather than one
+//! of them scanning a whole chunk alone at the end.
 //!
 //! A filter carries state from line to line (the multi-line buffer, `<F-MLFID>` sessions, the
 //! last date for lines without one, the date template that matched last), so a chunk's results
@@ -25,7 +30,7 @@
 //! state is the last date and the date template starts with 64 lines. Either doubles (up to
 //! [`WARMUP_LINES`]) after each chunk it did not bring to the true state, so a log that needs a
 //! longer warm-up gets it after a rescan or two. On the stock sshd filter over an auth.log
-//! (about 19,000 lines a chunk) the warm-up is about 5 % of the work and no chunk is scanned
+//! (about 37,000 lines a chunk) the warm-up is about 2.7 % of the work and no chunk is scanned
 //! again; on the HTTP filters it is well under 1 %.
 //!
 //! Lines are split with `memchr`, and each chunk is checked to be UTF-8 once: lines of a valid
@@ -38,8 +43,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Read;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::{Carry, FilterMatch, FilterState, FilterStats};
 use crate::Filter;
@@ -51,11 +56,20 @@ pub const WARMUP_LINES: usize = 2048;
 /// The first warm-up of a filter whose only line-to-line state is the date.
 const SHORT_WARMUP_LINES: usize = 64;
 
-/// Bytes of complete lines per chunk (a line longer than that is one chunk).
+/// Bytes of complete lines per chunk (a line longer than that is one chunk); twice that for
+/// filters with sessions (see [`Filter::scan_parallel`]).
 const CHUNK_BYTES: usize = 2 << 20;
 
-/// Chunks read ahead beyond one per worker.
+/// Chunks read ahead beyond one per worker; one for filters with sessions, whose chunks are
+/// twice as long.
 const READ_AHEAD: usize = 2;
+
+/// Pieces for each worker the last chunk is cut into.
+const TAIL_PIECES: usize = 2;
+
+/// The smallest piece of the last chunk, as a part of a chunk (2 MiB chunks: 256 KiB), so that
+/// the pieces' warm-ups stay a small part of them.
+const MIN_PIECE_PART: usize = 8;
 
 /// One failregex match and the line it was found on.
 #[derive(Debug, Clone, PartialEq)]
@@ -147,12 +161,14 @@ impl<T> Chunk<T> {
     }
 }
 
-/// A chunk for a worker: `data[..from]` to warm up on (empty with `carry`), `data[from..]` to
-/// scan.
+/// A chunk for a worker: `data[warm..from]` to warm up on (unused with `carry`),
+/// `data[from..to]` to scan.
 struct Job<T> {
     seq: u64,
     data: Arc<Vec<u8>>,
+    warm: usize,
     from: usize,
+    to: usize,
     /// The true state at the chunk's start, when it is known as the job is sent.
     carry: Option<Carry>,
     /// An emptied list of an earlier chunk's, to fill again.
@@ -170,7 +186,7 @@ fn scan_chunk<T>(filter: &mut Filter, job: &mut Job<T>, map: Map<'_, T>) -> Chun
             None
         }
         None => {
-            scan_lines(filter, &job.data[..job.from], |_, _| ());
+            scan_lines(filter, &job.data[job.warm..job.from], |_, _| ());
             Some(filter.state())
         }
     };
@@ -180,7 +196,7 @@ fn scan_chunk<T>(filter: &mut Filter, job: &mut Job<T>, map: Map<'_, T>) -> Chun
     found.clear();
     // Each match is mapped (and dropped) at once, on this thread: only what the caller needs
     // crosses to its thread.
-    let lines = scan_lines(filter, &job.data[job.from..], |line, m| {
+    let lines = scan_lines(filter, &job.data[job.from..job.to], |line, m| {
         found.push((line, map(m)));
     });
     let start = match reached {
@@ -198,15 +214,21 @@ fn scan_chunk<T>(filter: &mut Filter, job: &mut Job<T>, map: Map<'_, T>) -> Chun
     }
 }
 
-/// A worker thread: scans its jobs with its own copy of the filter (its lazy DFAs stay warm
-/// from chunk to chunk) until its queue closes.
+/// A worker thread: takes the next job from the queue all workers share, and scans it with
+/// its own copy of the filter (its lazy DFAs stay warm from chunk to chunk), until the queue
+/// closes.
 fn work<T>(
     mut filter: Filter,
-    jobs: &Receiver<Job<T>>,
+    jobs: &Mutex<Receiver<Job<T>>>,
     done: &SyncSender<(u64, Chunk<T>)>,
     map: Map<'_, T>,
 ) {
-    for mut job in jobs {
+    loop {
+        // The lock is held while waiting: the other workers wait for the job after this one.
+        let next = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok(mut job) = next else {
+            return;
+        };
         // A panic (a bug) leaves the chunk to the caller's thread, which scans it again.
         let chunk =
             std::panic::catch_unwind(AssertUnwindSafe(|| scan_chunk(&mut filter, &mut job, map)))
@@ -229,6 +251,11 @@ struct Blocks<R> {
 }
 
 impl<R: Read> Blocks<R> {
+    /// True once the reader's end has been read and handed out.
+    fn finished(&self) -> bool {
+        self.eof && self.rest.is_empty()
+    }
+
     /// The next run of complete lines (about `chunk_bytes`; a last line without `\n` gets one),
     /// in `buf` (emptied first: a buffer to reuse) after a copy of `prefix`; returns the buffer
     /// and where the run starts, `None` at the end.
@@ -301,11 +328,12 @@ impl Filter {
     /// while the workers go on scanning; a last line without `\n` is processed too. Returns the
     /// number of lines.
     ///
-    /// The log is cut into chunks of about 2 MiB of lines. Worker threads scan them, each after
-    /// a warm-up on the lines before its chunk, while the calling thread reads ahead, checks
-    /// each chunk's starting state against the state the previous chunk ended in (scanning it
-    /// again when they differ) and hands out its matches. At most `threads + 2` chunks are in
-    /// flight: memory stays at about `(threads + 2) × 2 MiB` plus those chunks' matches.
+    /// The log is cut into chunks of about 2 MiB of lines (4 MiB for a filter with sessions).
+    /// Worker threads scan them, each after a warm-up on the lines before its chunk, while the
+    /// calling thread reads ahead, checks each chunk's starting state against the state the
+    /// previous chunk ended in (scanning it again when they differ) and hands out its matches.
+    /// Memory stays at about `(threads + 2) × 2 MiB` (`(threads + 1) × 4 MiB` with sessions)
+    /// plus the matches of the chunks in flight.
     ///
     /// The worker threads live as long as the call, each with its own copy of the filter, so
     /// their lazy DFAs stay warm from chunk to chunk.
@@ -410,8 +438,9 @@ impl Filter {
                 .any(|re| re.contains("F-MLFID"))
     }
 
-    /// The pipelined scan: `threads` workers scan chunks (chunk `k` on worker `k % threads`)
-    /// while this thread reads ahead, merges in log order and hands out the matches.
+    /// The pipelined scan: `threads` workers take the chunks from one queue (whichever is
+    /// free takes the next) while this thread reads ahead, merges in log order and hands out
+    /// the matches.
     fn scan_parallel<R: Read, T: Send>(
         &mut self,
         blocks: &mut Blocks<R>,
@@ -419,34 +448,38 @@ impl Filter {
         map: Map<'_, T>,
         on_item: &mut dyn FnMut(u64, T),
     ) -> std::io::Result<u64> {
-        let in_flight = threads + READ_AHEAD;
-        let mut warm_lines = if self.has_sessions() {
-            WARMUP_LINES / 2
+        // A filter with sessions warms up on 1024 lines: about 5 % of a 2 MiB chunk of an
+        // auth.log, 2.7 % of a 4 MiB one (sshd, 1,000,000 lines: 3 % less CPU for 9 MiB more
+        // memory, as one chunk less is read ahead). Others warm up on 64 lines (well under 1 %).
+        let (mut warm_lines, in_flight) = if self.has_sessions() {
+            blocks.chunk_bytes = blocks.chunk_bytes.saturating_mul(2);
+            (WARMUP_LINES / 2, threads + READ_AHEAD - 1)
         } else {
-            SHORT_WARMUP_LINES
+            (SHORT_WARMUP_LINES, threads + READ_AHEAD)
         };
+        // Never full: at most `in_flight` chunks are out at a time, the last one in pieces.
+        let capacity = in_flight + threads * TAIL_PIECES;
+        let (job_tx, job_rx) = sync_channel::<Job<T>>(capacity);
+        let job_rx = Mutex::new(job_rx);
         std::thread::scope(|scope| {
-            // Never full: at most `in_flight` jobs are out at a time.
-            let (done_tx, done_rx) = sync_channel::<(u64, Chunk<T>)>(in_flight);
-            let workers: Vec<SyncSender<Job<T>>> = (0..threads)
-                .map(|_| {
-                    let (job_tx, job_rx) = sync_channel::<Job<T>>(in_flight);
-                    let (done, filter) = (done_tx.clone(), self.clone());
-                    scope.spawn(move || work(filter, &job_rx, &done, map));
-                    job_tx
-                })
-                .collect();
+            let (done_tx, done_rx) = sync_channel::<(u64, Chunk<T>)>(capacity);
+            for _ in 0..threads {
+                let (done, filter, jobs) = (done_tx.clone(), self.clone(), &job_rx);
+                scope.spawn(move || work(filter, jobs, &done, map));
+            }
             drop(done_tx);
-            // Chunks read and not merged yet, in log order.
+            // Chunks (or pieces of the last one) sent and not merged yet, in log order.
             let mut queued: VecDeque<Queued> = VecDeque::new();
+            // The last chunk read, and where it starts in its buffer: the next one's warm-up.
             let mut last: Option<(Arc<Vec<u8>>, usize)> = None;
             let mut ready = BTreeMap::new();
             // Buffers and match lists of merged chunks, to reuse.
             let mut spare_data: Vec<Vec<u8>> = Vec::new();
             let mut spare_found: Vec<Vec<(u64, T)>> = Vec::new();
             let (mut sent, mut merged, mut lines) = (0u64, 0u64, 0u64);
+            let mut reading = true;
             loop {
-                while queued.len() < in_flight {
+                while reading && queued.len() < in_flight {
                     // With nothing in flight the true state is known: no warm-up.
                     let known = sent == merged;
                     let prefix = match (&last, known) {
@@ -458,27 +491,41 @@ impl Filter {
                     };
                     let buf = spare_data.pop().unwrap_or_default();
                     let Some((data, from)) = blocks.next(prefix, buf)? else {
+                        reading = false;
                         break;
                     };
+                    reading = !blocks.finished();
                     let data = Arc::new(data);
-                    let worker = usize::try_from(sent % threads as u64).unwrap_or(0);
-                    let job = Job {
-                        seq: sent,
-                        data: Arc::clone(&data),
-                        from,
-                        carry: known.then(|| self.carry()),
-                        found: spare_found.pop().unwrap_or_default(),
+                    // The last chunk goes in pieces to whichever workers are free, so that
+                    // they finish together rather than one after the other.
+                    let pieces = if reading {
+                        vec![(0, from, data.len())]
+                    } else {
+                        let min_bytes = blocks.chunk_bytes / MIN_PIECE_PART;
+                        pieces(&data, from, threads * TAIL_PIECES, min_bytes, warm_lines)
                     };
-                    // A worker that is gone (it never stops before its queue closes) leaves the
-                    // chunk to the rescan below.
-                    let scanned = workers[worker].send(job).is_ok();
-                    last = Some((Arc::clone(&data), from));
-                    queued.push_back(Queued {
-                        data,
-                        from,
-                        scanned,
-                    });
-                    sent += 1;
+                    for (warm, piece_from, to) in pieces {
+                        let job = Job {
+                            seq: sent,
+                            data: Arc::clone(&data),
+                            warm,
+                            from: piece_from,
+                            to,
+                            carry: (sent == merged).then(|| self.carry()),
+                            found: spare_found.pop().unwrap_or_default(),
+                        };
+                        // With no worker left (they never stop before the queue closes), the
+                        // chunk is scanned again below.
+                        let scanned = job_tx.send(job).is_ok();
+                        queued.push_back(Queued {
+                            data: Arc::clone(&data),
+                            from: piece_from,
+                            to,
+                            scanned,
+                        });
+                        sent += 1;
+                    }
+                    last = Some((data, from));
                 }
                 let Some(next) = queued.pop_front() else {
                     break;
@@ -518,28 +565,72 @@ impl Filter {
                         // it, and warm up longer from now on.
                         warm_lines = (warm_lines * 2).min(WARMUP_LINES);
                         let base = lines;
-                        scan_lines(self, &next.data[next.from..], |line, found| {
+                        scan_lines(self, &next.data[next.from..next.to], |line, found| {
                             on_item(base + line, map(found));
                         })
                     }
                 };
-                // The worker has dropped its copy; the last chunk read is still a prefix.
+                // The workers have dropped their copies; the last chunk read (a warm-up for
+                // the next) and the other pieces of the last chunk still hold theirs.
                 if let Ok(buf) = Arc::try_unwrap(next.data) {
                     spare_data.push(buf);
                 }
             }
-            drop(workers);
+            drop(job_tx);
             Ok(lines)
         })
     }
 }
 
-/// A chunk read and sent to a worker, until it is merged.
+/// Cuts the chunk `data[from..]` (complete lines) into at most `n` pieces of whole lines of
+/// about `min_bytes` or more, each with the `warm_lines` lines before it to warm up on:
+/// `(warm, from, to)` for each, in order. The first piece's warm-up is `data[..from]`.
+fn pieces(
+    data: &[u8],
+    from: usize,
+    n: usize,
+    min_bytes: usize,
+    warm_lines: usize,
+) -> Vec<(usize, usize, usize)> {
+    let n = n.min((data.len() - from) / min_bytes.max(1)).max(1);
+    let step = (data.len() - from) / n;
+    let mut out = Vec::with_capacity(n);
+    let mut start = from;
+    for i in 1..=n {
+        let to = if i == n {
+            data.len()
+        } else {
+            // The end of the line at the piece's nominal end (lines longer than a piece make
+            // fewer pieces).
+            let at = (from + i * step).max(start);
+            match memchr::memchr(b'\n', &data[at..]) {
+                Some(nl) => at + nl + 1,
+                None => data.len(),
+            }
+        };
+        if to > start {
+            let warm = if start == from {
+                0
+            } else {
+                last_lines(&data[..start], warm_lines)
+            };
+            out.push((warm, start, to));
+            start = to;
+        }
+        if start == data.len() {
+            break;
+        }
+    }
+    out
+}
+
+/// A chunk (or a piece of the last one) sent to a worker, until it is merged.
 struct Queued {
     data: Arc<Vec<u8>>,
-    /// Where the chunk starts in `data` (after its warm-up lines).
+    /// Where the chunk starts and ends in `data` (after its warm-up lines).
     from: usize,
-    /// False when the worker was gone: the chunk is scanned here.
+    to: usize,
+    /// False when the workers were gone: the chunk is scanned here.
     scanned: bool,
 }
 
@@ -613,21 +704,47 @@ mod tests {
             .collect()
     }
 
+    /// The session filter's matches over `text` line by line, and the filter afterwards.
+    fn sequential_scan(text: &str) -> (Filter, Vec<LineMatch>) {
+        let mut filter = session_filter();
+        let mut expected = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            for found in filter.process_bytes(line.as_bytes()) {
+                expected.push(LineMatch {
+                    line: i as u64 + 1,
+                    found,
+                });
+            }
+        }
+        (filter, expected)
+    }
+
+    /// `filter`'s matches over `data` on `threads` threads in chunks of `chunk_bytes`, and the
+    /// number of lines.
+    fn parallel_scan(
+        filter: &mut Filter,
+        data: &[u8],
+        threads: usize,
+        chunk_bytes: usize,
+    ) -> (u64, Vec<LineMatch>) {
+        let mut found = Vec::new();
+        let lines = filter
+            .scan_blocks(data, threads, chunk_bytes, &|m| m, &mut |line, found_| {
+                found.push(LineMatch {
+                    line,
+                    found: found_,
+                })
+            })
+            .expect("reads");
+        (lines, found)
+    }
+
     #[test]
     fn parallel_scans_equal_the_sequential_scan() {
         // 300 processes: the warm-up reaches the true state; 60: it cannot (session 999).
         for pids in [300, 60] {
             let text = log(60_000, pids);
-            let mut sequential = session_filter();
-            let mut expected = Vec::new();
-            for (i, line) in text.lines().enumerate() {
-                for found in sequential.process_bytes(line.as_bytes()) {
-                    expected.push(LineMatch {
-                        line: i as u64 + 1,
-                        found,
-                    });
-                }
-            }
+            let (sequential, expected) = sequential_scan(&text);
             assert!(expected.iter().any(|m| m.found.users.len() > 1));
             let long = expected.iter().find(|m| m.line == 50_001).expect("matched");
             let early = long.found.users.iter().any(|u| u == "early");
@@ -638,22 +755,9 @@ mod tests {
             );
             for threads in [1, 2, 3, 7] {
                 let mut parallel = session_filter();
-                let mut found = Vec::new();
-                // Chunks of 256 KiB: about ten, more than are in flight at a time.
-                parallel
-                    .scan_blocks(
-                        text.as_bytes(),
-                        threads,
-                        1 << 18,
-                        &|m| m,
-                        &mut |line, found_| {
-                            found.push(LineMatch {
-                                line,
-                                found: found_,
-                            })
-                        },
-                    )
-                    .expect("reads");
+                // Chunks of 256 KiB (twice 128 KiB, for a filter with sessions): about ten,
+                // more than are in flight at a time.
+                let (_, found) = parallel_scan(&mut parallel, text.as_bytes(), threads, 1 << 17);
                 assert_eq!(found.len(), expected.len(), "{pids}/{threads}");
                 assert!(found == expected, "{pids}/{threads}: same matches in order");
                 assert_eq!(parallel.stats(), sequential.stats(), "{pids}/{threads}");
@@ -729,6 +833,82 @@ mod tests {
             assert!(found == expected, "{threads} threads: same dates");
             assert!(parallel.state() == sequential.state(), "{threads}");
         }
+    }
+
+    /// A log in one chunk, which is then the last one: it is scanned in pieces (four with two
+    /// workers, six with three), each after a warm-up on the lines before it in the same buffer, and
+    /// the results are still the sequential ones, rescans included (session 999).
+    #[test]
+    fn a_last_chunk_scanned_in_pieces_equals_the_sequential_scan() {
+        for pids in [300, 60] {
+            let text = log(60_000, pids);
+            let (sequential, expected) = sequential_scan(&text);
+            // Doubled for a filter with sessions: one chunk.
+            let chunk_bytes = text.len() / 2 + 1;
+            assert_eq!(
+                pieces(
+                    text.as_bytes(),
+                    0,
+                    4,
+                    2 * chunk_bytes / MIN_PIECE_PART,
+                    1024
+                )
+                .len(),
+                4,
+                "the log is cut in four pieces"
+            );
+            for threads in [2, 3] {
+                let mut parallel = session_filter();
+                let (lines, found) =
+                    parallel_scan(&mut parallel, text.as_bytes(), threads, chunk_bytes);
+                assert_eq!(lines, 60_000);
+                assert!(found == expected, "{pids}/{threads}: same matches in order");
+                assert_eq!(parallel.stats(), sequential.stats(), "{pids}/{threads}");
+                assert!(parallel.state() == sequential.state(), "{pids}/{threads}");
+            }
+        }
+    }
+
+    #[test]
+    fn pieces_end_at_line_ends_and_warm_up_on_the_lines_before_them() {
+        // A prefix of two lines, then 100 lines of 10 bytes and one of 95.
+        let mut data = b"p1\np2\n".to_vec();
+        let from = data.len();
+        for i in 0..100 {
+            data.extend_from_slice(format!("line {i:04}\n").as_bytes());
+        }
+        data.extend_from_slice(&[b'x'; 94]);
+        data.push(b'\n');
+        let parts = pieces(&data, from, 4, 200, 3);
+        assert_eq!(parts.len(), 4);
+        assert_eq!(
+            parts[0],
+            (0, from, parts[0].2),
+            "the first warms up on the prefix"
+        );
+        assert_eq!(parts.last().map(|p| p.2), Some(data.len()));
+        for w in parts.windows(2) {
+            assert_eq!(w[0].2, w[1].1, "pieces follow each other");
+        }
+        for &(warm, start, to) in &parts[1..] {
+            assert_eq!(data[start - 1], b'\n');
+            assert_eq!(data[to - 1], b'\n');
+            assert_eq!(
+                last_lines(&data[..start], 3),
+                warm,
+                "three lines of warm-up"
+            );
+            assert!(to - start >= 200 - 10, "{start}..{to}");
+        }
+        // Fewer pieces when they would be smaller than asked; never more than asked.
+        assert_eq!(pieces(&data, from, 4, 400, 3).len(), 2);
+        assert_eq!(pieces(&data, from, 2, 10, 3).len(), 2);
+        assert_eq!(pieces(&data, from, 4, 5000, 3), [(0, from, data.len())]);
+        // A line longer than a piece: the pieces end after it.
+        let mut long = b"a\n".to_vec();
+        long.extend_from_slice(&[b'y'; 900]);
+        long.extend_from_slice(b"\nb\n");
+        assert_eq!(pieces(&long, 0, 3, 100, 1), [(0, 0, 903), (2, 903, 905)]);
     }
 
     #[test]
@@ -823,15 +1003,7 @@ mod tests {
         );
         for threads in [1, 2, 3] {
             let mut parallel = filter();
-            let mut found = Vec::new();
-            let lines = parallel
-                .scan_blocks(&text[..], threads, 1 << 17, &|m| m, &mut |line, found_| {
-                    found.push(LineMatch {
-                        line,
-                        found: found_,
-                    })
-                })
-                .expect("reads");
+            let (lines, found) = parallel_scan(&mut parallel, &text, threads, 1 << 17);
             assert_eq!(lines, 40_000);
             assert!(found == expected, "{threads} threads: same matches");
             assert_eq!(parallel.stats(), sequential.stats(), "{threads}");
