@@ -814,7 +814,10 @@ impl PrefixGroup {
     fn captures_of_head(&self, hay: &str, start: usize, end: usize) -> Option<Spans> {
         let content_start = end - hay[..end].chars().next_back()?.len_utf8();
         let group_end = self.split.unique(hay, start, content_start)?;
-        Some(vec![Some((start, end)), Some((start, group_end))])
+        // Room for the content's span too (see `Linear::with_content`).
+        let mut spans = Vec::with_capacity(3);
+        spans.extend([Some((start, end)), Some((start, group_end))]);
+        Some(spans)
     }
 }
 
