@@ -27,7 +27,7 @@
 //! ([`PrefixGroup`]) and the head before a long tail without named groups ([`TailSplit`]) are
 //! found by reverse lazy DFAs where their ends are unique ([`Split`]).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use regex_automata::hybrid::dfa::{Cache as LazyCache, DFA as LazyDfa, OverlappingState};
 use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
@@ -948,7 +948,17 @@ struct AsciiCaptures {
     starts_at_text_start: bool,
     /// Where the pattern ends in a long part without named groups.
     tail: Option<Box<TailSplit>>,
+    /// What the [`Memo`]s of all threads learnt, asked when a thread's own has no answer:
+    /// threads that scan one log in chunks see the same shapes of lines, and a search costs
+    /// far more than a lock taken only on a thread's own miss.
+    shared: Mutex<SharedMemo>,
 }
+
+/// See [`AsciiCaptures::shared`]: results relative to the span's start, by key.
+type SharedMemo = std::collections::HashMap<Box<[u8]>, Option<Spans>, foldhash::fast::RandomState>;
+
+/// Results the shared memo keeps before it starts over.
+const SHARED_MEMO_ENTRIES: usize = 4 * MEMO_ENTRIES;
 
 /// A pattern `X Y` whose last items `Y` hold no named group and match at least
 /// [`TAIL_SPLIT_LEN`] bytes (nginx-botsearch's `^<HOST> \- \S+ \[\] "…" 404 .+$`): once a
@@ -1018,6 +1028,7 @@ impl AsciiCaptures {
             bt,
             starts_at_text_start: hir.properties().look_set_prefix().contains(Look::Start),
             tail: None,
+            shared: Mutex::default(),
         })
     }
 
@@ -1038,15 +1049,24 @@ impl AsciiCaptures {
         let (cache, caps, memo) = &mut *state;
         let classes = self.bt.get_nfa().byte_classes();
         let memo_in_use = memo.start_key(hay.as_bytes(), start, end, &[classes]);
+        // Kept relative to the span's start.
+        let rebase = |kept: &Option<Spans>| {
+            kept.as_ref().map(|spans| {
+                spans
+                    .iter()
+                    .map(|g| g.map(|(s, e)| (s + start, e + start)))
+                    .collect()
+            })
+        };
         if memo_in_use {
-            // Kept relative to the span's start.
             if let Some(found) = memo.lookup() {
-                return Ok(found.as_ref().map(|spans| {
-                    spans
-                        .iter()
-                        .map(|g| g.map(|(s, e)| (s + start, e + start)))
-                        .collect()
-                }));
+                return Ok(rebase(found));
+            }
+            let shared = self.shared.lock().ok();
+            if let Some(kept) = shared.and_then(|m| m.get(memo.key.as_slice()).cloned()) {
+                let found = rebase(&kept);
+                memo.keep(kept);
+                return Ok(found);
             }
         }
         let input = Input::new(hay).span(start..end).anchored(Anchored::Yes);
@@ -1059,12 +1079,19 @@ impl AsciiCaptures {
         if !memo_in_use {
             return Ok(found);
         }
-        memo.keep(found.as_ref().map(|spans| {
+        let kept: Option<Spans> = found.as_ref().map(|spans| {
             spans
                 .iter()
                 .map(|g| g.map(|(s, e)| (s - start, e - start)))
                 .collect()
-        }));
+        });
+        if let Ok(mut shared) = self.shared.lock() {
+            if shared.len() >= SHARED_MEMO_ENTRIES {
+                shared.clear();
+            }
+            shared.insert(memo.key.as_slice().into(), kept.clone());
+        }
+        memo.keep(kept);
         Ok(found)
     }
 
