@@ -520,11 +520,28 @@ fn gave_up(pattern: &str, error: &dyn std::fmt::Display) {
 }
 
 /// A compiled pattern: linear-time when possible, else backtracking with a budget.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Matcher {
     engine: Engine,
     names: Names,
     source: Arc<str>,
+}
+
+impl Clone for Matcher {
+    /// A clone has names of its own: clones go to other threads (a filter for each worker),
+    /// and every match takes the counts of the names it carries up and down, which two cores
+    /// sharing them would pass back and forth between their caches.
+    fn clone(&self) -> Self {
+        Self {
+            engine: self.engine.clone(),
+            names: self
+                .names
+                .iter()
+                .map(|n| n.as_deref().map(Arc::from))
+                .collect(),
+            source: self.source.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
