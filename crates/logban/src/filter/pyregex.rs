@@ -977,14 +977,22 @@ type SharedMemo = std::collections::HashMap<Box<[u8]>, Option<Spans>, foldhash::
 /// Results the shared memo keeps before it starts over.
 const SHARED_MEMO_ENTRIES: usize = 4 * MEMO_ENTRIES;
 
-/// A pattern `X Y` whose last items `Y` hold no named group and match at least
-/// [`TAIL_SPLIT_LEN`] bytes (nginx-botsearch's `^<HOST> \- \S+ \[\] "…" 404 .+$`): once a
-/// DFA has found a match, [`Split`] finds where `Y` starts, and only `X` is searched with
-/// captures. Groups in `Y` are unnamed, which fail2ban never reads: they are reported as
-/// not taking part.
+/// A pattern `A B Y` whose first items `A` and last items `Y` hold no named group, one of
+/// them matching at least [`TAIL_SPLIT_LEN`] bytes (nginx-botsearch's
+/// `^<HOST> \- \S+ \[\] "…" 404 .+$`, nginx-limit-req's `^\s*\[[a-z]+\] … client: <HOST>,`):
+/// once a DFA has found a match, [`Split`]s find where `Y` (and `B`) start, and only `A B`
+/// (or `B`) is searched with captures. Groups in `A` and `Y` are unnamed, which fail2ban never
+/// reads: they are reported as not taking part. `B` alone is searched only while the memo of
+/// `A B` rests: where `A B` repeats the classes of its text, a memo's answer costs less than
+/// the second split.
 struct TailSplit {
-    split: Split,
+    /// Between `A B` and `Y`, when `Y` is long enough to be worth it (else `Y` is in `head`).
+    split: Option<Split>,
+    /// `A B` (and `Y` without `split`).
     head: AsciiCaptures,
+    /// Between `A` and `B`, and `B` (its groups numbered as in the whole pattern), when `A` is
+    /// long enough to be worth it.
+    lead: Option<(Split, AsciiCaptures)>,
 }
 
 /// See [`TailSplit`].
@@ -996,15 +1004,38 @@ impl TailSplit {
             return None;
         };
         let named = |h: &Hir| !capture_names(h).iter().all(Option::is_none);
+        let long = |h: &Hir| h.properties().minimum_len().unwrap_or(0) >= TAIL_SPLIT_LEN;
         let k = items.iter().rposition(named)? + 1;
-        let tail = Hir::concat(items[k..].to_vec());
-        if tail.properties().minimum_len().unwrap_or(0) < TAIL_SPLIT_LEN {
+        let j = items.iter().position(named)?;
+        let (lead, tail) = (
+            Hir::concat(items[..j].to_vec()),
+            Hir::concat(items[k..].to_vec()),
+        );
+        let head = Hir::concat(items[..k].to_vec());
+        let split = match long(&tail) {
+            true => Some(Split::new(&head, &tail)?),
+            false => None,
+        };
+        // `B` runs up to the split, or to the end without one.
+        let body = match split {
+            Some(_) => Hir::concat(items[j..k].to_vec()),
+            None => Hir::concat(items[j..].to_vec()),
+        };
+        let lead = match long(&lead) {
+            true => Some((Split::new(&lead, &body)?, AsciiCaptures::from_hir(&body)?)),
+            false => None,
+        };
+        if split.is_none() && lead.is_none() {
             return None;
         }
-        let head = Hir::concat(items[..k].to_vec());
+        let head = match &split {
+            Some(_) => head,
+            None => Hir::concat(vec![head, tail]),
+        };
         Some(Self {
-            split: Split::new(&head, &tail)?,
+            split,
             head: AsciiCaptures::from_hir(&head)?,
+            lead,
         })
     }
 }
@@ -1059,13 +1090,37 @@ impl AsciiCaptures {
     /// class sequence: a flood's lines differ in a few digits and letters, most of which the
     /// pattern does not tell apart.
     fn search(&self, hay: &str, start: usize, end: usize) -> Result<Option<Spans>, ()> {
+        self.search_with(hay, start, end, false).unwrap_or(Err(()))
+    }
+
+    /// [`search`](Self::search) while the memo is in use; `None` while it rests.
+    fn search_memoized(
+        &self,
+        hay: &str,
+        start: usize,
+        end: usize,
+    ) -> Option<Result<Option<Spans>, ()>> {
+        self.search_with(hay, start, end, true)
+    }
+
+    /// [`search`](Self::search), or `None` when `only_memoized` and the memo rests.
+    fn search_with(
+        &self,
+        hay: &str,
+        start: usize,
+        end: usize,
+        only_memoized: bool,
+    ) -> Option<Result<Option<Spans>, ()>> {
         if end - start > self.bt.max_haystack_len() {
-            return Err(());
+            return Some(Err(()));
         }
         let mut state = self.caches.get();
         let (cache, caps, memo) = &mut *state;
         let classes = self.bt.get_nfa().byte_classes();
         let memo_in_use = memo.start_key(hay.as_bytes(), start, end, &[classes]);
+        if only_memoized && !memo_in_use {
+            return None;
+        }
         // Kept relative to the span's start.
         let rebase = |kept: &Option<Spans>| {
             kept.as_ref().map(|spans| {
@@ -1077,24 +1132,26 @@ impl AsciiCaptures {
         };
         if memo_in_use {
             if let Some(found) = memo.lookup() {
-                return Ok(rebase(found));
+                return Some(Ok(rebase(found)));
             }
             let shared = self.shared.lock().ok();
             if let Some(kept) = shared.and_then(|m| m.get(memo.key.as_slice()).cloned()) {
                 let found = rebase(&kept);
                 memo.keep(kept);
-                return Ok(found);
+                return Some(Ok(found));
             }
         }
         let input = Input::new(hay).span(start..end).anchored(Anchored::Yes);
-        self.bt.try_search(cache, &input, caps).map_err(|_| ())?;
+        if self.bt.try_search(cache, &input, caps).is_err() {
+            return Some(Err(()));
+        }
         let found: Option<Spans> = caps.is_match().then(|| {
             (0..caps.group_len())
                 .map(|i| caps.get_group(i).map(|s| (s.start, s.end)))
                 .collect()
         });
         if !memo_in_use {
-            return Ok(found);
+            return Some(Ok(found));
         }
         let kept: Option<Spans> = found.as_ref().map(|spans| {
             spans
@@ -1109,7 +1166,7 @@ impl AsciiCaptures {
             shared.insert(memo.key.as_slice().into(), kept.clone());
         }
         memo.keep(kept);
-        Ok(found)
+        Some(Ok(found))
     }
 
     /// Captures of the leftmost-first match from `start` of an ASCII `hay`, for a pattern whose
@@ -1123,9 +1180,23 @@ impl AsciiCaptures {
     /// groups and the split is unique.
     fn captures_split(&self, hay: &str, start: usize, end: usize) -> Option<Spans> {
         let tail = self.tail.as_ref()?;
-        let split = tail.split.unique(hay, start, end)?;
-        let mut spans = tail.head.search(hay, start, split).ok()??;
-        if spans.first().copied().flatten() != Some((start, split)) {
+        let split = match &tail.split {
+            Some(s) => s.unique(hay, start, end)?,
+            None => end,
+        };
+        let (from, found) = match &tail.lead {
+            // While the memo of `A B` is in use it answers; resting, the split finds `B`.
+            Some((lead, body)) => match tail.head.search_memoized(hay, start, split) {
+                Some(found) => (start, found),
+                None => {
+                    let from = lead.unique(hay, start, split)?;
+                    (from, body.search(hay, from, split))
+                }
+            },
+            None => (start, tail.head.search(hay, start, split)),
+        };
+        let mut spans = found.ok()??;
+        if spans.first().copied().flatten() != Some((from, split)) {
             return None;
         }
         spans[0] = Some((start, end));
@@ -1948,6 +2019,61 @@ mod tests {
                         want,
                         "{p}: {hay:?} from {start}"
                     );
+                }
+            }
+        }
+    }
+
+    /// A pattern starting with a long part without named groups (nginx-limit-req's) finds
+    /// its named groups past the lead's split, where the split is unique, as `regex` does.
+    #[test]
+    fn lead_split_captures_agree_with_regex() {
+        let p = r#"^\s*\[([a-z]+)\] \d+#\d+: \*\d+ limiting requests, excess: [\d\.]+ by zone "(?:[^"]+)", client: (?:(?P<ip4>\d+(?:\.\d+){3})|(?P<dns>[\w.-]*\w)),"#;
+        let hays = [
+            r#"[error] 2868#2868: *5630990 limiting requests, excess: 0.895 by zone "login", client: 192.0.2.7, server: x"#,
+            r#"[warn] 1#1: *1 limiting requests, excess: 10.5 by zone "a", client: host.example, server: y"#,
+            r#"[error] 1#1: *2 limiting requests, excess: 1.0 by zone "x", client: 10.0.0.1,", client: 192.0.2.9, s"#,
+        ];
+        let config = syntax::Config::new().unicode(false).utf8(false);
+        let split =
+            TailSplit::new(&syntax::parse_with(p, &config).expect("parses")).expect("split");
+        let (lead, body) = split.lead.as_ref().expect("a lead split");
+        assert!(split.split.is_none(), "the tail is short");
+        let re = regex::Regex::new(p).expect("compiles");
+        let names: Vec<Option<&str>> = re.capture_names().collect();
+        let mut unique = 0;
+        for hay in hays {
+            let c = re.captures(hay).expect("matches");
+            let (start, end) = (
+                c.get(0).expect("whole").start(),
+                c.get(0).expect("whole").end(),
+            );
+            let Some(from) = lead.unique(hay, start, end) else {
+                continue;
+            };
+            unique += 1;
+            let spans = body
+                .search(hay, from, end)
+                .expect("short")
+                .expect("matches");
+            assert_eq!(spans[0], Some((from, end)), "{hay}");
+            for (i, name) in names.iter().enumerate().skip(1) {
+                if name.is_some() {
+                    let want = c.get(i).map(|g| (g.start(), g.end()));
+                    assert_eq!(spans.get(i).copied().flatten(), want, "{hay}: group {i}");
+                }
+            }
+        }
+        assert_eq!(unique, hays.len(), "every lead splits at one place");
+        // The whole search agrees too, whichever way it goes.
+        let m = Matcher::compile(p, false).expect("compiles");
+        for hay in hays {
+            let c = re.captures(hay).expect("matches");
+            let got = m.search(hay).expect("matches");
+            for (i, name) in names.iter().enumerate() {
+                if i == 0 || name.is_some() {
+                    let want = c.get(i).map(|g| (g.start(), g.end()));
+                    assert_eq!(got.spans[i], want, "{hay}: group {i}");
                 }
             }
         }
