@@ -609,6 +609,11 @@ struct Split {
     x_rev: LazyDfa,
     /// `Y`, reversed, all matches.
     y_rev: LazyDfa,
+    /// The text every match of `X` ends with, and every match of `Y` starts with (their
+    /// last and first literal items): a split is right after the one, before the other, so
+    /// where one of them occurs once in the span, that is the split, found without the DFAs.
+    x_suffix: Option<Box<[u8]>>,
+    y_prefix: Option<Box<[u8]>>,
     caches: Pool<SplitState, MakeSplitCaches>,
 }
 
@@ -654,15 +659,55 @@ impl Split {
                 Memo::default(),
             )
         });
+        let literal = |h: Option<&Hir>| match h.map(Hir::kind) {
+            Some(HirKind::Literal(lit)) if !lit.0.is_empty() => Some(lit.0.clone()),
+            _ => None,
+        };
+        let (x_suffix, y_prefix) = match (x.kind(), y.kind()) {
+            (HirKind::Concat(xs), HirKind::Concat(ys)) => (literal(xs.last()), literal(ys.first())),
+            (HirKind::Concat(xs), _) => (literal(xs.last()), literal(Some(y))),
+            (_, HirKind::Concat(ys)) => (literal(Some(x)), literal(ys.first())),
+            _ => (literal(Some(x)), literal(Some(y))),
+        };
         Some(Self {
             x_rev,
             y_rev,
+            x_suffix,
+            y_prefix,
             caches: Pool::new(make),
         })
     }
 
+    /// The split where `X`'s last literal or `Y`'s first occurs exactly once in the span
+    /// `start..end` of a match of `X Y` (every split is at such an occurrence, and there is
+    /// one).
+    fn by_literal(&self, hay: &[u8], start: usize, end: usize) -> Option<usize> {
+        // Places `at` in `lo..=hi` where `lit` starts, overlapping ones included: `Some` of
+        // the place when there is exactly one.
+        let once = |lit: &[u8], lo: usize, hi: usize| -> Option<usize> {
+            let span = hay.get(lo..(hi + lit.len()).min(end))?;
+            let first = memchr::memmem::find(span, lit)?;
+            // Overlapping places: look again one byte on.
+            let second = span
+                .get(first + 1..)
+                .and_then(|rest| memchr::memmem::find(rest, lit));
+            second.is_none().then_some(lo + first)
+        };
+        if let Some(lit) = &self.y_prefix
+            && let Some(p) = once(lit, start, end.checked_sub(lit.len())?)
+        {
+            return Some(p);
+        }
+        let lit = self.x_suffix.as_ref()?;
+        let q = once(lit, start, end.checked_sub(lit.len())?)?;
+        Some(q + lit.len())
+    }
+
     /// The one place where every parse of `X Y` over `start..end` splits, if there is one.
     fn unique(&self, hay: &str, start: usize, end: usize) -> Option<usize> {
+        if let Some(p) = self.by_literal(hay.as_bytes(), start, end) {
+            return Some(p);
+        }
         let mut caches = self.caches.get();
         let (x_cache, y_cache, memo) = &mut *caches;
         let classes = [self.x_rev.byte_classes(), self.y_rev.byte_classes()];
@@ -2021,6 +2066,45 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Where `X`'s last literal or `Y`'s first occurs once in a match of `X Y`, the split is
+    /// found there, and it is the one the DFAs find; where both occur more than once, the
+    /// DFAs decide.
+    #[test]
+    fn a_split_at_a_literal_met_once_is_the_dfas_split() {
+        let parse = |p: &str| {
+            let config = syntax::Config::new().unicode(false).utf8(false);
+            syntax::parse_with(p, &config).expect("parses")
+        };
+        let (x, y) = (r".*client: \S+", r", server: \S*, .*");
+        let whole = regex::Regex::new(&format!("^(?:{x})(?:{y})$")).expect("compiles");
+        let (x, y) = (parse(x), parse(y));
+        let split = Split::new(&x, &y).expect("builds");
+        let cases = [
+            // Once: `, server: ` after the host.
+            ("a client: 192.0.2.1, server: x, rest", Some(19)),
+            // `client: ` twice, `, server: ` once.
+            ("a client: b client: c, server: x, y", Some(21)),
+            // `, server: ` twice, and `X` ends in no literal: the DFAs decide.
+            ("a client: b, server: c, server: d, e", None),
+        ];
+        for (hay, by_literal) in cases {
+            assert!(whole.is_match(hay), "a match of X Y: {hay}");
+            let end = hay.len();
+            assert_eq!(
+                split.by_literal(hay.as_bytes(), 0, end),
+                by_literal,
+                "{hay}"
+            );
+            let mut caches = split.caches.get();
+            let (x_cache, y_cache, _) = &mut *caches;
+            let by_dfas = split.unique_by_search(hay, 0, end, x_cache, y_cache);
+            if let Some(p) = by_literal {
+                assert_eq!(by_dfas, Some(p), "{hay}");
+            }
+            assert_eq!(split.unique(hay, 0, end), by_dfas, "{hay}");
         }
     }
 
