@@ -612,8 +612,8 @@ struct Split {
     /// The text every match of `X` ends with, and every match of `Y` starts with (their
     /// last and first literal items): a split is right after the one, before the other, so
     /// where one of them occurs once in the span, that is the split, found without the DFAs.
-    x_suffix: Option<Box<[u8]>>,
-    y_prefix: Option<Box<[u8]>>,
+    x_suffix: Option<memchr::memmem::Finder<'static>>,
+    y_prefix: Option<memchr::memmem::Finder<'static>>,
     caches: Pool<SplitState, MakeSplitCaches>,
 }
 
@@ -660,7 +660,9 @@ impl Split {
             )
         });
         let literal = |h: Option<&Hir>| match h.map(Hir::kind) {
-            Some(HirKind::Literal(lit)) if !lit.0.is_empty() => Some(lit.0.clone()),
+            Some(HirKind::Literal(lit)) if !lit.0.is_empty() => {
+                Some(memchr::memmem::Finder::new(&lit.0).into_owned())
+            }
             _ => None,
         };
         let (x_suffix, y_prefix) = match (x.kind(), y.kind()) {
@@ -684,23 +686,18 @@ impl Split {
     fn by_literal(&self, hay: &[u8], start: usize, end: usize) -> Option<usize> {
         // Places `at` in `lo..=hi` where `lit` starts, overlapping ones included: `Some` of
         // the place when there is exactly one.
-        let once = |lit: &[u8], lo: usize, hi: usize| -> Option<usize> {
-            let span = hay.get(lo..(hi + lit.len()).min(end))?;
-            let first = memchr::memmem::find(span, lit)?;
+        let once = |lit: &memchr::memmem::Finder<'_>| -> Option<usize> {
+            let span = hay.get(start..end)?;
+            let first = lit.find(span)?;
             // Overlapping places: look again one byte on.
-            let second = span
-                .get(first + 1..)
-                .and_then(|rest| memchr::memmem::find(rest, lit));
-            second.is_none().then_some(lo + first)
+            let second = span.get(first + 1..).and_then(|rest| lit.find(rest));
+            second.is_none().then_some(start + first)
         };
-        if let Some(lit) = &self.y_prefix
-            && let Some(p) = once(lit, start, end.checked_sub(lit.len())?)
-        {
+        if let Some(p) = self.y_prefix.as_ref().and_then(once) {
             return Some(p);
         }
         let lit = self.x_suffix.as_ref()?;
-        let q = once(lit, start, end.checked_sub(lit.len())?)?;
-        Some(q + lit.len())
+        Some(once(lit)? + lit.needle().len())
     }
 
     /// The one place where every parse of `X Y` over `start..end` splits, if there is one.
@@ -1027,9 +1024,9 @@ const SHARED_MEMO_ENTRIES: usize = 4 * MEMO_ENTRIES;
 /// `^<HOST> \- \S+ \[\] "…" 404 .+$`, nginx-limit-req's `^\s*\[[a-z]+\] … client: <HOST>,`):
 /// once a DFA has found a match, [`Split`]s find where `Y` (and `B`) start, and only `A B`
 /// (or `B`) is searched with captures. Groups in `A` and `Y` are unnamed, which fail2ban never
-/// reads: they are reported as not taking part. `B` alone is searched only while the memo of
-/// `A B` rests: where `A B` repeats the classes of its text, a memo's answer costs less than
-/// the second split.
+/// reads: they are reported as not taking part. `B` alone is searched where a literal splits
+/// it from `A`, or while the memo of `A B` rests: where `A B` repeats the classes of its text,
+/// a memo's answer costs less than the split by DFAs.
 struct TailSplit {
     /// Between `A B` and `Y`, when `Y` is long enough to be worth it (else `Y` is in `head`).
     split: Option<Split>,
@@ -1230,13 +1227,17 @@ impl AsciiCaptures {
             None => end,
         };
         let (from, found) = match &tail.lead {
-            // While the memo of `A B` is in use it answers; resting, the split finds `B`.
-            Some((lead, body)) => match tail.head.search_memoized(hay, start, split) {
-                Some(found) => (start, found),
-                None => {
-                    let from = lead.unique(hay, start, split)?;
-                    (from, body.search(hay, from, split))
-                }
+            // A literal that splits `A` from `B` costs least; else, while the memo of `A B` is
+            // in use, it answers; resting, the DFAs split `A` from `B`.
+            Some((lead, body)) => match lead.by_literal(hay.as_bytes(), start, split) {
+                Some(from) => (from, body.search(hay, from, split)),
+                None => match tail.head.search_memoized(hay, start, split) {
+                    Some(found) => (start, found),
+                    None => {
+                        let from = lead.unique(hay, start, split)?;
+                        (from, body.search(hay, from, split))
+                    }
+                },
             },
             None => (start, tail.head.search(hay, start, split)),
         };
