@@ -9,11 +9,7 @@
 //! 4 MiB`) plus the matches of those chunks (a match with its groups and lines takes a few hundred bytes: about
 //! 10 MiB for a chunk of the stock sshd filter on an auth.log where half the lines match; with
 //! [`Filter::scan_reader_map`] only what the caller's map keeps of each), whatever the log's
-//! size. The workers take the chunks from one queue, each the next one when it is free, so a
-//! worker held up (by another process on a shared machine, or by a chunk of costlier lines)
-//! does not hold up the chunks after its own. The last chunk is cut in pieces of at least an
-//! eighth of a chunk, two for each worker, so that the workers finish together rather than one
-//! of them scanning a whole chunk alone at the end.
+//! size. Chunk `k` goes to worker `k % threads`.
 //!
 //! A filter carries state from line to line (the multi-line buffer, `<F-MLFID>` sessions, the
 //! last date for lines without one, the date template that matched last), so a chunk's results
@@ -43,8 +39,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Read;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use super::{Carry, FilterMatch, FilterState, FilterStats};
 use crate::Filter;
@@ -63,13 +59,6 @@ const CHUNK_BYTES: usize = 2 << 20;
 /// Chunks read ahead beyond one per worker; one for filters with sessions, whose chunks are
 /// twice as long.
 const READ_AHEAD: usize = 2;
-
-/// Pieces for each worker the last chunk is cut into.
-const TAIL_PIECES: usize = 2;
-
-/// The smallest piece of the last chunk, as a part of a chunk (2 MiB chunks: 256 KiB), so that
-/// the pieces' warm-ups stay a small part of them.
-const MIN_PIECE_PART: usize = 8;
 
 /// One failregex match and the line it was found on.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,14 +150,12 @@ impl<T> Chunk<T> {
     }
 }
 
-/// A chunk for a worker: `data[warm..from]` to warm up on (unused with `carry`),
-/// `data[from..to]` to scan.
+/// A chunk for a worker: `data[..from]` to warm up on (empty with `carry`), `data[from..]` to
+/// scan.
 struct Job<T> {
     seq: u64,
     data: Arc<Vec<u8>>,
-    warm: usize,
     from: usize,
-    to: usize,
     /// The true state at the chunk's start, when it is known as the job is sent.
     carry: Option<Carry>,
     /// An emptied list of an earlier chunk's, to fill again.
@@ -186,7 +173,7 @@ fn scan_chunk<T>(filter: &mut Filter, job: &mut Job<T>, map: Map<'_, T>) -> Chun
             None
         }
         None => {
-            scan_lines(filter, &job.data[job.warm..job.from], |_, _| ());
+            scan_lines(filter, &job.data[..job.from], |_, _| ());
             Some(filter.state())
         }
     };
@@ -196,7 +183,7 @@ fn scan_chunk<T>(filter: &mut Filter, job: &mut Job<T>, map: Map<'_, T>) -> Chun
     found.clear();
     // Each match is mapped (and dropped) at once, on this thread: only what the caller needs
     // crosses to its thread.
-    let lines = scan_lines(filter, &job.data[job.from..job.to], |line, m| {
+    let lines = scan_lines(filter, &job.data[job.from..], |line, m| {
         found.push((line, map(m)));
     });
     let start = match reached {
@@ -214,21 +201,15 @@ fn scan_chunk<T>(filter: &mut Filter, job: &mut Job<T>, map: Map<'_, T>) -> Chun
     }
 }
 
-/// A worker thread: takes the next job from the queue all workers share, and scans it with
-/// its own copy of the filter (its lazy DFAs stay warm from chunk to chunk), until the queue
-/// closes.
+/// A worker thread: scans its jobs with its own copy of the filter (its lazy DFAs stay warm
+/// from chunk to chunk) until its queue closes.
 fn work<T>(
     mut filter: Filter,
-    jobs: &Mutex<Receiver<Job<T>>>,
+    jobs: &Receiver<Job<T>>,
     done: &SyncSender<(u64, Chunk<T>)>,
     map: Map<'_, T>,
 ) {
-    loop {
-        // The lock is held while waiting: the other workers wait for the job after this one.
-        let next = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
-        let Ok(mut job) = next else {
-            return;
-        };
+    for mut job in jobs {
         // A panic (a bug) leaves the chunk to the caller's thread, which scans it again.
         let chunk =
             std::panic::catch_unwind(AssertUnwindSafe(|| scan_chunk(&mut filter, &mut job, map)))
@@ -251,11 +232,6 @@ struct Blocks<R> {
 }
 
 impl<R: Read> Blocks<R> {
-    /// True once the reader's end has been read and handed out.
-    fn finished(&self) -> bool {
-        self.eof && self.rest.is_empty()
-    }
-
     /// The next run of complete lines (about `chunk_bytes`; a last line without `\n` gets one),
     /// in `buf` (emptied first: a buffer to reuse) after a copy of `prefix`; returns the buffer
     /// and where the run starts, `None` at the end.
@@ -438,9 +414,8 @@ impl Filter {
                 .any(|re| re.contains("F-MLFID"))
     }
 
-    /// The pipelined scan: `threads` workers take the chunks from one queue (whichever is
-    /// free takes the next) while this thread reads ahead, merges in log order and hands out
-    /// the matches.
+    /// The pipelined scan: `threads` workers scan chunks (chunk `k` on worker `k % threads`)
+    /// while this thread reads ahead, merges in log order and hands out the matches.
     fn scan_parallel<R: Read, T: Send>(
         &mut self,
         blocks: &mut Blocks<R>,
@@ -457,29 +432,28 @@ impl Filter {
         } else {
             (SHORT_WARMUP_LINES, threads + READ_AHEAD)
         };
-        // Never full: at most `in_flight` chunks are out at a time, the last one in pieces.
-        let capacity = in_flight + threads * TAIL_PIECES;
-        let (job_tx, job_rx) = sync_channel::<Job<T>>(capacity);
-        let job_rx = Mutex::new(job_rx);
         std::thread::scope(|scope| {
-            let (done_tx, done_rx) = sync_channel::<(u64, Chunk<T>)>(capacity);
-            for _ in 0..threads {
-                let (done, filter, jobs) = (done_tx.clone(), self.clone(), &job_rx);
-                scope.spawn(move || work(filter, jobs, &done, map));
-            }
+            // Never full: at most `in_flight` jobs are out at a time.
+            let (done_tx, done_rx) = sync_channel::<(u64, Chunk<T>)>(in_flight);
+            let workers: Vec<SyncSender<Job<T>>> = (0..threads)
+                .map(|_| {
+                    let (job_tx, job_rx) = sync_channel::<Job<T>>(in_flight);
+                    let (done, filter) = (done_tx.clone(), self.clone());
+                    scope.spawn(move || work(filter, &job_rx, &done, map));
+                    job_tx
+                })
+                .collect();
             drop(done_tx);
-            // Chunks (or pieces of the last one) sent and not merged yet, in log order.
+            // Chunks read and not merged yet, in log order.
             let mut queued: VecDeque<Queued> = VecDeque::new();
-            // The last chunk read, and where it starts in its buffer: the next one's warm-up.
             let mut last: Option<(Arc<Vec<u8>>, usize)> = None;
             let mut ready = BTreeMap::new();
             // Buffers and match lists of merged chunks, to reuse.
             let mut spare_data: Vec<Vec<u8>> = Vec::new();
             let mut spare_found: Vec<Vec<(u64, T)>> = Vec::new();
             let (mut sent, mut merged, mut lines) = (0u64, 0u64, 0u64);
-            let mut reading = true;
             loop {
-                while reading && queued.len() < in_flight {
+                while queued.len() < in_flight {
                     // With nothing in flight the true state is known: no warm-up.
                     let known = sent == merged;
                     let prefix = match (&last, known) {
@@ -491,41 +465,27 @@ impl Filter {
                     };
                     let buf = spare_data.pop().unwrap_or_default();
                     let Some((data, from)) = blocks.next(prefix, buf)? else {
-                        reading = false;
                         break;
                     };
-                    reading = !blocks.finished();
                     let data = Arc::new(data);
-                    // The last chunk goes in pieces to whichever workers are free, so that
-                    // they finish together rather than one after the other.
-                    let pieces = if reading {
-                        vec![(0, from, data.len())]
-                    } else {
-                        let min_bytes = blocks.chunk_bytes / MIN_PIECE_PART;
-                        pieces(&data, from, threads * TAIL_PIECES, min_bytes, warm_lines)
+                    let worker = usize::try_from(sent % threads as u64).unwrap_or(0);
+                    let job = Job {
+                        seq: sent,
+                        data: Arc::clone(&data),
+                        from,
+                        carry: known.then(|| self.carry()),
+                        found: spare_found.pop().unwrap_or_default(),
                     };
-                    for (warm, piece_from, to) in pieces {
-                        let job = Job {
-                            seq: sent,
-                            data: Arc::clone(&data),
-                            warm,
-                            from: piece_from,
-                            to,
-                            carry: (sent == merged).then(|| self.carry()),
-                            found: spare_found.pop().unwrap_or_default(),
-                        };
-                        // With no worker left (they never stop before the queue closes), the
-                        // chunk is scanned again below.
-                        let scanned = job_tx.send(job).is_ok();
-                        queued.push_back(Queued {
-                            data: Arc::clone(&data),
-                            from: piece_from,
-                            to,
-                            scanned,
-                        });
-                        sent += 1;
-                    }
-                    last = Some((data, from));
+                    // A worker that is gone (it never stops before its queue closes) leaves the
+                    // chunk to the rescan below.
+                    let scanned = workers[worker].send(job).is_ok();
+                    last = Some((Arc::clone(&data), from));
+                    queued.push_back(Queued {
+                        data,
+                        from,
+                        scanned,
+                    });
+                    sent += 1;
                 }
                 let Some(next) = queued.pop_front() else {
                     break;
@@ -565,72 +525,28 @@ impl Filter {
                         // it, and warm up longer from now on.
                         warm_lines = (warm_lines * 2).min(WARMUP_LINES);
                         let base = lines;
-                        scan_lines(self, &next.data[next.from..next.to], |line, found| {
+                        scan_lines(self, &next.data[next.from..], |line, found| {
                             on_item(base + line, map(found));
                         })
                     }
                 };
-                // The workers have dropped their copies; the last chunk read (a warm-up for
-                // the next) and the other pieces of the last chunk still hold theirs.
+                // The worker has dropped its copy; the last chunk read is still a prefix.
                 if let Ok(buf) = Arc::try_unwrap(next.data) {
                     spare_data.push(buf);
                 }
             }
-            drop(job_tx);
+            drop(workers);
             Ok(lines)
         })
     }
 }
 
-/// Cuts the chunk `data[from..]` (complete lines) into at most `n` pieces of whole lines of
-/// about `min_bytes` or more, each with the `warm_lines` lines before it to warm up on:
-/// `(warm, from, to)` for each, in order. The first piece's warm-up is `data[..from]`.
-fn pieces(
-    data: &[u8],
-    from: usize,
-    n: usize,
-    min_bytes: usize,
-    warm_lines: usize,
-) -> Vec<(usize, usize, usize)> {
-    let n = n.min((data.len() - from) / min_bytes.max(1)).max(1);
-    let step = (data.len() - from) / n;
-    let mut out = Vec::with_capacity(n);
-    let mut start = from;
-    for i in 1..=n {
-        let to = if i == n {
-            data.len()
-        } else {
-            // The end of the line at the piece's nominal end (lines longer than a piece make
-            // fewer pieces).
-            let at = (from + i * step).max(start);
-            match memchr::memchr(b'\n', &data[at..]) {
-                Some(nl) => at + nl + 1,
-                None => data.len(),
-            }
-        };
-        if to > start {
-            let warm = if start == from {
-                0
-            } else {
-                last_lines(&data[..start], warm_lines)
-            };
-            out.push((warm, start, to));
-            start = to;
-        }
-        if start == data.len() {
-            break;
-        }
-    }
-    out
-}
-
-/// A chunk (or a piece of the last one) sent to a worker, until it is merged.
+/// A chunk read and sent to a worker, until it is merged.
 struct Queued {
     data: Arc<Vec<u8>>,
-    /// Where the chunk starts and ends in `data` (after its warm-up lines).
+    /// Where the chunk starts in `data` (after its warm-up lines).
     from: usize,
-    to: usize,
-    /// False when the workers were gone: the chunk is scanned here.
+    /// False when the worker was gone: the chunk is scanned here.
     scanned: bool,
 }
 
@@ -704,47 +620,21 @@ mod tests {
             .collect()
     }
 
-    /// The session filter's matches over `text` line by line, and the filter afterwards.
-    fn sequential_scan(text: &str) -> (Filter, Vec<LineMatch>) {
-        let mut filter = session_filter();
-        let mut expected = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            for found in filter.process_bytes(line.as_bytes()) {
-                expected.push(LineMatch {
-                    line: i as u64 + 1,
-                    found,
-                });
-            }
-        }
-        (filter, expected)
-    }
-
-    /// `filter`'s matches over `data` on `threads` threads in chunks of `chunk_bytes`, and the
-    /// number of lines.
-    fn parallel_scan(
-        filter: &mut Filter,
-        data: &[u8],
-        threads: usize,
-        chunk_bytes: usize,
-    ) -> (u64, Vec<LineMatch>) {
-        let mut found = Vec::new();
-        let lines = filter
-            .scan_blocks(data, threads, chunk_bytes, &|m| m, &mut |line, found_| {
-                found.push(LineMatch {
-                    line,
-                    found: found_,
-                })
-            })
-            .expect("reads");
-        (lines, found)
-    }
-
     #[test]
     fn parallel_scans_equal_the_sequential_scan() {
         // 300 processes: the warm-up reaches the true state; 60: it cannot (session 999).
         for pids in [300, 60] {
             let text = log(60_000, pids);
-            let (sequential, expected) = sequential_scan(&text);
+            let mut sequential = session_filter();
+            let mut expected = Vec::new();
+            for (i, line) in text.lines().enumerate() {
+                for found in sequential.process_bytes(line.as_bytes()) {
+                    expected.push(LineMatch {
+                        line: i as u64 + 1,
+                        found,
+                    });
+                }
+            }
             assert!(expected.iter().any(|m| m.found.users.len() > 1));
             let long = expected.iter().find(|m| m.line == 50_001).expect("matched");
             let early = long.found.users.iter().any(|u| u == "early");
@@ -755,9 +645,23 @@ mod tests {
             );
             for threads in [1, 2, 3, 7] {
                 let mut parallel = session_filter();
+                let mut found = Vec::new();
                 // Chunks of 256 KiB (twice 128 KiB, for a filter with sessions): about ten,
                 // more than are in flight at a time.
-                let (_, found) = parallel_scan(&mut parallel, text.as_bytes(), threads, 1 << 17);
+                parallel
+                    .scan_blocks(
+                        text.as_bytes(),
+                        threads,
+                        1 << 17,
+                        &|m| m,
+                        &mut |line, found_| {
+                            found.push(LineMatch {
+                                line,
+                                found: found_,
+                            })
+                        },
+                    )
+                    .expect("reads");
                 assert_eq!(found.len(), expected.len(), "{pids}/{threads}");
                 assert!(found == expected, "{pids}/{threads}: same matches in order");
                 assert_eq!(parallel.stats(), sequential.stats(), "{pids}/{threads}");
@@ -833,82 +737,6 @@ mod tests {
             assert!(found == expected, "{threads} threads: same dates");
             assert!(parallel.state() == sequential.state(), "{threads}");
         }
-    }
-
-    /// A log in one chunk, which is then the last one: it is scanned in pieces (four with two
-    /// workers, six with three), each after a warm-up on the lines before it in the same buffer, and
-    /// the results are still the sequential ones, rescans included (session 999).
-    #[test]
-    fn a_last_chunk_scanned_in_pieces_equals_the_sequential_scan() {
-        for pids in [300, 60] {
-            let text = log(60_000, pids);
-            let (sequential, expected) = sequential_scan(&text);
-            // Doubled for a filter with sessions: one chunk.
-            let chunk_bytes = text.len() / 2 + 1;
-            assert_eq!(
-                pieces(
-                    text.as_bytes(),
-                    0,
-                    4,
-                    2 * chunk_bytes / MIN_PIECE_PART,
-                    1024
-                )
-                .len(),
-                4,
-                "the log is cut in four pieces"
-            );
-            for threads in [2, 3] {
-                let mut parallel = session_filter();
-                let (lines, found) =
-                    parallel_scan(&mut parallel, text.as_bytes(), threads, chunk_bytes);
-                assert_eq!(lines, 60_000);
-                assert!(found == expected, "{pids}/{threads}: same matches in order");
-                assert_eq!(parallel.stats(), sequential.stats(), "{pids}/{threads}");
-                assert!(parallel.state() == sequential.state(), "{pids}/{threads}");
-            }
-        }
-    }
-
-    #[test]
-    fn pieces_end_at_line_ends_and_warm_up_on_the_lines_before_them() {
-        // A prefix of two lines, then 100 lines of 10 bytes and one of 95.
-        let mut data = b"p1\np2\n".to_vec();
-        let from = data.len();
-        for i in 0..100 {
-            data.extend_from_slice(format!("line {i:04}\n").as_bytes());
-        }
-        data.extend_from_slice(&[b'x'; 94]);
-        data.push(b'\n');
-        let parts = pieces(&data, from, 4, 200, 3);
-        assert_eq!(parts.len(), 4);
-        assert_eq!(
-            parts[0],
-            (0, from, parts[0].2),
-            "the first warms up on the prefix"
-        );
-        assert_eq!(parts.last().map(|p| p.2), Some(data.len()));
-        for w in parts.windows(2) {
-            assert_eq!(w[0].2, w[1].1, "pieces follow each other");
-        }
-        for &(warm, start, to) in &parts[1..] {
-            assert_eq!(data[start - 1], b'\n');
-            assert_eq!(data[to - 1], b'\n');
-            assert_eq!(
-                last_lines(&data[..start], 3),
-                warm,
-                "three lines of warm-up"
-            );
-            assert!(to - start >= 200 - 10, "{start}..{to}");
-        }
-        // Fewer pieces when they would be smaller than asked; never more than asked.
-        assert_eq!(pieces(&data, from, 4, 400, 3).len(), 2);
-        assert_eq!(pieces(&data, from, 2, 10, 3).len(), 2);
-        assert_eq!(pieces(&data, from, 4, 5000, 3), [(0, from, data.len())]);
-        // A line longer than a piece: the pieces end after it.
-        let mut long = b"a\n".to_vec();
-        long.extend_from_slice(&[b'y'; 900]);
-        long.extend_from_slice(b"\nb\n");
-        assert_eq!(pieces(&long, 0, 3, 100, 1), [(0, 0, 903), (2, 903, 905)]);
     }
 
     #[test]
@@ -1003,7 +831,15 @@ mod tests {
         );
         for threads in [1, 2, 3] {
             let mut parallel = filter();
-            let (lines, found) = parallel_scan(&mut parallel, &text, threads, 1 << 17);
+            let mut found = Vec::new();
+            let lines = parallel
+                .scan_blocks(&text[..], threads, 1 << 17, &|m| m, &mut |line, found_| {
+                    found.push(LineMatch {
+                        line,
+                        found: found_,
+                    })
+                })
+                .expect("reads");
             assert_eq!(lines, 40_000);
             assert!(found == expected, "{threads} threads: same matches");
             assert_eq!(parallel.stats(), sequential.stats(), "{threads}");
