@@ -74,30 +74,6 @@ impl Lazy {
         })
     }
 
-    /// The regex crate's own forward search (its loop is the fastest) over `rest`, the text
-    /// without its `\n`, where it decides for the text with it: when it stopped before the
-    /// end of `rest`, on a match with `earliest`, or where the DFA died. Up to there it went
-    /// through the same states as a search of the whole text; `Some(end)` is the match end
-    /// it found (leftmost-first, or the first with `earliest`), if any. `None` when it read
-    /// all of `rest` (the `\n` and the end of the text may still decide), or gave up.
-    ///
-    /// How far it read is the growth of the cache's count of bytes searched, which its
-    /// searches end at the position they stop at (not counted when the cache was cleared).
-    fn search_short(&mut self, rest: &[u8], earliest: bool) -> Option<Option<usize>> {
-        let (clears, before) = (self.cache.clear_count(), self.cache.search_total_len());
-        let input = Input::new(rest).anchored(self.anchored).earliest(earliest);
-        let found = self.dfa.try_search_fwd(&mut self.cache, &input).ok()?;
-        let read = self.cache.search_total_len().checked_sub(before)?;
-        if self.cache.clear_count() != clears {
-            return None;
-        }
-        match found {
-            Some(m) if earliest && m.offset() < rest.len() => Some(Some(m.offset())),
-            _ if read < rest.len() => Some(found.map(|m| m.offset())),
-            _ => None,
-        }
-    }
-
     /// Runs the DFA over the text `body[from..]` followed by `\n` (a text of its own, nothing
     /// behind its start), as the regex crate's forward searches do: from the start state (of
     /// the search's anchoring), byte by byte, then the end of the text. Each match state is
@@ -184,41 +160,8 @@ pub(crate) struct Screen {
     /// Where the last verdict found the prefregex's content to start, when its anchored head
     /// DFA found it (the prefregex's match then starts at the text's start).
     content_start: Option<usize>,
-    /// Whether a one-pattern set tries the regex crate's search first.
-    short: ShortTrial,
-}
-
-/// The regex crate's search ([`Lazy::search_short`]) is faster than the screen's own walk,
-/// but only decides lines whose DFA dies before their end: where a pattern stays alive to the
-/// end (`^<HOST> -.*"…"$` on access logs) both would run. It is weighed over [`SHORT_TRIAL`]
-/// lines and, deciding under half of them, left out for [`SHORT_REST`] lines.
-#[derive(Debug, Clone, Default)]
-struct ShortTrial {
-    /// Lines since it was last weighed (or since it rests), and how many it decided.
-    searches: u32,
-    decided: u32,
-    resting: bool,
-}
-
-/// See [`ShortTrial`].
-const SHORT_TRIAL: u32 = 256;
-/// See [`ShortTrial`].
-const SHORT_REST: u32 = 16_384;
-
-impl ShortTrial {
-    /// Counts a line; true when the search is to be tried on it.
-    fn in_use(&mut self) -> bool {
-        self.searches += 1;
-        let (limit, resting) = if self.resting {
-            (SHORT_REST, false)
-        } else {
-            (SHORT_TRIAL, self.decided < SHORT_TRIAL / 2)
-        };
-        if self.searches >= limit {
-            (self.searches, self.decided, self.resting) = (0, 0, resting);
-        }
-        !self.resting
-    }
+    /// A one-pattern set's text, `\n` included, for the regex crate's search.
+    one_text: Vec<u8>,
 }
 
 fn set(patterns: &[String]) -> Option<regex::RegexSet> {
@@ -271,7 +214,7 @@ impl Screen {
             unanchored,
             exact,
             content_start: None,
-            short: ShortTrial::default(),
+            one_text: Vec::new(),
         })
     }
 
@@ -401,24 +344,19 @@ impl Screen {
             // One pattern: no set to tell apart. Searched leftmost-first to its end, it gives
             // the failregex's own match when it is exact and anchored (its match starts where
             // the search does), which the captures then need not search for again.
+            // The regex crate's own search (its unrolled loop is the fastest) over a copy of the
+            // text with its `\n`: one pass, whether the DFA dies early or reads to the end.
             let rest = body.get(from..).ok_or(())?;
-            let short = match self.short.in_use() {
-                true => set.search_short(rest, false),
-                false => None,
-            };
-            self.short.decided += u32::from(short.is_some());
-            let end = match short {
-                Some(end) => end,
-                None => {
-                    // Leftmost-first: the end of the last match before the DFA dies.
-                    let mut end = None;
-                    set.run(body, from, |_, _, _, at| {
-                        end = Some(at);
-                        false
-                    })?;
-                    end
-                }
-            };
+            let text = &mut self.one_text;
+            text.clear();
+            text.extend_from_slice(rest);
+            text.push(b'\n');
+            let input = Input::new(&text[..]).anchored(set.anchored);
+            let end = set
+                .dfa
+                .try_search_fwd(&mut set.cache, &input)
+                .map_err(drop)?
+                .map(|m| m.offset());
             return Ok(match end {
                 Some(end) => Verdict::Any(known_end.then_some(end)),
                 None => Verdict::Reject,
