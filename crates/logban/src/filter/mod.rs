@@ -28,7 +28,7 @@ pub use date::{Clock, DateDetector, FoundDate, parse_logtimezone};
 pub use pyregex::{BACKTRACK_LIMIT, BACKTRACK_STEPS_PER_BYTE, TranslateError};
 use pyregex::{Captures, Matcher};
 pub use scan::{LineMatch, WARMUP_LINES};
-use screen::{Candidates, Screen, Verdict};
+use screen::{Screen, Screened, Verdict};
 
 use crate::{Error, Failure, Result, canonical_addr};
 
@@ -659,17 +659,6 @@ impl Fail {
     }
 }
 
-/// What the screen found on the text the failregexes run on (see [`screen`]).
-#[derive(Debug, Clone, Copy)]
-struct Screened {
-    /// The failregexes that may match; `None`: every one.
-    candidates: Option<Candidates>,
-    /// Where the one failregex's match ends (see [`Verdict::Any`]).
-    match_end: Option<usize>,
-    /// Where the prefregex's content starts (see [`Screen::content_start`]).
-    content_start: Option<usize>,
-}
-
 /// The linear failregexes as one set, with their indexes among all failregexes.
 #[derive(Debug, Clone)]
 struct FailSet {
@@ -930,20 +919,7 @@ impl Filter {
                     self.rejected(found);
                     return Vec::new();
                 }
-                Verdict::Candidates(set) => {
-                    screened = Some(Screened {
-                        candidates: Some(set),
-                        match_end: None,
-                        content_start: screen.content_start(),
-                    });
-                }
-                Verdict::Any(match_end) => {
-                    screened = Some(Screened {
-                        candidates: None,
-                        match_end,
-                        content_start: screen.content_start(),
-                    });
-                }
+                Verdict::Found(found) => screened = Some(found),
                 Verdict::MayMatch => {}
             }
         }

@@ -157,9 +157,6 @@ pub(crate) struct Screen {
     /// By failregex (below 128): its pattern is its own superset, so the set's answer for it is
     /// the failregex's own `is_match` on the same text.
     exact: u128,
-    /// Where the last verdict found the prefregex's content to start, when its anchored head
-    /// DFA found it (the prefregex's match then starts at the text's start).
-    content_start: Option<usize>,
     /// A one-pattern set's text, `\n` included, for the regex crate's search.
     one_text: Vec<u8>,
 }
@@ -213,21 +210,14 @@ impl Screen {
             head,
             unanchored,
             exact,
-            content_start: None,
             one_text: Vec::new(),
         })
     }
 
-    /// Whether a [`Verdict::Candidates`] or [`Verdict::Any`] naming failregex `i` means that it
+    /// Whether a [`Verdict::Found`] naming failregex `i` among its candidates means that it
     /// matches the text it runs on (no superset was widened for it).
     pub(crate) fn is_exact(&self, i: usize) -> bool {
         i < 128 && self.exact & (1 << i) != 0
-    }
-
-    /// Where the last [`verdict`](Self::verdict) found the prefregex's content to start, from
-    /// the text's start (see [`Matcher::search_with_content_at`]).
-    pub(crate) fn content_start(&self) -> Option<usize> {
-        self.content_start
     }
 
     /// False only when no failregex can match `text` (the line without its date, plus `\n`).
@@ -274,7 +264,6 @@ impl Screen {
         body: &[u8],
         text: impl FnOnce() -> &'t str,
     ) -> Verdict {
-        self.content_start = None;
         let Some(prefregex) = prefregex else {
             return self.candidates(body, 0).unwrap_or(Verdict::MayMatch);
         };
@@ -290,13 +279,10 @@ impl Screen {
                     (Ok(()), None) => return Verdict::Reject,
                     // `head.` matches exactly where the whole prefregex does, and its `.` is
                     // the content's first character (see `Matcher::content_start`).
-                    (Ok(()), Some(end)) => {
-                        let start = char_start(body, end);
-                        if head.anchored == Anchored::Yes {
-                            self.content_start = Some(start);
-                        }
-                        Ok(Some(start))
-                    }
+                    (Ok(()), Some(end)) => Ok(Some((
+                        char_start(body, end),
+                        head.anchored == Anchored::Yes,
+                    ))),
                     (Err(()), _) => Err(()),
                 }
             }
@@ -318,9 +304,17 @@ impl Screen {
                 };
             }
         };
-        match start.map(|start| self.candidates(body, start)) {
-            Some(Ok(verdict)) => verdict,
-            Some(Err(())) => Verdict::MayMatch,
+        match start {
+            Some((start, anchored)) => match self.candidates(body, start) {
+                // An anchored head's match starts at the text's start: the prefregex's
+                // captures can start from its content.
+                Ok(Verdict::Found(found)) if anchored => Verdict::Found(Screened {
+                    content_start: Some(start),
+                    ..found
+                }),
+                Ok(verdict) => verdict,
+                Err(()) => Verdict::MayMatch,
+            },
             None => self.unanchored_verdict(text()),
         }
     }
@@ -358,7 +352,11 @@ impl Screen {
                 .map_err(drop)?
                 .map(|m| m.offset());
             return Ok(match end {
-                Some(end) => Verdict::Any(known_end.then_some(end)),
+                Some(end) => Verdict::Found(Screened {
+                    candidates: None,
+                    match_end: known_end.then_some(end),
+                    content_start: None,
+                }),
                 None => Verdict::Reject,
             });
         }
@@ -378,8 +376,11 @@ impl Screen {
         })?;
         Ok(match bits {
             0 => Verdict::Reject,
-            _ if n > 128 => Verdict::Any(None),
-            bits => Verdict::Candidates(Candidates(bits)),
+            bits => Verdict::Found(Screened {
+                candidates: (n <= 128).then_some(Candidates(bits)),
+                match_end: None,
+                content_start: None,
+            }),
         })
     }
 }
@@ -413,17 +414,28 @@ impl Candidates {
     }
 }
 
+/// What the screen found on the text the failregexes run on (the prefregex's content, or the
+/// whole text without a prefregex), for a line it did not reject.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Screened {
+    /// The failregexes that may match; `None`: every one.
+    pub(crate) candidates: Option<Candidates>,
+    /// For a filter of one failregex, where its match (starting at the text's start) ends,
+    /// when the screen knows it exactly.
+    pub(crate) match_end: Option<usize>,
+    /// Where the prefregex's content starts, when its anchored head's DFA found it (the
+    /// prefregex's match then starts at the text's start; see
+    /// [`Matcher::search_with_content_at`]).
+    pub(crate) content_start: Option<usize>,
+}
+
 /// The screen's answer for one line.
 #[derive(Debug)]
 pub(crate) enum Verdict {
     /// No failregex can match the line.
     Reject,
-    /// Only these failregexes can match the text they run on: the prefregex's content, or the
-    /// whole text without a prefregex, which is exactly what the screen saw.
-    Candidates(Candidates),
-    /// As `Candidates`, with every failregex a candidate; for a filter of one failregex, where
-    /// its match (starting at the text's start) ends, when the screen knows it exactly.
-    Any(Option<usize>),
+    /// Some may (see [`Screened`]).
+    Found(Screened),
     /// Some failregex may match; which, the screen cannot tell.
     MayMatch,
 }
@@ -553,8 +565,11 @@ mod tests {
         let n = s.set.dfa.pattern_len();
         match s.verdict(pref, pre, post, &mut String::new()) {
             Verdict::Reject => Vec::new(),
-            Verdict::Candidates(c) => c.iter().collect(),
-            Verdict::Any(_) | Verdict::MayMatch => (0..n).collect(),
+            Verdict::Found(Screened {
+                candidates: Some(c),
+                ..
+            }) => c.iter().collect(),
+            Verdict::Found(_) | Verdict::MayMatch => (0..n).collect(),
         }
     }
 
