@@ -15,7 +15,8 @@ if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
 # --- Debian packages -------------------------------------------------------------------------
 # age: interop tests; fail2ban: stock filters and sample logs; nftables/iproute2: firewall tests;
 # systemd: journald for the journal source; python3-venv: the virtualenv below; curl: S3 bucket setup.
-apt_packages=(age fail2ban nftables iproute2 systemd python3-venv curl)
+# gcc and make build the C parts of dependencies (ring, tikv-jemalloc-sys).
+apt_packages=(age fail2ban nftables iproute2 systemd python3-venv curl gcc make)
 py_packages=(pyrage "moto[s3]" flask flask-cors)
 py_imports=(pyrage moto flask flask_cors)
 # Each file in scripts/services/ adds what one crate's tests need: it appends to apt_packages,
