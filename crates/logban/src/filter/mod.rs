@@ -563,8 +563,37 @@ impl FilterMatch {
 /// Parses a failure id into a canonical address; anything else is not an address.
 pub fn parse_addr(id: &str) -> Option<IpAddr> {
     let id = id.trim_start_matches('[').trim_end_matches(']');
+    if let Some(v4) = dotted_quad(id.as_bytes()) {
+        return Some(IpAddr::V4(v4));
+    }
     let addr: IpAddr = id.parse().ok()?;
     Some(canonical_addr(addr))
+}
+
+/// A dotted quad as the standard library reads it (four octets of one to three decimal
+/// digits, no leading zero, none above 255), read without its general parser: most failure
+/// ids are one, and this runs for every failure of a flood.
+fn dotted_quad(text: &[u8]) -> Option<std::net::Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = text.split(|&b| b == b'.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || part.len() > 1 && part.first() == Some(&b'0') {
+            return None;
+        }
+        let mut value = 0u16;
+        for &digit in part {
+            if !digit.is_ascii_digit() {
+                return None;
+            }
+            value = value * 10 + u16::from(digit - b'0');
+        }
+        *octet = u8::try_from(value).ok()?;
+    }
+    parts
+        .next()
+        .is_none()
+        .then(|| std::net::Ipv4Addr::from(octets))
 }
 
 /// A line split around its date: the regexes see `pre + post`.
@@ -1509,6 +1538,15 @@ fn python_tuple(items: &[Option<&str>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn dotted_quads_read_as_the_standard_library_reads_them(
+            text in "[0-9.]{0,16}|([0-9]{1,3}\\.){3}[0-9]{1,3}|0[0-9.]{0,8}",
+        ) {
+            proptest::prop_assert_eq!(dotted_quad(text.as_bytes()), text.parse().ok());
+        }
+    }
 
     fn filter(failregex: &[&str]) -> Filter {
         FilterBuilder::new(FilterDefinition {

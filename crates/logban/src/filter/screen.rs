@@ -187,8 +187,10 @@ struct Runs {
     stride2: usize,
     /// By byte class: whether it holds one byte alone.
     single: Vec<bool>,
-    /// By a state's slot (see [`slot_of`]): the state and its run, or `None` for no run.
-    slots: Vec<Option<(LazyStateID, Option<u32>)>>,
+    /// By a state's slot (its number shifted by the stride, see [`number`]): the number and
+    /// the index of its run in `list` ([`NO_RUN`] for none). Unused slots hold [`NO_RUN`] as
+    /// their number, which no untagged state has.
+    slots: Vec<(u32, u32)>,
     /// The runs, by the number in their states' slots.
     list: Vec<Run>,
     /// The cache's clear count when the slots were filled.
@@ -217,10 +219,13 @@ const MAX_RUN: usize = 64;
 /// Slots for at most this many states: a DFA with more walks the rest byte by byte.
 const MAX_SLOTS: usize = 1 << 16;
 
-/// A state's slot: its id's number, which the cache spaces by its stride (read through
-/// `Hash`, the only way the id shows it). Only a key: each slot keeps its state, so an id read
-/// some other way costs speed, never a wrong run.
-fn slot_of(sid: LazyStateID, stride2: usize) -> usize {
+/// In a slot, no run (or no state).
+const NO_RUN: u32 = u32::MAX;
+
+/// A state's id as a number (read through `Hash`, the only way the id shows it), which the
+/// cache spaces by its stride. Each slot keeps the number of its state, so a number read some
+/// other way costs speed (runs not found), never a wrong run.
+fn number(sid: LazyStateID) -> Option<u32> {
     struct Number(u64);
     impl std::hash::Hasher for Number {
         fn finish(&self) -> u64 {
@@ -235,7 +240,7 @@ fn slot_of(sid: LazyStateID, stride2: usize) -> usize {
     }
     let mut number = Number(0);
     std::hash::Hash::hash(&sid, &mut number);
-    usize::try_from(number.0 >> stride2).unwrap_or(usize::MAX)
+    u32::try_from(number.0).ok().filter(|&n| n != NO_RUN)
 }
 
 impl Runs {
@@ -268,11 +273,13 @@ impl Runs {
     /// The run from the untagged state `sid`; `None` when not looked for yet.
     #[inline]
     fn at(&self, sid: LazyStateID) -> Option<RunAt<'_>> {
-        match self.slots.get(slot_of(sid, self.stride2)) {
-            Some(Some((state, run))) if *state == sid => Some(match run {
-                Some(i) => self.list.get(*i as usize).map_or(RunAt::None, RunAt::Run),
-                None => RunAt::None,
-            }),
+        let Some(n) = number(sid) else {
+            return Some(RunAt::None);
+        };
+        match self.slots.get((n >> self.stride2) as usize) {
+            Some(&(state, run)) if state == n => {
+                Some(self.list.get(run as usize).map_or(RunAt::None, RunAt::Run))
+            }
             _ if self.slots.len() >= MAX_SLOTS => Some(RunAt::None),
             _ => None,
         }
@@ -302,20 +309,21 @@ impl Runs {
                 bytes: bytes.into(),
                 end,
             });
-            u32::try_from(self.list.len() - 1).ok()
+            u32::try_from(self.list.len() - 1).unwrap_or(NO_RUN)
         } else {
-            None
+            NO_RUN
         };
-        let slot = slot_of(sid, self.stride2);
+        let Some(n) = number(sid) else { return Ok(()) };
+        let slot = (n >> self.stride2) as usize;
         if slot >= MAX_SLOTS {
-            self.slots.resize(MAX_SLOTS, None);
+            self.slots.resize(MAX_SLOTS, (NO_RUN, NO_RUN));
             return Ok(());
         }
         if slot >= self.slots.len() {
-            self.slots.resize(slot + 1, None);
+            self.slots.resize(slot + 1, (NO_RUN, NO_RUN));
         }
         if let Some(s) = self.slots.get_mut(slot) {
-            *s = Some((sid, run));
+            *s = (n, run);
         }
         Ok(())
     }
