@@ -27,7 +27,7 @@
 //! ([`PrefixGroup`]) and the head before a long tail without named groups ([`TailSplit`]) are
 //! found by reverse lazy DFAs where their ends are unique ([`Split`]).
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use regex_automata::hybrid::dfa::{Cache as LazyCache, DFA as LazyDfa, OverlappingState};
 use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
@@ -634,6 +634,32 @@ const SPLIT_MEMO_SPAN: usize = 64;
 /// At most this many places where `Y` may start are checked against `X`.
 const MAX_SPLITS: usize = 16;
 
+/// A pool of caches for a [`Split`]'s two DFAs.
+fn split_states(x_rev: &LazyDfa, y_rev: &LazyDfa) -> Pool<SplitState, MakeSplitCaches> {
+    let (x_rev, y_rev) = (x_rev.clone(), y_rev.clone());
+    let make: MakeSplitCaches = Box::new(move || {
+        (
+            LazyCache::new(&x_rev),
+            LazyCache::new(&y_rev),
+            Memo::default(),
+        )
+    });
+    Pool::new(make)
+}
+
+/// A clone has a pool of caches of its own (see [`Linear`]'s clones).
+impl Clone for Split {
+    fn clone(&self) -> Self {
+        Self {
+            caches: split_states(&self.x_rev, &self.y_rev),
+            x_rev: self.x_rev.clone(),
+            y_rev: self.y_rev.clone(),
+            x_suffix: self.x_suffix.clone(),
+            y_prefix: self.y_prefix.clone(),
+        }
+    }
+}
+
 impl Split {
     fn new(x: &Hir, y: &Hir) -> Option<Self> {
         let reverse = |h: &Hir| -> Option<LazyDfa> {
@@ -651,14 +677,6 @@ impl Split {
                 .ok()
         };
         let (x_rev, y_rev) = (reverse(x)?, reverse(y)?);
-        let (x_for_caches, y_for_caches) = (x_rev.clone(), y_rev.clone());
-        let make: MakeSplitCaches = Box::new(move || {
-            (
-                LazyCache::new(&x_for_caches),
-                LazyCache::new(&y_for_caches),
-                Memo::default(),
-            )
-        });
         let literal = |h: Option<&Hir>| match h.map(Hir::kind) {
             Some(HirKind::Literal(lit)) if !lit.0.is_empty() => {
                 Some(memchr::memmem::Finder::new(&lit.0).into_owned())
@@ -672,11 +690,11 @@ impl Split {
             _ => (literal(Some(x)), literal(Some(y))),
         };
         Some(Self {
+            caches: split_states(&x_rev, &y_rev),
             x_rev,
             y_rev,
             x_suffix,
             y_prefix,
-            caches: Pool::new(make),
         })
     }
 
@@ -775,6 +793,17 @@ struct GroupFreeHead {
     tail_states: Pool<SearchState, MakeCache>,
 }
 
+/// A clone has pools of its own (see [`Linear`]'s clones).
+impl Clone for GroupFreeHead {
+    fn clone(&self) -> Self {
+        Self {
+            split: self.split.clone(),
+            tail_states: search_states(&self.tail),
+            tail: self.tail.clone(),
+        }
+    }
+}
+
 impl GroupFreeHead {
     fn new(pattern: &str, multiline: bool) -> Option<Self> {
         let config = syntax::Config::new().multi_line(multiline);
@@ -826,7 +855,7 @@ impl GroupFreeHead {
 /// A content head whose one group comes first and holds no other: `^(?P<g>X)Y` (sshd's
 /// `^<F-MLFID>…</F-MLFID>%(__pref)s`). Once the head's DFA has found where the content starts,
 /// the group ends where [`Split`] says `X` and `Y` meet: no capture search.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct PrefixGroup {
     split: Split,
 }
@@ -1007,17 +1036,7 @@ struct AsciiCaptures {
     starts_at_text_start: bool,
     /// Where the pattern ends in a long part without named groups.
     tail: Option<Box<TailSplit>>,
-    /// What the [`Memo`]s of all threads learnt, asked when a thread's own has no answer:
-    /// threads that scan one log in chunks see the same shapes of lines, and a search costs
-    /// far more than a lock taken only on a thread's own miss.
-    shared: Mutex<SharedMemo>,
 }
-
-/// See [`AsciiCaptures::shared`]: results relative to the span's start, by key.
-type SharedMemo = std::collections::HashMap<Box<[u8]>, Option<Spans>, foldhash::fast::RandomState>;
-
-/// Results the shared memo keeps before it starts over.
-const SHARED_MEMO_ENTRIES: usize = 4 * MEMO_ENTRIES;
 
 /// A pattern `A B Y` whose first items `A` and last items `Y` hold no named group, one of
 /// them matching at least [`TAIL_SPLIT_LEN`] bytes (nginx-botsearch's
@@ -1027,6 +1046,7 @@ const SHARED_MEMO_ENTRIES: usize = 4 * MEMO_ENTRIES;
 /// reads: they are reported as not taking part. `B` alone is searched where a literal splits
 /// it from `A`, or while the memo of `A B` rests: where `A B` repeats the classes of its text,
 /// a memo's answer costs less than the split by DFAs.
+#[derive(Clone)]
 struct TailSplit {
     /// Between `A B` and `Y`, when `Y` is long enough to be worth it (else `Y` is in `head`).
     split: Option<Split>,
@@ -1088,6 +1108,19 @@ impl std::fmt::Debug for AsciiCaptures {
     }
 }
 
+/// A clone has pools of its own (see [`Linear`]'s clones).
+impl Clone for AsciiCaptures {
+    fn clone(&self) -> Self {
+        Self {
+            bt: self.bt.clone(),
+            groups: self.groups,
+            caches: search_states(&self.bt),
+            starts_at_text_start: self.starts_at_text_start,
+            tail: self.tail.clone(),
+        }
+    }
+}
+
 impl AsciiCaptures {
     fn new(pattern: &str, multiline: bool) -> Option<Self> {
         let config = syntax::Config::new()
@@ -1118,7 +1151,6 @@ impl AsciiCaptures {
             bt,
             starts_at_text_start: hir.properties().look_set_prefix().contains(Look::Start),
             tail: None,
-            shared: Mutex::default(),
         })
     }
 
@@ -1172,16 +1204,8 @@ impl AsciiCaptures {
                     .collect()
             })
         };
-        if memo_in_use {
-            if let Some(found) = memo.lookup() {
-                return Some(Ok(rebase(found)));
-            }
-            let shared = self.shared.lock().ok();
-            if let Some(kept) = shared.and_then(|m| m.get(memo.key.as_slice()).cloned()) {
-                let found = rebase(&kept);
-                memo.keep(kept);
-                return Some(Ok(found));
-            }
+        if memo_in_use && let Some(found) = memo.lookup() {
+            return Some(Ok(rebase(found)));
         }
         let input = Input::new(hay).span(start..end).anchored(Anchored::Yes);
         if self.bt.try_search(cache, &input, caps).is_err() {
@@ -1201,12 +1225,6 @@ impl AsciiCaptures {
                 .map(|g| g.map(|(s, e)| (s - start, e - start)))
                 .collect()
         });
-        if let Ok(mut shared) = self.shared.lock() {
-            if shared.len() >= SHARED_MEMO_ENTRIES {
-                shared.clear();
-            }
-            shared.insert(memo.key.as_slice().into(), kept.clone());
-        }
         memo.keep(kept);
         Some(Ok(found))
     }
@@ -1298,6 +1316,11 @@ fn spans_of(
 }
 
 /// A `regex` pattern and the helpers that resolve its captures on long matches.
+///
+/// A clone (a filter for each worker thread) holds what was compiled so far, with pools of
+/// caches of its own, and compiles the rest on its own: a pool's first thread takes its cache
+/// without a lock, and the value it writes sits next to what every other thread reads first
+/// (nginx-limit-req on two threads: a tenth of the time went to that one cache line).
 #[derive(Debug, Clone)]
 struct Linear {
     /// The pattern (regex syntax), parsed when built.
@@ -1306,21 +1329,21 @@ struct Linear {
     names: Vec<Option<String>>,
     /// Compiled on first use: most of a filter's failregexes never run (the screen's set
     /// rejects their lines), and compiling each was most of a filter's start-up.
-    re: Arc<OnceLock<Result<regex::Regex, String>>>,
+    re: OnceLock<Result<regex::Regex, String>>,
     multiline: bool,
     /// For a pattern ending in [`CONTENT_TAIL`]: the head followed by one `.`.
     content_head: Option<regex::Regex>,
     /// Built on first use: the split at the first item with a capture group.
-    split: Arc<OnceLock<Option<GroupFreeHead>>>,
+    split: OnceLock<Option<GroupFreeHead>>,
     /// Built on first use: the ASCII-only backtracker (`None` if it does not compile).
-    ascii: Arc<OnceLock<Option<BoundedBacktracker>>>,
+    ascii: OnceLock<Option<BoundedBacktracker>>,
     /// Built on first use: the Unicode backtracker.
-    unicode: Arc<OnceLock<Option<BoundedBacktracker>>>,
+    unicode: OnceLock<Option<BoundedBacktracker>>,
     /// Built on first use: captures of short ASCII haystacks, for the pattern and its head.
-    short_ascii: Arc<OnceLock<Option<AsciiCaptures>>>,
-    head_short_ascii: Arc<OnceLock<Option<AsciiCaptures>>>,
+    short_ascii: OnceLock<Option<AsciiCaptures>>,
+    head_short_ascii: OnceLock<Option<AsciiCaptures>>,
     /// Built on first use: the content head's group found by DFAs (see [`PrefixGroup`]).
-    prefix_group: Arc<OnceLock<Option<PrefixGroup>>>,
+    prefix_group: OnceLock<Option<PrefixGroup>>,
 }
 
 impl Linear {
@@ -1356,15 +1379,15 @@ impl Linear {
         Ok(Self {
             pattern: pattern.into(),
             names,
-            re: Arc::default(),
+            re: OnceLock::new(),
             multiline,
             content_head,
-            split: Arc::default(),
-            ascii: Arc::default(),
-            unicode: Arc::default(),
-            short_ascii: Arc::default(),
-            head_short_ascii: Arc::default(),
-            prefix_group: Arc::default(),
+            split: OnceLock::new(),
+            ascii: OnceLock::new(),
+            unicode: OnceLock::new(),
+            short_ascii: OnceLock::new(),
+            head_short_ascii: OnceLock::new(),
+            prefix_group: OnceLock::new(),
         })
     }
 
