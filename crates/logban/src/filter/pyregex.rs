@@ -1279,7 +1279,7 @@ impl AsciiCaptures {
 /// on a short ASCII haystack, `re`'s DFA finds the match and `ascii` resolves its groups.
 fn spans_of(
     re: &regex::Regex,
-    ascii: &OnceLock<Option<AsciiCaptures>>,
+    ascii: &Compiled<Option<AsciiCaptures>>,
     multiline: bool,
     hay: &str,
     start: usize,
@@ -1317,10 +1317,10 @@ fn spans_of(
 
 /// A `regex` pattern and the helpers that resolve its captures on long matches.
 ///
-/// A clone (a filter for each worker thread) holds what was compiled so far, with pools of
-/// caches of its own, and compiles the rest on its own: a pool's first thread takes its cache
-/// without a lock, and the value it writes sits next to what every other thread reads first
-/// (nginx-limit-req on two threads: a tenth of the time went to that one cache line).
+/// A clone (a filter for each worker thread) searches with pools of caches of its own (see
+/// [`Compiled`]): a pool's first thread takes its cache without a lock, and the value it writes
+/// sits next to what every other thread reads first (nginx-limit-req on two threads: a tenth
+/// of the time went to that one cache line).
 #[derive(Debug, Clone)]
 struct Linear {
     /// The pattern (regex syntax), parsed when built.
@@ -1329,21 +1329,55 @@ struct Linear {
     names: Vec<Option<String>>,
     /// Compiled on first use: most of a filter's failregexes never run (the screen's set
     /// rejects their lines), and compiling each was most of a filter's start-up.
-    re: OnceLock<Result<regex::Regex, String>>,
+    re: Compiled<Result<regex::Regex, String>>,
     multiline: bool,
     /// For a pattern ending in [`CONTENT_TAIL`]: the head followed by one `.`.
     content_head: Option<regex::Regex>,
     /// Built on first use: the split at the first item with a capture group.
-    split: OnceLock<Option<GroupFreeHead>>,
+    split: Compiled<Option<GroupFreeHead>>,
     /// Built on first use: the ASCII-only backtracker (`None` if it does not compile).
-    ascii: OnceLock<Option<BoundedBacktracker>>,
+    ascii: Compiled<Option<BoundedBacktracker>>,
     /// Built on first use: the Unicode backtracker.
-    unicode: OnceLock<Option<BoundedBacktracker>>,
+    unicode: Compiled<Option<BoundedBacktracker>>,
     /// Built on first use: captures of short ASCII haystacks, for the pattern and its head.
-    short_ascii: OnceLock<Option<AsciiCaptures>>,
-    head_short_ascii: OnceLock<Option<AsciiCaptures>>,
+    short_ascii: Compiled<Option<AsciiCaptures>>,
+    head_short_ascii: Compiled<Option<AsciiCaptures>>,
     /// Built on first use: the content head's group found by DFAs (see [`PrefixGroup`]).
-    prefix_group: OnceLock<Option<PrefixGroup>>,
+    prefix_group: Compiled<Option<PrefixGroup>>,
+}
+
+/// Built on first use, once for a pattern and all its clones (a prototype that no search
+/// uses), and copied from it for each clone that searches: each copy has pools of caches of
+/// its own, and nothing is compiled twice.
+#[derive(Debug)]
+struct Compiled<T> {
+    prototype: Arc<OnceLock<T>>,
+    own: OnceLock<T>,
+}
+
+impl<T> Default for Compiled<T> {
+    fn default() -> Self {
+        Self {
+            prototype: Arc::default(),
+            own: OnceLock::new(),
+        }
+    }
+}
+
+impl<T: Clone> Clone for Compiled<T> {
+    fn clone(&self) -> Self {
+        Self {
+            prototype: Arc::clone(&self.prototype),
+            own: self.own.clone(),
+        }
+    }
+}
+
+impl<T: Clone> Compiled<T> {
+    fn get_or_init(&self, build: impl FnOnce() -> T) -> &T {
+        self.own
+            .get_or_init(|| self.prototype.get_or_init(build).clone())
+    }
 }
 
 impl Linear {
@@ -1379,15 +1413,15 @@ impl Linear {
         Ok(Self {
             pattern: pattern.into(),
             names,
-            re: OnceLock::new(),
+            re: Compiled::default(),
             multiline,
             content_head,
-            split: OnceLock::new(),
-            ascii: OnceLock::new(),
-            unicode: OnceLock::new(),
-            short_ascii: OnceLock::new(),
-            head_short_ascii: OnceLock::new(),
-            prefix_group: OnceLock::new(),
+            split: Compiled::default(),
+            ascii: Compiled::default(),
+            unicode: Compiled::default(),
+            short_ascii: Compiled::default(),
+            head_short_ascii: Compiled::default(),
+            prefix_group: Compiled::default(),
         })
     }
 
@@ -1821,6 +1855,32 @@ impl Matcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compiled_parts_are_built_once_for_all_clones_and_copied_for_each() {
+        let builds = std::cell::Cell::new(0);
+        let build = |value: u8| {
+            builds.set(builds.get() + 1);
+            vec![value]
+        };
+        let first: Compiled<Vec<u8>> = Compiled::default();
+        let before_use = first.clone();
+        assert_eq!(first.get_or_init(|| build(1)), &[1]);
+        // A clone made before the first use copies the prototype instead of building.
+        assert_eq!(before_use.get_or_init(|| build(2)), &[1]);
+        let after_use = first.clone();
+        assert_eq!(after_use.get_or_init(|| build(3)), &[1]);
+        assert_eq!(builds.get(), 1);
+        // Each copy is its own (its pools too, for the types that have them).
+        assert!(!std::ptr::eq(
+            first.get_or_init(|| build(4)),
+            after_use.get_or_init(|| build(5))
+        ));
+        assert!(!std::ptr::eq(
+            first.get_or_init(|| build(4)),
+            before_use.get_or_init(|| build(5))
+        ));
+    }
 
     fn tr(p: &str) -> String {
         translate(p).expect("translates").pattern
