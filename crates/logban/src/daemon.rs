@@ -87,6 +87,8 @@ impl Daemon {
             let journalmatch = definition.journalmatch.clone();
             let filter = FilterBuilder::new(definition)
                 .with_clock(jail.filter_clock()?)
+                // The jails count attempts and never read a match's lines.
+                .with_matched_lines(false)
                 .build()
                 .map_err(|e| jail_error(jail, &format!("filter {spec}"), e))?;
             filters.push((jail, filter, journalmatch));

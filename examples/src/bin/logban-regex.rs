@@ -74,6 +74,8 @@ fn main() -> anyhow::Result<()> {
         // failregex; the report and `--all` try every failregex, as `fail2ban-regex` does.
         .with_check_all_regex(!args.json || args.all)
         .with_comment_lines_skipped(true)
+        // No output shows a match's lines: a flood's matches copy none.
+        .with_matched_lines(false)
         .build()
         .with_context(|| format!("compiling filter {}", args.filter))?;
 

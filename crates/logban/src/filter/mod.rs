@@ -87,6 +87,7 @@ pub struct FilterBuilder {
     check_all_regex: bool,
     use_dns: UseDns,
     skip_comments: bool,
+    keep_lines: bool,
 }
 
 impl FilterBuilder {
@@ -98,6 +99,7 @@ impl FilterBuilder {
             check_all_regex: false,
             use_dns: UseDns::default(),
             skip_comments: false,
+            keep_lines: true,
         }
     }
 
@@ -119,6 +121,15 @@ impl FilterBuilder {
     /// line of a real log is data.
     pub fn with_comment_lines_skipped(mut self, yes: bool) -> Self {
         self.skip_comments = yes;
+        self
+    }
+
+    /// Whether a one-line match keeps a copy of its line in [`FilterMatch::lines`] (on by
+    /// default). Off, its `lines` stay empty and [`FilterMatch::attempts`] still counts it:
+    /// a flood's matches then copy no line (the daemon and `logban-regex` read no match's
+    /// lines). Multi-line sessions (`<F-MLFID>`, `maxlines`) keep their lines either way.
+    pub fn with_matched_lines(mut self, yes: bool) -> Self {
+        self.keep_lines = yes;
         self
     }
 
@@ -242,6 +253,7 @@ impl FilterBuilder {
             clock: self.clock,
             check_all_regex: self.check_all_regex,
             skip_comments: self.skip_comments,
+            keep_lines: self.keep_lines,
             buffer: Vec::new(),
             mlfid: MlfidCache::default(),
             last_date: None,
@@ -852,6 +864,8 @@ pub struct Filter {
     clock: Clock,
     check_all_regex: bool,
     skip_comments: bool,
+    /// See [`FilterBuilder::with_matched_lines`].
+    keep_lines: bool,
     buffer: Vec<TupleLine>,
     mlfid: MlfidCache,
     last_date: Option<f64>,
@@ -1256,10 +1270,12 @@ impl Filter {
                     groups.insert_absent(name, value);
                 }
             }
-            let matched_text: Vec<Arc<str>> = if org.is_empty() {
-                vec![line.line.into()]
-            } else {
-                matched_lines.iter().map(|l| l.full().into()).collect()
+            let matched_text = || -> Vec<Arc<str>> {
+                if org.is_empty() {
+                    vec![line.line.into()]
+                } else {
+                    matched_lines.iter().map(|l| l.full().into()).collect()
+                }
             };
             let mut fail = Fail {
                 groups,
@@ -1269,7 +1285,7 @@ impl Filter {
             let mut keep_in_cache = false;
             match &mlfid {
                 Some(id) => {
-                    keep_in_cache = self.merge_failure(id, &mut fail, matched_text);
+                    keep_in_cache = self.merge_failure(id, &mut fail, matched_text());
                     if fail.truthy("nofail") && !self.check_all_regex {
                         if keep_in_cache {
                             self.mlfid.put(id, fail, self.clock.now());
@@ -1277,10 +1293,12 @@ impl Filter {
                         return out;
                     }
                 }
+                // A one-line match without its line still counts one attempt.
+                None if !self.keep_lines && org.is_empty() => {}
                 None => {
                     fail.matches
                         .get_or_insert_with(Vec::new)
-                        .extend(matched_text);
+                        .extend(matched_text());
                 }
             }
             // The id: `fid`, else `ip4`, `ip6`, `dns`; the address: `ip4`, else `ip6`. One
@@ -1547,6 +1565,42 @@ fn python_tuple(items: &[Option<&str>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_matched_lines_a_match_is_the_same_but_its_lines() {
+        let def = FilterDefinition {
+            failregex: vec![r"^\s*fail from <HOST>( user (?P<user>\S+))?$".into()],
+            ..FilterDefinition::default()
+        };
+        let lines = [
+            "2026-03-01 10:00:00 fail from 192.0.2.7",
+            "2026-03-01 10:00:01 fail from 2001:db8::7 user bob",
+            "2026-03-01 10:00:02 nothing here",
+        ];
+        let clock = Clock::fixed(jiff::tz::TimeZone::UTC, 1_772_400_000);
+        let build = |keep: bool| {
+            FilterBuilder::new(def.clone())
+                .with_clock(clock.clone())
+                .with_matched_lines(keep)
+                .build()
+                .expect("filter")
+        };
+        let (mut with, mut without) = (build(true), build(false));
+        let mut matched = 0;
+        for line in lines {
+            let (kept, bare) = (with.process_line(line), without.process_line(line));
+            assert_eq!(kept.len(), bare.len(), "{line}");
+            for (kept, mut bare) in kept.into_iter().zip(bare) {
+                assert_eq!(kept.lines, [Arc::<str>::from(line)]);
+                assert!(bare.lines.is_empty());
+                assert_eq!((kept.attempts(), bare.attempts()), (1, 1));
+                bare.lines = kept.lines.clone();
+                assert_eq!(kept, bare);
+                matched += 1;
+            }
+        }
+        assert_eq!(matched, 2);
+    }
 
     proptest::proptest! {
         #[test]

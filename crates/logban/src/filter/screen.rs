@@ -15,10 +15,11 @@
 //! anchors and word boundaries dropped too (still a superset on any substring). A line the
 //! screen rejects yields nothing, exactly as the full path would.
 //!
-//! The walks are latency-bound (each byte's table lookup waits for the one before), so the
-//! literals of the patterns are not walked: where the DFA can go on with one byte only, then
-//! one only again (`limiting requests, excess: `), the walk compares those bytes at once and
-//! jumps to the state after them (nginx-limit-req: 10 % less CPU a line).
+//! Each byte a walk reads costs a table lookup that waits for the one before, so the literals
+//! of the patterns are not walked: where the DFA can go on with one byte only, then one only
+//! again (`limiting requests, excess: `), the walk compares those bytes at once and jumps to
+//! the state after them (nginx-limit-req: 10 % less CPU a line). The walks read a table of
+//! their own (see `Table`), whose entries flag where they must stop.
 
 use std::sync::Arc;
 
