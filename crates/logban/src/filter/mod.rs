@@ -743,6 +743,33 @@ impl FailSet {
     }
 }
 
+/// The failregexes a text may match: every one (of this many), the screen's candidates, or
+/// the fallback set's (no allocation for the first two, a line's common cases).
+enum CandidateSet {
+    All(usize),
+    Screened(screen::Candidates),
+    Listed(Vec<bool>),
+}
+
+impl CandidateSet {
+    fn contains(&self, i: usize) -> bool {
+        match self {
+            Self::All(total) => i < *total,
+            Self::Screened(found) => found.contains(i),
+            Self::Listed(may) => may.get(i).copied().unwrap_or(false),
+        }
+    }
+
+    /// Whether one after failregex `i` may match.
+    fn any_after(&self, i: usize) -> bool {
+        match self {
+            Self::All(total) => i + 1 < *total,
+            Self::Screened(found) => found.any_after(i),
+            Self::Listed(may) => may.get(i + 1..).is_some_and(|rest| rest.contains(&true)),
+        }
+    }
+}
+
 /// fail2ban's multi-line session cache: at most 100 sessions, the oldest evicted first, each
 /// kept 5 minutes (`Utils.Cache(maxCount=100, maxTime=5*60)`).
 ///
@@ -1162,7 +1189,7 @@ impl Filter {
         let mut matched_any = false;
         let mut ignored_any = false;
         let total = self.failregex.len();
-        let mut candidates: Option<Vec<bool>> = None;
+        let mut candidates: Option<CandidateSet> = None;
         // Candidates from the screen on this very text: for a failregex the screen holds
         // exactly, being one means matching.
         let mut from_screen = screened.is_some();
@@ -1182,23 +1209,17 @@ impl Filter {
             let cands = candidates.get_or_insert_with(|| match screened.take() {
                 Some(Screened {
                     candidates: None, ..
-                }) => vec![true; total],
+                }) => CandidateSet::All(total),
                 Some(Screened {
                     candidates: Some(found),
                     ..
-                }) => {
-                    let mut out = vec![false; total];
-                    for i in found.iter() {
-                        out[i] = true;
-                    }
-                    out
-                }
+                }) => CandidateSet::Screened(found),
                 None => match fail_set() {
-                    Some(set) => set.candidates(text, total),
-                    None => vec![true; total],
+                    Some(set) => CandidateSet::Listed(set.candidates(text, total)),
+                    None => CandidateSet::All(total),
                 },
             });
-            if !cands[idx] {
+            if !cands.contains(idx) {
                 continue;
             }
             if self.ends_session[idx]
@@ -1259,8 +1280,7 @@ impl Filter {
             if !pre_groups.is_empty() {
                 // The prefregex's groups, where the failregex has none of that name; they go
                 // to the last regex that can match without a copy.
-                let last =
-                    idx + 1 == total || (self.maxlines == 1 && !cands[idx + 1..].contains(&true));
+                let last = idx + 1 == total || (self.maxlines == 1 && !cands.any_after(idx));
                 let pre = if last {
                     std::mem::take(&mut pre_groups)
                 } else {

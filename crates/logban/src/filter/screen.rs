@@ -648,14 +648,20 @@ fn char_start(body: &[u8], end: usize) -> usize {
 pub(crate) struct Candidates(u128);
 
 impl Candidates {
-    /// The indexes, in increasing order.
-    pub(crate) fn iter(self) -> impl Iterator<Item = usize> {
-        let mut bits = self.0;
-        std::iter::from_fn(move || {
-            let i = bits.trailing_zeros() as usize;
-            bits &= bits.checked_sub(1)?;
-            Some(i)
-        })
+    /// Whether failregex `i` is one.
+    pub(crate) fn contains(self, i: usize) -> bool {
+        u32::try_from(i)
+            .ok()
+            .and_then(|i| self.0.checked_shr(i))
+            .is_some_and(|bits| bits & 1 != 0)
+    }
+
+    /// Whether one after failregex `i` is.
+    pub(crate) fn any_after(self, i: usize) -> bool {
+        u32::try_from(i + 1)
+            .ok()
+            .and_then(|i| self.0.checked_shr(i))
+            .is_some_and(|bits| bits != 0)
     }
 }
 
@@ -813,7 +819,7 @@ mod tests {
             Verdict::Found(Screened {
                 candidates: Some(c),
                 ..
-            }) => c.iter().collect(),
+            }) => (0..n).filter(|&i| c.contains(i)).collect(),
             Verdict::Found(_) | Verdict::MayMatch => (0..n).collect(),
         }
     }
@@ -895,6 +901,16 @@ mod tests {
         assert!(screened(&mut s, Some(&pref), "", "h d[1]: Accepted").is_empty());
         assert!(screened(&mut s, Some(&pref), "", "h c[1]: Failed x").is_empty());
         assert!(screened(&mut s, Some(&pref), "", "").is_empty());
+    }
+
+    #[test]
+    fn candidates_say_which_failregexes_and_whether_one_comes_later() {
+        let found = Candidates(1 | 1 << 5 | 1 << 127);
+        let listed: Vec<usize> = (0..200).filter(|&i| found.contains(i)).collect();
+        assert_eq!(listed, [0, 5, 127]);
+        assert!(found.any_after(0) && found.any_after(5) && found.any_after(126));
+        assert!(!found.any_after(127) && !found.any_after(500));
+        assert!(!Candidates(1 << 3).any_after(3) && Candidates(1 << 3).any_after(2));
     }
 
     /// The limit_req failregex of the stock nginx-limit-req filter, `<HOST>` shortened.
