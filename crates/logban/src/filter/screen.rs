@@ -188,8 +188,8 @@ struct Table {
     states: Vec<StateInfo>,
     /// The numbers of the lazy DFA's states met.
     numbers: std::collections::HashMap<LazyStateID, u32, foldhash::fast::RandomState>,
-    /// The start state, by anchoring.
-    start: Option<(Anchored, u32)>,
+    /// The start state's number (a lazy DFA is searched with one anchoring).
+    start: Option<u32>,
     /// The lazy DFA cache's clear count when the table was filled.
     clears: usize,
 }
@@ -279,18 +279,16 @@ impl Table {
         self.start = None;
     }
 
-    /// The number of the start state for `anchored`.
+    /// The number of the start state for `anchored`, the same at every call.
     fn start(&mut self, dfa: &DFA, cache: &mut Cache, anchored: Anchored) -> Result<u32, ()> {
-        if let Some((a, state)) = self.start
-            && a == anchored
-        {
+        if let Some(state) = self.start {
             return Ok(state);
         }
         let config = start::Config::new().anchored(anchored);
         let sid = dfa.start_state(cache, &config).map_err(drop)?;
         self.check_clears(cache)?;
         let state = self.number(dfa, cache, sid)? & !SLOW;
-        self.start = Some((anchored, state));
+        self.start = Some(state);
         Ok(state)
     }
 
